@@ -1,0 +1,1 @@
+"""The kgmon command line."""

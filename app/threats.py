@@ -1,0 +1,45 @@
+"""The threat vocabulary shared by every transport: types, severities, one event.
+
+Numbers are the ring's (docs/shm-ring-v2.md), names are the WebSocket
+protocol's (docs/websocket.md). Unknown numbers read as Unknown; unknown
+severity names read as Medium, as the protocol says.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+THREAT_TYPES = (
+    "Unknown",
+    "UnicodeInvisible",
+    "UnicodeBiDi",
+    "UnicodeHomoglyph",
+    "InjectionAttempt",
+    "PathTraversal",
+    "SuspiciousPattern",
+    "RateLimitViolation",
+)
+THREAT_TYPE_NUMBER = {name: i for i, name in enumerate(THREAT_TYPES)}
+
+SEVERITIES = (None, "Low", "Medium", "High", "Critical")  # index = ring number, 1..4
+SEVERITY_NUMBER = {name: i for i, name in enumerate(SEVERITIES) if name}
+LOW, MEDIUM, HIGH, CRITICAL = 1, 2, 3, 4
+
+
+def threat_type_name(number: int) -> str:
+    return THREAT_TYPES[number] if 0 <= number < len(THREAT_TYPES) else "Unknown"
+
+
+def severity_name(number: int) -> str:
+    return SEVERITIES[number] if 1 <= number <= 4 else "Medium"
+
+
+class Threat(NamedTuple):
+    """One threat, whatever transport brought it. Text fields are untrusted."""
+
+    threat_type: int  # ring number, 0..7
+    severity: int  # 1..4
+    blocked: bool
+    source: str
+    details: str
+    timestamp_unix_us: int  # wall clock of the threat
