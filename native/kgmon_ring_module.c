@@ -463,17 +463,20 @@ static void reader_dealloc(ReaderObject *self) {
         return NULL;                                                            \
     }
 
-/* poll(timeout=0.1) -> [Event, ...]; [] when nothing came in time, the ring
- * closed, or stop() was called. Spins, sleeps and reads with the GIL released. */
+/* poll(timeout=0.1, max_events=0) -> [Event, ...]; [] when nothing came in
+ * time, the ring closed, or stop() was called. Spins, sleeps and reads with
+ * the GIL released. max_events > 0 caps the batch below the reader's size. */
 static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"timeout", NULL};
+    static char *kwlist[] = {"timeout", "max_events", NULL};
     double timeout = 0.1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|d", kwlist, &timeout)) return NULL;
+    Py_ssize_t max_events = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|dn", kwlist, &timeout, &max_events)) return NULL;
     READER_OPEN(self);
     if (self->in_poll) return PyErr_Format(PyExc_RuntimeError, "poll() is already running in another thread");
     uint64_t timeout_ns = timeout <= 0 ? 0 : (uint64_t)(timeout * 1e9);
     kg_batch b = {.events = self->events, .capacity = self->capacity, .text = self->text,
                   .text_capacity = self->text_capacity};
+    if (max_events > 0 && (size_t)max_events < b.capacity) b.capacity = (size_t)max_events;
     self->in_poll = 1;
     Py_BEGIN_ALLOW_THREADS;
     kg_reader_read(&self->r, &b);
@@ -607,7 +610,7 @@ static PyGetSetDef reader_getset[] = {
 
 static PyMethodDef reader_methods[] = {
     {"poll", (PyCFunction)(void (*)(void))reader_poll, METH_VARARGS | METH_KEYWORDS,
-     "poll(timeout=0.1) -> list of Event; waits with the GIL released"},
+     "poll(timeout=0.1, max_events=0) -> list of Event; waits with the GIL released"},
     {"stop", (PyCFunction)reader_stop, METH_NOARGS, "wake a poll() in another thread and make it return"},
     {"resume", (PyCFunction)reader_resume, METH_NOARGS, "undo stop()"},
     {"health", (PyCFunction)reader_health, METH_NOARGS, "status: 0 ok, 11 stale, 12 closed, 13 replaced"},

@@ -1,0 +1,150 @@
+"""Following the ring across writer restarts, with exact counts.
+
+`RingFollower` is what a headless reader (and later the transport manager)
+uses to say "give me the threats in the ring at this path, whoever writes it":
+
+- attach() opens the ring after every health check, or raises RingError;
+- poll() returns a batch of events, or raises WriterGone once the writer has
+  closed, died (its process is gone, or its heartbeat is older than 3 s) or
+  been replaced, and only after every event still in the old ring was read;
+- after WriterGone, attach() again picks up the next writer's ring (a new
+  generation) from its first event; events of that generation published
+  before we attached and no longer in the ring are counted as missed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from app import _ring
+from app.ring.errors import RingError, Status
+from app.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_reader
+
+# A writer whose process is gone is believed gone once its heartbeat is also
+# this old (the pid may be from another pid namespace, so it alone is not proof).
+PID_GONE_HEARTBEAT_NS = 1_000_000_000
+HEALTH_CHECK_INTERVAL_NS = 100_000_000
+
+
+class WriterGone(Exception):
+    """The ring's writer closed, died or was replaced; everything it left was read."""
+
+    def __init__(self, status: Status, reason: str):
+        self.status = status
+        super().__init__(reason)
+
+
+@dataclass
+class Counts:
+    delivered: int = 0
+    missed: int = 0
+    corrupt: int = 0
+
+    @property
+    def accounted(self) -> int:
+        return self.delivered + self.missed + self.corrupt
+
+
+@dataclass
+class RingFollower:
+    path: str
+    start: Start = "oldest"
+    spin_ns: int = DEFAULT_SPIN_NS
+    adaptive: bool = True
+    counts: Counts = field(default_factory=Counts)
+    reader: _ring.Reader | None = None
+    _attached_before: bool = False
+    _last_health_ns: int = 0
+    _base: Counts = field(default_factory=Counts)  # counts of readers already closed
+
+    def attach(self) -> _ring.Reader:
+        """Open the ring (RingError if it cannot be used)."""
+        start = self.start if not self._attached_before else "oldest"
+        self.reader = open_reader(self.path, start=start, spin_ns=self.spin_ns, adaptive=self.adaptive)
+        if self._attached_before:
+            # A new writer: its events before what the ring still holds were never seen.
+            self._base.missed += self.reader.cursor
+        self._attached_before = True
+        self._sync_counts()
+        return self.reader
+
+    @property
+    def generation(self) -> int | None:
+        return self.reader.generation if self.reader else None
+
+    def poll(self, timeout: float = 0.1, max_events: int = 0) -> list[Event]:
+        """Events since the last poll (at most max_events if > 0); [] if none
+        came within `timeout`. Raises WriterGone when the writer is gone and
+        its ring is drained."""
+        reader = self.reader
+        if reader is None:
+            raise RuntimeError("attach() first")
+        events = reader.poll(timeout, max_events)
+        self._sync_counts()
+        if events:
+            return events
+        now = time.monotonic_ns()
+        if timeout > 0 or now - self._last_health_ns >= HEALTH_CHECK_INTERVAL_NS:
+            self._last_health_ns = now
+            problem = self._problem(reader)
+            if problem:
+                # Hand out whatever the old ring still holds before saying it is gone;
+                # the next empty poll finds the problem again.
+                leftover = reader.poll(0, max_events)
+                self._sync_counts()
+                if leftover:
+                    return leftover
+                self.close()
+                raise WriterGone(*problem)
+        return events
+
+    def stop(self) -> None:
+        """Make a poll() running in another thread return now."""
+        if self.reader is not None:
+            self.reader.stop()
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self._sync_counts()
+            self._base = Counts(self.counts.delivered, self.counts.missed, self.counts.corrupt)
+            self.reader.close()
+            self.reader = None
+
+    # -- internals
+
+    def _sync_counts(self) -> None:
+        r = self.reader
+        if r is not None:
+            self.counts.delivered = self._base.delivered + r.delivered
+            self.counts.missed = self._base.missed + r.missed
+            self.counts.corrupt = self._base.corrupt + r.corrupt
+
+    def _problem(self, reader: _ring.Reader) -> tuple[Status, str] | None:
+        status = Status(reader.health())
+        if status == Status.OK and reader.heartbeat_age_ns() > PID_GONE_HEARTBEAT_NS:
+            if not _process_alive(reader.writer_pid):
+                status = Status.STALE
+                return status, f"the writer (pid {reader.writer_pid}) has exited"
+        if status == Status.OK:
+            return None
+        reasons = {
+            Status.CLOSED: "the writer closed the ring",
+            Status.STALE: f"the writer (pid {reader.writer_pid}) stopped its heartbeat "
+            f"{reader.heartbeat_age_ns() / 1e9:.1f} s ago",
+            Status.REPLACED: "the ring file was replaced (the writer restarted)",
+        }
+        return status, reasons.get(status, status.name.lower())
+
+
+def _process_alive(pid: int) -> bool:
+    """Is `pid` a live (not zombie) process here? Unknown counts as alive."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.AccessDenied, ValueError, OSError):
+        return True
