@@ -489,6 +489,10 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
 
     PyObject *list = PyList_New((Py_ssize_t)b.count);
     if (!list) return NULL;
+    /* Events of one batch share their publish stamp (one writer batch), their
+     * observe stamp (one read) and often their timestamp: build each int once. */
+    PyObject *shared[3] = {NULL, NULL, NULL};
+    uint64_t shared_v[3] = {0, 0, 0};
     for (size_t i = 0; i < b.count; i++) {
         const kg_event *e = &b.events[i];
         const char *txt = (const char *)b.text + e->text_offset;
@@ -497,10 +501,17 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
         PyList_SET_ITEM(list, (Py_ssize_t)i, ev);
         PyObject *src = reader_source_str(self, txt, e->source_len);
         PyObject *det = PyUnicode_DecodeUTF8(txt + e->source_len, e->details_len, "replace");
+        const uint64_t stamps[3] = {e->publish_mono_ns, e->observe_mono_ns, e->timestamp_unix_us};
+        for (int k = 0; k < 3; k++) {
+            if (!shared[k] || shared_v[k] != stamps[k]) {
+                Py_XSETREF(shared[k], PyLong_FromUnsignedLongLong(stamps[k]));
+                shared_v[k] = stamps[k];
+            }
+        }
         PyObject *items[10] = {PyLong_FromUnsignedLongLong(e->seq),
-                               PyLong_FromUnsignedLongLong(e->publish_mono_ns),
-                               PyLong_FromUnsignedLongLong(e->observe_mono_ns),
-                               PyLong_FromUnsignedLongLong(e->timestamp_unix_us),
+                               Py_XNewRef(shared[0]),
+                               Py_XNewRef(shared[1]),
+                               Py_XNewRef(shared[2]),
                                PyLong_FromUnsignedLong(e->threat_type),
                                PyLong_FromUnsignedLong(e->severity),
                                PyBool_FromLong(e->blocked),
@@ -515,6 +526,7 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
         }
         for (int k = 0; k < 10; k++) PyStructSequence_SET_ITEM(ev, k, items[k]);
     }
+    for (int k = 0; k < 3; k++) Py_XDECREF(shared[k]);
     if (b.count) {
         /* delivery: the batch is Python objects in this thread now */
         uint64_t now = kg_mono_ns();
@@ -525,6 +537,7 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
     }
     return list;
 fail:
+    for (int k = 0; k < 3; k++) Py_XDECREF(shared[k]);
     Py_DECREF(list);
     return NULL;
 }
@@ -632,7 +645,9 @@ static PyTypeObject ReaderType = {
 
 /* ------------------------------------------------------------------ module functions */
 
-/* floor_read(path, count, spin=True, timeout=10.0) -> (delivered, missed, corrupt, Histogram, cpu_ns)
+/* floor_read(path, count, spin=True, timeout=10.0)
+ *     -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns)
+ * busy_ns runs from the first event seen to the last one accounted for.
  * The bench's bare C reader: opens at the newest event and reads `count`
  * events with no Python per event, spinning (spin=True) or sleeping on the
  * futex at once (spin=False). */
@@ -658,7 +673,7 @@ static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
     uint8_t *text = NULL;
     char err[KG_ERRLEN] = "";
     kg_status st;
-    uint64_t cpu0 = 0, cpu1 = 0;
+    uint64_t cpu0 = 0, cpu1 = 0, first = 0, last = 0;
     Py_BEGIN_ALLOW_THREADS;
     st = kg_reader_open(&r, PyBytes_AS_STRING(path_obj), KG_START_NEWEST, err, sizeof err);
     if (st == KG_OK) {
@@ -669,7 +684,14 @@ static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
         cpu0 = kg_thread_cpu_ns();
         while (r.delivered + r.missed + r.corrupt < count) {
             kg_reader_read(&r, &b);
-            if (b.count || b.missed || b.corrupt) continue;
+            if (b.count || b.missed || b.corrupt) {
+                last = kg_mono_ns();
+                if (!first) {
+                    first = last;
+                    cpu0 = kg_thread_cpu_ns();
+                }
+                continue;
+            }
             uint64_t now = kg_mono_ns();
             if (now >= deadline) break;
             if (kg_wait_for_data(&r, &w, deadline - now) == KG_CLOSED) break;
@@ -683,8 +705,9 @@ static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
         Py_DECREF(hist);
         return raise_status(st, err);
     }
-    PyObject *res = Py_BuildValue("(KKKOK)", (unsigned long long)r.delivered, (unsigned long long)r.missed,
-                                  (unsigned long long)r.corrupt, (PyObject *)hist, (unsigned long long)(cpu1 - cpu0));
+    PyObject *res = Py_BuildValue("(KKKOKK)", (unsigned long long)r.delivered, (unsigned long long)r.missed,
+                                  (unsigned long long)r.corrupt, (PyObject *)hist, (unsigned long long)(cpu1 - cpu0),
+                                  (unsigned long long)(last - first));
     Py_DECREF(hist);
     kg_reader_close(&r);
     return res;
@@ -704,7 +727,7 @@ static PyObject *mod_mono_ns(PyObject *m, PyObject *unused) { return PyLong_From
 
 static PyMethodDef module_methods[] = {
     {"floor_read", (PyCFunction)(void (*)(void))mod_floor_read, METH_VARARGS | METH_KEYWORDS,
-     "floor_read(path, count, spin=True, timeout=10.0) -> (delivered, missed, corrupt, Histogram, cpu_ns)"},
+     "floor_read(path, count, spin=True, timeout=10.0) -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns)"},
     {"crc32c", mod_crc32c, METH_VARARGS, "crc32c(data, crc=0, table=False) -> int"},
     {"mono_ns", mod_mono_ns, METH_NOARGS, "the ring's monotonic clock, ns"},
     {NULL}};

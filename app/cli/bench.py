@@ -1,6 +1,209 @@
-"""kgmon bench (placeholder until app/bench lands)."""
+"""kgmon bench: latency, throughput and CPU of the ring, against the bare-C floor in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+
+from app import __version__, _ring
+from app.bench import ring_bench as rb
+from app.cli.main import EXIT_FAILURE, EXIT_OK
+from app.ring.reader import DEFAULT_SPIN_NS
 
 
 def add_parser(sub, common) -> None:
-    p = sub.add_parser("bench", parents=[common], help="measure latency and throughput")
-    p.set_defaults(run=lambda args: 1)
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="measure latency, throughput and CPU of the ring",
+        description="Runs a C writer in a separate process and the app's reader, and in the same run the "
+        "floor (a bare C reader), then prints a table. Figures are medians of what this machine did now; "
+        "nothing is asserted. --shm-path sets where the bench ring lives (default: a private folder in "
+        "/dev/shm).",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--short", action="store_true", help="a quick run (about 10 s) that proves the bench works")
+    p.add_argument("--pin", action="store_true",
+                   help="pin the writer and the reader to two different cores (default: the scheduler places "
+                   "them, as it does for the app)")
+    p.set_defaults(run=run)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    governor = "unknown"
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            governor = f.read().strip()
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "kgmon": __version__, "crc32c_hardware": bool(_ring.CRC_HARDWARE),
+            "shared_futex": bool(_ring.SHARED_FUTEX), "cpu_governor": governor}
+
+
+def measure(path: str, short: bool, progress, pin: bool = False) -> dict:
+    steady_n, rounds = (250, 2) if short else (1000, 6)
+    flood_n = 200_000 if short else 4_000_000
+    sustain_s = 0.25 if short else 1.0
+    rates = [100_000, 500_000, 1_000_000, 2_000_000] if short else \
+        [100_000, 250_000, 500_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 4_000_000, 5_000_000]
+    cpus = rb.default_pinning() if pin else None
+    writer_cpu, reader_cpu = cpus if cpus else (None, None)
+    out: dict = {"machine": machine(), "mode": "short" if short else "full",
+                 "pinning": {"writer_cpu": writer_cpu, "reader_cpu": reader_cpu}}
+    writer = rb.WriterProcess(path, cpu=writer_cpu)
+    try:
+        out["ring_bytes"] = os.path.getsize(path)
+        readers = [
+            ("floor C, spinning", dict(reader="floor-spin")),
+            ("floor C, futex", dict(reader="floor-futex")),
+            ("app reader, spinning", dict(reader="python", spin_ns=rb.HUGE_SPIN_NS, adaptive=False)),
+            ("app reader, futex", dict(reader="python", spin_ns=0, adaptive=False)),
+            ("app reader, adaptive (default)", dict(reader="python", spin_ns=DEFAULT_SPIN_NS, adaptive=True)),
+        ]
+        # Interleaved rounds, histograms merged: every reader sees the same
+        # scheduler weather, so the ratios compare like with like.
+        steady: dict = {}
+        for round_no in range(rounds):
+            for name, kw in readers:
+                progress(f"steady 1,000 events/s, round {round_no + 1}/{rounds}: {name}")
+                res = rb.run_scenario(writer, rate=1000, count=steady_n, batch_max=1, cpu=reader_cpu, **kw)
+                steady.setdefault(name, []).append(res)
+        steady = {name: _result(rb.merge_results(results)) for name, results in steady.items()}
+        out["steady_1000"] = steady
+
+        progress("highest rate with zero missed (app reader, adaptive)")
+        best, best_res, tried = rb.max_zero_loss_rate(writer, rates, sustain_s, reader="python",
+                                                      spin_ns=DEFAULT_SPIN_NS, adaptive=True, cpu=reader_cpu)
+        out["max_zero_loss_rate"] = best
+        out["zero_loss_tries"] = tried
+        at_best = {}
+        if best_res is not None:
+            progress(f"floor C at {best:,.0f} events/s")
+            at_best["floor C, spinning"] = _result(
+                rb.run_scenario(writer, "floor-spin", rate=best, count=int(best * sustain_s), cpu=reader_cpu))
+            at_best["app reader, adaptive (default)"] = _result(best_res)
+        out["full_speed"] = at_best
+
+        flat = {}
+        for name, kw in (readers[0], readers[4]):
+            progress(f"writer flat out: {name}")
+            flat[name] = _result(rb.run_scenario(writer, rate=0, count=flood_n, cpu=reader_cpu, **kw))
+        out["writer_flat_out"] = flat
+        progress("idle CPU (adaptive reader, live writer, no events)")
+        out["idle_cpu_percent"] = rb.idle_cpu(path, 1.0 if short else 5.0, DEFAULT_SPIN_NS, True, reader_cpu)
+    finally:
+        writer.close()
+    out["ratios"] = _ratios(out)
+    return out
+
+
+def _result(res: rb.ReaderResult) -> dict:
+    return {"delivered": res.delivered, "missed": res.missed, "corrupt": res.corrupt,
+            "cpu_percent": round(res.cpu_percent, 2), "rate": round(res.rate), "writer_rate": round(res.writer_rate),
+            "transport_us": res.transport, "delivery_us": res.delivery, "error": res.error}
+
+
+def _ratios(out: dict) -> dict:
+    s = out["steady_1000"]
+
+    def p(name, kind, pct="p50"):
+        return s[name][kind].get(pct) or 0
+
+    def ratio(a, b):
+        return round(a / b, 2) if b else None
+
+    floor_spin, floor_futex = p("floor C, spinning", "transport_us"), p("floor C, futex", "transport_us")
+    return {
+        "spinning delivery p50 / floor spin p50":
+            ratio(p("app reader, spinning", "delivery_us"), floor_spin),
+        "futex transport p50 / floor futex p50":
+            ratio(p("app reader, futex", "transport_us"), floor_futex),
+        "futex transport p99 / floor futex p99":
+            ratio(p("app reader, futex", "transport_us", "p99"), p("floor C, futex", "transport_us", "p99")),
+        "flat-out app reader rate / floor rate":
+            ratio(out["writer_flat_out"]["app reader, adaptive (default)"]["rate"],
+                  out["writer_flat_out"]["floor C, spinning"]["rate"]),
+    }
+
+
+def render(out: dict) -> str:
+    m = out["machine"]
+    lines = [
+        f"kgmon bench ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}; "
+        f"CRC-32C {'hardware' if m['crc32c_hardware'] else 'table'}, "
+        f"{'shared futex' if m['shared_futex'] else 'back-off wait'}, governor {m['cpu_governor']}",
+        f"ring: {out['ring_bytes']:,} bytes ({out['ring_bytes'] / 2**20:.2f} MiB); "
+        + (f"writer pinned to CPU {out['pinning']['writer_cpu']}, reader to CPU {out['pinning']['reader_cpu']}"
+           if out["pinning"]["reader_cpu"] is not None else "not pinned"),
+        "",
+        f"{'latency, µs':<44}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>9}{'CPU %':>8}{'missed':>8}",
+    ]
+
+    def rows(section: dict, title: str):
+        lines.append(title)
+        for name, r in section.items():
+            if r["error"]:
+                lines.append(f"  {name:<42}error: {r['error']}")
+                continue
+            kinds = [("transport", r["transport_us"])]
+            if r["delivery_us"]:
+                kinds.append(("delivery", r["delivery_us"]))
+            for kind, h in kinds:
+                lines.append(f"  {name + ' (' + kind + ')':<42}" + "".join(f"{h[k]:>8.1f}" for k in
+                                                                         ("p50", "p90", "p99", "p99.9"))
+                             + f"{h['max']:>9.0f}{r['cpu_percent']:>8.2f}{r['missed']:>8}")
+
+    rows(out["steady_1000"], "steady 1,000 events/s")
+    rows(out["full_speed"], f"full speed: {out['max_zero_loss_rate']:,.0f} events/s, the highest with zero missed")
+    lines.append("")
+    lines.append("throughput")
+    for name, r in out["writer_flat_out"].items():
+        lines.append(f"  {'writer flat out, ' + name:<42}{r['rate']:>14,} events/s delivered, {r['missed']:,} "
+                     f"missed (writer {r['writer_rate']:,}/s)")
+    lines.append(f"  {'highest rate with zero missed (app reader)':<42}{out['max_zero_loss_rate']:>14,.0f} events/s")
+    for t in out["zero_loss_tries"]:
+        lines.append(f"    tried {t['rate']:>11,.0f}/s: {t['delivered']:,} delivered, {t['missed']:,} missed, "
+                     f"reader CPU {t['cpu_percent']:.0f}%")
+    lines.append(f"  {'idle CPU (adaptive reader)':<42}{out['idle_cpu_percent']:>13.3f} %")
+    lines.append("")
+    lines.append("ratios to the floor (same run)")
+    for k, v in out["ratios"].items():
+        lines.append(f"  {k:<60}{v if v is not None else 'n/a':>8}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    own_dir = None
+    if args.shm_path:
+        path = args.shm_path
+    else:
+        own_dir = rb.ring_dir()
+        path = os.path.join(own_dir, "bench.shm")
+
+    def progress(msg):
+        print(f"kgmon bench: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        out = measure(path, args.short, progress, pin=args.pin)
+    except Exception as exc:  # a bench failure is reported, not a traceback
+        print(f"kgmon bench: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    print(json.dumps(out, indent=2) if args.json else render(out))
+    return EXIT_OK
