@@ -30,6 +30,7 @@ static inline uint32_t kg_fetch_add_seqcst32(uint32_t *p, uint32_t v) { return _
 static inline uint32_t kg_fetch_sub_seqcst32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
 static inline void kg_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void kg_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+static inline void kg_fence_seqcst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 #elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_ARM64))
 #include <windows.h>
@@ -50,6 +51,7 @@ static inline uint32_t kg_fetch_add_seqcst32(uint32_t *p, uint32_t v) { return (
 static inline uint32_t kg_fetch_sub_seqcst32(uint32_t *p, uint32_t v) { return (uint32_t)InterlockedExchangeAdd((volatile LONG *)p, -(LONG)v); }
 static inline void kg_fence_acquire(void) { MemoryBarrier(); }
 static inline void kg_fence_release(void) { MemoryBarrier(); }
+static inline void kg_fence_seqcst(void) { MemoryBarrier(); }
 
 #else
 #error "kg_atomic.h: no atomics for this compiler; add them here (C11 <stdatomic.h> on plain uint64_t is not portable)"

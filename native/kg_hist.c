@@ -8,7 +8,16 @@ void kg_hist_reset(kg_hist *h) {
     h->min = UINT64_MAX;
 }
 
-static unsigned msb64(uint64_t v) { return 63u - (unsigned)__builtin_clzll(v); }
+#if defined(_MSC_VER)
+#include <intrin.h>
+static unsigned msb64(uint64_t v) {
+    unsigned long i;
+    _BitScanReverse64(&i, v);
+    return (unsigned)i;
+}
+#else
+static unsigned msb64(uint64_t v) { return 63u - (unsigned)__builtin_clzll(v); } /* v != 0 */
+#endif
 
 unsigned kg_hist_index(uint64_t v) {
     if (v < KG_HIST_SUB_COUNT) return (unsigned)v;

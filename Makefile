@@ -1,0 +1,32 @@
+# KindlyGuard Monitor: `make run` (install, start the demo writer and watch its threats),
+# `make test` (install, run the whole test suite). Everything goes into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+NATIVE := $(wildcard native/*.c native/*.h)
+
+.PHONY: install run test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py $(NATIVE)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The demo writer in the background, the headless reader in the foreground;
+# Ctrl-C stops both (the demo marks its ring closed on the way out).
+run: install
+	@$(BIN)/kgmon demo & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null; wait $$demo' EXIT INT TERM; \
+	sleep 0.5; $(BIN)/kgmon tail
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/kgmon bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info app/*.so
