@@ -70,6 +70,7 @@ uint64_t kg_hist_percentile(const kg_hist *h, double pct) {
     for (unsigned i = 0; i < KG_HIST_BUCKETS; i++) {
         seen += h->counts[i];
         if (seen >= rank) {
+            if (i == KG_HIST_BUCKETS - 1) return h->max; /* the overflow bucket has no upper bound */
             uint64_t v = kg_hist_bucket_high(i);
             if (v > h->max) v = h->max;
             if (v < h->min) v = h->min;

@@ -164,13 +164,17 @@ kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *fil
     if (dst.st_mode & 022) FAIL(KG_UNSAFE_DIR, "%s has mode %04o", dir, (unsigned)(dst.st_mode & 07777));
     if (dst.st_uid != geteuid()) FAIL(KG_UNSAFE_DIR, "%s is owned by uid %u", dir, (unsigned)dst.st_uid);
 
+    /* Owner and mode from lstat first: a file we may not open because it is
+     * another user's is reported as such, not as a failed open. */
+    if (st.st_uid != geteuid())
+        FAIL(KG_WRONG_OWNER, "owner uid %u, you are uid %u", (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & 077) FAIL(KG_UNSAFE_MODE, "mode %04o", (unsigned)(st.st_mode & 07777));
     /* Open without following links, then check the opened file itself (fstat),
      * so a swap between lstat and open cannot slip another file in. */
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ELOOP) FAIL(KG_NOT_REGULAR, "it is a symbolic link");
         if (errno == ENOENT) FAIL(KG_NOT_FOUND, "%s does not exist", path);
-        if (errno == EACCES) FAIL(KG_WRONG_OWNER, "permission denied");
         FAIL(KG_IO, "cannot open %s: %s", path, strerror(errno));
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -161,18 +161,26 @@ typedef struct {
     PyObject_HEAD
     kg_writer w;
     int open;
+    int in_run; /* run_paced() is publishing with the GIL released */
 } WriterObject;
 
 static int writer_init(WriterObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "slot_size", "slot_count", NULL};
     PyObject *path_obj;
-    unsigned int slot_size = KG_SLOT_SIZE_DEFAULT, slot_count = KG_SLOT_COUNT_DEFAULT;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|II", kwlist, PyUnicode_FSConverter, &path_obj, &slot_size,
+    Py_ssize_t slot_size = KG_SLOT_SIZE_DEFAULT, slot_count = KG_SLOT_COUNT_DEFAULT;
+    if (self->open) {
+        PyErr_SetString(PyExc_RuntimeError, "this Writer is already open");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|nn", kwlist, PyUnicode_FSConverter, &path_obj, &slot_size,
                                      &slot_count))
         return -1;
+    /* out of u32 range: hand the library a value it refuses with its own message */
+    uint32_t size32 = (slot_size < 0 || slot_size > UINT32_MAX) ? 0 : (uint32_t)slot_size;
+    uint32_t count32 = (slot_count < 0 || slot_count > UINT32_MAX) ? 0 : (uint32_t)slot_count;
     char err[KG_ERRLEN] = "";
     kg_status st;
-    Py_BEGIN_ALLOW_THREADS st = kg_writer_create(&self->w, PyBytes_AS_STRING(path_obj), slot_size, slot_count, err,
+    Py_BEGIN_ALLOW_THREADS st = kg_writer_create(&self->w, PyBytes_AS_STRING(path_obj), size32, count32, err,
                                                  sizeof err);
     Py_END_ALLOW_THREADS Py_DECREF(path_obj);
     if (st != KG_OK) {
@@ -193,10 +201,71 @@ static void writer_dealloc(WriterObject *self) {
         PyErr_SetString(PyExc_ValueError, "the writer is closed");                  \
         return NULL;                                                                \
     }
+#define WRITER_IDLE(self)                                                           \
+    if ((self)->in_run) {                                                           \
+        PyErr_SetString(PyExc_RuntimeError, "run_paced() is running in another thread"); \
+        return NULL;                                                                \
+    }
+
+/* UTF-8 of a str, or a bytes object as given (the writer cuts either at a
+ * character boundary; readers decode invalid UTF-8 with replacement). */
+static const char *text_of(PyObject *o, Py_ssize_t *len) {
+    if (PyBytes_Check(o)) {
+        *len = PyBytes_GET_SIZE(o);
+        return PyBytes_AS_STRING(o);
+    }
+    return PyUnicode_AsUTF8AndSize(o, len);
+}
+
+/* One event tuple -> kg_event_in. Integers out of their field's range raise
+ * OverflowError (a timestamp or type no reader could read back); a severity
+ * out of 1..4 is passed on so the library refuses it and counts it dropped. */
+static int parse_event(PyObject *t, kg_event_in *e) {
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "an event is a tuple (timestamp_unix_us, threat_type, severity, blocked, source, details)");
+        return -1;
+    }
+    PyObject *ts = PyTuple_GET_ITEM(t, 0), *type = PyTuple_GET_ITEM(t, 1), *sev = PyTuple_GET_ITEM(t, 2);
+    PyObject *src = PyTuple_GET_ITEM(t, 4), *det = PyTuple_GET_ITEM(t, 5);
+    if (!PyLong_Check(ts) || !PyLong_Check(type) || !PyLong_Check(sev) ||
+        !(PyUnicode_Check(src) || PyBytes_Check(src)) || !(PyUnicode_Check(det) || PyBytes_Check(det))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "timestamp, threat_type and severity are int; source and details are str or bytes");
+        return -1;
+    }
+    unsigned long long ts_v = PyLong_AsUnsignedLongLong(ts);
+    if (ts_v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    unsigned long long type_v = PyLong_AsUnsignedLongLong(type);
+    if (type_v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    if (type_v > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "threat_type does not fit in 32 bits");
+        return -1;
+    }
+    int overflow = 0;
+    long sev_v = PyLong_AsLongAndOverflow(sev, &overflow);
+    if (sev_v == -1 && PyErr_Occurred()) return -1;
+    int blocked = PyObject_IsTrue(PyTuple_GET_ITEM(t, 3));
+    if (blocked < 0) return -1;
+    Py_ssize_t src_len = 0, det_len = 0;
+    const char *src_p = text_of(src, &src_len);
+    const char *det_p = src_p ? text_of(det, &det_len) : NULL;
+    if (!src_p || !det_p) return -1;
+    *e = (kg_event_in){.timestamp_unix_us = ts_v,
+                       .threat_type = (uint32_t)type_v,
+                       .severity = (uint8_t)((overflow || sev_v < 0 || sev_v > 255) ? 0 : sev_v),
+                       .blocked = (uint8_t)blocked,
+                       .source = src_p,
+                       .source_len = (size_t)src_len,
+                       .details = det_p,
+                       .details_len = (size_t)det_len};
+    return 0;
+}
 
 /* publish([(timestamp_unix_us, threat_type, severity, blocked, source, details), ...]) -> published */
 static PyObject *writer_publish(WriterObject *self, PyObject *seq) {
     WRITER_OPEN(self);
+    WRITER_IDLE(self);
     PyObject *fast = PySequence_Fast(seq, "publish() takes a sequence of event tuples");
     if (!fast) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
@@ -206,29 +275,13 @@ static PyObject *writer_publish(WriterObject *self, PyObject *seq) {
         return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *t = PySequence_Fast_GET_ITEM(fast, i);
-        unsigned long long ts;
-        unsigned int type, sev;
-        int blocked;
-        const char *src, *det;
-        Py_ssize_t src_len, det_len;
-        if (!PyArg_ParseTuple(t, "KIIps#s#;an event is (timestamp_unix_us, threat_type, severity, blocked, "
-                                 "source, details)",
-                              &ts, &type, &sev, &blocked, &src, &src_len, &det, &det_len)) {
+        if (parse_event(PySequence_Fast_GET_ITEM(fast, i), &evs[i]) < 0) {
             PyMem_Free(evs);
             Py_DECREF(fast);
             return NULL;
         }
-        evs[i] = (kg_event_in){.timestamp_unix_us = ts,
-                               .threat_type = type,
-                               .severity = (uint8_t)(sev > 255 ? 0 : sev),
-                               .blocked = (uint8_t)blocked,
-                               .source = src,
-                               .source_len = (size_t)src_len,
-                               .details = det,
-                               .details_len = (size_t)det_len};
     }
-    /* the strings stay alive: `fast` holds the tuples, which hold them */
+    /* the UTF-8 buffers stay alive: `fast` holds the tuples, which hold the strings */
     size_t done = kg_writer_publish(&self->w, evs, (size_t)n);
     PyMem_Free(evs);
     Py_DECREF(fast);
@@ -237,11 +290,13 @@ static PyObject *writer_publish(WriterObject *self, PyObject *seq) {
 
 static PyObject *writer_tick(WriterObject *self, PyObject *unused) {
     WRITER_OPEN(self);
+    WRITER_IDLE(self);
     kg_writer_tick(&self->w);
     Py_RETURN_NONE;
 }
 
 static PyObject *writer_close(WriterObject *self, PyObject *unused) {
+    WRITER_IDLE(self);
     if (self->open) {
         kg_writer_close(&self->w);
         self->open = 0;
@@ -261,6 +316,7 @@ static PyObject *writer_run_paced(WriterObject *self, PyObject *args, PyObject *
     if (!PyArg_ParseTupleAndKeywords(args, kw, "dK|II", kwlist, &rate, &count, &batch_max, &details_len))
         return NULL;
     WRITER_OPEN(self);
+    WRITER_IDLE(self);
     if (batch_max < 1 || batch_max > 65536) return PyErr_Format(PyExc_ValueError, "batch_max 1..65536");
     char details[4096];
     if (details_len > sizeof details) details_len = sizeof details;
@@ -271,6 +327,7 @@ static PyObject *writer_run_paced(WriterObject *self, PyObject *args, PyObject *
         evs[i] = (kg_event_in){.threat_type = 4, .severity = 3, .blocked = 1, .source = "bench:c-writer",
                                .source_len = 14, .details = details, .details_len = details_len};
     unsigned long long done = 0;
+    self->in_run = 1;
     Py_BEGIN_ALLOW_THREADS;
     const uint64_t start = kg_mono_ns();
     while (done < count) {
@@ -296,6 +353,7 @@ static PyObject *writer_run_paced(WriterObject *self, PyObject *args, PyObject *
         done += kg_writer_publish(&self->w, evs, (size_t)n);
     }
     Py_END_ALLOW_THREADS;
+    self->in_run = 0;
     PyMem_Free(evs);
     return PyLong_FromUnsignedLongLong(done);
 }
@@ -404,6 +462,11 @@ static int reader_init(ReaderObject *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|sKpn", kwlist, PyUnicode_FSConverter, &path_obj, &start, &spin_ns,
                                      &adaptive, &batch))
         return -1;
+    if (self->in_poll) {
+        Py_DECREF(path_obj);
+        PyErr_SetString(PyExc_RuntimeError, "poll() is running in another thread: stop() it first");
+        return -1;
+    }
     int start_at;
     if (strcmp(start, "oldest") == 0) start_at = KG_START_OLDEST;
     else if (strcmp(start, "newest") == 0) start_at = KG_START_NEWEST;
@@ -600,8 +663,14 @@ static PyObject *reader_get_spin_ns(ReaderObject *self, void *c) { return PyLong
 static PyObject *reader_get_wait_stats(ReaderObject *self, void *c) {
     return Py_BuildValue("(KK)", (unsigned long long)self->wait.spins_won, (unsigned long long)self->wait.sleeps);
 }
-static PyObject *reader_get_transport(ReaderObject *self, void *c) { return Py_NewRef((PyObject *)self->transport); }
-static PyObject *reader_get_delivery(ReaderObject *self, void *c) { return Py_NewRef((PyObject *)self->delivery); }
+static PyObject *reader_get_hist(ReaderObject *self, void *which) {
+    HistObject *h = which ? self->delivery : self->transport;
+    if (!h) {
+        PyErr_SetString(PyExc_ValueError, "the reader was never opened");
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)h);
+}
 static PyObject *reader_get_closed(ReaderObject *self, void *c) { return PyBool_FromLong(!self->open); }
 
 #define U64(name, doc) {#name, (getter)reader_get_u64, NULL, doc, (void *)offsetof(kg_reader, name)}
@@ -620,8 +689,8 @@ static PyGetSetDef reader_getset[] = {
     {"writer_truncated", (getter)reader_get_writer_counter, NULL, "events whose text was cut", (void *)1},
     {"spin_ns", (getter)reader_get_spin_ns, NULL, "current spin budget", NULL},
     {"wait_stats", (getter)reader_get_wait_stats, NULL, "(spins that found data, sleeps)", NULL},
-    {"transport_latency", (getter)reader_get_transport, NULL, "Histogram: publish -> seen by the C reader", NULL},
-    {"delivery_latency", (getter)reader_get_delivery, NULL, "Histogram: publish -> Python objects built", NULL},
+    {"transport_latency", (getter)reader_get_hist, NULL, "Histogram: publish -> seen by the C reader", NULL},
+    {"delivery_latency", (getter)reader_get_hist, NULL, "Histogram: publish -> Python objects built", (void *)1},
     {"closed", (getter)reader_get_closed, NULL, NULL, NULL},
     {NULL}};
 

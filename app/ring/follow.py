@@ -22,6 +22,7 @@ import psutil
 
 from app import _ring
 from app.ring.errors import RingError, Status
+from app.ring.pyring import read_header
 from app.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_reader
 
 # A writer whose process is gone is believed gone once its heartbeat is also
@@ -60,17 +61,35 @@ class RingFollower:
     _attached_before: bool = False
     _last_health_ns: int = 0
     _base: Counts = field(default_factory=Counts)  # counts of readers already closed
+    _seen_generations: set[int] = field(default_factory=set)  # writers attached to, or counted as missed
 
     def attach(self) -> _ring.Reader:
-        """Open the ring (RingError if it cannot be used)."""
+        """Open the ring (RingError if it cannot be used).
+
+        After WriterGone, only a new writer's ring is accepted: the ring of the
+        writer we just gave up on (same generation) is refused with STALE
+        until it is replaced, so its events are never delivered twice. A new
+        writer's ring that already closed before we could attach has its
+        events counted as missed (read from its header), never lost silently."""
         start = self.start if not self._attached_before else "oldest"
-        self.reader = open_reader(self.path, start=start, spin_ns=self.spin_ns, adaptive=self.adaptive)
+        try:
+            reader = open_reader(self.path, start=start, spin_ns=self.spin_ns, adaptive=self.adaptive)
+        except RingError as exc:
+            if exc.status == Status.CLOSED and self._attached_before:
+                self._count_unseen_closed_ring()
+            raise
+        if reader.generation in self._seen_generations:
+            reader.close()
+            raise RingError(Status.STALE, self.path, "still the ring of the writer that went away; "
+                            "waiting for a new writer")
+        self.reader = reader
         if self._attached_before:
             # A new writer: its events before what the ring still holds were never seen.
-            self._base.missed += self.reader.cursor
+            self._base.missed += reader.cursor
         self._attached_before = True
+        self._seen_generations.add(reader.generation)
         self._sync_counts()
-        return self.reader
+        return reader
 
     @property
     def generation(self) -> int | None:
@@ -115,6 +134,19 @@ class RingFollower:
             self.reader = None
 
     # -- internals
+
+    def _count_unseen_closed_ring(self) -> None:
+        """A writer came and went between two attach attempts: count its events as missed."""
+        try:
+            header = read_header(self.path)
+        except RingError:
+            return
+        generation, published = header.get("generation"), header.get("write_seq")
+        if header.get("header_crc_ok") and generation and published is not None \
+                and generation not in self._seen_generations:
+            self._seen_generations.add(generation)
+            self._base.missed += published
+            self.counts.missed = self._base.missed
 
     def _sync_counts(self) -> None:
         r = self.reader

@@ -1,0 +1,257 @@
+"""Shared helpers for tests that run `kgmon` (python -m app) as real processes.
+
+- `ring_dir` / `ring_path`: a private ring folder (mode exactly 0700) per test;
+- `run_kgmon(*args)`: run kgmon to completion, output captured;
+- `start_kgmon(*args)` / `start_python(code, *args)`: start a process in the
+  background; every process started this way is killed and reaped when the
+  test ends (PID 1 does not reap here, so nothing may be left behind);
+- `OutputWatcher(proc)`: drains a started process's stdout/stderr in threads
+  (a tail printing thousands of lines must never block on a full pipe) and
+  lets a test wait for a line, with the moment each line was read;
+- `wait_for_file`, `wait_for`, `read_json_lines`.
+
+No fixed sleeps: everything waits for a condition, with generous timeouts
+(these tests run on a loaded 2-core CI machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+KGMON = [sys.executable, "-m", "app"]
+
+_started: list[subprocess.Popen] = []
+_watchers: list["OutputWatcher"] = []
+
+
+def _env(env: dict | None) -> dict:
+    base = dict(os.environ if env is None else env)
+    base.pop("KINDLYGUARD_SHM_PATH", None)  # every test names its ring explicitly
+    base["PYTHONPATH"] = str(REPO) + (os.pathsep + base["PYTHONPATH"] if base.get("PYTHONPATH") else "")
+    return base
+
+
+# ---- fixtures ----
+
+
+@pytest.fixture
+def ring_dir(tmp_path) -> Path:
+    d = tmp_path / "ring"
+    d.mkdir()
+    os.chmod(d, 0o700)  # exactly 0700, whatever the umask
+    return d
+
+
+@pytest.fixture
+def ring_path(ring_dir) -> Path:
+    return ring_dir / "kindly-guard.shm"
+
+
+@pytest.fixture(autouse=True)
+def _reap_started_processes():
+    """Kill and reap every process a test started, and stop its output threads."""
+    yield
+    procs, watchers = list(_started), list(_watchers)
+    _started.clear()
+    _watchers.clear()
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
+            pass
+    for w in watchers:
+        w.join(timeout=10)
+    for p in procs:
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+
+# ---- running kgmon ----
+
+
+def run_kgmon(*args, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `kgmon ARGS` to completion (killed after `timeout` s); text output captured."""
+    return subprocess.run(KGMON + [str(a) for a in args], cwd=REPO, env=_env(env), capture_output=True,
+                          text=True, encoding="utf-8", errors="replace", timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def _start(argv: list[str], env: dict | None = None, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, cwd=REPO, env=_env(env), stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+    _started.append(proc)
+    return proc
+
+
+def start_kgmon(*args, env: dict | None = None) -> subprocess.Popen:
+    """Start `kgmon ARGS` in the background (stdout/stderr PIPE, text). Reaped at test end."""
+    return _start(KGMON + [str(a) for a in args], env=env)
+
+
+def start_python(code: str, *args, env: dict | None = None) -> subprocess.Popen:
+    """Start `python -c CODE ARGS` with a stdin pipe (stdout/stderr PIPE, text). Reaped at test end."""
+    return _start([sys.executable, "-c", code] + [str(a) for a in args], env=env, stdin=subprocess.PIPE)
+
+
+# ---- waiting ----
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str = "condition", interval: float = 0.01):
+    """Poll condition() until it is truthy; return its value, or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_for_file(path, timeout: float = 30) -> Path:
+    """Wait until `path` exists (a ring appears whole, by rename)."""
+    path = Path(path)
+    wait_for(lambda: os.path.lexists(path), timeout, f"{path} to appear")
+    return path
+
+
+def read_json_lines(text: str) -> list[dict]:
+    """One JSON object per non-empty line."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class OutputWatcher:
+    """Reads a process's stdout and stderr in two threads, so it never blocks on
+    a full pipe. `lines` holds (monotonic time read, line) for stdout."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.lines: list[tuple[float, str]] = []
+        self.err_lines: list[str] = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self._threads = [threading.Thread(target=self._read_out, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for t in self._threads:
+            t.start()
+        _watchers.append(self)
+
+    def _read_out(self) -> None:
+        try:
+            for line in self.proc.stdout:
+                with self._cond:
+                    self.lines.append((time.monotonic(), line.rstrip("\n")))
+                    self._cond.notify_all()
+        except (ValueError, OSError):  # closed under us at teardown
+            pass
+        finally:
+            with self._cond:
+                self._eof = True
+                self._cond.notify_all()
+
+    def _read_err(self) -> None:
+        try:
+            for line in self.proc.stderr:
+                with self._cond:
+                    self.err_lines.append(line.rstrip("\n"))
+                    self._cond.notify_all()
+        except (ValueError, OSError):
+            pass
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def join(self, timeout: float = 30) -> None:
+        for t in self._threads:
+            t.join(timeout)
+
+    @property
+    def stderr(self) -> str:
+        with self._cond:
+            return "\n".join(self.err_lines)
+
+    def json(self) -> list[tuple[float, dict]]:
+        """(time read, object) for every stdout line so far (all must be JSON)."""
+        with self._cond:
+            return [(t, json.loads(line)) for t, line in self.lines if line.strip()]
+
+    def objects(self) -> list[dict]:
+        return [obj for _, obj in self.json()]
+
+    def wait_json(self, predicate: Callable[[list[dict]], object], timeout: float, what: str,
+                  tick: Callable[[], None] | None = None):
+        """Wait until predicate(every stdout line so far, parsed as JSON) is truthy; return its value."""
+        return self._wait(lambda out, err: predicate(out), timeout, what, tick, parse=True)
+
+    def wait_lines(self, predicate: Callable[[list[str]], object], timeout: float, what: str,
+                   tick: Callable[[], None] | None = None):
+        """Wait until predicate(every non-empty stdout line so far, as text) is truthy; return its value."""
+        return self._wait(lambda out, err: predicate(out), timeout, what, tick, parse=False)
+
+    def wait_stderr(self, predicate: Callable[[str], object], timeout: float, what: str):
+        """Wait until predicate(stderr so far) is truthy; return its value."""
+        return self._wait(lambda out, err: predicate(err), timeout, what, None, parse=False)
+
+    def _wait(self, predicate, timeout, what, tick, parse):
+        """tick() is called about every 50 ms while waiting (e.g. a writer's heartbeat).
+        Fails as soon as the process's output ended without the predicate holding."""
+        deadline = time.monotonic() + timeout
+        done = 0
+        cache: list = []
+        while True:
+            with self._cond:
+                new = self.lines[done:]
+                done = len(self.lines)
+                eof = self._eof and not any(t.is_alive() for t in self._threads)
+                err = "\n".join(self.err_lines)
+            cache.extend(json.loads(line) if parse else line for _, line in new if line.strip())
+            value = predicate(cache, err)
+            if value:
+                return value
+            if eof:
+                raise AssertionError(f"output ended (exit {self.proc.poll()}) before {what}; "
+                                     f"stderr: {err!r}; last lines: {cache[-3:]!r}")
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
+                                     f"stderr: {err!r}; last lines: {cache[-3:]!r}")
+            if tick is not None:
+                tick()
+            with self._cond:
+                if len(self.lines) == done:
+                    self._cond.wait(0.05)
+
+    def wait_exit(self, timeout: float, tick: Callable[[], None] | None = None) -> int:
+        """Wait for the process to exit and its output to be read; return its exit status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                code = self.proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"process {self.proc.args!r} still running after {timeout} s; "
+                                         f"stderr: {self.stderr!r}") from None
+                if tick is not None:
+                    tick()
+        self.join(30)
+        return code
