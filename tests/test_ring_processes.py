@@ -633,3 +633,31 @@ def test_bench_short_json(ring_dir):
     for key in ("steady_1000", "full_speed", "writer_flat_out", "max_zero_loss_rate", "idle_cpu_percent", "ratios"):
         assert key in data, key
     assert data["ring_bytes"] == 4096 + 4096 * 512
+
+
+def test_tail_counts_a_writer_it_never_saw_as_missed(ring_path):
+    """A writer that starts and closes between two attach attempts of the tail
+    is not silently lost: its events count as missed."""
+    first = PyWriter.create(ring_path, slot_count=16)
+    tail = start_kgmon(*tail_args(ring_path, "--timeout", 90))
+    tw = OutputWatcher(tail)
+    tw.wait_json(attached, 30, "the tail to attach")
+    first.publish(ThreatGenerator(1).batch(5))
+    tw.wait_json(lambda objs: len(threats(objs)) >= 5, 30, "5 threats")
+    first.close()
+    tw.wait_json(disconnected, 30, "the tail to see the first writer close")
+
+    brief = PyWriter.create(ring_path, slot_count=16)  # lives and closes while the tail waits
+    brief.publish(ThreatGenerator(2).batch(40))
+    brief.close()
+    time.sleep(1.0)  # the tail retries every 0.2 s: it finds this ring closed, and counts it
+
+    last = PyWriter.create(ring_path, slot_count=16)
+    last.publish(ThreatGenerator(3).batch(7))
+    tw.wait_json(lambda objs: len(threats(objs)) >= 12, 30, "the last writer's 7 threats")
+    last.close()
+    tail.send_signal(signal.SIGTERM)
+    assert tw.wait_exit(30) == 0, tw.stderr
+    s = summary(tw.objects())
+    assert (s["delivered"], s["missed"], s["corrupt"]) == (12, 40, 0)
+    assert {e["generation"] for e in threats(tw.objects())} == {first.generation, last.generation}
