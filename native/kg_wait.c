@@ -5,26 +5,42 @@
  * 2. Then sleep on the shared futex word wake_seq (Linux), announcing itself
  *    in `waiters` so the writer knows to wake it; elsewhere back off: yield,
  *    then sleeps growing from 50 us to 1 ms.
- * Adaptive mode tunes the spin budget: it doubles when an event arrived while
- * spinning (spinning pays: the next one is likely close) and halves when the
- * spin ran out and the reader slept (spinning only burned CPU). At 1,000
- * events/s the budget falls to almost nothing; under a flood the reader never
- * waits at all, because every read finds events already there.
+ * Adaptive mode tunes the spin budget from what actually happened:
+ * - an event arrived while spinning: spinning pays, double the budget;
+ * - the reader slept and was woken sooner than the longest budget: a spin
+ *   would have caught that event without the wake-up, double the budget
+ *   (from 1 us if it was 0);
+ * - the reader slept longer than that: spinning would only have burned CPU,
+ *   halve the budget (down to 0, a pure futex sleeper).
+ * At 1,000 events/s the budget falls to 0 and the reader costs what a bare
+ * futex sleeper costs; at tens of thousands of events/s it spins between
+ * them; under a flood it never waits at all, because every read finds events.
  */
 #include "kg_atomic.h"
 #include "kg_ring.h"
 
-#define SPIN_FLOOR_NS 2000ull        /* adaptive budget never below 2 us */
+#define SPIN_GROW_FROM_NS 1000ull    /* adaptive: a budget of 0 grows back from 1 us */
 #define BACKOFF_MIN_NS 50000ull      /* non-futex platforms: first sleep */
 #define BACKOFF_MAX_NS 1000000ull    /* ... growing to 1 ms */
 
 void kg_wait_init(kg_wait *w, uint64_t spin_ns, int adaptive) {
     w->spin_max_ns = spin_ns;
-    w->spin_ns = adaptive ? (spin_ns < SPIN_FLOOR_NS ? spin_ns : SPIN_FLOOR_NS) : spin_ns;
+    w->spin_ns = adaptive ? 0 : spin_ns;
     w->adaptive = adaptive;
     w->sleep_ns = 100000000ull; /* the spec's 100 ms: bounds how long a stop or a dead writer goes unseen */
     w->spins_won = w->sleeps = 0;
     w->stop = NULL;
+}
+
+static void adapt(kg_wait *w, int grow) {
+    if (!w->adaptive) return;
+    if (grow) {
+        uint64_t grown = w->spin_ns ? w->spin_ns * 2 : SPIN_GROW_FROM_NS;
+        w->spin_ns = grown < w->spin_max_ns ? grown : w->spin_max_ns;
+    } else {
+        w->spin_ns /= 2;
+        if (w->spin_ns < SPIN_GROW_FROM_NS / 2) w->spin_ns = 0;
+    }
 }
 
 static int has_data(const kg_reader *r) { return kg_load_acquire64(&r->hdr->write_seq) != r->cursor; }
@@ -44,26 +60,26 @@ kg_status kg_wait_for_data(kg_reader *r, kg_wait *w, uint64_t timeout_ns) {
             for (int i = 0; i < 16; i++) {
                 if (has_data(r)) {
                     w->spins_won++;
-                    if (w->adaptive) {
-                        uint64_t grown = w->spin_ns * 2;
-                        w->spin_ns = grown < w->spin_max_ns ? grown : w->spin_max_ns;
-                    }
+                    adapt(w, 1);
                     return KG_OK;
                 }
                 kg_cpu_relax();
             }
             if ((++n & 7) == 0 && (kg_mono_ns() >= spin_end || stopping(w))) break;
         }
-        if (w->adaptive && w->spin_ns > SPIN_FLOOR_NS) w->spin_ns /= 2;
     }
 
     /* 2. sleep */
+    const uint64_t sleep_start = kg_mono_ns();
     uint64_t backoff = BACKOFF_MIN_NS;
     for (;;) {
         if (kg_load_acquire32(&h->state) == KG_STATE_CLOSED) return has_data(r) ? KG_OK : KG_CLOSED;
         if (stopping(w)) return KG_TIMEOUT;
         uint64_t now = kg_mono_ns();
-        if (now >= deadline) return KG_TIMEOUT;
+        if (now >= deadline) {
+            adapt(w, 0); /* a long quiet spell: spinning would have bought nothing */
+            return KG_TIMEOUT;
+        }
         uint64_t left = deadline - now;
         uint64_t nap = left < w->sleep_ns ? left : w->sleep_ns;
         w->sleeps++;
@@ -85,6 +101,9 @@ kg_status kg_wait_for_data(kg_reader *r, kg_wait *w, uint64_t timeout_ns) {
         kg_sleep_ns(backoff < left ? backoff : left);
         if (backoff < BACKOFF_MAX_NS) backoff *= 2;
 #endif
-        if (has_data(r)) return KG_OK;
+        if (has_data(r)) {
+            adapt(w, kg_mono_ns() - sleep_start < w->spin_max_ns);
+            return KG_OK;
+        }
     }
 }
