@@ -67,16 +67,8 @@ EVENT_FIELDS = ("seq", "publish_mono_ns", "observe_mono_ns", "timestamp_unix_us"
 # ---------------------------------------------------------------- fixtures and helpers
 
 @pytest.fixture
-def native_ring_dir(tmp_path) -> Path:
-    d = tmp_path / "native-ring"
-    d.mkdir()
-    os.chmod(d, 0o700)
-    return d
-
-
-@pytest.fixture
-def native_ring_path(native_ring_dir) -> Path:
-    return native_ring_dir / "r.shm"
+def native_ring_path(ring_dir) -> Path:
+    return ring_dir / "r.shm"
 
 
 @pytest.fixture
@@ -380,8 +372,8 @@ def test_writer_rejects_sizes_that_overflow_u32(native_ring_path):
         w.close()
 
 
-def test_writer_header_as_the_spec_says(native_ring_dir):
-    path = native_ring_dir / "kindly-guard.shm"
+def test_writer_header_as_the_spec_says(ring_dir):
+    path = ring_dir / "kindly-guard.shm"
     before_unix = time.time_ns()
     w = _ring.Writer(str(path), slot_size=512, slot_count=32)
     try:
@@ -406,7 +398,7 @@ def test_writer_header_as_the_spec_says(native_ring_dir):
         assert struct.unpack_from("<III", data, 36)[0] == 0 and data[48:56] == bytes(8) and data[60:64] == bytes(4)
         # the file 0600, no temp file left, the lock beside it (kindly-guard.lock)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert sorted(p.name for p in native_ring_dir.iterdir()) == ["kindly-guard.lock", "kindly-guard.shm"]
+        assert sorted(p.name for p in ring_dir.iterdir()) == ["kindly-guard.lock", "kindly-guard.shm"]
         # PyReader accepts it
         with PyReader.open(path) as r:
             assert (r.generation, r.writer_pid, r.slot_size, r.slot_count) == (w.generation, os.getpid(), 512, 32)
@@ -414,19 +406,19 @@ def test_writer_header_as_the_spec_says(native_ring_dir):
         w.close()
 
 
-def test_writer_creates_directory_0700_and_file_0600(native_ring_dir):
-    path = native_ring_dir / "new" / "r.shm"
+def test_writer_creates_directory_0700_and_file_0600(ring_dir):
+    path = ring_dir / "new" / "r.shm"
     w = _ring.Writer(str(path), slot_size=256, slot_count=16)
     try:
-        assert stat.S_IMODE((native_ring_dir / "new").stat().st_mode) == 0o700
+        assert stat.S_IMODE((ring_dir / "new").stat().st_mode) == 0o700
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.stat().st_uid == os.geteuid()
     finally:
         w.close()
 
 
-def test_writer_refuses_an_unsafe_directory(native_ring_dir):
-    d = native_ring_dir / "open"
+def test_writer_refuses_an_unsafe_directory(ring_dir):
+    d = ring_dir / "open"
     d.mkdir()
     os.chmod(d, 0o777)
     with pytest.raises(_ring.Error) as info:
@@ -770,8 +762,8 @@ def test_unknown_threat_type_reads_as_unknown_from_c_writer(native_writer, nativ
         r.close()
 
 
-def test_unknown_threat_type_reads_as_unknown_from_raw_slot(native_ring_dir):
-    pw = PyWriter.create(native_ring_dir / "p.shm", slot_size=256, slot_count=16)
+def test_unknown_threat_type_reads_as_unknown_from_raw_slot(ring_dir):
+    pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
     try:
         r = _ring.Reader(str(pw.path))
         pw.publish([make_threat(0), make_threat(1)])
@@ -937,12 +929,12 @@ def test_health_ok_closed(native_ring_path):
         w.close()
 
 
-def test_health_replaced(native_ring_dir):
-    path = native_ring_dir / "r.shm"
+def test_health_replaced(ring_dir):
+    path = ring_dir / "r.shm"
     w = _ring.Writer(str(path), slot_size=256, slot_count=16)
     r = _ring.Reader(str(path))
     try:
-        other = PyWriter.create(native_ring_dir / "other.shm", slot_size=256, slot_count=16)
+        other = PyWriter.create(ring_dir / "other.shm", slot_size=256, slot_count=16)
         os.rename(other.path, path)
         assert r.health() == Status.REPLACED == 13
         other.close()
@@ -953,8 +945,8 @@ def test_health_replaced(native_ring_dir):
         w.close()
 
 
-def test_health_stale(native_ring_dir):
-    pw = PyWriter.create(native_ring_dir / "p.shm", slot_size=256, slot_count=16)
+def test_health_stale(ring_dir):
+    pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
     try:
         r = _ring.Reader(str(pw.path))
         assert r.health() == Status.OK
@@ -1008,9 +1000,9 @@ def test_publish_wakes_a_long_poll(native_writer, native_ring_path):
         r.close()
 
 
-def test_python_writer_wakes_a_long_poll(native_ring_dir):
+def test_python_writer_wakes_a_long_poll(ring_dir):
     # A Python writer cannot FUTEX_WAKE: the reader finds the event at its 100 ms futex timeout.
-    pw = PyWriter.create(native_ring_dir / "p.shm", slot_size=256, slot_count=16)
+    pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
     try:
         r = _ring.Reader(str(pw.path), spin_ns=0)
         out = []
@@ -1122,39 +1114,39 @@ def test_uninitialised_reader_does_not_crash():
     assert res.returncode == 0 and "survived" in res.stdout, (res.returncode, res.stderr[-500:])
 
 
-def test_reader_refuses_bad_files(native_ring_dir):
+def test_reader_refuses_bad_files(ring_dir):
     with pytest.raises(_ring.Error) as info:
-        _ring.Reader(str(native_ring_dir / "none.shm"))
+        _ring.Reader(str(ring_dir / "none.shm"))
     assert status_of(info) == Status.NOT_FOUND
-    (native_ring_dir / "d.shm").mkdir()
+    (ring_dir / "d.shm").mkdir()
     with pytest.raises(_ring.Error) as info:
-        _ring.Reader(str(native_ring_dir / "d.shm"))
+        _ring.Reader(str(ring_dir / "d.shm"))
     assert status_of(info) == Status.NOT_REGULAR
-    w = _ring.Writer(str(native_ring_dir / "r.shm"), slot_size=256, slot_count=16)
+    w = _ring.Writer(str(ring_dir / "r.shm"), slot_size=256, slot_count=16)
     try:
-        (native_ring_dir / "link.shm").symlink_to(native_ring_dir / "r.shm")
+        (ring_dir / "link.shm").symlink_to(ring_dir / "r.shm")
         with pytest.raises(_ring.Error) as info:
-            _ring.Reader(str(native_ring_dir / "link.shm"))
+            _ring.Reader(str(ring_dir / "link.shm"))
         assert status_of(info) == Status.NOT_REGULAR
-        os.chmod(native_ring_dir / "r.shm", 0o640)
+        os.chmod(ring_dir / "r.shm", 0o640)
         with pytest.raises(_ring.Error) as info:
-            _ring.Reader(str(native_ring_dir / "r.shm"))
+            _ring.Reader(str(ring_dir / "r.shm"))
         assert status_of(info) == Status.UNSAFE_MODE
-        os.chmod(native_ring_dir / "r.shm", 0o600)
-        os.chmod(native_ring_dir, 0o770)
+        os.chmod(ring_dir / "r.shm", 0o600)
+        os.chmod(ring_dir, 0o770)
         with pytest.raises(_ring.Error) as info:
-            _ring.Reader(str(native_ring_dir / "r.shm"))
+            _ring.Reader(str(ring_dir / "r.shm"))
         assert status_of(info) == Status.UNSAFE_DIR
-        os.chmod(native_ring_dir, 0o700)
+        os.chmod(ring_dir, 0o700)
         if os.geteuid() == 0:
-            os.chown(native_ring_dir / "r.shm", 12345, 12345)
+            os.chown(ring_dir / "r.shm", 12345, 12345)
             with pytest.raises(_ring.Error) as info:
-                _ring.Reader(str(native_ring_dir / "r.shm"))
+                _ring.Reader(str(ring_dir / "r.shm"))
             assert status_of(info) == Status.WRONG_OWNER
-            os.chown(native_ring_dir / "r.shm", 0, 0)
-        _ring.Reader(str(native_ring_dir / "r.shm")).close()
+            os.chown(ring_dir / "r.shm", 0, 0)
+        _ring.Reader(str(ring_dir / "r.shm")).close()
     finally:
-        os.chmod(native_ring_dir, 0o700)
+        os.chmod(ring_dir, 0o700)
         w.close()
 
 
@@ -1188,10 +1180,10 @@ def test_concurrent_c_writer_and_reader_account_for_every_event(native_ring_path
 
 # ================================================================ C <-> Python, 1000 random threats
 
-def test_python_writer_to_c_reader_1000_random_threats(native_ring_dir):
+def test_python_writer_to_c_reader_1000_random_threats(ring_dir):
     rng = random.Random(20240611)
     threats = [random_threat(rng, i) for i in range(1000)]
-    pw = PyWriter.create(native_ring_dir / "p.shm", slot_size=512, slot_count=256)
+    pw = PyWriter.create(ring_dir / "p.shm", slot_size=512, slot_count=256)
     try:
         r = _ring.Reader(str(pw.path))
         pr = PyReader.open(pw.path)

@@ -53,14 +53,6 @@ BASE_THREAT = Threat(4, 3, True, "fuzz-source", "fuzz details ✓ \u202e", 1_700
 U64 = (1 << 64) - 1
 
 
-@pytest.fixture
-def native_fuzz_dir(tmp_path):
-    d = tmp_path / "native-fuzz"
-    d.mkdir()
-    os.chmod(d, 0o700)
-    return d
-
-
 def crc_of_slot(raw: bytes | bytearray, slot_size: int) -> int:
     slen, dlen = struct.unpack_from("<HH", raw, 32)
     end = min(40 + slen + dlen, slot_size)
@@ -173,8 +165,8 @@ def _examples(slot_size: int):
 
 
 @pytest.mark.parametrize("slot_size", [256, 512])
-def test_c_reader_agrees_with_python_decoder_on_hostile_slots(native_fuzz_dir, slot_size):
-    pw = PyWriter.create(native_fuzz_dir / f"h{slot_size}.shm", slot_size=slot_size, slot_count=SLOT_COUNT)
+def test_c_reader_agrees_with_python_decoder_on_hostile_slots(ring_dir, slot_size):
+    pw = PyWriter.create(ring_dir / f"h{slot_size}.shm", slot_size=slot_size, slot_count=SLOT_COUNT)
     r = _ring.Reader(str(pw.path), start="oldest")  # before anything is written
     seen = {"delivered": 0, "missed": 0, "corrupt": 0}
     try:
@@ -221,10 +213,10 @@ def test_c_reader_agrees_with_python_decoder_on_hostile_slots(native_fuzz_dir, s
 
 
 @pytest.mark.parametrize("slot_size", [256, 512])
-def test_c_and_python_readers_agree_on_a_ring_full_of_hostile_slots(native_fuzz_dir, slot_size):
+def test_c_and_python_readers_agree_on_a_ring_full_of_hostile_slots(ring_dir, slot_size):
     # Many hostile slots at once, read in batches: the two readers count and
     # deliver the same events (a whole lap is overwritten before each read).
-    pw = PyWriter.create(native_fuzz_dir / f"m{slot_size}.shm", slot_size=slot_size, slot_count=SLOT_COUNT)
+    pw = PyWriter.create(ring_dir / f"m{slot_size}.shm", slot_size=slot_size, slot_count=SLOT_COUNT)
     r = _ring.Reader(str(pw.path), batch=7)
     pr = PyReader.open(pw.path)
     try:
@@ -382,15 +374,15 @@ def open_status_py(path) -> tuple[int, tuple | None]:
         r.close()
 
 
-def test_c_and_python_header_checks_agree_on_hostile_files(native_fuzz_dir):
-    tdir = native_fuzz_dir / "template"
+def test_c_and_python_header_checks_agree_on_hostile_files(ring_dir):
+    tdir = ring_dir / "template"
     tdir.mkdir(mode=0o700)
     pw = PyWriter.create(tdir / "t.shm", slot_size=256, slot_count=16)
     pw.publish([BASE_THREAT] * 20)  # write_seq 20: a reader at the oldest starts at 4
     template = (tdir / "t.shm").read_bytes()
     pw.close()
     assert struct.unpack_from("<I", template, OFF_STATE)[0] == 1
-    directory = native_fuzz_dir / "hostile"
+    directory = ring_dir / "hostile"
     directory.mkdir(mode=0o700)
     path = directory / "ring.shm"
     proc = psutil.Process()
@@ -433,11 +425,11 @@ def test_c_and_python_header_checks_agree_on_hostile_files(native_fuzz_dir):
         assert outcomes.get(status), (status, outcomes)
 
 
-def test_good_header_with_all_sizes_opens_in_both(native_fuzz_dir):
+def test_good_header_with_all_sizes_opens_in_both(ring_dir):
     # The accepting side of the header checks: every legal (small) geometry opens in both readers.
     for slot_size in (256, 512, 1024, 65536):
         for slot_count in (16, 32, 64):
-            p = native_fuzz_dir / f"g-{slot_size}-{slot_count}.shm"
+            p = ring_dir / f"g-{slot_size}-{slot_count}.shm"
             w = _ring.Writer(str(p), slot_size=slot_size, slot_count=slot_count)
             try:
                 assert open_status_c(p)[0] == open_status_py(p)[0] == 0

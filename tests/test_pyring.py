@@ -78,14 +78,6 @@ def reads(path, status: Status) -> RingError:
 
 
 @pytest.fixture
-def ring_dir(tmp_path) -> Path:
-    d = tmp_path / "ring"
-    d.mkdir()
-    os.chmod(d, 0o700)
-    return d
-
-
-@pytest.fixture
 def writer(ring_dir):
     w = PyWriter.create(ring_dir / "test.shm", slot_size=256, slot_count=16)
     yield w
