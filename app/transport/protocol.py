@@ -1,0 +1,280 @@
+"""The Shield's WebSocket protocol (docs/websocket.md): frames in, commands out.
+
+`parse_frame()` turns one text frame from a server into a typed message, or a
+`BadFrame` saying what was wrong with it; it never raises. Both dialects are
+read: the Shield's (`{"type": "threat", "threats": [...]}`) and the editor
+extension's (`{"type": "threat", "data": {...}}`). `threat_message()` and
+`status_message()` build what a server (our demo writer) sends.
+
+Identity: a THREAT's optional `seq` is the writer's event number. Our demo
+writer also names its generation in `id` as "<16 hex digits>-<seq>" (the form
+`kgmon tail` prints), so a client can tell two writers' events apart; a
+Shield that does not is read by `seq` alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from typing import Any, NamedTuple
+
+from app.threats import (
+    MEDIUM,
+    SEVERITY_NUMBER,
+    THREAT_TYPE_NUMBER,
+    Threat,
+    severity_name,
+    threat_type_name,
+)
+
+MAX_FRAME_BYTES = 1 << 20  # the Shield drops frames over 1 MiB; a client counts them as bad
+COMMANDS = ("subscribe", "unsubscribe", "get_status", "toggle_protection")
+_ID_WITH_GENERATION = re.compile(r"^([0-9a-f]{16})-(\d{1,20})$")
+# The extension's dialect: lower-case kinds, mapped to the Shield's types.
+_EXTENSION_TYPES = {
+    "unicode": "UnicodeInvisible",
+    "injection": "InjectionAttempt",
+    "pattern": "SuspiciousPattern",
+    "suspicious": "SuspiciousPattern",
+}
+
+
+class WsThreat(NamedTuple):
+    """A threat that came over the WebSocket, with the same field names as a
+    ring event (app._ring.Event) so readers of both need no second code path."""
+
+    seq: int | None  # the writer's event number, when the server sends it
+    publish_mono_ns: int  # from `mono_ns`, else estimated from `timestamp`
+    observe_mono_ns: int  # when this client received the frame
+    timestamp_unix_us: int
+    threat_type: int
+    severity: int
+    blocked: bool
+    flags: int  # always 0 (the WebSocket does not truncate)
+    source: str
+    details: str
+    id: str
+    generation: int | None  # from an id of the form "<generation hex>-<seq>"
+    exact_latency: bool  # True when publish_mono_ns came from `mono_ns` (same host)
+    context: Any
+
+
+class Status(NamedTuple):
+    protection_enabled: bool | None
+    threats_blocked: int | None
+    raw: dict
+
+
+class Threats(NamedTuple):
+    threats: list[WsThreat]
+
+
+class Heartbeat(NamedTuple):
+    pass
+
+
+class ServerError(NamedTuple):
+    message: str
+
+
+class BadFrame(NamedTuple):
+    """A frame a client could not use: kind is one of 'too_big', 'not_json',
+    'unknown_type', 'wrong_types'."""
+
+    kind: str
+    detail: str
+
+
+BAD_KINDS = ("too_big", "not_json", "unknown_type", "wrong_types")
+Message = Status | Threats | Heartbeat | ServerError | BadFrame
+
+
+def _mono_ns() -> int:
+    return time.monotonic_ns()
+
+
+def parse_timestamp_us(text: str) -> int | None:
+    """RFC 3339 (UTC 'Z' or an offset) to microseconds since the epoch; None if it is not one."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    try:
+        return int(moment.timestamp() * 1_000_000)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def format_timestamp(unix_us: int) -> str:
+    """Microseconds since the epoch as RFC 3339 UTC with microseconds."""
+    try:
+        moment = dt.datetime.fromtimestamp(unix_us / 1e6, tz=dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return "1970-01-01T00:00:00.000000Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _u64(value) -> int | None:
+    return value if type(value) is int and 0 <= value < 1 << 64 else None
+
+
+def _text(value, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _WrongType(f"{field} is {type(value).__name__}, not a string")
+    return value
+
+
+class _WrongType(Exception):
+    pass
+
+
+def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> WsThreat:
+    if not isinstance(obj, dict):
+        raise _WrongType(f"a threat is {type(obj).__name__}, not an object")
+    type_field = "type" if extension else "threat_type"
+    kind = obj.get(type_field)
+    if kind is not None and not isinstance(kind, str):
+        raise _WrongType(f"{type_field} is {type(kind).__name__}")
+    if extension:
+        kind = _EXTENSION_TYPES.get((kind or "").lower(), kind)
+    sev = obj.get("severity")
+    if sev is not None and not isinstance(sev, str):
+        raise _WrongType(f"severity is {type(sev).__name__}")
+    severity = SEVERITY_NUMBER.get((sev or "").capitalize(), MEDIUM)  # unknown reads as Medium
+    blocked = obj.get("blocked", False)
+    if not isinstance(blocked, bool):
+        raise _WrongType(f"blocked is {type(blocked).__name__}")
+    details = _text(obj.get("description" if extension else "details"), "details")
+    source = _text(obj.get("source"), "source")
+    ident = obj.get("id", "")
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        ident = str(ident)
+    ident = _text(ident, "id")
+    ts_us = parse_timestamp_us(obj.get("timestamp")) if obj.get("timestamp") is not None else None
+    seq = _u64(obj.get("seq"))
+    mono = _u64(obj.get("mono_ns"))
+    if ts_us is None:
+        ts_us = now_unix_us
+    if mono is not None:
+        publish, exact = mono, True
+    else:  # same instant on the monotonic clock as `timestamp` on the wall clock
+        publish, exact = received_mono_ns - max(0, now_unix_us - ts_us) * 1000, False
+    generation = None
+    match = _ID_WITH_GENERATION.match(ident)
+    if match:
+        generation = int(match.group(1), 16)
+        if seq is None:
+            seq = int(match.group(2))
+    return WsThreat(
+        seq=seq,
+        publish_mono_ns=publish,
+        observe_mono_ns=received_mono_ns,
+        timestamp_unix_us=ts_us,
+        threat_type=THREAT_TYPE_NUMBER.get(kind, 0),
+        severity=severity,
+        blocked=blocked,
+        flags=0,
+        source=source,
+        details=details,
+        id=ident,
+        generation=generation,
+        exact_latency=exact,
+        context=obj.get("context"),
+    )
+
+
+def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Message:
+    """One frame from a server as a message, or BadFrame. Never raises."""
+    received = received_mono_ns if received_mono_ns is not None else _mono_ns()
+    if len(frame) > MAX_FRAME_BYTES:
+        return BadFrame("too_big", f"{len(frame):,} bytes, over the 1 MiB limit")
+    try:
+        obj = json.loads(frame)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return BadFrame("not_json", str(exc)[:120])
+    if not isinstance(obj, dict):
+        return BadFrame("wrong_types", f"a frame is {type(obj).__name__}, not an object")
+    kind = obj.get("type")
+    now_unix_us = time.time_ns() // 1000
+    try:
+        if kind == "threat":
+            if "threats" in obj:
+                items = obj["threats"]
+                if not isinstance(items, list):
+                    raise _WrongType("threats is not a list")
+                return Threats([_threat(t, received, now_unix_us, False) for t in items])
+            if "data" in obj:
+                return Threats([_threat(obj["data"], received, now_unix_us, True)])
+            raise _WrongType("a threat frame has neither 'threats' nor 'data'")
+        if kind in ("status", "stats"):
+            data = obj.get("data", obj)
+            if not isinstance(data, dict):
+                raise _WrongType("status data is not an object")
+            enabled = data.get("protection_enabled")
+            blocked = data.get("threats_blocked")
+            if enabled is not None and not isinstance(enabled, bool):
+                raise _WrongType("protection_enabled is not a boolean")
+            if blocked is not None and _u64(blocked) is None:
+                raise _WrongType("threats_blocked is not a count")
+            return Status(enabled, blocked, data)
+        if kind == "heartbeat":
+            return Heartbeat()
+        if kind == "error":
+            message = obj.get("message", "")
+            if not isinstance(message, str):
+                raise _WrongType("message is not a string")
+            return ServerError(message)
+    except _WrongType as exc:
+        return BadFrame("wrong_types", str(exc))
+    return BadFrame("unknown_type", f"type {str(kind)[:40]!r}")
+
+
+def command(name: str) -> str:
+    """A client command frame."""
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}")
+    return json.dumps({"type": name})
+
+
+# ---- what a server sends ----
+
+def threat_json(threat: Threat, event_id: str, seq: int | None = None, mono_ns: int | None = None) -> str:
+    """One THREAT object, JSON-encoded (a server joins several into one message)."""
+    obj = {
+        "id": event_id,
+        "threat_type": threat_type_name(threat.threat_type),
+        "severity": severity_name(threat.severity),
+        "source": threat.source,
+        "details": threat.details,
+        "timestamp": format_timestamp(threat.timestamp_unix_us),
+        "blocked": bool(threat.blocked),
+        "context": None,
+    }
+    if seq is not None:
+        obj["seq"] = seq
+    if mono_ns is not None:
+        obj["mono_ns"] = mono_ns
+    return json.dumps(obj)
+
+
+def threat_message(encoded_threats: list[str]) -> str:
+    """A `threat` message carrying threats already encoded by threat_json()."""
+    return '{"type": "threat", "threats": [' + ", ".join(encoded_threats) + "]}"
+
+
+def status_message(protection_enabled: bool, threats_blocked: int) -> str:
+    return json.dumps({"type": "status", "protection_enabled": protection_enabled,
+                       "threats_blocked": threats_blocked})
+
+
+def event_id(generation: int, seq: int) -> str:
+    """The id our writers give event `seq` of `generation` (kgmon tail prints the same)."""
+    return f"{generation:016x}-{seq}"
