@@ -80,6 +80,11 @@ kg_status kg_reader_open(kg_reader *r, const char *path, int start, char *err, s
 
 uint64_t kg_reader_write_seq(const kg_reader *r) { return kg_load_acquire64(&r->hdr->write_seq); }
 
+void kg_reader_seek(kg_reader *r, uint64_t n) {
+    uint64_t w = kg_reader_write_seq(r);
+    r->cursor = n < w ? n : w;
+}
+
 kg_status kg_reader_health(kg_reader *r, uint64_t now) {
     if (kg_load_acquire32(&r->hdr->state) == KG_STATE_CLOSED) return KG_CLOSED;
     uint64_t hb = kg_load_acquire64(&r->hdr->heartbeat_mono_ns);

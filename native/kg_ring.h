@@ -102,6 +102,10 @@ enum kg_start { KG_START_OLDEST = 0, KG_START_NEWEST = 1 };
 
 kg_status kg_reader_open(kg_reader *r, const char *path, int start, char *err, size_t errlen);
 void kg_reader_close(kg_reader *r);
+/* Continue from event n of this generation (after another transport brought
+ * the events before it). Past write_seq it stops at write_seq; events before
+ * n that the ring no longer holds are counted as missed by the next read. */
+void kg_reader_seek(kg_reader *r, uint64_t n);
 /* Copy up to b->capacity events from the cursor. Never blocks. */
 kg_status kg_reader_read(kg_reader *r, kg_batch *b);
 /* Is the ring still worth reading? KG_OK, KG_STALE, KG_CLOSED or KG_REPLACED. */

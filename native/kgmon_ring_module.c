@@ -623,6 +623,15 @@ static PyObject *reader_resume(ReaderObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+static PyObject *reader_seek(ReaderObject *self, PyObject *arg) {
+    READER_OPEN(self);
+    if (self->in_poll) return PyErr_Format(PyExc_RuntimeError, "seek() while poll() runs in another thread");
+    unsigned long long n = PyLong_AsUnsignedLongLong(arg);
+    if (n == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    kg_reader_seek(&self->r, n);
+    return PyLong_FromUnsignedLongLong(self->r.cursor);
+}
+
 static PyObject *reader_health(ReaderObject *self, PyObject *unused) {
     READER_OPEN(self);
     kg_status st;
@@ -699,6 +708,8 @@ static PyMethodDef reader_methods[] = {
      "poll(timeout=0.1, max_events=0) -> list of Event; waits with the GIL released"},
     {"stop", (PyCFunction)reader_stop, METH_NOARGS, "wake a poll() in another thread and make it return"},
     {"resume", (PyCFunction)reader_resume, METH_NOARGS, "undo stop()"},
+    {"seek", (PyCFunction)reader_seek, METH_O,
+     "seek(n) -> cursor: continue from event n (at most write_seq); lapped events count as missed"},
     {"health", (PyCFunction)reader_health, METH_NOARGS, "status: 0 ok, 11 stale, 12 closed, 13 replaced"},
     {"heartbeat_age_ns", (PyCFunction)reader_heartbeat_age_ns, METH_NOARGS, "ns since the writer's last heartbeat"},
     {"close", (PyCFunction)reader_close, METH_NOARGS, "unmap the ring"},

@@ -32,7 +32,7 @@ def positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.cli import bench, demo, tail  # each adds its own options
+    from app.cli import bench, demo, doctor, tail  # each adds its own options
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kgmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, tail, bench):
+    for module in (demo, tail, bench, doctor):
         module.add_parser(sub, common)
     return parser
 

@@ -1,9 +1,9 @@
 """kgmon tail: a headless reader for people and scripts.
 
-Replays what the ring still holds, then follows it, across writer restarts.
-One readable line per threat, or --json: one object per line, ending with a
-summary line. Exit status 0, 2 bad usage, 3 cannot attach (with the reason),
-1 otherwise.
+Replays what the ring still holds, then follows it, across writer restarts
+and transport switches (shared memory, the Shield's WebSocket). One readable
+line per threat, or --json: one object per line, ending with a summary line.
+Exit status 0, 2 bad usage, 3 cannot attach (with the reason), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -15,16 +15,22 @@ import signal
 import sys
 import time
 
-from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, positive_float, positive_int
-from app.ring.errors import RingError
-from app.ring.follow import RingFollower, WriterGone
+from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_OK, positive_float, positive_int
 from app.ring.paths import default_ring_path
-from app.ring.reader import DEFAULT_SPIN_NS, Event
+from app.ring.reader import DEFAULT_SPIN_NS
 from app.textsafe import visible
 from app.threats import severity_name, threat_type_name
-
-RETRY_ATTACH_S = 0.2
-TRANSPORT = "shm"
+from app.transport.manager import (
+    BadFrameSeen,
+    Batch,
+    ShieldError,
+    ShieldStatus,
+    TransportChange,
+    TransportManager,
+    TransportUnavailable,
+)
+from app.transport.protocol import event_id, format_timestamp
+from app.transport.ws_client import default_ws_url
 
 
 def add_parser(sub, common) -> None:
@@ -43,35 +49,39 @@ def add_parser(sub, common) -> None:
     p.add_argument("--timeout", type=positive_float, metavar="S", help="exit after S seconds")
     p.add_argument("--spin-us", type=float, default=DEFAULT_SPIN_NS / 1000, metavar="US",
                    help="most microseconds to spin before sleeping (default %(default)g; 0 sleeps at once)")
+    p.add_argument("--ws-url", metavar="URL",
+                   help="the Shield's WebSocket (default: $KINDLYGUARD_WS_URL, else ws://127.0.0.1:9955)")
+    p.add_argument("--transport", choices=("auto", "shm", "websocket"), default="auto",
+                   help="auto (default): shared memory when healthy, else the WebSocket, retrying both; "
+                   "shm or websocket: that one only, exit 3 if it is not there")
     p.set_defaults(run=run)
 
 
-def rfc3339(unix_us: int) -> str:
-    try:
-        moment = dt.datetime.fromtimestamp(unix_us / 1e6, tz=dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return "invalid"
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _event_id(ev, generation: int | None) -> str:
+    ident = getattr(ev, "id", None)  # WebSocket threats carry their own
+    if ident is not None:
+        return ident
+    return event_id(generation, ev.seq) if generation is not None else str(ev.seq)
 
 
-def event_json(ev: Event, generation: int) -> dict:
+def event_json(ev, transport: str, generation: int | None) -> dict:
     return {
         "type": "threat",
-        "transport": TRANSPORT,
+        "transport": transport,
         "generation": generation,
         "seq": ev.seq,
-        "id": f"{generation:016x}-{ev.seq}",
+        "id": _event_id(ev, generation),
         "threat_type": threat_type_name(ev.threat_type),
         "severity": severity_name(ev.severity),
-        "blocked": ev.blocked,
+        "blocked": bool(ev.blocked),
         "source": ev.source,
         "details": ev.details,
-        "timestamp": rfc3339(ev.timestamp_unix_us),
+        "timestamp": format_timestamp(ev.timestamp_unix_us),
         "latency_us": round(max(0, ev.observe_mono_ns - ev.publish_mono_ns) / 1000, 1),
     }
 
 
-def event_line(ev: Event) -> str:
+def event_line(ev) -> str:
     try:
         when = dt.datetime.fromtimestamp(ev.timestamp_unix_us / 1e6).strftime("%H:%M:%S.%f")[:-3]
     except (OverflowError, OSError, ValueError):
@@ -87,31 +97,46 @@ class _Output:
         self.as_json = as_json
         self.out = sys.stdout
 
-    def events(self, events: list[Event], generation: int) -> None:
+    def batch(self, batch: Batch) -> None:
         if self.as_json:
-            lines = [json.dumps(event_json(ev, generation)) for ev in events]
+            lines = [json.dumps(event_json(ev, batch.transport, batch.generation)) for ev in batch.events]
         else:
-            lines = [event_line(ev) for ev in events]
+            lines = [event_line(ev) for ev in batch.events]
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 
-    def transport(self, transport: str, reason: str) -> None:
-        if self.as_json:
-            self.out.write(json.dumps({"type": "transport", "transport": transport, "reason": reason}) + "\n")
-            self.out.flush()
-        else:
-            print(f"kgmon tail: [{transport}] {reason}", file=sys.stderr, flush=True)
+    def transport(self, change: TransportChange) -> None:
+        self._note({"type": "transport", "transport": change.transport, "reason": change.reason},
+                   f"[{change.transport}] {change.reason}")
 
-    def summary(self, follower: RingFollower) -> None:
-        c = follower.counts
-        transport = TRANSPORT if follower.reader is not None else "disconnected"
+    def status(self, status: ShieldStatus) -> None:
+        self._note({"type": "status", "protection_enabled": status.protection_enabled,
+                    "threats_blocked": status.threats_blocked},
+                   f"Shield status: protection {'on' if status.protection_enabled else 'off'}, "
+                   f"{status.threats_blocked} threats blocked")
+
+    def bad_frame(self, bad: BadFrameSeen) -> None:
+        self._note({"type": "bad_frame", "kind": bad.kind, "detail": bad.detail, "total": bad.total},
+                   f"bad frame from the WebSocket ({bad.kind}: {visible(bad.detail)}); {bad.total} so far")
+
+    def shield_error(self, error: ShieldError) -> None:
+        self._note({"type": "shield_error", "message": error.message}, f"the Shield says: {visible(error.message)}")
+
+    def _note(self, obj: dict, text: str) -> None:
         if self.as_json:
-            self.out.write(json.dumps({"type": "summary", "delivered": c.delivered, "missed": c.missed,
-                                       "corrupt": c.corrupt, "transport": transport}) + "\n")
+            self.out.write(json.dumps(obj) + "\n")
             self.out.flush()
         else:
-            print(f"kgmon tail: {c.delivered} delivered, {c.missed} missed, {c.corrupt} corrupt",
-                  file=sys.stderr, flush=True)
+            print(f"kgmon tail: {text}", file=sys.stderr, flush=True)
+
+    def summary(self, m: TransportManager) -> None:
+        if self.as_json:
+            self.out.write(json.dumps({"type": "summary", "delivered": m.delivered, "missed": m.missed,
+                                       "corrupt": m.corrupt, "transport": m.transport}) + "\n")
+            self.out.flush()
+        else:
+            print(f"kgmon tail: {m.delivered} delivered, {m.missed} missed, {m.corrupt} corrupt, "
+                  f"{m.bad_frames} bad frames", file=sys.stderr, flush=True)
 
 
 class _Stop(Exception):
@@ -123,57 +148,48 @@ def _raise_stop(signum, frame):
 
 
 def run(args: argparse.Namespace) -> int:
-    path = str(default_ring_path(args.shm_path))
-    follower = RingFollower(path, start="newest" if args.new else "oldest",
-                            spin_ns=int(max(0.0, args.spin_us) * 1000))
+    manager = TransportManager(str(default_ring_path(args.shm_path)), default_ws_url(args.ws_url),
+                               mode=args.transport, start="newest" if args.new else "oldest",
+                               spin_ns=int(max(0.0, args.spin_us) * 1000))
     out = _Output(args.json)
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    try:
-        follower.attach()
-    except RingError as exc:
-        print(f"kgmon tail: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_ATTACH if exc.cannot_attach else EXIT_FAILURE
     old = signal.signal(signal.SIGTERM, _raise_stop)
-    status = EXIT_OK
     try:
-        out.transport(TRANSPORT, f"attached to {path} (generation {follower.generation:#x})")
-        while not (args.count and follower.counts.accounted >= args.count):
+        try:
+            items = manager.start()
+        except TransportUnavailable as exc:
+            print(f"kgmon tail: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_ATTACH
+        while True:
+            for item in items:
+                if isinstance(item, Batch):
+                    out.batch(item)
+                elif isinstance(item, TransportChange):
+                    out.transport(item)
+                elif isinstance(item, ShieldStatus):
+                    out.status(item)
+                elif isinstance(item, ShieldError):
+                    out.shield_error(item)
+                elif isinstance(item, BadFrameSeen):
+                    out.bad_frame(item)
+            if args.count and manager.accounted >= args.count:
+                break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            if follower.reader is None:
-                _reattach(follower, out, path)
-                time.sleep(RETRY_ATTACH_S if follower.reader is None else 0)
-                continue
-            wanted = args.count - follower.counts.accounted if args.count else 0
-            try:
-                events = follower.poll(min(0.1, remaining) if remaining is not None else 0.1, wanted)
-            except WriterGone as gone:
-                out.transport("disconnected", f"{gone}; waiting for a writer")
-                continue
-            if events:
-                out.events(events, follower.generation)
+            wanted = args.count - manager.accounted if args.count else 0
+            items = manager.poll(min(0.1, remaining) if remaining is not None else 0.1, wanted)
     except (_Stop, KeyboardInterrupt):
         pass
     except BrokenPipeError:  # `kgmon tail | head`: the reader of our output left
         sys.stderr.close()
+        manager.close()
         return EXIT_OK
-    except RingError as exc:
-        print(f"kgmon tail: {exc}", file=sys.stderr)
-        status = EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, old)
     try:
-        out.summary(follower)
+        out.summary(manager)
     except BrokenPipeError:
         pass
-    follower.close()
-    return status
-
-
-def _reattach(follower: RingFollower, out: _Output, path: str) -> None:
-    try:
-        follower.attach()
-    except RingError:
-        return
-    out.transport(TRANSPORT, f"attached to {path} (generation {follower.generation:#x})")
+    manager.close()
+    return EXIT_OK

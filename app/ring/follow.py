@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psutil
@@ -63,27 +64,40 @@ class RingFollower:
     _base: Counts = field(default_factory=Counts)  # counts of readers already closed
     _seen_generations: set[int] = field(default_factory=set)  # writers attached to, or counted as missed
 
-    def attach(self) -> _ring.Reader:
+    def attach(self, resume: Mapping[int, int] | None = None, started: bool | None = None,
+               at_newest: bool = False) -> _ring.Reader:
         """Open the ring (RingError if it cannot be used).
 
         After WriterGone, only a new writer's ring is accepted: the ring of the
         writer we just gave up on (same generation) is refused with STALE
         until it is replaced, so its events are never delivered twice. A new
         writer's ring that already closed before we could attach has its
-        events counted as missed (read from its header), never lost silently."""
-        start = self.start if not self._attached_before else "oldest"
+        events counted as missed (read from its header), never lost silently.
+
+        resume maps a generation to the next event number another transport
+        has not delivered yet: a ring of that generation is read from there.
+        started says whether the consumer has been receiving already (default:
+        whether this follower attached before); only then are the events a
+        new writer published before we came counted as missed. at_newest
+        starts at the newest event and counts nothing (for a consumer that
+        cannot tell which events it already has)."""
+        started = self._attached_before if started is None else started
+        resume = resume or {}
+        start = "newest" if at_newest else self.start if not started else "oldest"
         try:
             reader = open_reader(self.path, start=start, spin_ns=self.spin_ns, adaptive=self.adaptive)
         except RingError as exc:
-            if exc.status == Status.CLOSED and self._attached_before:
-                self._count_unseen_closed_ring()
+            if exc.status == Status.CLOSED and started:
+                self._count_unseen_closed_ring(resume)
             raise
         if reader.generation in self._seen_generations:
             reader.close()
             raise RingError(Status.STALE, self.path, "still the ring of the writer that went away; "
                             "waiting for a new writer")
         self.reader = reader
-        if self._attached_before:
+        if reader.generation in resume:
+            reader.seek(resume[reader.generation])  # what the ring no longer holds counts as missed
+        elif started and not at_newest:
             # A new writer: its events before what the ring still holds were never seen.
             self._base.missed += reader.cursor
         self._attached_before = True
@@ -135,7 +149,7 @@ class RingFollower:
 
     # -- internals
 
-    def _count_unseen_closed_ring(self) -> None:
+    def _count_unseen_closed_ring(self, resume: Mapping[int, int]) -> None:
         """A writer came and went between two attach attempts: count its events as missed."""
         try:
             header = read_header(self.path)
@@ -145,7 +159,7 @@ class RingFollower:
         if header.get("header_crc_ok") and generation and published is not None \
                 and generation not in self._seen_generations:
             self._seen_generations.add(generation)
-            self._base.missed += published
+            self._base.missed += max(0, published - resume.get(generation, 0))
             self.counts.missed = self._base.missed
 
     def _sync_counts(self) -> None:

@@ -1,0 +1,367 @@
+"""One transport manager, free of Qt: threats from shared memory when it is
+there and healthy, from the Shield's WebSocket when it is not, and back.
+
+`TransportManager.poll()` is called in a loop by one thread (kgmon tail's
+main thread, the GUI's reader thread). It returns what happened since the
+last call: `Batch`es of events, `TransportChange`s (each with its reason) and
+`ShieldStatus` updates. Rules:
+
+- auto: attach to the ring when it passes every health check, else use the
+  WebSocket, else report "disconnected" and keep retrying both. While on the
+  WebSocket, probe the ring every 2 s and switch back when it is healthy.
+  Leave the ring when its writer closes it, dies, stops its heartbeat or is
+  replaced (app.ring.follow.RingFollower decides), after reading what it left.
+- "shm" or "websocket": that transport only; start() raises
+  TransportUnavailable if it is not there (kgmon tail exits 3).
+- No event twice, none skipped uncounted: events are numbered (generation,
+  seq) on the ring, and our writers' WebSocket threats carry the same
+  numbers. The manager remembers the next number it expects of each
+  generation; a WebSocket threat below it is a duplicate and dropped, a jump
+  is counted as missed, and a ring of a generation the WebSocket was
+  delivering is read from the next number on. A WebSocket threat without a
+  number (a Shield that does not send `seq`) cannot be matched: such threats
+  are delivered as they come, and a switch back to the ring starts at its
+  newest event so nothing is shown twice.
+- While on shared memory the WebSocket stays connected, unsubscribed, for
+  commands (get_status, toggle_protection) and status.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from app import _ring
+from app.ring.errors import RingError
+from app.ring.follow import RingFollower, WriterGone
+from app.ring.reader import DEFAULT_SPIN_NS
+from app.transport import protocol
+from app.transport.ws_client import OPEN_TIMEOUT_S, Connected, Disconnected, WsLink
+
+Mode = Literal["auto", "shm", "websocket"]
+SHM, WEBSOCKET, DISCONNECTED = "shm", "websocket", "disconnected"
+PROBE_INTERVAL_S = 2.0  # on the WebSocket: how often to look for a healthy ring
+RETRY_INTERVAL_S = 0.25  # disconnected: how often to try the ring again
+CONNECT_GRACE_S = 1.5  # at start, how long to give the WebSocket before saying "disconnected"
+
+
+class TransportUnavailable(Exception):
+    """The one transport asked for is not there; str() says why."""
+
+
+class Batch(NamedTuple):
+    transport: str
+    generation: int | None
+    events: list  # app._ring.Event or protocol.WsThreat: the same field names
+
+
+class TransportChange(NamedTuple):
+    transport: str
+    reason: str
+
+
+class ShieldStatus(NamedTuple):
+    protection_enabled: bool | None
+    threats_blocked: int | None
+
+
+class ShieldError(NamedTuple):
+    message: str
+
+
+class BadFrameSeen(NamedTuple):
+    """A frame from the WebSocket that could not be used (the connection stays up)."""
+
+    kind: str  # too_big, not_json, unknown_type, wrong_types
+    detail: str
+    total: int  # bad frames so far
+
+
+Item = Batch | TransportChange | ShieldStatus | ShieldError | BadFrameSeen
+
+
+class _Wake:
+    """Put on the link's queue to end a poll() that waits on the WebSocket (see stop())."""
+
+
+@dataclass
+class WsCounts:
+    delivered: int = 0
+    missed: int = 0
+    duplicates: int = 0  # dropped because another transport (or a replay) delivered them
+
+
+class TransportManager:
+    def __init__(self, shm_path: str, ws_url: str, mode: Mode = "auto", start: str = "oldest",
+                 spin_ns: int = DEFAULT_SPIN_NS, probe_interval: float = PROBE_INTERVAL_S):
+        self.mode = mode
+        self.shm_path = shm_path
+        self.ws_url = ws_url
+        self.transport = DISCONNECTED
+        self.reason = "not started"
+        self.status: ShieldStatus | None = None
+        self.probe_interval = probe_interval
+        self.follower = RingFollower(shm_path, start=start, spin_ns=spin_ns) if mode != "websocket" else None
+        self.link = WsLink(ws_url, subscribed=False) if mode != "shm" else None
+        self.ws_counts = WsCounts()
+        self.ws_transport_latency = _ring.Histogram()  # mono_ns -> frame received (same host only)
+        self.ws_delivery_latency = _ring.Histogram()  # mono_ns -> handed out by poll()
+        self._next_seq: dict[int | None, int] = {}  # generation -> next event number not yet delivered
+        self._last_generation: int | None = None
+        self._started = False  # has anything been delivered (decides what counts as missed)
+        self._pending: list[Item] = []
+        self._next_attempt = 0.0
+        self._stopping = False
+
+    # -- life cycle
+
+    def start(self) -> list[Item]:
+        """Connect to what is there. Returns the first TransportChange; raises
+        TransportUnavailable when a single named transport is not there."""
+        if self.link is not None:
+            self.link.start()
+        if self.mode == "websocket":
+            if not self.link.wait_connected(OPEN_TIMEOUT_S + 0.5):
+                error = self.link.last_error or "no answer"
+                self.link.stop()
+                raise TransportUnavailable(f"cannot reach the Shield's WebSocket at {self.ws_url}: {error}")
+            self._use_websocket(f"connected to {self.ws_url}")
+        elif self.mode == "shm":
+            try:
+                self._attach_ring()
+            except RingError as exc:
+                raise TransportUnavailable(str(exc)) from None
+        else:
+            try:
+                self._attach_ring()
+            except RingError as exc:
+                if self.link.wait_connected(CONNECT_GRACE_S):
+                    self._use_websocket(f"{exc}; using the WebSocket at {self.ws_url}")
+                else:
+                    self._change(DISCONNECTED, f"{exc}; the WebSocket at {self.ws_url}: "
+                                 f"{self.link.last_error or 'no answer'}; retrying both")
+        return self._take_pending()
+
+    def stop(self) -> None:
+        """Make a poll() in another thread return promptly (thread-safe)."""
+        self._stopping = True
+        if self.follower is not None:
+            self.follower.stop()
+        if self.link is not None:
+            self.link.events.put(_Wake())
+
+    def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
+        if self.link is not None:
+            self.link.stop()
+
+    def send_command(self, name: str) -> bool:
+        """get_status / toggle_protection over the WebSocket, whatever carries the threats."""
+        return self.link is not None and self.link.send_command(name)
+
+    @property
+    def commands_available(self) -> bool:
+        return self.link is not None and self.link.connected
+
+    # -- counts
+
+    @property
+    def delivered(self) -> int:
+        return (self.follower.counts.delivered if self.follower else 0) + self.ws_counts.delivered
+
+    @property
+    def missed(self) -> int:
+        return (self.follower.counts.missed if self.follower else 0) + self.ws_counts.missed
+
+    @property
+    def corrupt(self) -> int:
+        return self.follower.counts.corrupt if self.follower else 0
+
+    @property
+    def bad_frames(self) -> int:
+        return sum(self.link.bad_frames.values()) if self.link else 0
+
+    @property
+    def accounted(self) -> int:
+        return self.delivered + self.missed + self.corrupt
+
+    # -- the loop
+
+    def poll(self, timeout: float = 0.1, max_events: int = 0) -> list[Item]:
+        """What happened since the last call; waits up to `timeout` for it."""
+        if self.link is not None:
+            self._drain_link(block=False, timeout=0)
+        if self._pending:
+            return self._take_pending()
+        if self.transport == SHM:
+            self._poll_ring(timeout, max_events)
+        elif self.transport == WEBSOCKET:
+            self._maybe_probe_ring()
+            if not self._pending:
+                self._drain_link(block=True, timeout=timeout, max_events=max_events)
+        else:
+            self._retry(timeout)
+        return self._take_pending()
+
+    # -- shared memory
+
+    def _attach_ring(self, reason_prefix: str = "", at_newest: bool = False) -> None:
+        resume = {g: n for g, n in self._next_seq.items() if g is not None}
+        reader = self.follower.attach(resume=resume, started=self._started, at_newest=at_newest)
+        if self.link is not None:
+            self.link.set_subscribed(False)  # threats now come from the ring; keep the link for commands
+        self._change(SHM, f"{reason_prefix}attached to {self.shm_path} (generation {reader.generation:#x})")
+
+    def _poll_ring(self, timeout: float, max_events: int) -> None:
+        try:
+            events = self.follower.poll(timeout, max_events)
+        except WriterGone as gone:
+            self._leave_ring(str(gone))
+            return
+        if events:
+            generation = self.follower.generation
+            self._next_seq[generation] = events[-1].seq + 1
+            self._last_generation = generation
+            self._started = True
+            self._pending.append(Batch(SHM, generation, events))
+
+    def _leave_ring(self, why: str) -> None:
+        # A restarted writer's new ring is the best next source: try it first.
+        try:
+            self._attach_ring(f"{why}; ")
+            return
+        except RingError:
+            pass
+        if self.mode == "auto" and self.link.connected:
+            self._use_websocket(f"{why}; switched to the WebSocket at {self.ws_url}")
+        else:
+            self._change(DISCONNECTED, f"{why}; waiting for a writer")
+        self._next_attempt = time.monotonic() + self.probe_interval
+
+    def _maybe_probe_ring(self) -> None:
+        if self.follower is None or time.monotonic() < self._next_attempt:
+            return
+        self._next_attempt = time.monotonic() + self.probe_interval
+        # Without event numbers from the WebSocket there is nothing to resume
+        # from: start at the ring's newest event rather than show anything twice.
+        unnumbered = self._started and not any(g is not None for g in self._next_seq)
+        try:
+            self._attach_ring("found a healthy ring: ", at_newest=unnumbered)
+        except RingError:
+            return
+
+    # -- WebSocket
+
+    def _use_websocket(self, reason: str) -> None:
+        self.link.set_subscribed(True)
+        self._change(WEBSOCKET, reason)
+
+    def _drain_link(self, block: bool, timeout: float, max_events: int = 0) -> None:
+        """Take what the WebSocket link queued. With block, wait up to timeout
+        for the first item that matters, then take the rest without waiting."""
+        events: list[protocol.WsThreat] = []
+        deadline = time.monotonic() + timeout
+        while not (max_events and len(events) >= max_events):
+            try:
+                if block and not events and not self._pending and not self._stopping:
+                    item = self.link.events.get(timeout=max(0.0, deadline - time.monotonic()))
+                else:
+                    item = self.link.events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, protocol.Threats):
+                if self.transport == WEBSOCKET:
+                    events.extend(self._accept(item.threats))
+                # else: threats still in flight after we unsubscribed; the ring delivers them
+            elif isinstance(item, protocol.Status):
+                self.status = ShieldStatus(item.protection_enabled, item.threats_blocked)
+                self._pending.append(self.status)
+            elif isinstance(item, protocol.ServerError):
+                self._pending.append(ShieldError(item.message))
+            elif isinstance(item, protocol.BadFrame):
+                self._pending.append(BadFrameSeen(item.kind, item.detail, self.bad_frames))
+            elif isinstance(item, Connected):
+                if self.transport == DISCONNECTED and self.mode != "shm":
+                    self._use_websocket(f"connected to {self.ws_url}")
+            elif isinstance(item, Disconnected) and self.transport == WEBSOCKET:
+                self._flush(events)
+                events = []
+                self._change(DISCONNECTED, f"the WebSocket at {self.ws_url}: {item.reason}; retrying")
+            # _Wake and heartbeats need nothing more here
+        self._flush(events)
+
+    def _flush(self, events: list[protocol.WsThreat]) -> None:
+        if not events:
+            return
+        now = time.monotonic_ns()
+        for e in events:
+            if e.exact_latency:
+                self.ws_transport_latency.record(max(0, e.observe_mono_ns - e.publish_mono_ns))
+                self.ws_delivery_latency.record(max(0, now - e.publish_mono_ns))
+        # one Batch per run of the same generation
+        start = 0
+        for i in range(1, len(events) + 1):
+            if i == len(events) or events[i].generation != events[start].generation:
+                self._pending.append(Batch(WEBSOCKET, events[start].generation, events[start:i]))
+                start = i
+
+    def _accept(self, threats: list[protocol.WsThreat]) -> list[protocol.WsThreat]:
+        """Drop duplicates, count gaps; returns the threats to deliver."""
+        out = []
+        for t in threats:
+            if t.seq is None:
+                out.append(t)
+                self._started = True
+                continue
+            expected = self._next_seq.get(t.generation)
+            if expected is None:
+                # A generation we have not seen: its earlier events were never ours
+                # to see if nothing had been delivered yet, else they are missed.
+                if self._started:
+                    self.ws_counts.missed += t.seq
+            elif t.seq < expected:
+                self.ws_counts.duplicates += 1
+                continue
+            elif t.seq > expected:
+                self.ws_counts.missed += t.seq - expected
+            self._next_seq[t.generation] = t.seq + 1
+            self._last_generation = t.generation
+            self._started = True
+            out.append(t)
+        self.ws_counts.delivered += len(out)
+        return out
+
+    # -- neither
+
+    def _retry(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._pending and not self._stopping:
+            if self.follower is not None and time.monotonic() >= self._next_attempt:
+                self._next_attempt = time.monotonic() + RETRY_INTERVAL_S
+                try:
+                    self._attach_ring("a writer is back: ")
+                    return
+                except RingError:
+                    pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            nap = min(left, max(0.0, self._next_attempt - time.monotonic()), RETRY_INTERVAL_S)
+            if self.link is not None:
+                self._drain_link(block=True, timeout=nap)
+            else:
+                time.sleep(nap)
+
+    # -- helpers
+
+    def _change(self, transport: str, reason: str) -> None:
+        self.transport, self.reason = transport, reason
+        self._pending.append(TransportChange(transport, reason))
+
+    def _take_pending(self) -> list[Item]:
+        out, self._pending = self._pending, []
+        return out
+
