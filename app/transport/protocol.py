@@ -31,7 +31,9 @@ from app.threats import (
 
 MAX_FRAME_BYTES = 1 << 20  # the Shield drops frames over 1 MiB; a client counts them as bad
 COMMANDS = ("subscribe", "unsubscribe", "get_status", "toggle_protection")
-_ID_WITH_GENERATION = re.compile(r"^([0-9a-f]{16})-(\d{1,20})$")
+_ID_WITH_GENERATION = re.compile(r"([0-9a-f]{16})-([0-9]{1,20})")  # used with fullmatch
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
 # The extension's dialect: lower-case kinds, mapped to the Shield's types.
 _EXTENSION_TYPES = {
     "unicode": "UnicodeInvisible",
@@ -106,16 +108,16 @@ def parse_timestamp_us(text: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     try:
-        return int(moment.timestamp() * 1_000_000)
-    except (OverflowError, OSError, ValueError):
+        return (moment - _EPOCH) // _MICROSECOND  # exact: no float on the way
+    except (OverflowError, ValueError):
         return None
 
 
 def format_timestamp(unix_us: int) -> str:
     """Microseconds since the epoch as RFC 3339 UTC with microseconds."""
     try:
-        moment = dt.datetime.fromtimestamp(unix_us / 1e6, tz=dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
+        moment = _EPOCH + dt.timedelta(microseconds=unix_us)
+    except (OverflowError, ValueError):
         return "1970-01-01T00:00:00.000000Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -158,7 +160,10 @@ def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> Ws
     if isinstance(ident, int) and not isinstance(ident, bool):
         ident = str(ident)
     ident = _text(ident, "id")
-    ts_us = parse_timestamp_us(obj.get("timestamp")) if obj.get("timestamp") is not None else None
+    stamp = obj.get("timestamp")
+    if stamp is not None and not isinstance(stamp, str):
+        raise _WrongType(f"timestamp is {type(stamp).__name__}, not an RFC 3339 string")
+    ts_us = parse_timestamp_us(stamp) if stamp is not None else None
     seq = _u64(obj.get("seq"))
     mono = _u64(obj.get("mono_ns"))
     if ts_us is None:
@@ -168,8 +173,8 @@ def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> Ws
     else:  # same instant on the monotonic clock as `timestamp` on the wall clock
         publish, exact = received_mono_ns - max(0, now_unix_us - ts_us) * 1000, False
     generation = None
-    match = _ID_WITH_GENERATION.match(ident)
-    if match:
+    match = _ID_WITH_GENERATION.fullmatch(ident)
+    if match and int(match.group(2)) < 1 << 64:
         generation = int(match.group(1), 16)
         if seq is None:
             seq = int(match.group(2))
@@ -194,8 +199,11 @@ def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> Ws
 def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Message:
     """One frame from a server as a message, or BadFrame. Never raises."""
     received = received_mono_ns if received_mono_ns is not None else _mono_ns()
-    if len(frame) > MAX_FRAME_BYTES:
-        return BadFrame("too_big", f"{len(frame):,} bytes, over the 1 MiB limit")
+    size = len(frame)
+    if isinstance(frame, str) and size * 4 > MAX_FRAME_BYTES:  # a character is 1..4 bytes of UTF-8
+        size = len(frame.encode("utf-8", "surrogatepass"))
+    if size > MAX_FRAME_BYTES:
+        return BadFrame("too_big", f"{size:,} bytes, over the 1 MiB limit")
     try:
         obj = json.loads(frame)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
