@@ -37,11 +37,27 @@ _watchers: list["OutputWatcher"] = []
 def _env(env: dict | None) -> dict:
     base = dict(os.environ if env is None else env)
     base.pop("KINDLYGUARD_SHM_PATH", None)  # every test names its ring explicitly
+    if env is None:
+        base.pop("KINDLYGUARD_WS_URL", None)  # a test that wants one passes its own env
     base["PYTHONPATH"] = str(REPO) + (os.pathsep + base["PYTHONPATH"] if base.get("PYTHONPATH") else "")
     return base
 
 
 # ---- fixtures ----
+
+
+@pytest.fixture(autouse=True)
+def _private_ws_port(monkeypatch):
+    """Each test gets its own WebSocket port (SHIELD_WS_PORT, read by `kgmon demo`
+    and by every client's default URL), so no test meets another's demo, nor a
+    Shield running on this machine."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("SHIELD_WS_PORT", str(port))
+    return port
 
 
 @pytest.fixture

@@ -122,7 +122,8 @@ def wait_for_ring(path, writer_proc, timeout: float = 60) -> None:
 
 
 def tail_args(path, *extra) -> list:
-    return ["tail", "--json", *extra, "--shm-path", path]
+    # These tests are about the ring: shared memory only (auto would also try a WebSocket).
+    return ["tail", "--json", "--transport", "shm", *extra, "--shm-path", path]
 
 
 # ---- 1. C writer -> C reader ----
@@ -557,7 +558,7 @@ def test_tail_refuses_a_hostile_ring_with_a_reason(ring_dir, ring_path, case):
     build, words = HOSTILE[case]
     writers = build(ring_dir, ring_path)
     try:
-        result = run_kgmon("tail", "--shm-path", ring_path, timeout=60)
+        result = run_kgmon("tail", "--transport", "shm", "--shm-path", ring_path, timeout=60)
     finally:
         os.chmod(ring_dir, 0o700)
         for w in writers:

@@ -78,9 +78,12 @@ class ReaderResult:
 class WriterProcess:
     """The C writer in a separate process (app/bench/writer_proc.py)."""
 
-    def __init__(self, path: str, slot_count: int = 4096, slot_size: int = 512, cpu: int | None = None):
+    def __init__(self, path: str, slot_count: int = 4096, slot_size: int = 512, cpu: int | None = None,
+                 websocket: bool = False):
         self.path = path
         pin = ["--cpu", str(cpu)] if cpu is not None else []
+        if websocket:
+            pin += ["--ws-port", "0"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.bench.writer_proc", path, "--slot-count", str(slot_count),
              "--slot-size", str(slot_size), *pin],
@@ -90,9 +93,16 @@ class WriterProcess:
         if not line or line[0] != "ready":
             raise RuntimeError(f"bench writer did not start (exit {self.proc.poll()})")
         self.generation = int(line[1])
+        self.ws_url = f"ws://127.0.0.1:{line[2]}" if len(line) > 2 and line[2] != "0" else None
 
     def run(self, rate: float, count: int, batch_max: int = 256) -> tuple[int, float]:
-        self.proc.stdin.write(f"run {rate} {count} {batch_max}\n")
+        return self._command(f"run {rate} {count} {batch_max}")
+
+    def run_ws(self, rate: float, count: int) -> tuple[int, float]:
+        return self._command(f"ws {rate} {count}")
+
+    def _command(self, line: str) -> tuple[int, float]:
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         words = self.proc.stdout.readline().split()
         return int(words[1]), float(words[2])
@@ -240,3 +250,64 @@ def ring_dir() -> str:
 
 def median_of(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def run_ws_scenario(writer: WriterProcess, rate: float, count: int, cpu: int | None = None) -> ReaderResult:
+    """The app's WebSocket path: the transport manager on the writer's demo
+    WebSocket server; latencies from the server's mono_ns stamps."""
+    from app.transport.manager import TransportManager, TransportUnavailable
+
+    result = ReaderResult()
+    manager = TransportManager(os.path.join(os.path.dirname(writer.path), "no-ring.shm"), writer.ws_url,
+                               mode="websocket")
+    try:
+        manager.start()
+    except TransportUnavailable as exc:
+        result.error = str(exc)
+        return result
+    time.sleep(0.2)  # let the subscribe reach the server before the first event
+    done = threading.Event()
+    timeout_s = 10.0 + count / rate
+
+    def loop():
+        _pin_this_thread(cpu)
+        deadline = time.monotonic() + timeout_s
+        first = None
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        while manager.delivered + manager.missed < count and time.monotonic() < deadline:
+            if manager.poll(0.1) and first is None and manager.delivered:
+                first, cpu0 = time.perf_counter(), time.process_time()
+        result.wall_s = time.perf_counter() - (first or t0)
+        result.cpu_s = time.process_time() - cpu0  # this process: the link's thread and this one
+        done.set()
+
+    thread = threading.Thread(target=loop, name="bench-websocket", daemon=True)
+    thread.start()
+    published, seconds = writer.run_ws(rate, count)
+    result.writer_rate = published / seconds if seconds else 0.0
+    thread.join()
+    result.delivered, result.missed = manager.delivered, manager.missed + max(0, count - manager.delivered
+                                                                              - manager.missed)
+    result.transport_hist = manager.ws_transport_latency.copy()
+    result.delivery_hist = manager.ws_delivery_latency.copy()
+    result.transport = summarize(result.transport_hist)
+    result.delivery = summarize(result.delivery_hist)
+    manager.close()
+    return result
+
+
+def max_zero_loss_ws_rate(writer: WriterProcess, rates: list[float], seconds: float,
+                          cpu: int | None = None) -> tuple[float, ReaderResult | None, list[dict]]:
+    """The highest of `rates` the WebSocket path carried with nothing missed."""
+    best, best_result, tried = 0.0, None, []
+    for rate in rates:
+        res = run_ws_scenario(writer, rate, int(rate * seconds), cpu)
+        tried.append({"rate": rate, "delivered": res.delivered, "missed": res.missed,
+                      "reader_rate": round(res.rate), "cpu_percent": round(res.cpu_percent, 1)})
+        # sustained: everything arrived, and about as fast as it was sent (a
+        # client that only catches up seconds later is not keeping up)
+        if res.missed == 0 and res.delivered == int(rate * seconds) and not res.error and res.rate >= 0.9 * rate:
+            best, best_result = rate, res
+        else:
+            break
+    return best, best_result, tried

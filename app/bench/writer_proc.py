@@ -2,11 +2,16 @@
 
     run RATE COUNT BATCH_MAX   publish COUNT events at RATE/s (0 = flat out),
                                answering "done PUBLISHED SECONDS"
+    ws RATE COUNT              the same over the demo's WebSocket server
+                               (--ws-port): events are numbered and stamped
+                               as the demo does, and batched by load
     exit                       close the ring and exit
 
-It prints "ready GENERATION" once the ring exists and keeps the heartbeat
-fresh while it waits. The events are published by C (Writer.run_paced) with
-the GIL released: no Python runs per event.
+It prints "ready GENERATION WS_PORT" once the ring (and the WebSocket server)
+exist and keeps the heartbeat fresh while it waits. Ring events are
+published by C (Writer.run_paced) with the GIL released: no Python runs per
+event. WebSocket events are Python by nature (JSON): one shared Threat,
+numbered and stamped per event, encoded once and sent to every subscriber.
 """
 
 from __future__ import annotations
@@ -18,6 +23,32 @@ import sys
 import time
 
 from app import _ring
+from app.demo.ws_server import DemoWsServer
+from app.threats import Threat
+
+
+BENCH_THREAT = Threat(4, 3, True, "bench:ws-writer", "x" * 64, 0)
+_next_ws_seq = 0
+
+
+def publish_ws(server: DemoWsServer, generation: int, rate: float, count: int) -> int:
+    """Publish `count` events at `rate`/s over the WebSocket: every event due
+    goes into one broadcast, so at low rates each goes alone."""
+    global _next_ws_seq
+    start, done = time.monotonic(), 0
+    threat = BENCH_THREAT._replace(timestamp_unix_us=time.time_ns() // 1000)
+    while done < count:
+        due = min(count, int((time.monotonic() - start) * rate) + 1) - done
+        if due <= 0:
+            time.sleep(max(0.0, start + done / rate - time.monotonic()))
+            continue
+        due = min(due, 5000)
+        mono = time.monotonic_ns()
+        first = _next_ws_seq
+        server.broadcast([(generation, first + i, threat, mono) for i in range(due)])
+        _next_ws_seq += due
+        done += due
+    return done
 
 
 def main() -> int:
@@ -26,11 +57,16 @@ def main() -> int:
     p.add_argument("--slot-count", type=int, default=4096)
     p.add_argument("--slot-size", type=int, default=512)
     p.add_argument("--cpu", type=int, help="pin this process to one CPU")
+    p.add_argument("--ws-port", type=int, help="also serve the WebSocket on 127.0.0.1:PORT (0: any free port)")
     args = p.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     writer = _ring.Writer(args.path, slot_size=args.slot_size, slot_count=args.slot_count)
-    print(f"ready {writer.generation}", flush=True)
+    server = None
+    if args.ws_port is not None:
+        server = DemoWsServer(args.ws_port, heartbeat_s=3600)
+        server.start()
+    print(f"ready {writer.generation} {server.port if server else 0}", flush=True)
     try:
         while True:
             readable, _, _ = select.select([sys.stdin], [], [], 0.1)
@@ -45,7 +81,14 @@ def main() -> int:
                 t0 = time.perf_counter()
                 done = writer.run_paced(rate, count, batch_max=batch_max)
                 print(f"done {done} {time.perf_counter() - t0:.6f}", flush=True)
+            elif words[0] == "ws" and server is not None:
+                rate, count = max(1.0, float(words[1])), int(words[2])
+                t0 = time.perf_counter()
+                done = publish_ws(server, writer.generation, rate, count)
+                print(f"done {done} {time.perf_counter() - t0:.6f}", flush=True)
     finally:
+        if server is not None:
+            server.stop(drain_s=5)
         writer.close()
     return 0
 

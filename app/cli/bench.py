@@ -64,7 +64,7 @@ def measure(path: str, short: bool, progress, pin: bool = False) -> dict:
     writer_cpu, reader_cpu = cpus if cpus else (None, None)
     out: dict = {"machine": machine(), "mode": "short" if short else "full",
                  "pinning": {"writer_cpu": writer_cpu, "reader_cpu": reader_cpu}}
-    writer = rb.WriterProcess(path, cpu=writer_cpu)
+    writer = rb.WriterProcess(path, cpu=writer_cpu, websocket=True)
     try:
         out["ring_bytes"] = os.path.getsize(path)
         readers = [
@@ -103,6 +103,16 @@ def measure(path: str, short: bool, progress, pin: bool = False) -> dict:
             progress(f"writer flat out: {name}")
             flat[name] = _result(rb.run_scenario(writer, rate=0, count=flood_n, cpu=reader_cpu, **kw))
         out["writer_flat_out"] = flat
+        progress("WebSocket: steady 1,000 events/s")
+        ws_n = 300 if short else 3000
+        out["websocket_steady_1000"] = _result(rb.run_ws_scenario(writer, 1000, ws_n, cpu=reader_cpu))
+        ws_rates = [10_000, 50_000, 100_000, 200_000] if short else \
+            [10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000]
+        progress("WebSocket: highest rate with zero missed")
+        ws_best, ws_best_res, ws_tried = rb.max_zero_loss_ws_rate(writer, ws_rates, sustain_s, cpu=reader_cpu)
+        out["websocket_max_zero_loss_rate"] = ws_best
+        out["websocket_zero_loss_tries"] = ws_tried
+        out["websocket_at_max_rate"] = _result(ws_best_res) if ws_best_res else None
         progress("idle CPU (adaptive reader, live writer, no events)")
         out["idle_cpu_percent"] = rb.idle_cpu(path, 1.0 if short else 5.0, DEFAULT_SPIN_NS, True, reader_cpu)
     finally:
@@ -137,6 +147,11 @@ def _ratios(out: dict) -> dict:
         "flat-out app reader rate / floor rate":
             ratio(out["writer_flat_out"]["app reader, adaptive (default)"]["rate"],
                   out["writer_flat_out"]["floor C, spinning"]["rate"]),
+        "WebSocket delivery p50 / shared memory (adaptive) delivery p50":
+            ratio(out["websocket_steady_1000"]["delivery_us"].get("p50") or 0,
+                  p("app reader, adaptive (default)", "delivery_us")),
+        "shared memory / WebSocket highest zero-loss rate":
+            ratio(out["max_zero_loss_rate"], out["websocket_max_zero_loss_rate"]),
     }
 
 
@@ -179,6 +194,17 @@ def render(out: dict) -> str:
         lines.append(f"    tried {t['rate']:>11,.0f}/s: {t['delivered']:,} delivered, {t['missed']:,} missed, "
                      f"reader CPU {t['cpu_percent']:.0f}%")
     lines.append(f"  {'idle CPU (adaptive reader)':<42}{out['idle_cpu_percent']:>13.3f} %")
+    lines.append("")
+    ws_sections = {"steady 1,000 events/s": out["websocket_steady_1000"]}
+    if out["websocket_at_max_rate"]:
+        ws_sections[f"{out['websocket_max_zero_loss_rate']:,.0f} events/s"] = out["websocket_at_max_rate"]
+    rows({k: v for k, v in ws_sections.items()}, "WebSocket (the demo's server in the writer process; CPU % is "
+         "the reading process)")
+    lines.append(f"  {'highest rate with zero missed (WebSocket)':<42}{out['websocket_max_zero_loss_rate']:>14,.0f}"
+                 " events/s")
+    for t in out["websocket_zero_loss_tries"]:
+        lines.append(f"    tried {t['rate']:>11,.0f}/s: {t['delivered']:,} delivered, {t['missed']:,} missed, "
+                     f"at {t['reader_rate']:,}/s, CPU {t['cpu_percent']:.0f}%")
     lines.append("")
     lines.append("ratios to the floor (same run)")
     for k, v in out["ratios"].items():

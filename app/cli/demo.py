@@ -1,20 +1,41 @@
-"""kgmon demo: a headless demo writer that publishes realistic threats into the ring."""
+"""kgmon demo: a headless demo writer that publishes realistic threats into the ring
+and, as the Shield does, on its WebSocket (ws://127.0.0.1:9955, docs/websocket.md).
+
+Both transports carry the same events: every batch published to the ring is also
+broadcast on the WebSocket with the ring's generation and event numbers (`seq`),
+so a monitor can switch between them and count gaps. --no-ws: the ring only;
+--no-shm: the WebSocket only (events still numbered, under a random generation).
+A WebSocket client can toggle protection: while it is off, threats are
+published (to both) with blocked=false, "reported but not blocked".
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import signal
 import sys
 import time
 
-from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, positive_float, positive_int
+from app.cli.main import (
+    EXIT_CANNOT_ATTACH,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    positive_float,
+    positive_int,
+)
 from app.demo.threats import RateSchedule, ThreatGenerator
+from app.demo.ws_server import DEFAULT_PORT, DemoWsServer, WsServerError
 from app.ring.errors import RingError, Status
 from app.ring.paths import default_ring_path
 from app.ring.writer import RingWriter
 
 MAX_BATCH = 4096
 TICK_S = 0.1  # heartbeat well inside the spec's 500 ms even when idle
+DRAIN_AT_END_S = 10.0  # after --count/--duration: WebSocket clients get what is still pending
+DRAIN_ON_SIGNAL_S = 1.0  # after Ctrl-C/SIGTERM: a short grace, then close (1001)
 
 
 def add_parser(sub, common) -> None:
@@ -23,8 +44,9 @@ def add_parser(sub, common) -> None:
         parents=[common],
         help="publish a realistic stream of demo threats",
         description="Publish a realistic stream of threats (every type and severity, real zero-width and "
-        "right-to-left-override characters) so the monitor has something to show without a Shield. "
-        "Ctrl-C or SIGTERM marks the ring closed and exits.",
+        "right-to-left-override characters) so the monitor has something to show without a Shield: "
+        "into the ring, and on the Shield's WebSocket (ws://127.0.0.1:9955, the same events, subscribe "
+        "to receive them). Ctrl-C or SIGTERM marks the ring closed, closes the WebSocket and exits.",
     )
     p.add_argument("--rate", type=positive_float, metavar="R",
                    help="steady events per second (default: a few a second with occasional bursts)")
@@ -35,8 +57,25 @@ def add_parser(sub, common) -> None:
                    help="ring slots, a power of two from 16 to 1048576 (default 4096)")
     p.add_argument("--slot-size", type=positive_int, default=512, metavar="BYTES",
                    help="bytes per slot, a power of two from 256 to 65536 (default 512)")
+    p.add_argument("--ws-port", type=_port, metavar="N",
+                   help="serve the Shield's WebSocket on ws://127.0.0.1:N (default: $SHIELD_WS_PORT, else 9955; "
+                   "0 picks a free port); loopback only")
+    p.add_argument("--no-ws", action="store_true", help="do not serve the WebSocket (the ring only)")
+    p.add_argument("--no-shm", action="store_true", help="do not create the ring (the WebSocket only)")
+    p.add_argument("--wait-subscribers", type=positive_int, metavar="N",
+                   help="publish nothing until N WebSocket clients have subscribed (so they miss no event)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(run=run)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, not {text}")
+    return value
 
 
 class _Stop(Exception):
@@ -47,25 +86,86 @@ def _raise_stop(signum, frame):
     raise _Stop()
 
 
+def _ws_port(args: argparse.Namespace) -> int:
+    """--ws-port, else $SHIELD_WS_PORT (as the Shield reads it), else 9955."""
+    if args.ws_port is not None:
+        return args.ws_port
+    env = os.environ.get("SHIELD_WS_PORT", "").strip()
+    if env:
+        try:
+            return _port(env)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"SHIELD_WS_PORT {exc}") from None
+    return DEFAULT_PORT
+
+
+def _say(message: str) -> None:
+    print(f"kgmon demo: {message}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    path = default_ring_path(args.shm_path)
-    try:
-        writer = RingWriter(path, slot_size=args.slot_size, slot_count=args.slot_count)
-    except RingError as exc:
-        print(f"kgmon demo: {exc}", file=sys.stderr)
-        if exc.status == Status.INVALID:
-            return 2
-        return EXIT_CANNOT_ATTACH if exc.status == Status.LOCKED else EXIT_FAILURE
+    if args.no_ws and args.no_shm:
+        _say("--no-ws and --no-shm together leave nothing to publish to; drop one of them")
+        return EXIT_USAGE
+    if args.no_ws and args.wait_subscribers:
+        _say("--wait-subscribers needs the WebSocket; drop --no-ws")
+        return EXIT_USAGE
+    port = None
+    if not args.no_ws:
+        try:
+            port = _ws_port(args)
+        except ValueError as exc:
+            _say(str(exc))
+            return EXIT_USAGE
+    # The ring first, as before the WebSocket existed: its errors (another writer: exit 3)
+    # come first. If the WebSocket then cannot be served, the new ring is closed at once.
+    writer = None
+    path = None
+    if not args.no_shm:
+        path = default_ring_path(args.shm_path)
+        try:
+            writer = RingWriter(path, slot_size=args.slot_size, slot_count=args.slot_count)
+        except RingError as exc:
+            _say(str(exc))
+            if exc.status == Status.INVALID:
+                return EXIT_USAGE
+            return EXIT_CANNOT_ATTACH if exc.status == Status.LOCKED else EXIT_FAILURE
+    server = None
+    if port is not None:
+        server = DemoWsServer(port, log=_say)
+        try:
+            server.start()
+        except WsServerError as exc:
+            if writer is not None:
+                writer.close()
+            _say(f"cannot serve the WebSocket: {exc}; pick another port with --ws-port N, or use --no-ws")
+            return EXIT_CANNOT_ATTACH if exc.port_in_use else EXIT_FAILURE
+    # The WebSocket numbers events as the ring does: (generation, seq). Without a
+    # ring: a random non-zero generation, seq from 0, so clients still count gaps.
+    generation = writer.generation if writer is not None else (secrets.randbits(64) or 1)
+    next_seq = 0
     schedule = RateSchedule(args.rate, args.seed)
     generator = ThreatGenerator(args.seed)
     old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     rate_text = f"{args.rate:g} events/s" if args.rate else "a few events/s with bursts"
     if not args.quiet:
-        print(f"kgmon demo: writing to {path} (generation {writer.generation:#x}, {rate_text}); "
-              "Ctrl-C stops", file=sys.stderr, flush=True)
-    start = time.monotonic()
+        where = [str(path)] if writer is not None else []
+        if server is not None:
+            where.append(server.url)
+        no_ring = "" if writer is not None else "no ring, "
+        _say(f"writing to {' and '.join(where)} ({no_ring}generation {generation:#x}, {rate_text}); Ctrl-C stops")
+    start = None
     published = 0
+    finished = False  # --count/--duration reached (not a signal): give clients time to take everything
     try:
+        if args.wait_subscribers:
+            if not args.quiet:
+                _say(f"waiting for {args.wait_subscribers} WebSocket subscriber(s) before publishing")
+            while server.subscribers < args.wait_subscribers:
+                if writer is not None:
+                    writer.tick()
+                time.sleep(0.01)
+        start = time.monotonic()
         while True:
             now = time.monotonic()
             if args.duration and now - start >= args.duration:
@@ -75,9 +175,23 @@ def run(args: argparse.Namespace) -> int:
                 due = min(due, args.count - published)
             while due > 0:
                 n = min(due, MAX_BATCH)
-                published += writer.publish(generator.batch(n))
+                threats = generator.batch(n)
+                if server is not None and not server.protection_enabled:
+                    # protection off: reported but not blocked, on both transports
+                    threats = [t._replace(blocked=False) if t.blocked else t for t in threats]
+                if writer is not None:
+                    first = writer.write_seq  # the batch's events are first, first + 1, ...
+                    accepted = writer.publish(threats)
+                else:
+                    first, accepted = next_seq, len(threats)
+                next_seq = first + accepted
+                if server is not None:
+                    mono_ns = time.monotonic_ns()
+                    server.broadcast([(generation, first + i, t, mono_ns) for i, t in enumerate(threats)])
+                published += accepted
                 due -= n
-            writer.tick()
+            if writer is not None:
+                writer.tick()
             if args.count and published >= args.count:
                 break
             wait = min(schedule.next_wakeup(time.monotonic()), TICK_S)
@@ -85,13 +199,24 @@ def run(args: argparse.Namespace) -> int:
                 wait = min(wait, max(0.0, start + args.duration - time.monotonic()))
             if wait > 0:
                 time.sleep(wait)
+        finished = True
     except _Stop:
         pass
     finally:
+        for s in old:  # a second signal must not interrupt the cleanup
+            signal.signal(s, signal.SIG_IGN)
+        if writer is not None:
+            writer.close()
+        if server is not None:
+            server.stop(drain_s=DRAIN_AT_END_S if finished else DRAIN_ON_SIGNAL_S)
         for s, handler in old.items():
             signal.signal(s, handler)
-        writer.close()
     if not args.quiet:
-        took = time.monotonic() - start
-        print(f"kgmon demo: published {published} events in {took:.1f} s; ring closed", file=sys.stderr)
+        took = time.monotonic() - start if start is not None else 0.0
+        closed = "; ".join((["ring closed"] if writer is not None else [])
+                           + (["WebSocket closed"] if server is not None else []))
+        lost = ""
+        if server is not None and server.dropped_events:
+            lost = f"; {server.dropped_events} events dropped for WebSocket clients that fell behind"
+        _say(f"published {published} events in {took:.1f} s; {closed}{lost}")
     return EXIT_OK

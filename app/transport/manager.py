@@ -237,9 +237,10 @@ class TransportManager:
             pass
         if self.mode == "auto" and self.link.connected:
             self._use_websocket(f"{why}; switched to the WebSocket at {self.ws_url}")
+            self._next_attempt = time.monotonic() + self.probe_interval
         else:
             self._change(DISCONNECTED, f"{why}; waiting for a writer")
-        self._next_attempt = time.monotonic() + self.probe_interval
+            self._next_attempt = time.monotonic() + RETRY_INTERVAL_S
 
     def _maybe_probe_ring(self) -> None:
         if self.follower is None or time.monotonic() < self._next_attempt:
