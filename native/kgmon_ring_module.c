@@ -592,6 +592,10 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
             }
         }
         for (int k = 0; k < 10; k++) PyStructSequence_SET_ITEM(ev, k, items[k]);
+        /* An Event holds only ints, strs and a bool: it can never be part of a
+         * reference cycle. Untracked, the cyclic GC never walks it, so millions
+         * of events a second do not turn into millisecond collections. */
+        PyObject_GC_UnTrack(ev);
     }
     for (int k = 0; k < 3; k++) Py_XDECREF(shared[k]);
     if (b.count) {

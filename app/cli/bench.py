@@ -27,6 +27,8 @@ def add_parser(sub, common) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--short", action="store_true", help="a quick run (about 10 s) that proves the bench works")
+    p.add_argument("--slot-count", type=int, default=4096, metavar="N",
+                   help="slots in the bench ring (default 4096: 2 MiB, the default ring)")
     p.add_argument("--pin", action="store_true",
                    help="pin the writer and the reader to two different cores (default: the scheduler places "
                    "them, as it does for the app)")
@@ -54,7 +56,7 @@ def machine() -> dict:
             "shared_futex": bool(_ring.SHARED_FUTEX), "cpu_governor": governor}
 
 
-def measure(path: str, short: bool, progress, pin: bool = False) -> dict:
+def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int = 4096) -> dict:
     steady_n, rounds = (250, 2) if short else (1000, 6)
     flood_n = 200_000 if short else 4_000_000
     sustain_s = 0.25 if short else 1.0
@@ -64,7 +66,7 @@ def measure(path: str, short: bool, progress, pin: bool = False) -> dict:
     writer_cpu, reader_cpu = cpus if cpus else (None, None)
     out: dict = {"machine": machine(), "mode": "short" if short else "full",
                  "pinning": {"writer_cpu": writer_cpu, "reader_cpu": reader_cpu}}
-    writer = rb.WriterProcess(path, cpu=writer_cpu, websocket=True)
+    writer = rb.WriterProcess(path, cpu=writer_cpu, websocket=True, slot_count=slot_count)
     try:
         out["ring_bytes"] = os.path.getsize(path)
         readers = [
@@ -224,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kgmon bench: {msg}", file=sys.stderr, flush=True)
 
     try:
-        out = measure(path, args.short, progress, pin=args.pin)
+        out = measure(path, args.short, progress, pin=args.pin, slot_count=args.slot_count)
     except Exception as exc:  # a bench failure is reported, not a traceback
         print(f"kgmon bench: failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
