@@ -8,7 +8,7 @@ last call: `Batch`es of events, `TransportChange`s (each with its reason) and
 
 - auto: attach to the ring when it passes every health check, else use the
   WebSocket, else report "disconnected" and keep retrying both. While on the
-  WebSocket, probe the ring every 2 s and switch back when it is healthy.
+  WebSocket, probe the ring every second and switch back when it is healthy.
   Leave the ring when its writer closes it, dies, stops its heartbeat or is
   replaced (app.ring.follow.RingFollower decides), after reading what it left.
 - "shm" or "websocket": that transport only; start() raises
@@ -42,7 +42,7 @@ from app.transport.ws_client import OPEN_TIMEOUT_S, Connected, Disconnected, WsL
 
 Mode = Literal["auto", "shm", "websocket"]
 SHM, WEBSOCKET, DISCONNECTED = "shm", "websocket", "disconnected"
-PROBE_INTERVAL_S = 2.0  # on the WebSocket: how often to look for a healthy ring
+PROBE_INTERVAL_S = 1.0  # on the WebSocket: how often to look for a healthy ring (the switch is due within 2 s)
 RETRY_INTERVAL_S = 0.25  # disconnected: how often to try the ring again
 CONNECT_GRACE_S = 1.5  # at start, how long to give the WebSocket before saying "disconnected"
 
