@@ -658,7 +658,11 @@ def diagnose(path: str, ws_url: str | None = None, timeout: float = DEFAULT_WS_T
         ring = RingCheck(broken, None, RingError(Status.IO, path, "app._ring does not load"))
     else:
         ring = check_ring(path)
-    ws = check_websocket(ws_url, timeout)
+    if check_ws_host(ws_url) is None:
+        ws = check_websocket(ws_url, timeout)
+    else:  # not this machine: the doctor reports it and sends nothing off the host
+        ws = WsCheck(Finding("websocket", WARN, f"{ws_url}: not checked, it is not on this machine",
+                             "the Shield's WebSocket is on 127.0.0.1"), False)
     ring_finding = ring.finding
     if ring.error is not None and ring.error.status in (Status.NOT_FOUND, Status.CLOSED) and ws.usable:
         ring_finding = ring_finding._replace(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -46,16 +47,19 @@ def _env(env: dict | None) -> dict:
 # ---- fixtures ----
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (free when asked)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(autouse=True)
 def _private_ws_port(monkeypatch):
     """Each test gets its own WebSocket port (SHIELD_WS_PORT, read by `kgmon demo`
     and by every client's default URL), so no test meets another's demo, nor a
     Shield running on this machine."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("SHIELD_WS_PORT", str(port))
     return port
 

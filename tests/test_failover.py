@@ -9,7 +9,7 @@ import signal
 import socket
 import time
 
-from conftest import OutputWatcher, start_kgmon, wait_for
+from conftest import free_port, OutputWatcher, start_kgmon, wait_for
 from test_ring_processes import summary, threats, transports
 
 from app.demo.threats import ThreatGenerator
@@ -17,10 +17,6 @@ from app.threats import severity_name, threat_type_name
 from app.transport.manager import Batch, ShieldStatus, TransportManager
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def demo(ring_path, port, *extra):

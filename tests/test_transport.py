@@ -4,12 +4,12 @@ loopback (tests/hostile_ws.py) and real rings (app.ring.pyring.PyWriter)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
 import pytest
-from hostile_ws import MiB, HostileServer, Pause, abort, send_frames, slow_frame, slow_handshake
+from conftest import free_port
+from hostile_ws import MiB, HostileServer, Pause, send_frames, slow_frame, slow_handshake
 
 from app.demo.threats import ThreatGenerator
 from app.ring.pyring import PyWriter
@@ -40,10 +40,6 @@ def shield(ws_extra=None):
     return send_frames([STATUS] + (ws_extra or []))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def drain(manager: TransportManager, seconds: float, until=None) -> list:

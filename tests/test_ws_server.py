@@ -26,7 +26,7 @@ from app.demo.ws_server import DemoWsServer
 from app.ring.pyring import read_header
 from app.threats import Threat, severity_name, threat_type_name
 from app.transport.protocol import MAX_FRAME_BYTES, event_id
-from conftest import OutputWatcher, run_kgmon, start_kgmon, wait_for
+from conftest import free_port, OutputWatcher, run_kgmon, start_kgmon, wait_for
 
 ID = re.compile(r"^([0-9a-f]{16})-(\d+)$")
 
@@ -34,10 +34,6 @@ ID = re.compile(r"^([0-9a-f]{16})-(\d+)$")
 # ---- helpers ----
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_demo(*args, port: int, env: dict | None = None):
@@ -451,16 +447,7 @@ def test_listens_on_loopback_only(ring_path):
     demo, _dw = start_demo("--rate", 5, "--shm-path", ring_path, port=port)
     listening = [c for c in psutil.Process(demo.pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
     assert [(c.laddr.ip, c.laddr.port) for c in listening] == [("127.0.0.1", port)]
-    # and not reachable on another address of this host, if it has one
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing address
-            own = s.getsockname()[0]
-        except OSError:
-            own = None
-    if own and not own.startswith("127."):
-        with pytest.raises(OSError):
-            socket.create_connection((own, port), timeout=5).close()
+    # (No connection attempt to another address of this host: the test sends traffic to loopback only.)
 
 
 def test_browser_pages_are_refused(ring_path, clients):

@@ -14,7 +14,6 @@ uses to say "give me the threats in the ring at this path, whoever writes it":
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field

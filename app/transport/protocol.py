@@ -27,7 +27,6 @@ from app.threats import (
     THREAT_TYPES,
     Threat,
     severity_name,
-    threat_type_name,
 )
 
 MAX_FRAME_BYTES = 1 << 20  # the Shield drops frames over 1 MiB; a client counts them as bad
