@@ -28,6 +28,10 @@ from typing import Callable
 
 import pytest
 
+# Widget and model tests run on Qt's offscreen platform; the end-to-end desktop
+# tests start their own X server and set QT_QPA_PLATFORM=xcb for the app.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 REPO = Path(__file__).resolve().parents[1]
 KGMON = [sys.executable, "-m", "app"]
 
