@@ -5,9 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h)
 
-.PHONY: install run test bench clean
+.PHONY: install system-deps run test bench clean
 
-install: $(VENV)/.installed
+install: system-deps $(VENV)/.installed
+
+# Debian packages Qt needs at run time (installed when missing and run as root)
+system-deps:
+	@bash packaging/system-deps.sh
 
 $(VENV)/.installed: pyproject.toml setup.py $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
