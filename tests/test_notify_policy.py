@@ -1,0 +1,310 @@
+"""The notification policy: flood control, muting, pausing, plain text. Fake clock only."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from typing import Hashable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.gui.notify_policy import Notification, NotificationPolicy
+from app.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
+
+INJ = THREAT_TYPE_NUMBER["InjectionAttempt"]
+
+
+@dataclass(frozen=True)
+class Ev:
+    severity: int = HIGH
+    source: str = "mcp:tools/call"
+    details: str = "ignore previous instructions"
+    blocked: bool = True
+    threat_type: int = INJ
+    key: Hashable = None
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(**kw):
+    clock = Clock()
+    return NotificationPolicy(clock=clock, **kw), clock
+
+
+def test_first_event_shows_at_once():
+    p, c = make()
+    assert p.due() is None
+    p.offer([Ev(key="a")])
+    n = p.due()
+    assert isinstance(n, Notification)
+    assert n.title == "High threat blocked: InjectionAttempt"
+    assert n.body == "mcp:tools/call — ignore previous instructions"
+    assert (n.count, n.key, n.severity, n.sources) == (1, "a", HIGH, ("mcp:tools/call",))
+    assert n.plain_text is True
+    assert p.due() is None
+    assert p.shown == 1 and p.offered == 1
+
+
+def test_detected_when_not_blocked():
+    p, c = make()
+    p.offer([Ev(severity=CRITICAL, blocked=False, threat_type=THREAT_TYPE_NUMBER["PathTraversal"])])
+    assert p.due().title == "Critical threat detected: PathTraversal"
+
+
+def test_second_event_waits_for_interval():
+    p, c = make()
+    p.offer([Ev(key=1)])
+    assert p.due().key == 1
+    c.t += 1.0
+    p.offer([Ev(key=2, details="second")])
+    assert p.due() is None
+    c.t += 1.999
+    assert p.due() is None
+    c.t = 1003.0
+    n = p.due()
+    assert n is not None and n.count == 1 and n.key == 2 and "second" in n.body
+    assert p.due() is None
+    assert p.shown == 2
+
+
+def test_burst_of_12_is_one_summary():
+    p, c = make()
+    p.offer([Ev(key="first")])
+    assert p.due() is not None
+    notes = []
+    for i in range(12):
+        c.t += 0.2
+        sev = CRITICAL if i in (2, 5, 9) else HIGH
+        src = "mcp:tools/call" if i < 7 else "mcp:resources/read"
+        p.offer([Ev(severity=sev, source=src, key=i)])
+        notes.append(p.due())
+    assert notes == [None] * 12
+    c.t = 1003.0
+    n = p.due()
+    assert n.title == "12 new threats, 3 critical"
+    assert n.count == 12 and n.severity == CRITICAL
+    assert n.body == "mcp:tools/call ×7 · mcp:resources/read ×5"
+    assert n.sources == ("mcp:tools/call", "mcp:resources/read")
+    assert n.key == 9  # newest of the critical ones
+    assert p.due() is None
+
+
+def test_summary_without_critical_and_source_overflow():
+    p, c = make()
+    p.offer([Ev(source=s) for s in ["a", "a", "a", "b", "b", "c", "d"]])
+    n = p.due()
+    assert n.title == "7 new threats"
+    assert n.body == "a ×3 · b ×2 · c · …"
+    assert n.sources == ("a", "b", "c")
+
+
+def test_summary_key_most_severe_then_newest():
+    p, c = make()
+    p.offer([Ev(severity=HIGH, key="h1"), Ev(severity=CRITICAL, key="c1"),
+             Ev(severity=HIGH, key="h2"), Ev(severity=CRITICAL, key="c2"),
+             Ev(severity=HIGH, key="h3")])
+    n = p.due()
+    assert n.key == "c2" and n.severity == CRITICAL
+    # An event without a key gives key None.
+    c.t += 3
+    class Bare:  # no `key` attribute at all
+        severity, source, details, blocked, threat_type = HIGH, "s", "d", True, INJ
+
+    p.offer([Bare()])
+    assert p.due().key is None
+
+
+def test_sixty_second_flood_at_most_twenty():
+    p, c = make()
+    start = c.t
+    notes = []
+    expected = 0
+    sevs = itertools.cycle([LOW, MEDIUM, HIGH, CRITICAL, HIGH])
+    for i in range(60_000):  # 1,000 events/s for 60 s
+        c.t = start + i / 1000
+        sev = next(sevs)
+        expected += sev >= HIGH
+        p.offer([Ev(severity=sev, source=f"src{i % 7}", key=i)])
+        n = p.due()
+        if n:
+            notes.append((c.t, n))
+    assert len(notes) <= 20
+    times = [t for t, _ in notes]
+    assert all(b >= a + 3.0 for a, b in zip(times, times[1:]))
+    c.t = start + 60 + 3
+    n = p.due()
+    assert n is not None
+    notes.append((c.t, n))
+    assert sum(n.count for _, n in notes) == expected
+    assert p.offered == 60_000 and p.suppressed == 60_000 - expected
+    assert p.shown == len(notes)
+    assert p.due() is None and p.next_due_in() is None
+
+
+def test_muted_source_never_notifies_and_unmute_restores():
+    p, c = make()
+    p.mute_source("evil")
+    assert p.muted == frozenset({"evil"})
+    for _ in range(5):
+        p.offer([Ev(source="evil", severity=CRITICAL)])
+        assert p.due() is None
+        assert p.next_due_in() is None
+        c.t += 10
+    assert p.suppressed == 5 and p.shown == 0
+    p.offer([Ev(source="good")])
+    assert p.due().sources == ("good",)
+    p.unmute_source("evil")
+    assert p.muted == frozenset()
+    c.t += 10
+    p.offer([Ev(source="evil")])
+    assert p.due().sources == ("evil",)
+
+
+def test_pause_900_expires_by_itself():
+    p, c = make()
+    p.offer([Ev()])  # pending when pausing: dropped, counted
+    p.pause(900)
+    assert p.paused_until == 1900.0
+    assert p.suppressed == 1
+    for _ in range(899):
+        c.t += 1
+        p.offer([Ev(severity=CRITICAL)])
+        assert p.due() is None
+    assert p.suppressed == 900 and p.shown == 0
+    c.t = 1900.0
+    assert p.paused_until is None
+    p.offer([Ev(key="back")])
+    assert p.due().key == "back"
+
+
+def test_pause_until_resumed():
+    p, c = make()
+    p.pause(None)
+    assert p.paused_until == math.inf
+    c.t += 1e7
+    p.offer([Ev()])
+    assert p.due() is None and p.next_due_in() is None
+    assert p.paused_until == math.inf
+    p.resume()
+    assert p.paused_until is None
+    p.offer([Ev(key="k")])
+    assert p.due().key == "k"
+
+
+def test_threshold():
+    p, c = make()
+    p.offer([Ev(severity=MEDIUM), Ev(severity=LOW)])
+    assert p.due() is None and p.suppressed == 2
+    p.set_threshold(MEDIUM)
+    p.offer([Ev(severity=MEDIUM, key="m"), Ev(severity=LOW)])
+    n = p.due()
+    assert n.key == "m" and n.title.startswith("Medium threat")
+    assert p.suppressed == 3
+
+
+def test_plain_text_visible():
+    p, c = make()
+    details = "<b>bold</b> &amp; x\u202Ey\u200Bz \x1b[31mred"
+    p.offer([Ev(source="mcp:\u202Etools", details=details)])
+    n = p.due()
+    assert n.plain_text is True
+    assert n.body == (
+        "mcp:⟨U+202E⟩tools — <b>bold</b> &amp; x⟨U+202E⟩y⟨U+200B⟩z ⟨U+001B⟩[31mred"
+    )
+    for s in (n.title, n.body):
+        assert "\u202e" not in s and "\u200b" not in s and "\x1b" not in s
+        assert "&lt;" not in s
+
+
+def test_body_elided():
+    p, c = make()
+    p.offer([Ev(details="x" * 1_000_000)])
+    n = p.due()
+    assert len(n.body) == 200 and n.body.endswith("…")
+    c.t += 3
+    p.offer([Ev(details="\u202e" * 500)])
+    n = p.due()
+    assert len(n.body) == 200 and n.body.endswith("…")
+
+
+def test_next_due_in():
+    p, c = make()
+    assert p.next_due_in() is None
+    p.offer([Ev()])
+    assert p.next_due_in() == 0.0
+    assert p.due() is not None
+    assert p.next_due_in() is None
+    c.t += 1.0
+    p.offer([Ev()])
+    assert p.next_due_in() == 2.0
+    c.t += 1.5
+    assert p.next_due_in() == 0.5
+    c.t += 5
+    assert p.next_due_in() == 0.0
+    assert p.due() is not None
+    assert p.next_due_in() is None
+
+
+def test_million_event_flood_one_summary_quickly():
+    p, c = make()
+    evs = itertools.chain(
+        itertools.repeat(Ev(source="a"), 600_000),
+        itertools.repeat(Ev(source="b", severity=CRITICAL, key="crit"), 300_000),
+        (Ev(source=f"s{i}") for i in range(100_000)),  # many distinct sources: bounded
+    )
+    t0 = time.perf_counter()
+    p.offer(evs)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 5.0
+    c.t += 2.9
+    n = p.due()
+    assert n is not None and p.due() is None
+    assert n.title == "1000000 new threats, 300000 critical"
+    assert n.body == "a ×600000 · b ×300000 · s0 · …"
+    assert n.key == "crit"
+    assert len(p._sources) <= 1000
+
+
+offsets = st.floats(min_value=0.0, max_value=10.0, allow_nan=False)
+sevs = st.integers(min_value=1, max_value=4)
+srcs = st.sampled_from(["a", "b", "c", "muted"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(offsets, sevs, srcs), max_size=60),
+       st.sampled_from([0.5, 3.0, 7.0]))
+def test_property_interval_and_counts(items, interval):
+    clock = Clock(0.0)
+    p = NotificationPolicy(min_interval_s=interval, clock=clock)
+    p.mute_source("muted")
+    shown = []
+    expected = 0
+    for dt, sev, src in items:
+        clock.t += dt
+        p.offer([Ev(severity=sev, source=src)])
+        expected += sev >= HIGH and src != "muted"
+        wait = p.next_due_in()
+        n = p.due()
+        if n:
+            assert wait == 0.0  # the timer value and due() agree, even after rounding
+            shown.append((clock.t, n))
+        else:
+            assert wait is None or wait > 0
+    clock.t += interval + 1.0  # past the interval, whatever float rounding did
+    n = p.due()
+    if n:
+        shown.append((clock.t, n))
+    times = [t for t, _ in shown]
+    assert all(b >= a + interval for a, b in zip(times, times[1:]))
+    assert sum(n.count for _, n in shown) == expected
+    assert p.next_due_in() is None
+    assert p.offered == len(items) and p.suppressed == len(items) - expected
