@@ -1,0 +1,239 @@
+"""MainWindow, DetailsPane and LatencyHistogram on Qt's offscreen platform."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+
+from app import _ring
+from app.gui.details_pane import DetailsPane
+from app.gui.histogram_widget import LatencyHistogram, format_ns
+from app.gui.main_window import BADGES, MainWindow
+from app.gui.threat_model import ThreatTableModel
+from app.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
+from app.transport.manager import Batch
+
+RowRole = ThreatTableModel.RowRole
+
+
+class Ev(NamedTuple):
+    seq: int
+    publish_mono_ns: int
+    observe_mono_ns: int
+    timestamp_unix_us: int
+    threat_type: int
+    severity: int
+    blocked: bool
+    flags: int
+    source: str
+    details: str
+
+
+def ev(seq, severity=MEDIUM, threat_type=1, blocked=False, source="src", details="details"):
+    return Ev(seq, 0, 0, 1_700_000_000_000_000 + seq, threat_type, severity, blocked, 0, source, details)
+
+
+def batch(*events, generation=7, transport="shm"):
+    return Batch(transport, generation, list(events))
+
+
+@pytest.fixture
+def win(qtbot):
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def shown_rows(w):
+    proxy = w.proxy
+    return [proxy.index(r, 0).data(RowRole) for r in range(proxy.rowCount())]
+
+
+def test_builds_and_shows(win):
+    assert win.isVisible()
+    assert win.table.model() is win.proxy
+    assert win.status_label.text() == "KindlyGuard (disconnected)"
+
+
+def test_add_batches_newest_first_and_counters(win):
+    win.add_batches([batch(ev(1, LOW), ev(2, HIGH, blocked=True)),
+                     batch(ev(3, CRITICAL, blocked=True), ev(4, MEDIUM))])
+    assert [r.seq for r in shown_rows(win)] == [4, 3, 2, 1]
+    assert shown_rows(win)[0].key == (7, 4)
+    labels = {k: v.text() for k, v in win.counter_labels.items()}
+    assert labels["total"] == "Threats: 4"
+    assert labels["blocked"] == "Blocked: 2"
+    assert labels["Low"] == "Low: 1"
+    assert labels["Medium"] == "Medium: 1"
+    assert labels["High"] == "High: 1"
+    assert labels["Critical"] == "Critical: 1"
+    assert labels["rate"] == "Events/s: 4"
+    win.set_counters(4, 3, 2)
+    assert win.counter_labels["missed"].text() == "Missed: 3"
+    assert win.counter_labels["corrupt"].text() == "Corrupt: 2"
+
+
+def test_badge_and_status_bar_per_transport(win):
+    win.set_transport("shm", "ring healthy")
+    assert win.badge.text() == "Shared memory"
+    assert BADGES["shm"][1] in win.badge.styleSheet()
+    assert win.status_label.text() == "KindlyGuard (SHM)"
+    h = _ring.Histogram()
+    for _ in range(10):
+        h.record(12_000)
+    win.set_latency("shm", h, None)
+    assert win.status_label.text() == f"KindlyGuard (SHM {format_ns(h.percentile(50))})"
+    assert "p99" in win.latency_label.text()
+
+    reason = "ring /tmp/<b>x</b>/kindly-guard.shm: writer gone " + "x" * 200
+    win.set_transport("websocket", reason)
+    assert win.badge.text() == "WebSocket"
+    assert BADGES["websocket"][1] in win.badge.styleSheet()
+    assert win.status_label.text().startswith("KindlyGuard (WebSocket")
+    assert win.reason_label.text().endswith("…") and len(win.reason_label.text()) < len(reason)
+    assert "&lt;b&gt;x&lt;/b&gt;" in win.reason_label.toolTip()
+
+    win.set_transport("disconnected", "nothing there")
+    assert win.badge.text() == "Disconnected (retrying)"
+    assert BADGES["disconnected"][1] in win.badge.styleSheet()
+    assert win.status_label.text() == "KindlyGuard (disconnected)"
+
+
+def test_filters(win, qtbot):
+    win.add_batches([batch(ev(1, LOW, THREAT_TYPE_NUMBER["PathTraversal"], details="../../etc/passwd"),
+                           ev(2, HIGH, THREAT_TYPE_NUMBER["InjectionAttempt"], details="ignore previous"),
+                           ev(3, CRITICAL, THREAT_TYPE_NUMBER["UnicodeBiDi"], details="a\u202eb"))])
+    win.severity_combo.setCurrentIndex(win.severity_combo.findData(HIGH))
+    assert [r.seq for r in shown_rows(win)] == [3, 2]
+    win.type_combo.setCurrentIndex(win.type_combo.findText("InjectionAttempt"))
+    assert [r.seq for r in shown_rows(win)] == [2]
+    win.clear_filters()
+    assert len(shown_rows(win)) == 3
+    win.search.setText("U+202E")
+    assert len(shown_rows(win)) == 3  # debounced: not yet
+    qtbot.waitUntil(lambda: [r.seq for r in shown_rows(win)] == [3], timeout=2000)
+    win.search.setText("PASSWD")
+    qtbot.waitUntil(lambda: [r.seq for r in shown_rows(win)] == [1], timeout=2000)
+
+
+def test_selecting_a_row_fills_details_and_copy(win, qtbot):
+    win.add_batches([batch(ev(1, details="evil \u202e txt\n<b>x</b>", source="<i>tool</i>"))])
+    win.table.selectRow(0)
+    text = win.details.text.toPlainText()
+    assert "⟨U+202E⟩" in text and "\u202e" not in text
+    assert "<b>x</b>" in text and "<i>tool</i>" in text
+    assert "generation 7, seq 1" in text and "Severity:  Medium" in text
+    assert "2023-11-14T" in text  # ISO time
+    assert "code points" in win.details.stats.text()
+    assert str(len("evil \u202e txt\n<b>x</b>")) in win.details.stats.text()
+    qtbot.mouseClick(win.details.copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == text
+
+
+def test_details_pane_none(qtbot):
+    pane = DetailsPane()
+    qtbot.addWidget(pane)
+    pane.show_row(None)
+    assert pane.text.toPlainText() == "" and not pane.copy_button.isEnabled()
+
+
+def test_show_event_clears_hiding_filters(win):
+    win.add_batches([batch(ev(1, LOW), ev(2, CRITICAL), ev(3, LOW))])
+    win.severity_combo.setCurrentIndex(win.severity_combo.findData(CRITICAL))
+    assert [r.seq for r in shown_rows(win)] == [2]
+    win.hide()
+    assert win.show_event((7, 3))
+    assert win.isVisible()
+    assert win.proxy.min_severity() == LOW
+    rows = win.table.selectionModel().selectedRows()
+    assert len(rows) == 1 and rows[0].data(RowRole).key == (7, 3)
+    assert "seq 3" in win.details.text.toPlainText()
+    assert not win.show_event((99, 99))
+
+
+def test_pause_scrolling_keeps_selected_row(win):
+    win.add_batches([batch(*[ev(i) for i in range(200)])])
+    win.table.selectRow(50)
+    key = win.table.selectionModel().selectedRows()[0].data(RowRole).key
+    win.table.scrollTo(win.table.selectionModel().selectedRows()[0])
+    win.pause_button.setChecked(True)
+    before = win.table.visualRect(win.table.selectionModel().selectedRows()[0]).top()
+    win.add_batches([batch(*[ev(i) for i in range(200, 210)])])
+    sel = win.table.selectionModel().selectedRows()[0]
+    assert sel.data(RowRole).key == key and sel.row() == 60
+    assert win.table.visualRect(sel).top() == before
+    win.pause_button.setChecked(False)
+    win.add_batches([batch(ev(300))])
+    assert win.table.verticalScrollBar().value() == 0
+
+
+def test_hide_on_close(win, qtbot):
+    win.hide_on_close = True
+    with qtbot.waitSignal(win.close_requested, timeout=1000):
+        win.close()
+    assert not win.isVisible()
+
+
+def test_close_accepted_without_hide_on_close(win):
+    assert win.close()
+    assert not win.isVisible()
+
+
+def test_hidden_window_defers_counter_labels(qtbot):
+    w = MainWindow()
+    qtbot.addWidget(w)
+    assert w.counter_labels["total"].text() == "Threats: 0"
+    w.add_batches([batch(ev(1, HIGH), ev(2, HIGH))])
+    w.set_counters(2, 5, 1)
+    assert w.model.rowCount() == 2  # the model is fed
+    assert w.counter_labels["total"].text() == "Threats: 0"
+    assert w.counter_labels["missed"].text() == "Missed: 0"
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.counter_labels["total"].text() == "Threats: 2"
+    assert w.counter_labels["High"].text() == "High: 2"
+    assert w.counter_labels["missed"].text() == "Missed: 5"
+
+
+def test_histogram_empty_and_data(qtbot):
+    hw = LatencyHistogram()
+    qtbot.addWidget(hw)
+    hw.resize(hw.sizeHint())
+    assert not hw.grab().isNull()
+    assert hw.last_paint_empty is True and hw.last_markers == []
+
+    hw.set_data("shm", _ring.Histogram(), None)  # empty histograms: still "No events yet"
+    assert not hw.grab().isNull() and hw.last_paint_empty is True
+
+    transport, screen = _ring.Histogram(), _ring.Histogram()
+    for i in range(100):
+        transport.record(5_000 + i * 100)
+        screen.record(200_000 + i * 1000)
+    transport.record(50_000_000)
+    hw.set_data("shm", transport, screen)
+    assert sum(hw.series[0].bins) == transport.count
+    assert not hw.grab().isNull()
+    assert hw.last_paint_empty is False
+    got = {(m.series, m.label): m for m in hw.last_markers}
+    assert set(got) == {("transport", "p50"), ("transport", "p99"), ("to screen", "p50"), ("to screen", "p99")}
+    assert got[("transport", "p50")].ns == transport.percentile(50)
+    assert got[("transport", "p50")].text == "p50 " + format_ns(transport.percentile(50))
+    assert got[("to screen", "p99")].ns == screen.percentile(99)
+
+    hw.set_data("websocket", transport, None)  # screen series is optional
+    hw.grab()
+    assert {m.series for m in hw.last_markers} == {"transport"}
+
+
+def test_window_latency_tab_renders(win):
+    h = _ring.Histogram()
+    h.record(3_000)
+    win.set_latency("shm", h, h.copy())
+    win.tabs.setCurrentWidget(win.histogram)
+    assert not win.histogram.grab().isNull()
+    assert len(win.histogram.last_markers) == 4
