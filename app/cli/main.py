@@ -1,8 +1,10 @@
 """kgmon: the KindlyGuard Monitor command line.
 
-    kgmon demo    a demo writer: realistic threats into the ring
+    kgmon         the desktop app (--demo: with the built-in demo writer)
+    kgmon demo    a demo writer: realistic threats into the ring and the WebSocket
     kgmon tail    a headless reader: one line (or JSON object) per threat
-    kgmon bench   measures the ring end to end against the bare-C floor
+    kgmon doctor  checks what a user needs checked, and says what to do
+    kgmon bench   measures both transports against the bare-C floor
 
 Exit status: 0 fine, 1 failure, 2 bad usage, 3 cannot attach to the ring.
 """
@@ -46,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="KindlyGuard Monitor: see the threats KindlyGuard Shield finds, as it finds them.",
     )
     parser.add_argument("--version", action="version", version=f"kgmon {__version__}")
+    gui = parser.add_argument_group("the desktop app (kgmon with no command)")
+    gui.add_argument("--demo", action="store_true",
+                     help="also start the built-in demo writer (stopped when the app quits)")
+    gui.add_argument("--hidden", action="store_true", help="start in the tray, without showing the window")
+    gui.add_argument("--shm-path", metavar="PATH", help="the ring file (see the commands' --shm-path)")
+    gui.add_argument("--ws-url", metavar="URL", help="the Shield's WebSocket (default ws://127.0.0.1:9955)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, tail, bench, doctor):
         module.add_parser(sub, common)
@@ -56,13 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help(sys.stderr)
-        print(
-            "\nkgmon: the desktop app is not built yet; run `kgmon demo` in one terminal and "
-            "`kgmon tail` in another to watch threats.",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        try:
+            from app.gui.app import run as run_gui  # Qt is loaded only for the app
+        except ImportError as exc:
+            print(f"kgmon: the desktop app cannot start: {exc}; `kgmon tail` works without it", file=sys.stderr)
+            return EXIT_FAILURE
+        return run_gui(args)
     try:
         return args.run(args)
     except KeyboardInterrupt:

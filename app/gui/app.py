@@ -1,0 +1,193 @@
+"""The desktop app: builds the window, the tray, the notifier and the reader
+thread, and wires their signals together. Nothing here reads the ring or the
+socket: the reader thread does, and only emits signals.
+
+    kgmon            start the app
+    kgmon --demo     start it with the built-in demo writer as a child process
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from app import _ring
+from app.gui.main_window import MainWindow
+from app.gui.notifier import Notifier
+from app.gui.reader_thread import ReaderThread
+from app.gui.resources import icon
+from app.gui.single_instance import SingleInstance
+from app.gui.tray import TrayController
+from app.ring.paths import default_ring_path
+from app.transport.ws_client import default_ws_url
+
+log = logging.getLogger(__name__)
+TRAY_STATE = {"shm": "protected", "websocket": "degraded", "disconnected": "disconnected"}
+
+
+def demo_command(shm_path: str) -> list[str]:
+    """How to start the demo writer, from a source tree, an install or a frozen app."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "demo", "--quiet", "--shm-path", shm_path]
+    return [sys.executable, "-m", "app", "demo", "--quiet", "--shm-path", shm_path]
+
+
+class DemoWriter:
+    """The built-in demo writer as a child process, stopped when the app quits."""
+
+    def __init__(self, shm_path: str):
+        self.shm_path = shm_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if not self.running:
+            self.proc = subprocess.Popen(demo_command(self.shm_path), stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+
+
+class MonitorApp:
+    """The wiring between the parts; owns their lifetimes."""
+
+    def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool):
+        self.qapp = qapp
+        self.demo = DemoWriter(shm_path)
+        self.window = MainWindow()
+        self.window.setWindowIcon(icon("kindlyguard"))
+        self.tray = TrayController()
+        self.notifier = Notifier(self.tray)
+        self.reader = ReaderThread(shm_path, ws_url)
+        self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
+        self._wire()
+        if demo:
+            self.demo.start()
+        self.tray.set_demo_running(self.demo.running)
+        self.window.hide_on_close = self.tray.available()
+
+    def _wire(self) -> None:
+        r, w, t, n = self.reader, self.window, self.tray, self.notifier
+        r.batches.connect(self._on_batches)
+        r.transport_changed.connect(self._on_transport)
+        r.status.connect(lambda s: w.set_shield_status(s.protection_enabled, s.threats_blocked))
+        r.counters.connect(lambda c: w.set_counters(c.delivered, c.missed, c.corrupt))
+        r.latency.connect(lambda s: w.set_latency(s.transport, s.transport_latency, self.screen_latency))
+        r.failed.connect(self._on_failed)
+        t.toggle_window.connect(self.toggle_window)
+        t.pause_notifications.connect(lambda seconds: n.policy.pause(seconds))
+        t.resume_notifications.connect(n.policy.resume)
+        t.toggle_protection.connect(lambda: r.send_command("toggle_protection"))
+        t.toggle_demo.connect(self.toggle_demo)
+        t.quit_requested.connect(self.qapp.quit)
+        t.tray_missing.connect(self._on_tray_missing)
+        t.tray_appeared.connect(lambda: setattr(w, "hide_on_close", True))
+        n.open_event.connect(w.show_event)
+        w.close_requested.connect(w.hide)
+        self.qapp.aboutToQuit.connect(self.shutdown)
+
+    # -- slots
+
+    def _on_batches(self, batches: list) -> None:
+        self.window.add_batches(batches)
+        now = time.monotonic_ns()
+        for batch in batches:
+            for e in batch.events:
+                self.screen_latency.record(max(0, now - e.publish_mono_ns))
+        self.notifier.offer(e for b in batches for e in b.events)
+        self.tray.set_state("threat")
+        self.reader.ack()
+
+    def _on_transport(self, transport: str, reason: str) -> None:
+        self.window.set_transport(transport, reason)
+        self.tray.set_state(TRAY_STATE.get(transport, "disconnected"))
+        self.screen_latency.reset()  # the histogram is for the current transport
+        available = self.reader.send_command("get_status")
+        self.tray.set_protection_available(
+            available, "" if available else "the Shield's WebSocket is not reachable")
+
+    def _on_failed(self, message: str) -> None:
+        self.window.set_transport("disconnected", message)
+
+    def _on_tray_missing(self) -> None:
+        self.window.hide_on_close = False
+        self.window.show()
+        self.window.statusBar().showMessage(
+            "No system tray found: KindlyGuard Monitor runs as a normal window (closing it quits).", 15000)
+
+    def toggle_window(self) -> None:
+        if self.window.isVisible():
+            self.window.hide()
+        else:
+            self.show_window()
+
+    def show_window(self) -> None:
+        """Bring the window forward (a second launch, the tray's Show)."""
+        self.window.show()
+        self.window.raise_()
+        self.window.activateWindow()
+
+    def toggle_demo(self) -> None:
+        if self.demo.running:
+            self.demo.stop()
+        else:
+            self.demo.start()
+        self.tray.set_demo_running(self.demo.running)
+
+    # -- life cycle
+
+    def start(self, show_window: bool = True) -> None:
+        self.reader.start()
+        if show_window or not self.tray.available():
+            self.window.show()
+
+    def shutdown(self) -> None:
+        """Ask the reader to stop, wake it and wait for it; stop the demo."""
+        self.reader.shutdown()
+        self.demo.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="kgmon: %(message)s")
+    qapp = QApplication.instance() or QApplication(sys.argv[:1])
+    qapp.setApplicationName("KindlyGuard Monitor")
+    qapp.setOrganizationName("KindlyGuard")
+    qapp.setDesktopFileName("kindlyguard-monitor")
+    qapp.setQuitOnLastWindowClosed(False)
+    instance = SingleInstance()
+    if not instance.acquire():
+        print("kgmon: KindlyGuard Monitor is already running; brought its window forward", file=sys.stderr)
+        return 0
+    shm_path = str(default_ring_path(getattr(args, "shm_path", None)))
+    ws_url = default_ws_url(getattr(args, "ws_url", None))
+    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False))
+    instance.activation_requested.connect(monitor.show_window)
+    monitor.start(show_window=not getattr(args, "hidden", False))
+    # Ctrl-C in the terminal quits cleanly: Python handles signals only between Qt events.
+    signal.signal(signal.SIGINT, lambda *a: qapp.quit())
+    signal.signal(signal.SIGTERM, lambda *a: qapp.quit())
+    tick = QTimer()
+    tick.start(250)
+    tick.timeout.connect(lambda: None)
+    try:
+        return qapp.exec()
+    finally:
+        instance.release()

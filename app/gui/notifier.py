@@ -1,0 +1,108 @@
+"""Showing what the NotificationPolicy decides, and opening the event on click.
+
+The policy (pure Python) says what and when; this object owns the timer and
+the display backend:
+
+- an injected `show(notification) -> bool | None` callable (tests, or another
+  backend later); None counts as delivered;
+- otherwise the tray icon's `showMessage()` when a visible tray icon exists.
+  On Linux Qt turns that into an org.freedesktop.Notifications call when it
+  uses its StatusNotifierItem tray, or draws its own balloon with an XEmbed
+  tray. On macOS and Windows it is Qt's native path: not tested here.
+- with no visible tray icon the notification is counted in `undelivered` and
+  dropped (the event is still in the window's feed). A direct D-Bus Notify
+  fallback is NOT implemented: PySide6's QtDBus cannot marshal Notify's
+  uint32 and a{sv} arguments from Python (the message signature comes out
+  empty), so it would fail silently.
+
+Never steals focus: nothing here raises or activates a window. Text is plain
+(the policy already made attacker text visible and bounded).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Hashable
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import QSystemTrayIcon
+
+from app.gui.notify_policy import Notification, NotificationPolicy
+from app.threats import CRITICAL
+
+log = logging.getLogger(__name__)
+
+MESSAGE_MS = 8000  # how long a tray balloon stays up
+
+
+class Notifier(QObject):
+    open_event = Signal(object)  # the key of the event a clicked notification names
+
+    def __init__(
+        self,
+        tray=None,
+        policy: NotificationPolicy | None = None,
+        show: Callable[[Notification], bool | None] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.tray = tray  # a TrayController, or None
+        self.policy = policy if policy is not None else NotificationPolicy()
+        self._show = show
+        self.shown_count = 0
+        self.undelivered = 0
+        self.last_notification: Notification | None = None
+        self._last_key: Hashable | None = None
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may fire early
+        self.timer.timeout.connect(self.deliver_due)
+        if tray is not None:
+            tray.message_clicked.connect(self.on_message_clicked)
+
+    def offer(self, events) -> None:
+        """Give threat events to the policy and arm the timer for what is due."""
+        self.policy.offer(events)
+        self._arm()
+
+    def _arm(self) -> None:
+        due_in = self.policy.next_due_in()
+        if due_in is None:
+            self.timer.stop()
+            return
+        msecs = max(0, math.ceil(due_in * 1000))
+        # An armed timer that fires sooner stays armed: it re-arms after delivering.
+        if not self.timer.isActive() or self.timer.remainingTime() > msecs:
+            self.timer.start(msecs)
+
+    @Slot()
+    def deliver_due(self) -> None:
+        """Show what the policy says is due now (the timer's slot)."""
+        note = self.policy.due()
+        if note is not None:
+            self._deliver(note)
+        self._arm()
+
+    def _deliver(self, note: Notification) -> None:
+        self.last_notification = note
+        self._last_key = note.key
+        if self._show is not None:
+            delivered = self._show(note)
+            delivered = True if delivered is None else bool(delivered)
+        elif self.tray is not None:
+            kind = (QSystemTrayIcon.MessageIcon.Critical if note.severity >= CRITICAL
+                    else QSystemTrayIcon.MessageIcon.Warning)
+            delivered = self.tray.show_message(note.title, note.body, kind, MESSAGE_MS)
+        else:
+            delivered = False
+        if delivered:
+            self.shown_count += 1
+        else:
+            self.undelivered += 1
+
+    @Slot()
+    def on_message_clicked(self) -> None:
+        """The last notification was clicked: open the event it names."""
+        if self.last_notification is not None:
+            self.open_event.emit(self._last_key)

@@ -1,0 +1,77 @@
+"""The assembled app (app/gui/app.py) on Qt's offscreen platform, fed by a real
+ring: threats reach the table, the transport reaches the badge, quitting
+stops the reader thread cleanly. (Offscreen has no tray: the app must run as a
+normal window and say so; the tray itself is tested under Xvfb.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO, free_port
+
+from app.demo.threats import ThreatGenerator
+from app.ring.pyring import PyWriter
+
+
+def make_app(qapp, ring_path, demo=False):
+    from app.gui.app import MonitorApp
+
+    monitor = MonitorApp(qapp, str(ring_path), f"ws://127.0.0.1:{free_port()}", demo=demo)
+    return monitor
+
+
+def test_threats_from_the_ring_reach_the_table(qtbot, qapp, ring_path):
+    writer = PyWriter.create(ring_path, slot_count=64)
+    writer.publish(ThreatGenerator(5).batch(20))
+    monitor = make_app(qapp, ring_path)
+    try:
+        monitor.start()
+        qtbot.waitUntil(lambda: monitor.window.isVisible(), timeout=5000)
+        model = monitor.window.model
+        qtbot.waitUntil(lambda: model.rowCount() == 20, timeout=10000)
+        assert monitor.window.windowTitle()
+        assert monitor.screen_latency.count == 20
+        assert not monitor.window.hide_on_close, "no tray here: closing the window quits"
+    finally:
+        monitor.shutdown()
+        writer.close()
+    assert monitor.reader.isFinished()
+
+
+def test_the_badge_follows_the_transport(qtbot, qapp, ring_path):
+    monitor = make_app(qapp, ring_path)
+    try:
+        monitor.start()
+        qtbot.waitUntil(lambda: "Disconnected" in monitor.window.badge.text(), timeout=10000)
+        writer = PyWriter.create(ring_path, slot_count=64)
+        writer.publish(ThreatGenerator(6).batch(3))
+        qtbot.waitUntil(lambda: "Shared memory" in monitor.window.badge.text(), timeout=10000)
+        writer.close()
+        qtbot.waitUntil(lambda: "Disconnected" in monitor.window.badge.text(), timeout=10000)
+    finally:
+        monitor.shutdown()
+
+
+def test_kgmon_with_no_command_starts_the_app_and_quits_on_sigterm(ring_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO), SHIELD_WS_PORT=str(free_port()),
+               XDG_RUNTIME_DIR=str(ring_path.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--demo", "--shm-path", str(ring_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while not os.path.exists(ring_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.exists(ring_path), "the demo writer child created its ring"
+        time.sleep(1.0)
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Destroyed while thread" not in err and "Traceback" not in err, err
