@@ -72,6 +72,7 @@ kg_status kg_reader_open(kg_reader *r, const char *path, int start, char *err, s
     r->slot_count = slot_count;
     r->slot_mask = slot_count - 1;
     r->generation = h->generation;
+    r->opened_mono_ns = now;
     r->writer_pid = h->writer_pid;
     uint64_t w = kg_load_acquire64(&h->write_seq);
     r->cursor = (start == KG_START_NEWEST) ? w : (w > slot_count ? w - slot_count : 0);
@@ -168,7 +169,7 @@ kg_status kg_reader_read(kg_reader *r, kg_batch *b) {
         e->text_offset = (uint32_t)text_used;
         memcpy(b->text + text_used, c->text, (size_t)c->source_len + c->details_len);
         text_used += (size_t)c->source_len + c->details_len;
-        if (r->transport) {
+        if (r->transport && c->publish_mono_ns >= r->opened_mono_ns) { /* not replayed history */
             uint64_t pub = c->publish_mono_ns;
             kg_hist_record(r->transport, observed > pub ? observed - pub : 0);
         }

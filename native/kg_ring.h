@@ -95,6 +95,7 @@ typedef struct kg_reader {
     uint64_t cursor;
     uint64_t delivered, missed, corrupt;
     kg_hist *transport;     /* optional: publish -> observe deltas recorded here */
+    uint64_t opened_mono_ns; /* events published before this are replayed history, not latency samples */
     char path[1024];
 } kg_reader;
 

@@ -603,7 +603,8 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
         uint64_t now = kg_mono_ns();
         for (size_t i = 0; i < b.count; i++) {
             uint64_t pub = b.events[i].publish_mono_ns;
-            kg_hist_record(&self->delivery->h, now > pub ? now - pub : 0);
+            if (pub >= self->r.opened_mono_ns) /* replayed history is no latency sample */
+                kg_hist_record(&self->delivery->h, now > pub ? now - pub : 0);
         }
     }
     return list;

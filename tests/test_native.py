@@ -1359,3 +1359,19 @@ def test_writer_lifecycle_does_not_leak_fds_or_maps(native_ring_path):
     assert len(proc.memory_maps(grouped=False)) <= maps0 + 8
     assert len(gens) == 50
     assert not [p for p in native_ring_path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_replayed_history_is_not_a_latency_sample(ring_dir):
+    """Events published before the reader attached are delivered, but their age is
+    history, not latency: only events published afterwards feed the histograms."""
+    path = str(ring_dir / "replay.shm")
+    w = _ring.Writer(path, slot_size=256, slot_count=16)
+    try:
+        w.publish([(1, 1, 1, False, "s", f"old {i}") for i in range(5)])
+        r = _ring.Reader(path)
+        w.publish([(1, 1, 1, False, "s", f"new {i}") for i in range(3)])
+        assert len(r.poll(0)) == 8
+        assert r.transport_latency.count == 3 and r.delivery_latency.count == 3
+        r.close()
+    finally:
+        w.close()

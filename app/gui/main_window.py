@@ -125,7 +125,13 @@ class MainWindow(QMainWindow):
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setWordWrap(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(False)  # the details take the spare width, not "Blocked"
+        header.setSectionResizeMode(ThreatTableModel.DETAILS, header.ResizeMode.Stretch)
+        for column, width in ((ThreatTableModel.TIME, 100), (ThreatTableModel.SEVERITY, 80),
+                              (ThreatTableModel.TYPE, 150), (ThreatTableModel.SOURCE, 220),
+                              (ThreatTableModel.BLOCKED, 70)):
+            header.resizeSection(column, width)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setAlternatingRowColors(True)
