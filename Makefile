@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h)
 
-.PHONY: install system-deps run test bench clean
+.PHONY: install system-deps run run-terminal test bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -19,9 +19,13 @@ $(VENV)/.installed: pyproject.toml setup.py $(NATIVE)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The demo writer in the background, the headless reader in the foreground;
-# Ctrl-C stops both (the demo marks its ring closed on the way out).
+# The desktop app with the built-in demo writer (stopped when the app quits).
 run: install
+	$(BIN)/kgmon --demo
+
+# No desktop: the demo writer in the background, the headless reader in the
+# foreground; Ctrl-C stops both (the demo marks its ring closed on the way out).
+run-terminal: install
 	@$(BIN)/kgmon demo & demo=$$!; \
 	trap 'kill $$demo 2>/dev/null; wait $$demo' EXIT INT TERM; \
 	sleep 0.5; $(BIN)/kgmon tail
