@@ -28,15 +28,13 @@ shutdown() = stop() + wait(). Optional CPU pinning: KINDLYGUARD_READER_CPU=<n>.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import sys
 import threading
 import time
 from typing import NamedTuple
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QThread, Signal
 
 from app import _ring
 from app.ring.reader import DEFAULT_SPIN_NS
@@ -61,42 +59,6 @@ ACK_POLL_S = 0.01  # ack_mode: how often to look for the GUI's ack while events 
 
 _cpu_warned = False
 _unfinished: set["ReaderThread"] = set()  # shutdown() timed out: kept alive until run() returns
-
-
-class _Probe(QObject):
-    sig = Signal(object)
-
-
-_emit_true_debt: int | None = None  # references to True one Signal.emit() loses (PySide6 6.12.0: 1)
-
-
-def _emit_debt() -> int:
-    """Some PySide6 builds (6.12.0) drop one reference to True on every Python
-    SignalInstance.emit(); in Python 3.11 True is not immortal, so a busy
-    emitter ends in "Fatal Python error: bool_dealloc". Measure it once."""
-    global _emit_true_debt
-    if _emit_true_debt is None:
-        probe, n, per = _Probe(), 64, 0
-        for _attempt in range(3):  # another thread may touch True meanwhile: retry a noisy count
-            before = sys.getrefcount(True)
-            for _ in range(n):
-                probe.sig.emit(None)
-            lost = before - sys.getrefcount(True)
-            if lost > 0 and lost % n == 0:
-                per = lost // n
-            if lost > 0:
-                _repay(lost)
-            if lost % n == 0:
-                break
-        _emit_true_debt = per
-        if per:
-            log.debug("compensating PySide6 emit() dropping %d reference(s) to True", per)
-    return _emit_true_debt
-
-
-def _repay(count: int) -> None:
-    for _ in range(count):
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
 
 
 class ReaderCounters(NamedTuple):
@@ -149,7 +111,6 @@ class ReaderThread(QThread):
                  max_pending: int = MAX_PENDING_EVENTS, stats_rate_hz: float = STATS_RATE_HZ,
                  ack_mode: bool = False):
         super().__init__(parent)
-        self._emit_debt = _emit_debt()
         self.shm_path, self.ws_url, self.mode = str(shm_path), ws_url, mode
         self.spin_ns, self.start_at = spin_ns, start
         self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
@@ -171,9 +132,10 @@ class ReaderThread(QThread):
         self.emissions = 0
 
     def _emit(self, signal, *args) -> None:
+        # PySide6 6.12.0 drops a reference to True on every emit() from Python and
+        # aborts the process after ~1,000 emits: pyproject pins it below 6.12, and
+        # tests/test_reader_thread.py fails if a build with that bug is installed.
         signal.emit(*args)
-        if self._emit_debt:
-            _repay(self._emit_debt)
 
     # -- any thread
 
