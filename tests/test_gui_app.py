@@ -75,3 +75,23 @@ def test_kgmon_with_no_command_starts_the_app_and_quits_on_sigterm(ring_path):
             proc.wait()
     assert proc.returncode == 0, err
     assert "Destroyed while thread" not in err and "Traceback" not in err, err
+
+
+def test_settings_apply_to_the_app(qtbot, qapp, ring_path, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from app.gui.app import MonitorApp
+    from app.gui.settings import Settings
+    from app.threats import MEDIUM
+
+    settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    settings.feed_size = 100
+    settings.notify_threshold = MEDIUM
+    monitor = MonitorApp(qapp, str(ring_path), f"ws://127.0.0.1:{free_port()}", demo=False, settings=settings)
+    try:
+        assert monitor.window.model.max_rows() == 100
+        assert monitor.notifier.policy.threshold == MEDIUM
+        actions = [a.text() for a in monitor.window.menuBar().actions()[0].menu().actions()]
+        assert "&Settings…" in actions and "&Quit" in actions
+    finally:
+        monitor.shutdown()

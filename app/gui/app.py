@@ -23,9 +23,12 @@ from app.gui.main_window import MainWindow
 from app.gui.notifier import Notifier
 from app.gui.reader_thread import ReaderThread
 from app.gui.resources import icon
+from app.gui.settings import Settings
+from app.gui.settings_dialog import SettingsDialog
 from app.gui.single_instance import SingleInstance
 from app.gui.tray import TrayController
 from app.ring.paths import default_ring_path
+from app.ring.reader import DEFAULT_SPIN_NS
 from app.transport.ws_client import default_ws_url
 
 log = logging.getLogger(__name__)
@@ -69,14 +72,22 @@ class DemoWriter:
 class MonitorApp:
     """The wiring between the parts; owns their lifetimes."""
 
-    def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool):
+    def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool,
+                 settings: Settings | None = None):
         self.qapp = qapp
+        self.settings = settings
         self.demo = DemoWriter(shm_path)
         self.window = MainWindow()
         self.window.setWindowIcon(icon("kindlyguard"))
         self.tray = TrayController()
         self.notifier = Notifier(self.tray)
-        self.reader = ReaderThread(shm_path, ws_url)
+        spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
+        self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns)
+        if settings is not None:
+            self.apply_settings(settings)
+        file_menu = self.window.menuBar().addMenu("&File")
+        file_menu.addAction("&Settings…", self.open_settings)
+        file_menu.addAction("&Quit", self.qapp.quit)
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
         self._wire()
         if demo:
@@ -152,6 +163,17 @@ class MonitorApp:
             self.demo.start()
         self.tray.set_demo_running(self.demo.running)
 
+    def apply_settings(self, settings: Settings) -> None:
+        """What takes effect at once; the ring path, WebSocket URL and spin budget
+        take effect at the next start (the reader thread is built with them)."""
+        self.notifier.policy.set_threshold(settings.notify_threshold)
+        self.window.model.set_max_rows(settings.feed_size)
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings or Settings(), parent=self.window)
+        dialog.applied.connect(self.apply_settings)
+        dialog.exec()
+
     # -- life cycle
 
     def start(self, show_window: bool = True) -> None:
@@ -176,9 +198,10 @@ def run(args: argparse.Namespace) -> int:
     if not instance.acquire():
         print("kgmon: KindlyGuard Monitor is already running; brought its window forward", file=sys.stderr)
         return 0
-    shm_path = str(default_ring_path(getattr(args, "shm_path", None)))
-    ws_url = default_ws_url(getattr(args, "ws_url", None))
-    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False))
+    settings = Settings()
+    shm_path = str(default_ring_path(getattr(args, "shm_path", None) or settings.ring_path or None))
+    ws_url = default_ws_url(getattr(args, "ws_url", None) or settings.ws_url or None)
+    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False), settings=settings)
     instance.activation_requested.connect(monitor.show_window)
     monitor.start(show_window=not getattr(args, "hidden", False))
     # Ctrl-C in the terminal quits cleanly: Python handles signals only between Qt events.
