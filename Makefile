@@ -9,9 +9,11 @@ NATIVE := $(wildcard native/*.c native/*.h)
 
 install: system-deps $(VENV)/.installed
 
-# Debian packages Qt needs at run time (installed when missing and run as root)
+# Debian packages Qt needs at run time (installed when missing and run as root).
+# A failure here is reported but does not stop the build: the offscreen tests
+# need none of the xcb libraries, and a missing one is named when Qt starts.
 system-deps:
-	@bash packaging/system-deps.sh
+	@bash packaging/system-deps.sh || echo "make: system-deps failed; continuing" >&2
 
 $(VENV)/.installed: pyproject.toml setup.py $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
