@@ -93,5 +93,6 @@ def test_settings_apply_to_the_app(qtbot, qapp, ring_path, tmp_path):
         assert monitor.notifier.policy.threshold == MEDIUM
         actions = [a.text() for a in monitor.window.menuBar().actions()[0].menu().actions()]
         assert "&Settings…" in actions and "&Quit" in actions
+        assert monitor.tray.action_settings.text() == "Settings…"
     finally:
         monitor.shutdown()

@@ -102,7 +102,7 @@ def test_no_tray_offscreen_emits_missing_once(qtbot):
 def test_menu_texts(tray):
     texts = [a.text() for a in tray.menu.actions() if not a.isSeparator()]
     assert texts == ["Show/Hide window", "Pause notifications", "Toggle protection",
-                     "Start demo writer", "Quit"]
+                     "Start demo writer", "Settings…", "Quit"]
     pause = [a.text() for a in tray.pause_menu.actions() if not a.isSeparator()]
     assert pause == ["15 minutes", "1 hour", "Until resumed", "Resume"]
     assert tray.tray.contextMenu() is tray.menu
@@ -133,6 +133,8 @@ def test_actions_emit_signals(tray, qtbot):
         tray.action_protection.trigger()
     with qtbot.waitSignal(tray.toggle_demo, timeout=1000):
         tray.action_demo.trigger()
+    with qtbot.waitSignal(tray.settings_requested, timeout=1000):
+        tray.action_settings.trigger()
     with qtbot.waitSignal(tray.quit_requested, timeout=1000):
         tray.action_quit.trigger()
     with qtbot.waitSignal(tray.resume_notifications, timeout=1000):

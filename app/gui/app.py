@@ -109,6 +109,7 @@ class MonitorApp:
         t.toggle_protection.connect(lambda: r.send_command("toggle_protection"))
         t.toggle_demo.connect(self.toggle_demo)
         t.quit_requested.connect(self.qapp.quit)
+        t.settings_requested.connect(self.open_settings)
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(lambda: setattr(w, "hide_on_close", True))
         n.open_event.connect(w.show_event)
