@@ -96,3 +96,17 @@ def test_settings_apply_to_the_app(qtbot, qapp, ring_path, tmp_path):
         assert monitor.tray.action_settings.text() == "Settings…"
     finally:
         monitor.shutdown()
+
+
+def test_gui_bench_short_runs():
+    """`kgmon bench --gui --short` proves the desktop bench works; its figures are never asserted."""
+    import json
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "app", "bench", "--gui", "--short", "--json"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    for phase in ("steady_1000", "flood_100000"):
+        assert set(out[phase]) == {"publish_to_row_ms", "rows_measured", "event_loop_lateness_ms", "rows_in_table"}
+    assert out["flood_100000"]["rows_in_table"] <= 10_000, "the feed stays bounded"
