@@ -33,12 +33,12 @@ from typing import Mapping, NamedTuple
 from app.ring.errors import RingError, Status
 from app.ring.follow import PID_GONE_HEARTBEAT_NS, _process_alive
 from app.ring.pyring import MAGIC, STATE_CLOSED, STATE_RUNNING, VERSION, HEARTBEAT_STALE_NS, read_header
+from app.transport.ws_client import ENV_WS_PORT, ENV_WS_URL, shield_ws_port
+from app.transport.ws_client import default_ws_url as client_default_ws_url
 
 OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 LEVELS = (OK, WARN, FAIL, INFO)
 
-ENV_WS_URL = "KINDLYGUARD_WS_URL"
-ENV_WS_PORT = "SHIELD_WS_PORT"
 ENV_READER_CPU = "KINDLYGUARD_READER_CPU"
 DEFAULT_WS_PORT = 9955
 DEFAULT_WS_TIMEOUT_S = 2.0
@@ -326,22 +326,14 @@ def probe_events(reader, budget_s: float = PROBE_BUDGET_S) -> Finding:
 
 
 def default_ws_url(env: Mapping[str, str]) -> tuple[str, Finding | None]:
-    """$KINDLYGUARD_WS_URL, else ws://127.0.0.1:$SHIELD_WS_PORT (9955)."""
-    url = env.get(ENV_WS_URL)
-    if url:
-        return url, None
+    """The URL every client uses by default (app.transport.ws_client), and a
+    warning when $SHIELD_WS_PORT is set but is not a port number."""
+    url = client_default_ws_url(None, env)
     port_text = env.get(ENV_WS_PORT)
-    if port_text:
-        try:
-            port = int(port_text)
-            if not 0 < port < 65536:
-                raise ValueError
-        except ValueError:
-            return (f"ws://127.0.0.1:{DEFAULT_WS_PORT}",
-                    Finding("websocket-port", WARN, f"{ENV_WS_PORT}={port_text!r} is not a port number; "
-                            f"checking the default {DEFAULT_WS_PORT}", f"set {ENV_WS_PORT} to 1..65535 or unset it"))
-        return f"ws://127.0.0.1:{port}", None
-    return f"ws://127.0.0.1:{DEFAULT_WS_PORT}", None
+    if not env.get(ENV_WS_URL) and port_text and shield_ws_port(env) is None:
+        return url, Finding("websocket-port", WARN, f"{ENV_WS_PORT}={port_text!r} is not a port number; "
+                            f"checking the default {DEFAULT_WS_PORT}", f"set {ENV_WS_PORT} to 1..65535 or unset it")
+    return url, None
 
 
 def check_ws_host(url: str) -> Finding | None:

@@ -16,11 +16,13 @@ server only ever delays this thread.
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlparse
 
@@ -31,6 +33,7 @@ from app.transport import protocol
 
 DEFAULT_URL = "ws://127.0.0.1:9955"
 ENV_WS_URL = "KINDLYGUARD_WS_URL"
+ENV_WS_PORT = "SHIELD_WS_PORT"
 RECEIVE_LIMIT = 16 << 20  # frames up to this are read (and those over 1 MiB counted bad); larger close the link
 BACKOFF_START_S = 0.25
 BACKOFF_MAX_S = 5.0
@@ -48,16 +51,21 @@ class Disconnected(NamedTuple):
 LinkEvent = Connected | Disconnected | protocol.Message
 
 
-def default_ws_url(override: str | None = None) -> str:
-    """--ws-url, else $KINDLYGUARD_WS_URL, else ws://127.0.0.1:$SHIELD_WS_PORT (9955)."""
-    import os
+def shield_ws_port(env: Mapping[str, str] | None = None) -> int | None:
+    """$SHIELD_WS_PORT as a port number; None when unset or not a port (1..65535)."""
+    text = (os.environ if env is None else env).get(ENV_WS_PORT, "").strip()
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
+
+def default_ws_url(override: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """--ws-url, else $KINDLYGUARD_WS_URL, else ws://127.0.0.1:$SHIELD_WS_PORT (9955)."""
+    env = os.environ if env is None else env
     if override:
         return override
-    if os.environ.get(ENV_WS_URL):
-        return os.environ[ENV_WS_URL]
-    port = os.environ.get("SHIELD_WS_PORT", "").strip()
-    return f"ws://127.0.0.1:{port}" if port.isdigit() else DEFAULT_URL
+    if env.get(ENV_WS_URL):
+        return env[ENV_WS_URL]
+    port = shield_ws_port(env)
+    return f"ws://127.0.0.1:{port}" if port is not None else DEFAULT_URL
 
 
 def describe_error(exc: BaseException) -> str:
