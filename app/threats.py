@@ -7,6 +7,7 @@ severity names read as Medium, as the protocol says.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 THREAT_TYPES = (
@@ -43,3 +44,12 @@ class Threat(NamedTuple):
     source: str
     details: str
     timestamp_unix_us: int  # wall clock of the threat
+
+
+def local_time(timestamp_unix_us: int, fallback: str = "?") -> str:
+    """A threat's wall-clock time as local HH:MM:SS.mmm (fallback when out of range)."""
+    try:
+        seconds, micros = divmod(int(timestamp_unix_us), 1_000_000)
+        return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{micros // 1000:03d}"
+    except (OverflowError, OSError, ValueError):
+        return fallback

@@ -9,7 +9,6 @@ Exit status 0, 2 bad usage, 3 cannot attach (with the reason), 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import signal
 import sys
@@ -19,7 +18,7 @@ from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_OK, positive_float, positive_i
 from app.ring.paths import default_ring_path
 from app.ring.reader import DEFAULT_SPIN_NS
 from app.textsafe import visible
-from app.threats import severity_name, threat_type_name
+from app.threats import local_time, severity_name, threat_type_name
 from app.transport.manager import (
     BadFrameSeen,
     Batch,
@@ -82,10 +81,7 @@ def event_json(ev, transport: str, generation: int | None) -> dict:
 
 
 def event_line(ev) -> str:
-    try:
-        when = dt.datetime.fromtimestamp(ev.timestamp_unix_us / 1e6).strftime("%H:%M:%S.%f")[:-3]
-    except (OverflowError, OSError, ValueError):
-        when = "??:??:??.???"
+    when = local_time(ev.timestamp_unix_us, fallback="??:??:??.???")
     blocked = "BLOCKED" if ev.blocked else "allowed"
     latency = max(0, ev.observe_mono_ns - ev.publish_mono_ns) / 1000
     return (f"{when}  {severity_name(ev.severity).upper():<8}  {threat_type_name(ev.threat_type):<18}  "

@@ -23,7 +23,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 
 from app.textsafe import elide, visible
-from app.threats import CRITICAL, HIGH, LOW, MEDIUM, severity_name, threat_type_name
+from app.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_name, threat_type_name
 
 DEFAULT_MAX_ROWS = 10_000
 DETAILS_DISPLAY_LIMIT = 160
@@ -61,15 +61,6 @@ def plain_tooltip(text: str) -> str:
     in a paragraph that keeps its spaces."""
     shown = html.escape(elide(visible(text), TOOLTIP_LIMIT), quote=False)
     return f"<p style='white-space:pre-wrap'>{shown}</p>"
-
-
-def format_time(timestamp_unix_us: int) -> str:
-    """Local wall-clock time as HH:MM:SS.mmm ("?" when out of range)."""
-    try:
-        seconds, micros = divmod(int(timestamp_unix_us), 1_000_000)
-        return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{micros // 1000:03d}"
-    except (OverflowError, OSError, ValueError):
-        return "?"
 
 
 def _text(value: Any) -> str:
@@ -208,7 +199,7 @@ class ThreatTableModel(QAbstractTableModel):
         row = self._rows[r]
         if role == Qt.ItemDataRole.DisplayRole:
             if col == self.TIME:
-                return format_time(row.timestamp_unix_us)
+                return local_time(row.timestamp_unix_us)
             if col == self.SEVERITY:
                 return severity_name(row.severity)
             if col == self.TYPE:
