@@ -48,7 +48,6 @@ class Disconnected(NamedTuple):
     reason: str
 
 
-LinkEvent = Connected | Disconnected | protocol.Message
 
 
 def shield_ws_port(env: Mapping[str, str] | None = None) -> int | None:
