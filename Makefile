@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h)
 
-.PHONY: install system-deps run run-terminal test bench clean
+.PHONY: install system-deps test-deps run run-terminal test test-quick screenshots bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -14,6 +14,10 @@ install: system-deps $(VENV)/.installed
 # need none of the xcb libraries, and a missing one is named when Qt starts.
 system-deps:
 	@bash packaging/system-deps.sh || echo "make: system-deps failed; continuing" >&2
+
+# ... and, for the tests, the throw-away desktop of the end-to-end tests.
+test-deps:
+	@bash packaging/system-deps.sh --test || echo "make: system-deps --test failed; continuing" >&2
 
 $(VENV)/.installed: pyproject.toml setup.py $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +36,16 @@ run-terminal: install
 	trap 'kill $$demo 2>/dev/null; wait $$demo' EXIT INT TERM; \
 	sleep 0.5; $(BIN)/kgmon tail
 
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest -q
+
+# Everything but the end-to-end desktop tests (no Xvfb, tray or dunst needed).
+test-quick: install
+	$(BIN)/python -m pytest -q -m "not desktop"
+
+# Refresh docs/screenshots from the end-to-end tests (the README shows them).
+screenshots: install test-deps
+	KGMON_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/test_desktop_e2e.py
 
 bench: install
 	$(BIN)/kgmon bench

@@ -31,6 +31,10 @@ import pytest
 # Widget and model tests run on Qt's offscreen platform; the end-to-end desktop
 # tests start their own X server and set QT_QPA_PLATFORM=xcb for the app.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tests never talk to the user's own desktop: no notifications on a developer's
+# screen, no tray icons in their panel. The desktop tests bring their own bus.
+for _name in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"):
+    os.environ.pop(_name, None)
 
 REPO = Path(__file__).resolve().parents[1]
 KGMON = [sys.executable, "-m", "app"]

@@ -230,9 +230,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.gui:
-            from app.bench.gui_bench import measure_gui, render_gui
+            from app.bench.gui_bench import measure_app_process, measure_gui, render_gui
 
             out = measure_gui(args.short, progress)
+            out["app_process"] = measure_app_process(args.short, progress)
             print(json.dumps(out, indent=2) if args.json else render_gui(out))
             return EXIT_OK
         out = measure(path, args.short, progress, pin=args.pin, slot_count=args.slot_count)

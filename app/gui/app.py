@@ -19,15 +19,17 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app import _ring
+from app.gui import desktop_notifications
 from app.gui.main_window import MainWindow
 from app.gui.notifier import Notifier
 from app.gui.reader_thread import ReaderThread
-from app.gui.resources import icon
+from app.gui.resources import icon, icon_path
 from app.gui.settings import Settings
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.single_instance import SingleInstance
 from app.gui.tray import TrayController
 from app.ring.paths import default_ring_path
+from app.threats import CRITICAL, HIGH
 from app.ring.reader import DEFAULT_SPIN_NS
 from app.transport.ws_client import default_ws_url
 
@@ -80,14 +82,17 @@ class MonitorApp:
         self.window = MainWindow()
         self.window.setWindowIcon(icon("kindlyguard"))
         self.tray = TrayController()
-        self.notifier = Notifier(self.tray)
+        self.desktop_notifications = (
+            desktop_notifications.DesktopNotifications(icon_path=_icon_file("kindlyguard"))
+            if desktop_notifications.supported() else None)
+        self.notifier = Notifier(self.tray, desktop=self.desktop_notifications)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns)
         if settings is not None:
             self.apply_settings(settings)
         file_menu = self.window.menuBar().addMenu("&File")
         file_menu.addAction("&Settings…", self.open_settings)
-        file_menu.addAction("&Quit", self.qapp.quit)
+        file_menu.addAction("&Quit", self.quit)
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
         self._wire()
         if demo:
@@ -108,7 +113,7 @@ class MonitorApp:
         t.resume_notifications.connect(n.policy.resume)
         t.toggle_protection.connect(lambda: r.send_command("toggle_protection"))
         t.toggle_demo.connect(self.toggle_demo)
-        t.quit_requested.connect(self.qapp.quit)
+        t.quit_requested.connect(self.quit)
         t.settings_requested.connect(self.open_settings)
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(lambda: setattr(w, "hide_on_close", True))
@@ -125,7 +130,11 @@ class MonitorApp:
             for e in batch.events:
                 self.screen_latency.record(max(0, now - e.publish_mono_ns))
         self.notifier.offer(e for b in batches for e in b.events)
-        self.tray.set_state("threat")
+        totals = self.window.totals
+        self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
+        threshold = self.notifier.policy.threshold
+        if any(e.severity >= threshold for b in batches for e in b.events):
+            self.tray.set_state("threat")  # the icon turns for threats worth a notification only
         self.reader.ack()
 
     def _on_transport(self, transport: str, reason: str) -> None:
@@ -144,6 +153,13 @@ class MonitorApp:
         self.window.show()
         self.window.statusBar().showMessage(
             "No system tray found: KindlyGuard Monitor runs as a normal window (closing it quits).", 15000)
+
+    def quit(self) -> None:
+        """Quit for real (tray Quit, File > Quit, Ctrl-C, SIGTERM). Qt 6's quit()
+        first closes every window and gives up if one refuses, and our window
+        refuses (it hides to the tray): so it stops refusing first."""
+        self.window.hide_on_close = False
+        self.qapp.quit()
 
     def toggle_window(self) -> None:
         if self.window.isVisible():
@@ -186,9 +202,26 @@ class MonitorApp:
         """Ask the reader to stop, wake it and wait for it; stop the demo."""
         self.reader.shutdown()
         self.demo.stop()
+        if self.desktop_notifications is not None:
+            self.desktop_notifications.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def _ms_since_process_start() -> float:
+    import psutil
+
+    return (time.time() - psutil.Process().create_time()) * 1000
+
+
+def _icon_file(name: str) -> str:
+    try:
+        return str(icon_path(name))
+    except FileNotFoundError:
+        return ""
+
+
+def run(args: argparse.Namespace, started=None) -> int:
+    """The app's main: `started(monitor)`, when given, is called once the app is
+    up (the end-to-end tests use it to watch the real app from inside)."""
     logging.basicConfig(level=logging.INFO, format="kgmon: %(message)s")
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     qapp.setApplicationName("KindlyGuard Monitor")
@@ -205,9 +238,15 @@ def run(args: argparse.Namespace) -> int:
     monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False), settings=settings)
     instance.activation_requested.connect(monitor.show_window)
     monitor.start(show_window=not getattr(args, "hidden", False))
+    if started is not None:
+        started(monitor)
+    if monitor.window.isVisible():
+        # Runs once the event loop has painted the first frame: `kgmon bench --gui` reads this line.
+        QTimer.singleShot(0, lambda: log.info("window shown %.0f ms after the process started",
+                                              _ms_since_process_start()))
     # Ctrl-C in the terminal quits cleanly: Python handles signals only between Qt events.
-    signal.signal(signal.SIGINT, lambda *a: qapp.quit())
-    signal.signal(signal.SIGTERM, lambda *a: qapp.quit())
+    signal.signal(signal.SIGINT, lambda *a: monitor.quit())
+    signal.signal(signal.SIGTERM, lambda *a: monitor.quit())
     tick = QTimer()
     tick.start(250)
     tick.timeout.connect(lambda: None)

@@ -1,19 +1,17 @@
 """Showing what the NotificationPolicy decides, and opening the event on click.
 
 The policy (pure Python) says what and when; this object owns the timer and
-the display backend:
+picks the display backend, first that can take it:
 
-- an injected `show(notification) -> bool | None` callable (tests, or another
-  backend later); None counts as delivered;
-- otherwise the tray icon's `showMessage()` when a visible tray icon exists.
-  On Linux Qt turns that into an org.freedesktop.Notifications call when it
-  uses its StatusNotifierItem tray, or draws its own balloon with an XEmbed
-  tray. On macOS and Windows it is Qt's native path: not tested here.
-- with no visible tray icon the notification is counted in `undelivered` and
-  dropped (the event is still in the window's feed). A direct D-Bus Notify
-  fallback is NOT implemented: PySide6's QtDBus cannot marshal Notify's
-  uint32 and a{sv} arguments from Python (the message signature comes out
-  empty), so it would fail silently.
+1. an injected `show(notification) -> bool | None` callable (tests); None
+   counts as delivered;
+2. the desktop's notification server (`DesktopNotifications`: a real
+   org.freedesktop.Notifications.Notify call on Linux, whatever the tray);
+3. the tray icon's `showMessage()` when a visible tray icon exists (macOS,
+   Windows, a Linux session without a notification server: Qt draws a balloon
+   there). Not tested on macOS and Windows;
+4. otherwise the notification is counted in `undelivered` and dropped (the
+   event is still in the window's feed).
 
 Never steals focus: nothing here raises or activates a window. Text is plain
 (the policy already made attacker text visible and bounded).
@@ -44,10 +42,12 @@ class Notifier(QObject):
         tray=None,
         policy: NotificationPolicy | None = None,
         show: Callable[[Notification], bool | None] | None = None,
+        desktop=None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.tray = tray  # a TrayController, or None
+        self.desktop = desktop  # a DesktopNotifications, or None
         self.policy = policy if policy is not None else NotificationPolicy()
         self._show = show
         self.shown_count = 0
@@ -60,6 +60,9 @@ class Notifier(QObject):
         self.timer.timeout.connect(self.deliver_due)
         if tray is not None:
             tray.message_clicked.connect(self.on_message_clicked)
+        if desktop is not None:
+            desktop.clicked.connect(self.open_event)
+            desktop.not_sent.connect(self._desktop_failed)
 
     def offer(self, events) -> None:
         """Give threat events to the policy and arm the timer for what is due."""
@@ -90,15 +93,27 @@ class Notifier(QObject):
         if self._show is not None:
             delivered = self._show(note)
             delivered = True if delivered is None else bool(delivered)
-        elif self.tray is not None:
-            kind = (QSystemTrayIcon.MessageIcon.Critical if note.severity >= CRITICAL
-                    else QSystemTrayIcon.MessageIcon.Warning)
-            delivered = self.tray.show_message(note.title, note.body, kind, MESSAGE_MS)
+        elif self.desktop is not None and self.desktop.notify(
+                note.title, note.body, note.severity >= CRITICAL, note.key):
+            delivered = True
         else:
-            delivered = False
+            delivered = self._show_in_tray(note.title, note.body, note.severity >= CRITICAL)
         if delivered:
             self.shown_count += 1
         else:
+            self.undelivered += 1
+
+    def _show_in_tray(self, title: str, body: str, critical: bool) -> bool:
+        if self.tray is None:
+            return False
+        kind = QSystemTrayIcon.MessageIcon.Critical if critical else QSystemTrayIcon.MessageIcon.Warning
+        return self.tray.show_message(title, body, kind, MESSAGE_MS)
+
+    @Slot(str, str, bool, object)
+    def _desktop_failed(self, title: str, body: str, critical: bool, key) -> None:
+        """The notification server did not take one we counted as shown: use the tray."""
+        if not self._show_in_tray(title, body, critical):
+            self.shown_count -= 1
             self.undelivered += 1
 
     @Slot()

@@ -1,0 +1,218 @@
+"""Desktop notifications straight to org.freedesktop.Notifications (Linux).
+
+Why not only QSystemTrayIcon.showMessage(): Qt sends a real D-Bus Notify only
+when it uses its StatusNotifierItem tray; with an XEmbed tray it draws its own
+balloon, and with no tray at all it silently shows nothing. Talking to the
+notification server ourselves gives the same real notification on every Linux
+desktop, with the app's name, urgency and a click action, tray or not.
+
+The D-Bus client is `jeepney` (pure Python, no libdbus, maintained; the same
+library `keyring` and `secretstorage` use). PySide6's QtDBus cannot build the
+Notify call from Python: its uint32 and a{sv} arguments come out with an empty
+signature.
+
+Nothing here blocks the GUI thread: one worker thread owns the connection,
+makes the calls, and answers with Qt signals (queued to the GUI thread). A hung
+notification server costs a timeout on that thread, never a frozen window.
+
+Threat text is attacker-controlled. Servers that announce "body-markup" parse
+the body as a small HTML subset, so the body is escaped for them; the summary
+is plain text by the specification and holds only our own words.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+
+from PySide6.QtCore import QObject, Signal
+
+log = logging.getLogger(__name__)
+
+BUS_NAME = "org.freedesktop.Notifications"
+OBJECT_PATH = "/org/freedesktop/Notifications"
+APP_NAME = "KindlyGuard Monitor"
+DESKTOP_ENTRY = "kindlyguard-monitor"
+CALL_TIMEOUT_S = 2.0  # one Notify call; a server slower than this is treated as gone
+RETRY_AFTER_S = 30.0  # after a failure, how long before the server is tried again
+URGENCY_NORMAL, URGENCY_CRITICAL = 1, 2
+EXPIRE_MS = 8000
+
+
+def supported() -> bool:
+    """Is there a session bus to talk to (Linux and friends, jeepney installed)?"""
+    if sys.platform in ("darwin", "win32") or not os.environ.get("DBUS_SESSION_BUS_ADDRESS", "").strip():
+        # Without DBUS_SESSION_BUS_ADDRESS jeepney would guess a path; a desktop session always sets it.
+        return False
+    try:
+        import jeepney  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Stop:
+    """Ends the worker's job loop."""
+
+
+class DesktopNotifications(QObject):
+    """Sends notifications to the session's notification server from a worker thread.
+
+    `notify()` returns at once; `sent(id, key)` or `failed(message)` follow.
+    `clicked(key)` is emitted when the user clicks one of ours (the "default"
+    action), with the key given to `notify()`.
+    """
+
+    sent = Signal(int, object)  # server's notification id, our key
+    failed = Signal(str)
+    not_sent = Signal(str, str, bool, object)  # a queued notify() that failed: title, body, critical, key
+    clicked = Signal(object)  # the key of the clicked notification
+    ready = Signal(bool)  # the first connection attempt is over: True when a server answered
+
+    def __init__(self, icon_path: str = "", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.icon_path = icon_path
+        self.server: tuple[str, str, str, str] | None = None  # name, vendor, version, spec version
+        self.capabilities: frozenset[str] = frozenset()
+        self.available = False  # a server answered the last call
+        self.error = ""  # why the last call failed, for the UI and logs
+        self._jobs: queue.Queue = queue.Queue()
+        self._keys: dict[int, object] = {}  # notification id -> our key (bounded below)
+        self._router = None
+        self._retry_at = 0.0
+        self._thread = threading.Thread(target=self._work, name="kgmon-notifications", daemon=True)
+        self._thread.start()
+        self._jobs.put(("connect",))
+
+    # -- GUI thread
+
+    def notify(self, title: str, body: str, critical: bool, key: object) -> bool:
+        """Queue a notification. False when the server is known to be unusable
+        right now (the caller falls back); True means handed to the worker."""
+        if not self.available and time.monotonic() < self._retry_at:
+            return False
+        self._jobs.put(("notify", title, body, critical, key))
+        return True
+
+    def close(self) -> None:
+        self._jobs.put((_Stop,))
+        self._thread.join(timeout=CALL_TIMEOUT_S + 1)
+
+    # -- worker thread
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job[0] is _Stop:
+                break
+            try:
+                if job[0] == "connect":
+                    ok = self._connect()
+                    self.ready.emit(ok)
+                elif job[0] == "notify" and not self._notify(*job[1:]):
+                    self.not_sent.emit(*job[1:])
+            except Exception as exc:  # any D-Bus or socket failure: report, drop the connection, go on
+                self._fail(f"{type(exc).__name__}: {exc}")
+                if job[0] == "notify":
+                    self.not_sent.emit(*job[1:])
+        self._disconnect()
+
+    def _connect(self) -> bool:
+        if self._router is not None:
+            return True
+        try:
+            from jeepney import DBusAddress, MatchRule, message_bus, new_method_call
+            from jeepney.io.threading import DBusRouter, open_dbus_connection
+            from jeepney.wrappers import unwrap_msg
+
+            conn = open_dbus_connection("SESSION")
+            router = DBusRouter(conn)
+            try:
+                addr = DBusAddress(OBJECT_PATH, bus_name=BUS_NAME, interface=BUS_NAME)
+                # Both calls also start a server that the bus activates on demand.
+                info = unwrap_msg(router.send_and_get_reply(new_method_call(addr, "GetServerInformation"),
+                                                            timeout=CALL_TIMEOUT_S))
+                caps = unwrap_msg(router.send_and_get_reply(new_method_call(addr, "GetCapabilities"),
+                                                            timeout=CALL_TIMEOUT_S))
+                rule = MatchRule(type="signal", interface=BUS_NAME, path=OBJECT_PATH, member="ActionInvoked")
+                unwrap_msg(router.send_and_get_reply(message_bus.AddMatch(rule), timeout=CALL_TIMEOUT_S))
+                router.filter(rule, queue=_ClickSink(self), bufsize=0)
+            except BaseException:
+                router.close()
+                conn.close()
+                raise
+        except Exception as exc:
+            self._fail(f"no notification server on the session bus ({type(exc).__name__}: {exc})")
+            return False
+        self._router, self._conn, self._addr = router, conn, addr
+        self.server = tuple(str(x) for x in info[:4])
+        self.capabilities = frozenset(caps[0])
+        self.available, self.error = True, ""
+        log.info("notifications go to %s %s", self.server[0], self.server[2])
+        return True
+
+    def _notify(self, title: str, body: str, critical: bool, key: object) -> bool:
+        if not self._connect():
+            return False
+        from jeepney import new_method_call
+        from jeepney.wrappers import unwrap_msg
+
+        if "body-markup" in self.capabilities:
+            body = html.escape(body, quote=False)
+        actions = ["default", "Show in KindlyGuard Monitor"] if "actions" in self.capabilities else []
+        hints = {
+            "urgency": ("y", URGENCY_CRITICAL if critical else URGENCY_NORMAL),
+            "desktop-entry": ("s", DESKTOP_ENTRY),
+        }
+        msg = new_method_call(self._addr, "Notify", "susssasa{sv}i",
+                              (APP_NAME, 0, self.icon_path, title, body, actions, hints, EXPIRE_MS))
+        nid = int(unwrap_msg(self._router.send_and_get_reply(msg, timeout=CALL_TIMEOUT_S))[0])
+        self._keys[nid] = key
+        if len(self._keys) > 256:  # old notifications are long gone from the screen
+            for old in list(self._keys)[:128]:
+                del self._keys[old]
+        self.sent.emit(nid, key)
+        return True
+
+    def _clicked(self, nid: int, action: str) -> None:
+        key = self._keys.get(nid)
+        if action == "default" and nid in self._keys:
+            self.clicked.emit(key)
+
+    def _fail(self, message: str) -> None:
+        if self.available or message != self.error:
+            log.warning("desktop notifications: %s", message)
+        self.available, self.error = False, message
+        self._retry_at = time.monotonic() + RETRY_AFTER_S
+        self._disconnect()
+        self.failed.emit(message)
+
+    def _disconnect(self) -> None:
+        router, self._router = self._router, None
+        if router is not None:
+            try:
+                router.close()
+                self._conn.close()
+            except Exception:
+                pass
+
+
+class _ClickSink:
+    """Stands in for the queue jeepney's router fills with matching signals: it
+    runs on the router's receiver thread and hands clicks to the notifier."""
+
+    def __init__(self, owner: DesktopNotifications) -> None:
+        self.owner = owner
+
+    def put_nowait(self, msg) -> None:
+        try:
+            nid, action = msg.body[0], msg.body[1]
+        except (IndexError, TypeError):
+            return
+        self.owner._clicked(int(nid), str(action))
+

@@ -1,0 +1,138 @@
+"""The real desktop app, started the way `kgmon` starts it, plus a control line
+on stdin/stdout so an end-to-end test can ask what the user would see.
+
+    python tests/e2e_app.py [kgmon's GUI options, e.g. --demo --shm-path P]
+
+It calls app.gui.app.run() itself (the same settings, single-instance check,
+window, tray, notifier and reader thread as `kgmon`) and, once the app is up,
+answers one JSON line on stdout per command line on stdin:
+
+    state                    rows, the top rows' texts, badge, status bar, tray, notifier counts
+    grab_window PATH         the window's pixels from the X server, saved as PNG
+    grab_screen PATH X Y W H a region of the screen (the tray bar), saved as PNG
+    details ROW              the details pane's text after selecting that row
+    tab N                    show the details (0) or latency (1) tab
+    quit                     quit the app as the tray's Quit does
+
+Nothing here changes what the app does; it only reads the widgets.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PySide6.QtCore import QObject, Qt, Signal  # noqa: E402
+from PySide6.QtGui import QGuiApplication, QImage  # noqa: E402
+
+from app.cli.main import build_parser  # noqa: E402
+from app.gui import app as gui_app  # noqa: E402
+
+
+def _reply(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _image_facts(img: QImage) -> dict:
+    """Enough to tell a real grab from a black or empty one."""
+    if img.isNull():
+        return {"width": 0, "height": 0, "colours": 0}
+    small = img.scaled(64, 64)
+    colours = {small.pixel(x, y) for x in range(small.width()) for y in range(small.height())}
+    return {"width": img.width(), "height": img.height(), "colours": len(colours)}
+
+
+class Control(QObject):
+    command = Signal(str)
+
+    def __init__(self, monitor) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.command.connect(self.handle, Qt.ConnectionType.QueuedConnection)
+        threading.Thread(target=self._read_stdin, daemon=True).start()
+
+    def _read_stdin(self) -> None:
+        for line in sys.stdin:
+            self.command.emit(line.strip())
+        self.command.emit("quit")
+
+    def handle(self, line: str) -> None:
+        name, *args = line.split()
+        try:
+            _reply(getattr(self, "do_" + name)(*args))
+        except Exception as exc:  # a broken command must not kill the app under test
+            _reply({"error": f"{type(exc).__name__}: {exc}"})
+
+    def do_state(self) -> dict:
+        m = self.monitor
+        w, model = m.window, m.window.model
+        rows = []
+        for r in range(min(40, w.proxy.rowCount())):
+            rows.append([w.proxy.index(r, c).data() for c in range(w.proxy.columnCount())])
+        return {
+            "rows": model.rowCount(),
+            "top": rows,
+            "headers": [w.proxy.headerData(c, Qt.Orientation.Horizontal) for c in range(w.proxy.columnCount())],
+            "transport": w.transport,
+            "badge": w.badge.text(),
+            "reason": w.reason_label.text(),
+            "status": w.status_label.text(),
+            "window_visible": w.isVisible(),
+            "window_active": w.isActiveWindow(),
+            "tray_available": m.tray.available(),
+            "tray_visible": m.tray.is_visible(),
+            "tray_tooltip": m.tray.tooltip(),
+            "notifications_shown": m.notifier.shown_count,
+            "notifications_undelivered": m.notifier.undelivered,
+            "desktop_notifications": bool(m.desktop_notifications and m.desktop_notifications.available),
+            "demo_running": m.demo.running,
+        }
+
+    def do_details(self, row: str) -> dict:
+        w = self.monitor.window
+        w.table.selectRow(int(row))
+        return {"text": w.details.text.toPlainText()}
+
+    def do_tab(self, index: str) -> dict:
+        """Show the details (0) or the latency (1) tab, as a click on it would."""
+        self.monitor.window.tabs.setCurrentIndex(int(index))
+        return {"tab": self.monitor.window.tabs.tabText(int(index))}
+
+    def do_grab_window(self, path: str) -> dict:
+        w = self.monitor.window
+        img = w.screen().grabWindow(w.winId()).toImage()
+        img.save(path)
+        return _image_facts(img)
+
+    def do_grab_screen(self, path: str, x: str, y: str, width: str, height: str) -> dict:
+        screen = QGuiApplication.primaryScreen()
+        img = screen.grabWindow(0, int(x), int(y), int(width), int(height)).toImage()
+        img.save(path)
+        return _image_facts(img)
+
+    def do_quit(self) -> dict:
+        # A quit that hangs prints where every thread is, for the test's failure message.
+        faulthandler.dump_traceback_later(10, exit=False)
+        self.monitor.quit()  # what the tray's Quit does
+        return {"quitting": True}
+
+
+def main() -> int:
+    args = build_parser().parse_args(sys.argv[1:])
+    holder = {}
+
+    def started(monitor) -> None:
+        holder["control"] = Control(monitor)
+        _reply({"started": True})
+
+    return gui_app.run(args, started=started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

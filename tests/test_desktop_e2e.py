@@ -1,0 +1,247 @@
+"""End to end on a real desktop: Xvfb, a private D-Bus session bus, a real tray
+host (StatusNotifierItem and XEmbed, each test runs on both) and a real
+notification server (dunst), with the real app (tests/e2e_app.py runs
+app.gui.app.run exactly as `kgmon` does) and a real writer.
+
+What a user would check by looking, checked by the test:
+- with the demo writer running, threats appear in the table, the badge says
+  Shared memory, the tray icon is shown, and a High threat becomes a real
+  org.freedesktop.Notifications.Notify call on the bus;
+- removing the ring switches the badge to WebSocket (the demo's server);
+- a burst becomes one summary notification, and no more follow;
+- a threat text with U+202E shows escaped in the table, the details pane and
+  the notification, never raw.
+
+Screenshots of the window and the tray go to $KGMON_SCREENSHOT_DIR (`make
+screenshots` points it at docs/screenshots), else to the test's temporary
+folder. Marked `desktop`: `pytest -m "not desktop"` skips them. Without the
+Debian packages (packaging/system-deps.sh --test installs them) they are
+skipped, unless KGMON_REQUIRE_DESKTOP=1 (CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.ring.writer import RingWriter
+from app.threats import CRITICAL, HIGH, THREAT_TYPE_NUMBER, Threat
+from conftest import REPO, wait_for
+from desktop import DesktopSession, missing_programs
+
+pytestmark = [pytest.mark.desktop, pytest.mark.timeout(180)]
+
+RLO = "\u202e"
+SCREENSHOTS = os.environ.get("KGMON_SCREENSHOT_DIR")
+
+
+@pytest.fixture(scope="module", params=["sni", "xembed"])
+def desktop(request):
+    missing = missing_programs(request.param)
+    if missing:
+        message = f"needs Debian packages {' '.join(missing)} (bash packaging/system-deps.sh --test)"
+        if os.environ.get("KGMON_REQUIRE_DESKTOP") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with DesktopSession(tray=request.param) as session:
+        yield session
+
+
+class RunningApp:
+    """The app under test, driven over tests/e2e_app.py's control line."""
+
+    def __init__(self, desktop: DesktopSession, tmp_path: Path, *args: str):
+        self.desktop = desktop
+        home = tmp_path / "home"
+        home.mkdir(exist_ok=True)
+        env = dict(desktop.env, PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(home / "config"),
+                   XDG_DATA_HOME=str(home / "data"), XDG_CACHE_HOME=str(home / "cache"),
+                   SHIELD_WS_PORT=os.environ["SHIELD_WS_PORT"])
+        env.pop("KINDLYGUARD_SHM_PATH", None)
+        env.pop("KINDLYGUARD_WS_URL", None)
+        self.stderr_path = tmp_path / "app.stderr"
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "e2e_app.py"), *args], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(self.stderr_path, "w"), text=True)
+        self.lock = threading.Lock()
+        started = self._read(60)
+        assert started == {"started": True}, self.stderr()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def _read(self, timeout: float) -> dict:
+        result: list = []
+        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not result or not result[0]:
+            raise AssertionError(f"the app did not answer (exit {self.proc.poll()}):\n{self.stderr()}")
+        return json.loads(result[0])
+
+    def ask(self, command: str, timeout: float = 30) -> dict:
+        with self.lock:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+            answer = self._read(timeout)
+        assert "error" not in answer, answer
+        return answer
+
+    def state(self) -> dict:
+        return self.ask("state")
+
+    def screenshot(self, name: str, tmp_path: Path, tray: bool = True) -> None:
+        """Save the window and the tray bar; check they are real pictures, not black."""
+        folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        window = self.ask(f"grab_window {folder / (name + '.png')}")
+        assert window["width"] > 400 and window["colours"] > 20, window
+        if not tray:
+            return
+        x, y, w, h = self.desktop.tray_bar  # trayer starts 2 px wide and grows leftwards: take its right end
+        right = x + w
+        width = min(right, 240)
+        tray = self.ask(f"grab_screen {folder / (name + '-tray.png')} {right - width} {y} {width} {h}")
+        assert tray["width"] == width and tray["colours"] > 2, tray
+
+    def quit(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.ask("quit")
+            except (AssertionError, BrokenPipeError, OSError):
+                pass
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def start_app(desktop, tmp_path):
+    apps: list[RunningApp] = []
+
+    def start(*args: str) -> RunningApp:
+        app = RunningApp(desktop, tmp_path, *args)
+        apps.append(app)
+        return app
+
+    yield start
+    for app in apps:
+        app.quit()
+        assert "QThread: Destroyed while thread is still running" not in app.stderr()
+        assert app.proc.returncode == 0, app.stderr()
+
+
+def wait_state(app: RunningApp, condition, timeout: float, what: str) -> dict:
+    seen = {}
+
+    def check():
+        seen["state"] = app.state()
+        return condition(seen["state"])
+
+    try:
+        wait_for(check, timeout, what, interval=0.1)
+    except AssertionError as exc:
+        state = dict(seen.get("state", {}))
+        state["top"] = state.get("top", [])[:3]
+        raise AssertionError(f"{exc}; last state {state}") from None
+    return seen["state"]
+
+
+def notify_field(call: str, index: int) -> str:
+    """The index-th string argument of a Notify call as dbus-monitor prints it
+    (0 app name, 1 icon, 2 summary, 3 body)."""
+    strings = [line.strip()[len('string "'):-1] for line in call.splitlines()[1:]
+               if line.strip().startswith('string "')]
+    return strings[index]
+
+
+def test_demo_threats_reach_the_table_notify_and_fail_over(desktop, start_app, tmp_path):
+    ring = tmp_path / "ring" / "kindly-guard.shm"
+    ring.parent.mkdir(mode=0o700)
+    app = start_app("--demo", "--shm-path", str(ring))
+
+    state = wait_state(app, lambda s: s["rows"] >= 5 and s["transport"] == "shm", 30,
+                       "threats from the demo writer in the table over shared memory")
+    assert state["badge"] == "Shared memory"
+    assert state["status"].startswith("KindlyGuard (SHM ")
+    assert state["tray_available"] and state["tray_visible"], state
+    assert state["demo_running"]
+    assert all(len(row) == 6 and row[1] in ("Low", "Medium", "High", "Critical") for row in state["top"])
+    if desktop.tray == "sni":  # our icon registered with the StatusNotifierWatcher
+        assert app.proc.pid in desktop.sni_item_pids()
+
+    # The demo sends High and Critical threats every few seconds: one becomes a real Notify on the bus.
+    calls = wait_for(desktop.notify_calls, 30, "a Notify call on the session bus")
+    assert notify_field(calls[0], 0) == "KindlyGuard Monitor"
+    summary = notify_field(calls[0], 2)
+    assert "threat" in summary, summary
+    wait_for(lambda: summary in desktop.notifications_shown(), 10, "dunst to show the notification")
+    app.screenshot(f"main-window-{desktop.tray}", tmp_path)
+    assert app.ask("tab 1")["tab"] == "Latency"
+    app.screenshot(f"latency-{desktop.tray}", tmp_path, tray=False)
+    app.ask("tab 0")
+
+    # Remove the ring: the reader sees the file gone and moves to the demo's WebSocket.
+    ring.unlink()
+    state = wait_state(app, lambda s: s["transport"] == "websocket", 15, "the badge to switch to WebSocket")
+    assert state["badge"] == "WebSocket"
+    assert "replaced" in state["reason"] or "ring" in state["reason"], state["reason"]
+    rows_then = state["rows"]
+    wait_state(app, lambda s: s["rows"] > rows_then, 30, "threats to keep coming over the WebSocket")
+
+
+def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app, tmp_path):
+    ring = tmp_path / "ring" / "kindly-guard.shm"
+    ring.parent.mkdir(mode=0o700)
+    writer = RingWriter(ring)
+    app = start_app("--shm-path", str(ring))
+    try:
+        wait_state(app, lambda s: s["transport"] == "shm", 30, "the app to attach to the ring")
+        before = len(desktop.notify_calls())
+        now_us = time.time_ns() // 1000
+        hostile = f"invoice_{RLO}fdp.exe"  # reads "invoice_exe.pdf" if the override is obeyed
+        writer.publish([Threat(THREAT_TYPE_NUMBER["UnicodeBiDi"], HIGH, True, f"mcp:tools/{RLO}call", hostile,
+                               now_us)])
+        calls = wait_for(lambda: desktop.notify_calls()[before:], 30, "the High threat's Notify call")
+        first = calls[0]
+        assert RLO not in first
+        assert "⟨U+202E⟩" in notify_field(first, 3), first
+
+        # A burst inside the 3 s window: 9 High and 3 Critical from two sources, one summary.
+        burst = [Threat(THREAT_TYPE_NUMBER["InjectionAttempt"], CRITICAL if i % 4 == 0 else HIGH, False,
+                        f"mcp:server-{i % 2}", f"burst {i}", now_us + i) for i in range(12)]
+        for i in range(0, 12, 3):
+            writer.publish(burst[i:i + 3])
+            writer.tick()
+        calls = wait_for(lambda: desktop.notify_calls()[before + 1:], 30, "the burst's summary")
+        assert notify_field(calls[0], 2) == "12 new threats, 3 critical"
+        # and nothing else follows: wait out two more 3 s windows, ticking the writer's heartbeat
+        end = time.monotonic() + 7
+        while time.monotonic() < end:
+            writer.tick()
+            time.sleep(0.1)
+        assert len(desktop.notify_calls()) == before + 2, desktop.notify_calls()[before:]
+
+        state = wait_state(app, lambda s: s["rows"] == 13, 15, "all 13 threats in the table")
+        hostile_rows = [r for r in state["top"] if "fdp.exe" in r[4]]
+        assert len(hostile_rows) == 1
+        assert hostile_rows[0][4] == "invoice_⟨U+202E⟩fdp.exe"
+        assert hostile_rows[0][3] == "mcp:tools/⟨U+202E⟩call"
+        assert not any(RLO in cell for row in state["top"] for cell in row)
+        row = state["top"].index(hostile_rows[0])
+        details = app.ask(f"details {row}")["text"]
+        assert "invoice_⟨U+202E⟩fdp.exe" in details and RLO not in details
+        app.screenshot(f"hostile-text-{desktop.tray}", tmp_path)
+    finally:
+        writer.close()
