@@ -12,6 +12,7 @@ answers one JSON line on stdout per command line on stdin:
     grab_screen PATH X Y W H a region of the screen (the tray bar), saved as PNG
     details ROW              the details pane's text after selecting that row
     tab N                    show the details (0) or latency (1) tab
+    hide                     hide the window (what closing it does with a tray)
     quit                     quit the app as the tray's Quit does
 
 Nothing here changes what the app does; it only reads the widgets.
@@ -92,12 +93,18 @@ class Control(QObject):
             "notifications_undelivered": m.notifier.undelivered,
             "desktop_notifications": bool(m.desktop_notifications and m.desktop_notifications.available),
             "demo_running": m.demo.running,
+            "selected_details": w.details.text.toPlainText() if w.table.selectionModel().hasSelection() else "",
         }
 
     def do_details(self, row: str) -> dict:
         w = self.monitor.window
         w.table.selectRow(int(row))
         return {"text": w.details.text.toPlainText()}
+
+    def do_hide(self) -> dict:
+        """Hide the window, as closing it does when a tray exists."""
+        self.monitor.window.hide()
+        return {"hidden": True}
 
     def do_tab(self, index: str) -> dict:
         """Show the details (0) or the latency (1) tab, as a click on it would."""

@@ -8,6 +8,7 @@ What a user would check by looking, checked by the test:
   Shared memory, the tray icon is shown, and a High threat becomes a real
   org.freedesktop.Notifications.Notify call on the bus;
 - removing the ring switches the badge to WebSocket (the demo's server);
+- clicking a notification opens the window on its threat;
 - a burst becomes one summary notification, and no more follow;
 - a threat text with U+202E shows escaped in the table, the details pane and
   the notification, never raw.
@@ -40,6 +41,32 @@ pytestmark = [pytest.mark.desktop, pytest.mark.timeout(180)]
 
 RLO = "\u202e"
 SCREENSHOTS = os.environ.get("KGMON_SCREENSHOT_DIR")
+
+
+class HeartbeatWriter:
+    """A real ring writer whose heartbeat keeps beating while the test waits
+    (a writer silent for over a second with its process alive reads as stuck)."""
+
+    def __init__(self, path: Path):
+        self.writer = RingWriter(path)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(0.1):
+            with self.lock:
+                self.writer.tick()
+
+    def publish(self, threats) -> None:
+        with self.lock:
+            self.writer.publish(threats)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.writer.close()
 
 
 @pytest.fixture(scope="module", params=["sni", "xembed"])
@@ -204,10 +231,12 @@ def test_demo_threats_reach_the_table_notify_and_fail_over(desktop, start_app, t
 def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app, tmp_path):
     ring = tmp_path / "ring" / "kindly-guard.shm"
     ring.parent.mkdir(mode=0o700)
-    writer = RingWriter(ring)
+    writer = HeartbeatWriter(ring)
     app = start_app("--shm-path", str(ring))
     try:
         wait_state(app, lambda s: s["transport"] == "shm", 30, "the app to attach to the ring")
+        # earlier tests' notifications off the screen, so ours is the one at position 0 for dunstctl
+        subprocess.run(["dunstctl", "close-all"], env=desktop.env, check=True, timeout=10)
         before = len(desktop.notify_calls())
         now_us = time.time_ns() // 1000
         hostile = f"invoice_{RLO}fdp.exe"  # reads "invoice_exe.pdf" if the override is obeyed
@@ -218,19 +247,22 @@ def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app,
         assert RLO not in first
         assert "⟨U+202E⟩" in notify_field(first, 3), first
 
+        # Clicking the notification (dunst's default action) opens the hidden window on that threat.
+        app.ask("hide")
+        wait_state(app, lambda s: not s["window_visible"], 10, "the window to hide")
+        subprocess.run(["dunstctl", "action", "0"], env=desktop.env, check=True, timeout=10)
+        state = wait_state(app, lambda s: s["window_visible"] and "fdp.exe" in s["selected_details"], 15,
+                           "the clicked notification to open the window on its threat")
+        assert "invoice_⟨U+202E⟩fdp.exe" in state["selected_details"]
+
         # A burst inside the 3 s window: 9 High and 3 Critical from two sources, one summary.
         burst = [Threat(THREAT_TYPE_NUMBER["InjectionAttempt"], CRITICAL if i % 4 == 0 else HIGH, False,
                         f"mcp:server-{i % 2}", f"burst {i}", now_us + i) for i in range(12)]
         for i in range(0, 12, 3):
             writer.publish(burst[i:i + 3])
-            writer.tick()
         calls = wait_for(lambda: desktop.notify_calls()[before + 1:], 30, "the burst's summary")
         assert notify_field(calls[0], 2) == "12 new threats, 3 critical"
-        # and nothing else follows: wait out two more 3 s windows, ticking the writer's heartbeat
-        end = time.monotonic() + 7
-        while time.monotonic() < end:
-            writer.tick()
-            time.sleep(0.1)
+        time.sleep(7)  # and nothing else follows: wait out two more 3 s windows
         assert len(desktop.notify_calls()) == before + 2, desktop.notify_calls()[before:]
 
         state = wait_state(app, lambda s: s["rows"] == 13, 15, "all 13 threats in the table")

@@ -110,3 +110,26 @@ def test_gui_bench_short_runs():
     for phase in ("steady_1000", "flood_100000"):
         assert set(out[phase]) == {"publish_to_row_ms", "rows_measured", "event_loop_lateness_ms", "rows_in_table"}
     assert out["flood_100000"]["rows_in_table"] <= 10_000, "the feed stays bounded"
+
+
+def test_a_notification_names_the_table_row_its_click_opens(qtbot, qapp, ring_path):
+    """The notifier is offered real ring events (which carry no key of their own):
+    the key it keeps for a click must be the table's key of that threat."""
+    from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+
+    writer = PyWriter.create(ring_path, slot_count=64)
+    writer.publish([Threat(THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, True, "mcp:fs", "../../etc/shadow", 1)])
+    monitor = make_app(qapp, ring_path)
+    try:
+        monitor.start()
+        qtbot.waitUntil(lambda: monitor.notifier.last_notification is not None, timeout=10000)
+        key = monitor.notifier.last_notification.key
+        assert key is not None
+        assert monitor.window.model.row_for_key(key) == 0
+        monitor.window.hide()
+        monitor.notifier.open_event.emit(key)  # what a click on the notification does
+        assert monitor.window.isVisible()
+        assert "../../etc/shadow" in monitor.window.details.text.toPlainText()
+    finally:
+        monitor.shutdown()
+        writer.close()

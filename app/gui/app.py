@@ -25,6 +25,7 @@ from app.gui.notifier import Notifier
 from app.gui.reader_thread import ReaderThread
 from app.gui.resources import icon, icon_path
 from app.gui.settings import Settings
+from app.gui.threat_model import event_key
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.single_instance import SingleInstance
 from app.gui.tray import TrayController
@@ -129,7 +130,8 @@ class MonitorApp:
         for batch in batches:
             for e in batch.events:
                 self.screen_latency.record(max(0, now - e.publish_mono_ns))
-        self.notifier.offer(e for b in batches for e in b.events)
+        for b in batches:
+            self.notifier.offer(b.events, key_of=lambda e, g=b.generation: event_key(e, g))
         totals = self.window.totals
         self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
         threshold = self.notifier.policy.threshold

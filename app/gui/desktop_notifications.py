@@ -139,8 +139,12 @@ class DesktopNotifications(QObject):
                                                             timeout=CALL_TIMEOUT_S))
                 caps = unwrap_msg(router.send_and_get_reply(new_method_call(addr, "GetCapabilities"),
                                                             timeout=CALL_TIMEOUT_S))
+                # The bus delivers ActionInvoked only from the server itself (sender= resolves the
+                # well-known name there); jeepney's local filter sees unique names, so it has no sender.
                 rule = MatchRule(type="signal", interface=BUS_NAME, path=OBJECT_PATH, member="ActionInvoked")
-                unwrap_msg(router.send_and_get_reply(message_bus.AddMatch(rule), timeout=CALL_TIMEOUT_S))
+                on_bus = MatchRule(type="signal", sender=BUS_NAME, interface=BUS_NAME, path=OBJECT_PATH,
+                                   member="ActionInvoked")
+                unwrap_msg(router.send_and_get_reply(message_bus.AddMatch(on_bus), timeout=CALL_TIMEOUT_S))
                 router.filter(rule, queue=_ClickSink(self), bufsize=0)
             except BaseException:
                 router.close()

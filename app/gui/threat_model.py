@@ -56,6 +56,21 @@ _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
 
 
+def event_generation(ev, batch_generation):
+    """The writer generation of an event: its own (WebSocket ids carry one), else its batch's."""
+    generation = getattr(ev, "generation", None)
+    return batch_generation if generation is None else generation
+
+
+def event_key(ev, batch_generation) -> Hashable | None:
+    """A delivered event's key in the table: (generation, seq), else the
+    WebSocket id; None when it has neither (the table then numbers it)."""
+    seq = getattr(ev, "seq", None)
+    if seq is not None:
+        return (event_generation(ev, batch_generation), seq)
+    return getattr(ev, "id", None) or None
+
+
 def plain_tooltip(text: str) -> str:
     """`text` as a tooltip Qt shows literally: visible(), elided, HTML-escaped,
     in a paragraph that keeps its spaces."""
@@ -88,13 +103,8 @@ class ThreatTableModel(QAbstractTableModel):
     # ---- feeding ----
 
     def _key(self, ev, generation) -> Hashable:
-        seq = getattr(ev, "seq", None)
-        if seq is not None:
-            return (generation, seq)
-        ident = getattr(ev, "id", None)
-        if ident:
-            return ident
-        return ("local", next(self._local))
+        key = event_key(ev, generation)
+        return key if key is not None else ("local", next(self._local))
 
     def add_batch(self, batch) -> int:
         """Insert a batch (oldest event first, as delivered) at the top; return how many rows were added."""
@@ -105,9 +115,7 @@ class ThreatTableModel(QAbstractTableModel):
         now = time.monotonic_ns()
         new: list[ThreatRow] = []
         for ev in reversed(events):
-            generation = getattr(ev, "generation", None)
-            if generation is None:
-                generation = batch.generation
+            generation = event_generation(ev, batch.generation)
             new.append(ThreatRow(
                 key=self._key(ev, generation),
                 transport=batch.transport,
