@@ -177,26 +177,13 @@ class DesktopSession:
         self.env = env
         _wait("the session bus", lambda: self.bus_has("org.freedesktop.DBus"), self.timeout, [d / "dbus.log"])
 
-        helper = dict(env, XDG_CONFIG_HOME=str(d / "config"), XDG_CACHE_HOME=str(d / "cache"),
-                      XDG_DATA_HOME=str(d / "data"), XDG_RUNTIME_DIR=str(d / "runtime"), NO_AT_BRIDGE="1",
-                      GSETTINGS_BACKEND="memory", GTK_A11Y="none")
+        self._helper_env = dict(env, XDG_CONFIG_HOME=str(d / "config"), XDG_CACHE_HOME=str(d / "cache"),
+                                XDG_DATA_HOME=str(d / "data"), XDG_RUNTIME_DIR=str(d / "runtime"),
+                                NO_AT_BRIDGE="1", GSETTINGS_BACKEND="memory", GTK_A11Y="none")
+        helper = self._helper_env
         # 3. the tray host
-        if self.tray == "sni":
-            self._spawn("watcher", ["status-notifier-watcher"], helper)
-            _wait("status-notifier-watcher", lambda: self.bus_has("org.kde.StatusNotifierWatcher"),
-                  self.timeout, [d / "watcher.log"])
-            host = self._spawn("tray", ["gtk-sni-tray-standalone", "--top", "--end", "--size", "32",
-                                        "--color", "#2e3440"], helper)
-            _wait("the StatusNotifier host", self._sni_host_registered, self.timeout, [d / "tray.log"])
-        elif self.tray == "xembed":
-            host = self._spawn("tray", ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-                                        "--height", "32", "--SetDockType", "true", "--transparent", "true",
-                                        "--alpha", "0", "--tint", "0x2e3440"], helper)
-            _wait("trayer (_NET_SYSTEM_TRAY_S0)", self._xembed_tray_owned, self.timeout, [d / "tray.log"])
         if self.tray != "none":
-            _wait("the tray window", lambda: self._window_of(host.pid) is not None, self.timeout,
-                  [d / "tray.log"])
-            self.tray_bar = self._geometry(self._window_of(host.pid))
+            self.start_tray(self.tray)
 
         # 4. the notification server, and a recorder of every Notify call on the bus
         if self.notifier:
@@ -214,6 +201,28 @@ class DesktopSession:
         out.close()
         _wait("dbus-monitor", lambda: self.notify_calls_log.stat().st_size > 0, self.timeout, [d / "monitor.log"])
         self.env = dict(env, QT_QPA_PLATFORM="xcb", XDG_RUNTIME_DIR=str(d / "runtime"))
+
+    def start_tray(self, kind: str) -> None:
+        """Start a tray host now (at start, or later: a tray that appears after the app)."""
+        d, helper = self.dir, self._helper_env
+        if kind == "sni":
+            if not self.bus_has("org.kde.StatusNotifierWatcher"):
+                self._spawn("watcher", ["status-notifier-watcher"], helper)
+                _wait("status-notifier-watcher", lambda: self.bus_has("org.kde.StatusNotifierWatcher"),
+                      self.timeout, [d / "watcher.log"])
+            host = self._spawn("tray", ["gtk-sni-tray-standalone", "--top", "--end", "--size", "32",
+                                        "--color", "#2e3440"], helper)
+            _wait("the StatusNotifier host", self._sni_host_registered, self.timeout, [d / "tray.log"])
+        elif kind == "xembed":
+            host = self._spawn("tray", ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                                        "--height", "32", "--SetDockType", "true", "--transparent", "true",
+                                        "--alpha", "0", "--tint", "0x2e3440"], helper)
+            _wait("trayer (_NET_SYSTEM_TRAY_S0)", self._xembed_tray_owned, self.timeout, [d / "tray.log"])
+        else:
+            raise ValueError(kind)
+        self.tray = kind
+        _wait("the tray window", lambda: self._window_of(host.pid) is not None, self.timeout, [d / "tray.log"])
+        self.tray_bar = self._geometry(self._window_of(host.pid))
 
     def stop(self) -> None:
         """TERM each process we started (newest first), KILL after 3 s, always reap."""

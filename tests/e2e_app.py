@@ -12,6 +12,7 @@ answers one JSON line on stdout per command line on stdin:
     grab_screen PATH X Y W H a region of the screen (the tray bar), saved as PNG
     details ROW              the details pane's text after selecting that row
     tab N                    show the details (0) or latency (1) tab
+    status_message           the status bar's temporary message
     hide                     hide the window (what closing it does with a tray)
     quit                     quit the app as the tray's Quit does
 
@@ -100,6 +101,10 @@ class Control(QObject):
         w = self.monitor.window
         w.table.selectRow(int(row))
         return {"text": w.details.text.toPlainText()}
+
+    def do_status_message(self) -> dict:
+        """The status bar's temporary message (what the app says once, e.g. no tray)."""
+        return {"text": self.monitor.window.statusBar().currentMessage()}
 
     def do_hide(self) -> dict:
         """Hide the window, as closing it does when a tray exists."""

@@ -277,3 +277,30 @@ def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app,
         app.screenshot(f"hostile-text-{desktop.tray}", tmp_path)
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("late_tray", ["sni", "xembed"])
+def test_no_tray_then_a_tray_host_appears(late_tray, tmp_path):
+    """No tray at start: a normal window that says so once and quits when closed.
+    A tray host that starts later (common at login) still gets the icon."""
+    missing = missing_programs(late_tray)
+    if missing:
+        message = f"needs Debian packages {' '.join(missing)} (bash packaging/system-deps.sh --test)"
+        if os.environ.get("KGMON_REQUIRE_DESKTOP") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with DesktopSession(tray="none") as desktop:
+        ring = tmp_path / "ring" / "kindly-guard.shm"
+        ring.parent.mkdir(mode=0o700)
+        app = RunningApp(desktop, tmp_path, "--shm-path", str(ring))
+        try:
+            state = wait_state(app, lambda s: s["window_visible"], 20, "the window")
+            assert not state["tray_available"] and not state["tray_visible"]
+            assert "No system tray found" in app.ask("status_message")["text"]
+            desktop.start_tray(late_tray)
+            state = wait_state(app, lambda s: s["tray_visible"], 20, f"the icon in the late {late_tray} tray")
+            if late_tray == "sni":
+                assert app.proc.pid in desktop.sni_item_pids()
+        finally:
+            app.quit()
+        assert app.proc.returncode == 0, app.stderr()
