@@ -133,3 +133,28 @@ def test_a_notification_names_the_table_row_its_click_opens(qtbot, qapp, ring_pa
     finally:
         monitor.shutdown()
         writer.close()
+
+
+def test_the_demo_writer_never_outlives_a_killed_app(ring_path):
+    import psutil
+
+    from conftest import wait_for
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO), SHIELD_WS_PORT=str(free_port()),
+               XDG_RUNTIME_DIR=str(ring_path.parent), TMPDIR=str(ring_path.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--demo", "--shm-path", str(ring_path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: os.path.exists(ring_path), 30, "the demo writer's ring")
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 1 and "demo" in children[0].cmdline()
+        proc.kill()  # no chance to stop its child
+        proc.wait()
+        assert psutil.wait_procs(children, timeout=10)[1] == [], "the demo writer is still running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for child in psutil.Process().children(recursive=True):
+            if "demo" in " ".join(child.cmdline()):
+                child.kill()

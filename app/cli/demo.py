@@ -65,7 +65,20 @@ def add_parser(sub, common) -> None:
     p.add_argument("--wait-subscribers", type=positive_int, metavar="N",
                    help="publish nothing until N WebSocket clients have subscribed (so they miss no event)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--parent-pid", type=positive_int, metavar="PID",
+                   help="stop (closing the ring) when process PID is gone: the app passes its own, so its demo "
+                   "writer never outlives it, even when the app is killed")
     p.set_defaults(run=run)
+
+
+def parent_gone(pid: int) -> bool:
+    """Has our parent `pid` ended? On POSIX an orphan is re-parented, so getppid()
+    changes; Windows keeps the old number, so ask whether the process exists."""
+    if os.name == "posix":
+        return os.getppid() != pid
+    import psutil
+
+    return not psutil.pid_exists(pid)
 
 
 def _port(text: str) -> int:
@@ -193,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
             if writer is not None:
                 writer.tick()
             if args.count and published >= args.count:
+                break
+            if args.parent_pid and parent_gone(args.parent_pid):
+                _say(f"the app (pid {args.parent_pid}) is gone; stopping")
                 break
             wait = min(schedule.next_wakeup(time.monotonic()), TICK_S)
             if args.duration:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -40,9 +41,10 @@ TRAY_STATE = {"shm": "protected", "websocket": "degraded", "disconnected": "disc
 
 def demo_command(shm_path: str) -> list[str]:
     """How to start the demo writer, from a source tree, an install or a frozen app."""
+    args = ["demo", "--quiet", "--shm-path", shm_path, "--parent-pid", str(os.getpid())]
     if getattr(sys, "frozen", False):
-        return [sys.executable, "demo", "--quiet", "--shm-path", shm_path]
-    return [sys.executable, "-m", "app", "demo", "--quiet", "--shm-path", shm_path]
+        return [sys.executable, *args]
+    return [sys.executable, "-m", "app", *args]
 
 
 class DemoWriter:
