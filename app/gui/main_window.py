@@ -347,6 +347,10 @@ class MainWindow(QMainWindow):
         }
         for name, text in texts.items():
             self.counter_labels[name].setText(text)
+        # The title names the count too: task bars and window lists show it at a glance.
+        total = t["total"]
+        self.setWindowTitle("KindlyGuard Monitor" if not total else
+                            f"KindlyGuard Monitor — {total:,} threat{'s' if total != 1 else ''}")
 
     def _apply_latency(self) -> None:
         name, transport_hist, screen_hist = self._latency
