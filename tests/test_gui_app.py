@@ -158,3 +158,47 @@ def test_the_demo_writer_never_outlives_a_killed_app(ring_path):
         for child in psutil.Process().children(recursive=True):
             if "demo" in " ".join(child.cmdline()):
                 child.kill()
+
+
+def test_new_transport_settings_reconnect_without_duplicates(qtbot, qapp, ring_dir, tmp_path):
+    """A changed ring path or spin budget restarts the reader at once; the feed keeps
+    its rows and a replayed ring shows nothing twice (nor notifies twice)."""
+    from PySide6.QtCore import QSettings
+
+    from app.gui.app import MonitorApp
+    from app.gui.settings import Settings
+    from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+
+    first, second = ring_dir / "first.shm", ring_dir / "second.shm"
+    w1 = PyWriter.create(first, slot_count=64)
+    w1.publish(ThreatGenerator(1).batch(5))
+    w2 = PyWriter.create(second, slot_count=64)
+    w2.publish([Threat(THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, True, "mcp:fs", "second ring", 1)])
+    settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    monitor = MonitorApp(qapp, str(first), f"ws://127.0.0.1:{free_port()}", demo=False, settings=settings)
+    try:
+        monitor.start()
+        model = monitor.window.model
+        qtbot.waitUntil(lambda: model.rowCount() == 5, timeout=10000)
+        offered = monitor.notifier.policy.offered
+        # the same ring, another spin budget: a new reader replays the ring from its oldest event
+        before = (settings.ring_path, settings.ws_url, settings.spin_us)
+        settings.spin_us = settings.spin_us + 1
+        old_reader = monitor.reader
+        monitor.apply_changed_settings(before, settings)
+        assert monitor.reader is not old_reader and old_reader.isFinished()
+        qtbot.waitUntil(lambda: monitor.window.transport == "shm", timeout=10000)
+        qtbot.wait(500)
+        assert model.rowCount() == 5 and monitor.window.totals["total"] == 5
+        assert monitor.notifier.policy.offered == offered, "replayed threats are not offered again"
+        # another ring
+        before = (settings.ring_path, settings.ws_url, settings.spin_us)
+        settings.ring_path = str(second)
+        monitor.apply_changed_settings(before, settings)
+        qtbot.waitUntil(lambda: model.rowCount() == 6, timeout=10000)
+        assert model.row_at(0).details == "second ring"
+        assert monitor.reader.shm_path == str(second) and monitor.demo.shm_path == str(second)
+    finally:
+        monitor.shutdown()
+        w1.close()
+        w2.close()

@@ -59,6 +59,17 @@ def test_newest_first_across_batches(model):
     assert model.rowCount() == 5
 
 
+def test_a_threat_already_shown_is_not_added_again(model):
+    """A replayed ring (reader restarted) or history restored then read again live."""
+    assert model.add_batch(batch(ev(1), ev(2))) == 2
+    assert model.add_batch(batch(ev(1), ev(2), ev(3))) == 1
+    assert seqs(model) == [3, 2, 1]
+    assert model.add_batch(batch(ev(1), generation=GEN + 1)) == 0  # the event's own generation counts
+    assert model.add_batch(batch(ev(1, generation=None), generation=GEN + 1)) == 1  # another writer's seq 1
+    no_seq = ev(None, ident="")
+    assert model.add_batch(batch(no_seq, no_seq)) == 2  # nothing to tell them apart: both kept
+
+
 def test_headers_and_columns(model):
     assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())] == [
         "Time", "Severity", "Type", "Source", "Details", "Blocked"]

@@ -26,7 +26,6 @@ from app.gui.notifier import Notifier
 from app.gui.reader_thread import ReaderThread
 from app.gui.resources import icon, icon_path
 from app.gui.settings import Settings
-from app.gui.threat_model import event_key
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.single_instance import SingleInstance
 from app.gui.tray import TrayController
@@ -91,6 +90,7 @@ class MonitorApp:
         self.notifier = Notifier(self.tray, desktop=self.desktop_notifications)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns)
+        self._started = False
         if settings is not None:
             self.apply_settings(settings)
         file_menu = self.window.menuBar().addMenu("&File")
@@ -104,17 +104,12 @@ class MonitorApp:
         self.window.hide_on_close = self.tray.available()
 
     def _wire(self) -> None:
-        r, w, t, n = self.reader, self.window, self.tray, self.notifier
-        r.batches.connect(self._on_batches)
-        r.transport_changed.connect(self._on_transport)
-        r.status.connect(lambda s: w.set_shield_status(s.protection_enabled, s.threats_blocked))
-        r.counters.connect(lambda c: w.set_counters(c.delivered, c.missed, c.corrupt))
-        r.latency.connect(lambda s: w.set_latency(s.transport, s.transport_latency, self.screen_latency))
-        r.failed.connect(self._on_failed)
+        w, t, n = self.window, self.tray, self.notifier
+        self._wire_reader(self.reader)
         t.toggle_window.connect(self.toggle_window)
         t.pause_notifications.connect(lambda seconds: n.policy.pause(seconds))
         t.resume_notifications.connect(n.policy.resume)
-        t.toggle_protection.connect(lambda: r.send_command("toggle_protection"))
+        t.toggle_protection.connect(lambda: self.reader.send_command("toggle_protection"))
         t.toggle_demo.connect(self.toggle_demo)
         t.quit_requested.connect(self.quit)
         t.settings_requested.connect(self.open_settings)
@@ -124,20 +119,48 @@ class MonitorApp:
         w.close_requested.connect(w.hide)
         self.qapp.aboutToQuit.connect(self.shutdown)
 
+    def _wire_reader(self, r: ReaderThread) -> None:
+        w = self.window
+        r.batches.connect(self._on_batches)
+        r.transport_changed.connect(self._on_transport)
+        r.status.connect(lambda s: w.set_shield_status(s.protection_enabled, s.threats_blocked))
+        r.counters.connect(lambda c: w.set_counters(c.delivered, c.missed, c.corrupt))
+        r.latency.connect(lambda s: w.set_latency(s.transport, s.transport_latency, self.screen_latency))
+        r.failed.connect(self._on_failed)
+
+    def reconnect(self, shm_path: str | None = None, ws_url: str | None = None,
+                  spin_ns: int | None = None) -> bool:
+        """Read from another ring or WebSocket, or with another spin budget: the
+        reader thread is stopped, woken and waited for, and a new one started.
+        The feed keeps its rows. True when something changed."""
+        old = self.reader
+        new = (str(shm_path) if shm_path is not None else old.shm_path,
+               ws_url if ws_url is not None else old.ws_url,
+               int(spin_ns) if spin_ns is not None else old.spin_ns)
+        if new == (old.shm_path, old.ws_url, old.spin_ns):
+            return False
+        old.shutdown()
+        self.reader = ReaderThread(new[0], new[1], spin_ns=new[2])
+        self._wire_reader(self.reader)
+        self.demo.shm_path = new[0]  # a demo started from now on writes where the app reads
+        log.info("reading from %s (WebSocket %s) now", new[0], new[1])
+        if self._started:
+            self.reader.start()
+        return True
+
     # -- slots
 
     def _on_batches(self, batches: list) -> None:
-        self.window.add_batches(batches)
+        rows = self.window.add_batches(batches)  # the new ones: a threat already shown is not news
         now = time.monotonic_ns()
         for batch in batches:
             for e in batch.events:
                 self.screen_latency.record(max(0, now - e.publish_mono_ns))
-        for b in batches:
-            self.notifier.offer(b.events, key_of=lambda e, g=b.generation: event_key(e, g))
+        self.notifier.offer(rows)  # rows carry the table's key: a click opens that row
         totals = self.window.totals
         self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
         threshold = self.notifier.policy.threshold
-        if any(e.severity >= threshold for b in batches for e in b.events):
+        if any(row.severity >= threshold for row in rows):
             self.tray.set_state("threat")  # the icon turns for threats worth a notification only
         self.reader.ack()
 
@@ -185,19 +208,32 @@ class MonitorApp:
         self.tray.set_demo_running(self.demo.running)
 
     def apply_settings(self, settings: Settings) -> None:
-        """What takes effect at once; the ring path, WebSocket URL and spin budget
-        take effect at the next start (the reader thread is built with them)."""
+        """The settings that apply to the running app (at start, and after the dialog)."""
         self.notifier.policy.set_threshold(settings.notify_threshold)
         self.window.model.set_max_rows(settings.feed_size)
 
+    def apply_changed_settings(self, before: tuple, settings: Settings) -> None:
+        """After the dialog: apply everything, and reconnect for the transport
+        settings the user changed there (one given on the command line stays
+        until the user changes it)."""
+        self.apply_settings(settings)
+        ring, url, spin = before
+        self.reconnect(
+            shm_path=str(default_ring_path(settings.ring_path or None)) if settings.ring_path != ring else None,
+            ws_url=default_ws_url(settings.ws_url or None) if settings.ws_url != url else None,
+            spin_ns=int(settings.spin_us * 1000) if settings.spin_us != spin else None)
+
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings or Settings(), parent=self.window)
-        dialog.applied.connect(self.apply_settings)
+        settings = self.settings or Settings()
+        before = (settings.ring_path, settings.ws_url, settings.spin_us)
+        dialog = SettingsDialog(settings, parent=self.window)
+        dialog.applied.connect(lambda s: self.apply_changed_settings(before, s))
         dialog.exec()
 
     # -- life cycle
 
     def start(self, show_window: bool = True) -> None:
+        self._started = True
         self.reader.start()
         if show_window or not self.tray.available():
             self.window.show()

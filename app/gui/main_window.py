@@ -171,21 +171,23 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- slots
 
     @Slot(list)
-    def add_batches(self, batches: list) -> None:
-        """Add delivered batches (each oldest event first) to the table, newest on top."""
+    def add_batches(self, batches: list) -> list:
+        """Add delivered batches (each oldest event first) to the table, newest on top.
+        Returns the rows added, oldest first (events already shown are skipped)."""
         anchor = self._anchor_key() if self.pause_button.isChecked() else None
-        added = 0
+        added_rows: list = []
         for batch in batches:
             n = self.model.add_batch(batch)
-            for i in range(n):  # the rows just added are at the top
+            for i in reversed(range(n)):  # the rows just added are at the top, newest first
                 row = self.model.row_at(i)
+                added_rows.append(row)
                 self.totals["total"] += 1
                 self.totals["blocked"] += bool(row.blocked)
                 sev = row.severity if row.severity in (LOW, MEDIUM, HIGH, CRITICAL) else MEDIUM
                 self.totals[sev] += 1
-            added += n
+        added = len(added_rows)
         if not added:
-            return
+            return added_rows
         self._arrivals.append((time.monotonic(), added))
         if self.pause_button.isChecked():
             self._restore_anchor(anchor)
@@ -193,6 +195,7 @@ class MainWindow(QMainWindow):
             self.table.scrollToTop()
         if self.isVisible():
             self._refresh_labels()
+        return added_rows
 
     @Slot(str, str)
     def set_transport(self, transport: str, reason: str) -> None:

@@ -91,10 +91,9 @@ class NotificationPolicy:
 
     # -- input ----------------------------------------------------------------
 
-    def offer(self, events: Iterable, now: float | None = None,
-              key_of: Callable[[object], Hashable] | None = None) -> None:
+    def offer(self, events: Iterable, now: float | None = None) -> None:
         """Take threat events; the ones worth notifying join the pending batch.
-        `key_of(event)` names the event a click opens (default: its `key`)."""
+        An event's `key` (when it has one) names what a click opens."""
         now = self._now(now)
         paused = self._paused_until is not None
         threshold = self.threshold
@@ -120,8 +119,7 @@ class NotificationPolicy:
                 self._other_sources += 1
             if sev >= best_sev:  # ties: the newest wins
                 best_sev = sev
-                best = (sev, ev.threat_type, ev.blocked, source, ev.details,
-                        key_of(ev) if key_of is not None else getattr(ev, "key", None))
+                best = (sev, ev.threat_type, ev.blocked, source, ev.details, getattr(ev, "key", None))
         self._best = best
         self.offered += offered
         self.suppressed += suppressed

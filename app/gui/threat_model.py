@@ -114,10 +114,14 @@ class ThreatTableModel(QAbstractTableModel):
         events = events[-self._max_rows:]  # a batch bigger than the table keeps its newest
         now = time.monotonic_ns()
         new: list[ThreatRow] = []
+        numbers = self._numbers
         for ev in reversed(events):
             generation = event_generation(ev, batch.generation)
+            key = self._key(ev, generation)
+            if key in numbers:  # already shown (restored from history, or a reader restarted on the ring)
+                continue
             new.append(ThreatRow(
-                key=self._key(ev, generation),
+                key=key,
                 transport=batch.transport,
                 generation=generation,
                 seq=getattr(ev, "seq", None),
@@ -130,6 +134,8 @@ class ThreatTableModel(QAbstractTableModel):
                 shown_mono_ns=now,
             ))
         n = len(new)
+        if not n:
+            return 0
         self.beginInsertRows(QModelIndex(), 0, n - 1)
         self._rows[0:0] = new
         self._inserted += n
