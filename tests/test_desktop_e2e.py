@@ -255,17 +255,23 @@ def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app,
                            "the clicked notification to open the window on its threat")
         assert "invoice_⟨U+202E⟩fdp.exe" in state["selected_details"]
 
-        # A burst inside the 3 s window: 9 High and 3 Critical from two sources, one summary.
+        # One more High threat: the moment its notification is out, a 3 s window starts.
+        writer.publish([Threat(THREAT_TYPE_NUMBER["PathTraversal"], HIGH, True, "mcp:fs", "../../etc/passwd",
+                               now_us)])
+        calls = wait_for(lambda: desktop.notify_calls()[before + 1:], 30, "the second High threat's Notify call")
+        assert notify_field(calls[0], 2) == "High threat blocked: PathTraversal"
+        # A burst inside that window, in four batches: 9 High and 3 Critical from two sources, one summary.
         burst = [Threat(THREAT_TYPE_NUMBER["InjectionAttempt"], CRITICAL if i % 4 == 0 else HIGH, False,
                         f"mcp:server-{i % 2}", f"burst {i}", now_us + i) for i in range(12)]
         for i in range(0, 12, 3):
             writer.publish(burst[i:i + 3])
-        calls = wait_for(lambda: desktop.notify_calls()[before + 1:], 30, "the burst's summary")
+        calls = wait_for(lambda: desktop.notify_calls()[before + 2:], 30, "the burst's summary")
         assert notify_field(calls[0], 2) == "12 new threats, 3 critical"
+        assert notify_field(calls[0], 3) == "mcp:server-0 ×6 · mcp:server-1 ×6"
         time.sleep(7)  # and nothing else follows: wait out two more 3 s windows
-        assert len(desktop.notify_calls()) == before + 2, desktop.notify_calls()[before:]
+        assert len(desktop.notify_calls()) == before + 3, desktop.notify_calls()[before:]
 
-        state = wait_state(app, lambda s: s["rows"] == 13, 15, "all 13 threats in the table")
+        state = wait_state(app, lambda s: s["rows"] == 14, 15, "all 14 threats in the table")
         hostile_rows = [r for r in state["top"] if "fdp.exe" in r[4]]
         assert len(hostile_rows) == 1
         assert hostile_rows[0][4] == "invoice_⟨U+202E⟩fdp.exe"
