@@ -30,6 +30,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--gui", action="store_true",
                    help="measure the desktop app instead: publish → row in the model and event-loop "
                    "lateness at 1,000 events/s and under a 100,000 events/s flood")
+    p.add_argument("--history", action="store_true",
+                   help="measure the threat history instead: store rate, search over 1,000,000 rows, size, "
+                   "feed restore (--short: 100,000 rows)")
     p.add_argument("--slot-count", type=int, default=4096, metavar="N",
                    help="slots in the bench ring (default 4096: 2 MiB, the default ring)")
     p.add_argument("--pin", action="store_true",
@@ -229,6 +232,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"kgmon bench: {msg}", file=sys.stderr, flush=True)
 
     try:
+        if args.history:
+            from app.bench.history_bench import measure_history, render_history
+
+            out = measure_history(args.short, progress)
+            print(json.dumps(out, indent=2) if args.json else render_history(out))
+            return EXIT_OK
         if args.gui:
             from app.bench.gui_bench import measure_app_process, measure_gui, render_gui
 

@@ -5,6 +5,7 @@
     kgmon tail    a headless reader: one line (or JSON object) per threat
     kgmon doctor  checks what a user needs checked, and says what to do
     kgmon bench   measures both transports against the bare-C floor
+    kgmon export  writes the threat history, or a search of it, as CSV or JSON
 
 Exit status: 0 fine, 1 failure, 2 bad usage, 3 cannot attach to the ring.
 """
@@ -34,7 +35,7 @@ def positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.cli import bench, demo, doctor, tail  # each adds its own options
+    from app.cli import bench, demo, doctor, export, tail  # each adds its own options
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--shm-path", metavar="PATH", help="the ring file (see the commands' --shm-path)")
     gui.add_argument("--ws-url", metavar="URL", help="the Shield's WebSocket (default ws://127.0.0.1:9955)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, tail, bench, doctor):
+    for module in (demo, tail, bench, doctor, export):
         module.add_parser(sub, common)
     return parser
 

@@ -1,0 +1,67 @@
+"""Threats and histories for the history tests (tests/test_history_*.py).
+
+Ring events are real app._ring.Event objects and WebSocket threats real
+WsThreat tuples, so the store sees exactly what the transports deliver.
+Times are relative to now (a day ago onwards): the store's default 90-day
+retention keeps them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from app import _ring
+from app.history.store import HistoryStore
+from app.transport.manager import Batch
+from app.transport.protocol import WsThreat
+
+GEN = 0x0123_4567_89AB_CDEF
+BASE_US = (time.time_ns() // 1000) - 86_400 * 1_000_000
+
+
+def ring_event(seq: int, *, time_us: int | None = None, threat_type: int = 1, severity: int = 2,
+               blocked: bool = False, flags: int = 0, source: str = "mcp:tools/call",
+               details: str | None = None) -> _ring.Event:
+    return _ring.Event((seq, 11, 22, BASE_US + seq * 1000 if time_us is None else time_us, threat_type, severity,
+                        blocked, flags, source, f"threat {seq}" if details is None else details))
+
+
+def ws_threat(seq: int | None, generation: int | None = GEN, *, time_us: int | None = None, threat_type: int = 1,
+              severity: int = 2, blocked: bool = False, source: str = "mcp:tools/call",
+              details: str | None = None) -> WsThreat:
+    ident = f"{generation:016x}-{seq}" if generation is not None and seq is not None else "shield-id"
+    return WsThreat(seq, 33, 44, BASE_US + (seq or 0) * 1000 if time_us is None else time_us, threat_type, severity,
+                    blocked, 0, source, f"threat {seq}" if details is None else details, ident, generation, False,
+                    None)
+
+
+def ring_batch(events: list, generation: int = GEN) -> Batch:
+    return Batch("shm", generation, events)
+
+
+def ws_batch(threats: list) -> Batch:
+    return Batch("websocket", threats[0].generation if threats else None, threats)
+
+
+def start_store(path: Path, **kw) -> HistoryStore:
+    store = HistoryStore(path, **kw).start()
+    assert store.wait_ready(60), store.error
+    return store
+
+
+def make_history(path: Path, batches: list, **kw) -> Path:
+    """A history file at `path` holding `batches` (closed again)."""
+    store = start_store(path, **kw)
+    store.submit(batches)
+    assert store.close(60), store.error
+    return path
+
+
+def rows(path: Path, sql: str = "SELECT seq, transport, time_us FROM threats ORDER BY id", params=()) -> list:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()

@@ -1,0 +1,176 @@
+"""Searching the history: hostile text finds exactly what contains it, every
+filter agrees with a plain-Python reference, and keyset paging visits every row once."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+import pytest
+from history_data import BASE_US, make_history, ring_batch, ring_event, start_store
+
+from app.history import query
+from app.history.query import Filter
+
+HOSTILE = [
+    "O'Brien's tool",
+    'a "double" quote',
+    "100% sure",
+    "50%_off",
+    "snake_case_name",
+    "back\\slash and \\% escaped",
+    "'; DROP TABLE threats; --",
+    "Robert'); DROP TABLE threats;--",
+    "SELECT * FROM threats WHERE 1=1 OR ''=''",
+    "right-to-left \u202eexe.txt",
+    "invisible zero\u200bwidth",
+    "nul \x00 byte",
+    "UPPER CASE DROP",
+    "Émile é É",
+    "[brackets] and *stars* and ?marks",
+    "plain details",
+]
+SOURCES = ["mcp:tools/call", "mcp:tools/list", "MCP:Tools/Call", "src'; --", "50%", "a_b", "\u202esrc"]
+NEEDLES = ["'", '"', "%", "_", "\\", "\\%", "'; DROP TABLE threats; --", "DROP", "drop", "o'brien", "100%", "e_c",
+           "\u202e", "\u200b", "\x00", "*", "[", "?", "1=1 or", "é", "É", "mcp:tools/call", "a_b", "zzz-nothing"]
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def reference(all_rows: list[dict], f: Filter) -> list[int]:
+    """The row ids `f` must find, newest first, computed in Python."""
+    needle = f.text.translate(_ASCII_LOWER)
+
+    def ok(r):
+        return ((not f.text or needle in r["details"].translate(_ASCII_LOWER)
+                 or needle in r["source"].translate(_ASCII_LOWER))
+                and (not f.types or r["type"] in f.types)
+                and r["severity"] >= f.min_severity
+                and (f.blocked is None or r["blocked"] == f.blocked)
+                and (f.source is None or r["source"] == f.source)
+                and (f.since_us is None or r["time_us"] >= f.since_us)
+                and (f.until_us is None or r["time_us"] < f.until_us))
+
+    found = [r for r in all_rows if ok(r)]
+    found.sort(key=lambda r: (r["time_us"], r["id"]), reverse=True)
+    return [r["id"] for r in found]
+
+
+def every_page(database, f: Filter, limit: int) -> list[int]:
+    ids, cursor = [], None
+    while True:
+        page = query.search(database, f, limit=limit, before=cursor)
+        ids += [t.row_id for t in page.rows]
+        assert len(page.rows) <= limit
+        if page.next_cursor is None:
+            return ids
+        assert len(page.rows) == limit
+        cursor = page.next_cursor
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """600 threats: hostile details and sources, every type and severity, many equal times."""
+    rng = random.Random(5)
+    events = [ring_event(i, time_us=BASE_US + rng.randrange(60) * 1000, threat_type=rng.randrange(8),
+                         severity=rng.randrange(1, 5), blocked=rng.random() < 0.4, source=rng.choice(SOURCES),
+                         details=f"{rng.choice(HOSTILE)} #{i}")
+              for i in range(600)]
+    path = make_history(tmp_path_factory.mktemp("history") / "history.sqlite3", [ring_batch(events)])
+    conn = sqlite3.connect(path)
+    all_rows = [dict(zip(("id", "time_us", "type", "severity", "blocked", "source", "details"), r))
+                for r in conn.execute("SELECT id, time_us, type, severity, blocked, source, details FROM threats")]
+    conn.close()
+    for r in all_rows:
+        r["blocked"] = bool(r["blocked"])
+    return path, all_rows
+
+
+@pytest.mark.parametrize("needle", NEEDLES, ids=[ascii(n) for n in NEEDLES])
+def test_hostile_search_text_finds_exactly_what_contains_it(history, needle):
+    path, all_rows = history
+    f = Filter(text=needle)
+    expected = reference(all_rows, f)
+    with query.connection(path) as conn:
+        assert every_page(conn, f, 50) == expected
+        assert query.count(conn, f) == len(expected)
+        assert conn.execute("SELECT count(*) FROM threats").fetchone()[0] == 600  # still all there
+    if needle not in ("zzz-nothing",):
+        assert expected, f"the test data should contain {needle!r}"
+
+
+def test_case_is_folded_for_ascii_letters_only(history):
+    path, _ = history
+    with query.connection(path) as conn:
+        upper = {t.row_id for t in query.iterate(conn, Filter(text="DROP"))}
+        assert upper == {t.row_id for t in query.iterate(conn, Filter(text="dRoP"))} and upper
+        accented = {t.details for t in query.iterate(conn, Filter(text="É"))}
+        assert accented and all("É" in d for d in accented)  # é is another letter here
+
+
+def test_every_filter_agrees_with_the_reference(history):
+    path, all_rows = history
+    rng = random.Random(11)
+    times = sorted({r["time_us"] for r in all_rows})
+    with query.connection(path) as conn:
+        for _ in range(150):
+            since = rng.choice([None, rng.choice(times)])
+            f = Filter(
+                text=rng.choice(["", "", "drop", "%", "_", "'", "#1", "\u202e", "tool"]),
+                types=frozenset(rng.sample(range(8), rng.choice([0, 0, 1, 2, 3]))),
+                min_severity=rng.choice([0, 1, 2, 3, 4]),
+                blocked=rng.choice([None, True, False]),
+                source=rng.choice([None, None, None] + SOURCES),
+                since_us=since,
+                until_us=rng.choice([None, rng.choice(times)]),
+            )
+            assert every_page(conn, f, rng.choice([1, 7, 100])) == reference(all_rows, f), f
+            assert query.count(conn, f) == len(reference(all_rows, f)), f
+
+
+def test_keyset_paging_visits_every_row_once_even_with_equal_times(history):
+    path, all_rows = history
+    everything = reference(all_rows, Filter())
+    assert len({r["time_us"] for r in all_rows}) < len(all_rows) / 5  # many ties to break by id
+    for limit in (1, 13, 599, 600, 601):
+        ids = every_page(path, Filter(), limit)
+        assert ids == everything
+        assert len(set(ids)) == 600
+
+
+def test_threats_stored_while_paging_neither_repeat_nor_shift_later_pages(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    store = start_store(path)
+    try:
+        store.submit([ring_batch([ring_event(i) for i in range(100)])])
+        assert store.flush(60)
+        first = query.search(path, Filter(), limit=30)
+        store.submit([ring_batch([ring_event(i) for i in range(100, 150)])])  # newer: above page 1
+        assert store.flush(60)
+        rest = every_page_after(path, first.next_cursor, 30)
+        assert [t.seq for t in first.rows] + rest == list(range(99, -1, -1))
+    finally:
+        store.close()
+
+
+def every_page_after(path, cursor, limit) -> list[int]:
+    seqs = []
+    while cursor is not None:
+        page = query.search(path, Filter(), limit=limit, before=cursor)
+        seqs += [t.seq for t in page.rows]
+        cursor = page.next_cursor
+    return seqs
+
+
+def test_recent_gives_the_newest_oldest_first(history):
+    path, all_rows = history
+    newest = reference(all_rows, Filter())[:25]
+    assert [t.row_id for t in query.recent(path, 25)] == newest[::-1]
+    assert query.recent(path, 0) == []
+    assert len(query.recent(path, 10_000)) == 600
+
+
+def test_a_missing_history_is_an_error_not_a_new_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        query.search(tmp_path / "nothing.sqlite3")
+    assert not (tmp_path / "nothing.sqlite3").exists()
