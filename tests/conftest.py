@@ -72,6 +72,15 @@ def _private_ws_port(monkeypatch):
     return port
 
 
+@pytest.fixture(autouse=True)
+def _private_history(monkeypatch, tmp_path):
+    """Each test's app (in-process or a child) keeps its threat history in the
+    test's own folder, never in the user's data directory."""
+    path = tmp_path / "history" / "history.sqlite3"
+    monkeypatch.setenv("KINDLYGUARD_HISTORY_PATH", str(path))
+    return path
+
+
 @pytest.fixture
 def ring_dir(tmp_path) -> Path:
     d = tmp_path / "ring"

@@ -90,7 +90,8 @@ class RunningApp:
         home.mkdir(exist_ok=True)
         env = dict(desktop.env, PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(home / "config"),
                    XDG_DATA_HOME=str(home / "data"), XDG_CACHE_HOME=str(home / "cache"),
-                   SHIELD_WS_PORT=os.environ["SHIELD_WS_PORT"])
+                   SHIELD_WS_PORT=os.environ["SHIELD_WS_PORT"],
+                   KINDLYGUARD_HISTORY_PATH=str(tmp_path / "history" / "history.sqlite3"))
         env.pop("KINDLYGUARD_SHM_PATH", None)
         env.pop("KINDLYGUARD_WS_URL", None)
         self.stderr_path = tmp_path / "app.stderr"

@@ -102,7 +102,7 @@ def test_no_tray_offscreen_emits_missing_once(qtbot):
 def test_menu_texts(tray):
     texts = [a.text() for a in tray.menu.actions() if not a.isSeparator()]
     assert texts == ["Show/Hide window", "Pause notifications", "Toggle protection",
-                     "Start demo writer", "Settings…", "Quit"]
+                     "Start demo writer", "History…", "Settings…", "Quit"]
     pause = [a.text() for a in tray.pause_menu.actions() if not a.isSeparator()]
     assert pause == ["15 minutes", "1 hour", "Until resumed", "Resume"]
     assert tray.tray.contextMenu() is tray.menu

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from app import _ring
 from app.gui import desktop_notifications
+from app.gui.history_window import HistoryWindow
 from app.gui.main_window import MainWindow
 from app.gui.notifier import Notifier
 from app.gui.reader_thread import ReaderThread
@@ -29,12 +30,17 @@ from app.gui.settings import Settings
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.single_instance import SingleInstance
 from app.gui.tray import TrayController
+from app.history import query as history_query
+from app.history.store import HistoryStore
 from app.ring.paths import default_ring_path
 from app.threats import CRITICAL, HIGH
 from app.ring.reader import DEFAULT_SPIN_NS
+from app.transport.manager import Batch
 from app.transport.ws_client import default_ws_url
 
 log = logging.getLogger(__name__)
+HISTORY_WAIT_S = 5.0  # the most the reader waits at start for the history to open
+HISTORY_SIZE_REFRESH_MS = 2000
 TRAY_STATE = {"shm": "protected", "websocket": "degraded", "disconnected": "disconnected"}
 
 
@@ -77,9 +83,12 @@ class MonitorApp:
     """The wiring between the parts; owns their lifetimes."""
 
     def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, history: HistoryStore | None = None):
         self.qapp = qapp
         self.settings = settings
+        self.history = history  # every threat on disk (its own writer thread), or None
+        self.history_window: HistoryWindow | None = None
+        self._history_events = _HistoryEvents()
         self.demo = DemoWriter(shm_path)
         self.window = MainWindow()
         self.window.setWindowIcon(icon("kindlyguard"))
@@ -89,11 +98,12 @@ class MonitorApp:
             if desktop_notifications.supported() else None)
         self.notifier = Notifier(self.tray, desktop=self.desktop_notifications)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
-        self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns)
+        self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
         self._started = False
         if settings is not None:
             self.apply_settings(settings)
         file_menu = self.window.menuBar().addMenu("&File")
+        file_menu.addAction("&History…", self.open_history)
         file_menu.addAction("&Settings…", self.open_settings)
         file_menu.addAction("&Quit", self.quit)
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
@@ -113,6 +123,8 @@ class MonitorApp:
         t.toggle_demo.connect(self.toggle_demo)
         t.quit_requested.connect(self.quit)
         t.settings_requested.connect(self.open_settings)
+        t.history_requested.connect(self.open_history)
+        self._history_events.error.connect(self._on_history_error)
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(lambda: setattr(w, "hide_on_close", True))
         n.open_event.connect(w.show_event)
@@ -140,7 +152,7 @@ class MonitorApp:
         if new == (old.shm_path, old.ws_url, old.spin_ns):
             return False
         old.shutdown()
-        self.reader = ReaderThread(new[0], new[1], spin_ns=new[2])
+        self.reader = ReaderThread(new[0], new[1], spin_ns=new[2], history=self.history)
         self._wire_reader(self.reader)
         self.demo.shm_path = new[0]  # a demo started from now on writes where the app reads
         log.info("reading from %s (WebSocket %s) now", new[0], new[1])
@@ -233,17 +245,101 @@ class MonitorApp:
     # -- life cycle
 
     def start(self, show_window: bool = True) -> None:
+        """Show the window at once; start reading once the history has put the
+        most recent threats back in the feed (or said it cannot)."""
         self._started = True
-        self.reader.start()
         if show_window or not self.tray.available():
             self.window.show()
+        if self.history is None:
+            self.reader.start()
+            return
+        self.history.on_error = self._history_events.error.emit  # called on the store's thread
+        self.history.start()
+        waited = time.monotonic()
+        poll = QTimer(self.window)
+        poll.setInterval(20)
+
+        def check() -> None:
+            if self.history.ready or self.history.error or time.monotonic() - waited > HISTORY_WAIT_S:
+                poll.stop()
+                self._restore_feed()
+                if self._started and not self.reader.isRunning():
+                    self.reader.start()
+
+        poll.timeout.connect(check)
+        poll.start()
+        self._history_poll = poll
+        self._history_timer = QTimer(self.window)
+        self._history_timer.timeout.connect(self._show_history_size)
+        self._history_timer.start(HISTORY_SIZE_REFRESH_MS)
+
+    def _restore_feed(self) -> None:
+        """The newest threats from the history into the feed (they count as earlier,
+        not as news: no notification, not in this session's counters)."""
+        if not self.history.ready:
+            self.window.statusBar().showMessage(
+                f"The threat history is not available: {self.history.error or 'still opening'}", 30000)
+            return
+        if self.history.notice:
+            log.warning("%s", self.history.notice)
+            self.window.statusBar().showMessage(self.history.notice, 60000)
+        started = time.perf_counter()
+        try:
+            threats = history_query.recent(self.history.path, self.window.model.max_rows())
+        except Exception as exc:  # a history that cannot be read must not stop the app
+            log.warning("could not restore the feed from the history: %s", exc)
+            return
+        if threats:
+            self.window.model.add_batch(Batch("history", None, threats))
+        log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
+                 (time.perf_counter() - started) * 1000)
+        self._show_history_size()
+
+    def _show_history_size(self) -> None:
+        if self.history is None or not self.window.isVisible():
+            return
+        text = f"History {self.history.size_bytes() / 2**20:.1f} MiB"
+        lag = self.history.lag()
+        if lag:
+            text += f", {lag:,} waiting"
+        if self.history.error:
+            text += " — not saving: " + self.history.error
+        self.window.set_history_status(text, bool(self.history.error))
+
+    def _on_history_error(self, message) -> None:
+        if message:
+            log.warning("history: %s", message)
+        self._show_history_size()
+
+    def open_history(self) -> None:
+        if self.history is None:
+            self.window.statusBar().showMessage("No threat history in this session.", 10000)
+            return
+        if self.history_window is None:
+            self.history_window = HistoryWindow(self.history.path)
+            self.history_window.setWindowIcon(icon("kindlyguard"))
+        self.history.flush(1.0)  # what just arrived is searchable
+        self.history_window.show()
+        self.history_window.raise_()
+        self.history_window.activateWindow()
 
     def shutdown(self) -> None:
-        """Ask the reader to stop, wake it and wait for it; stop the demo."""
+        """Ask the reader to stop, wake it and wait for it; stop the demo; write
+        what the history still holds and close it."""
         self.reader.shutdown()
         self.demo.stop()
+        if self.history_window is not None:
+            self.history_window.close_worker()
+        if self.history is not None:
+            self.history.close()
         if self.desktop_notifications is not None:
             self.desktop_notifications.close()
+
+
+class _HistoryEvents(QObject):
+    """Brings the history store's callbacks (its own thread) to the GUI thread."""
+
+    error = Signal(object)  # message, or None when writing works again
 
 
 def _ms_since_process_start() -> float:
@@ -275,7 +371,9 @@ def run(args: argparse.Namespace, started=None) -> int:
     settings = Settings()
     shm_path = str(default_ring_path(getattr(args, "shm_path", None) or settings.ring_path or None))
     ws_url = default_ws_url(getattr(args, "ws_url", None) or settings.ws_url or None)
-    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False), settings=settings)
+    history = HistoryStore()  # $KINDLYGUARD_HISTORY_PATH, else the user's data folder
+    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False), settings=settings,
+                         history=history)
     instance.activation_requested.connect(monitor.show_window)
     monitor.start(show_window=not getattr(args, "hidden", False))
     if started is not None:

@@ -154,8 +154,10 @@ class MainWindow(QMainWindow):
 
         # status bar
         self.status_label = _plain_label("", self)
+        self.history_label = _plain_label("", self)
         self.shield_label = _plain_label("", self)
         self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.history_label)
         self.statusBar().addPermanentWidget(self.shield_label)
 
         # events/s decays even when nothing arrives
@@ -224,6 +226,11 @@ class MainWindow(QMainWindow):
         if threats_blocked is not None:
             parts.append(f"Shield blocked {int(threats_blocked)}")
         self.shield_label.setText(" · ".join(parts))
+
+    def set_history_status(self, text: str, failing: bool = False) -> None:
+        """The history's size (and backlog, or why it cannot write) in the status bar."""
+        self.history_label.setText(text)
+        self.history_label.setStyleSheet("color: #c62828;" if failing else "")
 
     def show_event(self, key) -> bool:
         """Select and show the threat `key` (a notification was clicked); clear filters hiding it.

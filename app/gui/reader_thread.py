@@ -109,8 +109,11 @@ class ReaderThread(QThread):
     def __init__(self, shm_path: str, ws_url: str, mode: str = "auto", spin_ns: int = DEFAULT_SPIN_NS,
                  max_rate_hz: float = 60, parent=None, *, start: str = "oldest",
                  max_pending: int = MAX_PENDING_EVENTS, stats_rate_hz: float = STATS_RATE_HZ,
-                 ack_mode: bool = False):
+                 ack_mode: bool = False, history=None):
         super().__init__(parent)
+        # Every batch goes to the history (a HistoryStore: submit() never blocks) from this
+        # thread, before the GUI's coalescing, so what the GUI drops under a flood is still kept.
+        self.history = history
         self.shm_path, self.ws_url, self.mode = str(shm_path), ws_url, mode
         self.spin_ns, self.start_at = spin_ns, start
         self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
@@ -242,6 +245,8 @@ class ReaderThread(QThread):
         for item in items:
             if isinstance(item, Batch):
                 if item.events:
+                    if self.history is not None:
+                        self.history.submit(item)
                     self._add(item)
                 continue
             # Keep the order the GUI sees: events before the change that followed them.
@@ -315,6 +320,8 @@ class ReaderThread(QThread):
         self._stats_t, self._stats_delivered = now, delivered
         self._emit(self.counters, ReaderCounters(delivered, manager.missed, manager.corrupt, manager.bad_frames,
                                           self.dropped_for_display, rate, manager.transport))
+        if self.history is not None:  # missed and corrupt become gap records in the history
+            self.history.record_counters(delivered, manager.missed, manager.corrupt, manager.transport)
         shm = self._shm_histograms(manager)
         if manager.transport == SHM or manager.link is None:
             t, d = shm

@@ -56,6 +56,23 @@ _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
 
 
+def threat_row(ev, key: Hashable, transport: str, generation: int | None, shown_mono_ns: int = 0) -> ThreatRow:
+    """A table row from any event (ring, WebSocket or history: the same field names)."""
+    return ThreatRow(
+        key=key,
+        transport=transport,
+        generation=generation,
+        seq=getattr(ev, "seq", None),
+        timestamp_unix_us=int(ev.timestamp_unix_us),
+        threat_type=int(ev.threat_type),
+        severity=int(ev.severity),
+        blocked=bool(ev.blocked),
+        source=_text(ev.source),
+        details=_text(ev.details),
+        shown_mono_ns=shown_mono_ns,
+    )
+
+
 def event_generation(ev, batch_generation):
     """The writer generation of an event: its own (WebSocket ids carry one), else its batch's."""
     generation = getattr(ev, "generation", None)
@@ -120,19 +137,7 @@ class ThreatTableModel(QAbstractTableModel):
             key = self._key(ev, generation)
             if key in numbers:  # already shown (restored from history, or a reader restarted on the ring)
                 continue
-            new.append(ThreatRow(
-                key=key,
-                transport=batch.transport,
-                generation=generation,
-                seq=getattr(ev, "seq", None),
-                timestamp_unix_us=int(ev.timestamp_unix_us),
-                threat_type=int(ev.threat_type),
-                severity=int(ev.severity),
-                blocked=bool(ev.blocked),
-                source=_text(ev.source),
-                details=_text(ev.details),
-                shown_mono_ns=now,
-            ))
+            new.append(threat_row(ev, key, batch.transport, generation, now))
         n = len(new)
         if not n:
             return 0

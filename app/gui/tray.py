@@ -56,6 +56,7 @@ class TrayController(QObject):
     toggle_demo = Signal()
     quit_requested = Signal()
     settings_requested = Signal()
+    history_requested = Signal()
     tray_missing = Signal()  # once: no tray exists
     tray_appeared = Signal()  # a tray host appeared and the icon is shown
     message_clicked = Signal()  # the current icon's balloon/notification was clicked
@@ -113,6 +114,8 @@ class TrayController(QObject):
         self.action_demo = menu.addAction("Start demo writer")
         self.action_demo.triggered.connect(self.toggle_demo)
         menu.addSeparator()
+        self.action_history = menu.addAction("History…")
+        self.action_history.triggered.connect(self.history_requested)
         self.action_settings = menu.addAction("Settings…")
         self.action_settings.triggered.connect(self.settings_requested)
         self.action_quit = menu.addAction("Quit")

@@ -1,0 +1,186 @@
+"""The app with its history: threats go to disk from the reader thread, come back
+into the feed at the next start (without showing or notifying anything twice),
+can be searched and exported from the History window, and survive kill -9."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import REPO, free_port, wait_for
+
+from app.demo.threats import ThreatGenerator
+from app.history import query
+from app.history.store import HistoryStore
+from app.ring.pyring import PyWriter
+from app.ring.writer import RingWriter
+from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+
+
+def make_app(qapp, ring_path, history_path):
+    from app.gui.app import MonitorApp
+
+    return MonitorApp(qapp, str(ring_path), f"ws://127.0.0.1:{free_port()}", demo=False,
+                      history=HistoryStore(history_path))
+
+
+def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_path, tmp_path):
+    history_path = tmp_path / "h" / "history.sqlite3"
+    writer = PyWriter.create(ring_path, slot_count=64)
+    writer.publish(ThreatGenerator(3).batch(20))
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        monitor.start()
+        qtbot.waitUntil(lambda: monitor.window.model.rowCount() == 20, timeout=10000)
+        assert monitor.history.flush(10)
+        assert query.count(history_path) == 20
+    finally:
+        monitor.shutdown()
+    first_rows = [monitor.window.model.row_at(i) for i in range(20)]
+
+    # Next start, the same ring still there: the feed comes back from the history, the ring's
+    # replay adds nothing twice (table or disk), and nothing old is notified or counted as new.
+    writer.publish([Threat(THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, True, "mcp:fs", "while closed", 1)])
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        monitor.start()
+        model = monitor.window.model
+        qtbot.waitUntil(lambda: model.rowCount() == 21, timeout=10000)
+        qtbot.waitUntil(lambda: monitor.window.transport == "shm", timeout=10000)
+        qtbot.wait(300)
+        assert model.rowCount() == 21
+        assert model.row_at(0).details == "while closed"
+        assert [(r.key, r.details) for r in (model.row_at(i) for i in range(1, 21))] == \
+            [(r.key, r.details) for r in first_rows]
+        assert monitor.window.totals["total"] == 1, "only the threat that arrived while closed is news"
+        assert monitor.notifier.policy.offered == 1
+        assert monitor.history.flush(10)
+        assert query.count(history_path) == 21
+        assert "History " in monitor.window.history_label.text()
+    finally:
+        monitor.shutdown()
+        writer.close()
+
+
+def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp, ring_path, tmp_path):
+    from app.gui.history_window import PAGE_ROWS
+
+    history_path = tmp_path / "h" / "history.sqlite3"
+    store = HistoryStore(history_path).start()
+    hostile = "report\u202efdp.exe"
+    from app.transport.manager import Batch
+
+    class Ev:  # what a reader delivers: these field names
+        def __init__(self, seq, details, severity=2):
+            self.seq, self.publish_mono_ns, self.observe_mono_ns = seq, 0, 0
+            self.timestamp_unix_us = 1_700_000_000_000_000 + seq
+            self.threat_type, self.severity, self.blocked, self.flags = 4, severity, seq % 2 == 0, 0
+            self.source, self.details = f"mcp:s{seq % 3}", details
+
+    events = [Ev(i, f"ordinary {i}") for i in range(PAGE_ROWS * 2 + 50)] + [Ev(10_000, hostile, CRITICAL)]
+    store.submit(Batch("shm", 0xABC, events))
+    assert store.flush(10)
+    monitor = make_app(qapp, ring_path, history_path)
+    monitor.history.close()  # the test's own store writes this file
+    monitor.history = store
+    try:
+        monitor.open_history()
+        window = monitor.history_window
+        qtbot.waitUntil(lambda: window.matching == len(events), timeout=10000)
+        assert window.model.rowCount() == PAGE_ROWS
+        while window.fetch_more():  # page through everything: each row once, newest first
+            qtbot.waitUntil(lambda: not window._loading, timeout=10000)
+        times = [window.model.row_at(i).timestamp_unix_us for i in range(window.model.rowCount())]
+        assert len(times) == len(events) and times == sorted(times, reverse=True)
+
+        window.text.setText("\u202e")  # hostile search text: exactly the one threat
+        qtbot.waitUntil(lambda: window.matching == 1, timeout=10000)
+        assert window.model.data(window.model.index(0, 4)) == "report⟨U+202E⟩fdp.exe"
+        window.table.selectRow(0)
+        assert "report⟨U+202E⟩fdp.exe" in window.details.text.toPlainText()
+
+        window.text.setText("ordinary")
+        qtbot.waitUntil(lambda: window.matching == len(events) - 1, timeout=10000)
+        out = tmp_path / "export.csv"
+        window.export_to(str(out), "csv")
+        qtbot.waitUntil(lambda: window.status.text().startswith("Exported"), timeout=10000)
+        with open(out, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == len(events) - 1, "the whole search, not the page shown"
+        assert not os.path.exists(str(out) + ".part")
+    finally:
+        monitor.shutdown()
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_flood_loses_nothing_the_ring_still_holds(tmp_path, ring_dir):
+    """A real app process stores a flood; SIGKILL mid-flood; the file is intact and
+    holds an unbroken prefix of what was published; a restart stores the rest
+    (the ring still holds it), each threat exactly once."""
+    total = 40_000
+    ring_path = ring_dir / "flood.shm"
+    history_path = tmp_path / "h" / "history.sqlite3"
+    writer = RingWriter(ring_path, slot_count=65536)
+    lock = threading.Lock()
+    done = threading.Event()
+    published = [0]
+
+    def flood():  # about 20,000 threats/s in batches of 200, heartbeat kept
+        gen = ThreatGenerator(9)
+        while published[0] < total:
+            with lock:
+                published[0] += writer.publish(gen.batch(200))
+            time.sleep(0.01)
+        while not done.is_set():
+            with lock:
+                writer.tick()
+            time.sleep(0.1)
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO), TMPDIR=str(tmp_path),
+               XDG_CONFIG_HOME=str(tmp_path / "config"), KINDLYGUARD_HISTORY_PATH=str(history_path))
+
+    def start_app():
+        return subprocess.Popen([sys.executable, "-m", "app", "--shm-path", str(ring_path)], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+
+    def stored_seqs() -> list[int]:
+        with sqlite3.connect(f"file:{history_path}?mode=ro", uri=True) as conn:
+            return [r[0] for r in conn.execute("SELECT seq FROM threats ORDER BY seq")]
+
+    app = start_app()
+    thread = threading.Thread(target=flood, daemon=True)
+    try:
+        wait_for(history_path.exists, 30, "the history file")
+        thread.start()
+        wait_for(lambda: published[0] >= total // 3 and len(stored_seqs()) > 0, 60, "threats on disk mid-flood")
+        app.send_signal(signal.SIGKILL)
+        app.wait()
+        assert published[0] < total, "killed mid-flood"
+
+        with sqlite3.connect(str(history_path)) as conn:
+            assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        seqs = stored_seqs()
+        assert seqs == list(range(len(seqs))), "an unbroken prefix: batches commit in order, whole or not at all"
+
+        wait_for(lambda: published[0] >= total, 60, "the flood to end")
+        app = start_app()
+        wait_for(lambda: len(stored_seqs()) == total, 60, "the restarted app to store the rest")
+        app.send_signal(signal.SIGTERM)
+        _, err = app.communicate(timeout=30)
+        assert app.returncode == 0, err
+        assert stored_seqs() == list(range(total)), "every threat exactly once"
+    finally:
+        done.set()
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        thread.join(10)
+        writer.close()
