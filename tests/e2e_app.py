@@ -13,6 +13,8 @@ answers one JSON line on stdout per command line on stdin:
     details ROW              the details pane's text after selecting that row
     tab N                    show the details (0) or latency (1) tab
     status_message           the status bar's temporary message
+    history                  open the History window; its rows and status line
+    grab_history PATH        the History window's pixels
     hide                     hide the window (what closing it does with a tray)
     quit                     quit the app as the tray's Quit does
 
@@ -110,6 +112,18 @@ class Control(QObject):
         """Hide the window, as closing it does when a tray exists."""
         self.monitor.window.hide()
         return {"hidden": True}
+
+    def do_history(self) -> dict:
+        """Open the History window (File › History…) and say what it shows."""
+        self.monitor.open_history()
+        h = self.monitor.history_window
+        return {"visible": h.isVisible(), "rows": h.model.rowCount(), "status": h.status.text()}
+
+    def do_grab_history(self, path: str) -> dict:
+        h = self.monitor.history_window
+        img = h.screen().grabWindow(h.winId()).toImage()
+        img.save(path)
+        return _image_facts(img)
 
     def do_tab(self, index: str) -> dict:
         """Show the details (0) or the latency (1) tab, as a click on it would."""

@@ -220,6 +220,16 @@ def test_demo_threats_reach_the_table_notify_and_fail_over(desktop, start_app, t
     app.screenshot(f"latency-{desktop.tray}", tmp_path, tray=False)
     app.ask("tab 0")
 
+    # Everything shown is in the history too: the History window finds it.
+    def history_listed():
+        shown = app.ask("history")
+        return shown if shown["rows"] > 0 and "match" in shown["status"] else None
+
+    assert wait_for(history_listed, 20, "the History window to list the stored threats")["visible"]
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    grab = app.ask(f"grab_history {folder / f'history-{desktop.tray}.png'}")
+    assert grab["width"] > 400 and grab["colours"] > 20, grab
+
     # Remove the ring: the reader sees the file gone and moves to the demo's WebSocket.
     ring.unlink()
     state = wait_state(app, lambda s: s["transport"] == "websocket", 15, "the badge to switch to WebSocket")

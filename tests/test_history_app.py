@@ -86,6 +86,8 @@ def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp
 
     events = [Ev(i, f"ordinary {i}") for i in range(PAGE_ROWS * 2 + 50)] + [Ev(10_000, hostile, CRITICAL)]
     store.submit(Batch("shm", 0xABC, events))
+    store.record_counters(len(events), 0, 0, "shm")
+    store.record_counters(len(events) + 7, 5, 2, "shm")  # the reader lost 5 and dropped 2 corrupt
     assert store.flush(10)
     monitor = make_app(qapp, ring_path, history_path)
     monitor.history.close()  # the test's own store writes this file
@@ -95,6 +97,7 @@ def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp
         window = monitor.history_window
         qtbot.waitUntil(lambda: window.matching == len(events), timeout=10000)
         assert window.model.rowCount() == PAGE_ROWS
+        assert "known holes in this period: 1 (5 missed, 2 corrupt" in window.status.text()
         while window.fetch_more():  # page through everything: each row once, newest first
             qtbot.waitUntil(lambda: not window._loading, timeout=10000)
         times = [window.model.row_at(i).timestamp_unix_us for i in range(window.model.rowCount())]
@@ -103,6 +106,7 @@ def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp
         window.text.setText("\u202e")  # hostile search text: exactly the one threat
         qtbot.waitUntil(lambda: window.matching == 1, timeout=10000)
         assert window.model.data(window.model.index(0, 4)) == "report⟨U+202E⟩fdp.exe"
+        assert window.model.data(window.model.index(0, 0)).startswith("2023-11-1")  # the date too
         window.table.selectRow(0)
         assert "report⟨U+202E⟩fdp.exe" in window.details.text.toPlainText()
 

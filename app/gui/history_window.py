@@ -28,11 +28,12 @@ from app.gui.details_pane import DetailsPane
 from app.gui.threat_model import ThreatTableModel, threat_row
 from app.history import export as history_export
 from app.history import query
-from app.threats import SEVERITIES, THREAT_TYPES
+from app.threats import SEVERITIES, THREAT_TYPES, local_time
 
 log = logging.getLogger(__name__)
 
 PAGE_ROWS = 200
+MAX_HOLES = 10_000  # gap records summed for the status line
 TIME_RANGES = (  # label, seconds back (None: all)
     ("Any time", None),
     ("Last hour", 3600),
@@ -42,6 +43,15 @@ TIME_RANGES = (  # label, seconds back (None: all)
 )
 
 
+def local_date_time(timestamp_unix_us: int) -> str:
+    """A stored threat's local date and time: YYYY-MM-DD HH:MM:SS.mmm."""
+    try:
+        day = datetime.datetime.fromtimestamp(int(timestamp_unix_us) / 1e6).strftime("%Y-%m-%d ")
+    except (OverflowError, OSError, ValueError):
+        day = ""
+    return day + local_time(timestamp_unix_us)
+
+
 class HistoryPageModel(ThreatTableModel):
     """The feed's columns and formatting over pages of stored threats, oldest at the bottom."""
 
@@ -49,6 +59,11 @@ class HistoryPageModel(ThreatTableModel):
         self.beginResetModel()
         self._rows = [threat_row(t, t.id, t.transport, t.generation) for t in threats]
         self.endResetModel()
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and index.isValid() and index.column() == self.TIME:
+            return local_date_time(self._rows[index.row()].timestamp_unix_us)  # history spans days
+        return super().data(index, role)
 
     def append_rows(self, threats) -> None:
         if not threats:
@@ -63,7 +78,7 @@ class _Answers(QObject):
     """Carries the worker's answers to the GUI thread (queued signals)."""
 
     page = Signal(int, object, bool)  # search number, Page, first page
-    counted = Signal(int, int)  # search number, rows matching
+    counted = Signal(int, int, object)  # search number, rows matching, (holes, missed, corrupt) in the period
     exported = Signal(str)  # message
     failed = Signal(int, str)  # search number (0: export), message
 
@@ -86,6 +101,7 @@ class HistoryWindow(QWidget):
         self._cursor: query.Cursor | None = None
         self._loading = False
         self.matching: int | None = None
+        self.holes = (0, 0, 0)  # gap records in the period: count, missed, corrupt
 
         self.text = QLineEdit(self)
         self.text.setPlaceholderText("Text in source or details (exact characters, no wildcards)")
@@ -118,6 +134,7 @@ class HistoryWindow(QWidget):
         self.table.horizontalHeader().setStretchLastSection(False)
         self.table.setColumnWidth(ThreatTableModel.DETAILS, 420)
         self.table.setColumnWidth(ThreatTableModel.SOURCE, 200)
+        self.table.setColumnWidth(ThreatTableModel.TIME, 170)
         self.table.setWordWrap(False)
         self.details = DetailsPane(self)
 
@@ -179,7 +196,9 @@ class HistoryWindow(QWidget):
         def first_page():
             try:
                 answers.page.emit(number, query.search(path, f, PAGE_ROWS), True)
-                answers.counted.emit(number, query.count(path, f))
+                holes = query.gaps(path, f.since_us, f.until_us, limit=MAX_HOLES)
+                answers.counted.emit(number, query.count(path, f),
+                                     (len(holes), sum(g.missed for g in holes), sum(g.corrupt for g in holes)))
             except Exception as exc:  # a missing or locked file: said in the window, never raised into Qt
                 answers.failed.emit(number, f"cannot search the history: {exc}")
 
@@ -220,18 +239,24 @@ class HistoryWindow(QWidget):
         self._cursor, self._loading = page.next_cursor, False
         self._show_status()
 
-    @Slot(int, int)
-    def _on_count(self, number: int, matching: int) -> None:
+    @Slot(int, int, object)
+    def _on_count(self, number: int, matching: int, holes) -> None:
         if number == self._search:
-            self.matching = matching
+            self.matching, self.holes = matching, holes
             self._show_status()
 
     def _show_status(self) -> None:
         shown = self.model.rowCount()
         if self.matching is None:
             self.status.setText(f"{shown:,} shown…")
-        else:
-            self.status.setText(f"{self.matching:,} threat{'s' if self.matching != 1 else ''} match; {shown:,} shown")
+            return
+        text = f"{self.matching:,} threat{'s' if self.matching != 1 else ''} match; {shown:,} shown"
+        count, missed, corrupt = self.holes
+        if count:  # the history knows it is incomplete here: say so next to every result
+            more = "+" if count >= MAX_HOLES else ""
+            text += (f" · known holes in this period: {count:,}{more} "
+                     f"({missed:,} missed, {corrupt:,} corrupt events never stored)")
+        self.status.setText(text)
 
     @Slot(int, str)
     def _on_failed(self, number: int, message: str) -> None:
