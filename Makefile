@@ -39,9 +39,10 @@ run-terminal: install
 test: install test-deps
 	$(BIN)/python -m pytest -q
 
-# Everything but the end-to-end desktop tests (no Xvfb, tray or dunst needed).
+# Everything but the end-to-end desktop tests and the installers (no Xvfb, tray,
+# dunst, PyInstaller or dpkg needed).
 test-quick: install
-	$(BIN)/python -m pytest -q -m "not desktop"
+	$(BIN)/python -m pytest -q -m "not desktop and not packaging"
 
 # Refresh docs/screenshots from the end-to-end tests (the README shows them).
 screenshots: install test-deps
@@ -52,3 +53,21 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info app/*.so
+
+# The installers (issue 6): the PyInstaller onedir, the .deb, the .tar.gz and the
+# AppImage's AppDir, all in dist/ (docs/packaging.md). Fails past the size budgets.
+.PHONY: dist dist-deps dist-test
+dist: install test-deps dist-deps
+	PYTHON=$(abspath $(BIN)/python) bash packaging/build-linux.sh
+
+# Build-only Python packages (pyproject.toml's dist extra: PyInstaller, actionlint) into
+# the same venv, without reinstalling the app (tests call this while the app is loaded).
+dist-deps: $(VENV)/.dist-installed
+$(VENV)/.dist-installed: pyproject.toml | $(VENV)/.installed
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['dist']))" > $(VENV)/dist-requirements.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/dist-requirements.txt
+	touch $@
+
+# Only the packaging tests: build, install the .deb here, run it under Xvfb, purge.
+dist-test: install test-deps dist-deps
+	$(BIN)/python -m pytest -q -m packaging

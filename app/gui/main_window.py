@@ -20,6 +20,7 @@ from app.gui.details_pane import DetailsPane
 from app.gui.histogram_widget import LatencyHistogram, format_ns
 from app.gui.threat_filter import ThreatFilterModel
 from app.gui.threat_model import ThreatTableModel, plain_tooltip
+from app.platform_integration import set_macos_dock_icon
 from app.textsafe import elide, visible
 from app.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES
 
@@ -271,12 +272,17 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        set_macos_dock_icon(True)  # a menu-bar app on macOS: in the Dock only while the window is open
         self._refresh_labels()
         self._show_transport()
         if self._latency is not None:
             self._apply_latency()
         if not self.pause_button.isChecked():
             self.table.scrollToTop()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        set_macos_dock_icon(False)
 
     def closeEvent(self, event) -> None:
         if self.hide_on_close:
