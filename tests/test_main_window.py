@@ -78,6 +78,22 @@ def test_add_batches_newest_first_and_counters(win):
     assert win.counter_labels["corrupt"].text() == "Corrupt: 2"
 
 
+def test_a_flood_update_lists_the_newest_and_counts_everything(win):
+    from app.gui.main_window import DISPLAY_ROWS_PER_UPDATE
+
+    n = DISPLAY_ROWS_PER_UPDATE * 3 + 17
+    news = win.add_batches([batch(*(ev(i, severity=CRITICAL if i % 2 else LOW) for i in range(n)))])
+    assert sum(len(b.events) for b in news) == n  # all of it is news (for the notifier)
+    assert win.model.rowCount() == DISPLAY_ROWS_PER_UPDATE
+    assert win.model.row_at(0).seq == n - 1 and win.model.row_at(DISPLAY_ROWS_PER_UPDATE - 1).seq == n - 1000
+    assert win.totals["total"] == n and win.totals[CRITICAL] == n // 2 and win.totals[LOW] == n - n // 2
+    assert win.not_listed == n - DISPLAY_ROWS_PER_UPDATE
+    assert "Not listed (flood): 2,017" in win.counter_labels["missed"].text()
+    # a replay of threats in the table: nothing is news, nothing counted twice
+    again = win.add_batches([batch(*(ev(i) for i in range(n - 10, n)))])
+    assert again == [] and win.totals["total"] == n
+
+
 def test_badge_and_status_bar_per_transport(win):
     win.set_transport("shm", "ring healthy")
     assert win.badge.text() == "Shared memory"

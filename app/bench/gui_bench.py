@@ -35,7 +35,7 @@ def measure_gui(short: bool, progress) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from app import _ring
-    from app.gui.app import MonitorApp
+    from app.gui.app import MonitorApp, freeze_startup_objects
 
     ring_dir = rb.ring_dir()
     path = os.path.join(ring_dir, "gui.shm")
@@ -56,6 +56,7 @@ def measure_gui(short: bool, progress) -> dict:
     out: dict = {}
     try:
         monitor.start()
+        freeze_startup_objects()  # as app.gui.app.run() does
         while not monitor.window.isVisible() and time.perf_counter() - started < 10:
             qapp.processEvents()
         # In-process, modules already imported: the window's own build-and-show time,

@@ -64,10 +64,10 @@ class Notifier(QObject):
             desktop.clicked.connect(self.open_event)
             desktop.not_sent.connect(self._desktop_failed)
 
-    def offer(self, events) -> None:
-        """Give threat events (the table's rows: their `key` names the row a
-        click opens) to the policy and arm the timer for what is due."""
-        self.policy.offer(events)
+    def offer(self, events, key_of=None) -> None:
+        """Give threat events to the policy and arm the timer for what is due;
+        `key_of(event)` names the table row a click on the notification opens."""
+        self.policy.offer(events, key_of=key_of)
         self._arm()
 
     def _arm(self) -> None:

@@ -91,9 +91,10 @@ class NotificationPolicy:
 
     # -- input ----------------------------------------------------------------
 
-    def offer(self, events: Iterable, now: float | None = None) -> None:
+    def offer(self, events: Iterable, now: float | None = None,
+              key_of: Callable[[object], Hashable] | None = None) -> None:
         """Take threat events; the ones worth notifying join the pending batch.
-        An event's `key` (when it has one) names what a click opens."""
+        `key_of(event)` (default: the event's `key`) names what a click opens."""
         now = self._now(now)
         paused = self._paused_until is not None
         threshold = self.threshold
@@ -119,7 +120,8 @@ class NotificationPolicy:
                 self._other_sources += 1
             if sev >= best_sev:  # ties: the newest wins
                 best_sev = sev
-                best = (sev, ev.threat_type, ev.blocked, source, ev.details, getattr(ev, "key", None))
+                best = (sev, ev.threat_type, ev.blocked, source, ev.details,
+                        key_of(ev) if key_of is not None else getattr(ev, "key", None))
         self._best = best
         self.offered += offered
         self.suppressed += suppressed

@@ -123,6 +123,11 @@ class ThreatTableModel(QAbstractTableModel):
         key = event_key(ev, generation)
         return key if key is not None else ("local", next(self._local))
 
+    def is_shown(self, ev, batch_generation) -> bool:
+        """Is this event already in the table (by its key)? Events without a key never are."""
+        key = event_key(ev, event_generation(ev, batch_generation))
+        return key is not None and key in self._numbers
+
     def add_batch(self, batch) -> int:
         """Insert a batch (oldest event first, as delivered) at the top; return how many rows were added."""
         events = batch.events
