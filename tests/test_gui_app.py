@@ -202,3 +202,41 @@ def test_new_transport_settings_reconnect_without_duplicates(qtbot, qapp, ring_d
         monitor.shutdown()
         w1.close()
         w2.close()
+
+
+def test_muting_a_source_from_the_details_pane_is_remembered(qtbot, qapp, ring_path, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from app.gui.app import MonitorApp
+    from app.gui.settings import Settings
+    from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    writer = PyWriter.create(ring_path, slot_count=64)
+    noisy = "mcp:noisy\u202eserver"
+    writer.publish([Threat(THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, True, noisy, "x", 1)])
+    monitor = MonitorApp(qapp, str(ring_path), f"ws://127.0.0.1:{free_port()}", demo=False,
+                         settings=Settings(store))
+    try:
+        monitor.start()
+        w = monitor.window
+        qtbot.waitUntil(lambda: w.model.rowCount() == 1, timeout=10000)
+        w.table.selectRow(0)
+        assert w.details.mute_button.isEnabled() and not w.details.mute_button.isChecked()
+        w.details.mute_button.click()
+        assert noisy in monitor.notifier.policy.muted
+        assert "⟨U+202E⟩" in w.statusBar().currentMessage() and "\u202e" not in w.statusBar().currentMessage()
+        suppressed = monitor.notifier.policy.suppressed
+        writer.publish([Threat(THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, True, noisy, "y", 2)])
+        qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=10000)
+        assert monitor.notifier.policy.suppressed == suppressed + 1, "shown, but not notified"
+    finally:
+        monitor.shutdown()
+    # the next start remembers it
+    monitor = MonitorApp(qapp, str(ring_path), f"ws://127.0.0.1:{free_port()}", demo=False,
+                         settings=Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)))
+    try:
+        assert noisy in monitor.notifier.policy.muted
+    finally:
+        monitor.shutdown()
+        writer.close()

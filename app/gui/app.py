@@ -36,6 +36,7 @@ from app.history import query as history_query
 from app.history.store import HistoryStore
 from app.platform_integration import set_windows_app_id
 from app.ring.paths import default_ring_path
+from app.textsafe import visible
 from app.threats import CRITICAL, HIGH
 from app.ring.reader import DEFAULT_SPIN_NS
 from app.transport.manager import Batch
@@ -131,6 +132,8 @@ class MonitorApp:
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(lambda: setattr(w, "hide_on_close", True))
         n.open_event.connect(w.show_event)
+        w.details.is_muted = lambda source: source in n.policy.muted
+        w.details.mute_toggled.connect(self.set_source_muted)
         w.close_requested.connect(w.hide)
         self.qapp.aboutToQuit.connect(self.shutdown)
 
@@ -229,6 +232,22 @@ class MonitorApp:
         """The settings that apply to the running app (at start, and after the dialog)."""
         self.notifier.policy.set_threshold(settings.notify_threshold)
         self.window.model.set_max_rows(settings.feed_size)
+        for source in settings.muted_sources:
+            self.notifier.policy.mute_source(source)
+
+    def set_source_muted(self, source: str, muted: bool) -> None:
+        """Mute (or unmute) notifications from one source; remembered across starts.
+        Its threats are still shown, counted and stored."""
+        policy = self.notifier.policy
+        if muted:
+            policy.mute_source(source)
+        else:
+            policy.unmute_source(source)
+        if self.settings is not None:
+            self.settings.muted_sources = policy.muted
+        shown = visible(source[:60])
+        self.window.statusBar().showMessage(
+            f"Notifications from {shown} {'muted' if muted else 'unmuted'}.", 8000)
 
     def apply_changed_settings(self, before: tuple, settings: Settings) -> None:
         """After the dialog: apply everything, and reconnect for the transport

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
@@ -52,9 +52,15 @@ def row_text(row: ThreatRow) -> str:
 
 
 class DetailsPane(QWidget):
-    def __init__(self, parent=None):
+    """The selected threat in full, with Copy; with `muting`, also a toggle that
+    mutes (or unmutes) notifications from the threat's source."""
+
+    mute_toggled = Signal(str, bool)  # source, muted
+
+    def __init__(self, parent=None, muting: bool = False):
         super().__init__(parent)
         self.row: ThreatRow | None = None
+        self.is_muted = lambda source: False  # the owner says which sources are muted
         self.text = QPlainTextEdit(self)
         self.text.setReadOnly(True)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -64,8 +70,14 @@ class DetailsPane(QWidget):
         self.copy_button = QPushButton("Copy", self)
         self.copy_button.setEnabled(False)
         self.copy_button.clicked.connect(self.copy)
+        self.mute_button = QPushButton("Mute notifications from this source", self)
+        self.mute_button.setCheckable(True)
+        self.mute_button.setEnabled(False)
+        self.mute_button.setVisible(muting)
+        self.mute_button.clicked.connect(self._mute_clicked)
         bottom = QHBoxLayout()
         bottom.addWidget(self.stats, 1)
+        bottom.addWidget(self.mute_button)
         bottom.addWidget(self.copy_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -78,10 +90,18 @@ class DetailsPane(QWidget):
             self.text.setPlainText("")
             self.stats.setText("")
             self.copy_button.setEnabled(False)
+            self.mute_button.setEnabled(False)
+            self.mute_button.setChecked(False)
             return
         self.text.setPlainText(row_text(row))
         self.stats.setText(f"Details: {len(row.details)} code points as received")
         self.copy_button.setEnabled(True)
+        self.mute_button.setEnabled(True)
+        self.mute_button.setChecked(bool(self.is_muted(row.source)))
+
+    def _mute_clicked(self, checked: bool) -> None:
+        if self.row is not None:
+            self.mute_toggled.emit(self.row.source, bool(checked))
 
     def plain_text(self) -> str:
         return self.text.toPlainText()

@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
         # rows must not change height per content: uniform heights keep 10 000 rows cheap
         self.table.verticalHeader().setSectionResizeMode(self.table.verticalHeader().ResizeMode.Fixed)
 
-        self.details = DetailsPane(central)
+        self.details = DetailsPane(central, muting=True)
         self.histogram = LatencyHistogram(central)
         self.tabs = QTabWidget(central)
         self.tabs.addTab(self.details, "Details")

@@ -6,6 +6,7 @@ default; nothing here raises on bad stored data.
 
 from __future__ import annotations
 
+import json
 import math
 
 from PySide6.QtCore import QSettings
@@ -20,6 +21,9 @@ KEY_NOTIFY_THRESHOLD = "notify/threshold"
 KEY_SPIN_US = "reader/spin_us"
 KEY_FEED_SIZE = "feed/size"
 KEY_START_AT_LOGIN = "app/start_at_login"
+KEY_MUTED_SOURCES = "notify/muted_sources"
+MAX_MUTED_SOURCES = 500
+MAX_MUTED_SOURCE_LEN = 4096  # a longer (hostile) source is muted for this session only
 
 ALL_KEYS = (KEY_RING_PATH, KEY_WS_URL, KEY_NOTIFY_THRESHOLD, KEY_SPIN_US, KEY_FEED_SIZE, KEY_START_AT_LOGIN)
 
@@ -153,6 +157,22 @@ class Settings:
         if not (math.isfinite(value) and SPIN_US_MIN <= value <= SPIN_US_MAX):
             raise ValueError(f"spin_us must be {SPIN_US_MIN}..{SPIN_US_MAX}, not {value}")
         self._qs.setValue(KEY_SPIN_US, value)
+
+    # muted_sources: sources whose threats never notify (still shown and stored)
+    @property
+    def muted_sources(self) -> list[str]:
+        try:
+            value = json.loads(self._str(KEY_MUTED_SOURCES, "[]"))
+        except ValueError:
+            return []
+        if not isinstance(value, list):
+            return []
+        return [v for v in value if isinstance(v, str)][:MAX_MUTED_SOURCES]
+
+    @muted_sources.setter
+    def muted_sources(self, sources) -> None:
+        kept = sorted({str(s) for s in sources if len(str(s)) <= MAX_MUTED_SOURCE_LEN})[:MAX_MUTED_SOURCES]
+        self._qs.setValue(KEY_MUTED_SOURCES, json.dumps(kept))
 
     # feed_size
     @property
