@@ -188,3 +188,21 @@ def test_kill_9_during_a_flood_loses_nothing_the_ring_still_holds(tmp_path, ring
             app.wait()
         thread.join(10)
         writer.close()
+
+
+def test_a_damaged_history_is_moved_aside_and_the_app_says_so(qtbot, qapp, ring_path, tmp_path):
+    history_path = tmp_path / "h" / "history.sqlite3"
+    history_path.parent.mkdir()
+    history_path.write_bytes(b"this is not a database" * 100)
+    writer = PyWriter.create(ring_path, slot_count=64)
+    writer.publish(ThreatGenerator(4).batch(3))
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        monitor.start()
+        qtbot.waitUntil(lambda: monitor.window.model.rowCount() == 3, timeout=10000)
+        assert "moved" in monitor.window.statusBar().currentMessage().lower()
+        assert list(history_path.parent.glob("history.sqlite3.corrupt-*"))
+        assert monitor.history.flush(10) and query.count(history_path) == 3
+    finally:
+        monitor.shutdown()
+        writer.close()

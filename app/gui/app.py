@@ -285,7 +285,7 @@ class MonitorApp:
         poll.setInterval(20)
 
         def check() -> None:
-            if self.history.ready or self.history.error or time.monotonic() - waited > HISTORY_WAIT_S:
+            if self.history.ready.is_set() or time.monotonic() - waited > HISTORY_WAIT_S:
                 poll.stop()
                 self._restore_feed()
                 if self._started and not self.reader.isRunning():
@@ -301,7 +301,7 @@ class MonitorApp:
     def _restore_feed(self) -> None:
         """The newest threats from the history into the feed (they count as earlier,
         not as news: no notification, not in this session's counters)."""
-        if not self.history.ready:
+        if not self.history.wait_ready(0):  # opened, checked and migrated: usable
             self.window.statusBar().showMessage(
                 f"The threat history is not available: {self.history.error or 'still opening'}", 30000)
             return
