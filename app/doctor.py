@@ -17,12 +17,14 @@ show threats (or must not be trusted to) until the advice is followed.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import ipaddress
 import os
 import pwd
 import shlex
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -637,6 +639,49 @@ def check_desktop(env: Mapping[str, str]) -> list[Finding]:
 # ---------------------------------------------------------------- all of it
 
 
+def check_history(path: str | os.PathLike | None = None) -> Finding:
+    """The threat history: there, readable, intact (quick_check), how big, how full."""
+    from app.history import db, query
+
+    where = db.history_path(path)
+    if not where.exists():
+        if os.access(_nearest_dir(where), os.W_OK):
+            return Finding("history", INFO, f"no threat history yet at {where}; kgmon starts it when it starts")
+        return Finding("history", FAIL, f"the threat history cannot be created at {where}: the folder is not "
+                       "writable", f"make {_nearest_dir(where)} writable, or set KINDLYGUARD_HISTORY_PATH")
+    try:
+        with contextlib.closing(db.open_reader(where)) as conn:
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(verdict)
+            rows = query.count(conn)
+            holes = conn.execute("SELECT count(*), coalesce(sum(missed), 0), coalesce(sum(corrupt), 0) "
+                                 "FROM gaps").fetchone()
+    except sqlite3.Error as exc:
+        return Finding("history", FAIL, f"the threat history at {where} cannot be read: {exc}",
+                       "kgmon moves a damaged history aside (history.sqlite3.corrupt-<time>) and starts a new "
+                       "one at its next start")
+    if not os.access(where.parent, os.W_OK):
+        return Finding("history", FAIL, f"the threat history at {where} is read-only: new threats are not kept",
+                       f"make {where.parent} writable")
+    message = (f"threat history {where}: {_count(rows, 'threat')}, "
+               f"{db.size_bytes(where) / 2**20:.1f} MiB, intact")
+    if holes[0]:
+        message += f"; {_count(holes[0], 'known hole')} ({holes[1]} missed, {holes[2]} corrupt events not kept)"
+    return Finding("history", OK, message)
+
+
+def _nearest_dir(path) -> str:
+    """The nearest existing folder at or above path's folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder
+
+
 def diagnose(path: str, ws_url: str | None = None, timeout: float = DEFAULT_WS_TIMEOUT_S,
              env: Mapping[str, str] | None = None) -> list[Finding]:
     env = os.environ if env is None else env
@@ -686,4 +731,5 @@ def diagnose(path: str, ws_url: str | None = None, timeout: float = DEFAULT_WS_T
     findings.append(check_governor())
     findings.extend(check_affinity(env))
     findings.extend(check_desktop(env))
+    findings.append(check_history())
     return findings

@@ -476,3 +476,37 @@ def test_governor_levels(tmp_path):
     (tmp_path / "cpu1" / "cpufreq" / "scaling_governor").write_text("powersave\n")
     f = check_governor(str(tmp_path))
     assert f.level == "warn" and "latency may be higher" in f.message and "performance" in f.advice, f
+
+
+def test_history_check(tmp_path):
+    """The doctor's view of the threat history: absent, healthy (with known holes), damaged."""
+    from app.doctor import FAIL, INFO, OK, check_history
+    from app.history.store import HistoryStore
+    from app.transport.manager import Batch
+
+    path = tmp_path / "h" / "history.sqlite3"
+    found = check_history(path)
+    assert found.level == INFO and "no threat history yet" in found.message
+
+    class Ev:
+        def __init__(self, seq):
+            self.seq, self.publish_mono_ns, self.observe_mono_ns, self.timestamp_unix_us = seq, 0, 0, 1_000 + seq
+            self.threat_type, self.severity, self.blocked, self.flags = 1, 2, False, 0
+            self.source, self.details = "mcp:x", f"d{seq}"
+
+    store = HistoryStore(path).start()
+    store.submit(Batch("shm", 5, [Ev(i) for i in range(3)]))
+    store.record_counters(3, 0, 0, "shm")
+    store.record_counters(10, 4, 1, "shm")
+    assert store.flush(10)
+    store.close()
+    found = check_history(path)
+    assert found.level == OK, found
+    assert "3 threats" in found.message and "intact" in found.message
+    assert "1 known hole (4 missed, 1 corrupt" in found.message
+
+    path.write_bytes(b"garbage" * 1000)
+    for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        side.unlink(missing_ok=True)
+    found = check_history(path)
+    assert found.level == FAIL and "moves a damaged history aside" in found.advice
