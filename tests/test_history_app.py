@@ -110,6 +110,22 @@ def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp
         window.table.selectRow(0)
         assert "report⟨U+202E⟩fdp.exe" in window.details.text.toPlainText()
 
+        # a custom period: the threats are from 2023-11-14 (UTC)
+        from PySide6.QtCore import QDateTime, Qt as QtNS
+
+        from app.gui.history_window import CUSTOM_RANGE
+        window.text.setText("")
+        window.period.setCurrentIndex(window.period.findData(CUSTOM_RANGE))
+        window.since.setDateTime(QDateTime.fromString("2020-01-01T00:00:00Z", QtNS.DateFormat.ISODate))
+        window.until.setDateTime(QDateTime.fromString("2023-11-13T00:00:00Z", QtNS.DateFormat.ISODate))
+        window.search()
+        qtbot.waitUntil(lambda: window.matching == 0, timeout=10000)
+        assert window.since.isVisibleTo(window) and window.until.isVisibleTo(window)
+        window.until.setDateTime(QDateTime.fromString("2023-11-15T00:00:00Z", QtNS.DateFormat.ISODate))
+        window.search()
+        qtbot.waitUntil(lambda: window.matching == len(events), timeout=10000)
+        window.period.setCurrentIndex(0)  # any time
+
         window.text.setText("ordinary")
         qtbot.waitUntil(lambda: window.matching == len(events) - 1, timeout=10000)
         out = tmp_path / "export.csv"

@@ -20,8 +20,8 @@ import itertools
 import logging
 import os
 
-from PySide6.QtCore import QModelIndex, QObject, Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtCore import QDateTime, QModelIndex, QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (QComboBox, QDateTimeEdit, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
 
 from app.gui.details_pane import DetailsPane
@@ -41,6 +41,7 @@ TIME_RANGES = (  # label, seconds back (None: all)
     ("Last 7 days", 7 * 86400),
     ("Last 30 days", 30 * 86400),
 )
+CUSTOM_RANGE = -1  # the period combo's "From … to …": the two date-time fields
 
 
 def local_date_time(timestamp_unix_us: int) -> str:
@@ -120,6 +121,16 @@ class HistoryWindow(QWidget):
         self.period = QComboBox(self)
         for label, seconds in TIME_RANGES:
             self.period.addItem(label, seconds)
+        self.period.addItem("From … to …", CUSTOM_RANGE)
+        now = QDateTime.currentDateTime()
+        self.since = QDateTimeEdit(now.addDays(-1), self)
+        self.until = QDateTimeEdit(now.addSecs(3600), self)
+        for edit, tip in ((self.since, "from (local time, inclusive)"), (self.until, "to (local time, exclusive)")):
+            edit.setDisplayFormat("yyyy-MM-dd HH:mm")
+            edit.setCalendarPopup(True)
+            edit.setToolTip(tip)
+            edit.setVisible(False)
+            edit.dateTimeChanged.connect(lambda _d: self._typing.start())
         self.export_csv = QPushButton("Export CSV…", self)
         self.export_json = QPushButton("Export JSON…", self)
         self.status = QLabel("", self)
@@ -139,7 +150,8 @@ class HistoryWindow(QWidget):
         self.details = DetailsPane(self)
 
         filters = QHBoxLayout()
-        for w in (self.text, self.source, self.severity, self.type, self.blocked, self.period):
+        for w in (self.text, self.source, self.severity, self.type, self.blocked, self.period, self.since,
+                  self.until):
             filters.addWidget(w)
         actions = QHBoxLayout()
         actions.addWidget(self.status, 1)
@@ -172,15 +184,25 @@ class HistoryWindow(QWidget):
 
     def current_filter(self) -> query.Filter:
         seconds = self.period.currentData()
+        custom = seconds == CUSTOM_RANGE
+        self.since.setVisible(custom)
+        self.until.setVisible(custom)
         now_us = int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1_000_000)
         kind = self.type.currentData()
+        if custom:
+            since_us = self.since.dateTime().toMSecsSinceEpoch() * 1000
+            until_us = self.until.dateTime().toMSecsSinceEpoch() * 1000
+        else:
+            since_us = None if seconds is None else now_us - int(seconds) * 1_000_000
+            until_us = None
         return query.Filter(
             text=self.text.text(),
             types=frozenset() if kind is None else frozenset({kind}),
             min_severity=int(self.severity.currentData()),
             blocked=self.blocked.currentData(),
             source=self.source.text() or None,
-            since_us=None if seconds is None else now_us - int(seconds) * 1_000_000,
+            since_us=since_us,
+            until_us=until_us,
         )
 
     @Slot()
