@@ -488,14 +488,10 @@ def test_history_check(tmp_path):
     found = check_history(path)
     assert found.level == INFO and "no threat history yet" in found.message
 
-    class Ev:
-        def __init__(self, seq):
-            self.seq, self.publish_mono_ns, self.observe_mono_ns, self.timestamp_unix_us = seq, 0, 0, 1_000 + seq
-            self.threat_type, self.severity, self.blocked, self.flags = 1, 2, False, 0
-            self.source, self.details = "mcp:x", f"d{seq}"
+    from history_data import ring_event
 
     store = HistoryStore(path).start()
-    store.submit(Batch("shm", 5, [Ev(i) for i in range(3)]))
+    store.submit(Batch("shm", 5, [ring_event(i) for i in range(3)]))
     store.record_counters(3, 0, 0, "shm")
     store.record_counters(10, 4, 1, "shm")
     assert store.flush(10)

@@ -15,12 +15,14 @@ import time
 
 import pytest
 from conftest import REPO, free_port, wait_for
+from history_data import ring_event
 
 from app.demo.threats import ThreatGenerator
 from app.history import query
 from app.history.store import HistoryStore
 from app.ring.pyring import PyWriter
 from app.ring.writer import RingWriter
+from app.transport.manager import Batch
 from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
 
 
@@ -75,16 +77,12 @@ def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp
     history_path = tmp_path / "h" / "history.sqlite3"
     store = HistoryStore(history_path).start()
     hostile = "report\u202efdp.exe"
-    from app.transport.manager import Batch
 
-    class Ev:  # what a reader delivers: these field names
-        def __init__(self, seq, details, severity=2):
-            self.seq, self.publish_mono_ns, self.observe_mono_ns = seq, 0, 0
-            self.timestamp_unix_us = 1_700_000_000_000_000 + seq
-            self.threat_type, self.severity, self.blocked, self.flags = 4, severity, seq % 2 == 0, 0
-            self.source, self.details = f"mcp:s{seq % 3}", details
+    def event(seq, details, severity=2):
+        return ring_event(seq, time_us=1_700_000_000_000_000 + seq, threat_type=4, severity=severity,
+                          blocked=seq % 2 == 0, source=f"mcp:s{seq % 3}", details=details)
 
-    events = [Ev(i, f"ordinary {i}") for i in range(PAGE_ROWS * 2 + 50)] + [Ev(10_000, hostile, CRITICAL)]
+    events = [event(i, f"ordinary {i}") for i in range(PAGE_ROWS * 2 + 50)] + [event(10_000, hostile, CRITICAL)]
     store.submit(Batch("shm", 0xABC, events))
     store.record_counters(len(events), 0, 0, "shm")
     store.record_counters(len(events) + 7, 5, 2, "shm")  # the reader lost 5 and dropped 2 corrupt
