@@ -343,7 +343,7 @@ class MonitorApp:
         if self.history_window is None:
             self.history_window = HistoryWindow(self.history.path)
             self.history_window.setWindowIcon(icon("kindlyguard"))
-        self.history.flush(1.0)  # what just arrived is searchable
+        self.history.flush(0.2)  # what just arrived is searchable (a store far behind is not waited for)
         self.history_window.show()
         self.history_window.raise_()
         self.history_window.activateWindow()
