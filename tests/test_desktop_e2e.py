@@ -321,3 +321,31 @@ def test_no_tray_then_a_tray_host_appears(late_tray, tmp_path):
         finally:
             app.quit()
         assert app.proc.returncode == 0, app.stderr()
+
+
+def test_no_notification_server_falls_back_and_says_so(qtbot, monkeypatch):
+    """A session bus with no org.freedesktop.Notifications: the notification the
+    desktop path could not deliver comes back and is counted as undelivered (no
+    tray here either), and the reason is kept for the logs."""
+    from app.gui.desktop_notifications import DesktopNotifications
+    from app.gui.notifier import Notifier
+    from app.gui.notify_policy import NotificationPolicy
+
+    missing = missing_programs("none")
+    if missing:
+        message = f"needs Debian packages {' '.join(missing)} (bash packaging/system-deps.sh --test)"
+        if os.environ.get("KGMON_REQUIRE_DESKTOP") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with DesktopSession(tray="none", notifier=False) as desktop:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", desktop.env["DBUS_SESSION_BUS_ADDRESS"])
+        server = DesktopNotifications()
+        try:
+            notifier = Notifier(None, policy=NotificationPolicy(), desktop=server)
+            notifier.offer([Threat(THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, True, "mcp:fs", "x", 1)])
+            qtbot.waitUntil(lambda: notifier.undelivered == 1, timeout=10000)
+            assert notifier.shown_count == 0
+            assert not server.available and "no notification server" in server.error
+            assert desktop.notify_calls() == []
+        finally:
+            server.close()

@@ -28,17 +28,17 @@ from app.gui.notifier import Notifier
 from app.gui.reader_thread import ReaderThread
 from app.gui.resources import icon, icon_path
 from app.gui.settings import Settings
-from app.gui.threat_model import event_key
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.single_instance import SingleInstance
+from app.gui.threat_model import event_key
 from app.gui.tray import TrayController
 from app.history import query as history_query
 from app.history.store import HistoryStore
 from app.platform_integration import set_windows_app_id
 from app.ring.paths import default_ring_path
+from app.ring.reader import DEFAULT_SPIN_NS
 from app.textsafe import visible
 from app.threats import CRITICAL, HIGH
-from app.ring.reader import DEFAULT_SPIN_NS
 from app.transport.manager import Batch
 from app.transport.ws_client import default_ws_url
 
@@ -288,7 +288,7 @@ class MonitorApp:
             if self.history.ready.is_set() or time.monotonic() - waited > HISTORY_WAIT_S:
                 poll.stop()
                 self._restore_feed()
-                if self._started and not self.reader.isRunning():
+                if not self.reader.isRunning():  # (a reconnect meanwhile may have started one)
                     self.reader.start()
 
         poll.timeout.connect(check)

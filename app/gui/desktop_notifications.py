@@ -63,16 +63,14 @@ class _Stop:
 class DesktopNotifications(QObject):
     """Sends notifications to the session's notification server from a worker thread.
 
-    `notify()` returns at once; `sent(id, key)` or `failed(message)` follow.
+    `notify()` returns at once; a notification the server did not take comes
+    back as `not_sent(title, body, critical, key)` (the caller falls back).
     `clicked(key)` is emitted when the user clicks one of ours (the "default"
     action), with the key given to `notify()`.
     """
 
-    sent = Signal(int, object)  # server's notification id, our key
-    failed = Signal(str)
     not_sent = Signal(str, str, bool, object)  # a queued notify() that failed: title, body, critical, key
     clicked = Signal(object)  # the key of the clicked notification
-    ready = Signal(bool)  # the first connection attempt is over: True when a server answered
 
     def __init__(self, icon_path: str = "", parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -112,8 +110,7 @@ class DesktopNotifications(QObject):
                 break
             try:
                 if job[0] == "connect":
-                    ok = self._connect()
-                    self.ready.emit(ok)
+                    self._connect()
                 elif job[0] == "notify" and not self._notify(*job[1:]):
                     self.not_sent.emit(*job[1:])
             except Exception as exc:  # any D-Bus or socket failure: report, drop the connection, go on
@@ -180,13 +177,11 @@ class DesktopNotifications(QObject):
         if len(self._keys) > 256:  # old notifications are long gone from the screen
             for old in list(self._keys)[:128]:
                 del self._keys[old]
-        self.sent.emit(nid, key)
         return True
 
     def _clicked(self, nid: int, action: str) -> None:
-        key = self._keys.get(nid)
-        if action == "default" and nid in self._keys:
-            self.clicked.emit(key)
+        if action == "default" and nid in self._keys:  # ours, and the notification itself was clicked
+            self.clicked.emit(self._keys[nid])
 
     def _fail(self, message: str) -> None:
         if self.available or message != self.error:
@@ -194,7 +189,6 @@ class DesktopNotifications(QObject):
         self.available, self.error = False, message
         self._retry_at = time.monotonic() + RETRY_AFTER_S
         self._disconnect()
-        self.failed.emit(message)
 
     def _disconnect(self) -> None:
         router, self._router = self._router, None

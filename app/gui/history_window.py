@@ -130,7 +130,6 @@ class HistoryWindow(QWidget):
             edit.setCalendarPopup(True)
             edit.setToolTip(tip)
             edit.setVisible(False)
-            edit.dateTimeChanged.connect(lambda _d: self._typing.start())
         self.export_csv = QPushButton("Export CSV…", self)
         self.export_json = QPushButton("Export JSON…", self)
         self.status = QLabel("", self)
@@ -173,6 +172,8 @@ class HistoryWindow(QWidget):
         self._typing.timeout.connect(self.search)
         self.text.textChanged.connect(lambda _t: self._typing.start())
         self.source.textChanged.connect(lambda _t: self._typing.start())
+        for edit in (self.since, self.until):
+            edit.dateTimeChanged.connect(lambda _d: self._typing.start())
         for combo in (self.severity, self.type, self.blocked, self.period):
             combo.currentIndexChanged.connect(lambda _i: self.search())
         self.table.verticalScrollBar().valueChanged.connect(self._maybe_more)

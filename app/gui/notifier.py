@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Hashable
+from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QSystemTrayIcon
@@ -53,7 +53,6 @@ class Notifier(QObject):
         self.shown_count = 0
         self.undelivered = 0
         self.last_notification: Notification | None = None
-        self._last_key: Hashable | None = None
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may fire early
@@ -90,7 +89,6 @@ class Notifier(QObject):
 
     def _deliver(self, note: Notification) -> None:
         self.last_notification = note
-        self._last_key = note.key
         if self._show is not None:
             delivered = self._show(note)
             delivered = True if delivered is None else bool(delivered)
@@ -121,4 +119,4 @@ class Notifier(QObject):
     def on_message_clicked(self) -> None:
         """The last notification was clicked: open the event it names."""
         if self.last_notification is not None:
-            self.open_event.emit(self._last_key)
+            self.open_event.emit(self.last_notification.key)
