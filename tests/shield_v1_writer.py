@@ -13,7 +13,8 @@ against it follows the real format and not our own assumptions. Usage:
 Log entries (one per event attempted, flushed before the event is stored): n, written (false:
 dropped by the full rule), offset (write_pos used, bytes from 896), bytes_written (344; 264 for
 the event that runs past the file's end; 0 when dropped), timestamp_us, threat_type, severity,
-blocked, source_hex (64 raw bytes), details_hex (256 raw bytes), checksum.
+blocked, source_hex (64 raw bytes), details_hex (256 raw bytes), checksum. For the cut event
+(offset 2,095,992 on Linux) only its first 264 bytes are in the file: no checksum there.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ these tests vouch for the writer, which then vouches for the app's v1 reader.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import struct
@@ -28,10 +29,9 @@ MAGIC = 0x4B474D53
 
 @pytest.fixture(scope="module")
 def exe(tmp_path_factory):
-    try:
-        return v1.build(tmp_path_factory.mktemp("v1writer"))
-    except RuntimeError as e:
-        pytest.skip(str(e))
+    if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler")
+    return v1.build(tmp_path_factory.mktemp("v1writer"))  # a compile error fails every test
 
 
 @pytest.fixture
