@@ -105,3 +105,37 @@ def test_records_carry_what_the_app_shows(history):
 def test_an_unknown_format_is_refused(history):
     with pytest.raises(ValueError, match="unknown export format"):
         export.export(history, Filter(), io.StringIO(), "xml")
+
+
+# OWASP's CSV-injection guidance: a cell that a spreadsheet may read as a formula, also
+# after leading blanks or in full-width form, starts with a single quote, otherwise intact.
+HOSTILE_CELLS = [
+    " =1+1", "  +cmd|' /C calc'!A0", "\n-2+3", "\n\n@SUM(A1)", "\t=1", "\r=1", " \t\r\n=HYPERLINK(\"x\")",
+    "\u3000=1", "\u00a0+1",  # ideographic and no-break spaces
+    "＝HYPERLINK(\"http://evil.example\")", "＋1", "－1", "＠SUM(A1)", " ＝1", "\n＠x",
+    "\ufe66 small equals", "\ufe62 small plus", "\ufe63 small minus",
+]
+SAFE_CELLS = ["plain", " plain after a space", "\nnewline then text", "a=1", "1+1", "", " ", "x@y"]
+
+
+@pytest.mark.parametrize("text", HOSTILE_CELLS)
+def test_csv_guard_catches_formulas_behind_blanks_and_full_width_signs(text):
+    assert export.guard(text) == "'" + text  # one quote, nothing else changed
+    assert export.unguard(export.guard(text)) == text
+
+
+@pytest.mark.parametrize("text", SAFE_CELLS)
+def test_csv_guard_leaves_harmless_cells_alone(text):
+    assert export.guard(text) == text
+
+
+def test_csv_export_of_hostile_cells_guards_every_one(tmp_path):
+    events = [ring_event(i, source=text, details=text) for i, text in enumerate(HOSTILE_CELLS)]
+    path = make_history(tmp_path / "history.sqlite3", [ring_batch(events)])
+    out = io.StringIO(newline="")
+    assert export.export(path, Filter(), out, "csv") == len(HOSTILE_CELLS)
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))[1:]
+    for row in rows:
+        for cell in row[5:7]:
+            assert cell.startswith("'") and cell[1:] in HOSTILE_CELLS
+    assert sorted(r[6][1:] for r in rows) == sorted(HOSTILE_CELLS)

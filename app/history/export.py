@@ -10,10 +10,14 @@ for a threat without numbers), generation, seq, flags.
 
 - csv: a header row, then one row per threat (the csv module's quoting:
   text with commas, quotes or newlines is quoted, never altered). Text is
-  written as received except for the formula guard: a source or details
-  cell that begins with = + - @, a tab or a carriage return would be run
-  as a formula by a spreadsheet (CSV injection), so it gets a leading `'`;
-  so does a cell that already begins with `'`, which keeps the guard
+  written as received except for the formula guard (OWASP, "CSV
+  Injection"): a source or details cell that a spreadsheet may run as a
+  formula gets a leading `'` and is otherwise left intact. That is a cell
+  that begins with = + - @ (or their full-width and small forms ＝ ＋ － ＠
+  ﹦ ﹢ ﹣, which East Asian spreadsheets convert), also after any leading
+  blanks (spaces, tabs, newlines, carriage returns, other Unicode spaces:
+  spreadsheets trim them), or that begins with a tab or a carriage return.
+  So does a cell that already begins with `'`, which keeps the guard
   reversible (`unguard()` removes exactly one leading `'`). UTF-8, no BOM.
 - json: one JSON array of objects, written incrementally.
 - jsonl: JSON Lines, one object per line (for streaming tools).
@@ -36,7 +40,8 @@ FORMATS = ("csv", "json", "jsonl")
 FIELDS = ("timestamp", "timestamp_unix_us", "severity", "threat_type", "blocked", "source", "details",
           "transport", "id", "generation", "seq", "flags")
 GUARDED_FIELDS = ("source", "details")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+_GUARDED_STARTS = ("\t", "\r", "'")
+_FORMULA_SIGNS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63")
 
 
 def record(t: StoredThreat) -> dict:
@@ -59,7 +64,10 @@ def record(t: StoredThreat) -> dict:
 
 def guard(text: str) -> str:
     """A cell a spreadsheet will not run as a formula (see the module docstring)."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    if text.startswith(_GUARDED_STARTS):
+        return "'" + text
+    start = text.lstrip()  # str.lstrip: every Unicode blank (space, \n, \t, \r, U+3000, U+00A0...)
+    return "'" + text if start and start[0] in _FORMULA_SIGNS else text
 
 
 def unguard(text: str) -> str:
