@@ -35,6 +35,7 @@ from typing import Mapping, NamedTuple
 from app.ring.errors import RingError, Status
 from app.ring.follow import PID_GONE_HEARTBEAT_NS, _process_alive
 from app.ring.pyring import MAGIC, STATE_CLOSED, STATE_RUNNING, VERSION, HEARTBEAT_STALE_NS, read_header
+from app.transport.urls import ws_url_problem
 from app.transport.ws_client import ENV_WS_PORT, ENV_WS_URL, shield_ws_port
 from app.transport.ws_client import default_ws_url as client_default_ws_url
 
@@ -380,6 +381,10 @@ def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
     def unreachable(reason: str, advice: str = start_advice) -> WsCheck:
         return WsCheck(Finding("websocket", WARN, f"{url}: {reason}", advice), False)
 
+    problem = ws_url_problem(url)  # $KINDLYGUARD_WS_URL is not checked by the option parser
+    if problem is not None:
+        return WsCheck(Finding("websocket", WARN, problem, "set KINDLYGUARD_WS_URL or --ws-url to "
+                               f"ws://127.0.0.1:{DEFAULT_WS_PORT}, or unset it"), False)
     try:
         ws = connect(url, open_timeout=timeout, close_timeout=min(timeout, 1.0), proxy=None, compression=None)
     except InvalidURI as exc:

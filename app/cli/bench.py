@@ -11,7 +11,7 @@ import sys
 
 from app import __version__, _ring
 from app.bench import ring_bench as rb
-from app.cli.main import EXIT_FAILURE, EXIT_OK
+from app.cli.main import EXIT_FAILURE, EXIT_OK, SLOT_COUNT_MAX, SLOT_COUNT_MIN, power_of_two
 from app.ring.reader import DEFAULT_SPIN_NS
 
 
@@ -33,7 +33,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--history", action="store_true",
                    help="measure the threat history instead: store rate, search over 1,000,000 rows, size, "
                    "feed restore (--short: 100,000 rows)")
-    p.add_argument("--slot-count", type=int, default=4096, metavar="N",
+    p.add_argument("--slot-count", type=power_of_two(SLOT_COUNT_MIN, SLOT_COUNT_MAX), default=4096, metavar="N",
                    help="slots in the bench ring (default 4096: 2 MiB, the default ring)")
     p.add_argument("--pin", action="store_true",
                    help="pin the writer and the reader to two different cores (default: the scheduler places "

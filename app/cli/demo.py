@@ -23,8 +23,15 @@ from app.cli.main import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    SLOT_COUNT_MAX,
+    SLOT_COUNT_MIN,
+    SLOT_SIZE_MAX,
+    SLOT_SIZE_MIN,
+    int_in,
     positive_float,
     positive_int,
+    power_of_two,
+    seconds,
 )
 from app.demo.threats import RateSchedule, ThreatGenerator
 from app.demo.ws_server import DEFAULT_PORT, DemoWsServer, WsServerError
@@ -51,11 +58,11 @@ def add_parser(sub, common) -> None:
     p.add_argument("--rate", type=positive_float, metavar="R",
                    help="steady events per second (default: a few a second with occasional bursts)")
     p.add_argument("--count", type=positive_int, metavar="N", help="stop after N events")
-    p.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
-    p.add_argument("--seed", type=int, metavar="N", help="repeatable stream of threats")
-    p.add_argument("--slot-count", type=positive_int, default=4096, metavar="N",
+    p.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
+    p.add_argument("--seed", type=int_in(-(2**63), 2**63 - 1), metavar="N", help="repeatable stream of threats")
+    p.add_argument("--slot-count", type=power_of_two(SLOT_COUNT_MIN, SLOT_COUNT_MAX), default=4096, metavar="N",
                    help="ring slots, a power of two from 16 to 1048576 (default 4096)")
-    p.add_argument("--slot-size", type=positive_int, default=512, metavar="BYTES",
+    p.add_argument("--slot-size", type=power_of_two(SLOT_SIZE_MIN, SLOT_SIZE_MAX), default=512, metavar="BYTES",
                    help="bytes per slot, a power of two from 256 to 65536 (default 512)")
     p.add_argument("--ws-port", type=_port, metavar="N",
                    help="serve the Shield's WebSocket on ws://127.0.0.1:N (default: $SHIELD_WS_PORT, else 9955; "
@@ -65,7 +72,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--wait-subscribers", type=positive_int, metavar="N",
                    help="publish nothing until N WebSocket clients have subscribed (so they miss no event)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--parent-pid", type=positive_int, metavar="PID",
+    p.add_argument("--parent-pid", type=int_in(1, 2**32), metavar="PID",
                    help="stop (closing the ring) when process PID is gone: the app passes its own, so its demo "
                    "writer never outlives it, even when the app is killed")
     p.set_defaults(run=run)

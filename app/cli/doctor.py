@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from app.cli.main import EXIT_FAILURE, EXIT_OK, positive_float
+from app.cli.main import EXIT_FAILURE, EXIT_OK, float_in, ws_url
 from app.doctor import DEFAULT_WS_TIMEOUT_S, FAIL, Finding, diagnose, failed
 from app.ring.paths import default_ring_path
 from app.textsafe import visible
@@ -31,10 +31,10 @@ def add_parser(sub, common) -> None:
     )
     p.add_argument("--json", action="store_true",
                    help='one JSON object: {"findings": [{"check", "level", "message", "advice"}], "ok": bool}')
-    p.add_argument("--ws-url", metavar="URL",
+    p.add_argument("--ws-url", type=ws_url, metavar="URL",
                    help="the Shield's WebSocket (default: $KINDLYGUARD_WS_URL, else ws://127.0.0.1:9955, "
                    "the port from $SHIELD_WS_PORT if set)")
-    p.add_argument("--timeout", type=positive_float, default=DEFAULT_WS_TIMEOUT_S, metavar="S",
+    p.add_argument("--timeout", type=float_in(0.001, 3600), default=DEFAULT_WS_TIMEOUT_S, metavar="S",
                    help="seconds to wait for the WebSocket (default %(default)g)")
     p.set_defaults(run=run)
 

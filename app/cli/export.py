@@ -25,6 +25,7 @@ from app.history import db, export, query
 from app.threats import SEVERITY_NUMBER, THREAT_TYPES
 
 _RELATIVE = re.compile(r"-?\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)", re.IGNORECASE)
+MAX_AGO_S = 10_000 * 365.25 * 86400
 _UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -92,16 +93,20 @@ def parse_time(text: str, now: float | None = None) -> int:
         return int(now * 1_000_000)
     m = _RELATIVE.fullmatch(raw)
     if m:
-        return int((now - float(m.group(1)) * _UNIT_S[m.group(2).lower()]) * 1_000_000)
+        ago_s = float(m.group(1)) * _UNIT_S[m.group(2).lower()]  # a 320-digit number is inf, not an error
+        if not ago_s <= MAX_AGO_S:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is more than 10,000 years ago; leave the option out to include the whole history")
+        return int((now - ago_s) * 1_000_000)
     try:
         moment = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # local time, as the app shows it
+        return int(moment.timestamp() * 1_000_000)
+    except (ValueError, OverflowError, OSError):  # not a time, or one the platform's clock cannot hold
         raise argparse.ArgumentTypeError(
-            f"not a time: {text!r} (ISO 8601 such as 2026-11-25T14:00 or 2026-11-25T14:00Z, or a time ago "
-            "such as 30m, 1h, 7d)") from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # local time, as the app shows it
-    return int(moment.timestamp() * 1_000_000)
+            f"not a time: {text!r} (ISO 8601 from 1970 to 9999 such as 2026-11-25T14:00 or 2026-11-25T14:00Z, "
+            "or a time ago such as 30m, 1h, 7d)") from None
 
 
 def build_filter(args: argparse.Namespace) -> query.Filter:
@@ -131,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         return _fail(f"no threat history at {path} (the app creates it when it stores its first threat; "
                      "--history or $KINDLYGUARD_HISTORY_PATH names another)")
-    except sqlite3.Error as exc:
-        return _fail(f"cannot open the threat history {path}: {exc}")
+    except (sqlite3.Error, OSError) as exc:  # OSError: a name too long, a folder we may not enter
+        return _fail(f"cannot open the threat history {path}: {getattr(exc, 'strerror', None) or exc}")
     try:
         return _export(reader, path, build_filter(args), args)
     finally:
@@ -174,7 +179,10 @@ def _export(reader: sqlite3.Connection, path: Path, f: query.Filter, args: argpa
             except (ValueError, OSError):
                 pass
         else:
-            out.close()
+            try:
+                out.close()
+            except OSError:  # what could not be flushed was reported above
+                pass
         if temp is not None:
             temp.unlink(missing_ok=True)
     where = "standard output" if to_stdout else str(target)

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_OK, positive_float, positive_int
+from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_OK, float_in, positive_int, seconds, ws_url
 from app.ring.paths import default_ring_path
 from app.ring.reader import DEFAULT_SPIN_NS
 from app.textsafe import visible
@@ -45,10 +45,10 @@ def add_parser(sub, common) -> None:
     p.add_argument("--new", action="store_true", help="only threats published from now on")
     p.add_argument("--count", type=positive_int, metavar="N",
                    help="exit once N events are accounted for (delivered, missed or corrupt)")
-    p.add_argument("--timeout", type=positive_float, metavar="S", help="exit after S seconds")
-    p.add_argument("--spin-us", type=float, default=DEFAULT_SPIN_NS / 1000, metavar="US",
+    p.add_argument("--timeout", type=seconds, metavar="S", help="exit after S seconds")
+    p.add_argument("--spin-us", type=float_in(0, 1e6), default=DEFAULT_SPIN_NS / 1000, metavar="US",
                    help="most microseconds to spin before sleeping (default %(default)g; 0 sleeps at once)")
-    p.add_argument("--ws-url", metavar="URL",
+    p.add_argument("--ws-url", type=ws_url, metavar="URL",
                    help="the Shield's WebSocket (default: $KINDLYGUARD_WS_URL, else ws://127.0.0.1:9955)")
     p.add_argument("--transport", choices=("auto", "shm", "websocket"), default="auto",
                    help="auto (default): shared memory when healthy, else the WebSocket, retrying both; "

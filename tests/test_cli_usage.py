@@ -1,0 +1,96 @@
+"""Absurd options and environment variables: the real `kgmon` says one sentence, never a traceback.
+
+Every case runs the real CLI process (python -m app). Bad usage exits 2 with
+exactly one line on standard error (the README's promise); a failure that is
+not the user's typing (a full disk) exits 1, also with one line. The cases
+run in parallel once per module (each process starts in ~0.5 s).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import run_kgmon
+from history_data import make_history, ring_batch, ring_event
+
+HUGE = "99999999999999999999"
+DIGITS_320 = "9" * 320
+
+# (id, arguments, extra environment, expected exit status, words the one line must contain)
+CASES = [
+    ("export-since-huge-days", ["export", "--since", HUGE + "d"], {}, 2, ["10,000 years"]),
+    ("export-since-320-digits", ["export", "--since", DIGITS_320 + "d"], {}, 2, ["10,000 years"]),
+    ("export-until-huge-weeks", ["export", "--until", HUGE + "w"], {}, 2, ["--until"]),
+    ("export-since-year-1", ["export", "--since", "0001-01-01T00:00"], {}, 2, ["not a time"]),
+    ("export-since-garbage", ["export", "--since", "yesterday-ish"], {}, 2, ["not a time"]),
+    ("export-to-dev-full", ["export", "-o", "/dev/full"], {}, 1, ["cannot write /dev/full"]),
+    ("export-to-a-folder", ["export", "-o", "{tmp}"], {}, 1, ["cannot write"]),
+    ("export-history-name-too-long", ["export", "--history", "/" + "a" * 5000], {}, 1, ["cannot open"]),
+    ("tail-ws-url-http", ["tail", "--ws-url", "http://127.0.0.1:9955"], {}, 2, ["ws://"]),
+    ("tail-ws-url-empty-host", ["tail", "--ws-url", "ws://"], {}, 2, ["no host"]),
+    ("tail-ws-url-open-bracket", ["tail", "--ws-url", "ws://[::1"], {}, 2, ["cannot be read"]),
+    ("tail-ws-url-port-99999", ["tail", "--ws-url", "ws://127.0.0.1:99999"], {}, 2, ["port"]),
+    ("tail-ws-url-port-text", ["tail", "--ws-url", "ws://127.0.0.1:http"], {}, 2, ["port"]),
+    ("tail-env-gopher", ["tail", "--transport", "websocket"], {"KINDLYGUARD_WS_URL": "gopher://x"}, 2,
+     ["KINDLYGUARD_WS_URL", "gopher://x"]),
+    ("tail-env-open-bracket", ["tail"], {"KINDLYGUARD_WS_URL": "ws://[::1"}, 2, ["KINDLYGUARD_WS_URL"]),
+    ("tail-spin-inf", ["tail", "--spin-us", "inf"], {}, 2, ["--spin-us"]),
+    ("tail-spin-nan", ["tail", "--spin-us", "nan"], {}, 2, ["--spin-us"]),
+    ("tail-timeout-1e300", ["tail", "--timeout", "1e300"], {}, 2, ["--timeout"]),
+    ("tail-count-320-digits", ["tail", "--count", DIGITS_320], {}, 2, ["--count"]),
+    ("demo-slot-size-huge", ["demo", "--slot-size", HUGE], {}, 2, ["--slot-size", "power of two"]),
+    ("demo-slot-count-huge", ["demo", "--slot-count", "99999999999"], {}, 2, ["--slot-count", "99999999999"]),
+    ("demo-slot-count-not-power", ["demo", "--slot-count", "1000"], {}, 2, ["power of two"]),
+    ("demo-ws-port-99999", ["demo", "--ws-port", "99999"], {}, 2, ["--ws-port"]),
+    ("demo-env-port-99999", ["demo", "--no-shm"], {"SHIELD_WS_PORT": "99999"}, 2, ["SHIELD_WS_PORT"]),
+    ("demo-seed-huge", ["demo", "--seed", DIGITS_320], {}, 2, ["--seed"]),
+    ("demo-duration-inf", ["demo", "--duration", "inf"], {}, 2, ["--duration"]),
+    ("demo-rate-nan", ["demo", "--rate", "nan"], {}, 2, ["--rate"]),
+    ("demo-parent-pid-huge", ["demo", "--parent-pid", HUGE], {}, 2, ["--parent-pid"]),
+    ("bench-slot-count-huge", ["bench", "--slot-count", HUGE], {}, 2, ["--slot-count"]),
+    ("bench-slot-count-negative", ["bench", "--slot-count=-1"], {}, 2, ["--slot-count"]),
+    ("doctor-ws-url-open-bracket", ["doctor", "--ws-url", "ws://[::1"], {}, 2, ["--ws-url"]),
+    ("doctor-timeout-1e300", ["doctor", "--timeout", "1e300"], {}, 2, ["--timeout"]),
+    ("app-ws-url-http", ["--ws-url", "http://x"], {}, 2, ["ws://"]),
+    ("app-env-gopher", [], {"KINDLYGUARD_WS_URL": "gopher://x"}, 2, ["KINDLYGUARD_WS_URL"]),
+    ("escape-in-an-option", ["tail", "--count", "\x1b]0;pwned\x07"], {}, 2, ["whole number"]),
+]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("usage")
+    history = make_history(tmp / "history.sqlite3", [ring_batch([ring_event(i) for i in range(3)])])
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KINDLYGUARD_", "SHIELD_"))}
+    base["KINDLYGUARD_HISTORY_PATH"] = str(history)
+    base["KINDLYGUARD_SHM_PATH"] = str(tmp / "ring" / "kindly-guard.shm")
+
+    def run(case):
+        _, args, env, _, _ = case
+        args = [a.replace("{tmp}", str(tmp)) for a in args]
+        return run_kgmon(*args, env={**base, **env}, timeout=60)
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip((c[0] for c in CASES), pool.map(run, CASES)))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_absurd_input_gets_one_sentence_and_the_right_exit_status(results, case):
+    name, _, _, status, words = case
+    result = results[name]
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == status, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert all(w in lines[0] for w in words), (words, lines[0])
+    assert "\x1b" not in result.stderr
+
+
+def test_the_slot_limits_are_the_rings():
+    from app.cli import main
+    from app.ring import pyring
+
+    assert (main.SLOT_SIZE_MIN, main.SLOT_SIZE_MAX) == (pyring.SLOT_SIZE_MIN, pyring.SLOT_SIZE_MAX)
+    assert (main.SLOT_COUNT_MIN, main.SLOT_COUNT_MAX) == (pyring.SLOT_COUNT_MIN, pyring.SLOT_COUNT_MAX)
