@@ -13,6 +13,7 @@ from app import __version__, _ring
 from app.bench import ring_bench as rb
 from app.cli.main import EXIT_FAILURE, EXIT_OK, SLOT_COUNT_MAX, SLOT_COUNT_MIN, power_of_two
 from app.ring.reader import DEFAULT_SPIN_NS
+from app.textsafe import visible
 
 
 def add_parser(sub, common) -> None:
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         path = os.path.join(own_dir, "bench.shm")
 
     def progress(msg):
-        print(f"kgmon bench: {msg}", file=sys.stderr, flush=True)
+        print(f"kgmon bench: {visible(msg)}", file=sys.stderr, flush=True)
 
     try:
         if args.history:
@@ -247,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         out = measure(path, args.short, progress, pin=args.pin, slot_count=args.slot_count)
     except Exception as exc:  # a bench failure is reported, not a traceback
-        print(f"kgmon bench: failed: {exc}", file=sys.stderr)
+        print(f"kgmon bench: failed: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         if own_dir:

@@ -38,6 +38,7 @@ from app.demo.ws_server import DEFAULT_PORT, DemoWsServer, WsServerError
 from app.ring.errors import RingError, Status
 from app.ring.paths import default_ring_path
 from app.ring.writer import RingWriter
+from app.textsafe import visible
 
 MAX_BATCH = 4096
 TICK_S = 0.1  # heartbeat well inside the spec's 500 ms even when idle
@@ -120,7 +121,7 @@ def _ws_port(args: argparse.Namespace) -> int:
 
 
 def _say(message: str) -> None:
-    print(f"kgmon demo: {message}", file=sys.stderr, flush=True)
+    print(f"kgmon demo: {visible(message)}", file=sys.stderr, flush=True)  # paths, server errors: outside text
 
 
 def run(args: argparse.Namespace) -> int:

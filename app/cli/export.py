@@ -22,6 +22,7 @@ from pathlib import Path
 
 from app.cli.main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from app.history import db, export, query
+from app.textsafe import visible
 from app.threats import SEVERITY_NUMBER, THREAT_TYPES
 
 _RELATIVE = re.compile(r"-?\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)", re.IGNORECASE)
@@ -122,7 +123,7 @@ def build_filter(args: argparse.Namespace) -> query.Filter:
 
 
 def _fail(message: str) -> int:
-    print(f"kgmon export: {message}", file=sys.stderr)
+    print(f"kgmon export: {visible(message)}", file=sys.stderr)  # paths and SQLite's words: outside text
     return EXIT_FAILURE
 
 
@@ -186,5 +187,5 @@ def _export(reader: sqlite3.Connection, path: Path, f: query.Filter, args: argpa
         if temp is not None:
             temp.unlink(missing_ok=True)
     where = "standard output" if to_stdout else str(target)
-    print(f"kgmon export: {n:,} threat{'s' if n != 1 else ''} written to {where}", file=sys.stderr)
+    print(f"kgmon export: {n:,} threat{'s' if n != 1 else ''} written to {visible(where)}", file=sys.stderr)
     return EXIT_OK

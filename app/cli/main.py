@@ -18,12 +18,13 @@ would be (`ws_url_from_env`).
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
 
 from app import __version__
-from app.textsafe import visible
+from app.textsafe import log_to_stderr, visible
 from app.transport.urls import ws_url_problem
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANNOT_ATTACH = 0, 1, 2, 3
@@ -170,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from app.gui.app import run as run_gui  # Qt is loaded only for the app
         except ImportError as exc:
-            print(f"kgmon: the desktop app cannot start: {exc}; `kgmon tail` works without it", file=sys.stderr)
+            print(f"kgmon: the desktop app cannot start: {visible(str(exc))}; `kgmon tail` works without it",
+                  file=sys.stderr)
             return EXIT_FAILURE
         return run_gui(args)
+    log_to_stderr(logging.WARNING)
     try:
         return args.run(args)
     except KeyboardInterrupt:

@@ -123,7 +123,7 @@ class _Output:
             self.out.write(json.dumps(obj) + "\n")
             self.out.flush()
         else:
-            print(f"kgmon tail: {text}", file=sys.stderr, flush=True)
+            print(f"kgmon tail: {visible(text)}", file=sys.stderr, flush=True)  # reasons carry server text
 
     def summary(self, m: TransportManager) -> None:
         if self.as_json:
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             items = manager.start()
         except TransportUnavailable as exc:
-            print(f"kgmon tail: {exc}", file=sys.stderr)
+            print(f"kgmon tail: {visible(str(exc))}", file=sys.stderr)
             return EXIT_CANNOT_ATTACH
         while True:
             for item in items:

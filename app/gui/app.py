@@ -37,7 +37,7 @@ from app.history.store import HistoryStore
 from app.platform_integration import set_windows_app_id
 from app.ring.paths import default_ring_path
 from app.ring.reader import DEFAULT_SPIN_NS
-from app.textsafe import visible
+from app.textsafe import log_to_stderr, visible
 from app.threats import CRITICAL, HIGH
 from app.transport.manager import Batch
 from app.transport.ws_client import default_ws_url
@@ -199,7 +199,7 @@ class MonitorApp:
     def _on_tray_missing(self) -> None:
         self.window.hide_on_close = False
         self.window.show()
-        self.window.statusBar().showMessage(
+        self.window.show_message(
             "No system tray found: KindlyGuard Monitor runs as a normal window (closing it quits).", 15000)
 
     def quit(self) -> None:
@@ -246,7 +246,7 @@ class MonitorApp:
         if self.settings is not None:
             self.settings.muted_sources = policy.muted
         shown = visible(source[:60])
-        self.window.statusBar().showMessage(
+        self.window.show_message(
             f"Notifications from {shown} {'muted' if muted else 'unmuted'}.", 8000)
 
     def apply_changed_settings(self, before: tuple, settings: Settings) -> None:
@@ -302,12 +302,12 @@ class MonitorApp:
         """The newest threats from the history into the feed (they count as earlier,
         not as news: no notification, not in this session's counters)."""
         if not self.history.wait_ready(0):  # opened, checked and migrated: usable
-            self.window.statusBar().showMessage(
+            self.window.show_message(
                 f"The threat history is not available: {self.history.error or 'still opening'}", 30000)
             return
         if self.history.notice:
             log.warning("%s", self.history.notice)
-            self.window.statusBar().showMessage(self.history.notice, 60000)
+            self.window.show_message(self.history.notice, 60000)
         started = time.perf_counter()
         try:
             threats = history_query.recent(self.history.path, self.window.model.max_rows())
@@ -338,7 +338,7 @@ class MonitorApp:
 
     def open_history(self) -> None:
         if self.history is None:
-            self.window.statusBar().showMessage("No threat history in this session.", 10000)
+            self.window.show_message("No threat history in this session.", 10000)
             return
         if self.history_window is None:
             self.history_window = HistoryWindow(self.history.path)
@@ -398,7 +398,7 @@ def _icon_file(name: str) -> str:
 def run(args: argparse.Namespace, started=None) -> int:
     """The app's main: `started(monitor)`, when given, is called once the app is
     up (the end-to-end tests use it to watch the real app from inside)."""
-    logging.basicConfig(level=logging.INFO, format="kgmon: %(message)s")
+    log_to_stderr(logging.INFO)  # every record made visible: log lines carry server text and paths
     set_windows_app_id()  # before the first window: the taskbar and notifications carry the app's name
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     qapp.setApplicationName("KindlyGuard Monitor")

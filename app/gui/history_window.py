@@ -28,6 +28,7 @@ from app.gui.details_pane import DetailsPane
 from app.gui.threat_model import ThreatTableModel, threat_row
 from app.history import export as history_export
 from app.history import query
+from app.textsafe import visible
 from app.threats import SEVERITIES, THREAT_TYPES, local_time
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ class HistoryWindow(QWidget):
     def _on_failed(self, number: int, message: str) -> None:
         if number in (0, self._search):
             self._loading = False
-            self.status.setText(message)
+            self.status.setText(visible(message))  # a path and SQLite's words
             log.warning("history: %s", message)
 
     @Slot()
@@ -305,7 +306,7 @@ class HistoryWindow(QWidget):
     def export_to(self, path: str, fmt: str) -> None:
         """Write every threat the current search finds (not only the rows loaded) to path."""
         f, source, answers = self._filter, self.history_path, self._answers
-        self.status.setText(f"Exporting to {path}…")
+        self.status.setText(visible(f"Exporting to {path}…"))
 
         def run():
             tmp = path + ".part"
@@ -325,7 +326,7 @@ class HistoryWindow(QWidget):
 
     @Slot(str)
     def _on_exported(self, message: str) -> None:
-        self.status.setText(message)
+        self.status.setText(visible(message))
         log.info("history: %s", message)
 
     # -- life cycle

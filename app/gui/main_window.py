@@ -250,8 +250,12 @@ class MainWindow(QMainWindow):
 
     def set_history_status(self, text: str, failing: bool = False) -> None:
         """The history's size (and backlog, or why it cannot write) in the status bar."""
-        self.history_label.setText(text)
+        self.history_label.setText(visible(text))  # the error names a path and quotes SQLite
         self.history_label.setStyleSheet("color: #c62828;" if failing else "")
+
+    def show_message(self, text: str, timeout_ms: int = 0) -> None:
+        """A passing message in the status bar; outside text in it (paths, errors) made visible."""
+        self.statusBar().showMessage(visible(text), timeout_ms)
 
     def show_event(self, key) -> bool:
         """Select and show the threat `key` (a notification was clicked); clear filters hiding it.

@@ -22,7 +22,9 @@ from PySide6.QtWidgets import (
 
 from app.gui import autostart
 from app.gui import settings as S
+from app.textsafe import visible
 from app.threats import SEVERITIES
+from app.transport.urls import ws_url_problem
 
 WS_SCHEMES = ("ws://", "wss://")
 
@@ -55,7 +57,8 @@ def validate_ws_url(text: str) -> str | None:
         return "The WebSocket URL must start with ws:// or wss://."
     if len(text) <= len(text.split("://", 1)[0]) + 3 or any(ch.isspace() for ch in text):
         return "The WebSocket URL needs a host, and no spaces."
-    return None
+    problem = ws_url_problem(text)  # a port out of range, a broken [IPv6] address...
+    return f"Not a usable WebSocket URL: {problem.split(' is not a WebSocket URL: ', 1)[-1]}." if problem else None
 
 
 class SettingsDialog(QDialog):
@@ -145,7 +148,7 @@ class SettingsDialog(QDialog):
     # --- errors ------------------------------------------------------------------------
 
     def show_error(self, message: str) -> None:
-        self.error_label.setText(message)
+        self.error_label.setText(visible(message))
         self.error_label.setVisible(True)
 
     def _clear_error(self, *_: object) -> None:

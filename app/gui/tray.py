@@ -27,6 +27,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from app.gui.resources import icon
+from app.textsafe import visible
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,9 @@ class TrayController(QObject):
             self.action_protection.setText("Toggle protection")
             self.action_protection.setToolTip("")
         else:
-            self.action_protection.setText(f"Toggle protection ({reason})")
-            self.action_protection.setToolTip(reason)
+            shown = visible(reason)
+            self.action_protection.setText(f"Toggle protection ({shown})")
+            self.action_protection.setToolTip(shown)
 
     def set_demo_running(self, running: bool) -> None:
         self.action_demo.setText("Stop demo writer" if running else "Start demo writer")
