@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from app.ring.errors import RingError, Status
@@ -645,30 +646,59 @@ def check_desktop(env: Mapping[str, str]) -> list[Finding]:
 
 
 def check_history(path: str | os.PathLike | None = None) -> Finding:
-    """The threat history: there, readable, intact (quick_check), how big, how full."""
+    """The threat history: there, a history, readable, intact (quick_check), writable, how big.
+    It only reads: what the app would refuse or move aside is said, never done here."""
     from app.history import db, query
+    from app.history.schema import NewerSchema
 
     where = db.history_path(path)
-    if not where.exists():
+    elsewhere = f"or set {db.PATH_ENV} to another file"
+    try:
+        exists = db.check_path(where)
+    except db.Refused as exc:
+        return Finding("history", FAIL, str(exc), f"point {db.PATH_ENV} at a file, such as "
+                       f"{where / db.FILE_NAME if where.is_dir() else '~/kindlyguard-history.sqlite3'}")
+    except OSError as exc:
+        return Finding("history", FAIL, f"the threat history {where} cannot be looked at: {exc.strerror or exc}",
+                       f"check the folders above it, {elsewhere}")
+    if not exists:
         if os.access(_nearest_dir(where), os.W_OK):
             return Finding("history", INFO, f"no threat history yet at {where}; kgmon starts it when it starts")
         return Finding("history", FAIL, f"the threat history cannot be created at {where}: the folder is not "
-                       "writable", f"make {_nearest_dir(where)} writable, or set KINDLYGUARD_HISTORY_PATH")
+                       "writable", f"make {_nearest_dir(where)} writable, {elsewhere}")
+    if not db.is_sqlite(where):
+        if db.is_ours(where):
+            return Finding("history", FAIL, f"the threat history {where} is damaged (not an SQLite database)",
+                           "kgmon moves it aside (history.sqlite3.corrupt-<time>) and starts a new one at its "
+                           "next start")
+        return Finding("history", FAIL, f"the threat history {where} is not an SQLite database; kgmon leaves "
+                       "it as it is and keeps no history", f"move that file away, {elsewhere}")
     try:
         with contextlib.closing(db.open_reader(where)) as conn:
             verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
                 raise sqlite3.DatabaseError(verdict)
+            db.check_contents(conn)  # ours, and a version this kgmon knows
             rows = query.count(conn)
             holes = conn.execute("SELECT count(*), coalesce(sum(missed), 0), coalesce(sum(corrupt), 0) "
                                  "FROM gaps").fetchone()
+    except NewerSchema as exc:
+        return Finding("history", FAIL, f"the threat history {where}: {exc}; kgmon leaves it as it is",
+                       f"use that newer kgmon, {elsewhere}")
+    except db.Unusable as exc:
+        return Finding("history", FAIL, f"the threat history {where}: {exc}; kgmon leaves it as it is",
+                       f"point {db.PATH_ENV} at another file")
     except sqlite3.Error as exc:
-        return Finding("history", FAIL, f"the threat history at {where} cannot be read: {exc}",
-                       "kgmon moves a damaged history aside (history.sqlite3.corrupt-<time>) and starts a new "
-                       "one at its next start")
-    if not os.access(where.parent, os.W_OK):
-        return Finding("history", FAIL, f"the threat history at {where} is read-only: new threats are not kept",
-                       f"make {where.parent} writable")
+        if db.is_ours(where) and db.writable(where):
+            advice = "kgmon moves it aside (history.sqlite3.corrupt-<time>) and starts a new one at its next start"
+        else:
+            advice = f"kgmon leaves it as it is (not provably its own file, or read-only): move it away, {elsewhere}"
+        return Finding("history", FAIL, f"the threat history at {where} cannot be read: {exc}", advice)
+    if not db.writable(where):
+        real = Path(os.path.realpath(where))
+        return Finding("history", FAIL, f"the threat history at {where} is read-only: shown, not saved "
+                       f"(new threats are not kept)",
+                       f"make {real.parent} and {real.name} writable for this user, {elsewhere}")
     message = (f"threat history {where}: {_count(rows, 'threat')}, "
                f"{db.size_bytes(where) / 2**20:.1f} MiB, intact")
     if holes[0]:

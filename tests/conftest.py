@@ -55,6 +55,40 @@ def _env(env: dict | None) -> dict:
 # ---- fixtures ----
 
 
+@pytest.fixture
+def unwritable():
+    """unwritable(*paths): make paths truly unwritable for this process until the test ends.
+    As root (tests here run as root, whom file modes do not stop) with `chattr +i` (the
+    immutable attribute stops root too; os.access agrees); otherwise with chmod a-w.
+    Skips when neither is possible. Returns how it was done."""
+    done: list[Path] = []
+    how = {}
+
+    def make(*paths: Path) -> str:
+        for p in paths:
+            if os.geteuid() != 0:
+                os.chmod(p, os.stat(p).st_mode & ~0o222)
+                how["how"] = "chmod a-w"
+            else:
+                try:
+                    r = subprocess.run(["chattr", "+i", str(p)], capture_output=True, text=True)
+                except FileNotFoundError:
+                    pytest.skip("chattr (e2fsprogs) is not installed: cannot make a file unwritable for root")
+                if r.returncode != 0:
+                    pytest.skip(f"cannot make {p} unwritable as root here (chattr: {r.stderr.strip()})")
+                how["how"] = "chattr +i"
+            done.append(p)
+            assert not os.access(p, os.W_OK)
+        return how["how"]
+
+    yield make
+    for p in reversed(done):
+        if how.get("how") == "chattr +i":
+            subprocess.run(["chattr", "-i", str(p)], check=False)
+        else:
+            os.chmod(p, os.stat(p).st_mode | 0o200)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (free when asked)."""
     with socket.socket() as s:

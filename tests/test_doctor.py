@@ -501,8 +501,13 @@ def test_history_check(tmp_path):
     assert "3 threats" in found.message and "intact" in found.message
     assert "1 known hole (4 missed, 1 corrupt" in found.message
 
-    path.write_bytes(b"garbage" * 1000)
+    data = path.read_bytes()
     for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         side.unlink(missing_ok=True)
+    path.write_bytes(data[:100] + b"\xff" * (len(data) - 100))  # our header, pages scribbled over
     found = check_history(path)
-    assert found.level == FAIL and "moves a damaged history aside" in found.advice
+    assert found.level == FAIL and "moves it aside" in found.advice, found
+
+    path.write_bytes(b"garbage" * 1000)  # not SQLite at a path the user named: not ours to move
+    found = check_history(path)
+    assert found.level == FAIL and "not an SQLite database" in found.message and "leaves it" in found.message

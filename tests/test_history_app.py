@@ -15,7 +15,7 @@ import time
 
 import pytest
 from conftest import REPO, free_port, wait_for
-from history_data import ring_event
+from history_data import make_history, ring_batch, ring_event
 
 from app.demo.threats import ThreatGenerator
 from app.history import query
@@ -206,8 +206,9 @@ def test_kill_9_during_a_flood_loses_nothing_the_ring_still_holds(tmp_path, ring
 
 def test_a_damaged_history_is_moved_aside_and_the_app_says_so(qtbot, qapp, ring_path, tmp_path):
     history_path = tmp_path / "h" / "history.sqlite3"
-    history_path.parent.mkdir()
-    history_path.write_bytes(b"this is not a database" * 100)
+    make_history(history_path, [ring_batch([ring_event(i, details="y" * 300) for i in range(2000)])])
+    data = history_path.read_bytes()
+    history_path.write_bytes(data[: len(data) // 3])  # our own history, truncated: damaged, and ours
     writer = PyWriter.create(ring_path, slot_count=64)
     writer.publish(ThreatGenerator(4).batch(3))
     monitor = make_app(qapp, ring_path, history_path)
@@ -217,6 +218,28 @@ def test_a_damaged_history_is_moved_aside_and_the_app_says_so(qtbot, qapp, ring_
         assert "moved" in monitor.window.statusBar().currentMessage().lower()
         assert list(history_path.parent.glob("history.sqlite3.corrupt-*"))
         assert monitor.history.flush(10) and query.count(history_path) == 3
+    finally:
+        monitor.shutdown()
+        writer.close()
+
+
+def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, qapp, ring_path, tmp_path,
+                                                                         unwritable):
+    """Issue 11 item 6: opened read-only, restored into the feed, nothing stored, nothing moved."""
+    history_path = tmp_path / "h" / "history.sqlite3"
+    make_history(history_path, [ring_batch([ring_event(i, details=f"old {i}") for i in range(5)], generation=99)])
+    unwritable(history_path.parent)
+    writer = PyWriter.create(ring_path, slot_count=64)
+    writer.publish(ThreatGenerator(4).batch(3))
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        monitor.start()
+        qtbot.waitUntil(lambda: monitor.window.model.rowCount() == 8, timeout=10000)  # 5 shown + 3 new
+        monitor._show_history_size()
+        assert "history is read-only: shown, not saved" in monitor.window.history_label.text()
+        assert monitor.history.read_only and monitor.history.flush(10)
+        assert query.count(history_path) == 5  # nothing stored
+        assert sorted(p.name for p in history_path.parent.iterdir()) == ["history.sqlite3"]
     finally:
         monitor.shutdown()
         writer.close()

@@ -137,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         return _fail(f"no threat history at {path} (the app creates it when it stores its first threat; "
                      "--history or $KINDLYGUARD_HISTORY_PATH names another)")
+    except db.Refused as exc:  # a folder, a device: said, left alone
+        return _fail(str(exc))
     except (sqlite3.Error, OSError) as exc:  # OSError: a name too long, a folder we may not enter
-        return _fail(f"cannot open the threat history {path}: {getattr(exc, 'strerror', None) or exc}")
+        return _fail(f"cannot read the threat history {path}: {getattr(exc, 'strerror', None) or exc}")
     try:
         return _export(reader, path, build_filter(args), args)
     finally:

@@ -33,7 +33,7 @@ from app.gui.single_instance import SingleInstance
 from app.gui.threat_model import event_key
 from app.gui.tray import TrayController
 from app.history import query as history_query
-from app.history.store import HistoryStore
+from app.history.store import READ_ONLY_TEXT, HistoryStore
 from app.platform_integration import set_windows_app_id
 from app.ring.paths import default_ring_path
 from app.ring.reader import DEFAULT_SPIN_NS
@@ -327,7 +327,9 @@ class MonitorApp:
         lag = self.history.lag()
         if lag:
             text += f", {lag:,} waiting"
-        if self.history.error:
+        if self.history.read_only:  # the error says why; the label says what it means
+            text += " — " + READ_ONLY_TEXT
+        elif self.history.error:
             text += " — not saving: " + self.history.error
         self.window.set_history_status(text, bool(self.history.error))
 

@@ -5,7 +5,7 @@ empty file). `migrate()` brings any older database up to `SCHEMA_VERSION`,
 each migration in its own transaction together with its new user_version,
 so a crash in the middle leaves the database at the previous version, never
 half-way. A database newer than this code (user_version > SCHEMA_VERSION,
-written by a later kgmon) raises `NewerSchema`: the opener moves it aside.
+written by a later kgmon) raises `NewerSchema`: the opener leaves it as it is (app.history.db).
 
 To change the schema, append a migration; never edit one that shipped.
 

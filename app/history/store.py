@@ -23,7 +23,12 @@ Nothing is lost silently:
   sentence to show and `on_error(message)` is called (from the writer
   thread) when it appears or changes, and with None when writing works again;
 - a database found damaged is moved aside with a `notice`, and a new one
-  started (app.history.db).
+  started, when it is provably the monitor's own (app.history.db);
+- a history that cannot be written (`read_only`: "history is read-only:
+  shown, not saved") or may not be used at all (a folder, another
+  program's file, a newer kgmon's history: `refused`) is final: nothing is
+  stored, nothing retried, nothing moved; what is submitted is counted in
+  `not_saved`.
 
 Retention: threats (and gap rows) older than `max_age_days` and, beyond
 `max_rows`, the oldest threats are deleted, in chunks, when the store
@@ -62,6 +67,7 @@ RETENTION_INTERVAL_S = 3600.0
 DELETE_CHUNK = 20_000  # rows per retention DELETE (one short transaction each)
 MAX_PENDING_GAPS = 10_000  # beyond this, new gap records are merged into the last one
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
+READ_ONLY_TEXT = "history is read-only: shown, not saved"
 
 _INSERT_THREAT = (f"INSERT OR IGNORE INTO threats ({', '.join(THREAT_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
@@ -133,6 +139,10 @@ class HistoryStore:
         self.ready = threading.Event()  # set once the file is opened (or opening failed)
         # For the app to show (written by the writer thread).
         self.notice: str | None = None  # the old file was unusable and moved aside
+        self.saving = True  # False once the history turned out read-only or refused: final
+        self.read_only = False  # an intact history this process cannot write: shown, not saved
+        self.refused: str | None = None  # why the path is not a history we may use (nothing touched)
+        self.not_saved = 0  # threats submitted while not saving
         self.error: str | None = None  # writing fails now; None when it works
         self.stored = 0  # threats inserted
         self.duplicates = 0  # threats ignored: already stored
@@ -152,7 +162,7 @@ class HistoryStore:
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the writer has opened the file (or failed to); True when it is usable."""
         self.ready.wait(timeout)
-        return self.ready.is_set() and self._conn is not None
+        return self.ready.is_set() and (self._conn is not None or self.read_only)
 
     def submit(self, batches: Iterable) -> None:
         """Queue app.transport.manager.Batch-es (or one Batch) to be stored. Never blocks on the disk:
@@ -160,6 +170,12 @@ class HistoryStore:
         if isinstance(batches, tuple) and hasattr(batches, "events"):
             batches = (batches,)
         with self._cond:
+            if not self.saving:
+                n = sum(len(b.events) for b in batches)
+                self.not_saved += n
+                self._submitted += n
+                self._finished += n
+                return
             added = 0
             for b in batches:
                 if b.events:
@@ -183,7 +199,7 @@ class HistoryStore:
                 base = (0, 0, 0)
             self._counter_base = (delivered, missed, corrupt)
             grew_missed, grew_corrupt = missed - base[1], corrupt - base[2]
-            if grew_missed > 0 or grew_corrupt > 0:
+            if (grew_missed > 0 or grew_corrupt > 0) and self.saving:
                 self._mark_waiting()
                 self._add_gap((self.now_us(), str(transport), generation_text(generation), grew_missed,
                                grew_corrupt, "reader"))
@@ -321,6 +337,8 @@ class HistoryStore:
             next_retention = time.monotonic() + self.retention_interval_s
             while True:
                 with self._cond:
+                    while not self._stopping and not self.saving:  # read-only or refused: final
+                        self._cond.wait()
                     while not self._stopping:
                         now = time.monotonic()
                         retry_due = self._retry_at is None or now >= self._retry_at
@@ -362,7 +380,8 @@ class HistoryStore:
             self._close_conn()
 
     def _open(self) -> bool:
-        """Open the file; on failure record the error and schedule a retry."""
+        """Open the file; on failure record the error and schedule a retry (or, when
+        the history is read-only or refused, stop saving for good)."""
         try:
             self._conn, notice = db.open_writer(self.path, self._page_limit)
             self._page_limit_changed = False
@@ -371,10 +390,34 @@ class HistoryStore:
             self._file_rows = self._conn.execute("SELECT count(*) FROM threats").fetchone()[0]
             self._recovered()
             return True
+        except db.ReadOnly as exc:
+            self._conn = None
+            self.read_only = True
+            self._stop_saving(f"{READ_ONLY_TEXT}: {exc}")
+            return False
+        except db.Refused as exc:
+            self._conn = None
+            self.refused = str(exc)
+            self._stop_saving(str(exc))
+            return False
         except (sqlite3.Error, OSError) as exc:
             self._conn = None
             self._failed(f"cannot open the threat history {self.path}: {exc}")
             return False
+
+    def _stop_saving(self, message: str) -> None:
+        """Final: store nothing from now on, count what waited (and what comes) as not saved."""
+        self._fail(message)  # first: whoever a flush() wakes sees why
+        with self._cond:
+            self.saving = False
+            self._retry_at = None
+            n = self._waiting()
+            self._queue.clear()
+            self.not_saved += n
+            self._finished += n + len(self._gaps) + (1 if self._overflow else 0)
+            self._queued = self._inflight = 0
+            self._gaps, self._overflow = [], 0
+            self._cond.notify_all()
 
     def _close_conn(self) -> None:
         if self._conn is not None:
@@ -472,6 +515,11 @@ class HistoryStore:
         """The file turned out damaged while in use: close it, move it aside, start a new one."""
         log.error("the threat history %s is damaged (%s)", self.path, exc)
         self._close_conn()
+        if not db.may_move_aside(self.path, db.Unusable(str(exc), damaged=True)):
+            self.refused = (f"the threat history {self.path} is damaged ({exc}); kgmon moves aside only its "
+                            "own files and leaves this one as it is")
+            self._stop_saving(self.refused)
+            return
         try:
             aside = db.move_aside(self.path)
             self.notice = (f"The threat history {self.path} was found damaged ({exc}). It was moved to "
