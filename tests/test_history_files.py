@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
