@@ -206,3 +206,15 @@ def test_settings_refuse_a_websocket_url_the_client_cannot_use(url):
     from app.gui.settings_dialog import validate_ws_url
 
     assert validate_ws_url(url).startswith("Not a usable WebSocket URL")
+
+
+def test_a_saved_websocket_url_the_client_cannot_use_is_ignored(monkeypatch, caplog):
+    from app.gui.app import choose_ws_url
+
+    monkeypatch.delenv("KINDLYGUARD_WS_URL", raising=False)
+    monkeypatch.delenv("SHIELD_WS_PORT", raising=False)
+    assert choose_ws_url(None, "ws://127.0.0.1:1234") == "ws://127.0.0.1:1234"
+    assert choose_ws_url("ws://127.0.0.1:5", "ws://127.0.0.1:1234") == "ws://127.0.0.1:5"
+    with caplog.at_level(logging.WARNING):
+        assert choose_ws_url(None, "ws://[::1" + TITLE) == "ws://127.0.0.1:9955"
+    assert "ignoring the WebSocket URL" in caplog.text

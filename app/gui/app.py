@@ -40,6 +40,7 @@ from app.ring.reader import DEFAULT_SPIN_NS
 from app.textsafe import log_to_stderr, visible
 from app.threats import CRITICAL, HIGH
 from app.transport.manager import Batch
+from app.transport.urls import ws_url_problem
 from app.transport.ws_client import default_ws_url
 
 log = logging.getLogger(__name__)
@@ -397,6 +398,17 @@ def _icon_file(name: str) -> str:
         return ""
 
 
+def choose_ws_url(option: str | None, saved: str | None) -> str:
+    """--ws-url (checked by the parser), else the saved setting, else the default; a saved
+    URL the client cannot use (a settings file edited by hand) is ignored, with a warning."""
+    if not option and saved:
+        problem = ws_url_problem(saved)
+        if problem is not None:
+            log.warning("ignoring the WebSocket URL in the settings: %s", problem)
+            saved = None
+    return default_ws_url(option or saved or None)
+
+
 def run(args: argparse.Namespace, started=None) -> int:
     """The app's main: `started(monitor)`, when given, is called once the app is
     up (the end-to-end tests use it to watch the real app from inside)."""
@@ -413,7 +425,7 @@ def run(args: argparse.Namespace, started=None) -> int:
         return 0
     settings = Settings()
     shm_path = str(default_ring_path(getattr(args, "shm_path", None) or settings.ring_path or None))
-    ws_url = default_ws_url(getattr(args, "ws_url", None) or settings.ws_url or None)
+    ws_url = choose_ws_url(getattr(args, "ws_url", None), settings.ws_url)
     history = HistoryStore()  # $KINDLYGUARD_HISTORY_PATH, else the user's data folder
     monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False), settings=settings,
                          history=history)
