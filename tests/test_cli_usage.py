@@ -95,3 +95,39 @@ def test_the_slot_limits_are_the_rings():
 
     assert (main.SLOT_SIZE_MIN, main.SLOT_SIZE_MAX) == (pyring.SLOT_SIZE_MIN, pyring.SLOT_SIZE_MAX)
     assert (main.SLOT_COUNT_MIN, main.SLOT_COUNT_MAX) == (pyring.SLOT_COUNT_MIN, pyring.SLOT_COUNT_MAX)
+
+
+def _document(path):
+    path.write_text("a document the user keeps here\n")
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _link(path):
+    (path.parent / "target").write_text("kept\n")
+    path.symlink_to(path.parent / "target")
+
+
+@pytest.mark.parametrize("make", [_document, _fifo, _link], ids=["document", "fifo", "symlink"])
+def test_demo_never_replaces_a_file_that_is_not_a_ring(tmp_path, make):
+    """`--shm-path` naming a document, a pipe or a link: the writer's temp-file-and-rename
+    used to replace it with a ring (as root, `--shm-path /dev/null` would replace the device)."""
+    path = tmp_path / "kindly-guard.shm"
+    make(path)
+    before = {p.name: (p.is_symlink(), p.is_fifo(), p.read_bytes() if p.is_file() and not p.is_fifo() else None)
+              for p in tmp_path.iterdir()}
+    result = run_kgmon("demo", "--no-ws", "--count", "1", "--shm-path", path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "not a KindlyGuard ring" in result.stderr
+    after = {p.name: (p.is_symlink(), p.is_fifo(), p.read_bytes() if p.is_file() and not p.is_fifo() else None)
+             for p in tmp_path.iterdir()}
+    assert after == before  # not replaced, and no lock file left beside it
+
+
+def test_demo_replaces_an_old_ring(tmp_path):
+    path = tmp_path / "kindly-guard.shm"
+    for _ in range(2):  # the second run replaces the first run's ring, as the Shield does
+        result = run_kgmon("demo", "--no-ws", "--count", "1", "--quiet", "--shm-path", path)
+        assert result.returncode == 0, result.stderr

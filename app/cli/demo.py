@@ -15,6 +15,7 @@ import argparse
 import os
 import secrets
 import signal
+import stat
 import sys
 import time
 
@@ -99,6 +100,38 @@ def _port(text: str) -> int:
     return value
 
 
+RING_MAGIC = (0x4B474D53).to_bytes(4, "little")  # "KGMS": every ring, v1 and v2, starts so
+
+
+def not_a_ring(path) -> str | None:
+    """Why the writer must not replace what is at `path` (its temp file + rename would):
+    anything but nothing, an empty file or a ring. None when it may."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot look at {path}: {exc.strerror or exc}"
+    what = None
+    if stat.S_ISLNK(st.st_mode):
+        what = "a symbolic link"
+    elif stat.S_ISDIR(st.st_mode):
+        what = "a folder"
+    elif not stat.S_ISREG(st.st_mode):
+        what = "a device, pipe or socket"
+    elif st.st_size:
+        try:
+            with open(path, "rb") as f:
+                if f.read(4) != RING_MAGIC:
+                    what = "a file that does not start as a ring does"
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror or exc}"
+    if what is None:
+        return None
+    return (f"{path} is not a KindlyGuard ring ({what}); kgmon demo replaces only a ring: "
+            "remove it yourself or choose another --shm-path")
+
+
 class _Stop(Exception):
     pass
 
@@ -144,6 +177,10 @@ def run(args: argparse.Namespace) -> int:
     path = None
     if not args.no_shm:
         path = default_ring_path(args.shm_path)
+        problem = not_a_ring(path)
+        if problem is not None:
+            _say(problem)
+            return EXIT_USAGE
         try:
             writer = RingWriter(path, slot_size=args.slot_size, slot_count=args.slot_count)
         except RingError as exc:
