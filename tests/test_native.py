@@ -1355,7 +1355,8 @@ def test_writer_lifecycle_does_not_leak_fds_or_maps(native_ring_path):
             w.close()
         del w  # dealloc closes an open writer
     gc.collect()
-    assert proc.num_fds() == fds0
+    # a leak grows the count; it may shrink when an earlier test's thread or pipe closes meanwhile
+    assert proc.num_fds() <= fds0
     assert len(proc.memory_maps(grouped=False)) <= maps0 + 8
     assert len(gens) == 50
     assert not [p for p in native_ring_path.parent.iterdir() if p.name.endswith(".tmp")]

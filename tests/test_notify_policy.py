@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from dataclasses import dataclass
 from typing import Hashable
 
@@ -254,17 +253,14 @@ def test_next_due_in():
     assert p.next_due_in() is None
 
 
-def test_million_event_flood_one_summary_quickly():
+def test_million_event_flood_one_summary_with_bounded_state():
     p, c = make()
     evs = itertools.chain(
         itertools.repeat(Ev(source="a"), 600_000),
         itertools.repeat(Ev(source="b", severity=CRITICAL, key="crit"), 300_000),
         (Ev(source=f"s{i}") for i in range(100_000)),  # many distinct sources: bounded
     )
-    t0 = time.perf_counter()
-    p.offer(evs)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0
+    p.offer(evs)  # its speed is kgmon bench's business; here: one summary, bounded state
     c.t += 2.9
     n = p.due()
     assert n is not None and p.due() is None

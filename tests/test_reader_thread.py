@@ -157,8 +157,9 @@ def test_a_flood_is_coalesced_to_at_most_about_60_emissions_a_second(qtbot, ring
         assert rec.counters[-1].missed == 0
         first, last = rec.emissions[0][0], rec.emissions[-1][0]
         duration = max(1.0, last - first)
+        # at most ~60 emissions a second however the writer goes (how many ring polls
+        # fall into one emission depends on the machine's speed, so it is not asserted)
         assert len(rec.emissions) <= 80 * duration + 2, (len(rec.emissions), duration)
-        assert len(rec.emissions) < total / chunk  # many ring polls per emission
         seqs = [e.seq for e in rec.events]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     finally:
