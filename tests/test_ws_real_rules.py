@@ -102,7 +102,7 @@ def test_toggle_shows_the_requested_state_until_a_status_confirms_it(shield, man
     wait_for(lambda: items.extend(m.poll(0.05)) or m.status is not None, 10, "the status sent on connect")
     assert m.status == ShieldStatus(True, 0, None)
     assert m.send_command("toggle_protection")
-    statuses = [i for i in m.poll(0) if isinstance(i, ShieldStatus)]
+    statuses = [i for i in m.poll(0.5) if isinstance(i, ShieldStatus)]
     assert statuses == [ShieldStatus(True, 0, False)], "shown as requested, not as done"
     seen: list = []
     wait_for(lambda: seen.extend(m.poll(0.05)) or (m.status.requested is None), 15, "the confirmation")

@@ -94,6 +94,12 @@ class _Wake:
     """Put on the link's queue to end a poll() that waits on the WebSocket (see stop())."""
 
 
+class _Toggled(NamedTuple):
+    """Put on the link's queue by send_command("toggle_protection"), from any thread."""
+
+    when: float
+
+
 @dataclass
 class WsCounts:
     delivered: int = 0
@@ -175,12 +181,8 @@ class TransportManager:
         until a status confirms it: the Shield itself sends none."""
         if self.link is None or not self.link.send_command(name):
             return False
-        if name == "toggle_protection":
-            current = self.status.protection_enabled if self.status is not None else None
-            if current is not None:
-                self._requested = (not current, time.monotonic())
-                self.status = self.status._replace(requested=not current)
-                self._pending.append(self.status)
+        if name == "toggle_protection":  # noted by the polling thread, in order with the link's news
+            self.link.events.put(_Toggled(time.monotonic()))
         return True
 
     @property
@@ -306,6 +308,8 @@ class TransportManager:
                     self._skip(item)
             elif isinstance(item, protocol.Status):
                 self._status(item)
+            elif isinstance(item, _Toggled):
+                self._toggled(item.when)
             elif isinstance(item, protocol.ServerError):
                 self._pending.append(ShieldError(item.message))
             elif isinstance(item, protocol.BadFrame):
@@ -343,6 +347,19 @@ class TransportManager:
         else:
             self._requested = None
         self.status = ShieldStatus(item.protection_enabled, item.threats_blocked, requested)
+        self._pending.append(self.status)
+
+    def _toggled(self, when: float) -> None:
+        current = self.status.protection_enabled if self.status is not None else None
+        if current is None:
+            return  # nothing known to show as changing
+        wanted = not (self._requested[0] if self._requested is not None else current)
+        if wanted == current:  # toggled twice: back to what the last status said
+            self._requested = None
+            self.status = self.status._replace(requested=None)
+        else:
+            self._requested = (wanted, when)
+            self.status = self.status._replace(requested=wanted)
         self._pending.append(self.status)
 
     def _check_requested(self) -> None:
