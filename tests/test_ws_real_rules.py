@@ -153,3 +153,12 @@ def test_kgmon_demo_like_shield_end_to_end():  # the CLI: two tails, then the se
     assert demo_out.wait_exit(60) == 0
     said = " ".join(demo_out.err_lines)
     assert "like the Shield: 2 connections, dropped: none" in said, said
+
+
+def test_doctor_says_when_the_server_drops_the_connection(tmp_path):
+    with HostileServer(drop_soon([protocol.status_message(True, 0)], after=0.05)) as srv:
+        proc = start_kgmon("doctor", "--json", "--shm-path", tmp_path / "none.shm", "--ws-url", srv.url)
+        stdout, _ = proc.communicate(timeout=120)
+    ws = {f["check"]: f for f in json.loads(stdout)["findings"]}["websocket"]
+    assert ws["level"] == "warn" and "dropped the connection" in ws["message"], ws
+    assert "without a close frame" in ws["message"] and "repeated frame" in ws["advice"]
