@@ -58,7 +58,8 @@ HEALTHY_S = 30.0  # a connection that stayed up this long resets the back-off
 OPEN_TIMEOUT_S = 3.0
 COMMAND_BURST = 10  # our share of the Shield's server-wide burst of 60 ...
 COMMAND_PER_S = 0.5  # ... and of its one a second
-MAX_PINGS_PER_S = 50  # a server pinging faster is flooding us: the connection is failed
+MAX_PINGS_PER_S = 50  # a server pinging faster is flooding us: the connection is failed ...
+FLOODED_RETRY_S = 30.0  # ... and not tried again for this long
 CONFIRM_AFTER_S = 1.0  # after toggle_protection, wait this long for a status before reading one ourselves
 RATE_LIMITED = "Rate limit exceeded"
 SHIELD_DROPS = ("the Shield drops a client whose frame it rejects: a repeated frame, "
@@ -120,6 +121,9 @@ class GuardedConnection(ClientConnection):
     in one second the connection is closed (1008) and the rest discarded."""
 
     flooded = False
+    # The library parses a whole read before we see its first ping: smaller reads
+    # bound what a flood costs before it is noticed (~5,000 pings, not ~20,000).
+    recv_bufsize = 16384
 
     def process_event(self, event) -> None:
         if getattr(event, "opcode", None) is Opcode.PING and not self.flooded:
@@ -160,6 +164,7 @@ class WsLink:
         self._sent_subscribed: bool | None = False  # what this connection was last told (None: unknown)
         self._last_command = ("", 0.0)  # name, when: to tell what a rate-limit error refused
         self._confirm_due: float | None = None  # when to read the status ourselves after a toggle
+        self._flooded = False  # the last connection ended because the server flooded us with pings
         self._conn: ClientConnection | None = None
         self._lock = threading.Lock()  # guards _conn, the subscription and the bucket against caller threads
         self._stop = threading.Event()
@@ -261,6 +266,9 @@ class WsLink:
                 break
             healthy = self.backoff.healthy()
             wait = self.backoff.closed()
+            if self._flooded:
+                self._flooded = False
+                wait = max(wait, FLOODED_RETRY_S)
             failures = self.backoff.failures
             if opened and not healthy:
                 self.dropped_soon += 1
@@ -303,6 +311,7 @@ class WsLink:
                     self.bad_frames["too_big"] += 1  # over RECEIVE_LIMIT: the library had to close
                     self.events.put(protocol.BadFrame("too_big", f"over {RECEIVE_LIMIT >> 20} MiB; reconnecting"))
                 if getattr(conn, "flooded", False):
+                    self._flooded = True
                     return f"the server sent over {MAX_PINGS_PER_S} pings in a second; closed"
                 after = f" {time.monotonic() - opened:.1f} s after it opened"
                 if exc.rcvd is None and exc.sent is None:
