@@ -156,6 +156,7 @@ class WsLink:
         self.connected = False
         self.last_status: protocol.Status | None = None
         self.last_error = ""
+        self.last_refused = ""  # the last command our own bucket held back
         self.connections = 0  # opened
         self.dropped_soon = 0  # ended by the server before staying up HEALTHY_S
         self.backoff = Backoff(BACKOFF_START_S, BACKOFF_MAX_S, HEALTHY_S)
@@ -221,7 +222,7 @@ class WsLink:
     def _send(self, conn: ClientConnection, name: str) -> bool:
         with self._lock:
             if not self.commands.take():
-                self.last_error = f"not sending {name}: over our share of the Shield's rate limit"
+                self.last_refused = f"{name} not sent: over our share of the Shield's rate limit"
                 return False
             self._last_command = (name, time.monotonic())
         try:
@@ -272,8 +273,8 @@ class WsLink:
             failures = self.backoff.failures
             if opened and not healthy:
                 self.dropped_soon += 1
-                reason += (f"; the server ended the connection before it had stayed up {HEALTHY_S:g} s "
-                           f"({SHIELD_DROPS}); {failures} time{'s' if failures != 1 else ''} in a row")
+                reason += (f"; ended before it had stayed up {HEALTHY_S:g} s, {failures} time"
+                           f"{'s' if failures != 1 else ''} in a row ({SHIELD_DROPS})")
             elif failures > 1:
                 reason += f"; {failures} failures in a row"
             self.last_error = f"{reason}; next try in {wait:.1f} s"
