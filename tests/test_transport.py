@@ -252,3 +252,26 @@ def test_the_extension_dialect_is_delivered_too(ring_path, managers):
         (event,) = [e for i in items if isinstance(i, Batch) for e in i.events]
         assert (event.threat_type, event.severity, event.details, event.id) == (
             4, 4, "ignore previous instructions", "t-1")
+
+
+def test_a_toggle_answered_at_once_is_not_left_pending(ring_path, managers):
+    """Our demo server answers toggle_protection with a status at once: the request must
+    be noted before that answer, or it would look pending for ever (issue 10)."""
+    async def answer_toggles(ws, srv):
+        await ws.send(protocol.status_message(True, 0))
+        enabled = True
+        while (frame := await srv.next_received(ws, 30)) is not None:
+            if json.loads(frame)["type"] == "toggle_protection":
+                enabled = not enabled
+                await ws.send(protocol.status_message(enabled, 0))
+
+    with HostileServer(answer_toggles) as srv:
+        m = TransportManager(str(ring_path), srv.url, mode="websocket")
+        managers.append(m)
+        m.start()
+        drain(m, 10, until=lambda its: m.status is not None)
+        for expected in (False, True, False):
+            assert m.send_command("toggle_protection")
+            drain(m, 10, until=lambda its: m.status.protection_enabled is expected and m.status.requested is None)
+        drain(m, 0.3)
+        assert m.status == ShieldStatus(False, 0, None)

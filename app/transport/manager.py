@@ -179,11 +179,18 @@ class TransportManager:
         """get_status / toggle_protection over the WebSocket, whatever carries the threats.
         After toggle_protection the requested state is pending (ShieldStatus.requested)
         until a status confirms it: the Shield itself sends none."""
-        if self.link is None or not self.link.send_command(name):
+        if self.link is None:
             return False
-        if name == "toggle_protection":  # noted by the polling thread, in order with the link's news
-            self.link.events.put(_Toggled(time.monotonic()))
-        return True
+        if name != "toggle_protection":
+            return self.link.send_command(name)
+        # Noted by the polling thread, in order with the link's news: before the frame
+        # leaves (a server that answers at once must not overtake the note), and noted
+        # again (a flip back) if it could not be sent.
+        self.link.events.put(_Toggled(time.monotonic()))
+        if self.link.send_command(name):
+            return True
+        self.link.events.put(_Toggled(time.monotonic()))
+        return False
 
     @property
     def commands_available(self) -> bool:
