@@ -249,7 +249,8 @@ class LikeShieldServer:
     def summary(self) -> str:
         with self._lock:
             drops = ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items())) or "none"
-            return (f"{self.connections} connections, dropped: {drops}, "
+            n = self.connections
+            return (f"{n} connection{'s' if n != 1 else ''}, dropped: {drops}, "
                     f"rate-limited frames: {self.errors_sent['rate_limited']}")
 
     def start(self, timeout: float = 30.0) -> None:
