@@ -181,3 +181,36 @@ def test_a_frame_of_empty_threats_is_one_bad_frame_not_a_flood_of_blank_threats(
         items = poll_until(m, lambda its: 0 in delivered_seqs(its), 15, "the good threat after it")
     assert m.delivered == 1 and m.bad_frames == 1
     assert [i.kind for i in items if isinstance(i, BadFrameSeen)] == [kind]
+
+
+def test_tail_behind_a_reader_that_does_not_read_counts_what_it_could_not_keep():
+    """11.2 end to end: `kgmon tail` whose output nobody reads while the server sends
+    30,000 threats of 4 KB (more than loopback's buffers, ~36 MB, and the link's 64 MiB
+    budget hold) keeps a bounded backlog; what did not fit is missed, counted, in the summary."""
+    total, per_frame = 30_000, 200
+    done = []
+    big = ThreatGenerator(9).next()._replace(details="x" * 4000)
+
+    async def flood(ws, srv):
+        await ws.send(STATUS)
+        await srv.next_received(ws, 30)  # the subscription
+        for first in range(0, total, per_frame):
+            await ws.send(protocol.threat_message([protocol.threat_json(big, protocol.event_id(GEN, s), s)
+                                                   for s in range(first, first + per_frame)]))
+        done.append(True)
+        await ws.wait_closed()
+
+    with HostileServer(flood) as srv:
+        proc = start_kgmon("tail", "--json", "--transport", "websocket", "--ws-url", srv.url, "--count", total,
+                           "--timeout", 120)
+        srv.wait_for(lambda: done, 90, "the server to send everything while nobody reads the tail's output")
+        rss_mib = psutil.Process(proc.pid).memory_info().rss >> 20
+        out = OutputWatcher(proc)  # now read it
+        assert out.wait_exit(120) == 0, out.err_lines
+    objs = out.objects()
+    seqs = [o["seq"] for o in objs if o.get("type") == "threat"]
+    summary = objs[-1]
+    assert summary["type"] == "summary" and summary.get("ws_overflow", 0) > 0, (summary, rss_mib)
+    assert summary["delivered"] == len(seqs) and summary["delivered"] + summary["missed"] == total
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert rss_mib < 400, f"{rss_mib} MiB while {total:,} threats waited"
