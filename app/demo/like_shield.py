@@ -196,7 +196,7 @@ class _Client:
     def __init__(self, ws: ServerConnection):
         self.ws = ws
         self.subscribed = False
-        self.outbox: deque[str] = deque()
+        self.outbox: deque[tuple[str, int]] = deque()  # (threat message, how many threats)
         self.wake = asyncio.Event()
         self.sender: asyncio.Task | None = None
 
@@ -273,11 +273,11 @@ class LikeShieldServer:
         if not threats or loop is None:
             return
         unix_ns = time.time_ns()
-        messages = [compact({"type": "threat", "threats": [threat_object(t, unix_ns) for t in
-                                                           threats[i:i + MAX_THREATS_PER_MESSAGE]]})
-                    for i in range(0, len(threats), MAX_THREATS_PER_MESSAGE)]
+        chunks = [threats[i:i + MAX_THREATS_PER_MESSAGE] for i in range(0, len(threats), MAX_THREATS_PER_MESSAGE)]
+        messages = [(compact({"type": "threat", "threats": [threat_object(t, unix_ns) for t in chunk]}), len(chunk))
+                    for chunk in chunks]
         try:
-            loop.call_soon_threadsafe(self._deliver, messages, len(threats))
+            loop.call_soon_threadsafe(self._deliver, messages)
         except RuntimeError:
             pass
 
@@ -332,14 +332,13 @@ class LikeShieldServer:
             except asyncio.TimeoutError:  # pragma: no cover
                 pass
 
-    def _deliver(self, messages: list[str], count: int) -> None:
+    def _deliver(self, messages: list[tuple[str, int]]) -> None:
         for c in self._clients:
             if not c.subscribed:
                 continue
             c.outbox.extend(messages)
             while len(c.outbox) > MAX_CLIENT_MESSAGES:
-                c.outbox.popleft()
-                self.dropped_events += 1  # a message; close enough to say "fell behind"
+                self.dropped_events += c.outbox.popleft()[1]  # the client fell behind
             c.wake.set()
 
     async def _sender(self, c: _Client) -> None:
@@ -348,7 +347,7 @@ class LikeShieldServer:
                 await c.wake.wait()
                 c.wake.clear()
                 while c.outbox:
-                    await c.ws.send(c.outbox.popleft())
+                    await c.ws.send(c.outbox.popleft()[0])
         except ConnectionClosed:
             pass
 
