@@ -25,8 +25,9 @@ Two modes:
   `read_client_frame`, `record_client(reader, writer, srv)` (records the
   client's frames until it leaves), `drip`.
 
-Ready-made: `send_frames(frames, then=...)` (a script), `slow_handshake()`,
-`slow_frame(frame)`, `raw_reply(data)`, `silent()` (raw handlers).
+Ready-made: `send_frames(frames, then=...)`, `drop_soon(first, after)` (scripts),
+`slow_handshake()`, `slow_frame(frame)`, `raw_reply(data)`, `silent()`,
+`ping_flood(before)` (raw handlers).
 
 The server's `max_size` (what it RECEIVES) defaults to 64 MiB; sending is
 unlimited, so 2 MiB and 20 MiB frames are just `send_frames(["x" * (20 << 20)])`.
@@ -326,6 +327,19 @@ def send_frames(frames: list[str | bytes | Pause], then: str = "stay", delay: fl
     return script
 
 
+def drop_soon(first: list[str], after: float = 0.1) -> Script:
+    """A script: send `first`, then drop the connection `after` s later with no
+    close frame, every time (the Shield does that to a client it rejects)."""
+
+    async def script(ws: ServerConnection, srv: HostileServer) -> None:
+        for frame in first:
+            await ws.send(frame)
+        await asyncio.sleep(after)
+        abort(ws)
+
+    return script
+
+
 async def drip(transport: asyncio.WriteTransport | asyncio.StreamWriter, data: bytes, delay: float,
                chunk: int = 1) -> None:
     """Write `data` `chunk` bytes at a time, `delay` s apart."""
@@ -482,6 +496,31 @@ def raw_reply(data: bytes, then: str = "close") -> RawHandler:
             writer.transport.abort()
         elif then == "stay":
             await record_client(reader, writer, srv)
+
+    return handler
+
+
+def ping_flood(before: list[str | bytes] = (), batch: int = 4096) -> RawHandler:
+    """Complete the handshake, send the frames in `before`, then ping frames as
+    fast as the socket takes them until the client leaves; `srv.pings_sent`
+    counts them."""
+
+    async def handler(reader, writer, srv) -> None:
+        await complete_handshake(reader, writer)
+        for f in before:
+            writer.write(server_frame(f))
+        recorder = asyncio.create_task(record_client(reader, writer, srv))
+        ping = server_frame(b"p", OP_PING)
+        srv.pings_sent = getattr(srv, "pings_sent", 0)
+        try:
+            while not recorder.done() and not writer.is_closing():
+                writer.write(ping * batch)
+                srv.pings_sent += batch
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            recorder.cancel()
 
     return handler
 

@@ -253,3 +253,11 @@ def test_window_latency_tab_renders(win):
     win.tabs.setCurrentWidget(win.histogram)
     assert not win.histogram.grab().isNull()
     assert len(win.histogram.last_markers) == 4
+
+
+def test_a_requested_protection_state_is_shown_as_asked_until_confirmed(win):
+    # issue 10: the Shield answers no toggle_protection; the window must not claim it happened
+    win.set_shield_status(True, 4, requested=False)
+    assert "turning off" in win.shield_label.text() and "not confirmed" in win.shield_label.text()
+    win.set_shield_status(False, 4)
+    assert win.shield_label.text().startswith("Protection OFF")

@@ -82,7 +82,7 @@ def test_link_subscribes_on_connect_and_counts_every_bad_frame_without_dropping(
         items = m.start()
         items += drain(m, 10, until=lambda its: len(seqs_of(its)) >= 2)
         assert seqs_of(items) == [0, 1]
-        assert json.loads(srv.received[0]) == {"type": "subscribe"}
+        assert json.loads(srv.received[0])["type"] == "subscribe"
         kinds = [i.kind for i in items if isinstance(i, BadFrameSeen)]
         assert kinds == ["not_json", "not_json", "wrong_types", "unknown_type", "wrong_types", "wrong_types",
                          "too_big"]
@@ -109,7 +109,7 @@ def test_abrupt_close_reconnects_and_subscribes_again(ring_path, managers):
         srv.wait_for(lambda: srv.connections >= 2, 20, "a reconnect after the abort")
         items += drain(m, 3, until=lambda its: changes(its).count("websocket") >= 2)
         assert changes(items)[:3] == ["websocket", "disconnected", "websocket"]
-        srv.wait_for(lambda: [json.loads(f) for f in srv.received].count({"type": "subscribe"}) >= 2, 10,
+        srv.wait_for(lambda: [json.loads(f)["type"] for f in srv.received].count("subscribe") >= 2, 10,
                      "a subscribe on the new connection")
 
 
@@ -171,7 +171,7 @@ def test_websocket_to_ring_resumes_after_the_last_event_without_duplicates(ring_
         assert changes(items)[-1] == "shm"
         assert seqs_of(items, "shm") == list(range(24, 40))
         assert (m.delivered, m.missed) == (4 + 16, 20), "events 4..23 were overwritten: counted, not lost"
-        srv.wait_for(lambda: {"type": "unsubscribe"} in [json.loads(f) for f in srv.received], 10,
+        srv.wait_for(lambda: "unsubscribe" in [json.loads(f)["type"] for f in srv.received], 10,
                      "the WebSocket to be unsubscribed while the ring carries the threats")
 
 
@@ -188,7 +188,7 @@ def test_ring_to_websocket_when_the_ring_closes_continues_the_numbering(ring_pat
         w.close()
         items += drain(m, 10, until=lambda its: "websocket" in changes(its))
         assert "closed" in [i for i in items if isinstance(i, TransportChange)][-1].reason
-        srv.wait_for(lambda: {"type": "subscribe"} in [json.loads(f) for f in srv.received], 10, "subscribe")
+        srv.wait_for(lambda: "subscribe" in [json.loads(f)["type"] for f in srv.received], 10, "subscribe")
         srv.send_all(threats_frame([10, 11, 12, 13]))
         items += drain(m, 10, until=lambda its: 13 in seqs_of(its))
         assert seqs_of(items) == list(range(14))
@@ -252,3 +252,26 @@ def test_the_extension_dialect_is_delivered_too(ring_path, managers):
         (event,) = [e for i in items if isinstance(i, Batch) for e in i.events]
         assert (event.threat_type, event.severity, event.details, event.id) == (
             4, 4, "ignore previous instructions", "t-1")
+
+
+def test_a_toggle_answered_at_once_is_not_left_pending(ring_path, managers):
+    """Our demo server answers toggle_protection with a status at once: the request must
+    be noted before that answer, or it would look pending for ever (issue 10)."""
+    async def answer_toggles(ws, srv):
+        await ws.send(protocol.status_message(True, 0))
+        enabled = True
+        while (frame := await srv.next_received(ws, 30)) is not None:
+            if json.loads(frame)["type"] == "toggle_protection":
+                enabled = not enabled
+                await ws.send(protocol.status_message(enabled, 0))
+
+    with HostileServer(answer_toggles) as srv:
+        m = TransportManager(str(ring_path), srv.url, mode="websocket")
+        managers.append(m)
+        m.start()
+        drain(m, 10, until=lambda its: m.status is not None)
+        for expected in (False, True, False):
+            assert m.send_command("toggle_protection")
+            drain(m, 10, until=lambda its: m.status.protection_enabled is expected and m.status.requested is None)
+        drain(m, 0.3)
+        assert m.status == ShieldStatus(False, 0, None)

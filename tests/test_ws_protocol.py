@@ -21,6 +21,7 @@ from app.transport.protocol import (
     BAD_KINDS,
     COMMANDS,
     MAX_FRAME_BYTES,
+    MAX_THREATS_PER_FRAME,
     BadFrame,
     Heartbeat,
     ServerError,
@@ -321,12 +322,32 @@ def test_numeric_id_is_read_as_text():
     assert one_threat(wire(example(id=1732540000123456))).id == "1732540000123456"
 
 
-def test_a_bare_threat_takes_the_defaults():
+def test_a_threat_with_a_type_and_severity_only_takes_the_defaults():
     before = time.time_ns() // 1000
-    t = one_threat('{"type": "threat", "threats": [{}]}')
+    t = one_threat('{"type": "threat", "threats": [{"threat_type": "Weird", "severity": "Odd"}]}')
     assert (t.threat_type, t.severity, t.blocked, t.source, t.details, t.id, t.context) == (
         0, MEDIUM, False, "", "", "", None)
     assert t.timestamp_unix_us >= before and (t.seq, t.generation, t.exact_latency) == (None, None, False)
+
+
+@pytest.mark.parametrize("obj", [{}, {"threat_type": "UnicodeBiDi"}, {"severity": "High"},
+                                 {"id": "x", "source": "s", "details": "d", "blocked": True}])
+def test_a_threat_without_its_fields_is_a_bad_frame(obj):
+    # issue 11.8: one 1 MiB frame of {} entries became 349,512 blank Unknown threats
+    msg = parse_frame(json.dumps({"type": "threat", "threats": [example(), obj]}))
+    assert isinstance(msg, BadFrame) and msg.kind == "wrong_types" and "without" in msg.detail
+
+
+def test_an_extension_threat_without_its_fields_is_a_bad_frame():
+    assert parse_frame('{"type": "threat", "data": {}}').kind == "wrong_types"
+
+
+def test_one_frame_yields_a_bounded_number_of_threats():
+    minimal = {"threat_type": "Unknown", "severity": "Low"}
+    assert len(parse_frame(json.dumps({"type": "threat", "threats": [minimal] * MAX_THREATS_PER_FRAME})).threats) \
+        == MAX_THREATS_PER_FRAME
+    msg = parse_frame(json.dumps({"type": "threat", "threats": [minimal] * (MAX_THREATS_PER_FRAME + 1)}))
+    assert isinstance(msg, BadFrame) and msg.kind == "too_big"
 
 
 def test_an_empty_batch_is_no_threats():
@@ -357,6 +378,11 @@ def test_extension_threat(kind, name, sev, number):
 def test_extension_status(kind):
     data = {"protection_enabled": False, "threats_blocked": 7, "uptime": 12.5, "extra": {"x": [1]}}
     assert parse_frame(json.dumps({"type": kind, "data": data})) == Status(False, 7, data)
+
+
+def test_extension_status_threats_blocked_from_its_stats():
+    data = {"connected": True, "mode": "standard", "stats": {"threatsBlocked": 12}}
+    assert parse_frame(json.dumps({"type": "status", "data": data})) == Status(None, 12, data)
 
 
 def test_extension_stats_without_the_known_fields():
@@ -553,7 +579,8 @@ def test_text_fields_kept_unchanged(text, ensure_ascii):
     assert (t.source, t.details, t.id, t.context) == (text, text, text, {"raw": text})
     error = json.dumps({"type": "error", "message": text}, ensure_ascii=ensure_ascii)
     assert parse_frame(error) == ServerError(text)
-    ext = json.dumps({"type": "threat", "data": {"description": text}}, ensure_ascii=ensure_ascii)
+    ext = json.dumps({"type": "threat", "data": {"type": "unicode", "severity": "high", "description": text}},
+                     ensure_ascii=ensure_ascii)
     assert one_threat(ext).details == text
 
 
@@ -655,7 +682,14 @@ def test_event_id(generation, seq):
 def test_command(name):
     frame = command(name)
     assert isinstance(frame, str)
-    assert json.loads(frame) == {"type": name}
+    obj = json.loads(frame)
+    assert obj["type"] == name and set(obj) == {"type", "nonce"}
+
+
+def test_commands_are_never_byte_identical():
+    # The Shield drops a connection whose frame it saw in the last 5 minutes, from anyone (issue 10)
+    frames = [command("subscribe") for _ in range(1000)]
+    assert len(set(frames)) == 1000
 
 
 def test_the_four_commands():
@@ -788,8 +822,8 @@ def test_harness_sends_garbage_as_sent_and_records_the_client():
     with HostileServer(send_frames([STATUS, *garbage, binary, huge], then="stay")) as srv:
         assert srv.url == f"ws://127.0.0.1:{srv.port}" and srv.port > 0
         with client(srv.url) as ws:
-            ws.send(command("subscribe"))
-            ws.send(command("get_status"))
+            ws.send(command("subscribe", "t"))
+            ws.send(command("get_status", "t"))
             assert ws.recv(timeout=5) == STATUS
             for frame in garbage:
                 assert ws.recv(timeout=5) == frame
@@ -798,7 +832,7 @@ def test_harness_sends_garbage_as_sent_and_records_the_client():
             assert len(got) == 20 * MiB and got == huge
             assert isinstance(parse_frame(got), BadFrame)
             srv.wait_for(lambda: len(srv.received) == 2, 5, "the client's two commands")
-        assert srv.received == [command("subscribe"), command("get_status")]
+        assert srv.received == [command("subscribe", "t"), command("get_status", "t")]
         assert srv.connections == 1
         srv.wait_for(lambda: srv.live == 0, 5, "the connection to end")
         assert srv.errors == []
@@ -838,8 +872,8 @@ def test_harness_slow_handshake_times_out_the_client():
 def test_harness_slow_handshake_completes_if_waited_for():
     with HostileServer(raw=slow_handshake(delay=0.001)) as srv:
         with client(srv.url, open_timeout=10) as ws:
-            ws.send(command("subscribe"))
-            srv.wait_for(lambda: srv.received == [command("subscribe")], 5, "the command, read raw")
+            ws.send(command("subscribe", "t"))
+            srv.wait_for(lambda: srv.received == [command("subscribe", "t")], 5, "the command, read raw")
 
 
 def test_harness_slow_frame():
@@ -850,8 +884,8 @@ def test_harness_slow_frame():
             with pytest.raises(TimeoutError):
                 ws.recv(timeout=0.1)  # 23 bytes at 20 ms each: not all there yet
             assert ws.recv(timeout=5) == frame
-            ws.send(command("unsubscribe"))
-            srv.wait_for(lambda: srv.received == [command("unsubscribe")], 5, "the command, read raw")
+            ws.send(command("unsubscribe", "t"))
+            srv.wait_for(lambda: srv.received == [command("unsubscribe", "t")], 5, "the command, read raw")
 
 
 def test_harness_scripts_can_answer_the_client():

@@ -35,6 +35,7 @@ from app.cli.main import (
     seconds,
 )
 from app.demo.threats import RateSchedule, ThreatGenerator
+from app.demo.like_shield import LikeShieldServer
 from app.demo.ws_server import DEFAULT_PORT, DemoWsServer, WsServerError
 from app.ring.errors import RingError, Status
 from app.ring.paths import default_ring_path
@@ -71,6 +72,10 @@ def add_parser(sub, common) -> None:
                    "0 picks a free port); loopback only")
     p.add_argument("--no-ws", action="store_true", help="do not serve the WebSocket (the ring only)")
     p.add_argument("--no-shm", action="store_true", help="do not create the ring (the WebSocket only)")
+    p.add_argument("--like-shield", action="store_true",
+                   help="serve the WebSocket as the real Shield does (docs/websocket.md: one validator for the "
+                   "server, duplicate frames and patterns dropped, no replies, no heartbeats, threat_<ms> ids, no "
+                   "seq); like the Shield app, no ring is written")
     p.add_argument("--wait-subscribers", type=positive_int, metavar="N",
                    help="publish nothing until N WebSocket clients have subscribed (so they miss no event)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -158,6 +163,11 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.like_shield:
+        if args.no_ws:
+            _say("--like-shield serves the WebSocket; drop --no-ws")
+            return EXIT_USAGE
+        args.no_shm = True  # the Shield app itself writes no ring (docs/websocket.md)
     if args.no_ws and args.no_shm:
         _say("--no-ws and --no-shm together leave nothing to publish to; drop one of them")
         return EXIT_USAGE
@@ -190,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_ATTACH if exc.status == Status.LOCKED else EXIT_FAILURE
     server = None
     if port is not None:
-        server = DemoWsServer(port, log=_say)
+        server = LikeShieldServer(port, log=_say) if args.like_shield else DemoWsServer(port, log=_say)
         try:
             server.start()
         except WsServerError as exc:
@@ -280,4 +290,6 @@ def run(args: argparse.Namespace) -> int:
         if server is not None and server.dropped_events:
             lost = f"; {server.dropped_events} events dropped for WebSocket clients that fell behind"
         _say(f"published {published} events in {took:.1f} s; {closed}{lost}")
+        if args.like_shield:
+            _say(f"like the Shield: {server.summary()}")
     return EXIT_OK

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_OK, float_in, positive_int, seconds, ws_url
+from app.cli.main import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, float_in, positive_int, seconds, ws_url
 from app.ring.paths import default_ring_path
 from app.ring.reader import DEFAULT_SPIN_NS
 from app.textsafe import visible
@@ -126,13 +126,40 @@ class _Output:
             print(f"kgmon tail: {visible(text)}", file=sys.stderr, flush=True)  # reasons carry server text
 
     def summary(self, m: TransportManager) -> None:
+        link = websocket_summary(m)
         if self.as_json:
             self.out.write(json.dumps({"type": "summary", "delivered": m.delivered, "missed": m.missed,
-                                       "corrupt": m.corrupt, "transport": m.transport}) + "\n")
+                                       "corrupt": m.corrupt, "transport": m.transport, **link}) + "\n")
             self.out.flush()
         else:
+            extra = "".join(f", {text}" for text in websocket_summary_text(link))
             print(f"kgmon tail: {m.delivered} delivered, {m.missed} missed, {m.corrupt} corrupt, "
-                  f"{m.bad_frames} bad frames", file=sys.stderr, flush=True)
+                  f"{m.bad_frames} bad frames{extra}", file=sys.stderr, flush=True)
+
+
+def websocket_summary(m: TransportManager) -> dict:
+    """What the WebSocket link went through, for the summary (only what happened)."""
+    if m.link is None:
+        return {}
+    facts = {"ws_overflow": m.ws_counts.overflow, "ws_epochs": m.ws_counts.epochs,
+             "ws_dropped_soon": m.link.dropped_soon}
+    return {k: v for k, v in facts.items() if v}
+
+
+def websocket_summary_text(facts: dict) -> list[str]:
+    words = {"ws_overflow": "missed because we read slower than the WebSocket sent ({})",
+             "ws_epochs": "times the WebSocket's numbering restarted ({})",
+             "ws_dropped_soon": "WebSocket connections dropped by the server soon after opening ({})"}
+    return [words[k].format(v) for k, v in facts.items()]
+
+
+def dropped_and_empty(m: TransportManager) -> str | None:
+    """Why a tail that got nothing must not exit 0: the server kept dropping us."""
+    if m.delivered or m.link is None or not m.link.dropped_soon:
+        return None
+    return (f"nothing received: the WebSocket at {m.ws_url} dropped the connection "
+            f"{m.link.dropped_soon} time{'s' if m.link.dropped_soon != 1 else ''} soon after it opened "
+            f"(last: {visible(m.link.last_error)})")
 
 
 class _Stop(Exception):
@@ -188,4 +215,8 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         pass
     manager.close()
+    why = dropped_and_empty(manager)
+    if why is not None:
+        print(f"kgmon tail: {why}", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
     return EXIT_OK

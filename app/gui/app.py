@@ -142,7 +142,7 @@ class MonitorApp:
         w = self.window
         r.batches.connect(self._on_batches)
         r.transport_changed.connect(self._on_transport)
-        r.status.connect(lambda s: w.set_shield_status(s.protection_enabled, s.threats_blocked))
+        r.status.connect(lambda s: w.set_shield_status(s.protection_enabled, s.threats_blocked, s.requested))
         r.counters.connect(lambda c: w.set_counters(c.delivered, c.missed, c.corrupt))
         r.latency.connect(lambda s: w.set_latency(s.transport, s.transport_latency, self.screen_latency))
         r.failed.connect(self._on_failed)

@@ -239,10 +239,16 @@ class MainWindow(QMainWindow):
         if self.isVisible():
             self._apply_latency()
 
-    def set_shield_status(self, protection_enabled: bool | None, threats_blocked: int | None) -> None:
+    def set_shield_status(self, protection_enabled: bool | None, threats_blocked: int | None,
+                          requested: bool | None = None) -> None:
+        """The Shield's last status; `requested`: a toggle asked for that state and
+        no status has confirmed it yet (shown as asked, not as done)."""
         self._shield = (protection_enabled, threats_blocked)
         parts = []
-        if protection_enabled is not None:
+        if requested is not None:
+            parts.append(f"Protection {'on' if protection_enabled else 'OFF'} → turning "
+                         f"{'on' if requested else 'off'} (asked; not confirmed yet)")
+        elif protection_enabled is not None:
             parts.append("Protection on" if protection_enabled else "Protection OFF")
         if threats_blocked is not None:
             parts.append(f"Shield blocked {int(threats_blocked)}")

@@ -38,6 +38,7 @@ from app.ring.errors import RingError
 from app.ring.follow import RingFollower, WriterGone
 from app.ring.reader import DEFAULT_SPIN_NS
 from app.transport import protocol
+from app.transport.link_queue import Overflow
 from app.transport.ws_client import OPEN_TIMEOUT_S, Connected, Disconnected, WsLink
 
 Mode = Literal["auto", "shm", "websocket"]
@@ -45,6 +46,12 @@ SHM, WEBSOCKET, DISCONNECTED = "shm", "websocket", "disconnected"
 PROBE_INTERVAL_S = 1.0  # on the WebSocket: how often to look for a healthy ring (the switch is due within 2 s)
 RETRY_INTERVAL_S = 0.25  # disconnected: how often to try the ring again
 CONNECT_GRACE_S = 1.5  # at start, how long to give the WebSocket before saying "disconnected"
+# Event numbers from a WebSocket: how far a seq may fall back and still be a
+# duplicate (a replay at a transport switch), and how far it may jump ahead and
+# still be a gap. Beyond either, the numbering started again (a new epoch).
+DUPLICATE_WINDOW = 1 << 20
+MAX_GAP = 1 << 32
+CONFIRM_TIMEOUT_S = 5.0  # a requested protection state not confirmed by then is given up
 
 
 class TransportUnavailable(Exception):
@@ -65,6 +72,7 @@ class TransportChange(NamedTuple):
 class ShieldStatus(NamedTuple):
     protection_enabled: bool | None
     threats_blocked: int | None
+    requested: bool | None = None  # toggle_protection was sent for this state; no status has confirmed it yet
 
 
 class ShieldError(NamedTuple):
@@ -86,11 +94,19 @@ class _Wake:
     """Put on the link's queue to end a poll() that waits on the WebSocket (see stop())."""
 
 
+class _Toggled(NamedTuple):
+    """Put on the link's queue by send_command("toggle_protection"), from any thread."""
+
+    when: float
+
+
 @dataclass
 class WsCounts:
     delivered: int = 0
     missed: int = 0
     duplicates: int = 0  # dropped because another transport (or a replay) delivered them
+    overflow: int = 0  # dropped in the WebSocket thread: we read them slower than the server sent them
+    epochs: int = 0  # times the server's numbering started again (seq far back or absurdly far ahead)
 
 
 class TransportManager:
@@ -114,6 +130,7 @@ class TransportManager:
         self._pending: list[Item] = []
         self._next_attempt = 0.0
         self._stopping = False
+        self._requested: tuple[bool, float] | None = None  # protection state asked for, when
 
     # -- life cycle
 
@@ -159,8 +176,21 @@ class TransportManager:
             self.link.stop()
 
     def send_command(self, name: str) -> bool:
-        """get_status / toggle_protection over the WebSocket, whatever carries the threats."""
-        return self.link is not None and self.link.send_command(name)
+        """get_status / toggle_protection over the WebSocket, whatever carries the threats.
+        After toggle_protection the requested state is pending (ShieldStatus.requested)
+        until a status confirms it: the Shield itself sends none."""
+        if self.link is None:
+            return False
+        if name != "toggle_protection":
+            return self.link.send_command(name)
+        # Noted by the polling thread, in order with the link's news: before the frame
+        # leaves (a server that answers at once must not overtake the note), and noted
+        # again (a flip back) if it could not be sent.
+        self.link.events.put(_Toggled(time.monotonic()))
+        if self.link.send_command(name):
+            return True
+        self.link.events.put(_Toggled(time.monotonic()))
+        return False
 
     @property
     def commands_available(self) -> bool:
@@ -193,6 +223,7 @@ class TransportManager:
     def poll(self, timeout: float = 0.1, max_events: int = 0) -> list[Item]:
         """What happened since the last call; waits up to `timeout` for it."""
         if self.link is not None:
+            self._check_requested()
             self._drain_link(block=False, timeout=0)
         if self._pending:
             return self._take_pending()
@@ -277,9 +308,15 @@ class TransportManager:
                 if self.transport == WEBSOCKET:
                     events.extend(self._accept(item.threats))
                 # else: threats still in flight after we unsubscribed; the ring delivers them
+            elif isinstance(item, Overflow):
+                if self.transport == WEBSOCKET:
+                    self._flush(events)
+                    events = []
+                    self._skip(item)
             elif isinstance(item, protocol.Status):
-                self.status = ShieldStatus(item.protection_enabled, item.threats_blocked)
-                self._pending.append(self.status)
+                self._status(item)
+            elif isinstance(item, _Toggled):
+                self._toggled(item.when)
             elif isinstance(item, protocol.ServerError):
                 self._pending.append(ShieldError(item.message))
             elif isinstance(item, protocol.BadFrame):
@@ -287,10 +324,11 @@ class TransportManager:
             elif isinstance(item, Connected):
                 if self.transport == DISCONNECTED and self.mode != "shm":
                     self._use_websocket(f"connected to {self.ws_url}")
-            elif isinstance(item, Disconnected) and self.transport == WEBSOCKET:
+            elif isinstance(item, Disconnected) and (self.transport == WEBSOCKET or (
+                    self.transport == DISCONNECTED and item.dropped and self.mode != "shm")):
                 self._flush(events)
                 events = []
-                self._change(DISCONNECTED, f"the WebSocket at {self.ws_url}: {item.reason}; retrying")
+                self._change(DISCONNECTED, f"the WebSocket at {self.ws_url}: {item.reason}")
             # _Wake and heartbeats need nothing more here
         self._flush(events)
 
@@ -309,6 +347,79 @@ class TransportManager:
                 self._pending.append(Batch(WEBSOCKET, events[start].generation, events[start:i]))
                 start = i
 
+    def _status(self, item: protocol.Status) -> None:
+        requested = None
+        if self._requested is not None and item.protection_enabled != self._requested[0]:
+            requested = self._requested[0]  # not yet: this status may predate the toggle
+        else:
+            self._requested = None
+        self.status = ShieldStatus(item.protection_enabled, item.threats_blocked, requested)
+        self._pending.append(self.status)
+
+    def _toggled(self, when: float) -> None:
+        current = self.status.protection_enabled if self.status is not None else None
+        if current is None:
+            return  # nothing known to show as changing
+        wanted = not (self._requested[0] if self._requested is not None else current)
+        if wanted == current:  # toggled twice: back to what the last status said
+            self._requested = None
+            self.status = self.status._replace(requested=None)
+        else:
+            self._requested = (wanted, when)
+            self.status = self.status._replace(requested=wanted)
+        self._pending.append(self.status)
+
+    def _check_requested(self) -> None:
+        """A requested protection state no status confirmed in time is given up, said as an error."""
+        if self._requested is None or time.monotonic() - self._requested[1] < CONFIRM_TIMEOUT_S:
+            return
+        wanted = "on" if self._requested[0] else "off"
+        self._requested = None
+        self._pending.append(ShieldError(f"the Shield did not confirm protection {wanted} within "
+                                         f"{CONFIRM_TIMEOUT_S:g} s; its last status stands"))
+        if self.status is not None:
+            self.status = self.status._replace(requested=None)
+            self._pending.append(self.status)
+
+    def _gap(self, generation: int | None, seq: int) -> int | None:
+        """Events missed before `seq` of `generation`; None for a duplicate. A seq far
+        behind what we expect, or absurdly far ahead, starts a new epoch: nothing missed."""
+        expected = self._next_seq.get(generation)
+        if expected is None:
+            # A generation we have not seen: its earlier events were never ours
+            # to see if nothing had been delivered yet, else they are missed.
+            if not self._started:
+                return 0
+            if seq > MAX_GAP:
+                self.ws_counts.epochs += 1
+                return 0
+            return seq
+        if seq < expected:
+            if expected - seq <= DUPLICATE_WINDOW:
+                return None
+            self.ws_counts.epochs += 1  # numbering restarted
+            return 0
+        if seq - expected > MAX_GAP:
+            self.ws_counts.epochs += 1
+            return 0
+        return seq - expected
+
+    def _skip(self, overflow: Overflow) -> None:
+        """Threats the link dropped because we read too slowly: counted as missed, numbered or not."""
+        self.ws_counts.overflow += overflow.count
+        self.ws_counts.missed += overflow.unnumbered
+        for generation, (first, last, _count) in overflow.ranges.items():
+            gap = self._gap(generation, first)
+            if gap is None:
+                expected = self._next_seq[generation]
+                if last < expected:
+                    continue
+                first = expected
+                gap = 0
+            self.ws_counts.missed += gap + last + 1 - first
+            self._next_seq[generation] = last + 1
+            self._started = True
+
     def _accept(self, threats: list[protocol.WsThreat]) -> list[protocol.WsThreat]:
         """Drop duplicates, count gaps; returns the threats to deliver."""
         out = []
@@ -317,17 +428,11 @@ class TransportManager:
                 out.append(t)
                 self._started = True
                 continue
-            expected = self._next_seq.get(t.generation)
-            if expected is None:
-                # A generation we have not seen: its earlier events were never ours
-                # to see if nothing had been delivered yet, else they are missed.
-                if self._started:
-                    self.ws_counts.missed += t.seq
-            elif t.seq < expected:
+            gap = self._gap(t.generation, t.seq)
+            if gap is None:
                 self.ws_counts.duplicates += 1
                 continue
-            elif t.seq > expected:
-                self.ws_counts.missed += t.seq - expected
+            self.ws_counts.missed += gap
             self._next_seq[t.generation] = t.seq + 1
             self._last_generation = t.generation
             self._started = True
@@ -350,7 +455,9 @@ class TransportManager:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            nap = min(left, max(0.0, self._next_attempt - time.monotonic()), RETRY_INTERVAL_S)
+            nap = min(left, RETRY_INTERVAL_S)
+            if self.follower is not None:
+                nap = min(nap, max(0.0, self._next_attempt - time.monotonic()))
             if self.link is not None:
                 self._drain_link(block=True, timeout=nap)
             else:

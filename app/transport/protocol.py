@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import secrets
 import time
 from typing import Any, NamedTuple
 
@@ -30,6 +31,7 @@ from app.threats import (
 )
 
 MAX_FRAME_BYTES = 1 << 20  # the Shield drops frames over 1 MiB; a client counts them as bad
+MAX_THREATS_PER_FRAME = 10_000  # one frame yields at most this many threats; more is a bad frame
 COMMANDS = ("subscribe", "unsubscribe", "get_status", "toggle_protection")
 _ID_WITH_GENERATION = re.compile(r"([0-9a-f]{16})-([0-9]{1,20})")  # used with fullmatch
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -158,11 +160,14 @@ def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> Ws
         raise _WrongType(f"a threat is {type(obj).__name__}, not an object")
     type_field = "type" if extension else "threat_type"
     kind = obj.get(type_field)
+    sev = obj.get("severity")
+    missing = [f for f in (type_field, "severity") if f not in obj]
+    if missing:  # what kind and how bad: without them it is no threat
+        raise _WrongType(f"a threat without {' and '.join(missing)}")
     if kind is not None and not isinstance(kind, str):
         raise _WrongType(f"{type_field} is {type(kind).__name__}")
     if extension:
         kind = _EXTENSION_TYPES.get((kind or "").lower(), kind)
-    sev = obj.get("severity")
     if sev is not None and not isinstance(sev, str):
         raise _WrongType(f"severity is {type(sev).__name__}")
     severity = SEVERITY_NUMBER.get((sev or "").capitalize(), MEDIUM)  # unknown reads as Medium
@@ -233,6 +238,9 @@ def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Mess
                 items = obj["threats"]
                 if not isinstance(items, list):
                     raise _WrongType("threats is not a list")
+                if len(items) > MAX_THREATS_PER_FRAME:
+                    return BadFrame("too_big", f"{len(items):,} threats in one frame, over the "
+                                    f"{MAX_THREATS_PER_FRAME:,} a client takes from one frame")
                 return Threats([_threat(t, received, now_unix_us, False) for t in items])
             if "data" in obj:
                 return Threats([_threat(obj["data"], received, now_unix_us, True)])
@@ -243,6 +251,9 @@ def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Mess
                 raise _WrongType("status data is not an object")
             enabled = data.get("protection_enabled")
             blocked = data.get("threats_blocked")
+            stats = data.get("stats")
+            if blocked is None and isinstance(stats, dict):  # the extension's dialect
+                blocked = stats.get("threatsBlocked")
             if enabled is not None and not isinstance(enabled, bool):
                 raise _WrongType("protection_enabled is not a boolean")
             if blocked is not None and _u64(blocked) is None:
@@ -260,11 +271,16 @@ def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Mess
     return BadFrame("unknown_type", f"type {str(kind)[:40]!r}")
 
 
-def command(name: str) -> str:
-    """A client command frame."""
+def command(name: str, nonce: str | None = None) -> str:
+    """A client command frame, never the same bytes twice: the Shield drops a
+    connection that sends a frame it has seen (from anyone) in the last 5
+    minutes, so every frame carries a random `nonce`, a field the Shield's
+    parser ignores (its commands are an internally tagged serde enum without
+    deny_unknown_fields) and our demo server too."""
     if name not in COMMANDS:
         raise ValueError(f"unknown command {name!r}")
-    return json.dumps({"type": name})
+    return json.dumps({"type": name, "nonce": nonce if nonce is not None else secrets.token_hex(12)},
+                      separators=(",", ":"))
 
 
 # ---- what a server sends ----
