@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from app.transport import protocol
+from app.transport import local_auth, protocol
 
 DEFAULT_URL = "ws://127.0.0.1:9955"
 ENV_WS_URL = "KINDLYGUARD_WS_URL"
@@ -157,7 +157,9 @@ class WsLink:
             try:
                 with connect(self.url, open_timeout=OPEN_TIMEOUT_S, proxy=None, compression=None,
                              max_size=RECEIVE_LIMIT, ping_interval=20, ping_timeout=20, close_timeout=2,
-                             user_agent_header="kgmon") as conn:
+                             user_agent_header="kgmon",
+                             # our server's token; raises (OSError) if another user holds the port
+                             additional_headers=local_auth.client_headers(self.url)) as conn:
                     backoff = BACKOFF_START_S
                     reason = self._session(conn)
             except (OSError, WebSocketException) as exc:  # refused, timed out, not a WebSocket server...
