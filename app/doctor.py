@@ -407,8 +407,12 @@ def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
     except TimeoutError:
         return unreachable(f"timed out after {timeout:g} s (no WebSocket handshake)",
                            "something holds the port but does not answer as the Shield: check what listens there")
-    except InvalidStatus as exc:  # our demo refusing: the body says why in one line
+    except InvalidStatus as exc:
         code = exc.response.status_code
+        if code not in (403, 503):  # not a refusal of ours: another program
+            return unreachable(f"bad handshake: {exc}",
+                               "another program answers on that port: check --ws-url or SHIELD_WS_PORT")
+        # our demo refusing: the body says why in one line
         why = visible(exc.response.body.decode("utf-8", "replace").strip())[:200] or f"HTTP {code}"
         advice = ("it admits only its own user, by the token in its file: run the monitor as the user who "
                   "started the server" if code == 403 else "the server is busy; try again in a moment")

@@ -249,3 +249,13 @@ def test_a_port_held_by_another_user_is_reported_and_not_trusted(ring_path):
     finally:
         proc.kill()
         proc.wait(30)
+
+
+def test_doctor_says_why_our_server_refused(server, ring_path):
+    """A token file that others could read is not used: the server refuses, doctor says why."""
+    os.chmod(server.token.path, 0o644)
+    r = run_kgmon("doctor", "--json", "--ws-url", server.url, "--timeout", "3", "--shm-path", ring_path)
+    ws = [f for f in json.loads(r.stdout)["findings"] if f["check"] == "websocket"]
+    assert ws and "refused the connection (HTTP 403): no valid token" in ws[0]["message"], ws
+    assert "its own user" in ws[0]["advice"]
+    assert "Traceback" not in r.stderr
