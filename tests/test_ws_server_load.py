@@ -187,7 +187,7 @@ def test_clients_that_never_read_are_cut_and_memory_stays_bounded(servers):
         thread = threading.Thread(target=read, daemon=True)
         thread.start()
         try:
-            total, batch = 20_000, 500  # ~8 MB of threats: eight times the budget, for each client
+            total, batch = 10_000, 100  # ~4 MB of threats: four times the budget, for each client
             for first in range(0, total, batch):
                 server.broadcast([(1, s, THREAT, time.monotonic_ns()) for s in range(first, first + batch)])
                 wait_for(lambda: len(seqs) >= first + batch, 30, "the reading client to keep up")

@@ -9,11 +9,13 @@ kind to `log`, counts the next ones, and says the count at most every
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
 from app.textsafe import elide, visible
 
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+")
 MAX_LINE = 300  # characters of one message; the rest of a long error is cut
 
 
@@ -36,6 +38,7 @@ class RepeatLog:
     def __call__(self, key: str, message: str) -> None:
         """Say `message` if `key` is new, else count it (and say the count if one is due)."""
         self.total += 1
+        key = _NUMBERS.sub("#", key)  # one kind, whatever object address or port it names
         message = elide(visible(message), MAX_LINE)  # may quote a client's bytes: made visible
         now = self._clock()
         kind = self._kinds.get(key)
