@@ -259,3 +259,18 @@ def test_doctor_says_why_our_server_refused(server, ring_path):
     assert ws and "refused the connection (HTTP 403): no valid token" in ws[0]["message"], ws
     assert "its own user" in ws[0]["advice"]
     assert "Traceback" not in r.stderr
+
+
+@as_another_user
+def test_a_token_folder_made_first_by_another_user_is_not_used(_private_runtime_dir):
+    """<tmp>/kindly-guard-UID made by someone else before us (they could swap our token): the
+    server does not start and says whose the folder is."""
+    from app.demo.ws_server import WsServerError
+
+    os.mkdir(_private_runtime_dir, 0o777)
+    os.chown(_private_runtime_dir, nobody().pw_uid, nobody().pw_gid)
+    s = DemoWsServer(0)
+    with pytest.raises(WsServerError) as exc:
+        s.start()
+    assert "belongs to user nobody" in str(exc.value) and str(_private_runtime_dir) in str(exc.value)
+    assert os.listdir(_private_runtime_dir) == []

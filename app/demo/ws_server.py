@@ -5,9 +5,18 @@ own asyncio event loop, so the demo's main loop (plain, synchronous code that
 also feeds the ring) only calls `broadcast()`.
 
 Loopback only, by construction: there is no host parameter; the server binds
-127.0.0.1 and checks the bound address. Handshakes that carry an Origin header
-(a web page in a browser: cross-site WebSocket hijacking, DNS rebinding) are
-refused with HTTP 403; monitors send no Origin.
+127.0.0.1 and checks the bound address.
+
+Who is admitted (_admit; docs/security.md)
+    Its own user only: the handshake must carry the token the server wrote
+    into a 0600 file (app/transport/local_auth.py), and on Linux the client's
+    socket must belong to the server's uid. No web page: an Origin other than
+    none or the Shield's Tauri webview is refused, token or not. At most
+    max_clients past the handshake (HTTP 503 beyond) and max_handshakes still
+    in it (a new socket cuts the oldest unfinished one), both fitted under the
+    open-file limit; a handshake has handshake_timeout_s. Refusals, cuts and
+    the library's and event loop's errors go through one RepeatLog: said once,
+    then counted.
 
 Threads
     main thread  -- the demo loop: broadcast(), protection_enabled,
@@ -31,10 +40,12 @@ Batching by load, not by count
     low rates each threat goes out alone; under load messages grow. A message
     carries at most MAX_MESSAGE_THREAT_BYTES of encoded threats (so it stays
     under the 1 MiB a Shield client accepts); a longer backlog is split.
-    Each client's backlog is bounded (max_backlog events, a deque with
-    maxlen): a client that falls further behind loses its OLDEST events,
-    counted and logged once, so a slow client never grows memory without
-    bound and never stalls the others (each has its own sender task).
+    Each client's backlog is bounded (max_backlog events): a client that
+    falls further behind loses its OLDEST events, counted and logged once, and
+    never stalls the others (each has its own sender task). All clients
+    together are bounded too (max_buffered_bytes, as estimated by _held):
+    past it the client holding the most is disconnected (counted), since a
+    client that never reads would keep its backlog and a message forever.
 
 Commands and the rate limit
     Every frame a client sends that is not dropped for size counts as one
@@ -43,7 +54,9 @@ Commands and the rate limit
     (the times of the accepted commands of the last 60 s): command n is
     refused when 60 commands were accepted in the 60 s before it. Refused
     commands are answered {"type":"error","message":"Rate limit exceeded"}
-    and do not use up the window.
+    and do not use up the window. toggle_protection also draws on one token
+    bucket for the whole server (toggle_burst, then toggle_per_s), as the
+    Shield's single limiter does.
 
 Frame sizes
     A frame over 1 MiB (protocol.MAX_FRAME_BYTES) is dropped silently, the
