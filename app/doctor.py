@@ -159,6 +159,14 @@ def ring_advice(error: RingError, path: str) -> str:
     if s == Status.UNSAFE_MODE:
         return f"run `chmod 600 {q}`, or restart the Shield (it recreates the file with mode 0600)"
     if s == Status.UNSAFE_DIR:
+        try:
+            owner = os.lstat(os.path.dirname(os.path.abspath(path))).st_uid
+        except OSError:
+            owner = None
+        if owner is not None and hasattr(os, "geteuid") and owner != os.geteuid():
+            # made first by another user, who can swap the ring inside: chmod is not ours to do
+            return (f"the folder {directory} belongs to user {_user(owner)}, not to you: not trusted; have it "
+                    f"removed (by {_user(owner)} or root) and restart the Shield")
         return f"`chmod 700 {directory}` (it must be yours), or remove it and restart the Shield"
     if s == Status.BAD_MAGIC:
         return "check --shm-path: this file is not the Shield's ring"

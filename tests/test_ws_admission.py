@@ -274,3 +274,20 @@ def test_a_token_folder_made_first_by_another_user_is_not_used(_private_runtime_
         s.start()
     assert "belongs to user nobody" in str(exc.value) and str(_private_runtime_dir) in str(exc.value)
     assert os.listdir(_private_runtime_dir) == []
+
+
+@as_another_user
+def test_a_ring_folder_of_another_user_is_reported_with_whose_it_is(ring_dir, ring_path):
+    """The ring's folder made first by someone else (who could swap the ring inside): the reader
+    refuses it, and doctor says whose it is instead of advising a chmod that is not ours to do."""
+    r = run_kgmon("demo", "--count", 3, "--no-ws", "--shm-path", ring_path)
+    assert r.returncode == 0, r.stderr
+    os.chown(ring_dir, nobody().pw_uid, -1)
+    r = run_kgmon("doctor", "--json", "--shm-path", ring_path, "--timeout", "1")
+    ring = [f for f in json.loads(r.stdout)["findings"] if f["check"] == "ring"][0]
+    assert ring["level"] == "fail" and "unsafe" in ring["message"], ring
+    assert f"the folder {ring_dir} belongs to user nobody, not to you" in ring["advice"], ring
+    assert "chmod" not in ring["advice"]
+    r = run_kgmon("tail", "--transport", "shm", "--shm-path", ring_path, "--timeout", "2")
+    assert r.returncode == 3 and "owned by uid" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    os.chown(ring_dir, 0, -1)  # ours again, so the test's folder can be removed
