@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import queue
+import socket
 import stat
 import subprocess
 import sys
@@ -142,6 +143,29 @@ def test_our_client_still_works_with_a_server_that_asks_for_nothing():
         finally:
             link.stop()
     assert seen.get(timeout=5) is None, "no token header sent to a server that wrote no token"
+
+
+# ---- who owns a socket: /proc/net/tcp ----
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="Linux only")
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_owner_of_a_listener_and_of_a_peer_is_read_from_proc(family, host):
+    try:
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} here")
+    with listener:
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        assert local_auth.listener_uids(port) == {os.geteuid()}
+        with socket.create_connection((host, port), timeout=30) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert local_auth.peer_uid(client.getsockname(), accepted.getsockname()) == os.geteuid()
+                assert local_auth.peer_uid((host, 1), accepted.getsockname()) is None
+    assert local_auth.listener_uids(port) == set()
 
 
 # ---- Origin: the Shield's own webview yes, a web page no ----

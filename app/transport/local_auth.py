@@ -224,13 +224,11 @@ def _normal_ip(ip: str) -> str:
     return ip[7:] if ip.startswith("::ffff:") else ip
 
 
-def listener_uid(port: int) -> int | None:
-    """The owner of the socket listening on `port` for loopback (127.0.0.1, ::1 or a wildcard);
-    None when there is none or the table cannot be read."""
-    for (ip, lport), _remote, state, uid in _tcp_sockets():
-        if state == _TCP_LISTEN and lport == port and _normal_ip(ip) in ("127.0.0.1", "0.0.0.0", "::1", "::"):
-            return uid
-    return None
+def listener_uids(port: int) -> set[int]:
+    """The owners of the sockets listening on `port` for loopback (127.0.0.1, ::1 or a wildcard:
+    "localhost" may reach either family); empty when there is none or the table cannot be read."""
+    return {uid for (ip, lport), _remote, state, uid in _tcp_sockets()
+            if state == _TCP_LISTEN and lport == port and _normal_ip(ip) in ("127.0.0.1", "0.0.0.0", "::1", "::")}
 
 
 def peer_uid(client: tuple, server: tuple) -> int | None:
@@ -268,9 +266,9 @@ def check_server_owner(url: str) -> None:
         port = parts.port or (443 if parts.scheme == "wss" else 80)
     except ValueError:
         return
-    owner = listener_uid(port)
-    if owner is not None and owner != euid:
-        raise ForeignServer(parts.hostname or "127.0.0.1", port, owner)
+    foreign = sorted(listener_uids(port) - {euid})
+    if foreign:
+        raise ForeignServer(parts.hostname or "127.0.0.1", port, foreign[0])
 
 
 def client_headers(url: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
