@@ -147,8 +147,8 @@ def unknown_command(kind) -> str:
 class _Client:
     """One connection's state; touched only in the server thread."""
 
-    __slots__ = ("ws", "name", "subscribed", "pending", "pending_bytes", "inflight_bytes", "send_started", "cut", "dropped",
-                 "status_due", "heartbeat_due", "wake", "sending", "commands", "frames_too_big", "sender")
+    __slots__ = ("ws", "name", "subscribed", "pending", "pending_bytes", "inflight_bytes", "send_started", "cut",
+                 "dropped", "status_due", "heartbeat_due", "wake", "sending", "commands", "frames_too_big", "sender")
 
     def __init__(self, ws: ServerConnection):
         self.ws = ws
