@@ -248,10 +248,6 @@ class DemoWsServer:
     def subscribers(self) -> int:
         return self._subscribers
 
-    @property
-    def buffered_bytes(self) -> int:
-        return self._held()
-
     def start(self, timeout: float = 30.0) -> None:
         """Bind and serve in a background thread; raises WsServerError if that fails."""
         if self._thread is not None:
