@@ -394,6 +394,7 @@ def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
     if problem is not None:
         return WsCheck(Finding("websocket", WARN, problem, "set KINDLYGUARD_WS_URL or --ws-url to "
                                f"ws://127.0.0.1:{DEFAULT_WS_PORT}, or unset it"), False)
+
     from websockets.exceptions import InvalidStatus
 
     from app.textsafe import visible
