@@ -131,7 +131,8 @@ class ServerToken:
         # reads half a token, and a stale file from a killed server is replaced whole.
         fd, tmp = tempfile.mkstemp(prefix=".ws-token-", dir=self.path.parent)
         try:
-            os.fchmod(fd, 0o600)
+            if hasattr(os, "fchmod"):  # mkstemp makes it 0600 already; not on Windows
+                os.fchmod(fd, 0o600)
             os.write(fd, self.value.encode("ascii"))
             os.close(fd)
             fd = -1
