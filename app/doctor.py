@@ -160,6 +160,14 @@ def ring_advice(error: RingError, path: str) -> str:
     if s == Status.UNSAFE_MODE:
         return f"run `chmod 600 {q}`, or restart the Shield (it recreates the file with mode 0600)"
     if s == Status.UNSAFE_DIR:
+        try:
+            owner = os.lstat(os.path.dirname(os.path.abspath(path))).st_uid
+        except OSError:
+            owner = None
+        if owner is not None and hasattr(os, "geteuid") and owner != os.geteuid():
+            # made first by another user, who can swap the ring inside: chmod is not ours to do
+            return (f"the folder {directory} belongs to user {_user(owner)}, not to you: not trusted; have it "
+                    f"removed (by {_user(owner)} or root) and restart the Shield")
         return f"`chmod 700 {directory}` (it must be yours), or remove it and restart the Shield"
     if s == Status.BAD_MAGIC:
         return "check --shm-path: this file is not the Shield's ring"
@@ -387,8 +395,21 @@ def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
     if problem is not None:
         return WsCheck(Finding("websocket", WARN, problem, "set KINDLYGUARD_WS_URL or --ws-url to "
                                f"ws://127.0.0.1:{DEFAULT_WS_PORT}, or unset it"), False)
+
+    from websockets.exceptions import InvalidStatus
+
+    from app.textsafe import visible
+    from app.transport import local_auth
+
+    try:  # another user's socket on the port is reported, never sent our token
+        headers = local_auth.client_headers(url)
+    except local_auth.LocalAuthError as exc:
+        return WsCheck(Finding("websocket", FAIL, f"{url}: {exc}",
+                               "the monitor does not talk to another user's server: stop that program (or ask "
+                               "its user to), then start the Shield as yourself"), False)
     try:
-        ws = connect(url, open_timeout=timeout, close_timeout=min(timeout, 1.0), proxy=None, compression=None)
+        ws = connect(url, open_timeout=timeout, close_timeout=min(timeout, 1.0), proxy=None, compression=None,
+                     additional_headers=headers)
     except InvalidURI as exc:
         return unreachable(f"not a WebSocket URL ({exc})", "pass --ws-url ws://127.0.0.1:PORT")
     except ConnectionRefusedError:
@@ -396,6 +417,16 @@ def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
     except TimeoutError:
         return unreachable(f"timed out after {timeout:g} s (no WebSocket handshake)",
                            "something holds the port but does not answer as the Shield: check what listens there")
+    except InvalidStatus as exc:
+        code = exc.response.status_code
+        if code not in (403, 503):  # not a refusal of ours: another program
+            return unreachable(f"bad handshake: {exc}",
+                               "another program answers on that port: check --ws-url or SHIELD_WS_PORT")
+        # our demo refusing: the body says why in one line
+        why = visible(exc.response.body.decode("utf-8", "replace").strip())[:200] or f"HTTP {code}"
+        advice = ("it admits only its own user, by the token in its file: run the monitor as the user who "
+                  "started the server" if code == 403 else "the server is busy; try again in a moment")
+        return unreachable(f"the server refused the connection (HTTP {code}): {why}", advice)
     except InvalidHandshake as exc:
         return unreachable(f"bad handshake: {exc}",
                            "another program answers on that port: check --ws-url or SHIELD_WS_PORT")

@@ -115,6 +115,15 @@ def _private_history(monkeypatch, tmp_path):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _private_runtime_dir(monkeypatch, tmp_path):
+    """Each test's WebSocket token files (app/transport/local_auth.py) live in its own folder, never
+    in the user's $XDG_RUNTIME_DIR, where a running demo's token would meet the tests'."""
+    path = tmp_path / "run"
+    monkeypatch.setenv("KINDLYGUARD_RUNTIME_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def ring_dir(tmp_path) -> Path:
     d = tmp_path / "ring"

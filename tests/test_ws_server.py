@@ -25,6 +25,7 @@ from app.demo.threats import ThreatGenerator
 from app.demo.ws_server import DemoWsServer
 from app.ring.pyring import read_header
 from app.threats import Threat, severity_name, threat_type_name
+from app.transport.local_auth import client_headers
 from app.transport.protocol import MAX_FRAME_BYTES, event_id
 from conftest import free_port, OutputWatcher, run_kgmon, start_kgmon, wait_for
 
@@ -101,8 +102,9 @@ def clients():
     with contextlib.ExitStack() as stack:
 
         def open_client(port: int) -> Client:
-            ws = stack.enter_context(connect(f"ws://127.0.0.1:{port}", proxy=None, compression=None,
-                                             open_timeout=30, close_timeout=1))
+            url = f"ws://127.0.0.1:{port}"
+            ws = stack.enter_context(connect(url, proxy=None, compression=None, open_timeout=30, close_timeout=1,
+                                             additional_headers=client_headers(url)))
             return Client(ws)
 
         yield open_client
@@ -501,7 +503,8 @@ def test_backlog_is_bounded_oldest_dropped_and_logged_once():
     server.start()
     try:
         threat = Threat(1, 3, True, "mcp:tools/call", "x" * 300, 1_700_000_000_000_000)
-        with connect(server.url, proxy=None, compression=None, open_timeout=30) as ws:
+        with connect(server.url, proxy=None, compression=None, open_timeout=30,
+                     additional_headers=client_headers(server.url)) as ws:
             assert json.loads(ws.recv(timeout=30))["type"] == "status"
             ws.send(json.dumps({"type": "subscribe"}))
             wait_for(lambda: server.subscribers == 1, 30, "the subscription")

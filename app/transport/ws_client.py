@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import CloseCode, Opcode
 from websockets.sync.client import ClientConnection, connect
 
-from app.transport import protocol
+from app.transport import local_auth, protocol
 from app.transport.link_queue import LinkQueue
 from app.transport.pacing import Backoff, TokenBucket
 
@@ -256,7 +256,9 @@ class WsLink:
             try:
                 with connect(self.url, open_timeout=OPEN_TIMEOUT_S, proxy=None, compression=None,
                              max_size=RECEIVE_LIMIT, ping_interval=20, ping_timeout=20, close_timeout=2,
-                             user_agent_header="kgmon", create_connection=GuardedConnection) as conn:
+                             user_agent_header="kgmon", create_connection=GuardedConnection,
+                             # our server's token; raises (OSError) if another user holds the port
+                             additional_headers=local_auth.client_headers(self.url)) as conn:
                     opened = True
                     self.connections += 1
                     self.backoff.opened()
@@ -364,7 +366,8 @@ class WsLink:
         no command, so this is how a toggle is confirmed. Sends nothing."""
         try:
             with connect(self.url, open_timeout=OPEN_TIMEOUT_S, proxy=None, compression=None,
-                         max_size=protocol.MAX_FRAME_BYTES, close_timeout=1, user_agent_header="kgmon") as conn:
+                         max_size=protocol.MAX_FRAME_BYTES, close_timeout=1, user_agent_header="kgmon",
+                         additional_headers=local_auth.client_headers(self.url)) as conn:
                 message = protocol.parse_frame(conn.recv(timeout=OPEN_TIMEOUT_S))
         except (OSError, WebSocketException):
             return
