@@ -122,6 +122,14 @@ kg_status kg_reader_open(kg_reader *r, const char *path, int start, char *err, s
  * promised and we had not read are missed. */
 kg_status kg_reader_truncated(kg_reader *r) {
     if (r->broken) return r->broken;
+    /* Cut to its header only: the header still says how many were published. */
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->header_map.base, r->header_map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g) == 0) {
+        uint64_t w = kg_load_acquire64(&r->hdr->write_seq);
+        kg_fault_end(&g);
+        if (w > r->seen_write_seq) r->seen_write_seq = w;
+    }
     r->broken = KG_TRUNCATED;
     if (r->seen_write_seq > r->cursor) {
         r->missed += r->seen_write_seq - r->cursor;
