@@ -123,6 +123,28 @@ def test_tail_reports_a_ring_truncated_under_it_and_keeps_running(ring_path, siz
     assert "Bus error" not in tw.stderr and "Traceback" not in tw.stderr
 
 
+def test_auto_mode_falls_back_to_the_websocket_when_the_ring_is_truncated(ring_path):
+    port = _free_port()
+    demo = start_kgmon("demo", "--no-shm", "--ws-port", port, "--rate", 20, "--quiet")
+    writer = start_python(TRUNCATING_WRITER, ring_path, 20, 0)
+    assert writer.stdout.readline().strip() == "published"
+    tail = start_kgmon("tail", "--json", "--shm-path", ring_path, "--ws-url", f"ws://127.0.0.1:{port}")
+    tw = OutputWatcher(tail)
+    tw.wait_json(lambda objs: len([e for e in threats(objs) if e["transport"] == "shm"]) == 20, 60, "the ring's events")
+    writer.stdin.write("go\n")
+    writer.stdin.flush()
+    assert writer.stdout.readline().strip() == "truncated"
+    switched = tw.wait_json(lambda objs: [t for t in transports(objs) if t["transport"] == "websocket"], 30,
+                            "auto mode to switch to the WebSocket")
+    assert "the ring was truncated" in switched[0]["reason"]
+    tw.wait_json(lambda objs: any(e["transport"] == "websocket" for e in threats(objs)), 30,
+                 "threats from the WebSocket")
+    tail.send_signal(signal.SIGTERM)
+    assert tw.wait_exit(30) == 0, tw.stderr
+    demo.send_signal(signal.SIGTERM)
+    demo.wait(30)
+
+
 @pytest.mark.parametrize("size", [0, 4096])
 def test_demo_writer_stops_with_a_sentence_when_its_ring_is_truncated(ring_path, size):
     demo = start_kgmon("demo", "--no-ws", "--rate", 200, "--shm-path", ring_path)
