@@ -236,7 +236,7 @@ def test_a_state_out_of_range_costs_no_cpu_and_is_reported(ring_path):
         w.set_header_field(OFF_STATE, "I", 7)
         got, cpu = cpu_of(lambda: r.poll(0.5))
         assert got == []
-        assert cpu < 0.1, f"poll(0.5) on a confused header burned {cpu:.2f} s of CPU"
+        assert cpu < 0.05, f"poll(0.5) on a confused header burned {cpu:.2f} s of CPU"
         assert r.health() == Status.BAD_HEADER
         r.close()
         w.set_header_field(OFF_STATE, "I", 1)
@@ -279,7 +279,7 @@ def test_write_seq_going_backwards_is_a_new_epoch_delivered_or_counted(ring_path
 
         _, cpu = cpu_of(idle)
         assert polls <= 10, f"poll(0.1) returned {polls} times in 0.5 s"
-        assert cpu < 0.1, f"waiting after a reset burned {cpu:.2f} s of CPU"
+        assert cpu < 0.05, f"waiting after a reset burned {cpu:.2f} s of CPU"
         assert (r.delivered, r.missed, r.corrupt) == (45, 0, 0)
         w.publish(events(3, seed=3))
         assert [e.seq for e in r.poll(0.5)] == [15, 16, 17]
