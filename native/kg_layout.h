@@ -37,6 +37,7 @@
 #define KG_SLOT_CRC_HEAD_LEN 28u
 #define KG_HEARTBEAT_PERIOD_NS 500000000ull  /* writer: at least this often */
 #define KG_HEARTBEAT_STALE_NS 3000000000ull  /* reader: older than this = writer gone */
+#define KG_CLOCK_TOLERANCE_NS 1000000000ull  /* reader: a ring clock further ahead of ours is not trusted */
 
 /* Threat types and severities as numbered in the slot. */
 enum kg_threat_type {

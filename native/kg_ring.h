@@ -7,6 +7,9 @@
  *              (Linux) or a timed back-off (elsewhere).
  * kg_crc32c.c  CRC-32C, hardware instruction where the CPU has it.
  * kg_hist.c    a fixed-size log-linear latency histogram.
+ * kg_fault.c   the SIGBUS guard: a ring truncated under us is an error
+ *              (KG_TRUNCATED), not a crash. Every access to a mapping in
+ *              these files runs under it.
  * No Python in any of them; kgmon_ring_module.c is the CPython binding.
  */
 #ifndef KG_RING_H
@@ -47,6 +50,8 @@ typedef struct kg_writer {
     uint32_t slot_size, slot_mask;
     uint64_t next;            /* next event number */
     uint64_t last_heartbeat_ns;
+    uint64_t generation;
+    kg_status broken;         /* KG_TRUNCATED once the file shrank under us: publish nothing more */
     intptr_t lock;
     char path[1024];
 } kg_writer;
@@ -55,10 +60,14 @@ kg_status kg_writer_create(kg_writer *w, const char *path, uint32_t slot_size, u
                            char *err, size_t errlen);
 /* Publish n events as one batch (one write_seq store, one wake). Invalid ones
  * (severity not 1..4) are refused and counted in writer_dropped. Returns how
- * many were published. */
+ * many were published; 0 and w->broken = KG_TRUNCATED if the file was
+ * truncated under the writer (then nothing of the batch was published). */
 size_t kg_writer_publish(kg_writer *w, const kg_event_in *events, size_t n);
-/* Refresh the heartbeat if 'at least every 500 ms' is due (cheap to call often). */
-void kg_writer_tick(kg_writer *w);
+/* Refresh the heartbeat if 'at least every 500 ms' is due (cheap to call often).
+ * KG_OK, or KG_TRUNCATED. */
+kg_status kg_writer_tick(kg_writer *w);
+/* writer_dropped and writer_truncated (KG_TRUNCATED: unknown). */
+kg_status kg_writer_counters(kg_writer *w, uint64_t *dropped, uint64_t *truncated);
 /* Mark the ring closed, wake every reader, unmap, release the lock. */
 void kg_writer_close(kg_writer *w);
 
@@ -96,8 +105,20 @@ typedef struct kg_reader {
     uint64_t delivered, missed, corrupt;
     kg_hist *transport;     /* optional: publish -> observe deltas recorded here */
     uint64_t opened_mono_ns; /* events published before this are replayed history, not latency samples */
+    uint64_t file_length;    /* what the file must keep being */
+    uint64_t seen_write_seq; /* write_seq at the last read: what a truncation makes missed */
+    uint64_t epoch_mono_ns;  /* newest publish stamp read: a reset's new events are newer */
+    uint64_t resets;         /* times write_seq went backwards (each a new epoch) */
+    uint64_t hb_value, hb_changed_ns; /* the heartbeat, and when (our clock) it last changed */
+    kg_status broken;        /* KG_TRUNCATED: the file shrank; nothing is read from it again */
     char path[1024];
 } kg_reader;
+
+/* The header's live fields, read at once. */
+typedef struct kg_vitals {
+    uint64_t write_seq, heartbeat_mono_ns, heartbeat_unix_ns, writer_dropped, writer_truncated;
+    uint32_t state;
+} kg_vitals;
 
 enum kg_start { KG_START_OLDEST = 0, KG_START_NEWEST = 1 };
 
@@ -107,11 +128,28 @@ void kg_reader_close(kg_reader *r);
  * the events before it). Past write_seq it stops at write_seq; events before
  * n that the ring no longer holds are counted as missed by the next read. */
 void kg_reader_seek(kg_reader *r, uint64_t n);
-/* Copy up to b->capacity events from the cursor. Never blocks. */
+/* Copy up to b->capacity events from the cursor. Never blocks. KG_OK, or
+ * KG_TRUNCATED (the file shrank: b holds what was read before, b->missed
+ * counts the rest the header had promised; every later call says so again).
+ * A write_seq below the cursor is a reset (a new epoch): reading goes on
+ * from the reset's first event the ring still holds, told from older
+ * events by its publish stamp; see docs/shm-ring-v2.md. */
 kg_status kg_reader_read(kg_reader *r, kg_batch *b);
-/* Is the ring still worth reading? KG_OK, KG_STALE, KG_CLOSED or KG_REPLACED. */
+/* Is the ring still worth reading? KG_OK, KG_STALE, KG_CLOSED, KG_REPLACED,
+ * KG_BAD_HEADER (state out of range) or KG_TRUNCATED. */
 kg_status kg_reader_health(kg_reader *r, uint64_t now_mono_ns);
-uint64_t kg_reader_write_seq(const kg_reader *r);
+/* How long the writer has shown no sign of life, by our clock: the
+ * heartbeat's own age when it is in the past, else (a heartbeat ahead of our
+ * clock by more than KG_CLOCK_TOLERANCE_NS proves nothing) how long it has
+ * not changed. UINT64_MAX once truncated. */
+uint64_t kg_reader_heartbeat_age(kg_reader *r, uint64_t now_mono_ns);
+/* The file shrank (a fault, or a size check): mark the reader broken and
+ * count what it had not read as missed. Returns KG_TRUNCATED. */
+kg_status kg_reader_truncated(kg_reader *r);
+/* The header's live fields: KG_OK or KG_TRUNCATED. */
+kg_status kg_reader_vitals(kg_reader *r, kg_vitals *v);
+/* write_seq (the last one seen if the ring was truncated). */
+uint64_t kg_reader_write_seq(kg_reader *r);
 
 /* ---- waiting ---- */
 typedef struct kg_wait {
@@ -125,7 +163,8 @@ typedef struct kg_wait {
 
 void kg_wait_init(kg_wait *w, uint64_t spin_ns, int adaptive);
 /* Wait until the ring has an event after r->cursor, the ring is closed, *stop
- * is set, or timeout_ns passes. KG_OK (data), KG_TIMEOUT or KG_CLOSED. */
+ * is set, or timeout_ns passes. KG_OK (data), KG_TIMEOUT, KG_CLOSED or
+ * KG_TRUNCATED. A header in any other state sleeps like a quiet one. */
 kg_status kg_wait_for_data(kg_reader *r, kg_wait *w, uint64_t timeout_ns);
 
 #endif

@@ -22,7 +22,8 @@ typedef enum kg_status {
     KG_LOCKED = 14,        /* another writer holds the lock */
     KG_IO = 15,            /* an OS call failed; the message says which */
     KG_INVALID = 16,       /* invalid argument (caller error) */
-    KG_STATUS_COUNT_ = 17
+    KG_TRUNCATED = 17,     /* the file shrank while mapped: the ring is gone (kg_fault.h) */
+    KG_STATUS_COUNT_ = 18
 } kg_status;
 
 #endif

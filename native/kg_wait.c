@@ -16,7 +16,11 @@
  * futex sleeper costs; at tens of thousands of events/s it spins between
  * them; under a flood it never waits at all, because every read finds events.
  */
+#if !defined(_WIN32)
+#define _POSIX_C_SOURCE 200809L /* sigsetjmp (kg_fault.h) under -std=c11 */
+#endif
 #include "kg_atomic.h"
+#include "kg_fault.h"
 #include "kg_ring.h"
 
 #define SPIN_GROW_FROM_NS 1000ull    /* adaptive: a budget of 0 grows back from 1 us */
@@ -46,7 +50,7 @@ static void adapt(kg_wait *w, int grow) {
 static int has_data(const kg_reader *r) { return kg_load_acquire64(&r->hdr->write_seq) != r->cursor; }
 static int stopping(const kg_wait *w) { return w->stop && *w->stop; }
 
-kg_status kg_wait_for_data(kg_reader *r, kg_wait *w, uint64_t timeout_ns) {
+static kg_status wait_guarded(kg_reader *r, kg_wait *w, uint64_t timeout_ns) {
     kg_header *h = r->hdr;
     if (has_data(r)) return KG_OK;
     const uint64_t start = kg_mono_ns();
@@ -91,7 +95,9 @@ kg_status kg_wait_for_data(kg_reader *r, kg_wait *w, uint64_t timeout_ns) {
          * Either the writer sees us waiting and bumps wake_seq (so the futex
          * returns at once or is woken), or we see its event here. */
         kg_fetch_add_seqcst32(&h->waiters, 1);
-        if (kg_load_seqcst64(&h->write_seq) == r->cursor && kg_load_acquire32(&h->state) == KG_STATE_RUNNING &&
+        /* Any state but closed sleeps: a header whose state is out of range
+         * is reported by kg_reader_health, never spun on. */
+        if (kg_load_seqcst64(&h->write_seq) == r->cursor && kg_load_acquire32(&h->state) != KG_STATE_CLOSED &&
             !stopping(w))
             kg_futex_wait(&h->wake_seq, v, nap);
         kg_fetch_sub_seqcst32(&h->waiters, 1);
@@ -106,4 +112,15 @@ kg_status kg_wait_for_data(kg_reader *r, kg_wait *w, uint64_t timeout_ns) {
             return KG_OK;
         }
     }
+}
+
+kg_status kg_wait_for_data(kg_reader *r, kg_wait *w, uint64_t timeout_ns) {
+    if (r->broken) return r->broken;
+    /* The header page may be cut off under us while we spin or sleep. */
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->header_map.base, r->header_map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) return kg_reader_truncated(r);
+    kg_status st = wait_guarded(r, w, timeout_ns);
+    kg_fault_end(&g);
+    return st;
 }

@@ -1,9 +1,13 @@
 /* kg_writer.c - create a ring and publish into it ("Creation" and "Writing
  * event n" of the spec). The writer never waits for a reader. */
+#if !defined(_WIN32)
+#define _POSIX_C_SOURCE 200809L /* sigsetjmp (kg_fault.h) under -std=c11 */
+#endif
 #include <stdio.h>
 #include <string.h>
 
 #include "kg_atomic.h"
+#include "kg_fault.h"
 #include "kg_ring.h"
 
 /* Longest prefix of s[0..len) no longer than max bytes that ends on a UTF-8
@@ -43,6 +47,10 @@ kg_status kg_writer_create(kg_writer *w, const char *path, uint32_t slot_size, u
         return KG_INVALID;
     }
     snprintf(w->path, sizeof w->path, "%s", path);
+    if (kg_fault_install() != 0) {
+        snprintf(err, errlen, "cannot install the SIGBUS guard");
+        return KG_IO;
+    }
 
     kg_status st = kg_dir_prepare(path, err, errlen);
     if (st != KG_OK) return st;
@@ -95,6 +103,7 @@ kg_status kg_writer_create(kg_writer *w, const char *path, uint32_t slot_size, u
         return st;
     }
     w->hdr = h;
+    w->generation = h->generation;
     w->slots = (uint8_t *)w->map.base + KG_HEADER_SIZE;
     w->slot_size = slot_size;
     w->slot_mask = slot_count - 1;
@@ -103,7 +112,7 @@ kg_status kg_writer_create(kg_writer *w, const char *path, uint32_t slot_size, u
     return KG_OK;
 }
 
-size_t kg_writer_publish(kg_writer *w, const kg_event_in *events, size_t n) {
+static size_t publish_guarded(kg_writer *w, const kg_event_in *events, size_t n) {
     kg_header *h = w->hdr;
     const uint64_t now = kg_mono_ns(); /* one stamp: the batch becomes visible at one store */
     const size_t details_max = kg_details_max(w->slot_size);
@@ -162,20 +171,60 @@ size_t kg_writer_publish(kg_writer *w, const kg_event_in *events, size_t n) {
     return published;
 }
 
-void kg_writer_tick(kg_writer *w) {
-    uint64_t now = kg_mono_ns();
-    if (now - w->last_heartbeat_ns < KG_HEARTBEAT_PERIOD_NS / 4) return;
-    kg_store_release64(&w->hdr->heartbeat_mono_ns, now);
-    kg_store_release64(&w->hdr->heartbeat_unix_ns, kg_unix_ns());
-    w->last_heartbeat_ns = now;
+/* Every store into the mapping runs under the fault guard: a file truncated
+ * under the writer (by another program) breaks the writer, it does not kill it. */
+#define GUARDED(w, on_fault)                                                   \
+    kg_fault_guard g;                                                          \
+    kg_fault_begin(&g, (w)->map.base, (w)->map.length, NULL, 0);              \
+    if (KG_FAULT_SETJMP(&g)) {                                                 \
+        (w)->broken = KG_TRUNCATED;                                            \
+        on_fault;                                                              \
+    }
+
+size_t kg_writer_publish(kg_writer *w, const kg_event_in *events, size_t n) {
+    if (w->broken || !w->hdr) return 0;
+    GUARDED(w, return 0);
+    size_t done = publish_guarded(w, events, n);
+    kg_fault_end(&g);
+    return done;
 }
 
-void kg_writer_close(kg_writer *w) {
-    if (!w->hdr) return;
+kg_status kg_writer_tick(kg_writer *w) {
+    if (w->broken) return w->broken;
+    uint64_t now = kg_mono_ns();
+    if (now - w->last_heartbeat_ns < KG_HEARTBEAT_PERIOD_NS / 4) return KG_OK;
+    GUARDED(w, return KG_TRUNCATED);
+    kg_store_release64(&w->hdr->heartbeat_mono_ns, now);
+    kg_store_release64(&w->hdr->heartbeat_unix_ns, kg_unix_ns());
+    kg_fault_end(&g);
+    w->last_heartbeat_ns = now;
+    return KG_OK;
+}
+
+kg_status kg_writer_counters(kg_writer *w, uint64_t *dropped, uint64_t *truncated) {
+    if (w->broken) return w->broken;
+    GUARDED(w, return KG_TRUNCATED);
+    *dropped = kg_load_relaxed64(&w->hdr->writer_dropped);
+    *truncated = kg_load_relaxed64(&w->hdr->writer_truncated);
+    kg_fault_end(&g);
+    return KG_OK;
+}
+
+static void close_guarded(kg_writer *w) {
     kg_header *h = w->hdr;
     kg_store_release32(&h->state, KG_STATE_CLOSED);
     kg_fetch_add_seqcst32(&h->wake_seq, 1);
     kg_futex_wake_all(&h->wake_seq);
+}
+
+void kg_writer_close(kg_writer *w) {
+    if (!w->hdr) return;
+    {   /* even when broken: if the header page is still there, readers learn at once */
+        GUARDED(w, goto unmap);
+        close_guarded(w);
+        kg_fault_end(&g);
+    }
+unmap:
     kg_unmap(&w->map);
     kg_lock_release(w->lock);
     w->lock = -1;

@@ -285,13 +285,14 @@ static PyObject *writer_publish(WriterObject *self, PyObject *seq) {
     size_t done = kg_writer_publish(&self->w, evs, (size_t)n);
     PyMem_Free(evs);
     Py_DECREF(fast);
+    if (self->w.broken) return raise_status(self->w.broken, "the file shrank under the writer");
     return PyLong_FromSize_t(done);
 }
 
 static PyObject *writer_tick(WriterObject *self, PyObject *unused) {
     WRITER_OPEN(self);
     WRITER_IDLE(self);
-    kg_writer_tick(&self->w);
+    if (kg_writer_tick(&self->w) != KG_OK) return raise_status(self->w.broken, "the file shrank under the writer");
     Py_RETURN_NONE;
 }
 
@@ -330,7 +331,7 @@ static PyObject *writer_run_paced(WriterObject *self, PyObject *args, PyObject *
     self->in_run = 1;
     Py_BEGIN_ALLOW_THREADS;
     const uint64_t start = kg_mono_ns();
-    while (done < count) {
+    while (done < count && !self->w.broken) {
         uint64_t now = kg_mono_ns();
         uint64_t due = rate > 0 ? (uint64_t)((double)(now - start) * rate / 1e9) + 1 : count;
         if (due > count) due = count;
@@ -355,21 +356,21 @@ static PyObject *writer_run_paced(WriterObject *self, PyObject *args, PyObject *
     Py_END_ALLOW_THREADS;
     self->in_run = 0;
     PyMem_Free(evs);
+    if (self->w.broken) return raise_status(self->w.broken, "the file shrank under the writer");
     return PyLong_FromUnsignedLongLong(done);
 }
 
 static PyObject *writer_get_generation(WriterObject *self, void *c) {
     WRITER_OPEN(self);
-    return PyLong_FromUnsignedLongLong(self->w.hdr->generation);
+    return PyLong_FromUnsignedLongLong(self->w.generation);
 }
 static PyObject *writer_get_write_seq(WriterObject *self, void *c) { return PyLong_FromUnsignedLongLong(self->w.next); }
-static PyObject *writer_get_dropped(WriterObject *self, void *c) {
+static PyObject *writer_get_counter(WriterObject *self, void *which) {
     WRITER_OPEN(self);
-    return PyLong_FromUnsignedLongLong(kg_load_relaxed64(&self->w.hdr->writer_dropped));
-}
-static PyObject *writer_get_truncated(WriterObject *self, void *c) {
-    WRITER_OPEN(self);
-    return PyLong_FromUnsignedLongLong(kg_load_relaxed64(&self->w.hdr->writer_truncated));
+    uint64_t dropped, truncated;
+    if (kg_writer_counters(&self->w, &dropped, &truncated) != KG_OK)
+        return raise_status(self->w.broken, "the file shrank under the writer");
+    return PyLong_FromUnsignedLongLong(which ? truncated : dropped);
 }
 static PyObject *writer_get_slot_size(WriterObject *self, void *c) { return PyLong_FromUnsignedLong(self->w.slot_size); }
 static PyObject *writer_get_slot_count(WriterObject *self, void *c) {
@@ -388,8 +389,8 @@ static PyMethodDef writer_methods[] = {
 
 static PyGetSetDef writer_getset[] = {{"generation", (getter)writer_get_generation, NULL, NULL, NULL},
                                       {"write_seq", (getter)writer_get_write_seq, NULL, NULL, NULL},
-                                      {"dropped", (getter)writer_get_dropped, NULL, NULL, NULL},
-                                      {"truncated", (getter)writer_get_truncated, NULL, NULL, NULL},
+                                      {"dropped", (getter)writer_get_counter, NULL, NULL, NULL},
+                                      {"truncated", (getter)writer_get_counter, NULL, NULL, (void *)1},
                                       {"slot_size", (getter)writer_get_slot_size, NULL, NULL, NULL},
                                       {"slot_count", (getter)writer_get_slot_count, NULL, NULL, NULL},
                                       {"closed", (getter)writer_get_closed, NULL, NULL, NULL},
@@ -545,14 +546,19 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
                   .text_capacity = self->text_capacity};
     if (max_events > 0 && (size_t)max_events < b.capacity) b.capacity = (size_t)max_events;
     self->in_poll = 1;
+    kg_status st;
     Py_BEGIN_ALLOW_THREADS;
-    kg_reader_read(&self->r, &b);
-    if (b.count == 0 && timeout_ns && !self->stop) {
+    st = kg_reader_read(&self->r, &b);
+    if (st == KG_OK && b.count == 0 && timeout_ns && !self->stop) {
         /* wait only when a read found nothing: under load we never wait */
-        if (kg_wait_for_data(&self->r, &self->wait, timeout_ns) == KG_OK) kg_reader_read(&self->r, &b);
+        st = kg_wait_for_data(&self->r, &self->wait, timeout_ns);
+        if (st == KG_OK) st = kg_reader_read(&self->r, &b);
     }
     Py_END_ALLOW_THREADS;
     self->in_poll = 0;
+    /* A truncated ring: hand out what was read before the fault; the next
+     * poll (which reads nothing more) raises. */
+    if (st == KG_TRUNCATED && b.count == 0) return raise_status(st, "the file shrank under the reader");
 
     PyObject *list = PyList_New((Py_ssize_t)b.count);
     if (!list) return NULL;
@@ -652,8 +658,9 @@ static PyObject *reader_close(ReaderObject *self, PyObject *unused) {
 
 static PyObject *reader_heartbeat_age_ns(ReaderObject *self, PyObject *unused) {
     READER_OPEN(self);
-    uint64_t hb = kg_load_acquire64(&self->r.hdr->heartbeat_mono_ns), now = kg_mono_ns();
-    return PyLong_FromLongLong((long long)(now - hb));
+    uint64_t age = kg_reader_heartbeat_age(&self->r, kg_mono_ns());
+    if (age == UINT64_MAX) return raise_status(KG_TRUNCATED, "the file shrank under the reader");
+    return PyLong_FromUnsignedLongLong(age);
 }
 
 static PyObject *reader_get_u64(ReaderObject *self, void *offset) {
@@ -670,8 +677,9 @@ static PyObject *reader_get_write_seq(ReaderObject *self, void *c) {
 }
 static PyObject *reader_get_writer_counter(ReaderObject *self, void *which) {
     READER_OPEN(self);
-    const uint64_t *p = which ? &self->r.hdr->writer_truncated : &self->r.hdr->writer_dropped;
-    return PyLong_FromUnsignedLongLong(kg_load_relaxed64(p));
+    kg_vitals v;
+    if (kg_reader_vitals(&self->r, &v) != KG_OK) return raise_status(KG_TRUNCATED, "the file shrank under the reader");
+    return PyLong_FromUnsignedLongLong(which ? v.writer_truncated : v.writer_dropped);
 }
 static PyObject *reader_get_spin_ns(ReaderObject *self, void *c) { return PyLong_FromUnsignedLongLong(self->wait.spin_ns); }
 static PyObject *reader_get_wait_stats(ReaderObject *self, void *c) {
@@ -694,6 +702,7 @@ static PyGetSetDef reader_getset[] = {
     U64(missed, "events lost: overwritten before this reader read them"),
     U64(corrupt, "events that failed the length, severity or CRC check"),
     U64(cursor, "next event number this reader will read"),
+    U64(resets, "times write_seq went backwards (each read as a new epoch)"),
     U64(generation, "the writer's generation"),
     U32(writer_pid, "the writer's process id"),
     U32(slot_size, "bytes per slot"),
@@ -716,7 +725,8 @@ static PyMethodDef reader_methods[] = {
     {"seek", (PyCFunction)reader_seek, METH_O,
      "seek(n) -> cursor: continue from event n (at most write_seq); lapped events count as missed"},
     {"health", (PyCFunction)reader_health, METH_NOARGS, "status: 0 ok, 11 stale, 12 closed, 13 replaced"},
-    {"heartbeat_age_ns", (PyCFunction)reader_heartbeat_age_ns, METH_NOARGS, "ns since the writer's last heartbeat"},
+    {"heartbeat_age_ns", (PyCFunction)reader_heartbeat_age_ns, METH_NOARGS,
+     "ns the writer has shown no sign of life (a heartbeat ahead of our clock counts only when it changes)"},
     {"close", (PyCFunction)reader_close, METH_NOARGS, "unmap the ring"},
     {NULL}};
 
@@ -783,7 +793,8 @@ static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
             }
             uint64_t now = kg_mono_ns();
             if (now >= deadline) break;
-            if (kg_wait_for_data(&r, &w, deadline - now) == KG_CLOSED) break;
+            kg_status ws = kg_wait_for_data(&r, &w, deadline - now);
+            if (ws == KG_CLOSED || ws == KG_TRUNCATED) break;
         }
         cpu1 = kg_thread_cpu_ns();
     }

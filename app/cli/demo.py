@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
     start = None
     published = 0
     finished = False  # --count/--duration reached (not a signal): give clients time to take everything
+    broken: RingError | None = None  # the ring was truncated under us: stop, say so, exit 1
     try:
         if args.wait_subscribers:
             if not args.quiet:
@@ -273,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
         finished = True
     except _Stop:
         pass
+    except RingError as exc:
+        broken = exc
     finally:
         for s in old:  # a second signal must not interrupt the cleanup
             signal.signal(s, signal.SIG_IGN)
@@ -282,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
             server.stop(drain_s=DRAIN_AT_END_S if finished else DRAIN_ON_SIGNAL_S)
         for s, handler in old.items():
             signal.signal(s, handler)
+    if broken is not None:
+        _say(f"{broken}; stopped after publishing {published} events")
+        return EXIT_FAILURE
     if not args.quiet:
         took = time.monotonic() - start if start is not None else 0.0
         closed = "; ".join((["ring closed"] if writer is not None else [])

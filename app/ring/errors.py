@@ -29,6 +29,7 @@ class Status(enum.IntEnum):
     LOCKED = 14
     IO = 15
     INVALID = 16
+    TRUNCATED = 17
 
 
 # What to tell the user, and what they can do about it. "{path}" and
@@ -51,6 +52,8 @@ _ADVICE = {
     Status.LOCKED: "another writer already owns {path} ({detail}); stop it first",
     Status.IO: "cannot use {path}: {detail}",
     Status.INVALID: "invalid request for {path}: {detail}",
+    Status.TRUNCATED: "the ring was truncated while in use ({path}: {detail}); another program shrank the file. "
+    "Restart the Shield to recreate it",
 }
 
 # Statuses that mean "this ring cannot be attached to" (kgmon tail exits 3).
@@ -68,6 +71,7 @@ ATTACH_FAILURES = frozenset(
         Status.STALE,
         Status.CLOSED,
         Status.REPLACED,
+        Status.TRUNCATED,
     }
 )
 

@@ -9,11 +9,18 @@ uses to say "give me the threats in the ring at this path, whoever writes it":
   been replaced, and only after every event still in the old ring was read;
 - after WriterGone, attach() again picks up the next writer's ring (a new
   generation) from its first event; events of that generation published
-  before we attached and no longer in the ring are counted as missed.
+  before we attached and no longer in the ring are counted as missed;
+- a writer given up because its heartbeat stopped (stopped with SIGSTOP,
+  stuck) that comes back (same generation, its process alive, its heartbeat
+  moving again) is attached again where we left it: what it published in
+  between is delivered, or counted as missed if the ring no longer holds it;
+- a ring truncated under the reader (native/kg_fault.h turns the SIGBUS into
+  an error) is WriterGone(TRUNCATED) with the sentence of app.ring.errors.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +58,14 @@ class Counts:
 
 
 @dataclass
+class _Stalled:
+    """A ring left because its writer stopped its heartbeat: it may come back."""
+
+    cursor: int  # the next event number not yet delivered or counted
+    heartbeat_mono_ns: int | None  # the heartbeat when we left: it must move before we believe it again
+
+
+@dataclass
 class RingFollower:
     path: str
     start: Start = "oldest"
@@ -62,6 +77,7 @@ class RingFollower:
     _last_health_ns: int = 0
     _base: Counts = field(default_factory=Counts)  # counts of readers already closed
     _seen_generations: set[int] = field(default_factory=set)  # writers attached to, or counted as missed
+    _stalled: dict[int, _Stalled] = field(default_factory=dict)  # generation -> where a stalled writer was left
 
     def attach(self, resume: Mapping[int, int] | None = None, started: bool | None = None,
                at_newest: bool = False) -> _ring.Reader:
@@ -90,9 +106,14 @@ class RingFollower:
                 self._count_unseen_closed_ring(resume)
             raise
         if reader.generation in self._seen_generations:
-            reader.close()
-            raise RingError(Status.STALE, self.path, "still the ring of the writer that went away; "
-                            "waiting for a new writer")
+            stalled = self._stalled.get(reader.generation)
+            if stalled is None or not self._came_back(reader, stalled):
+                reader.close()
+                raise RingError(Status.STALE, self.path, "still the ring of the writer that went away; "
+                                "waiting for a new writer")
+            # The same writer, alive again: go on where we left it.
+            del self._stalled[reader.generation]
+            resume = {**resume, reader.generation: max(resume.get(reader.generation, 0), stalled.cursor)}
         self.reader = reader
         if reader.generation in resume:
             reader.seek(resume[reader.generation])  # what the ring no longer holds counts as missed
@@ -115,8 +136,7 @@ class RingFollower:
         reader = self.reader
         if reader is None:
             raise RuntimeError("attach() first")
-        events = reader.poll(timeout, max_events)
-        self._sync_counts()
+        events = self._read(reader, timeout, max_events)
         if events:
             return events
         now = time.monotonic_ns()
@@ -126,10 +146,12 @@ class RingFollower:
             if problem:
                 # Hand out whatever the old ring still holds before saying it is gone;
                 # the next empty poll finds the problem again.
-                leftover = reader.poll(0, max_events)
-                self._sync_counts()
+                leftover = self._read(reader, 0, max_events)
                 if leftover:
                     return leftover
+                if problem[0] == Status.STALE and _process_alive(reader.writer_pid):
+                    # stopped or stuck, not dead: it may come back (attach() checks)
+                    self._stalled[reader.generation] = _Stalled(reader.cursor, _heartbeat(self.path))
                 self.close()
                 raise WriterGone(*problem)
         return events
@@ -148,6 +170,28 @@ class RingFollower:
 
     # -- internals
 
+    def _read(self, reader: _ring.Reader, timeout: float, max_events: int) -> list[Event]:
+        try:
+            events = reader.poll(timeout, max_events)
+        except _ring.Error as exc:  # the ring was truncated under us
+            self.close()
+            status = Status(exc.args[0])
+            raise WriterGone(status, str(RingError(status, self.path, self._size_now()))) from None
+        self._sync_counts()
+        return events
+
+    def _size_now(self) -> str:
+        try:
+            return f"the file is now {os.stat(self.path).st_size} bytes"
+        except OSError as exc:
+            return f"the file is gone: {exc.strerror}"
+
+    def _came_back(self, reader: _ring.Reader, stalled: _Stalled) -> bool:
+        """Is a writer we gave up on for its heartbeat alive again? Its process
+        is there and its heartbeat moved since (a heartbeat frozen in the
+        future must not bring a dead writer back)."""
+        return _process_alive(reader.writer_pid) and _heartbeat(self.path) != stalled.heartbeat_mono_ns
+
     def _count_unseen_closed_ring(self, resume: Mapping[int, int]) -> None:
         """A writer came and went between two attach attempts: count its events as missed."""
         try:
@@ -155,8 +199,13 @@ class RingFollower:
         except RingError:
             return
         generation, published = header.get("generation"), header.get("write_seq")
-        if header.get("header_crc_ok") and generation and published is not None \
-                and generation not in self._seen_generations:
+        if not (header.get("header_crc_ok") and generation and published is not None):
+            return
+        stalled = self._stalled.pop(generation, None)
+        if stalled is not None:  # a writer we had left stalled came back and closed before we saw it
+            self._base.missed += max(0, published - max(resume.get(generation, 0), stalled.cursor))
+            self.counts.missed = self._base.missed
+        elif generation not in self._seen_generations:
             self._seen_generations.add(generation)
             self._base.missed += max(0, published - resume.get(generation, 0))
             self.counts.missed = self._base.missed
@@ -176,10 +225,16 @@ class RingFollower:
                 return status, f"the writer (pid {reader.writer_pid}) has exited"
         if status == Status.OK:
             return None
+        if status == Status.STALE:
+            return status, (f"the writer (pid {reader.writer_pid}) stopped its heartbeat "
+                            f"{reader.heartbeat_age_ns() / 1e9:.1f} s ago")
+        if status == Status.BAD_HEADER:
+            state = _header_field(self.path, "state")
+            return status, str(RingError(status, self.path, f"state {state}"))
+        if status == Status.TRUNCATED:
+            return status, str(RingError(status, self.path, self._size_now()))
         reasons = {
             Status.CLOSED: "the writer closed the ring",
-            Status.STALE: f"the writer (pid {reader.writer_pid}) stopped its heartbeat "
-            f"{reader.heartbeat_age_ns() / 1e9:.1f} s ago",
             Status.REPLACED: "the ring file was replaced (the writer restarted)",
         }
         return status, reasons.get(status, status.name.lower())
@@ -193,3 +248,15 @@ def _process_alive(pid: int) -> bool:
         return False
     except (psutil.AccessDenied, ValueError, OSError):
         return True
+
+
+def _header_field(path: str, name: str) -> int | None:
+    """One header field read with a plain file read (never through a mapping)."""
+    try:
+        return read_header(path).get(name)
+    except RingError:
+        return None
+
+
+def _heartbeat(path: str) -> int | None:
+    return _header_field(path, "heartbeat_mono_ns")

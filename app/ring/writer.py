@@ -23,14 +23,28 @@ class RingWriter:
             raise RingError(status, self.path, detail) from None
 
     def publish(self, threats: Iterable[Threat]) -> int:
-        """Publish as one batch (one wake-up for readers); returns how many were accepted."""
-        return self._w.publish(
-            [(t.timestamp_unix_us, t.threat_type, t.severity, t.blocked, t.source, t.details) for t in threats]
-        )
+        """Publish as one batch (one wake-up for readers); returns how many were accepted.
+        RingError(TRUNCATED) if the file was truncated under us (nothing more can be published)."""
+        events = [(t.timestamp_unix_us, t.threat_type, t.severity, t.blocked, t.source, t.details) for t in threats]
+        try:
+            return self._w.publish(events)
+        except _ring.Error as exc:
+            raise self._error(exc) from None
 
     def tick(self) -> None:
         """Keep the heartbeat fresh; call at least every 500 ms when idle."""
-        self._w.tick()
+        try:
+            self._w.tick()
+        except _ring.Error as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: _ring.Error) -> RingError:
+        status, _detail = exc.args
+        try:
+            detail = f"the file is now {os.stat(self.path).st_size} bytes"
+        except OSError as e:
+            detail = f"the file is gone: {e.strerror}"
+        return RingError(status, self.path, detail)
 
     def close(self) -> None:
         self._w.close()
