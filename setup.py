@@ -6,7 +6,8 @@ from glob import glob
 from setuptools import Extension, setup
 
 sources = ["native/kgmon_ring_module.c", "native/kg_crc32c.c", "native/kg_hist.c", "native/kg_reader.c",
-           "native/kg_writer.c", "native/kg_wait.c", "native/kg_fault.c"]
+           "native/kg_writer.c", "native/kg_wait.c", "native/kg_fault.c",
+           "native/kg_v1_reader.c"]
 sources.append("native/kg_platform_win32.c" if sys.platform == "win32" else "native/kg_platform_posix.c")
 compile_args = [] if sys.platform == "win32" else ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                                     "-Wno-missing-field-initializers", "-fno-strict-aliasing"]

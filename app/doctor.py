@@ -33,6 +33,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
+from app.ring import v1
 from app.ring.errors import RingError, Status
 from app.ring.follow import PID_GONE_HEARTBEAT_NS, _process_alive
 from app.ring.pyring import MAGIC, STATE_CLOSED, STATE_RUNNING, VERSION, HEARTBEAT_STALE_NS, read_header
@@ -172,7 +173,11 @@ def ring_advice(error: RingError, path: str) -> str:
     if s == Status.BAD_MAGIC:
         return "check --shm-path: this file is not the Shield's ring"
     if s == Status.BAD_VERSION:
-        return "upgrade the Shield to one that writes format v2"
+        return ("check --shm-path: the monitor reads the Shield's own ring (format v1) and format v2 "
+                "(`kgmon demo`), not this one")
+    if s in (Status.STALE, Status.CLOSED) and v1.peek_version(path) == v1.VERSION:
+        return ("start the Shield's writer again (for example its shm_demo example); the monitor reads the same "
+                "file on, from where it stopped")
     if s in (Status.BAD_HEADER, Status.BAD_SIZE):
         return "restart the Shield; it recreates the ring"
     if s == Status.STALE:
@@ -194,16 +199,15 @@ class RingCheck(NamedTuple):
 
 def check_ring(path: str) -> RingCheck:
     """Attach with the real (C) reader: its verdict is the monitor's."""
-    from app.ring.reader import open_reader  # the C extension; imported here so a broken build is a finding
+    from app.ring.reader import open_any  # the C extension; imported here so a broken build is a finding
 
     try:
-        reader = open_reader(path, start="oldest", spin_ns=0)
+        reader = open_any(path, start="oldest", spin_ns=0)
     except RingError as exc:
         return RingCheck(Finding("ring", FAIL, str(exc), ring_advice(exc, path)), None, exc)
     except (OSError, ValueError) as exc:
         err = RingError(Status.IO, path, str(exc))
         return RingCheck(Finding("ring", FAIL, str(err), ring_advice(err, path)), None, err)
-    size = 4096 + reader.slot_count * reader.slot_size
     facts = ""
     try:
         st = os.stat(path)
@@ -212,8 +216,14 @@ def check_ring(path: str) -> RingCheck:
                  f"directory mode {stat.S_IMODE(dst.st_mode):04o}")
     except OSError:
         pass
-    message = (f"{path}, format v{VERSION}, {reader.slot_count} slots x {reader.slot_size} B "
-               f"({size / (1 << 20):.1f} MiB){facts}")
+    if getattr(reader, "format", 2) == v1.VERSION:
+        size = v1.HEADER_SIZE + reader.data_size
+        message = (f"{path}, Shield format v1, polled (no wake-up), read-only: its own reader keeps every event; "
+                   f"{reader.capacity} events of {v1.EVENT_SIZE} B ({size / (1 << 20):.1f} MiB){facts}")
+    else:
+        size = 4096 + reader.slot_count * reader.slot_size
+        message = (f"{path}, format v{VERSION}, {reader.slot_count} slots x {reader.slot_size} B "
+                   f"({size / (1 << 20):.1f} MiB){facts}")
     return RingCheck(Finding("ring", OK, message), reader, None)
 
 
@@ -247,8 +257,33 @@ def _process_facts(pid: int) -> str:
         return "process details hidden"
 
 
+def check_v1_writer(path: str, ws_usable: bool = False) -> list[Finding]:
+    """The Shield's v1 ring: who writes it (lock file, header), is it alive, and its own consumer."""
+    try:
+        h = v1.read_header(path)
+    except RingError as exc:
+        return [Finding("writer", INFO, f"cannot read the v1 header: {exc}")]
+    state = v1.writer_state(path, h)
+    pid = state.pid
+    who = f"pid {pid} ({_process_facts(pid)})" if pid else "no pid"
+    age = max(0, int(time.time()) - h["last_heartbeat"])
+    consumer = (f"its own consuming reader has taken {h['events_read']} (read_pos {h['read_pos']}; "
+                "the monitor never moves it)" if h["events_read"] or h["read_pos"]
+                else "no consuming reader has taken any")
+    base = (f"Shield format v1: writer {who}, last write {age} s ago (the v1 heartbeat moves only on writes), "
+            f"{_count(h['events_written'], 'event')} written, {consumer}")
+    if state.alive:
+        return [Finding("writer", OK, f"{base}: {state.reason}")]
+    if ws_usable:
+        return [Finding("writer", INFO, f"{base}: {state.reason}; the Shield answers on the WebSocket")]
+    return [Finding("writer", FAIL, f"{base}: {state.reason}",
+                    "start the Shield's writer again (for example its shm_demo example)")]
+
+
 def check_writer(path: str, ws_usable: bool = False, now_ns: int | None = None) -> list[Finding]:
     """Who writes the ring, and is it alive: from the header, without health checks."""
+    if v1.peek_version(path) == v1.VERSION:
+        return check_v1_writer(path, ws_usable)
     try:
         h = read_header(path)
     except RingError as exc:

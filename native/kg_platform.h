@@ -81,6 +81,13 @@ kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *fil
 /* Map the whole file (opened by kg_map_open_checked) read-only beside the
  * header mapping; the header mapping stays the only writable one. */
 kg_status kg_map_whole_readonly(kg_mapping *header, size_t length, kg_mapping *whole, char *err, size_t errlen);
+/* The same checks as kg_map_open_checked, but opened O_RDONLY and the whole
+ * file (at least min_len bytes) mapped PROT_READ: for a ring this process must
+ * never write (the Shield's v1 ring). */
+kg_status kg_map_open_readonly(const char *path, size_t min_len, uint64_t *file_size, kg_mapping *m,
+                               char *err, size_t errlen);
+/* The mapped file's current size (it can shrink under a mapping). */
+kg_status kg_mapping_file_size(const kg_mapping *m, uint64_t *size);
 void kg_unmap(kg_mapping *m);
 /* Identity of whatever is at `path` now (without following a link). */
 kg_status kg_path_identity(const char *path, kg_file_id *id);

@@ -148,8 +148,10 @@ kg_status kg_publish_file(const char *tmp_path, const char *final_path, char *er
 
 void kg_remove_file(const char *path) { unlink(path); }
 
-kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *file_size, kg_mapping *m,
-                              char *err, size_t errlen) {
+/* Every file-level check, then open (read-write or read-only) and map the
+ * first `header_len` bytes (writable only if opened so). */
+static kg_status open_checked(const char *path, size_t header_len, int writable, uint64_t *file_size,
+                              kg_mapping *m, char *err, size_t errlen) {
     struct stat st;
     if (lstat(path, &st) != 0) {
         if (errno == ENOENT) FAIL(KG_NOT_FOUND, "%s does not exist", path);
@@ -171,7 +173,7 @@ kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *fil
     if (st.st_mode & 077) FAIL(KG_UNSAFE_MODE, "mode %04o", (unsigned)(st.st_mode & 07777));
     /* Open without following links, then check the opened file itself (fstat),
      * so a swap between lstat and open cannot slip another file in. */
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ELOOP) FAIL(KG_NOT_REGULAR, "it is a symbolic link");
         if (errno == ENOENT) FAIL(KG_NOT_FOUND, "%s does not exist", path);
@@ -194,7 +196,7 @@ kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *fil
         FAIL(KG_BAD_SIZE, "file is %llu bytes, shorter than the %zu-byte header", (unsigned long long)st.st_size,
              header_len);
     }
-    void *base = mmap(NULL, header_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *base = mmap(NULL, header_len, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         int e = errno;
         close(fd);
@@ -206,6 +208,34 @@ kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *fil
     m->id.ino = (uint64_t)st.st_ino;
     m->handle = fd;
     *file_size = (uint64_t)st.st_size;
+    return KG_OK;
+}
+
+kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *file_size, kg_mapping *m,
+                              char *err, size_t errlen) {
+    return open_checked(path, header_len, 1, file_size, m, err, errlen);
+}
+
+kg_status kg_map_open_readonly(const char *path, size_t min_len, uint64_t *file_size, kg_mapping *m,
+                               char *err, size_t errlen) {
+    kg_status st = open_checked(path, min_len, 0, file_size, m, err, errlen);
+    if (st != KG_OK || *file_size == min_len) return st;
+    void *whole = mmap(NULL, (size_t)*file_size, PROT_READ, MAP_SHARED, (int)m->handle, 0);
+    if (whole == MAP_FAILED) {
+        int e = errno;
+        kg_unmap(m);
+        FAIL(KG_IO, "cannot map %s: %s", path, strerror(e));
+    }
+    munmap(m->base, m->length);
+    m->base = whole;
+    m->length = (size_t)*file_size;
+    return KG_OK;
+}
+
+kg_status kg_mapping_file_size(const kg_mapping *m, uint64_t *size) {
+    struct stat st;
+    if (m->handle < 0 || fstat((int)m->handle, &st) != 0) return KG_IO;
+    *size = (uint64_t)st.st_size;
     return KG_OK;
 }
 

@@ -186,6 +186,35 @@ kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *fil
     return st;
 }
 
+kg_status kg_map_open_readonly(const char *path, size_t min_len, uint64_t *file_size, kg_mapping *m,
+                               char *err, size_t errlen) {
+    wchar_t w[MAX_PATH];
+    if (!widen(path, w, MAX_PATH)) FAIL(KG_INVALID, "bad path %s", path);
+    DWORD attrs = GetFileAttributesW(w);
+    if (attrs == INVALID_FILE_ATTRIBUTES) FAIL(KG_NOT_FOUND, "%s does not exist", path);
+    if (attrs & FILE_ATTRIBUTE_REPARSE_POINT) FAIL(KG_NOT_REGULAR, "it is a link");
+    if (attrs & FILE_ATTRIBUTE_DIRECTORY) FAIL(KG_NOT_REGULAR, "it is a directory");
+    HANDLE f = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_EXISTING, FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+    if (f == INVALID_HANDLE_VALUE) FAIL(KG_IO, "cannot open %s (error %lu)", path, GetLastError());
+    LARGE_INTEGER size;
+    GetFileSizeEx(f, &size);
+    if ((uint64_t)size.QuadPart < min_len) {
+        CloseHandle(f);
+        FAIL(KG_BAD_SIZE, "file is %llu bytes, shorter than the header", (unsigned long long)size.QuadPart);
+    }
+    *file_size = (uint64_t)size.QuadPart;
+    kg_status st = map_handle(f, (size_t)size.QuadPart, 0, m, err, errlen);
+    CloseHandle(f);
+    return st;
+}
+
+/* A mapped file cannot be shrunk on Windows: its size is the mapping's. */
+kg_status kg_mapping_file_size(const kg_mapping *m, uint64_t *size) {
+    *size = m->length;
+    return KG_OK;
+}
+
 kg_status kg_map_whole_readonly(kg_mapping *header, size_t length, kg_mapping *whole, char *err, size_t errlen) {
     void *base = MapViewOfFile((HANDLE)header->handle, FILE_MAP_READ, 0, 0, length);
     if (!base) FAIL(KG_IO, "MapViewOfFile failed (error %lu)", GetLastError());

@@ -18,6 +18,7 @@
 
 #include "kg_atomic.h"
 #include "kg_ring.h"
+#include "kg_v1.h"
 
 static PyObject *RingErr; /* _ring.Error(status, detail) */
 
@@ -413,6 +414,14 @@ static PyTypeObject WriterType = {
 #define SOURCE_CACHE 64 /* sources repeat: keep their str objects */
 
 typedef struct {
+    struct {
+        uint16_t len;
+        char bytes[KG_SOURCE_MAX];
+        PyObject *str;
+    } slot[SOURCE_CACHE];
+} SourceCache;
+
+typedef struct {
     PyObject_HEAD
     kg_reader r;
     kg_wait wait;
@@ -424,33 +433,97 @@ typedef struct {
     size_t capacity, text_capacity;
     HistObject *transport;  /* publish -> observed in C */
     HistObject *delivery;   /* publish -> Python objects built, in the polling thread */
-    struct {
-        uint16_t len;
-        char bytes[KG_SOURCE_MAX];
-        PyObject *str;
-    } sources[SOURCE_CACHE];
+    SourceCache sources;
 } ReaderObject;
 
-static PyObject *reader_source_str(ReaderObject *self, const char *p, uint16_t len) {
+static PyObject *source_str(SourceCache *cache, const char *p, uint16_t len) {
     uint32_t hsh = 2166136261u;
     for (uint16_t i = 0; i < len; i++) hsh = (hsh ^ (uint8_t)p[i]) * 16777619u;
     unsigned slot = hsh % SOURCE_CACHE;
-    if (self->sources[slot].str && self->sources[slot].len == len && memcmp(self->sources[slot].bytes, p, len) == 0) {
-        Py_INCREF(self->sources[slot].str);
-        return self->sources[slot].str;
+    if (len > KG_SOURCE_MAX) return PyUnicode_DecodeUTF8(p, len, "replace");
+    if (cache->slot[slot].str && cache->slot[slot].len == len && memcmp(cache->slot[slot].bytes, p, len) == 0) {
+        Py_INCREF(cache->slot[slot].str);
+        return cache->slot[slot].str;
     }
     PyObject *s = PyUnicode_DecodeUTF8(p, len, "replace");
     if (!s) return NULL;
-    Py_XSETREF(self->sources[slot].str, Py_NewRef(s));
-    self->sources[slot].len = len;
-    memcpy(self->sources[slot].bytes, p, len);
+    Py_XSETREF(cache->slot[slot].str, Py_NewRef(s));
+    cache->slot[slot].len = len;
+    memcpy(cache->slot[slot].bytes, p, len);
     return s;
+}
+
+static void source_cache_clear(SourceCache *cache) {
+    for (int i = 0; i < SOURCE_CACHE; i++) Py_CLEAR(cache->slot[i].str);
 }
 
 static void reader_release(ReaderObject *self) {
     if (self->open) kg_reader_close(&self->r);
     self->open = 0;
-    for (int i = 0; i < SOURCE_CACHE; i++) Py_CLEAR(self->sources[i].str);
+    source_cache_clear(&self->sources);
+}
+
+/* One list of Event objects for a batch read in C (v2 or v1), and its
+ * publish -> Python-objects delivery latency (history replayed at open is none). */
+static PyObject *events_list(const kg_batch *b, SourceCache *cache, HistObject *delivery, uint64_t opened_mono_ns) {
+    PyObject *list = PyList_New((Py_ssize_t)b->count);
+    if (!list) return NULL;
+    /* Events of one batch share their publish stamp (one writer batch), their
+     * observe stamp (one read) and often their timestamp: build each int once. */
+    PyObject *shared[3] = {NULL, NULL, NULL};
+    uint64_t shared_v[3] = {0, 0, 0};
+    for (size_t i = 0; i < b->count; i++) {
+        const kg_event *e = &b->events[i];
+        const char *txt = (const char *)b->text + e->text_offset;
+        PyObject *ev = PyStructSequence_New(EventType);
+        if (!ev) goto fail;
+        PyList_SET_ITEM(list, (Py_ssize_t)i, ev);
+        PyObject *src = source_str(cache, txt, e->source_len);
+        PyObject *det = PyUnicode_DecodeUTF8(txt + e->source_len, e->details_len, "replace");
+        const uint64_t stamps[3] = {e->publish_mono_ns, e->observe_mono_ns, e->timestamp_unix_us};
+        for (int k = 0; k < 3; k++) {
+            if (!shared[k] || shared_v[k] != stamps[k]) {
+                Py_XSETREF(shared[k], PyLong_FromUnsignedLongLong(stamps[k]));
+                shared_v[k] = stamps[k];
+            }
+        }
+        PyObject *items[10] = {PyLong_FromUnsignedLongLong(e->seq),
+                               Py_XNewRef(shared[0]),
+                               Py_XNewRef(shared[1]),
+                               Py_XNewRef(shared[2]),
+                               PyLong_FromUnsignedLong(e->threat_type),
+                               PyLong_FromUnsignedLong(e->severity),
+                               PyBool_FromLong(e->blocked),
+                               PyLong_FromUnsignedLong(e->flags),
+                               src,
+                               det};
+        for (int k = 0; k < 10; k++) {
+            if (!items[k]) {
+                for (int j = 0; j < 10; j++) Py_XDECREF(items[j]);
+                goto fail;
+            }
+        }
+        for (int k = 0; k < 10; k++) PyStructSequence_SET_ITEM(ev, k, items[k]);
+        /* An Event holds only ints, strs and a bool: it can never be part of a
+         * reference cycle. Untracked, the cyclic GC never walks it, so millions
+         * of events a second do not turn into millisecond collections. */
+        PyObject_GC_UnTrack(ev);
+    }
+    for (int k = 0; k < 3; k++) Py_XDECREF(shared[k]);
+    if (b->count) {
+        /* delivery: the batch is Python objects in this thread now */
+        uint64_t now = kg_mono_ns();
+        for (size_t i = 0; i < b->count; i++) {
+            uint64_t pub = b->events[i].publish_mono_ns;
+            if (pub >= opened_mono_ns) /* replayed history is no latency sample */
+                kg_hist_record(&delivery->h, now > pub ? now - pub : 0);
+        }
+    }
+    return list;
+fail:
+    for (int k = 0; k < 3; k++) Py_XDECREF(shared[k]);
+    Py_DECREF(list);
+    return NULL;
 }
 
 static int reader_init(ReaderObject *self, PyObject *args, PyObject *kw) {
@@ -560,64 +633,7 @@ static PyObject *reader_poll(ReaderObject *self, PyObject *args, PyObject *kw) {
      * poll (which reads nothing more) raises. */
     if (st == KG_TRUNCATED && b.count == 0) return raise_status(st, "the file shrank under the reader");
 
-    PyObject *list = PyList_New((Py_ssize_t)b.count);
-    if (!list) return NULL;
-    /* Events of one batch share their publish stamp (one writer batch), their
-     * observe stamp (one read) and often their timestamp: build each int once. */
-    PyObject *shared[3] = {NULL, NULL, NULL};
-    uint64_t shared_v[3] = {0, 0, 0};
-    for (size_t i = 0; i < b.count; i++) {
-        const kg_event *e = &b.events[i];
-        const char *txt = (const char *)b.text + e->text_offset;
-        PyObject *ev = PyStructSequence_New(EventType);
-        if (!ev) goto fail;
-        PyList_SET_ITEM(list, (Py_ssize_t)i, ev);
-        PyObject *src = reader_source_str(self, txt, e->source_len);
-        PyObject *det = PyUnicode_DecodeUTF8(txt + e->source_len, e->details_len, "replace");
-        const uint64_t stamps[3] = {e->publish_mono_ns, e->observe_mono_ns, e->timestamp_unix_us};
-        for (int k = 0; k < 3; k++) {
-            if (!shared[k] || shared_v[k] != stamps[k]) {
-                Py_XSETREF(shared[k], PyLong_FromUnsignedLongLong(stamps[k]));
-                shared_v[k] = stamps[k];
-            }
-        }
-        PyObject *items[10] = {PyLong_FromUnsignedLongLong(e->seq),
-                               Py_XNewRef(shared[0]),
-                               Py_XNewRef(shared[1]),
-                               Py_XNewRef(shared[2]),
-                               PyLong_FromUnsignedLong(e->threat_type),
-                               PyLong_FromUnsignedLong(e->severity),
-                               PyBool_FromLong(e->blocked),
-                               PyLong_FromUnsignedLong(e->flags),
-                               src,
-                               det};
-        for (int k = 0; k < 10; k++) {
-            if (!items[k]) {
-                for (int j = 0; j < 10; j++) Py_XDECREF(items[j]);
-                goto fail;
-            }
-        }
-        for (int k = 0; k < 10; k++) PyStructSequence_SET_ITEM(ev, k, items[k]);
-        /* An Event holds only ints, strs and a bool: it can never be part of a
-         * reference cycle. Untracked, the cyclic GC never walks it, so millions
-         * of events a second do not turn into millisecond collections. */
-        PyObject_GC_UnTrack(ev);
-    }
-    for (int k = 0; k < 3; k++) Py_XDECREF(shared[k]);
-    if (b.count) {
-        /* delivery: the batch is Python objects in this thread now */
-        uint64_t now = kg_mono_ns();
-        for (size_t i = 0; i < b.count; i++) {
-            uint64_t pub = b.events[i].publish_mono_ns;
-            if (pub >= self->r.opened_mono_ns) /* replayed history is no latency sample */
-                kg_hist_record(&self->delivery->h, now > pub ? now - pub : 0);
-        }
-    }
-    return list;
-fail:
-    for (int k = 0; k < 3; k++) Py_XDECREF(shared[k]);
-    Py_DECREF(list);
-    return NULL;
+    return events_list(&b, &self->sources, self->delivery, self->r.opened_mono_ns);
 }
 
 /* stop(): make a poll() in another thread return promptly (thread-safe,
@@ -742,6 +758,271 @@ static PyTypeObject ReaderType = {
     .tp_getset = reader_getset,
 };
 
+/* ------------------------------------------------------------------ V1Reader */
+
+/* The Shield's v1 ring, read-only (kg_v1.h): the same poll()/stop()/seek()
+ * surface as Reader, so app.ring's follower drives either. */
+typedef struct {
+    PyObject_HEAD
+    kg_v1_reader r;
+    kg_wait wait;
+    int open;
+    int in_poll;
+    volatile int stop;
+    uint64_t poll_min_ns, poll_max_ns;
+    kg_event *events;
+    uint8_t *text;
+    size_t capacity, text_capacity;
+    HistObject *transport;
+    HistObject *delivery;
+    SourceCache sources;
+} V1ReaderObject;
+
+static void v1_release(V1ReaderObject *self) {
+    if (self->open) kg_v1_close(&self->r);
+    self->open = 0;
+    source_cache_clear(&self->sources);
+}
+
+static int v1_init(V1ReaderObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "start", "poll_min_ns", "poll_max_ns", "batch", NULL};
+    PyObject *path_obj;
+    const char *start = "oldest";
+    unsigned long long poll_min = KG_V1_POLL_MIN_NS, poll_max = KG_V1_POLL_MAX_NS;
+    Py_ssize_t batch = 2048;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|sKKn", kwlist, PyUnicode_FSConverter, &path_obj, &start,
+                                     &poll_min, &poll_max, &batch))
+        return -1;
+    const char *problem = NULL;
+    if (self->in_poll) problem = "poll() is running in another thread: stop() it first";
+    else if (strcmp(start, "oldest") != 0 && strcmp(start, "newest") != 0) problem = "start is 'oldest' or 'newest'";
+    else if (batch < 1 || batch > 1 << 20) problem = "batch is 1..1048576";
+    else if (poll_min < 1000 || poll_max < poll_min || poll_max > 1000000000ull)
+        problem = "poll_min_ns is at least 1000 and poll_max_ns between it and 1 s";
+    if (problem) {
+        Py_DECREF(path_obj);
+        PyErr_SetString(self->in_poll ? PyExc_RuntimeError : PyExc_ValueError, problem);
+        return -1;
+    }
+    v1_release(self);
+    if (!self->transport) self->transport = (HistObject *)hist_new(&HistType, NULL, NULL);
+    if (!self->delivery) self->delivery = (HistObject *)hist_new(&HistType, NULL, NULL);
+    if (!self->transport || !self->delivery) {
+        Py_DECREF(path_obj);
+        return -1;
+    }
+    self->r.transport = &self->transport->h;
+    char err[KG_ERRLEN] = "";
+    kg_status st;
+    int start_at = strcmp(start, "newest") == 0 ? KG_START_NEWEST : KG_START_OLDEST;
+    Py_BEGIN_ALLOW_THREADS st = kg_v1_open(&self->r, PyBytes_AS_STRING(path_obj), start_at, err, sizeof err);
+    Py_END_ALLOW_THREADS Py_DECREF(path_obj);
+    if (st != KG_OK) {
+        raise_status(st, err);
+        return -1;
+    }
+    self->open = 1;
+    self->poll_min_ns = poll_min;
+    self->poll_max_ns = poll_max;
+    kg_wait_init(&self->wait, poll_min, 1);
+    self->wait.stop = &self->stop;
+    self->stop = 0;
+    PyMem_Free(self->events);
+    PyMem_Free(self->text);
+    self->events = PyMem_Malloc((size_t)batch * sizeof(kg_event));
+    self->text = PyMem_Malloc((size_t)batch * KG_V1_TEXT_MAX);
+    if (!self->events || !self->text) {
+        v1_release(self);
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->capacity = (size_t)batch;
+    self->text_capacity = (size_t)batch * KG_V1_TEXT_MAX;
+    return 0;
+}
+
+static void v1_dealloc(V1ReaderObject *self) {
+    v1_release(self);
+    PyMem_Free(self->events);
+    PyMem_Free(self->text);
+    Py_XDECREF(self->transport);
+    Py_XDECREF(self->delivery);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* poll(timeout=0.1, max_events=0) -> [Event, ...]: reads, and when there was
+ * nothing, polls adaptively (kg_v1_wait) with the GIL released. */
+static PyObject *v1_poll(V1ReaderObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"timeout", "max_events", NULL};
+    double timeout = 0.1;
+    Py_ssize_t max_events = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|dn", kwlist, &timeout, &max_events)) return NULL;
+    READER_OPEN(self);
+    if (self->in_poll) return PyErr_Format(PyExc_RuntimeError, "poll() is already running in another thread");
+    uint64_t timeout_ns = timeout <= 0 ? 0 : (uint64_t)(timeout * 1e9);
+    kg_batch b = {.events = self->events, .capacity = self->capacity, .text = self->text,
+                  .text_capacity = self->text_capacity};
+    if (max_events > 0 && (size_t)max_events < b.capacity) b.capacity = (size_t)max_events;
+    self->in_poll = 1;
+    Py_BEGIN_ALLOW_THREADS;
+    kg_v1_read(&self->r, &b);
+    if (b.count == 0 && timeout_ns && !self->stop) {
+        if (kg_v1_wait(&self->r, &self->wait, timeout_ns, self->poll_min_ns, self->poll_max_ns) == KG_OK)
+            kg_v1_read(&self->r, &b);
+    }
+    Py_END_ALLOW_THREADS;
+    self->in_poll = 0;
+    return events_list(&b, &self->sources, self->delivery, self->r.opened_mono_ns);
+}
+
+static PyObject *v1_stop(V1ReaderObject *self, PyObject *unused) {
+    self->stop = 1; /* the poll loop looks at it between naps (at most poll_max_ns) */
+    Py_RETURN_NONE;
+}
+
+static PyObject *v1_resume(V1ReaderObject *self, PyObject *unused) {
+    self->stop = 0;
+    Py_RETURN_NONE;
+}
+
+/* seek(n, fingerprint=None) -> cursor; fingerprint (timestamp_us, checksum) of
+ * event n - 1 as seen before lets the next read notice a reset since. */
+static PyObject *v1_seek(V1ReaderObject *self, PyObject *args) {
+    unsigned long long n, ts = 0;
+    unsigned int sum = 0;
+    PyObject *fp = Py_None;
+    if (!PyArg_ParseTuple(args, "K|O", &n, &fp)) return NULL;
+    READER_OPEN(self);
+    if (self->in_poll) return PyErr_Format(PyExc_RuntimeError, "seek() while poll() runs in another thread");
+    if (fp != Py_None && !PyArg_ParseTuple(fp, "KI", &ts, &sum)) return NULL;
+    kg_v1_seek(&self->r, n, fp != Py_None, ts, sum);
+    return PyLong_FromUnsignedLongLong(self->r.cursor);
+}
+
+static PyObject *v1_health(V1ReaderObject *self, PyObject *unused) {
+    READER_OPEN(self);
+    kg_status st;
+    Py_BEGIN_ALLOW_THREADS st = kg_v1_health(&self->r);
+    Py_END_ALLOW_THREADS return PyLong_FromLong((long)st);
+}
+
+static PyObject *v1_close(V1ReaderObject *self, PyObject *unused) {
+    if (self->in_poll) return PyErr_Format(PyExc_RuntimeError, "close() while poll() runs: call stop() first");
+    v1_release(self);
+    Py_RETURN_NONE;
+}
+
+/* header() -> dict of the header's fields as they are now (relaxed loads). */
+static PyObject *v1_header(V1ReaderObject *self, PyObject *unused) {
+    READER_OPEN(self);
+    const kg_v1_header *h = self->r.hdr;
+    return Py_BuildValue("{sIsIsKsKsKsKsKsKsI}", "magic", kg_load_acquire32(&h->magic), "version",
+                         kg_load_acquire32(&h->version), "total_size", (unsigned long long)h->total_size,
+                         "write_pos", (unsigned long long)kg_load_relaxed64(&h->write_pos), "read_pos",
+                         (unsigned long long)kg_load_relaxed64(&h->read_pos), "events_written",
+                         (unsigned long long)kg_load_relaxed64(&h->events_written), "events_read",
+                         (unsigned long long)kg_load_relaxed64(&h->events_read), "last_heartbeat",
+                         (unsigned long long)kg_load_relaxed64(&h->last_heartbeat), "writer_pid",
+                         (unsigned int)h->writer_pid);
+}
+
+static PyObject *v1_get_u64(V1ReaderObject *self, void *offset) {
+    READER_OPEN(self);
+    return PyLong_FromUnsignedLongLong(*(uint64_t *)((char *)&self->r + (size_t)offset));
+}
+static PyObject *v1_get_write_seq(V1ReaderObject *self, void *c) {
+    READER_OPEN(self);
+    return PyLong_FromUnsignedLongLong(kg_v1_events_written(&self->r));
+}
+static PyObject *v1_get_writer_pid(V1ReaderObject *self, void *c) {
+    READER_OPEN(self);
+    return PyLong_FromUnsignedLong(self->r.hdr->writer_pid);
+}
+static PyObject *v1_get_fingerprint(V1ReaderObject *self, void *c) {
+    READER_OPEN(self);
+    if (!self->r.fp_valid) Py_RETURN_NONE;
+    return Py_BuildValue("(KI)", (unsigned long long)self->r.fp_timestamp, (unsigned int)self->r.fp_checksum);
+}
+static PyObject *v1_get_file_id(V1ReaderObject *self, void *c) {
+    READER_OPEN(self);
+    return Py_BuildValue("(KK)", (unsigned long long)self->r.map.id.dev, (unsigned long long)self->r.map.id.ino);
+}
+static PyObject *v1_get_hist(V1ReaderObject *self, void *which) {
+    HistObject *h = which ? self->delivery : self->transport;
+    if (!h) {
+        PyErr_SetString(PyExc_ValueError, "the reader was never opened");
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)h);
+}
+static PyObject *v1_get_closed(V1ReaderObject *self, void *c) { return PyBool_FromLong(!self->open); }
+static PyObject *v1_get_none(V1ReaderObject *self, void *c) { Py_RETURN_NONE; }
+static PyObject *v1_get_format(V1ReaderObject *self, void *c) { return PyLong_FromLong(1); }
+static PyObject *v1_get_poll_step(V1ReaderObject *self, void *c) { return PyLong_FromUnsignedLongLong(self->wait.spin_ns); }
+static PyObject *v1_get_wait_stats(V1ReaderObject *self, void *c) {
+    return Py_BuildValue("(KK)", (unsigned long long)self->wait.spins_won, (unsigned long long)self->wait.sleeps);
+}
+
+#define V1U64(name, doc) {#name, (getter)v1_get_u64, NULL, doc, (void *)offsetof(kg_v1_reader, name)}
+static PyGetSetDef v1_getset[] = {
+    V1U64(delivered, "events delivered so far"),
+    V1U64(missed, "events lost to laps and resets before this reader read them"),
+    V1U64(corrupt, "events that failed the checksum or severity check, or lay across the end of the file"),
+    V1U64(resets, "times the ring was re-initialised under this reader"),
+    V1U64(cursor, "number (events_written value) of the next event this reader will read"),
+    V1U64(data_size, "bytes of the data area (positions wrap here)"),
+    V1U64(capacity, "whole events the data area holds"),
+    {"write_seq", (getter)v1_get_write_seq, NULL, "events_written: events the writers have written", NULL},
+    {"writer_pid", (getter)v1_get_writer_pid, NULL, "the header's writer_pid (the pid that initialised it)", NULL},
+    {"generation", (getter)v1_get_none, NULL, "None: v1 has no generation", NULL},
+    {"format", (getter)v1_get_format, NULL, "1", NULL},
+    {"fingerprint", (getter)v1_get_fingerprint, NULL, "(timestamp_us, checksum) of the event before the cursor, or None", NULL},
+    {"file_id", (getter)v1_get_file_id, NULL, "(device, inode) of the mapped file", NULL},
+    {"poll_step_ns", (getter)v1_get_poll_step, NULL, "current polling interval", NULL},
+    {"wait_stats", (getter)v1_get_wait_stats, NULL, "(polls that found data, naps)", NULL},
+    {"transport_latency", (getter)v1_get_hist, NULL, "Histogram: stored timestamp -> seen by the C reader", NULL},
+    {"delivery_latency", (getter)v1_get_hist, NULL, "Histogram: stored timestamp -> Python objects built", (void *)1},
+    {"closed", (getter)v1_get_closed, NULL, NULL, NULL},
+    {NULL}};
+
+static PyMethodDef v1_methods[] = {
+    {"poll", (PyCFunction)(void (*)(void))v1_poll, METH_VARARGS | METH_KEYWORDS,
+     "poll(timeout=0.1, max_events=0) -> list of Event; polls adaptively with the GIL released"},
+    {"stop", (PyCFunction)v1_stop, METH_NOARGS, "make a poll() in another thread return"},
+    {"resume", (PyCFunction)v1_resume, METH_NOARGS, "undo stop()"},
+    {"seek", (PyCFunction)v1_seek, METH_VARARGS, "seek(n, fingerprint=None) -> cursor"},
+    {"health", (PyCFunction)v1_health, METH_NOARGS, "status: 0 ok, 13 replaced, 10 truncated, 7/8 rewritten"},
+    {"header", (PyCFunction)v1_header, METH_NOARGS, "the header's fields now, as a dict"},
+    {"close", (PyCFunction)v1_close, METH_NOARGS, "unmap the ring"},
+    {NULL}};
+
+static PyTypeObject V1ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "app._ring.V1Reader",
+    .tp_basicsize = sizeof(V1ReaderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "V1Reader(path, start='oldest', poll_min_ns=20000, poll_max_ns=1500000, batch=2048): "
+              "the Shield's v1 ring, read-only, never consumed",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)v1_init,
+    .tp_dealloc = (destructor)v1_dealloc,
+    .tp_methods = v1_methods,
+    .tp_getset = v1_getset,
+};
+
+/* v1_checksum(event_bytes) -> int: the spec's checksum of a 344-byte event (tests, the demo writer). */
+static PyObject *mod_v1_checksum(PyObject *m, PyObject *arg) {
+    Py_buffer buf;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
+    if (buf.len < (Py_ssize_t)KG_V1_EVENT_SIZE) {
+        PyBuffer_Release(&buf);
+        return PyErr_Format(PyExc_ValueError, "a v1 event is %u bytes", KG_V1_EVENT_SIZE);
+    }
+    kg_v1_event e;
+    memcpy(&e, buf.buf, sizeof e);
+    PyBuffer_Release(&buf);
+    return PyLong_FromUnsignedLong(kg_v1_checksum(&e));
+}
+
 /* ------------------------------------------------------------------ module functions */
 
 /* floor_read(path, count, spin=True, timeout=10.0)
@@ -830,10 +1111,13 @@ static PyMethodDef module_methods[] = {
      "floor_read(path, count, spin=True, timeout=10.0) -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns)"},
     {"crc32c", mod_crc32c, METH_VARARGS, "crc32c(data, crc=0, table=False) -> int"},
     {"mono_ns", mod_mono_ns, METH_NOARGS, "the ring's monotonic clock, ns"},
+    {"v1_checksum", mod_v1_checksum, METH_O, "v1_checksum(event_bytes) -> the v1 event checksum"},
     {NULL}};
 
 static int module_exec(PyObject *m) {
-    if (PyType_Ready(&HistType) < 0 || PyType_Ready(&WriterType) < 0 || PyType_Ready(&ReaderType) < 0) return -1;
+    if (PyType_Ready(&HistType) < 0 || PyType_Ready(&WriterType) < 0 || PyType_Ready(&ReaderType) < 0 ||
+        PyType_Ready(&V1ReaderType) < 0)
+        return -1;
     if (!EventType) {
         EventType = PyStructSequence_NewType(&event_desc);
         if (!EventType) return -1;
@@ -846,12 +1130,15 @@ static int module_exec(PyObject *m) {
     if (PyModule_AddObjectRef(m, "Histogram", (PyObject *)&HistType) < 0 ||
         PyModule_AddObjectRef(m, "Writer", (PyObject *)&WriterType) < 0 ||
         PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0 ||
+        PyModule_AddObjectRef(m, "V1Reader", (PyObject *)&V1ReaderType) < 0 ||
         PyModule_AddObjectRef(m, "Event", (PyObject *)EventType) < 0 ||
         PyModule_AddObjectRef(m, "Error", RingErr) < 0)
         return -1;
     PyModule_AddIntConstant(m, "CRC_HARDWARE", kg_crc32c_is_hardware());
     PyModule_AddIntConstant(m, "SHARED_FUTEX", KG_HAVE_SHARED_FUTEX);
     PyModule_AddIntConstant(m, "HIST_BUCKETS", KG_HIST_BUCKETS);
+    PyModule_AddIntConstant(m, "V1_HEADER_SIZE", KG_V1_HEADER_SIZE);
+    PyModule_AddIntConstant(m, "V1_EVENT_SIZE", KG_V1_EVENT_SIZE);
     return 0;
 }
 

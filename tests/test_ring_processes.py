@@ -542,7 +542,7 @@ HOSTILE = {
     "directory-0777": (_case_open_directory, ["directory"]),
     "other-owner": (_case_other_owner, ["another user"]),
     "bad-magic": (_case_field(OFF_MAGIC, "I", 0x12345678, False), ["not a KindlyGuard ring"]),
-    "version-1": (_case_field(OFF_VERSION, "I", 1, True), ["not a v2 ring"]),
+    "version-3": (_case_field(OFF_VERSION, "I", 3, True), ["format this monitor does not read"]),
     "bad-header-crc": (_case_bad_crc, ["corrupt header"]),
     "truncated": (_case_truncated, ["wrong size"]),
     "slot-count-3": (_case_field(OFF_SLOT_COUNT, "I", 3, True), ["corrupt header", "slot_count"]),

@@ -39,6 +39,8 @@ from app.demo.like_shield import LikeShieldServer
 from app.demo.ws_server import DEFAULT_PORT, DemoWsServer, WsServerError
 from app.ring.errors import RingError, Status
 from app.ring.paths import default_ring_path
+from app.ring import v1
+from app.ring.v1_writer import V1Writer
 from app.ring.writer import RingWriter
 from app.textsafe import visible
 
@@ -70,6 +72,11 @@ def add_parser(sub, common) -> None:
     p.add_argument("--ws-port", type=_port, metavar="N",
                    help="serve the Shield's WebSocket on ws://127.0.0.1:N (default: $SHIELD_WS_PORT, else 9955; "
                    "0 picks a free port); loopback only")
+    p.add_argument("--format", choices=("v2", "v1"), default="v2",
+                   help="v2 (default): our ring (broadcast to any number of readers, exact loss counts, "
+                   "wake-ups). v1: the ring the KindlyGuard Shield's own shm_demo writes, quirks included "
+                   "(2 MiB, polled by readers); the ring only, no WebSocket")
+    p.add_argument("--v1-bytes", type=positive_int, metavar="BYTES", help=argparse.SUPPRESS)  # tests: a small v1 ring
     p.add_argument("--no-ws", action="store_true", help="do not serve the WebSocket (the ring only)")
     p.add_argument("--no-shm", action="store_true", help="do not create the ring (the WebSocket only)")
     p.add_argument("--like-shield", action="store_true",
@@ -174,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_ws and args.wait_subscribers:
         _say("--wait-subscribers needs the WebSocket; drop --no-ws")
         return EXIT_USAGE
+    if args.format == "v1":
+        if args.no_shm or args.ws_port is not None or args.wait_subscribers:
+            _say("--format v1 writes the Shield's v1 ring only: drop --no-shm, --ws-port and --wait-subscribers")
+            return EXIT_USAGE
+        args.no_ws = True
     port = None
     if not args.no_ws:
         try:
@@ -192,7 +204,13 @@ def run(args: argparse.Namespace) -> int:
             _say(problem)
             return EXIT_USAGE
         try:
-            writer = RingWriter(path, slot_size=args.slot_size, slot_count=args.slot_count)
+            if args.format == "v1":
+                writer = V1Writer(path, size=args.v1_bytes or v1.LINUX_FILE_SIZE)
+            else:
+                writer = RingWriter(path, slot_size=args.slot_size, slot_count=args.slot_count)
+        except (ValueError, OSError) as exc:
+            _say(f"cannot write the v1 ring at {path}: {exc}")
+            return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILURE
         except RingError as exc:
             _say(str(exc))
             if exc.status == Status.INVALID:
@@ -210,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_ATTACH if exc.port_in_use else EXIT_FAILURE
     # The WebSocket numbers events as the ring does: (generation, seq). Without a
     # ring: a random non-zero generation, seq from 0, so clients still count gaps.
-    generation = writer.generation if writer is not None else (secrets.randbits(64) or 1)
+    generation = writer.generation if writer is not None and writer.generation is not None \
+        else (secrets.randbits(64) or 1)
     next_seq = 0
     schedule = RateSchedule(args.rate, args.seed)
     generator = ThreatGenerator(args.seed)
@@ -220,8 +239,12 @@ def run(args: argparse.Namespace) -> int:
         where = [str(path)] if writer is not None else []
         if server is not None:
             where.append(server.url)
-        no_ring = "" if writer is not None else "no ring, "
-        _say(f"writing to {' and '.join(where)} ({no_ring}generation {generation:#x}, {rate_text}); Ctrl-C stops")
+        if args.format == "v1":
+            _say(f"writing the Shield's v1 ring at {path} ({rate_text}); Ctrl-C stops")
+        else:
+            no_ring = "" if writer is not None else "no ring, "
+            _say(f"writing to {' and '.join(where)} ({no_ring}generation {generation:#x}, {rate_text}); "
+                 "Ctrl-C stops")
     start = None
     published = 0
     finished = False  # --count/--duration reached (not a signal): give clients time to take everything
@@ -290,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if not args.quiet:
         took = time.monotonic() - start if start is not None else 0.0
-        closed = "; ".join((["ring closed"] if writer is not None else [])
+        ring_done = "lock file removed" if args.format == "v1" else "ring closed"
+        closed = "; ".join(([ring_done] if writer is not None else [])
                            + (["WebSocket closed"] if server is not None else []))
         lost = ""
         if server is not None and server.dropped_events:

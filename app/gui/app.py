@@ -141,6 +141,7 @@ class MonitorApp:
     def _wire_reader(self, r: ReaderThread) -> None:
         w = self.window
         r.batches.connect(self._on_batches)
+        r.ring_format.connect(w.set_ring_format)
         r.transport_changed.connect(self._on_transport)
         r.status.connect(lambda s: w.set_shield_status(s.protection_enabled, s.threats_blocked, s.requested))
         r.counters.connect(lambda c: w.set_counters(c.delivered, c.missed, c.corrupt))

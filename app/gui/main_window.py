@@ -30,6 +30,7 @@ BADGES = {
     "websocket": ("WebSocket", "#ffb300", "WebSocket"),
     "disconnected": ("Disconnected (retrying)", "#c62828", None),
 }
+SHM_V1_BADGE = "Shared memory · Shield format v1, polled"  # the Shield's own ring: no wake-up, we poll it
 REASON_LIMIT = 90
 FILTER_DEBOUNCE_MS = 150
 RATE_WINDOW_S = 1.0
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
 
         # state shown by labels (refreshed only while visible)
         self.transport = "disconnected"
+        self.ring_format = 2
         self.reason = ""
         self.totals = {"total": 0, "blocked": 0, LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 0}
         self.delivered = self.missed = self.corrupt = 0
@@ -226,6 +228,12 @@ class MainWindow(QMainWindow):
         self.reason = reason or ""
         if self.transport == "disconnected":
             self._transport_p50 = self._transport_p99 = None
+        self._show_transport()
+
+    @Slot(int)
+    def set_ring_format(self, ring_format: int) -> None:
+        """1 (the Shield's own ring, polled) or 2; shown while on shared memory."""
+        self.ring_format = int(ring_format)
         self._show_transport()
 
     @Slot(int, int, int)
@@ -411,6 +419,8 @@ class MainWindow(QMainWindow):
 
     def _show_transport(self) -> None:
         text, colour, short = BADGES[self.transport]
+        if self.transport == "shm" and self.ring_format == 1:
+            text, short = SHM_V1_BADGE, "SHM v1"
         self.badge.setText(text)
         ink = "#000000" if self.transport == "websocket" else "#ffffff"
         self.badge.setStyleSheet(f"QLabel {{ background-color: {colour}; color: {ink}; "

@@ -99,6 +99,7 @@ def _pin_cpu_from_env() -> int | None:
 class ReaderThread(QThread):
     batches = Signal(object)  # list[Batch]
     transport_changed = Signal(str, str)  # transport, reason
+    ring_format = Signal(int)  # 1 or 2: the format of the ring now read (emitted before its transport_changed)
     status = Signal(object)  # ShieldStatus
     shield_error = Signal(str)
     bad_frame = Signal(object)  # BadFrameSeen
@@ -253,6 +254,8 @@ class ReaderThread(QThread):
             if self._pending:
                 self._emit_pending(time.monotonic())
             if isinstance(item, TransportChange):
+                if item.ring_format:
+                    self._emit(self.ring_format, item.ring_format)
                 self._emit(self.transport_changed, item.transport, item.reason)
             elif isinstance(item, ShieldStatus):
                 self._emit(self.status, item)

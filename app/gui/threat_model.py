@@ -84,7 +84,10 @@ def event_key(ev, batch_generation) -> Hashable | None:
     WebSocket id; None when it has neither (the table then numbers it)."""
     seq = getattr(ev, "seq", None)
     if seq is not None:
-        return (event_generation(ev, batch_generation), seq)
+        generation = event_generation(ev, batch_generation)
+        if generation is None:  # the Shield's v1 ring: its numbers restart after a reset, with the stored time they do not
+            return (None, seq, getattr(ev, "timestamp_unix_us", None))
+        return (generation, seq)
     return getattr(ev, "id", None) or None
 
 

@@ -43,7 +43,8 @@ _ADVICE = {
     Status.UNSAFE_DIR: "the ring's directory is unsafe ({detail}); it must be yours with mode 0700. "
     "`chmod 700` it or remove it and restart the Shield",
     Status.BAD_MAGIC: "{path} is not a KindlyGuard ring ({detail})",
-    Status.BAD_VERSION: "{path} is not a v2 ring ({detail}); upgrade the Shield to one that writes format v2",
+    Status.BAD_VERSION: "{path} is a KindlyGuard ring of a format this monitor does not read ({detail}); "
+    "it reads formats 1 (the Shield's own) and 2 (`kgmon demo`)",
     Status.BAD_HEADER: "{path} has a corrupt header ({detail}); restart the Shield to recreate it",
     Status.BAD_SIZE: "{path} has the wrong size ({detail}); it is truncated or corrupt. Restart the Shield",
     Status.STALE: "the writer of {path} is gone or stuck ({detail}); restart the Shield",

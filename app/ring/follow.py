@@ -16,6 +16,13 @@ uses to say "give me the threats in the ring at this path, whoever writes it":
   between is delivered, or counted as missed if the ring no longer holds it;
 - a ring truncated under the reader (native/kg_fault.h turns the SIGBUS into
   an error) is WriterGone(TRUNCATED) with the sentence of app.ring.errors.
+
+The Shield's own v1 ring (app/ring/v1.py) has no generation: its writer
+restarts on the same file and numbering (events_written) goes on. So a v1
+ring is followed by file: attach() to the same file continues from our own
+cursor (the C reader notices a reset there and counts what it took), a new
+file starts like a new writer's ring. Its writer is judged alive from the
+lock file and pids, at most once a second, and never while it is writing.
 """
 
 from __future__ import annotations
@@ -29,13 +36,15 @@ import psutil
 
 from app import _ring
 from app.ring.errors import RingError, Status
+from app.ring import v1
 from app.ring.pyring import read_header
-from app.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_reader
+from app.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_any
 
 # A writer whose process is gone is believed gone once its heartbeat is also
 # this old (the pid may be from another pid namespace, so it alone is not proof).
 PID_GONE_HEARTBEAT_NS = 1_000_000_000
 HEALTH_CHECK_INTERVAL_NS = 100_000_000
+V1_LIVENESS_INTERVAL_NS = 1_000_000_000  # v1: how often to ask whether the writer's process is alive
 
 
 class WriterGone(Exception):
@@ -78,6 +87,9 @@ class RingFollower:
     _base: Counts = field(default_factory=Counts)  # counts of readers already closed
     _seen_generations: set[int] = field(default_factory=set)  # writers attached to, or counted as missed
     _stalled: dict[int, _Stalled] = field(default_factory=dict)  # generation -> where a stalled writer was left
+    _v1_resume: tuple | None = None  # v1: (file id, next event number, fingerprint) of the ring we left
+    _v1_seen: tuple[int, int] = (-1, 0)  # v1: (events_written, when it last moved, mono ns)
+    _v1_checked_ns: int = 0
 
     def attach(self, resume: Mapping[int, int] | None = None, started: bool | None = None,
                at_newest: bool = False) -> _ring.Reader:
@@ -100,11 +112,13 @@ class RingFollower:
         resume = resume or {}
         start = "newest" if at_newest else self.start if not started else "oldest"
         try:
-            reader = open_reader(self.path, start=start, spin_ns=self.spin_ns, adaptive=self.adaptive)
+            reader = open_any(self.path, start=start, spin_ns=self.spin_ns, adaptive=self.adaptive)
         except RingError as exc:
             if exc.status == Status.CLOSED and started:
                 self._count_unseen_closed_ring(resume)
             raise
+        if getattr(reader, "format", 2) == v1.VERSION:
+            return self._attach_v1(reader, started, at_newest)
         if reader.generation in self._seen_generations:
             stalled = self._stalled.get(reader.generation)
             if stalled is None or not self._came_back(reader, stalled):
@@ -124,6 +138,22 @@ class RingFollower:
         self._seen_generations.add(reader.generation)
         self._sync_counts()
         return reader
+
+    def _attach_v1(self, reader, started: bool, at_newest: bool):
+        resume = self._v1_resume
+        if resume is not None and resume[0] == reader.file_id and not at_newest:
+            reader.seek(resume[1], resume[2])  # the same file: go on from our cursor
+        elif started and not at_newest:
+            self._base.missed += reader.cursor  # another file: what it no longer holds was never seen
+        self.reader = reader
+        self._attached_before = True
+        self._v1_seen = (reader.write_seq, time.monotonic_ns())
+        self._sync_counts()
+        return reader
+
+    @property
+    def ring_format(self) -> int | None:
+        return getattr(self.reader, "format", 2) if self.reader is not None else None
 
     @property
     def generation(self) -> int | None:
@@ -165,6 +195,8 @@ class RingFollower:
         if self.reader is not None:
             self._sync_counts()
             self._base = Counts(self.counts.delivered, self.counts.missed, self.counts.corrupt)
+            if getattr(self.reader, "format", 2) == v1.VERSION and not self.reader.closed:
+                self._v1_resume = (self.reader.file_id, self.reader.cursor, self.reader.fingerprint)
             self.reader.close()
             self.reader = None
 
@@ -218,6 +250,8 @@ class RingFollower:
             self.counts.corrupt = self._base.corrupt + r.corrupt
 
     def _problem(self, reader: _ring.Reader) -> tuple[Status, str] | None:
+        if getattr(reader, "format", 2) == v1.VERSION:
+            return self._problem_v1(reader)
         status = Status(reader.health())
         if status == Status.OK and reader.heartbeat_age_ns() > PID_GONE_HEARTBEAT_NS:
             if not _process_alive(reader.writer_pid):
@@ -238,6 +272,29 @@ class RingFollower:
             Status.REPLACED: "the ring file was replaced (the writer restarted)",
         }
         return status, reasons.get(status, status.name.lower())
+
+
+    def _problem_v1(self, reader) -> tuple[Status, str] | None:
+        status = Status(reader.health())
+        if status != Status.OK:
+            reasons = {
+                Status.REPLACED: "the ring file was replaced",
+                Status.BAD_SIZE: "the ring file was truncated",
+                Status.BAD_MAGIC: "the ring's header was overwritten",
+                Status.BAD_VERSION: "the ring's header was rewritten in another format",
+            }
+            return status, reasons.get(status, status.name.lower())
+        now = time.monotonic_ns()
+        written = reader.write_seq
+        if written != self._v1_seen[0]:
+            self._v1_seen = (written, now)
+        if now - self._v1_seen[1] < PID_GONE_HEARTBEAT_NS or now - self._v1_checked_ns < V1_LIVENESS_INTERVAL_NS:
+            return None  # writing now, or asked less than a second ago
+        self._v1_checked_ns = now
+        state = v1.writer_state(self.path, reader.header())
+        if state.alive:
+            return None
+        return (Status.CLOSED if state.closed else Status.STALE), state.reason
 
 
 def _process_alive(pid: int) -> bool:

@@ -67,6 +67,12 @@ class Batch(NamedTuple):
 class TransportChange(NamedTuple):
     transport: str
     reason: str
+    ring_format: int | None = None  # shm: 1 (the Shield's own ring, polled) or 2
+
+
+def ring_label(ring_format: int | None) -> str:
+    """How the badge, doctor and `kgmon tail` name the ring's format."""
+    return "Shield format v1, polled" if ring_format == 1 else "format v2"
 
 
 class ShieldStatus(NamedTuple):
@@ -244,7 +250,10 @@ class TransportManager:
         reader = self.follower.attach(resume=resume, started=self._started, at_newest=at_newest)
         if self.link is not None:
             self.link.set_subscribed(False)  # threats now come from the ring; keep the link for commands
-        self._change(SHM, f"{reason_prefix}attached to {self.shm_path} (generation {reader.generation:#x})")
+        if reader.generation is None:  # the Shield's v1 ring: no generation, numbered by events_written
+            self._change(SHM, f"{reason_prefix}attached to {self.shm_path} ({ring_label(1)}, read-only)", 1)
+        else:
+            self._change(SHM, f"{reason_prefix}attached to {self.shm_path} (generation {reader.generation:#x})", 2)
 
     def _poll_ring(self, timeout: float, max_events: int) -> None:
         try:
@@ -465,9 +474,9 @@ class TransportManager:
 
     # -- helpers
 
-    def _change(self, transport: str, reason: str) -> None:
+    def _change(self, transport: str, reason: str, ring_format: int | None = None) -> None:
         self.transport, self.reason = transport, reason
-        self._pending.append(TransportChange(transport, reason))
+        self._pending.append(TransportChange(transport, reason, ring_format))
 
     def _take_pending(self) -> list[Item]:
         out, self._pending = self._pending, []
