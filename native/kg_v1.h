@@ -109,6 +109,7 @@ typedef struct kg_v1_reader {
     int fp_valid;
     uint64_t fp_pos, fp_timestamp;
     uint32_t fp_checksum;
+    uint32_t writer_pid;     /* the header's, as last seen: only an initialisation changes it */
     uint64_t delivered, missed, corrupt, resets;
     uint32_t size_problem;   /* the file shrank under us: stop reading (health says KG_BAD_SIZE) */
     kg_hist *transport;      /* optional: publish (from the stored timestamp) -> observed */

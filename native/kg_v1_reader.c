@@ -99,6 +99,7 @@ kg_status kg_v1_open(kg_v1_reader *r, const char *path, int start, char *err, si
         FAIL(KG_BAD_HEADER, "write_pos %llu is past the %llu-byte data area", (unsigned long long)p,
              (unsigned long long)r->data_size);
     r->opened_mono_ns = kg_mono_ns();
+    r->writer_pid = kg_load_acquire32(&h->writer_pid);
     /* Oldest: the oldest event no write can be over (see the top of this file). */
     r->cursor = (start == KG_START_NEWEST) ? w : (w >= r->capacity ? w - r->capacity + 1 : 0);
     r->cursor_pos = pos_back(p, w - r->cursor, r->data_size);
@@ -145,6 +146,7 @@ static void restart(kg_v1_reader *r, uint64_t w, uint64_t p, kg_batch *b) {
     r->cursor = first;
     r->cursor_pos = pos_back(p, w - first, r->data_size);
     r->fp_valid = 0;
+    r->writer_pid = kg_load_acquire32(&r->hdr->writer_pid);
 }
 
 /* The event at `pos` as a trailing-NUL-trimmed length (upstream pads with NULs). */
@@ -162,7 +164,9 @@ kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
     uint64_t w, p;
     snapshot(r, &w, &p);
     if (p >= d) return KG_OK; /* a position no writer of this file writes: health will tell */
-    if (w < r->cursor) {
+    if (w < r->cursor || kg_load_acquire32(&r->hdr->writer_pid) != r->writer_pid) {
+        /* Numbered below us, or initialised by another process (upstream sets
+         * writer_pid only when it initialises the header). */
         restart(r, w, p, b);
     } else if (r->fp_valid && w - (r->cursor - 1) < cap) {
         /* The event before the cursor is still held: if it changed, the ring was
