@@ -251,21 +251,24 @@ kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
     return KG_OK;
 }
 
-kg_status kg_v1_wait(kg_v1_reader *r, kg_wait *w, uint64_t timeout_ns, uint64_t min_ns, uint64_t max_ns) {
+kg_status kg_v1_wait(kg_v1_reader *r, kg_wait *w, uint64_t timeout_ns, uint64_t min_ns, uint64_t max_ns,
+                     uint64_t idle_ns) {
     const uint64_t start = kg_mono_ns();
     if (w->spin_ns < min_ns) w->spin_ns = min_ns;
     for (;;) {
         if (w->stop && *w->stop) return KG_TIMEOUT;
+        uint64_t now = kg_mono_ns();
         if (kg_load_acquire64(&r->hdr->events_written) != r->cursor) {
             w->spin_ns = min_ns; /* events come in runs: look again soon */
+            r->last_event_mono_ns = now;
             w->spins_won++;
             return KG_OK;
         }
-        uint64_t now = kg_mono_ns();
         if (now - start >= timeout_ns) return KG_TIMEOUT;
-        uint64_t nap = w->spin_ns < timeout_ns - (now - start) ? w->spin_ns : timeout_ns - (now - start);
-        kg_sleep_ns(nap);
+        uint64_t left = timeout_ns - (now - start);
+        kg_sleep_ns(w->spin_ns < left ? w->spin_ns : left);
         w->sleeps++;
-        w->spin_ns = w->spin_ns * 2 < max_ns ? w->spin_ns * 2 : max_ns;
+        uint64_t ceiling = now - r->last_event_mono_ns < KG_V1_ACTIVE_NS ? max_ns : idle_ns;
+        w->spin_ns = w->spin_ns * 2 < ceiling ? w->spin_ns * 2 : ceiling;
     }
 }

@@ -769,7 +769,7 @@ typedef struct {
     int open;
     int in_poll;
     volatile int stop;
-    uint64_t poll_min_ns, poll_max_ns;
+    uint64_t poll_min_ns, poll_max_ns, poll_idle_ns;
     kg_event *events;
     uint8_t *text;
     size_t capacity, text_capacity;
@@ -785,20 +785,20 @@ static void v1_release(V1ReaderObject *self) {
 }
 
 static int v1_init(V1ReaderObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"path", "start", "poll_min_ns", "poll_max_ns", "batch", NULL};
+    static char *kwlist[] = {"path", "start", "poll_min_ns", "poll_max_ns", "poll_idle_ns", "batch", NULL};
     PyObject *path_obj;
     const char *start = "oldest";
-    unsigned long long poll_min = KG_V1_POLL_MIN_NS, poll_max = KG_V1_POLL_MAX_NS;
+    unsigned long long poll_min = KG_V1_POLL_MIN_NS, poll_max = KG_V1_POLL_MAX_NS, poll_idle = KG_V1_POLL_IDLE_NS;
     Py_ssize_t batch = 2048;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|sKKn", kwlist, PyUnicode_FSConverter, &path_obj, &start,
-                                     &poll_min, &poll_max, &batch))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|sKKKn", kwlist, PyUnicode_FSConverter, &path_obj, &start,
+                                     &poll_min, &poll_max, &poll_idle, &batch))
         return -1;
     const char *problem = NULL;
     if (self->in_poll) problem = "poll() is running in another thread: stop() it first";
     else if (strcmp(start, "oldest") != 0 && strcmp(start, "newest") != 0) problem = "start is 'oldest' or 'newest'";
     else if (batch < 1 || batch > 1 << 20) problem = "batch is 1..1048576";
-    else if (poll_min < 1000 || poll_max < poll_min || poll_max > 1000000000ull)
-        problem = "poll_min_ns is at least 1000 and poll_max_ns between it and 1 s";
+    else if (poll_min < 1000 || poll_max < poll_min || poll_idle < poll_max || poll_idle > 1000000000ull)
+        problem = "poll_min_ns >= 1000 <= poll_max_ns <= poll_idle_ns <= 1 s";
     if (problem) {
         Py_DECREF(path_obj);
         PyErr_SetString(self->in_poll ? PyExc_RuntimeError : PyExc_ValueError, problem);
@@ -824,6 +824,7 @@ static int v1_init(V1ReaderObject *self, PyObject *args, PyObject *kw) {
     self->open = 1;
     self->poll_min_ns = poll_min;
     self->poll_max_ns = poll_max;
+    self->poll_idle_ns = poll_idle;
     kg_wait_init(&self->wait, poll_min, 1);
     self->wait.stop = &self->stop;
     self->stop = 0;
@@ -867,7 +868,8 @@ static PyObject *v1_poll(V1ReaderObject *self, PyObject *args, PyObject *kw) {
     Py_BEGIN_ALLOW_THREADS;
     kg_v1_read(&self->r, &b);
     if (b.count == 0 && timeout_ns && !self->stop) {
-        if (kg_v1_wait(&self->r, &self->wait, timeout_ns, self->poll_min_ns, self->poll_max_ns) == KG_OK)
+        if (kg_v1_wait(&self->r, &self->wait, timeout_ns, self->poll_min_ns, self->poll_max_ns,
+                       self->poll_idle_ns) == KG_OK)
             kg_v1_read(&self->r, &b);
     }
     Py_END_ALLOW_THREADS;
@@ -1000,7 +1002,8 @@ static PyTypeObject V1ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "app._ring.V1Reader",
     .tp_basicsize = sizeof(V1ReaderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "V1Reader(path, start='oldest', poll_min_ns=20000, poll_max_ns=1500000, batch=2048): "
+    .tp_doc = "V1Reader(path, start='oldest', poll_min_ns=20000, poll_max_ns=1500000, poll_idle_ns=16000000, "
+              "batch=2048): "
               "the Shield's v1 ring, read-only, never consumed",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)v1_init,

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from app import _ring
-from app.ring.reader import open_reader
+from app.ring.reader import open_reader, open_v1_reader
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -79,14 +79,14 @@ class WriterProcess:
     """The C writer in a separate process (app/bench/writer_proc.py)."""
 
     def __init__(self, path: str, slot_count: int = 4096, slot_size: int = 512, cpu: int | None = None,
-                 websocket: bool = False):
+                 websocket: bool = False, ring_format: str = "v2"):
         self.path = path
         pin = ["--cpu", str(cpu)] if cpu is not None else []
         if websocket:
             pin += ["--ws-port", "0"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.bench.writer_proc", path, "--slot-count", str(slot_count),
-             "--slot-size", str(slot_size), *pin],
+             "--slot-size", str(slot_size), "--format", ring_format, *pin],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
         line = self.proc.stdout.readline().split()
@@ -121,11 +121,13 @@ class WriterProcess:
                 self.proc.wait()
 
 
-def _python_reader(path, count, spin_ns, adaptive, ready, result: ReaderResult, timeout_s, cpu):
-    """The app's reader in a thread: poll() until `count` events are accounted for."""
+def _python_reader(path, count, spin_ns, adaptive, ready, result: ReaderResult, timeout_s, cpu, v1=False):
+    """The app's reader in a thread: poll() until `count` events are accounted for.
+    v1: the Shield's v1 ring, polled (its latencies run from each event's stored timestamp)."""
     _pin_this_thread(cpu)
     try:
-        reader = open_reader(path, start="newest", spin_ns=spin_ns, adaptive=adaptive)
+        reader = open_v1_reader(path, start="newest") if v1 else \
+            open_reader(path, start="newest", spin_ns=spin_ns, adaptive=adaptive)
     except Exception as exc:  # reported in the table, the bench goes on
         result.error = str(exc)
         ready.set()
@@ -188,12 +190,14 @@ def merge_results(results: list[ReaderResult]) -> ReaderResult:
 
 def run_scenario(writer: WriterProcess, reader: str, rate: float, count: int, *, spin_ns: int = 0,
                  adaptive: bool = False, batch_max: int = 256, cpu: int | None = None) -> ReaderResult:
-    """One measurement. reader: 'python' (the app's reader) or 'floor-spin' / 'floor-futex'."""
+    """One measurement. reader: 'python' (the app's reader), 'v1' (the app's reader
+    of the Shield's v1 ring: give it a v1 WriterProcess) or 'floor-spin' / 'floor-futex'."""
     result = ReaderResult()
     ready = threading.Event()
     timeout_s = 10.0 + (count / rate if rate else count / 1e6)
-    if reader == "python":
-        target, args = _python_reader, (writer.path, count, spin_ns, adaptive, ready, result, timeout_s, cpu)
+    if reader in ("python", "v1"):
+        target, args = _python_reader, (writer.path, count, spin_ns, adaptive, ready, result, timeout_s, cpu,
+                                        reader == "v1")
     else:
         target, args = _floor_reader, (writer.path, count, reader == "floor-spin", ready, result, timeout_s, cpu)
     thread = threading.Thread(target=target, args=args, name=f"bench-{reader}", daemon=True)
@@ -206,9 +210,11 @@ def run_scenario(writer: WriterProcess, reader: str, rate: float, count: int, *,
     return result
 
 
-def idle_cpu(path: str, seconds: float, spin_ns: int, adaptive: bool, cpu: int | None = None) -> float:
+def idle_cpu(path: str, seconds: float, spin_ns: int, adaptive: bool, cpu: int | None = None,
+             v1: bool = False) -> float:
     """CPU % of the app's reader with a live writer and no events."""
-    reader = open_reader(path, start="newest", spin_ns=spin_ns, adaptive=adaptive)
+    reader = open_v1_reader(path, start="newest") if v1 else \
+        open_reader(path, start="newest", spin_ns=spin_ns, adaptive=adaptive)
     out = {}
 
     def loop():
@@ -311,3 +317,29 @@ def max_zero_loss_ws_rate(writer: WriterProcess, rates: list[float], seconds: fl
         else:
             break
     return best, best_result, tried
+
+
+LOW_RATES = (1, 10, 100)
+
+
+def low_rates(v2_writer: WriterProcess, v1_writer: WriterProcess, short: bool, progress,
+              cpu: int | None = None) -> dict:
+    """The app's v2 reader (adaptive, futex) and its v1 reader (polled) at 1, 10
+    and 100 events/s, one event at a time, in the same run: delivery latency
+    and the reader thread's CPU; then both idle."""
+    from app.ring.reader import DEFAULT_SPIN_NS
+
+    seconds = {1: 3, 10: 2, 100: 1} if short else {1: 20, 10: 10, 100: 5}
+    out: dict = {}
+    for rate in LOW_RATES:
+        count = rate * seconds[rate]
+        for name, writer, kw in (("v2 (futex wake-up)", v2_writer, dict(reader="python", spin_ns=DEFAULT_SPIN_NS,
+                                                                          adaptive=True, batch_max=1)),
+                                 ("v1 (polled)", v1_writer, dict(reader="v1"))):
+            progress(f"{rate} events/s for {seconds[rate]} s: {name}")
+            out.setdefault(str(rate), {})[name] = run_scenario(writer, rate=rate, count=count, cpu=cpu, **kw)
+    idle_s = 1.0 if short else 5.0
+    progress("idle: v2 and v1 readers, live writers, no events")
+    idle = {"v2 (futex wake-up)": idle_cpu(v2_writer.path, idle_s, DEFAULT_SPIN_NS, True, cpu),
+            "v1 (polled)": idle_cpu(v1_writer.path, idle_s, 0, True, cpu, v1=True)}
+    return {"by_rate": out, "idle_cpu_percent": idle}

@@ -7,6 +7,9 @@
                                as the demo does, and batched by load
     exit                       close the ring and exit
 
+With --format v1 it writes the Shield's v1 ring instead (run RATE COUNT only,
+one event at a time, from Python).
+
 It prints "ready GENERATION WS_PORT" once the ring (and the WebSocket server)
 exist and keeps the heartbeat fresh while it waits. Ring events are
 published by C (Writer.run_paced) with the GIL released: no Python runs per
@@ -51,6 +54,40 @@ def publish_ws(server: DemoWsServer, generation: int, rate: float, count: int) -
     return done
 
 
+def publish_v1(writer, rate: float, count: int) -> int:
+    """Write `count` events at `rate`/s, each alone and stamped as it is written
+    (a v1 reader's latency is measured from that stored timestamp)."""
+    start, done = time.monotonic(), 0
+    while done < count:
+        wait = start + done / rate - time.monotonic() if rate > 0 else 0
+        if wait > 0.0003:
+            time.sleep(wait - 0.0002)
+            continue
+        while rate > 0 and time.monotonic() < start + done / rate:
+            pass
+        done += writer.write(4, 3, True, "bench:v1-writer", "x" * 64)
+    return done
+
+
+def run_v1(path: str) -> int:
+    from app.ring.v1_writer import V1Writer
+
+    writer = V1Writer(path)
+    print("ready 0 0", flush=True)
+    try:
+        for line in sys.stdin:
+            words = line.split()
+            if not words or words[0] == "exit":
+                break
+            if words[0] == "run":
+                t0 = time.perf_counter()
+                done = publish_v1(writer, float(words[1]), int(words[2]))
+                print(f"done {done} {time.perf_counter() - t0:.6f}", flush=True)
+    finally:
+        writer.close()
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("path")
@@ -58,9 +95,13 @@ def main() -> int:
     p.add_argument("--slot-size", type=int, default=512)
     p.add_argument("--cpu", type=int, help="pin this process to one CPU")
     p.add_argument("--ws-port", type=int, help="also serve the WebSocket on 127.0.0.1:PORT (0: any free port)")
+    p.add_argument("--format", choices=("v2", "v1"), default="v2",
+                   help="v1: the Shield's own ring (V1Writer: Python, as slow per event as upstream's is not)")
     args = p.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
+    if args.format == "v1":
+        return run_v1(args.path)
     writer = _ring.Writer(args.path, slot_size=args.slot_size, slot_count=args.slot_count)
     server = None
     if args.ws_port is not None:

@@ -34,6 +34,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--history", action="store_true",
                    help="measure the threat history instead: store rate, search over 1,000,000 rows, size, "
                    "feed restore (--short: 100,000 rows)")
+    p.add_argument("--low-rates", action="store_true",
+                   help="only the low-rate comparison: the v2 reader (futex wake-up) and the Shield's v1 ring "
+                   "(polled) at 1, 10 and 100 events/s and idle (also part of the full run)")
     p.add_argument("--slot-count", type=power_of_two(SLOT_COUNT_MIN, SLOT_COUNT_MAX), default=4096, metavar="N",
                    help="slots in the bench ring (default 4096: 2 MiB, the default ring)")
     p.add_argument("--pin", action="store_true",
@@ -124,10 +127,40 @@ def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int
         out["websocket_at_max_rate"] = _result(ws_best_res) if ws_best_res else None
         progress("idle CPU (adaptive reader, live writer, no events)")
         out["idle_cpu_percent"] = rb.idle_cpu(path, 1.0 if short else 5.0, DEFAULT_SPIN_NS, True, reader_cpu)
+        out["low_rates"] = measure_low_rates(writer, short, progress, reader_cpu)
     finally:
         writer.close()
     out["ratios"] = _ratios(out)
     return out
+
+
+def measure_low_rates(v2_writer: rb.WriterProcess, short: bool, progress, reader_cpu: int | None = None) -> dict:
+    """v2 beside the Shield's v1 ring (polled) at 1, 10, 100 events/s and idle; a v1 writer of its own."""
+    v1_path = os.path.join(os.path.dirname(v2_writer.path), "bench-v1.shm")
+    v1_writer = rb.WriterProcess(v1_path, ring_format="v1")
+    try:
+        low = rb.low_rates(v2_writer, v1_writer, short, progress, reader_cpu)
+    finally:
+        v1_writer.close()
+    low["by_rate"] = {rate: {name: _result(res) for name, res in readers.items()}
+                      for rate, readers in low["by_rate"].items()}
+    return low
+
+
+def render_low_rates(low: dict) -> list[str]:
+    lines = ["", "low rates, one event at a time: v2 (futex wake-up) beside the Shield's v1 ring (polled)",
+             f"  {'delivery latency, µs':<42}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>9}{'CPU %':>8}{'missed':>8}"]
+    for rate, readers in low["by_rate"].items():
+        for name, r in readers.items():
+            if r["error"]:
+                lines.append(f"  {rate + '/s, ' + name:<42}error: {r['error']}")
+                continue
+            h = r["delivery_us"]
+            lines.append(f"  {rate + '/s, ' + name:<42}" + "".join(f"{h[k]:>8.1f}" for k in ("p50", "p90", "p99"))
+                         + f"{h['max']:>9.0f}{r['cpu_percent']:>8.3f}{r['missed']:>8}")
+    for name, pct in low["idle_cpu_percent"].items():
+        lines.append(f"  {'idle, ' + name:<42}{pct:>13.3f} % CPU")
+    return lines
 
 
 def _result(res: rb.ReaderResult) -> dict:
@@ -214,6 +247,8 @@ def render(out: dict) -> str:
     for t in out["websocket_zero_loss_tries"]:
         lines.append(f"    tried {t['rate']:>11,.0f}/s: {t['delivered']:,} delivered, {t['missed']:,} missed, "
                      f"at {t['reader_rate']:,}/s, CPU {t['cpu_percent']:.0f}%")
+    if out.get("low_rates"):
+        lines += render_low_rates(out["low_rates"])
     lines.append("")
     lines.append("ratios to the floor (same run)")
     for k, v in out["ratios"].items():
@@ -245,6 +280,20 @@ def run(args: argparse.Namespace) -> int:
             out = measure_gui(args.short, progress)
             out["app_process"] = measure_app_process(args.short, progress)
             print(json.dumps(out, indent=2) if args.json else render_gui(out))
+            return EXIT_OK
+        if args.low_rates:
+            writer = rb.WriterProcess(path, slot_count=args.slot_count)
+            try:
+                out = {"machine": machine(), "mode": "short" if args.short else "full",
+                       "low_rates": measure_low_rates(writer, args.short, progress)}
+            finally:
+                writer.close()
+            if not args.json:
+                m = out["machine"]
+                print(f"kgmon bench --low-rates ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}")
+                print("\n".join(render_low_rates(out["low_rates"])[1:]))
+                return EXIT_OK
+            print(json.dumps(out, indent=2))
             return EXIT_OK
         out = measure(path, args.short, progress, pin=args.pin, slot_count=args.slot_count)
     except Exception as exc:  # a bench failure is reported, not a traceback
