@@ -435,3 +435,48 @@ def test_the_badge_names_the_v1_format(qtbot, v1_path):
     finally:
         assert rt.shutdown(5000)
         w.close()
+
+
+# ---- a v1 ring written by an independent writer (tests/fixtures/shield_v1_writer.c, not our code)
+
+
+def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_byte_changing(
+        tmp_path_factory, tmp_path, v1_path):
+    from app.threats import severity_name, threat_type_name
+    from app.transport.protocol import format_timestamp
+    from tests import shield_v1_writer as independent
+
+    exe = independent.build(tmp_path_factory.mktemp("v1writer"))
+    log = tmp_path / "writer-log.jsonl"
+    count = 6100  # past the 6,094th event, the one upstream writes across the end of the file
+    writer = independent.run(exe, v1_path, count=count, rate=2500, seed=7, linger=-1, log=log)
+    try:
+        wait_for(lambda: v1.peek_version(v1_path) == 1, 30, "the independent writer's ring")
+        before = header_bytes(v1_path)
+        tail = start_kgmon("tail", "--json", "--count", count, "--transport", "shm", "--shm-path", v1_path)
+        out = OutputWatcher(tail)
+        assert independent.wait_done(writer, 60) == count
+        assert tail.wait(60) == 0, out.stderr
+        out.join()
+        after = header_bytes(v1_path)
+    finally:
+        assert independent.stop(writer) == 0
+    assert without_writer_fields(after) == without_writer_fields(before)
+    assert after[256:264] == before[256:264] == bytes(8)  # read_pos: the Shield's own reader would still get all
+    assert after[512:520] == before[512:520] == bytes(8)  # events_read
+    entries = {e["n"]: e for e in independent.read_log(log)}
+    assert len(entries) == count and all(e["written"] for e in entries.values())
+    cut = [n for n, e in entries.items() if e["bytes_written"] != v1.EVENT_SIZE]
+    assert cut == [6093]  # offset 2,095,992: only 264 of its bytes are in the file
+    objs = out.objects()
+    threats = [o for o in objs if o["type"] == "threat"]
+    assert [t["seq"] for t in threats] == [n for n in range(count) if n not in cut]
+    for t in threats:
+        e = entries[t["seq"]]
+        assert t["source"] == independent.upstream_text(e["source_hex"]), t["seq"]
+        assert t["details"] == independent.upstream_text(e["details_hex"]), t["seq"]
+        assert (t["threat_type"], t["severity"], t["blocked"], t["timestamp"]) == (
+            threat_type_name(e["threat_type"]), severity_name(e["severity"]), bool(e["blocked"]),
+            format_timestamp(e["timestamp_us"])), t["seq"]
+    assert objs[-1] == {"type": "summary", "delivered": count - 1, "missed": 0, "corrupt": 1, "transport": "shm"}
+    assert not lock_path_for(v1_path).exists()  # the writer's own clean exit removed its lock
