@@ -164,17 +164,21 @@ kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
     uint64_t w, p;
     snapshot(r, &w, &p);
     if (p >= d) return KG_OK; /* a position no writer of this file writes: health will tell */
-    if (w < r->cursor || kg_load_acquire32(&r->hdr->writer_pid) != r->writer_pid) {
-        /* Numbered below us, or initialised by another process (upstream sets
-         * writer_pid only when it initialises the header). */
-        restart(r, w, p, b);
-    } else if (r->fp_valid && w - (r->cursor - 1) < cap) {
-        /* The event before the cursor is still held: if it changed, the ring was
-         * re-initialised and written past our cursor again. */
+    /* Upstream sets writer_pid only when it initialises the header: a new pid
+     * says the ring was reset, unless the event before our cursor, still held,
+     * proves otherwise (a writer that stamps its pid on every start). */
+    const uint32_t pid = kg_load_acquire32(&r->hdr->writer_pid);
+    if (w < r->cursor) {
+        restart(r, w, p, b); /* numbered below us */
+    } else if (r->fp_valid && w - (r->cursor - 1) < cap && r->fp_pos + KG_V1_EVENT_SIZE <= d) {
         const kg_v1_event *e = (const kg_v1_event *)(r->data + r->fp_pos);
-        if (r->fp_pos + KG_V1_EVENT_SIZE <= d &&
-            (e->timestamp_us != r->fp_timestamp || e->checksum != r->fp_checksum))
-            restart(r, w, p, b);
+        if (e->timestamp_us != r->fp_timestamp || e->checksum != r->fp_checksum)
+            restart(r, w, p, b); /* re-initialised and written past our cursor again */
+        else
+            r->writer_pid = pid;
+    } else if (pid != r->writer_pid) {
+        if (w - r->cursor >= cap) restart(r, w, p, b); /* lapped anyway: count the new life's events */
+        else r->writer_pid = pid; /* cannot tell: never deliver an event twice */
     }
     if (w - r->cursor >= cap) { /* lapped: the oldest event still safe is w - cap + 1 */
         uint64_t first = w - cap + 1;

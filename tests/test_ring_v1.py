@@ -449,12 +449,17 @@ def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_by
     exe = independent.build(tmp_path_factory.mktemp("v1writer"))
     log = tmp_path / "writer-log.jsonl"
     count = 6100  # past the 6,094th event, the one upstream writes across the end of the file
+    # The tail first (waiting for a ring: auto, and no WebSocket there), so a slow start cannot
+    # let the writer lap it before it attached.
+    tail = start_kgmon("tail", "--json", "--count", count, "--shm-path", v1_path,
+                       "--ws-url", f"ws://127.0.0.1:{free_port()}")
+    out = OutputWatcher(tail)
+    out.wait_json(lambda objs: objs and objs[0]["transport"] == "disconnected", 30, "the tail waiting for a ring")
     writer = independent.run(exe, v1_path, count=count, rate=2500, seed=7, linger=-1, log=log)
     try:
-        wait_for(lambda: v1.peek_version(v1_path) == 1, 30, "the independent writer's ring")
+        wait_for(lambda: v1.peek_version(v1_path) == 1 and os.path.getsize(v1_path) == v1.LINUX_FILE_SIZE
+                 and v1.read_header(v1_path)["total_size"] == v1.LINUX_FILE_SIZE, 30, "the independent writer's ring")
         before = header_bytes(v1_path)
-        tail = start_kgmon("tail", "--json", "--count", count, "--transport", "shm", "--shm-path", v1_path)
-        out = OutputWatcher(tail)
         assert independent.wait_done(writer, 60) == count
         assert tail.wait(60) == 0, out.stderr
         out.join()
@@ -470,6 +475,7 @@ def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_by
     assert cut == [6093]  # offset 2,095,992: only 264 of its bytes are in the file
     objs = out.objects()
     threats = [o for o in objs if o["type"] == "threat"]
+    assert "Shield format v1, polled" in [o for o in objs if o["type"] == "transport"][-1]["reason"]
     assert [t["seq"] for t in threats] == [n for n in range(count) if n not in cut]
     for t in threats:
         e = entries[t["seq"]]
