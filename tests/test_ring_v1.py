@@ -486,3 +486,45 @@ def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_by
             format_timestamp(e["timestamp_us"])), t["seq"]
     assert objs[-1] == {"type": "summary", "delivered": count - 1, "missed": 0, "corrupt": 1, "transport": "shm"}
     assert not lock_path_for(v1_path).exists()  # the writer's own clean exit removed its lock
+
+
+def test_auto_mode_falls_back_to_the_websocket_and_resumes_the_v1_ring_where_it_left_it(v1_path):
+    """The Shield's WebSocket sends no threats: back on its v1 ring, the events written while the
+    writer was away and after are delivered, none twice, none skipped."""
+    from app.demo.ws_server import DemoWsServer
+    from app.transport.manager import SHM, WEBSOCKET, TransportManager
+
+    server = DemoWsServer(0, log=lambda message: None)
+    server.start()
+    first = writer_process(v1_path)
+    write(first, 3)
+    manager = TransportManager(str(v1_path), server.url, mode="auto", probe_interval=0.2)
+    seqs, changes = [], []
+
+    def pump(until, what, timeout=30):
+        def step():
+            for item in manager.poll(0.05):
+                if isinstance(item, Batch):
+                    seqs.extend(e.seq for e in item.events)
+                elif hasattr(item, "reason"):
+                    changes.append(item)
+            return until()
+        wait_for(step, timeout, what)
+
+    try:
+        changes.extend(manager.start())
+        pump(lambda: len(seqs) == 3, "the first events from the ring")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        pump(lambda: manager.transport == WEBSOCKET, "the switch to the WebSocket")
+        second = writer_process(v1_path)  # the same file: numbering goes on
+        assert write(second, 4) == 7
+        pump(lambda: manager.transport == SHM and len(seqs) == 7, "back on the ring, every event")
+        assert seqs == list(range(7)) and manager.missed == 0 and manager.corrupt == 0
+        assert [c.transport for c in changes] == [SHM, WEBSOCKET, SHM]
+        assert "has exited" in changes[1].reason and changes[2].ring_format == 1
+        second.stdin.close()
+        second.wait(30)
+    finally:
+        manager.close()
+        server.stop(drain_s=0)

@@ -133,6 +133,7 @@ class TransportManager:
         self._next_seq: dict[int | None, int] = {}  # generation -> next event number not yet delivered
         self._last_generation: int | None = None
         self._started = False  # has anything been delivered (decides what counts as missed)
+        self._ws_unnumbered = False  # the WebSocket delivered threats without numbers since we left the ring
         self._pending: list[Item] = []
         self._next_attempt = 0.0
         self._stopping = False
@@ -248,6 +249,7 @@ class TransportManager:
     def _attach_ring(self, reason_prefix: str = "", at_newest: bool = False) -> None:
         resume = {g: n for g, n in self._next_seq.items() if g is not None}
         reader = self.follower.attach(resume=resume, started=self._started, at_newest=at_newest)
+        self._ws_unnumbered = False
         if self.link is not None:
             self.link.set_subscribed(False)  # threats now come from the ring; keep the link for commands
         if reader.generation is None:  # the Shield's v1 ring: no generation, numbered by events_written
@@ -288,7 +290,9 @@ class TransportManager:
         self._next_attempt = time.monotonic() + self.probe_interval
         # Without event numbers from the WebSocket there is nothing to resume
         # from: start at the ring's newest event rather than show anything twice.
-        unnumbered = self._started and not any(g is not None for g in self._next_seq)
+        # (Nothing unnumbered came meanwhile, e.g. the Shield's server, which sends none: go on from our
+        # position, which for its v1 ring on the same file is exact.)
+        unnumbered = self._started and self._ws_unnumbered and not any(g is not None for g in self._next_seq)
         try:
             self._attach_ring("found a healthy ring: ", at_newest=unnumbered)
         except RingError:
@@ -436,6 +440,7 @@ class TransportManager:
             if t.seq is None:
                 out.append(t)
                 self._started = True
+                self._ws_unnumbered = True
                 continue
             gap = self._gap(t.generation, t.seq)
             if gap is None:
