@@ -387,6 +387,15 @@ def test_demo_format_v1_writes_upstreams_layout(v1_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+def test_demo_format_v1_never_initialises_a_v2_ring_in_place(ring_path):
+    v2 = run_kgmon("demo", "--count", 3, "--rate", 1000, "--no-ws", "--shm-path", ring_path)
+    assert v2.returncode == 0, v2.stderr
+    before = ring_path.read_bytes()
+    result = run_kgmon("demo", "--format", "v1", "--count", 1, "--shm-path", ring_path)
+    assert result.returncode == 2 and "format v2 ring" in result.stderr and "Traceback" not in result.stderr
+    assert ring_path.read_bytes() == before
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

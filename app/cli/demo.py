@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_shm:
         path = default_ring_path(args.shm_path)
         problem = not_a_ring(path)
+        if problem is None and args.format == "v1" and v1.peek_version(path) not in (None, v1.VERSION):
+            problem = (f"{path} is a format v{v1.peek_version(path)} ring; --format v1 would initialise it in "
+                       "place under its writer: stop that writer or choose another --shm-path")
         if problem is not None:
             _say(problem)
             return EXIT_USAGE

@@ -46,7 +46,8 @@ class V1Writer:
         self.cut_short = 0  # written across the end of the file (tail lost)
         self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.lock_path = self._take_lock()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0),
+                     0o644)
         try:
             os.ftruncate(fd, size)
             os.chmod(self.path, 0o600)
