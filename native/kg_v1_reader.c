@@ -99,6 +99,7 @@ kg_status kg_v1_open(kg_v1_reader *r, const char *path, int start, char *err, si
         FAIL(KG_BAD_HEADER, "write_pos %llu is past the %llu-byte data area", (unsigned long long)p,
              (unsigned long long)r->data_size);
     r->opened_mono_ns = kg_mono_ns();
+    r->last_event_mono_ns = r->opened_mono_ns; /* poll fast at first: a ring just attached is likely busy */
     r->writer_pid = kg_load_acquire32(&h->writer_pid);
     /* Oldest: the oldest event no write can be over (see the top of this file). */
     r->cursor = (start == KG_START_NEWEST) ? w : (w >= r->capacity ? w - r->capacity + 1 : 0);

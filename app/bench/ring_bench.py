@@ -212,13 +212,16 @@ def run_scenario(writer: WriterProcess, reader: str, rate: float, count: int, *,
 
 def idle_cpu(path: str, seconds: float, spin_ns: int, adaptive: bool, cpu: int | None = None,
              v1: bool = False) -> float:
-    """CPU % of the app's reader with a live writer and no events."""
+    """CPU % of the app's reader with a live writer and no events (v1: once settled)."""
     reader = open_v1_reader(path, start="newest") if v1 else \
         open_reader(path, start="newest", spin_ns=spin_ns, adaptive=adaptive)
     out = {}
 
     def loop():
         _pin_this_thread(cpu)
+        settle = time.monotonic() + (V1_ACTIVE_S + 0.5 if v1 else 0)
+        while time.monotonic() < settle:  # v1: past the fast polling that follows attaching
+            reader.poll(0.1)
         end = time.monotonic() + seconds
         c0, t0 = time.thread_time(), time.perf_counter()
         while time.monotonic() < end:
@@ -320,6 +323,7 @@ def max_zero_loss_ws_rate(writer: WriterProcess, rates: list[float], seconds: fl
 
 
 LOW_RATES = (1, 10, 100)
+V1_ACTIVE_S = 2.0  # native/kg_v1.h KG_V1_ACTIVE_NS: a v1 reader polls fast this long after an event
 
 
 def low_rates(v2_writer: WriterProcess, v1_writer: WriterProcess, short: bool, progress,
