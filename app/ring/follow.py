@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 import psutil
 
 from app import _ring
-from app.ring.errors import RingError, Status
 from app.ring import v1
+from app.ring.errors import RingError, Status
 from app.ring.pyring import read_header
 from app.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_any
 
@@ -150,10 +150,6 @@ class RingFollower:
         self._v1_seen = (reader.write_seq, time.monotonic_ns())
         self._sync_counts()
         return reader
-
-    @property
-    def ring_format(self) -> int | None:
-        return getattr(self.reader, "format", 2) if self.reader is not None else None
 
     @property
     def generation(self) -> int | None:
@@ -272,7 +268,6 @@ class RingFollower:
             Status.REPLACED: "the ring file was replaced (the writer restarted)",
         }
         return status, reasons.get(status, status.name.lower())
-
 
     def _problem_v1(self, reader) -> tuple[Status, str] | None:
         status = Status(reader.health())
