@@ -86,8 +86,6 @@ kg_status kg_map_whole_readonly(kg_mapping *header, size_t length, kg_mapping *w
  * never write (the Shield's v1 ring). */
 kg_status kg_map_open_readonly(const char *path, size_t min_len, uint64_t *file_size, kg_mapping *m,
                                char *err, size_t errlen);
-/* The mapped file's current size (it can shrink under a mapping). */
-kg_status kg_mapping_file_size(const kg_mapping *m, uint64_t *size);
 void kg_unmap(kg_mapping *m);
 /* Identity of whatever is at `path` now (without following a link). */
 kg_status kg_path_identity(const char *path, kg_file_id *id);

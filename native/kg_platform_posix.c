@@ -232,13 +232,6 @@ kg_status kg_map_open_readonly(const char *path, size_t min_len, uint64_t *file_
     return KG_OK;
 }
 
-kg_status kg_mapping_file_size(const kg_mapping *m, uint64_t *size) {
-    struct stat st;
-    if (m->handle < 0 || fstat((int)m->handle, &st) != 0) return KG_IO;
-    *size = (uint64_t)st.st_size;
-    return KG_OK;
-}
-
 kg_status kg_map_whole_readonly(kg_mapping *header, size_t length, kg_mapping *whole, char *err, size_t errlen) {
     void *base = mmap(NULL, length, PROT_READ, MAP_SHARED, (int)header->handle, 0);
     if (base == MAP_FAILED) FAIL(KG_IO, "cannot map %zu bytes: %s", length, strerror(errno));

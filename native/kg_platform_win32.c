@@ -209,12 +209,6 @@ kg_status kg_map_open_readonly(const char *path, size_t min_len, uint64_t *file_
     return st;
 }
 
-/* A mapped file cannot be shrunk on Windows: its size is the mapping's. */
-kg_status kg_mapping_file_size(const kg_mapping *m, uint64_t *size) {
-    *size = m->length;
-    return KG_OK;
-}
-
 kg_status kg_map_whole_readonly(kg_mapping *header, size_t length, kg_mapping *whole, char *err, size_t errlen) {
     void *base = MapViewOfFile((HANDLE)header->handle, FILE_MAP_READ, 0, 0, length);
     if (!base) FAIL(KG_IO, "MapViewOfFile failed (error %lu)", GetLastError());

@@ -117,7 +117,7 @@ typedef struct kg_v1_reader {
     uint32_t writer_pid;     /* the header's, as last seen: only an initialisation changes it */
     uint64_t last_event_mono_ns; /* when the poll last found an event (the polling's pace) */
     uint64_t delivered, missed, corrupt, resets;
-    uint32_t size_problem;   /* the file shrank under us: stop reading (health says KG_BAD_SIZE) */
+    uint32_t size_problem;   /* the file shrank under us: stop reading (KG_TRUNCATED) */
     kg_hist *transport;      /* optional: publish (from the stored timestamp) -> observed */
     uint64_t opened_mono_ns;
     char path[1024];
@@ -129,14 +129,16 @@ kg_status kg_v1_open(kg_v1_reader *r, const char *path, int start, char *err, si
 void kg_v1_close(kg_v1_reader *r);
 /* Continue from event n (at most events_written). With fp_timestamp/fp_checksum
  * of event n - 1 as seen before (fp = 1), a ring reset since then is noticed. */
-void kg_v1_seek(kg_v1_reader *r, uint64_t n, int fp, uint64_t fp_timestamp, uint32_t fp_checksum);
+kg_status kg_v1_seek(kg_v1_reader *r, uint64_t n, int fp, uint64_t fp_timestamp, uint32_t fp_checksum);
 /* Copy up to b->capacity events from the cursor into b. Never blocks.
  * kg_event.seq is n; publish_mono_ns is derived from the stored timestamp. */
 kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b);
-/* KG_OK, KG_REPLACED (another file at the path), KG_BAD_SIZE (truncated) or
+/* KG_OK, KG_REPLACED (another file at the path), KG_TRUNCATED (the file shrank) or
  * KG_BAD_VERSION / KG_BAD_MAGIC (the header was rewritten as something else). */
 kg_status kg_v1_health(kg_v1_reader *r);
-uint64_t kg_v1_events_written(const kg_v1_reader *r);
+kg_status kg_v1_events_written(const kg_v1_reader *r, uint64_t *out);
+/* A copy of the header as it is now (KG_TRUNCATED if the file shrank). */
+kg_status kg_v1_header_copy(const kg_v1_reader *r, kg_v1_header *out);
 /* Poll until there is an event at the cursor, *stop is set or timeout_ns
  * passes: KG_OK (data) or KG_TIMEOUT. Sleeps min_ns after an event, doubling
  * while nothing comes up to max_ns for KG_V1_ACTIVE_NS after the last event,

@@ -12,11 +12,16 @@
  * being written (events_written == W), it may cover event W - C. So after
  * copying event n we load events_written again (W2): the copy is trusted only
  * if W2 - n < C; otherwise the writer may have been over it and it is missed.
+ *
+ * Every access to the mapping runs under the SIGBUS guard (kg_fault.h): a file
+ * truncated under us is KG_TRUNCATED, and the batch being read is dropped.
  */
+#define _POSIX_C_SOURCE 200809L /* sigsetjmp (kg_fault.h) under -std=c11 */
 #include <stdio.h>
 #include <string.h>
 
 #include "kg_atomic.h"
+#include "kg_fault.h"
 #include "kg_v1.h"
 
 #define FAIL(status, ...)                                       \
@@ -69,12 +74,16 @@ static void snapshot(const kg_v1_reader *r, uint64_t *w_out, uint64_t *p_out) {
     *p_out = p;
 }
 
+static kg_status open_checks(kg_v1_reader *r, const kg_v1_header *h, uint64_t file_size, int start, char *err,
+                             size_t errlen);
+
 kg_status kg_v1_open(kg_v1_reader *r, const char *path, int start, char *err, size_t errlen) {
     kg_hist *transport = r->transport;
     memset(r, 0, sizeof *r);
     r->transport = transport;
     r->map.handle = -1;
     if (strlen(path) >= sizeof r->path) FAIL(KG_INVALID, "path too long");
+    if (kg_fault_install() != 0) FAIL(KG_IO, "cannot install the SIGBUS guard");
     snprintf(r->path, sizeof r->path, "%s", path);
     uint64_t file_size = 0;
     kg_status st = kg_map_open_readonly(path, KG_V1_MIN_FILE, &file_size, &r->map, err, errlen);
@@ -83,6 +92,24 @@ kg_status kg_v1_open(kg_v1_reader *r, const char *path, int start, char *err, si
         return st;
     }
     const kg_v1_header *h = r->map.base;
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) FAIL(KG_TRUNCATED, "the file shrank while it was opened");
+    st = open_checks(r, h, file_size, start, err, errlen);
+    kg_fault_end(&g);
+    if (st != KG_OK) kg_v1_close(r);
+    return st;
+}
+
+/* kg_v1_open's checks of the mapped header, under its guard. */
+static kg_status open_checks(kg_v1_reader *r, const kg_v1_header *h, uint64_t file_size, int start, char *err,
+                             size_t errlen) {
+#undef FAIL
+#define FAIL(status, ...)                                      \
+    do {                                                       \
+        if (err && errlen) snprintf(err, errlen, __VA_ARGS__); \
+        return (status);                                       \
+    } while (0)
     uint32_t magic = kg_load_acquire32(&h->magic);
     if (magic != KG_MAGIC) FAIL(KG_BAD_MAGIC, "magic 0x%08X, expected 0x%08X", magic, KG_MAGIC);
     if (h->version != KG_V1_VERSION) FAIL(KG_BAD_VERSION, "version %u", h->version);
@@ -107,15 +134,36 @@ kg_status kg_v1_open(kg_v1_reader *r, const char *path, int start, char *err, si
     return KG_OK;
 }
 
-uint64_t kg_v1_events_written(const kg_v1_reader *r) {
-    uint64_t w, p;
+kg_status kg_v1_events_written(const kg_v1_reader *r, uint64_t *out) {
+    uint64_t w = 0, p = 0;
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) return KG_TRUNCATED;
     snapshot(r, &w, &p);
-    return w;
+    kg_fault_end(&g);
+    *out = w;
+    return KG_OK;
 }
 
-void kg_v1_seek(kg_v1_reader *r, uint64_t n, int fp, uint64_t fp_timestamp, uint32_t fp_checksum) {
-    uint64_t w, p;
-    snapshot(r, &w, &p);
+kg_status kg_v1_header_copy(const kg_v1_reader *r, kg_v1_header *out) {
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) return KG_TRUNCATED;
+    memcpy(out, r->hdr, sizeof *out);
+    kg_fault_end(&g);
+    return KG_OK;
+}
+
+kg_status kg_v1_seek(kg_v1_reader *r, uint64_t n, int fp, uint64_t fp_timestamp, uint32_t fp_checksum) {
+    volatile uint64_t w = 0, p = 0;
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) return KG_TRUNCATED;
+    uint64_t w0, p0;
+    snapshot(r, &w0, &p0);
+    kg_fault_end(&g);
+    w = w0;
+    p = p0;
     if (n > w) n = w; /* past the writer: a reset the next read notices by the fingerprint */
     r->cursor = n;
     r->cursor_pos = pos_back(p, w - n, r->data_size);
@@ -123,16 +171,27 @@ void kg_v1_seek(kg_v1_reader *r, uint64_t n, int fp, uint64_t fp_timestamp, uint
     r->fp_pos = pos_back(r->cursor_pos, 1, r->data_size);
     r->fp_timestamp = fp_timestamp;
     r->fp_checksum = fp_checksum;
+    return KG_OK;
 }
 
 kg_status kg_v1_health(kg_v1_reader *r) {
     uint64_t size = 0;
-    if (kg_mapping_file_size(&r->map, &size) == KG_OK && size < r->map.length) {
+    if (r->size_problem || (kg_fault_file_size(r->map.handle, &size) == 0 && size < r->map.length)) {
         r->size_problem = 1;
-        return KG_BAD_SIZE;
+        return KG_TRUNCATED;
     }
-    if (kg_load_acquire32(&r->hdr->magic) != KG_MAGIC) return KG_BAD_MAGIC;
-    if (kg_load_acquire32(&r->hdr->version) != KG_V1_VERSION) return KG_BAD_VERSION;
+    uint32_t magic = 0, version = 0;
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) {
+        r->size_problem = 1;
+        return KG_TRUNCATED;
+    }
+    magic = kg_load_acquire32(&r->hdr->magic);
+    version = kg_load_acquire32(&r->hdr->version);
+    kg_fault_end(&g);
+    if (magic != KG_MAGIC) return KG_BAD_MAGIC;
+    if (version != KG_V1_VERSION) return KG_BAD_VERSION;
     kg_file_id id;
     if (kg_path_identity(r->path, &id) != KG_OK || id.dev != r->map.id.dev || id.ino != r->map.id.ino)
         return KG_REPLACED;
@@ -157,14 +216,11 @@ static uint16_t text_len(const uint8_t *s, unsigned max) {
     return (uint16_t)n;
 }
 
-kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
-    b->count = 0;
-    b->missed = b->corrupt = 0;
-    if (r->size_problem) return KG_BAD_SIZE;
+static void read_events(kg_v1_reader *r, kg_batch *b) {
     const uint64_t d = r->data_size, cap = r->capacity;
     uint64_t w, p;
     snapshot(r, &w, &p);
-    if (p >= d) return KG_OK; /* a position no writer of this file writes: health will tell */
+    if (p >= d) return; /* a position no writer of this file writes: health will tell */
     /* Upstream sets writer_pid only when it initialises the header: a new pid
      * says the ring was reset, unless the event before our cursor, still held,
      * proves otherwise (a writer that stamps its pid on every start). */
@@ -189,13 +245,6 @@ kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
         r->fp_valid = 0;
     }
     uint64_t n = r->cursor, pos = r->cursor_pos;
-    if (n < w) {
-        uint64_t size = 0; /* truncated under us: reading would fault */
-        if (kg_mapping_file_size(&r->map, &size) == KG_OK && size < r->map.length) {
-            r->size_problem = 1;
-            return KG_BAD_SIZE;
-        }
-    }
     const uint64_t observed = n < w ? kg_mono_ns() : 0;
     const uint64_t observed_unix_us = n < w ? kg_unix_ns() / 1000 : 0;
     size_t text_used = 0;
@@ -253,11 +302,28 @@ kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
     r->delivered += b->count;
     r->missed += b->missed;
     r->corrupt += b->corrupt;
+}
+
+kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
+    b->count = 0;
+    b->missed = b->corrupt = 0;
+    if (r->size_problem) return KG_TRUNCATED;
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) {
+        /* The file shrank under us: the batch being read is dropped, never half delivered. */
+        r->size_problem = 1;
+        b->count = 0;
+        b->missed = b->corrupt = 0;
+        return KG_TRUNCATED;
+    }
+    read_events(r, b);
+    kg_fault_end(&g);
     return KG_OK;
 }
 
-kg_status kg_v1_wait(kg_v1_reader *r, kg_wait *w, uint64_t timeout_ns, uint64_t min_ns, uint64_t max_ns,
-                     uint64_t idle_ns) {
+static kg_status wait_events(kg_v1_reader *r, kg_wait *w, uint64_t timeout_ns, uint64_t min_ns, uint64_t max_ns,
+                             uint64_t idle_ns) {
     const uint64_t start = kg_mono_ns();
     if (w->spin_ns < min_ns) w->spin_ns = min_ns;
     for (;;) {
@@ -276,4 +342,18 @@ kg_status kg_v1_wait(kg_v1_reader *r, kg_wait *w, uint64_t timeout_ns, uint64_t 
         uint64_t ceiling = now - r->last_event_mono_ns < KG_V1_ACTIVE_NS ? max_ns : idle_ns;
         w->spin_ns = w->spin_ns * 2 < ceiling ? w->spin_ns * 2 : ceiling;
     }
+}
+
+kg_status kg_v1_wait(kg_v1_reader *r, kg_wait *w, uint64_t timeout_ns, uint64_t min_ns, uint64_t max_ns,
+                     uint64_t idle_ns) {
+    if (r->size_problem) return KG_TRUNCATED;
+    kg_fault_guard g;
+    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
+    if (KG_FAULT_SETJMP(&g)) {
+        r->size_problem = 1;
+        return KG_TRUNCATED;
+    }
+    kg_status st = wait_events(r, w, timeout_ns, min_ns, max_ns, idle_ns);
+    kg_fault_end(&g);
+    return st;
 }

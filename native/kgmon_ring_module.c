@@ -865,15 +865,16 @@ static PyObject *v1_poll(V1ReaderObject *self, PyObject *args, PyObject *kw) {
                   .text_capacity = self->text_capacity};
     if (max_events > 0 && (size_t)max_events < b.capacity) b.capacity = (size_t)max_events;
     self->in_poll = 1;
+    kg_status st;
     Py_BEGIN_ALLOW_THREADS;
-    kg_v1_read(&self->r, &b);
-    if (b.count == 0 && timeout_ns && !self->stop) {
-        if (kg_v1_wait(&self->r, &self->wait, timeout_ns, self->poll_min_ns, self->poll_max_ns,
-                       self->poll_idle_ns) == KG_OK)
-            kg_v1_read(&self->r, &b);
+    st = kg_v1_read(&self->r, &b);
+    if (st == KG_OK && b.count == 0 && timeout_ns && !self->stop) {
+        st = kg_v1_wait(&self->r, &self->wait, timeout_ns, self->poll_min_ns, self->poll_max_ns, self->poll_idle_ns);
+        if (st == KG_OK) st = kg_v1_read(&self->r, &b);
     }
     Py_END_ALLOW_THREADS;
     self->in_poll = 0;
+    if (st == KG_TRUNCATED) return raise_status(st, "the file shrank under the reader");
     return events_list(&b, &self->sources, self->delivery, self->r.opened_mono_ns);
 }
 
@@ -897,7 +898,8 @@ static PyObject *v1_seek(V1ReaderObject *self, PyObject *args) {
     READER_OPEN(self);
     if (self->in_poll) return PyErr_Format(PyExc_RuntimeError, "seek() while poll() runs in another thread");
     if (fp != Py_None && !PyArg_ParseTuple(fp, "KI", &ts, &sum)) return NULL;
-    kg_v1_seek(&self->r, n, fp != Py_None, ts, sum);
+    if (kg_v1_seek(&self->r, n, fp != Py_None, ts, sum) != KG_OK)
+        return raise_status(KG_TRUNCATED, "the file shrank under the reader");
     return PyLong_FromUnsignedLongLong(self->r.cursor);
 }
 
@@ -917,15 +919,13 @@ static PyObject *v1_close(V1ReaderObject *self, PyObject *unused) {
 /* header() -> dict of the header's fields as they are now (relaxed loads). */
 static PyObject *v1_header(V1ReaderObject *self, PyObject *unused) {
     READER_OPEN(self);
-    const kg_v1_header *h = self->r.hdr;
-    return Py_BuildValue("{sIsIsKsKsKsKsKsKsI}", "magic", kg_load_acquire32(&h->magic), "version",
-                         kg_load_acquire32(&h->version), "total_size", (unsigned long long)h->total_size,
-                         "write_pos", (unsigned long long)kg_load_relaxed64(&h->write_pos), "read_pos",
-                         (unsigned long long)kg_load_relaxed64(&h->read_pos), "events_written",
-                         (unsigned long long)kg_load_relaxed64(&h->events_written), "events_read",
-                         (unsigned long long)kg_load_relaxed64(&h->events_read), "last_heartbeat",
-                         (unsigned long long)kg_load_relaxed64(&h->last_heartbeat), "writer_pid",
-                         (unsigned int)h->writer_pid);
+    kg_v1_header h;
+    if (kg_v1_header_copy(&self->r, &h) != KG_OK) return raise_status(KG_TRUNCATED, "the file shrank under the reader");
+    return Py_BuildValue("{sIsIsKsKsKsKsKsKsI}", "magic", h.magic, "version", h.version, "total_size",
+                         (unsigned long long)h.total_size, "write_pos", (unsigned long long)h.write_pos, "read_pos",
+                         (unsigned long long)h.read_pos, "events_written", (unsigned long long)h.events_written,
+                         "events_read", (unsigned long long)h.events_read, "last_heartbeat",
+                         (unsigned long long)h.last_heartbeat, "writer_pid", (unsigned int)h.writer_pid);
 }
 
 static PyObject *v1_get_u64(V1ReaderObject *self, void *offset) {
@@ -934,11 +934,13 @@ static PyObject *v1_get_u64(V1ReaderObject *self, void *offset) {
 }
 static PyObject *v1_get_write_seq(V1ReaderObject *self, void *c) {
     READER_OPEN(self);
-    return PyLong_FromUnsignedLongLong(kg_v1_events_written(&self->r));
+    uint64_t w;
+    if (kg_v1_events_written(&self->r, &w) != KG_OK) return raise_status(KG_TRUNCATED, "the file shrank under the reader");
+    return PyLong_FromUnsignedLongLong(w);
 }
 static PyObject *v1_get_writer_pid(V1ReaderObject *self, void *c) {
     READER_OPEN(self);
-    return PyLong_FromUnsignedLong(self->r.hdr->writer_pid);
+    return PyLong_FromUnsignedLong(self->r.writer_pid); /* as last read (a header that faults is not read) */
 }
 static PyObject *v1_get_fingerprint(V1ReaderObject *self, void *c) {
     READER_OPEN(self);
@@ -993,7 +995,7 @@ static PyMethodDef v1_methods[] = {
     {"stop", (PyCFunction)v1_stop, METH_NOARGS, "make a poll() in another thread return"},
     {"resume", (PyCFunction)v1_resume, METH_NOARGS, "undo stop()"},
     {"seek", (PyCFunction)v1_seek, METH_VARARGS, "seek(n, fingerprint=None) -> cursor"},
-    {"health", (PyCFunction)v1_health, METH_NOARGS, "status: 0 ok, 13 replaced, 10 truncated, 7/8 rewritten"},
+    {"health", (PyCFunction)v1_health, METH_NOARGS, "status: 0 ok, 13 replaced, 17 truncated, 7/8 rewritten"},
     {"header", (PyCFunction)v1_header, METH_NOARGS, "the header's fields now, as a dict"},
     {"close", (PyCFunction)v1_close, METH_NOARGS, "unmap the ring"},
     {NULL}};

@@ -217,17 +217,36 @@ def test_a_shorter_reset_is_noticed_too(v1_path):
         r.close()
 
 
-def test_a_truncated_file_is_reported_and_never_read(v1_path):
+def test_a_truncated_file_is_an_error_never_a_sigbus(v1_path):
     w = V1Writer(v1_path, size=SMALL)
     r = open_v1_reader(v1_path)
     try:
         w.write(1, 1, False, "a", "")
-        os.truncate(v1_path, 1000)
-        assert r.poll(0) == []  # no SIGBUS: the size is checked before any event is touched
-        assert Status(r.health()) == Status.BAD_SIZE
+        os.truncate(v1_path, 0)  # the header and every event are gone from under our mapping
+        with pytest.raises(_ring.Error) as exc:
+            r.poll(0)  # the SIGBUS guard (native/kg_fault.h): an error, not a crash
+        assert Status(exc.value.args[0]) == Status.TRUNCATED
+        assert Status(r.health()) == Status.TRUNCATED
+        with pytest.raises(_ring.Error):
+            r.header()
     finally:
         r.close()
         w.close()
+
+
+def test_tail_says_the_v1_ring_was_truncated(v1_path):
+    writer = writer_process(v1_path)
+    write(writer, 2)
+    tail = start_kgmon("tail", "--json", "--transport", "shm", "--shm-path", v1_path)
+    out = OutputWatcher(tail)
+    out.wait_json(lambda objs: sum(o["type"] == "threat" for o in objs) == 2, 30, "the threats")
+    os.truncate(v1_path, 100)
+    gone = out.wait_json(lambda objs: [o for o in objs if o["type"] == "transport"
+                                       and o["transport"] == "disconnected"], 30, "the truncation reported")
+    assert "truncated" in gone[0]["reason"], gone
+    assert tail.poll() is None  # still running, waiting for a writer
+    writer.stdin.close()
+    writer.wait(30)
 
 
 def test_open_any_picks_the_format_and_refuses_a_dead_writers_ring(v1_path):

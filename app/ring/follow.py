@@ -175,7 +175,8 @@ class RingFollower:
                 leftover = self._read(reader, 0, max_events)
                 if leftover:
                     return leftover
-                if problem[0] == Status.STALE and _process_alive(reader.writer_pid):
+                if problem[0] == Status.STALE and reader.generation is not None \
+                        and _process_alive(reader.writer_pid):
                     # stopped or stuck, not dead: it may come back (attach() checks)
                     self._stalled[reader.generation] = _Stalled(reader.cursor, _heartbeat(self.path))
                 self.close()
@@ -271,10 +272,11 @@ class RingFollower:
 
     def _problem_v1(self, reader) -> tuple[Status, str] | None:
         status = Status(reader.health())
+        if status == Status.TRUNCATED:
+            return status, str(RingError(status, self.path, self._size_now()))
         if status != Status.OK:
             reasons = {
                 Status.REPLACED: "the ring file was replaced",
-                Status.BAD_SIZE: "the ring file was truncated",
                 Status.BAD_MAGIC: "the ring's header was overwritten",
                 Status.BAD_VERSION: "the ring's header was rewritten in another format",
             }
