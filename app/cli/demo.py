@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.format == "v1":
         if args.no_shm or args.ws_port is not None or args.wait_subscribers:
-            _say("--format v1 writes the Shield's v1 ring only: drop --no-shm, --ws-port and --wait-subscribers")
+            _say("--format v1 writes the Shield's v1 ring only: drop --no-shm, --like-shield, --ws-port and "
+                 "--wait-subscribers (run `kgmon demo --like-shield` beside it for the Shield's WebSocket)")
             return EXIT_USAGE
         args.no_ws = True
     port = None
