@@ -134,15 +134,19 @@ static kg_status open_checks(kg_v1_reader *r, const kg_v1_header *h, uint64_t fi
     return KG_OK;
 }
 
-kg_status kg_v1_events_written(const kg_v1_reader *r, uint64_t *out) {
-    uint64_t w = 0, p = 0;
+/* snapshot() under the SIGBUS guard (its own frame: nothing of the caller's is clobbered). */
+static kg_status guarded_snapshot(const kg_v1_reader *r, uint64_t *w, uint64_t *p) {
     kg_fault_guard g;
     kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
     if (KG_FAULT_SETJMP(&g)) return KG_TRUNCATED;
-    snapshot(r, &w, &p);
+    snapshot(r, w, p);
     kg_fault_end(&g);
-    *out = w;
     return KG_OK;
+}
+
+kg_status kg_v1_events_written(const kg_v1_reader *r, uint64_t *out) {
+    uint64_t p;
+    return guarded_snapshot(r, out, &p);
 }
 
 kg_status kg_v1_header_copy(const kg_v1_reader *r, kg_v1_header *out) {
@@ -155,15 +159,8 @@ kg_status kg_v1_header_copy(const kg_v1_reader *r, kg_v1_header *out) {
 }
 
 kg_status kg_v1_seek(kg_v1_reader *r, uint64_t n, int fp, uint64_t fp_timestamp, uint32_t fp_checksum) {
-    volatile uint64_t w = 0, p = 0;
-    kg_fault_guard g;
-    kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
-    if (KG_FAULT_SETJMP(&g)) return KG_TRUNCATED;
-    uint64_t w0, p0;
-    snapshot(r, &w0, &p0);
-    kg_fault_end(&g);
-    w = w0;
-    p = p0;
+    uint64_t w, p;
+    if (guarded_snapshot(r, &w, &p) != KG_OK) return KG_TRUNCATED;
     if (n > w) n = w; /* past the writer: a reset the next read notices by the fingerprint */
     r->cursor = n;
     r->cursor_pos = pos_back(p, w - n, r->data_size);
