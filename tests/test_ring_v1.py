@@ -24,7 +24,7 @@ from app.ring.reader import open_any, open_v1_reader
 from app.ring.v1_writer import V1Writer
 from app.gui.threat_model import event_key
 from app.transport.manager import Batch
-from tests.conftest import OutputWatcher, free_port, run_kgmon, start_kgmon, start_python, wait_for, wait_for_file
+from conftest import OutputWatcher, free_port, run_kgmon, start_kgmon, start_python, wait_for, wait_for_file
 
 # A small ring: 10 whole events and 80 bytes left, so event 10 lies across the end.
 SMALL = v1.HEADER_SIZE + 10 * v1.EVENT_SIZE + 80
@@ -472,7 +472,7 @@ def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_by
         tmp_path_factory, tmp_path, v1_path):
     from app.threats import severity_name, threat_type_name
     from app.transport.protocol import format_timestamp
-    from tests import shield_v1_writer as independent
+    import shield_v1_writer as independent
 
     exe = independent.build(tmp_path_factory.mktemp("v1writer"))
     log = tmp_path / "writer-log.jsonl"
