@@ -5,9 +5,12 @@ raises the first window. Offscreen, with distinct session variables."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
-import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from conftest import OutputWatcher, start_kgmon, wait_for
 
@@ -24,9 +27,15 @@ def session(runtime: Path, display: str | None = None, wayland: str | None = Non
     return env
 
 
-def test_the_name_follows_the_display(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
+@pytest.fixture
+def run():
+    """A private runtime folder with a short path (a socket's path holds 108 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="r", dir=os.environ["XDG_RUNTIME_DIR"]))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_name_follows_the_display(run):
     one, two = session(run, ":1"), session(run, ":2")
     assert default_name(one) == default_name(dict(one)), "stable"
     assert default_name(one) != default_name(two)
@@ -36,11 +45,10 @@ def test_the_name_follows_the_display(tmp_path):
     assert "/" not in session_key({"DISPLAY": "../../x:0"})
     no_runtime = {k: v for k, v in one.items() if k != "XDG_RUNTIME_DIR"}
     assert os.sep not in default_name(no_runtime), "else a name in the temp folder"
+    assert os.sep not in default_name(session(run / ("x" * 100), ":1")), "and when the path would be too long"
 
 
-def test_two_displays_two_instances_one_display_one(qtbot, tmp_path):
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
+def test_two_displays_two_instances_one_display_one(qtbot, run):
     first = SingleInstance(default_name(session(run, ":71")))
     other_display = SingleInstance(default_name(session(run, ":72")))
     try:
@@ -56,11 +64,9 @@ def test_two_displays_two_instances_one_display_one(qtbot, tmp_path):
         other_display.release()
 
 
-def test_real_apps_on_two_displays(tmp_path):
+def test_real_apps_on_two_displays(tmp_path, run):
     """Two `kgmon` processes of one user on two displays both run; a third on the
     first display exits at once, saying the app is running there."""
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
     apps = []
     for display in (":81", ":82"):
         env = session(run, display)
