@@ -51,9 +51,9 @@ test-quick: install
 # Two test sessions at once, as two checkouts (or a developer and CI) would run them:
 # nothing shared between them (names, sockets, rings, settings, history, ports).
 # A sizeable part of the suite, not all of it: the app, its single instance, settings,
-# tray and notifications, the README's commands (issue 12).
+# tray and notifications, the README's commands, doctor (issue 12).
 TWICE := tests/test_single_instance_session.py tests/test_settings.py tests/test_tray_notifier.py \
-         tests/test_gui_app.py tests/test_readme.py
+         tests/test_gui_app.py tests/test_readme.py tests/test_doctor.py
 test-twice: install
 	@log=$$(mktemp); \
 	$(BIN)/python -m pytest -q -p no:cacheprovider -k "not bench" $(TWICE) >$$log 2>&1 & other=$$!; \
