@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.ring.paths import default_ring_path  # noqa: E402
+from app.transport.local_auth import runtime_dir  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -43,6 +44,8 @@ def main(argv: list[str]) -> int:
         app_env.pop(var, None)  # the defaults under (the throw-away) HOME
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
         app_env["QT_QPA_PLATFORM"] = "offscreen"
+    tokens = runtime_dir(app_env)  # where its demo's WebSocket keeps its token file
+    tokens_existed = tokens.exists()
     log = home / "app.log"
     with open(log, "wb") as out:
         app = subprocess.Popen([sys.executable, "-m", "app", "--demo"], env=app_env, cwd=home,
@@ -74,6 +77,8 @@ def main(argv: list[str]) -> int:
                 app.wait()
         if not ring_dir_existed:
             shutil.rmtree(ring.parent, ignore_errors=True)
+        if not tokens_existed:
+            shutil.rmtree(tokens, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
 
 

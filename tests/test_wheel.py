@@ -46,7 +46,8 @@ def user_env(**extra) -> dict:
     env = {k: v for k, v in USER_ENV.items() if k not in ("PYTHONPATH", "DISPLAY", "WAYLAND_DISPLAY",
                                                             "DBUS_SESSION_BUS_ADDRESS", "KINDLYGUARD_SHM_PATH")}
     for var in ("TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME",
-                "XDG_STATE_HOME", "KGMON_TEST_SESSION", "KINDLYGUARD_HISTORY_PATH", "SHIELD_WS_PORT"):
+                "XDG_STATE_HOME", "KGMON_TEST_SESSION", "KINDLYGUARD_HISTORY_PATH", "SHIELD_WS_PORT",
+                "KINDLYGUARD_RUNTIME_DIR", "KINDLYGUARD_BENCH_DIR"):
         if var in os.environ:  # ... but this test session's private folders for the app itself
             env[var] = os.environ[var]
     env.update(extra)
