@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h)
 
-.PHONY: install system-deps test-deps run run-terminal test test-quick screenshots bench clean
+.PHONY: install system-deps test-deps run run-terminal test test-quick test-twice screenshots bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -36,13 +36,31 @@ run-terminal: install
 	trap 'kill $$demo 2>/dev/null; wait $$demo' EXIT INT TERM; \
 	sleep 0.5; $(BIN)/kgmon tail
 
+# The whole suite runs beside the user's own running app (kgmon --demo on the default
+# ring, socket and port: the suite must not touch them, tests/beside_app.py checks it
+# survived), then two copies of a part of the suite run at once (test-twice).
 test: install test-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python tests/beside_app.py $(BIN)/python -m pytest -q
+	@$(MAKE) --no-print-directory test-twice
 
 # Everything but the end-to-end desktop tests and the installers (no Xvfb, tray,
 # dunst, PyInstaller or dpkg needed).
 test-quick: install
 	$(BIN)/python -m pytest -q -m "not desktop and not packaging"
+
+# Two test sessions at once, as two checkouts (or a developer and CI) would run them:
+# nothing shared between them (names, sockets, rings, settings, history, ports).
+# A sizeable part of the suite, not all of it: the app, its single instance, settings,
+# tray and notifications, the README's commands, doctor (issue 12).
+TWICE := tests/test_single_instance_session.py tests/test_settings.py tests/test_tray_notifier.py \
+         tests/test_gui_app.py tests/test_readme.py tests/test_doctor.py
+test-twice: install
+	@log=$$(mktemp); \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -k "not bench" $(TWICE) >$$log 2>&1 & other=$$!; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -k "not bench" $(TWICE); mine=$$?; \
+	wait $$other; theirs=$$?; echo "test-twice: the other copy:"; tail -n 3 $$log; \
+	[ $$theirs -eq 0 ] || cat $$log; rm -f $$log; \
+	[ $$mine -eq 0 ] && [ $$theirs -eq 0 ]
 
 # Refresh docs/screenshots from the end-to-end tests (the README shows them).
 screenshots: install test-deps
@@ -52,7 +70,7 @@ bench: install
 	$(BIN)/kgmon bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info app/*.so
+	rm -rf $(VENV) build dist *.egg-info app/*.so
 
 # The installers (issue 6): the PyInstaller onedir, the .deb, the .tar.gz and the
 # AppImage's AppDir, all in dist/ (docs/packaging.md). Fails past the size budgets.

@@ -1,9 +1,18 @@
-"""Builds the C extension app._ring from native/ (everything else is in pyproject.toml)."""
+"""Builds the C extension app._ring from native/ (everything else is in pyproject.toml),
+ships resources/icons as package data (app/resources/icons: found with
+importlib.resources by app/gui/resources.py), and says what to install when there
+is no C compiler instead of pip's traceback."""
 
 import sys
 from glob import glob
+from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+PACKAGE = "app"  # the import package (its folder: app/)
+ICONS = Path("resources") / "icons"
 
 sources = ["native/kgmon_ring_module.c", "native/kg_crc32c.c", "native/kg_hist.c", "native/kg_reader.c",
            "native/kg_writer.c", "native/kg_wait.c", "native/kg_fault.c",
@@ -12,14 +21,49 @@ sources.append("native/kg_platform_win32.c" if sys.platform == "win32" else "nat
 compile_args = [] if sys.platform == "win32" else ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                                     "-Wno-missing-field-initializers", "-fno-strict-aliasing"]
 
+NO_COMPILER = """
+KindlyGuard Monitor: building its shared-memory core (native/*.c, the module {module}) failed:
+{error}
+It needs a C compiler and Python's headers. Install them, then run pip again:
+  Debian, Ubuntu: sudo apt-get install gcc python3-dev
+  Fedora:         sudo dnf install gcc python3-devel
+  macOS:          xcode-select --install
+  Windows:        the "Desktop development with C++" workload of Visual Studio Build Tools
+"""
+
+
+class BuildPyWithResources(build_py):
+    """Also copy resources/icons/*.svg into the package (a wheel's app/resources/icons).
+    Editable installs read them from the source tree instead."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        target = Path(self.build_lib) / PACKAGE / "resources" / "icons"
+        self.mkpath(str(target))
+        for svg in sorted(ICONS.glob("*.svg")):
+            self.copy_file(str(svg), str(target / svg.name))
+
+
+class BuildExtSaysWhatIsMissing(build_ext):
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # CompileError, a missing compiler (DistutilsExecError, PlatformError), ...
+            sys.stderr.write(NO_COMPILER.format(module=ext.name, error=str(e).strip() or type(e).__name__))
+            raise SystemExit(1) from None
+
+
 setup(
+    cmdclass={"build_py": BuildPyWithResources, "build_ext": BuildExtSaysWhatIsMissing},
     ext_modules=[
         Extension(
-            "app._ring",
+            f"{PACKAGE}._ring",
             sources=sources,
             include_dirs=["native"],
             depends=glob("native/*.h"),
             extra_compile_args=compile_args,
         )
-    ]
+    ],
 )

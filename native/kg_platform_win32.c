@@ -11,7 +11,10 @@
  * permission checks are the file's owner SID against ours (TODO: compare the
  * SIDs; today a file at the path is accepted if it is a regular file).
  * Paths are UTF-8 and converted to UTF-16 for the W APIs.
- * Compiled here with mingw-w64 to check it builds; it has not run on Windows.
+ * A restarted writer renames a ring that readers still map aside before
+ * putting the new one in place (Windows refuses to replace a mapped file).
+ * Run by tests/test_c_library.py: native/selftest.c cross-compiled with
+ * mingw-w64, under Wine (not yet on a real Windows).
  */
 #if defined(_WIN32)
 
@@ -36,7 +39,8 @@ uint64_t kg_mono_ns(void) {
     LARGE_INTEGER now;
     if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
     QueryPerformanceCounter(&now);
-    return (uint64_t)((double)now.QuadPart * 1e9 / (double)freq.QuadPart);
+    uint64_t t = (uint64_t)now.QuadPart, f = (uint64_t)freq.QuadPart; /* integers: a double loses ns after days */
+    return t / f * 1000000000ull + t % f * 1000000000ull / f;
 }
 
 uint64_t kg_unix_ns(void) {
@@ -143,12 +147,51 @@ kg_status kg_map_create(const char *tmp_path, size_t length, kg_mapping *m, char
     return st;
 }
 
+/* Delete "<path>.*.old" files a previous writer renamed aside (those still
+ * mapped by a reader stay; the next writer tries again). */
+static void sweep_asides(const wchar_t *wpath) {
+    wchar_t pattern[MAX_PATH], dir[MAX_PATH], full[MAX_PATH];
+    WIN32_FIND_DATAW found;
+    if (_snwprintf(pattern, MAX_PATH, L"%ls.*.old", wpath) < 0) return;
+    wcsncpy(dir, wpath, MAX_PATH - 1);
+    dir[MAX_PATH - 1] = 0;
+    wchar_t *a = wcsrchr(dir, L'\\'), *b = wcsrchr(dir, L'/');
+    wchar_t *slash = a > b ? a : b;
+    if (slash) slash[1] = 0;
+    else dir[0] = 0;
+    HANDLE h = FindFirstFileW(pattern, &found);
+    if (h == INVALID_HANDLE_VALUE) return;
+    do {
+        if (_snwprintf(full, MAX_PATH, L"%ls%ls", dir, found.cFileName) >= 0) DeleteFileW(full);
+    } while (FindNextFileW(h, &found));
+    FindClose(h);
+}
+
+/* Windows will not replace a file that a reader still maps (ERROR_ACCESS_DENIED:
+ * a restarted writer while the app is attached). Readers open it with
+ * FILE_SHARE_DELETE, so the old file can be renamed aside first: it lives on
+ * under "<final>.<pid>.old" while mapped, readers see the path replaced, and
+ * each writer's start sweeps the asides that nobody maps any more. */
 kg_status kg_publish_file(const char *tmp_path, const char *final_path, char *err, size_t errlen) {
-    wchar_t a[MAX_PATH], b[MAX_PATH];
+    wchar_t a[MAX_PATH], b[MAX_PATH], aside[MAX_PATH];
     if (!widen(tmp_path, a, MAX_PATH) || !widen(final_path, b, MAX_PATH)) FAIL(KG_INVALID, "bad path");
-    if (!MoveFileExW(a, b, MOVEFILE_REPLACE_EXISTING))
-        FAIL(KG_IO, "cannot rename %s to %s (error %lu)", tmp_path, final_path, GetLastError());
-    return KG_OK;
+    sweep_asides(b);
+    if (MoveFileExW(a, b, MOVEFILE_REPLACE_EXISTING)) return KG_OK;
+    DWORD e = GetLastError();
+    if (e == ERROR_ACCESS_DENIED || e == ERROR_SHARING_VIOLATION || e == ERROR_USER_MAPPED_FILE) {
+        if (_snwprintf(aside, MAX_PATH, L"%ls.%lu.old", b, GetCurrentProcessId()) < 0) FAIL(KG_INVALID, "path too long");
+        if (MoveFileExW(b, aside, MOVEFILE_REPLACE_EXISTING)) {
+            if (MoveFileExW(a, b, 0)) {
+                DeleteFileW(aside); /* fails while a reader maps it: swept later */
+                return KG_OK;
+            }
+            e = GetLastError();
+            MoveFileExW(aside, b, 0); /* put the old one back */
+        } else {
+            e = GetLastError();
+        }
+    }
+    FAIL(KG_IO, "cannot rename %s to %s (error %lu)", tmp_path, final_path, e);
 }
 
 void kg_remove_file(const char *path) {

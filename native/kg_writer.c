@@ -59,6 +59,10 @@ kg_status kg_writer_create(kg_writer *w, const char *path, uint32_t slot_size, u
     /* NAME.shm -> NAME.lock beside it (kindly-guard.lock for the spec's name) */
     snprintf(lock_path, sizeof lock_path, "%s", path);
     char *dot = strrchr(lock_path, '.'), *slash = strrchr(lock_path, '/');
+#if defined(_WIN32)
+    char *backslash = strrchr(lock_path, '\\'); /* C:\Users\a.b\ring: the dot is not the ring's */
+    if (backslash && (!slash || backslash > slash)) slash = backslash;
+#endif
     if (dot && (!slash || dot > slash)) snprintf(dot, sizeof lock_path - (size_t)(dot - lock_path), ".lock");
     else strncat(lock_path, ".lock", sizeof lock_path - strlen(lock_path) - 1);
     st = kg_lock_acquire(lock_path, &w->lock, err, errlen);

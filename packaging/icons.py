@@ -3,6 +3,14 @@
     python packaging/icons.py            # (re)write the committed icons below
     python packaging/icons.py --check    # exit 1 if a committed icon is missing or stale
 
+--check compares pixels, not bytes: Qt's rasteriser rounds a few antialiased
+edge pixels differently on another CPU (a level or two), so an icon matches
+when every pixel's channels are within PIXEL_LEVELS of the committed one except
+at most OUTLIERS of the pixels, none is off by more than MAX_LEVELS, and the
+mean difference is under MEAN_LEVELS.
+A different drawing or a colour change moves far more pixels far further
+(tests/test_packaging.py checks both ways).
+
 Writes, from the one SVG (Qt's SVG renderer on the offscreen platform, no
 other tool):
   resources/linux/icons/hicolor/NxN/apps/kindlyguard-monitor.png   the .deb / AppDir
@@ -64,6 +72,68 @@ def render_png(size: int, svg: Path = SVG) -> bytes:
     image.save(buf, "PNG")
     buf.close()
     return bytes(data)
+
+
+# The tolerance of --check (see above).
+PIXEL_LEVELS = 8      # of 255, per channel (alpha included)
+OUTLIERS = 0.005      # fraction of the pixels that may differ by more
+MAX_LEVELS = 48       # ... but never by more than this
+MEAN_LEVELS = 0.5     # mean absolute difference per channel
+
+
+def pixels(png: bytes) -> tuple[int, int, bytes]:
+    """(width, height, ARGB32 bytes) of a PNG, decoded by Qt."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtGui import QGuiApplication, QImage
+
+    _app = QGuiApplication.instance() or QGuiApplication([sys.argv[0]])  # noqa: F841
+    image = QImage()
+    if not image.loadFromData(png, "PNG"):
+        raise ValueError("not a PNG Qt can read")
+    image = image.convertToFormat(QImage.Format.Format_ARGB32)
+    return image.width(), image.height(), bytes(image.constBits())[: image.sizeInBytes()]
+
+
+def png_difference(expected: bytes, actual: bytes) -> str | None:
+    """None when the two PNGs show the same picture within the tolerance, else why not."""
+    if expected == actual:
+        return None
+    w, h, a = pixels(expected)
+    w2, h2, b = pixels(actual)
+    if (w, h) != (w2, h2):
+        return f"{w2}x{h2} instead of {w}x{h}"
+    total = far = worst = 0
+    pa, pb = memoryview(a).cast("I"), memoryview(b).cast("I")
+    for i in (i for i, (x, y) in enumerate(zip(pa, pb)) if x != y):  # only the pixels that differ
+        d = [abs(a[j] - b[j]) for j in range(4 * i, 4 * i + 4)]
+        total += sum(d)
+        worst = max(worst, max(d))
+        far += max(d) > PIXEL_LEVELS
+    mean = total / len(a)
+    if far > OUTLIERS * w * h or worst > MAX_LEVELS or mean > MEAN_LEVELS:
+        return (f"{far} of {w * h} pixels differ by more than {PIXEL_LEVELS} levels (up to {worst}), "
+                f"mean difference {mean:.2f} levels")
+    return None
+
+
+def file_difference(path: Path, expected: bytes, actual: bytes) -> str | None:
+    """Compare two versions of one icon file: a PNG, or each PNG in an .ico / .icns."""
+    if expected == actual:
+        return None
+    if path.suffix == ".png":
+        return png_difference(expected, actual)
+    read = read_ico if path.suffix == ".ico" else read_icns
+    try:
+        want, got = read(expected), read(actual)
+    except (ValueError, struct.error) as e:
+        return f"unreadable: {e}"
+    if sorted(want) != sorted(got):
+        return f"entries {sorted(got)} instead of {sorted(want)}"
+    for key in want:
+        why = png_difference(want[key], got[key])
+        if why:
+            return f"entry {key!r}: {why}"
+    return None
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -133,9 +203,13 @@ def outputs() -> dict[Path, bytes]:
 def main(argv: list[str]) -> int:
     files = outputs()
     if "--check" in argv:
-        stale = [str(p.relative_to(ROOT)) for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
+        stale = []
+        for p, data in files.items():
+            why = file_difference(p, p.read_bytes(), data) if p.is_file() else "missing"
+            if why:
+                stale.append(f"{p.relative_to(ROOT)} ({why})")
         if stale:
-            print("icons: stale or missing (run python packaging/icons.py): " + ", ".join(stale), file=sys.stderr)
+            print("icons: stale or missing (run python packaging/icons.py): " + "; ".join(stale), file=sys.stderr)
             return 1
         return 0
     for path, data in files.items():

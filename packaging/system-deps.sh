@@ -12,7 +12,7 @@ packages=(libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libdbus
 if [ "${1:-}" = --test ]; then
   packages+=(xvfb dbus xdotool dunst x11-utils
              haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils trayer
-             dpkg-dev binutils xz-utils desktop-file-utils appstream nsis gcc-mingw-w64-x86-64)
+             dpkg-dev binutils xz-utils desktop-file-utils appstream nsis gcc-mingw-w64-x86-64 wine64)
 fi
 command -v dpkg-query >/dev/null || { echo "system-deps: not a Debian system; install Qt 6's runtime libraries yourself" >&2; exit 0; }
 missing=()

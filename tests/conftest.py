@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,6 +41,29 @@ for _name in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"):
 REPO = Path(__file__).resolve().parents[1]
 KGMON = [sys.executable, "-m", "app"]
 
+# One private home per test session (issue 12). Everything the app keeps per user
+# or per desktop session goes to this session's folder: settings (QSettings under
+# $XDG_CONFIG_HOME), the history's default place ($XDG_DATA_HOME), the single-
+# instance socket ($XDG_RUNTIME_DIR), temp files ($TMPDIR: pytest's tmp_path, the
+# desktop tests' folders, Qt's sockets). So the suite never meets the user's own
+# running app, nor the tests of another checkout running at the same time, and
+# what is left at the end is ours (tests/leftovers.py; checked below).
+USER_ENV = dict(os.environ)  # as the user had it (e.g. their pip cache, for the wheel test)
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="kgmon-tests-"))
+# Not $XDG_CACHE_HOME: the app keeps nothing there, and PyInstaller's and fontconfig's
+# caches there make `make dist` and Qt's start-up minutes slower when empty.
+for _var, _sub in (("TMPDIR", "tmp"), ("XDG_RUNTIME_DIR", "run"), ("XDG_CONFIG_HOME", "config"),
+                   ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state")):
+    (SESSION_DIR / _sub).mkdir(mode=0o700)
+    os.environ[_var] = str(SESSION_DIR / _sub)
+os.environ["KINDLYGUARD_BENCH_DIR"] = str(SESSION_DIR / "tmp")  # the bench's rings: not in /dev/shm
+os.environ["KGMON_TEST_SESSION"] = str(SESSION_DIR)  # every child inherits it: found if left running
+# Leftovers in shared places (/dev/shm, /tmp, the user's folders) fail the run in CI;
+# on a developer's machine other programs (a bench, another checkout) may be making
+# such files at the same moment, so there they are reported, not failed.
+STRICT_SHARED = os.environ.get("CI") == "true" or os.environ.get("KGMON_REQUIRE_DESKTOP") == "1"
+tempfile.tempdir = None  # recomputed from the new TMPDIR
+
 _started: list[subprocess.Popen] = []
 _watchers: list["OutputWatcher"] = []
 
@@ -50,6 +75,47 @@ def _env(env: dict | None) -> dict:
         base.pop("KINDLYGUARD_WS_URL", None)  # a test that wants one passes its own env
     base["PYTHONPATH"] = str(REPO) + (os.pathsep + base["PYTHONPATH"] if base.get("PYTHONPATH") else "")
     return base
+
+
+# ---- nothing left behind (issue 12) ----
+
+_before: set[str] = set()
+
+
+def pytest_sessionstart(session):
+    import leftovers
+
+    _before.update(leftovers.snapshot(leftovers.shared_places(Path(USER_ENV.get("HOME", "~")).expanduser())))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if a process of ours still runs or a file of ours is left in
+    /dev/shm, /tmp, the user's folders or this session's private folders; then
+    remove the session's folder (kept, and named, when something failed)."""
+    import leftovers
+
+    found = []
+    procs = leftovers.processes(str(SESSION_DIR))
+    found += ["still running: " + leftovers.describe(p) for p in procs]
+    leftovers.kill(procs)
+    found += [f"left behind: {p}" for p in leftovers.private_leftovers([SESSION_DIR / "tmp", SESSION_DIR / "run"])]
+    home = Path(USER_ENV.get("HOME", "~")).expanduser()
+    shared = [f"left behind: {p}" for p in sorted(leftovers.snapshot(leftovers.shared_places(home)) - _before)]
+    if STRICT_SHARED:
+        found += shared
+    failed = bool(found) or exitstatus not in (0, 5)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    say = reporter.write_line if reporter else print
+    if found:
+        say("\n".join(["", "nothing may be left behind, but:", *found]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif shared:
+        say("\n".join(["", "new files with our names appeared in shared places during the run (ours, or another "
+                        "program's running at the same time; CI fails on them):", *shared]))
+    if failed:
+        print(f"\nthe test session's folder is kept: {SESSION_DIR}", file=sys.stderr)
+    else:
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
 
 # ---- fixtures ----

@@ -664,7 +664,7 @@ def test_writer_reinit_does_not_crash():
     res = run_python("""
         import os, tempfile
         from app import _ring
-        d = tempfile.mkdtemp(); os.chmod(d, 0o700)
+        d = tempfile.mkdtemp(); os.chmod(d, 0o700); import atexit, shutil; atexit.register(shutil.rmtree, d, True)
         p = os.path.join(d, "r.shm")
         w = _ring.Writer(p, slot_size=256, slot_count=16)
         try:
@@ -685,7 +685,7 @@ def test_writer_close_during_run_paced_does_not_crash():
     res = run_python("""
         import os, tempfile, threading, time
         from app import _ring
-        d = tempfile.mkdtemp(); os.chmod(d, 0o700)
+        d = tempfile.mkdtemp(); os.chmod(d, 0o700); import atexit, shutil; atexit.register(shutil.rmtree, d, True)
         w = _ring.Writer(os.path.join(d, "r.shm"), slot_size=256, slot_count=16)
         out = []
         t = threading.Thread(target=lambda: out.append(w.run_paced(2000, 4000)))
@@ -1081,7 +1081,7 @@ def test_reader_reinit_during_poll_raises():
     res = run_python("""
         import os, tempfile, threading, time
         from app import _ring
-        d = tempfile.mkdtemp(); os.chmod(d, 0o700)
+        d = tempfile.mkdtemp(); os.chmod(d, 0o700); import atexit, shutil; atexit.register(shutil.rmtree, d, True)
         w = _ring.Writer(os.path.join(d, "a.shm"), slot_size=256, slot_count=16)
         w2 = _ring.Writer(os.path.join(d, "b.shm"), slot_size=1024, slot_count=1024)
         r = _ring.Reader(os.path.join(d, "a.shm"), spin_ns=0)

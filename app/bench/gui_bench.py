@@ -92,6 +92,7 @@ def measure_gui(short: bool, progress) -> dict:
     finally:
         monitor.shutdown()
         writer.close()
+        shutil.rmtree(ring_dir, ignore_errors=True)  # the ring and its lock: nothing left in /dev/shm
     return out
 
 
@@ -109,7 +110,8 @@ def measure_app_process(short: bool, progress) -> dict:
     runs = 3 if short else 5
     idle_s = 5.0 if short else 20.0
     private = tempfile.mkdtemp(prefix="kgmon-bench-app-")
-    path = os.path.join(rb.ring_dir(), "app.shm")
+    ring_folder = rb.ring_dir()
+    path = os.path.join(ring_folder, "app.shm")
     writer = rb.WriterProcess(path)
     env = dict(os.environ, TMPDIR=private, XDG_CONFIG_HOME=os.path.join(private, "config"),
                XDG_DATA_HOME=os.path.join(private, "data"))
@@ -152,6 +154,7 @@ def measure_app_process(short: bool, progress) -> dict:
     finally:
         writer.close()
         shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(ring_folder, ignore_errors=True)
     return {"start_to_window_ms": {"median": rb.median_of(starts), "first": starts[0], "all": starts},
             "idle_cpu_percent": idle_cpu, "idle_seconds": idle_s}
 

@@ -252,8 +252,9 @@ def max_zero_loss_rate(writer: WriterProcess, rates: list[float], seconds: float
 
 
 def ring_dir() -> str:
-    """A private 0700 directory for the bench's ring (in /dev/shm where it exists)."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    """A private 0700 directory for the bench's ring (in /dev/shm where it exists;
+    in $KINDLYGUARD_BENCH_DIR when set: the tests keep it in their own folder)."""
+    base = os.environ.get("KINDLYGUARD_BENCH_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     return tempfile.mkdtemp(prefix="kgmon-bench-", dir=base)
 
 

@@ -169,7 +169,27 @@ def _say(message: str) -> None:
     print(f"kgmon demo: {visible(message)}", file=sys.stderr, flush=True)  # paths, server errors: outside text
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def run(args: argparse.Namespace) -> int:
+    """SIGINT and SIGTERM are held back while the ring and the server start: a stop
+    then (Ctrl-C, or the app quitting at once) would kill the process with its ring
+    still marked running. They take effect once the handlers that close it are in place."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        return _run(args)
+    finally:
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _let_signals_in() -> None:
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.like_shield:
         if args.no_ws:
             _say("--like-shield serves the WebSocket; drop --no-ws")
@@ -254,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
     finished = False  # --count/--duration reached (not a signal): give clients time to take everything
     broken: RingError | None = None  # the ring was truncated under us: stop, say so, exit 1
     try:
+        _let_signals_in()  # a stop that came during start-up is raised here, inside the try
         if args.wait_subscribers:
             if not args.quiet:
                 _say(f"waiting for {args.wait_subscribers} WebSocket subscriber(s) before publishing")

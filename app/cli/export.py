@@ -86,6 +86,28 @@ def _severity(text: str) -> int:
     raise argparse.ArgumentTypeError(f"unknown severity {text!r}; one of Low, Medium, High, Critical")
 
 
+TIME_OPTIONS = ("--since", "--until")
+
+
+def join_time_values(argv: list[str]) -> list[str]:
+    """`--since -1h` as `--since=-1h`: argparse takes a value that starts with '-'
+    (and is not a plain number) for an option and stops with "expected one
+    argument". A time ago written with its minus sign is the README's form."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in TIME_OPTIONS and i + 1 < len(argv) and _RELATIVE.fullmatch(argv[i + 1].strip()) \
+                and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        if argv[i] == "--":
+            return out + argv[i:]
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def parse_time(text: str, now: float | None = None) -> int:
     """WHEN (see --since) as µs since the epoch."""
     now = time.time() if now is None else now

@@ -160,8 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from app.cli.export import join_time_values
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_time_values(sys.argv[1:] if argv is None else list(argv)))
     if getattr(args, "ws_url", "-") is None and args.command != "doctor":  # doctor reports it as a finding
         problem = ws_url_from_env()
         if problem is not None:

@@ -105,6 +105,7 @@ class MonitorApp:
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
         self._started = False
+        self._shut_down = False
         if settings is not None:
             self.apply_settings(settings)
         file_menu = self.window.menuBar().addMenu("&File")
@@ -287,6 +288,9 @@ class MonitorApp:
         poll.setInterval(20)
 
         def check() -> None:
+            if self._shut_down:  # quit before the history was ready: start nothing now
+                poll.stop()
+                return
             if self.history.ready.is_set() or time.monotonic() - waited > HISTORY_WAIT_S:
                 poll.stop()
                 self._restore_feed()
@@ -355,6 +359,7 @@ class MonitorApp:
     def shutdown(self) -> None:
         """Ask the reader to stop, wake it and wait for it; stop the demo; write
         what the history still holds and close it."""
+        self._shut_down = True  # a SIGTERM right after start: the history poll must not start the reader later
         self.reader.shutdown()
         self.demo.stop()
         if self.history_window is not None:
@@ -440,8 +445,11 @@ def run(args: argparse.Namespace, started=None) -> int:
         QTimer.singleShot(0, lambda: log.info("window shown %.0f ms after the process started",
                                               _ms_since_process_start()))
     # Ctrl-C in the terminal quits cleanly: Python handles signals only between Qt events.
-    signal.signal(signal.SIGINT, lambda *a: monitor.quit())
-    signal.signal(signal.SIGTERM, lambda *a: monitor.quit())
+    # Quit from the event loop, not inside whatever Python code the signal interrupted
+    # (a SIGTERM in the middle of start-up's history check once quit between the
+    # check and the reader's start, which then outlived the app: Qt aborts on that).
+    signal.signal(signal.SIGINT, lambda *a: QTimer.singleShot(0, monitor.quit))
+    signal.signal(signal.SIGTERM, lambda *a: QTimer.singleShot(0, monitor.quit))
     tick = QTimer()
     tick.start(250)
     tick.timeout.connect(lambda: None)

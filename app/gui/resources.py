@@ -4,9 +4,10 @@ One lookup, the same for every way of running the app. The resources folder is
 the first of these that holds an `icons/` folder:
 
 1. `$KINDLYGUARD_RESOURCES` (an override: packagers, tests);
-2. `<repo>/resources`: the source tree (two levels up from `app/gui/`);
-3. `<package app>/resources`: an installed wheel, if the icons are shipped as
-   package data under `app/resources/icons/`;
+2. the package's own `resources/` (importlib.resources): an installed wheel or
+   `pip install .`, where setup.py ships resources/icons as package data;
+3. `<repo>/resources`: the source tree (two levels up from `app/gui/`), which
+   an editable install (`make install`) reads;
 4. `sys._MEIPASS/resources`: a PyInstaller bundle (add
    `datas=[("resources", "resources")]` to the spec).
 
@@ -17,6 +18,7 @@ PySide6-Essentials ships; a PyInstaller bundle must keep
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import sys
 from pathlib import Path
@@ -25,6 +27,16 @@ ENV_VAR = "KINDLYGUARD_RESOURCES"
 
 _GUI_DIR = Path(__file__).resolve().parent
 _PACKAGE_DIR = _GUI_DIR.parent
+_PACKAGE = __name__.split(".")[0]
+
+
+def _package_data() -> Path | None:
+    """The installed package's resources/ folder, when it is a real folder."""
+    try:
+        data = importlib.resources.files(_PACKAGE) / "resources"
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return data if isinstance(data, Path) else None
 
 
 def resource_dirs() -> list[Path]:
@@ -33,8 +45,10 @@ def resource_dirs() -> list[Path]:
     env = os.environ.get(ENV_VAR)
     if env:
         dirs.append(Path(env))
+    package_data = _package_data()
+    if package_data is not None:
+        dirs.append(package_data)
     dirs.append(_PACKAGE_DIR.parent / "resources")
-    dirs.append(_PACKAGE_DIR / "resources")
     meipass = getattr(sys, "_MEIPASS", None)
     if meipass:
         dirs.append(Path(meipass) / "resources")

@@ -1,15 +1,22 @@
-"""One app per user: a second launch asks the first to show its window.
+"""One app per desktop session: a second launch asks the first to show its window.
 
-A QLocalServer named per user. `acquire()` first tries to connect: if an
-instance answers, it is sent "show" and acquire() returns False. Otherwise a
-socket left by a killed instance is removed and this process listens; a later
-launch's "show" is emitted as `activation_requested`.
+A QLocalServer named per desktop session (`default_name()`): the user, and the
+display the app shows on ($WAYLAND_DISPLAY, else $DISPLAY; on Windows the
+logon session's name), in $XDG_RUNTIME_DIR when there is one (private to the
+user, emptied at logout), else in the temp folder. Two logins of one user on
+two displays each get their app; a second launch on the same display raises
+the first window. `acquire()` first tries to connect: if an instance answers,
+it is sent "show" and acquire() returns False. Otherwise a socket left by a
+killed instance is removed and this process listens; a later launch's "show" is
+emitted as `activation_requested`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
@@ -21,9 +28,25 @@ WRITE_MS = 1000
 MESSAGE = b"show\n"
 
 
-def default_name() -> str:
-    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return f"kindlyguard-monitor-{uid}"
+def session_key(env=None) -> str:
+    """What tells this desktop session from the user's others: the display the
+    app shows on (Wayland, else X11), on Windows the logon session's name."""
+    env = os.environ if env is None else env
+    display = env.get("WAYLAND_DISPLAY") or env.get("DISPLAY") or env.get("SESSIONNAME") or "console"
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", display)[:24]
+    return f"{readable}-{hashlib.sha256(display.encode()).hexdigest()[:8]}"  # ":0" and "_0" stay apart
+
+
+def default_name(env=None) -> str:
+    """The single-instance socket of this desktop session (a full path in
+    $XDG_RUNTIME_DIR when it is set, else a name Qt puts in the temp folder)."""
+    env = os.environ if env is None else env
+    uid = os.getuid() if hasattr(os, "getuid") else env.get("USERNAME", "user")
+    name = f"kindlyguard-monitor-{uid}-{session_key(env)}"
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime) and len(runtime) + len(name) < 100:  # sun_path holds 108 bytes
+        return os.path.join(runtime, name)
+    return name
 
 
 class SingleInstance(QObject):
