@@ -70,7 +70,7 @@ bench: install
 	$(BIN)/kgmon bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info app/*.so
+	rm -rf $(VENV) build dist *.egg-info kindlyguard_monitor/*.so
 
 # The installers (issue 6): the PyInstaller onedir, the .deb, the .tar.gz and the
 # AppImage's AppDir, all in dist/ (docs/packaging.md). Fails past the size budgets.

@@ -1,6 +1,6 @@
-"""Builds the C extension app._ring from native/ (everything else is in pyproject.toml),
-ships resources/icons as package data (app/resources/icons: found with
-importlib.resources by app/gui/resources.py), and says what to install when there
+"""Builds the C extension kindlyguard_monitor._ring from native/ (everything else is in pyproject.toml),
+ships resources/icons as package data (kindlyguard_monitor/resources/icons: found with
+importlib.resources by kindlyguard_monitor/gui/resources.py), and says what to install when there
 is no C compiler instead of pip's traceback."""
 
 import sys
@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
-PACKAGE = "app"  # the import package (its folder: app/)
+PACKAGE = "kindlyguard_monitor"  # the import package and its folder
 ICONS = Path("resources") / "icons"
 
 sources = ["native/kgmon_ring_module.c", "native/kg_crc32c.c", "native/kg_hist.c", "native/kg_reader.c",
@@ -33,7 +33,7 @@ It needs a C compiler and Python's headers. Install them, then run pip again:
 
 
 class BuildPyWithResources(build_py):
-    """Also copy resources/icons/*.svg into the package (a wheel's app/resources/icons).
+    """Also copy resources/icons/*.svg into the package (a wheel's kindlyguard_monitor/resources/icons).
     Editable installs read them from the source tree instead."""
 
     def run(self):

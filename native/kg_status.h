@@ -1,6 +1,6 @@
 /* kg_status.h - every result the ring library can give, as one enum.
  * The Python layer maps each to a sentence a user can act on
- * (app/ring/errors.py); keep the two lists in the same order. */
+ * (kindlyguard_monitor/ring/errors.py); keep the two lists in the same order. */
 #ifndef KG_STATUS_H
 #define KG_STATUS_H
 

@@ -13,7 +13,7 @@
  *     area's size, not at a multiple of 344: upstream writes that event past
  *     the end of its mapping; we never read past ours);
  *   - polls (kg_v1_wait): fast just after an event, backing off when quiet.
- * Liveness (writer_pid, the lock file) is judged in Python (app/ring/v1.py).
+ * Liveness (writer_pid, the lock file) is judged in Python (kindlyguard_monitor/ring/v1.py).
  * No Python in here.
  */
 #ifndef KG_V1_H

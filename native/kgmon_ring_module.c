@@ -1,5 +1,5 @@
 /* kgmon_ring_module.c - the thin CPython binding over the ring library
- * (module app._ring). The C library owns the speed; the app.ring modules owns the
+ * (module kindlyguard_monitor._ring). The C library owns the speed; the kindlyguard_monitor.ring modules owns the
  * API users see (names, exceptions with sentences).
  *
  *   Histogram          a kg_hist: record, percentile, buckets
@@ -10,7 +10,7 @@
  *                      one list of Event objects for the batch
  *   Event              a struct sequence (a tuple with names): cheap to build
  *   floor_read()       the bench's bare C reader: no Python per event
- *   Error              raised with (status, detail); app.ring maps it to RingError
+ *   Error              raised with (status, detail); kindlyguard_monitor.ring maps it to RingError
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -128,7 +128,7 @@ static PyGetSetDef hist_getset[] = {{"count", (getter)hist_get_count, NULL, "val
                                     {NULL}};
 
 static PyTypeObject HistType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "app._ring.Histogram",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kindlyguard_monitor._ring.Histogram",
     .tp_basicsize = sizeof(HistObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Log-linear latency histogram in nanoseconds (kg_hist.h).",
@@ -154,7 +154,7 @@ static PyStructSequence_Field event_fields[] = {
     {"details", "str (untrusted)"},
     {NULL}};
 
-static PyStructSequence_Desc event_desc = {"app._ring.Event", "One threat read from the ring.", event_fields, 10};
+static PyStructSequence_Desc event_desc = {"kindlyguard_monitor._ring.Event", "One threat read from the ring.", event_fields, 10};
 
 /* ------------------------------------------------------------------ Writer */
 
@@ -398,7 +398,7 @@ static PyGetSetDef writer_getset[] = {{"generation", (getter)writer_get_generati
                                       {NULL}};
 
 static PyTypeObject WriterType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "app._ring.Writer",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kindlyguard_monitor._ring.Writer",
     .tp_basicsize = sizeof(WriterObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Writer(path, slot_size=512, slot_count=4096): create a ring and publish into it.",
@@ -747,7 +747,7 @@ static PyMethodDef reader_methods[] = {
     {NULL}};
 
 static PyTypeObject ReaderType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "app._ring.Reader",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kindlyguard_monitor._ring.Reader",
     .tp_basicsize = sizeof(ReaderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Reader(path, start='oldest', spin_ns=50000, adaptive=True, batch=2048)",
@@ -761,7 +761,7 @@ static PyTypeObject ReaderType = {
 /* ------------------------------------------------------------------ V1Reader */
 
 /* The Shield's v1 ring, read-only (kg_v1.h): the same poll()/stop()/seek()
- * surface as Reader, so app.ring's follower drives either. */
+ * surface as Reader, so kindlyguard_monitor.ring's follower drives either. */
 typedef struct {
     PyObject_HEAD
     kg_v1_reader r;
@@ -1001,7 +1001,7 @@ static PyMethodDef v1_methods[] = {
     {NULL}};
 
 static PyTypeObject V1ReaderType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "app._ring.V1Reader",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kindlyguard_monitor._ring.V1Reader",
     .tp_basicsize = sizeof(V1ReaderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "V1Reader(path, start='oldest', poll_min_ns=20000, poll_max_ns=1500000, poll_idle_ns=32000000, "
@@ -1128,7 +1128,7 @@ static int module_exec(PyObject *m) {
         if (!EventType) return -1;
     }
     if (!RingErr) {
-        RingErr = PyErr_NewExceptionWithDoc("app._ring.Error", "A ring call failed: args are (status, detail).",
+        RingErr = PyErr_NewExceptionWithDoc("kindlyguard_monitor._ring.Error", "A ring call failed: args are (status, detail).",
                                             PyExc_OSError, NULL);
         if (!RingErr) return -1;
     }
@@ -1150,7 +1150,7 @@ static int module_exec(PyObject *m) {
 static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, module_exec}, {0, NULL}};
 
 static struct PyModuleDef ring_module = {
-    PyModuleDef_HEAD_INIT, .m_name = "app._ring", .m_doc = "KindlyGuard ring v2 in C (native/).",
+    PyModuleDef_HEAD_INIT, .m_name = "kindlyguard_monitor._ring", .m_doc = "KindlyGuard ring v2 in C (native/).",
     .m_size = 0, .m_methods = module_methods, .m_slots = module_slots};
 
 PyMODINIT_FUNC PyInit__ring(void) { return PyModuleDef_Init(&ring_module); }

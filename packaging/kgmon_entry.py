@@ -34,7 +34,7 @@ def _as_interpreter(argv: list[str]) -> bool:
 def main() -> int:
     if getattr(sys, "frozen", False) and _as_interpreter(sys.argv):
         return 0
-    from app.cli.main import main as kgmon_main
+    from kindlyguard_monitor.cli.main import main as kgmon_main
 
     return kgmon_main()
 

@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.ring.paths import default_ring_path  # noqa: E402
-from app.transport.local_auth import runtime_dir  # noqa: E402
+from kindlyguard_monitor.ring.paths import default_ring_path  # noqa: E402
+from kindlyguard_monitor.transport.local_auth import runtime_dir  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     tokens_existed = tokens.exists()
     log = home / "app.log"
     with open(log, "wb") as out:
-        app = subprocess.Popen([sys.executable, "-m", "app", "--demo"], env=app_env, cwd=home,
+        app = subprocess.Popen([sys.executable, "-m", "kindlyguard_monitor", "--demo"], env=app_env, cwd=home,
                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     try:
         deadline = time.monotonic() + 60

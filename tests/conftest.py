@@ -1,4 +1,4 @@
-"""Shared helpers for tests that run `kgmon` (python -m app) as real processes.
+"""Shared helpers for tests that run `kgmon` (python -m kindlyguard_monitor) as real processes.
 
 - `ring_dir` / `ring_path`: a private ring folder (mode exactly 0700) per test;
 - `run_kgmon(*args)`: run kgmon to completion, output captured;
@@ -39,7 +39,7 @@ for _name in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"):
     os.environ.pop(_name, None)
 
 REPO = Path(__file__).resolve().parents[1]
-KGMON = [sys.executable, "-m", "app"]
+KGMON = [sys.executable, "-m", "kindlyguard_monitor"]
 
 # One private home per test session (issue 12). Everything the app keeps per user
 # or per desktop session goes to this session's folder: settings (QSettings under
@@ -183,7 +183,7 @@ def _private_history(monkeypatch, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _private_runtime_dir(monkeypatch, tmp_path):
-    """Each test's WebSocket token files (app/transport/local_auth.py) live in its own folder, never
+    """Each test's WebSocket token files (kindlyguard_monitor/transport/local_auth.py) live in its own folder, never
     in the user's $XDG_RUNTIME_DIR, where a running demo's token would meet the tests'."""
     path = tmp_path / "run"
     monkeypatch.setenv("KINDLYGUARD_RUNTIME_DIR", str(path))

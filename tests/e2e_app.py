@@ -3,7 +3,7 @@ on stdin/stdout so an end-to-end test can ask what the user would see.
 
     python tests/e2e_app.py [kgmon's GUI options, e.g. --demo --shm-path P]
 
-It calls app.gui.app.run() itself (the same settings, single-instance check,
+It calls kindlyguard_monitor.gui.app.run() itself (the same settings, single-instance check,
 window, tray, notifier and reader thread as `kgmon`) and, once the app is up,
 answers one JSON line on stdout per command line on stdin:
 
@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PySide6.QtCore import QObject, Qt, Signal  # noqa: E402
 from PySide6.QtGui import QGuiApplication, QImage  # noqa: E402
 
-from app.cli.main import build_parser  # noqa: E402
-from app.gui import app as gui_app  # noqa: E402
+from kindlyguard_monitor.cli.main import build_parser  # noqa: E402
+from kindlyguard_monitor.gui import app as gui_app  # noqa: E402
 
 
 def _reply(obj) -> None:

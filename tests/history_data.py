@@ -1,6 +1,6 @@
 """Threats and histories for the history tests (tests/test_history_*.py).
 
-Ring events are real app._ring.Event objects and WebSocket threats real
+Ring events are real kindlyguard_monitor._ring.Event objects and WebSocket threats real
 WsThreat tuples, so the store sees exactly what the transports deliver.
 Times are relative to now (a day ago onwards): the store's default 90-day
 retention keeps them.
@@ -12,10 +12,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from app import _ring
-from app.history.store import HistoryStore
-from app.transport.manager import Batch
-from app.transport.protocol import WsThreat
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.history.store import HistoryStore
+from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.protocol import WsThreat
 
 GEN = 0x0123_4567_89AB_CDEF
 BASE_US = (time.time_ns() // 1000) - 86_400 * 1_000_000

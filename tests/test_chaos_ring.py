@@ -28,9 +28,9 @@ SLOTS = 64
 
 CHAOS_WRITER = textwrap.dedent("""
     import os, select, sys
-    from app.demo.threats import ThreatGenerator
-    from app.ring.errors import RingError
-    from app.ring.writer import RingWriter
+    from kindlyguard_monitor.demo.threats import ThreatGenerator
+    from kindlyguard_monitor.ring.errors import RingError
+    from kindlyguard_monitor.ring.writer import RingWriter
     path, seed, slots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     threats = ThreatGenerator(seed)
     w = RingWriter(path, slot_count=slots)

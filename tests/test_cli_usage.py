@@ -1,6 +1,6 @@
 """Absurd options and environment variables: the real `kgmon` says one sentence, never a traceback.
 
-Every case runs the real CLI process (python -m app). Bad usage exits 2 with
+Every case runs the real CLI process (python -m kindlyguard_monitor). Bad usage exits 2 with
 exactly one line on standard error (the README's promise); a failure that is
 not the user's typing (a full disk) exits 1, also with one line. The cases
 run in parallel once per module (each process starts in ~0.5 s).
@@ -90,8 +90,8 @@ def test_absurd_input_gets_one_sentence_and_the_right_exit_status(results, case)
 
 
 def test_the_slot_limits_are_the_rings():
-    from app.cli import main
-    from app.ring import pyring
+    from kindlyguard_monitor.cli import main
+    from kindlyguard_monitor.ring import pyring
 
     assert (main.SLOT_SIZE_MIN, main.SLOT_SIZE_MAX) == (pyring.SLOT_SIZE_MIN, pyring.SLOT_SIZE_MAX)
     assert (main.SLOT_COUNT_MIN, main.SLOT_COUNT_MAX) == (pyring.SLOT_COUNT_MIN, pyring.SLOT_COUNT_MAX)

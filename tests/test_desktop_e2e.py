@@ -1,7 +1,7 @@
 """End to end on a real desktop: Xvfb, a private D-Bus session bus, a real tray
 host (StatusNotifierItem and XEmbed, each test runs on both) and a real
 notification server (dunst), with the real app (tests/e2e_app.py runs
-app.gui.app.run exactly as `kgmon` does) and a real writer.
+kindlyguard_monitor.gui.app.run exactly as `kgmon` does) and a real writer.
 
 What a user would check by looking, checked by the test:
 - with the demo writer running, threats appear in the table, the badge says
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from app.ring.writer import RingWriter
-from app.threats import CRITICAL, HIGH, THREAT_TYPE_NUMBER, Threat
+from kindlyguard_monitor.ring.writer import RingWriter
+from kindlyguard_monitor.threats import CRITICAL, HIGH, THREAT_TYPE_NUMBER, Threat
 from conftest import REPO, wait_for
 from desktop import DesktopSession, missing_programs
 
@@ -327,9 +327,9 @@ def test_no_notification_server_falls_back_and_says_so(qtbot, monkeypatch):
     """A session bus with no org.freedesktop.Notifications: the notification the
     desktop path could not deliver comes back and is counted as undelivered (no
     tray here either), and the reason is kept for the logs."""
-    from app.gui.desktop_notifications import DesktopNotifications
-    from app.gui.notifier import Notifier
-    from app.gui.notify_policy import NotificationPolicy
+    from kindlyguard_monitor.gui.desktop_notifications import DesktopNotifications
+    from kindlyguard_monitor.gui.notifier import Notifier
+    from kindlyguard_monitor.gui.notify_policy import NotificationPolicy
 
     missing = missing_programs("none")
     if missing:

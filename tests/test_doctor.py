@@ -1,7 +1,7 @@
 """`kgmon doctor` as a user runs it: a real process against a real ring and a
 real WebSocket server.
 
-The ring is written by this test process (app.ring.pyring.PyWriter, its
+The ring is written by this test process (kindlyguard_monitor.ring.pyring.PyWriter, its
 heartbeat kept in a thread), so the writer the doctor reports is our own pid;
 one case uses `kgmon demo` (the C writer) instead. The WebSocket is a tiny
 websockets server on 127.0.0.1:0 that speaks the Shield's protocol (status
@@ -26,14 +26,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from app.doctor import check_governor
-from app.ring.pyring import (
+from kindlyguard_monitor.doctor import check_governor
+from kindlyguard_monitor.ring.pyring import (
     OFF_HEARTBEAT_MONO,
     OFF_WRITER_DROPPED,
     SLOT_TEXT_OFFSET,
     PyWriter,
 )
-from app.threats import HIGH, Threat
+from kindlyguard_monitor.threats import HIGH, Threat
 from conftest import OutputWatcher, run_kgmon, start_kgmon, wait_for, wait_for_file
 
 LINE = re.compile(r"^(ok {4}|warn  |FAIL  |info  )[a-z][a-z-]*: \S")
@@ -480,9 +480,9 @@ def test_governor_levels(tmp_path):
 
 def test_history_check(tmp_path):
     """The doctor's view of the threat history: absent, healthy (with known holes), damaged."""
-    from app.doctor import FAIL, INFO, OK, check_history
-    from app.history.store import HistoryStore
-    from app.transport.manager import Batch
+    from kindlyguard_monitor.doctor import FAIL, INFO, OK, check_history
+    from kindlyguard_monitor.history.store import HistoryStore
+    from kindlyguard_monitor.transport.manager import Batch
 
     path = tmp_path / "h" / "history.sqlite3"
     found = check_history(path)

@@ -12,9 +12,9 @@ import time
 from conftest import free_port, OutputWatcher, start_kgmon, wait_for
 from test_ring_processes import summary, threats, transports
 
-from app.demo.threats import ThreatGenerator
-from app.threats import severity_name, threat_type_name
-from app.transport.manager import Batch, ShieldStatus, TransportManager
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.threats import severity_name, threat_type_name
+from kindlyguard_monitor.transport.manager import Batch, ShieldStatus, TransportManager
 
 
 

@@ -1,4 +1,4 @@
-"""The assembled app (app/gui/app.py) on Qt's offscreen platform, fed by a real
+"""The assembled app (kindlyguard_monitor/gui/app.py) on Qt's offscreen platform, fed by a real
 ring: threats reach the table, the transport reaches the badge, quitting
 stops the reader thread cleanly. (Offscreen has no tray: the app must run as a
 normal window and say so; the tray itself is tested under Xvfb.)"""
@@ -11,12 +11,12 @@ import sys
 
 from conftest import REPO, free_port
 
-from app.demo.threats import ThreatGenerator
-from app.ring.pyring import PyWriter
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.ring.pyring import PyWriter
 
 
 def make_app(qapp, ring_path, demo=False):
-    from app.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.app import MonitorApp
 
     monitor = MonitorApp(qapp, str(ring_path), f"ws://127.0.0.1:{free_port()}", demo=demo)
     return monitor
@@ -57,7 +57,7 @@ def test_the_badge_follows_the_transport(qtbot, qapp, ring_path):
 def test_kgmon_with_no_command_starts_the_app_and_quits_on_sigterm(ring_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO), SHIELD_WS_PORT=str(free_port()),
                XDG_RUNTIME_DIR=str(ring_path.parent))
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--demo", "--shm-path", str(ring_path)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "kindlyguard_monitor", "--demo", "--shm-path", str(ring_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         import time
@@ -80,9 +80,9 @@ def test_kgmon_with_no_command_starts_the_app_and_quits_on_sigterm(ring_path):
 def test_settings_apply_to_the_app(qtbot, qapp, ring_path, tmp_path):
     from PySide6.QtCore import QSettings
 
-    from app.gui.app import MonitorApp
-    from app.gui.settings import Settings
-    from app.threats import MEDIUM
+    from kindlyguard_monitor.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.settings import Settings
+    from kindlyguard_monitor.threats import MEDIUM
 
     settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     settings.feed_size = 100
@@ -103,7 +103,7 @@ def test_gui_bench_short_runs():
     import json
 
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "app", "bench", "--gui", "--short", "--json"], env=env,
+    done = subprocess.run([sys.executable, "-m", "kindlyguard_monitor", "bench", "--gui", "--short", "--json"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -115,7 +115,7 @@ def test_gui_bench_short_runs():
 def test_a_notification_names_the_table_row_its_click_opens(qtbot, qapp, ring_path):
     """The notifier is offered real ring events (which carry no key of their own):
     the key it keeps for a click must be the table's key of that threat."""
-    from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+    from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
 
     writer = PyWriter.create(ring_path, slot_count=64)
     writer.publish([Threat(THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, True, "mcp:fs", "../../etc/shadow", 1)])
@@ -142,7 +142,7 @@ def test_the_demo_writer_never_outlives_a_killed_app(ring_path):
 
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO), SHIELD_WS_PORT=str(free_port()),
                XDG_RUNTIME_DIR=str(ring_path.parent), TMPDIR=str(ring_path.parent))
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--demo", "--shm-path", str(ring_path)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "kindlyguard_monitor", "--demo", "--shm-path", str(ring_path)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: os.path.exists(ring_path), 30, "the demo writer's ring")
@@ -165,9 +165,9 @@ def test_new_transport_settings_reconnect_without_duplicates(qtbot, qapp, ring_d
     its rows and a replayed ring shows nothing twice (nor notifies twice)."""
     from PySide6.QtCore import QSettings
 
-    from app.gui.app import MonitorApp
-    from app.gui.settings import Settings
-    from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+    from kindlyguard_monitor.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.settings import Settings
+    from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
 
     first, second = ring_dir / "first.shm", ring_dir / "second.shm"
     w1 = PyWriter.create(first, slot_count=64)
@@ -207,9 +207,9 @@ def test_new_transport_settings_reconnect_without_duplicates(qtbot, qapp, ring_d
 def test_muting_a_source_from_the_details_pane_is_remembered(qtbot, qapp, ring_path, tmp_path):
     from PySide6.QtCore import QSettings
 
-    from app.gui.app import MonitorApp
-    from app.gui.settings import Settings
-    from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+    from kindlyguard_monitor.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.settings import Settings
+    from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
 
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     writer = PyWriter.create(ring_path, slot_count=64)

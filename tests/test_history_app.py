@@ -17,17 +17,17 @@ import pytest
 from conftest import REPO, free_port, wait_for
 from history_data import make_history, ring_batch, ring_event
 
-from app.demo.threats import ThreatGenerator
-from app.history import query
-from app.history.store import HistoryStore
-from app.ring.pyring import PyWriter
-from app.ring.writer import RingWriter
-from app.transport.manager import Batch
-from app.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.history import query
+from kindlyguard_monitor.history.store import HistoryStore
+from kindlyguard_monitor.ring.pyring import PyWriter
+from kindlyguard_monitor.ring.writer import RingWriter
+from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
 
 
 def make_app(qapp, ring_path, history_path):
-    from app.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.app import MonitorApp
 
     return MonitorApp(qapp, str(ring_path), f"ws://127.0.0.1:{free_port()}", demo=False,
                       history=HistoryStore(history_path))
@@ -72,7 +72,7 @@ def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_pat
 
 
 def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp, ring_path, tmp_path):
-    from app.gui.history_window import PAGE_ROWS
+    from kindlyguard_monitor.gui.history_window import PAGE_ROWS
 
     history_path = tmp_path / "h" / "history.sqlite3"
     store = HistoryStore(history_path).start()
@@ -111,7 +111,7 @@ def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp
         # a custom period: the threats are from 2023-11-14 (UTC)
         from PySide6.QtCore import QDateTime, Qt as QtNS
 
-        from app.gui.history_window import CUSTOM_RANGE
+        from kindlyguard_monitor.gui.history_window import CUSTOM_RANGE
         window.text.setText("")
         window.period.setCurrentIndex(window.period.findData(CUSTOM_RANGE))
         window.since.setDateTime(QDateTime.fromString("2020-01-01T00:00:00Z", QtNS.DateFormat.ISODate))
@@ -165,7 +165,7 @@ def test_kill_9_during_a_flood_loses_nothing_the_ring_still_holds(tmp_path, ring
                XDG_CONFIG_HOME=str(tmp_path / "config"), KINDLYGUARD_HISTORY_PATH=str(history_path))
 
     def start_app():
-        return subprocess.Popen([sys.executable, "-m", "app", "--shm-path", str(ring_path)], env=env,
+        return subprocess.Popen([sys.executable, "-m", "kindlyguard_monitor", "--shm-path", str(ring_path)], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)
 

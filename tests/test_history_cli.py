@@ -12,9 +12,9 @@ import pytest
 from conftest import run_kgmon
 from history_data import make_history, ring_batch, ring_event
 
-from app.cli.export import parse_time
-from app.history import export, query
-from app.history.query import Filter
+from kindlyguard_monitor.cli.export import parse_time
+from kindlyguard_monitor.history import export, query
+from kindlyguard_monitor.history.query import Filter
 
 NOW_US = time.time_ns() // 1000
 HOUR_US = 3600 * 1_000_000

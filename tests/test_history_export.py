@@ -9,8 +9,8 @@ import json
 import pytest
 from history_data import make_history, ring_batch, ring_event, ws_batch, ws_threat
 
-from app.history import export, query
-from app.history.query import Filter
+from kindlyguard_monitor.history import export, query
+from kindlyguard_monitor.history.query import Filter
 
 TRICKY = [
     "=HYPERLINK(\"http://evil.example\",\"click\")",

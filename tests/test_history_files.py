@@ -28,8 +28,8 @@ import pytest
 from conftest import run_kgmon
 from history_data import make_history, ring_batch, ring_event
 
-from app.history import db, query
-from app.history.store import READ_ONLY_TEXT, HistoryStore
+from kindlyguard_monitor.history import db, query
+from kindlyguard_monitor.history.store import READ_ONLY_TEXT, HistoryStore
 
 
 def snapshot(folder: Path) -> dict:

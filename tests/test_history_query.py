@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 from history_data import BASE_US, make_history, ring_batch, ring_event, start_store
 
-from app.history import query
-from app.history.query import Filter
+from kindlyguard_monitor.history import query
+from kindlyguard_monitor.history.query import Filter
 
 HOSTILE = [
     "O'Brien's tool",

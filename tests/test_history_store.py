@@ -12,10 +12,10 @@ import pytest
 from conftest import OutputWatcher, start_python
 from history_data import GEN, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
-from app.history import db, query
-from app.history.records import I64_MAX
-from app.history.schema import SCHEMA_VERSION
-from app.history.store import DAY_US, HistoryStore
+from kindlyguard_monitor.history import db, query
+from kindlyguard_monitor.history.records import I64_MAX
+from kindlyguard_monitor.history.schema import SCHEMA_VERSION
+from kindlyguard_monitor.history.store import DAY_US, HistoryStore
 
 
 @pytest.fixture
@@ -384,9 +384,9 @@ def test_a_full_disk_is_reported_kept_and_retried(path):
 
 _FLOODER = r"""
 import sys, time
-from app import _ring
-from app.history.store import HistoryStore
-from app.transport.manager import Batch
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.history.store import HistoryStore
+from kindlyguard_monitor.transport.manager import Batch
 store = HistoryStore(sys.argv[1]).start()
 store.wait_ready(60)
 base = time.time_ns() // 1000

@@ -4,7 +4,7 @@ A server's close reason, a file name, an environment variable, an error
 message: each may carry terminal escapes (ESC ] 0 ; title BEL retitles the
 window, ESC [ 2 J clears the screen), bidirectional overrides, or hundreds
 of combining marks stacked on one letter. Each output channel is tested
-with such text: app.textsafe itself, a log record, `kgmon tail`'s standard
+with such text: kindlyguard_monitor.textsafe itself, a log record, `kgmon tail`'s standard
 error fed by a hostile WebSocket server's close reason, `kgmon doctor` and
 `kgmon export` with a hostile path, `kgmon demo` with one, and the desktop
 window's badge reason, status bar and history label (offscreen).
@@ -21,8 +21,8 @@ import pytest
 from conftest import REPO, _env, run_kgmon
 from hostile_ws import HostileServer
 
-from app import textsafe
-from app.textsafe import visible
+from kindlyguard_monitor import textsafe
+from kindlyguard_monitor.textsafe import visible
 
 ESC = "\x1b"
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
@@ -64,7 +64,7 @@ def test_visible_still_marks_controls_and_bidi():
 
 
 def test_a_log_record_with_outside_text_is_written_visible():
-    record = logging.LogRecord("app.transport", logging.WARNING, __file__, 1,
+    record = logging.LogRecord("kindlyguard_monitor.transport", logging.WARNING, __file__, 1,
                                "the WebSocket at %s closed: %s", ("ws://x", HOSTILE + ZALGO), None)
     line = textsafe.VisibleFormatter("kgmon: %(message)s").format(record)
     assert_shown_not_interpreted(line)
@@ -82,7 +82,7 @@ def test_a_log_record_with_outside_text_is_written_visible():
 
 
 def test_the_command_line_logs_through_the_visible_formatter(tmp_path):
-    from app.cli.main import main
+    from kindlyguard_monitor.cli.main import main
 
     root = logging.getLogger()
     before, level = list(root.handlers), root.level
@@ -94,7 +94,7 @@ def test_the_command_line_logs_through_the_visible_formatter(tmp_path):
             root.removeHandler(handler)
         root.setLevel(level)
 
-    code = ("import logging, sys; from app.textsafe import log_to_stderr; log_to_stderr(); "
+    code = ("import logging, sys; from kindlyguard_monitor.textsafe import log_to_stderr; log_to_stderr(); "
             f"logging.getLogger('app.x').warning('reason: %s', {HOSTILE + ZALGO!r})")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(None), capture_output=True,
                             text=True, timeout=60)
@@ -171,7 +171,7 @@ def test_demo_shows_a_hostile_ring_path_escaped(tmp_path):
 
 @pytest.fixture
 def win(qtbot):
-    from app.gui.main_window import MainWindow
+    from kindlyguard_monitor.gui.main_window import MainWindow
 
     w = MainWindow()
     qtbot.addWidget(w)
@@ -193,7 +193,7 @@ def test_window_badge_status_bar_and_history_label_show_outside_text_escaped(win
 
 
 def test_tray_protection_reason_is_shown_escaped(qapp):
-    from app.gui.tray import TrayController
+    from kindlyguard_monitor.gui.tray import TrayController
 
     tray = TrayController()
     tray.set_protection_available(False, HOSTILE + ZALGO)
@@ -203,13 +203,13 @@ def test_tray_protection_reason_is_shown_escaped(qapp):
 
 @pytest.mark.parametrize("url", ["ws://[::1", "ws://127.0.0.1:99999", "ws://127.0.0.1:http"])
 def test_settings_refuse_a_websocket_url_the_client_cannot_use(url):
-    from app.gui.settings_dialog import validate_ws_url
+    from kindlyguard_monitor.gui.settings_dialog import validate_ws_url
 
     assert validate_ws_url(url).startswith("Not a usable WebSocket URL")
 
 
 def test_a_saved_websocket_url_the_client_cannot_use_is_ignored(monkeypatch, caplog):
-    from app.gui.app import choose_ws_url
+    from kindlyguard_monitor.gui.app import choose_ws_url
 
     monkeypatch.delenv("KINDLYGUARD_WS_URL", raising=False)
     monkeypatch.delenv("SHIELD_WS_PORT", raising=False)

@@ -1,4 +1,4 @@
-"""The --like-shield server (app/demo/like_shield.py) against the facts of
+"""The --like-shield server (kindlyguard_monitor/demo/like_shield.py) against the facts of
 /work/shared/spec/real-shield.md, "The WebSocket server". Each test names the
 rule it checks ([S1] ... [S12], listed in the module's docstring): the client's
 tests (test_ws_real_rules.py) are only worth as much as this stand-in is
@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from conftest import wait_for
 
-from app.demo.like_shield import (
+from kindlyguard_monitor.demo.like_shield import (
     DUPLICATE,
     OK,
     PATTERN,
@@ -26,7 +26,7 @@ from app.demo.like_shield import (
     ShieldValidator,
     rfc3339_nanos,
 )
-from app.demo.threats import ThreatGenerator
+from kindlyguard_monitor.demo.threats import ThreatGenerator
 
 
 class FakeClock:

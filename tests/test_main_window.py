@@ -8,13 +8,13 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from app import _ring
-from app.gui.details_pane import DetailsPane
-from app.gui.histogram_widget import LatencyHistogram, format_ns
-from app.gui.main_window import BADGES, MainWindow
-from app.gui.threat_model import ThreatTableModel
-from app.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
-from app.transport.manager import Batch
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.gui.details_pane import DetailsPane
+from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
+from kindlyguard_monitor.gui.main_window import BADGES, MainWindow
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
+from kindlyguard_monitor.transport.manager import Batch
 
 RowRole = ThreatTableModel.RowRole
 
@@ -79,7 +79,7 @@ def test_add_batches_newest_first_and_counters(win):
 
 
 def test_a_flood_update_lists_the_newest_and_counts_everything(win):
-    from app.gui.main_window import DISPLAY_ROWS_PER_UPDATE
+    from kindlyguard_monitor.gui.main_window import DISPLAY_ROWS_PER_UPDATE
 
     n = DISPLAY_ROWS_PER_UPDATE * 3 + 17
     news = win.add_batches([batch(*(ev(i, severity=CRITICAL if i % 2 else LOW) for i in range(n)))])

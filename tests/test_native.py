@@ -1,5 +1,5 @@
-"""The C ring (native/, binding app._ring) against the spec and the pure-Python
-reference (app/ring/pyring.py), byte for byte and field for field.
+"""The C ring (native/, binding kindlyguard_monitor._ring) against the spec and the pure-Python
+reference (kindlyguard_monitor/ring/pyring.py), byte for byte and field for field.
 
 Self-contained: every fixture is defined here (names prefixed native_ so they
 cannot clash with tests/conftest.py). No timing assertions except loose
@@ -29,10 +29,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from app import _ring
-from app.ring import pyring
-from app.ring.errors import RingError, Status
-from app.ring.pyring import (
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.ring import pyring
+from kindlyguard_monitor.ring.errors import RingError, Status
+from kindlyguard_monitor.ring.pyring import (
     HEADER_SIZE,
     OFF_HEARTBEAT_MONO,
     SLOT_TEXT_OFFSET,
@@ -44,7 +44,7 @@ from app.ring.pyring import (
     encode_slot,
     read_header,
 )
-from app.threats import Threat
+from kindlyguard_monitor.threats import Threat
 
 REPO = Path(__file__).resolve().parents[1]
 WAKE_BOUND_S = 5.0  # the only timing bound used: a wake-up arrives within 5 s
@@ -663,7 +663,7 @@ def test_writer_tick_refreshes_the_heartbeat(native_writer, native_ring_path):
 def test_writer_reinit_does_not_crash():
     res = run_python("""
         import os, tempfile
-        from app import _ring
+        from kindlyguard_monitor import _ring
         d = tempfile.mkdtemp(); os.chmod(d, 0o700); import atexit, shutil; atexit.register(shutil.rmtree, d, True)
         p = os.path.join(d, "r.shm")
         w = _ring.Writer(p, slot_size=256, slot_count=16)
@@ -684,7 +684,7 @@ def test_writer_reinit_does_not_crash():
 def test_writer_close_during_run_paced_does_not_crash():
     res = run_python("""
         import os, tempfile, threading, time
-        from app import _ring
+        from kindlyguard_monitor import _ring
         d = tempfile.mkdtemp(); os.chmod(d, 0o700); import atexit, shutil; atexit.register(shutil.rmtree, d, True)
         w = _ring.Writer(os.path.join(d, "r.shm"), slot_size=256, slot_count=16)
         out = []
@@ -1080,7 +1080,7 @@ def test_closed_reader_raises_value_error(native_writer, native_ring_path):
 def test_reader_reinit_during_poll_raises():
     res = run_python("""
         import os, tempfile, threading, time
-        from app import _ring
+        from kindlyguard_monitor import _ring
         d = tempfile.mkdtemp(); os.chmod(d, 0o700); import atexit, shutil; atexit.register(shutil.rmtree, d, True)
         w = _ring.Writer(os.path.join(d, "a.shm"), slot_size=256, slot_count=16)
         w2 = _ring.Writer(os.path.join(d, "b.shm"), slot_size=1024, slot_count=1024)
@@ -1102,7 +1102,7 @@ def test_reader_reinit_during_poll_raises():
 
 def test_uninitialised_reader_does_not_crash():
     res = run_python("""
-        from app import _ring
+        from kindlyguard_monitor import _ring
         r = _ring.Reader.__new__(_ring.Reader)
         assert r.closed
         try:

@@ -10,8 +10,8 @@ from typing import Hashable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.gui.notify_policy import Notification, NotificationPolicy
-from app.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
+from kindlyguard_monitor.gui.notify_policy import Notification, NotificationPolicy
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
 
 INJ = THREAT_TYPE_NUMBER["InjectionAttempt"]
 

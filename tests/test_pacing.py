@@ -1,9 +1,9 @@
-"""app/transport/pacing.py with a fake clock: the client's command bucket and
+"""kindlyguard_monitor/transport/pacing.py with a fake clock: the client's command bucket and
 its reconnect back-off (issue 10: no reconnect storm against a Shield that drops us)."""
 
 from __future__ import annotations
 
-from app.transport.pacing import Backoff, TokenBucket
+from kindlyguard_monitor.transport.pacing import Backoff, TokenBucket
 
 
 class Clock:

@@ -43,7 +43,7 @@ import debian  # noqa: E402
 import freeze  # noqa: E402
 import icons  # noqa: E402
 
-from app import __version__  # noqa: E402
+from kindlyguard_monitor import __version__  # noqa: E402
 
 DIST = ROOT / "dist"
 PAYLOAD = Path("/usr/lib") / freeze.PACKAGE_NAME
@@ -154,9 +154,9 @@ def test_desktop_entry_and_metainfo_agree_and_validate():
     assert f'<launchable type="desktop-id">{freeze.DESKTOP_ID}.desktop</launchable>' in text
     assert f"<binary>{freeze.EXE_NAME}</binary>" in text
     releases = re.findall(r'<release version="([^"]+)"', text)
-    assert releases and releases[0] == __version__, "the newest <release> must be app.__version__"
+    assert releases and releases[0] == __version__, "the newest <release> must be kindlyguard_monitor.__version__"
     # the app names the same desktop file (Wayland and the tray match windows to it)
-    assert f'setDesktopFileName("{freeze.DESKTOP_ID}")' in (ROOT / "app" / "gui" / "app.py").read_text()
+    assert f'setDesktopFileName("{freeze.DESKTOP_ID}")' in (ROOT / "kindlyguard_monitor" / "gui" / "app.py").read_text()
     need(shutil.which("desktop-file-validate") is not None, "desktop-file-validate missing (desktop-file-utils)")
     need(shutil.which("appstreamcli") is not None, "appstreamcli missing (appstream)")
     done = subprocess.run(["desktop-file-validate", str(desktop)], capture_output=True, text=True)
@@ -182,7 +182,7 @@ def test_desktop_entry_and_metainfo_agree_and_validate():
     ("PySide6/plugins/styles/qmodernwindowsstyle.dll", True),
     ("PySide6/translations/qt_fr.qm", False),
     ("PySide6/Qt/plugins/platforms/libqcocoa.dylib", True),  # macOS
-    ("app/_ring.cpython-311-x86_64-linux-gnu.so", True),
+    ("kindlyguard_monitor/_ring.cpython-311-x86_64-linux-gnu.so", True),
 ])
 def test_qt_trim_rules(dest, kept):
     assert freeze.qt_file_kept(dest) is kept
@@ -295,7 +295,7 @@ def test_frozen_entry_point_serves_c_and_m(tmp_path):
     c = subprocess.run([sys.executable, "-c", code.format(p=str(PACKAGING), argv=["kgmon", "-c", "import sys; print('c', sys.argv)", "x"])],
                        capture_output=True, text=True, env=env, timeout=60)
     assert c.returncode == 0 and c.stdout.strip() == "c ['-c', 'x']", c.stderr
-    m = subprocess.run([sys.executable, "-c", code.format(p=str(PACKAGING), argv=["kgmon", "-m", "app", "--version"])],
+    m = subprocess.run([sys.executable, "-c", code.format(p=str(PACKAGING), argv=["kgmon", "-m", "kindlyguard_monitor", "--version"])],
                        capture_output=True, text=True, env=env, timeout=60)
     assert m.returncode == 0 and m.stdout.strip() == f"kgmon {__version__}", m.stderr
     plain = subprocess.run([sys.executable, "-c", code.format(p=str(PACKAGING), argv=["kgmon", "--version"])],
@@ -304,7 +304,7 @@ def test_frozen_entry_point_serves_c_and_m(tmp_path):
 
 
 def test_windows_app_user_model_id():
-    from app import platform_integration as pi
+    from kindlyguard_monitor import platform_integration as pi
 
     calls = []
 
@@ -421,7 +421,7 @@ def test_bundle_has_the_xcb_plugin_the_extension_and_keeps_its_budget(built):
     onedir = DIST / "kgmon"
     internal = onedir / "_internal"
     assert (internal / "PySide6" / "Qt" / "plugins" / "platforms" / "libqxcb.so").is_file()
-    assert list((internal / "app").glob("_ring.*.so")), "the C extension app._ring is not in the bundle"
+    assert list((internal / "kindlyguard_monitor").glob("_ring.*.so")), "the C extension kindlyguard_monitor._ring is not in the bundle"
     assert (internal / "resources" / "icons" / "shield-threat.svg").is_file()
     assert freeze.check_bundle(onedir) == []
     assert built["onedir_bytes"] <= freeze.ONEDIR_BUDGET_MIB * 2**20

@@ -1,4 +1,4 @@
-"""The pure-Python ring v2 (app/ring/pyring.py) against the spec, byte for byte."""
+"""The pure-Python ring v2 (kindlyguard_monitor/ring/pyring.py) against the spec, byte for byte."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.ring.errors import RingError, Status
-from app.ring.paths import lock_path_for
-from app.ring.pyring import (
+from kindlyguard_monitor.ring.errors import RingError, Status
+from kindlyguard_monitor.ring.paths import lock_path_for
+from kindlyguard_monitor.ring.pyring import (
     HEADER_SIZE,
     MAGIC,
     OFF_HEADER_CRC,
@@ -38,7 +38,7 @@ from app.ring.pyring import (
     encode_slot,
     read_header,
 )
-from app.threats import CRITICAL, HIGH, LOW, MEDIUM, Threat
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, Threat
 
 REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = os.geteuid() == 0
@@ -619,8 +619,8 @@ def test_decode_slot_on_damaged_valid_slots(n, flips, source, details):
 WRITER_SCRIPT = textwrap.dedent(
     """
     import sys, random
-    from app.ring.pyring import PyWriter
-    from app.threats import Threat
+    from kindlyguard_monitor.ring.pyring import PyWriter
+    from kindlyguard_monitor.threats import Threat
     path, total = sys.argv[1], int(sys.argv[2])
     w = PyWriter.create(path, slot_size=256, slot_count=16)
     print("ready", flush=True)
@@ -678,14 +678,14 @@ def test_racing_writer_process_every_event_accounted_for(ring_dir):
     assert proc.returncode == 0
 
 
-# ---- the C implementation (app._ring) and this one check each other ----
+# ---- the C implementation (kindlyguard_monitor._ring) and this one check each other ----
 
 try:
-    from app import _ring
+    from kindlyguard_monitor import _ring
 except ImportError:  # not built: the pure-Python tests above still run
     _ring = None
 
-needs_c = pytest.mark.skipif(_ring is None, reason="the C binding app._ring is not built")
+needs_c = pytest.mark.skipif(_ring is None, reason="the C binding kindlyguard_monitor._ring is not built")
 
 CROSS_THREATS = [
     threat(0),

@@ -1,4 +1,4 @@
-"""ReaderThread (app/gui/reader_thread.py): the TransportManager loop on its own
+"""ReaderThread (kindlyguard_monitor/gui/reader_thread.py): the TransportManager loop on its own
 QThread, with coalesced signals. Real rings from PyWriter; the WebSocket URL
 points at a free port nothing listens on."""
 
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from app.demo.threats import ThreatGenerator
-from app.gui.reader_thread import LatencySnapshot, ReaderCounters, ReaderThread
-from app.ring.pyring import PyWriter
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.gui.reader_thread import LatencySnapshot, ReaderCounters, ReaderThread
+from kindlyguard_monitor.ring.pyring import PyWriter
 from conftest import free_port
 
 

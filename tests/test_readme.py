@@ -22,7 +22,7 @@ import pytest
 
 from conftest import KGMON, REPO, OutputWatcher, _env, _started, free_port, wait_for
 
-from app.ring import pyring
+from kindlyguard_monitor.ring import pyring
 
 README = REPO / "README.md"
 FENCE = re.compile(r"^```(\w*)\s*$")

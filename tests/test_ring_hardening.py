@@ -28,12 +28,12 @@ import time
 
 import pytest
 
-from app import _ring
-from app.demo.threats import ThreatGenerator
-from app.ring.errors import RingError, Status
-from app.ring.follow import RingFollower, WriterGone
-from app.ring.pyring import OFF_HEARTBEAT_MONO, OFF_STATE, OFF_WRITE_SEQ, PyWriter, read_header
-from app.ring.reader import open_reader
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.ring.errors import RingError, Status
+from kindlyguard_monitor.ring.follow import RingFollower, WriterGone
+from kindlyguard_monitor.ring.pyring import OFF_HEARTBEAT_MONO, OFF_STATE, OFF_WRITE_SEQ, PyWriter, read_header
+from kindlyguard_monitor.ring.reader import open_reader
 from conftest import REPO, OutputWatcher, start_kgmon, start_python, wait_for, wait_for_file
 from test_failover import wait_for_port
 from test_ring_processes import summary, tail_args, threats, transports
@@ -82,8 +82,8 @@ def cpu_of(fn) -> tuple[object, float]:
 # "alive" (heartbeat written with os.pwrite, not through the mapping).
 TRUNCATING_WRITER = textwrap.dedent("""
     import os, select, struct, sys, time
-    from app.demo.threats import ThreatGenerator
-    from app.ring.pyring import OFF_HEARTBEAT_MONO, OFF_WRITE_SEQ, PyWriter
+    from kindlyguard_monitor.demo.threats import ThreatGenerator
+    from kindlyguard_monitor.ring.pyring import OFF_HEARTBEAT_MONO, OFF_WRITE_SEQ, PyWriter
     path, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     w = PyWriter.create(path, slot_count=64)
     w.publish(ThreatGenerator(1).batch(count, 1_700_000_000_000_000))
@@ -167,8 +167,8 @@ def test_demo_writer_stops_with_a_sentence_when_its_ring_is_truncated(ring_path,
 # prints what happened. Optionally with faulthandler enabled first or after.
 READER_CHILD = textwrap.dedent("""
     import faulthandler, sys
-    from app import _ring
-    from app.ring.follow import RingFollower, WriterGone
+    from kindlyguard_monitor import _ring
+    from kindlyguard_monitor.ring.follow import RingFollower, WriterGone
     path, order = sys.argv[1], sys.argv[2]
     if order == "faulthandler-first":
         faulthandler.enable()

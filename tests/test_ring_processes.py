@@ -1,6 +1,6 @@
 """The ring end to end, across real processes: `kgmon demo` (the C writer),
 `kgmon tail` (the C reader), and the pure-Python writer and reader
-(app/ring/pyring.py) checking them, content included.
+(kindlyguard_monitor/ring/pyring.py) checking them, content included.
 
 Every event is checked against ThreatGenerator(seed), whose stream is
 deterministic, after the writer's own truncation (an encode_slot/decode_slot
@@ -19,10 +19,10 @@ from functools import lru_cache
 
 import pytest
 
-import app
-from app.demo.threats import ThreatGenerator
-from app.ring.errors import Status
-from app.ring.pyring import (
+import kindlyguard_monitor
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.ring.errors import Status
+from kindlyguard_monitor.ring.pyring import (
     HEADER_SIZE,
     OFF_HEADER_CRC,
     OFF_HEARTBEAT_MONO,
@@ -39,7 +39,7 @@ from app.ring.pyring import (
     encode_slot,
     read_header,
 )
-from app.threats import Threat, severity_name, threat_type_name
+from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
 from conftest import (
     OutputWatcher,
     read_json_lines,
@@ -163,8 +163,8 @@ def test_c_writer_to_c_reader_late_tail_replays_then_follows(ring_path):
 PY_WRITER = textwrap.dedent(
     """
     import select, sys
-    from app.demo.threats import ThreatGenerator
-    from app.ring.pyring import PyWriter
+    from kindlyguard_monitor.demo.threats import ThreatGenerator
+    from kindlyguard_monitor.ring.pyring import PyWriter
     path, seed, total, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     w = PyWriter.create(path)
     print("ready", w.generation, flush=True)
@@ -586,7 +586,7 @@ def test_usage_errors_exit_2(args):
 def test_version():
     result = run_kgmon("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"kgmon {app.__version__}" == "kgmon 0.1.0"
+    assert result.stdout.strip() == f"kgmon {kindlyguard_monitor.__version__}" == "kgmon 0.1.0"
 
 
 def test_second_demo_on_a_locked_ring_exits_3(ring_path):

@@ -1,6 +1,6 @@
 """The Shield's own ring, format v1 (issue 10): read read-only, never consumed.
 
-Writers are app.ring.v1_writer.V1Writer (upstream's layout and quirks), in
+Writers are kindlyguard_monitor.ring.v1_writer.V1Writer (upstream's layout and quirks), in
 this process for the byte-exact reader cases and in a separate process (a
 python writer driven over stdin, or `kgmon demo --format v1`) against a real
 `kgmon tail` process for the rest.
@@ -15,15 +15,15 @@ import stat
 
 import pytest
 
-from app import _ring
-from app.history.records import threat_rows
-from app.ring import v1
-from app.ring.errors import RingError, Status
-from app.ring.paths import lock_path_for
-from app.ring.reader import open_any, open_v1_reader
-from app.ring.v1_writer import V1Writer
-from app.gui.threat_model import event_key
-from app.transport.manager import Batch
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.history.records import threat_rows
+from kindlyguard_monitor.ring import v1
+from kindlyguard_monitor.ring.errors import RingError, Status
+from kindlyguard_monitor.ring.paths import lock_path_for
+from kindlyguard_monitor.ring.reader import open_any, open_v1_reader
+from kindlyguard_monitor.ring.v1_writer import V1Writer
+from kindlyguard_monitor.gui.threat_model import event_key
+from kindlyguard_monitor.transport.manager import Batch
 from conftest import OutputWatcher, free_port, run_kgmon, start_kgmon, start_python, wait_for, wait_for_file
 
 # A small ring: 10 whole events and 80 bytes left, so event 10 lies across the end.
@@ -34,7 +34,7 @@ MOVED_BY_WRITER = [(128, 136), (384, 392), (640, 648)]  # write_pos, events_writ
 # then prints events_written; "bad\n" writes one event with a wrong checksum.
 WRITER = r"""
 import sys
-from app.ring.v1_writer import V1Writer
+from kindlyguard_monitor.ring.v1_writer import V1Writer
 w = V1Writer(sys.argv[1], size=int(sys.argv[2]))
 print("ready", flush=True)
 for line in sys.stdin:
@@ -444,8 +444,8 @@ def test_doctor_names_the_format_and_says_what_works(v1_path):
 
 
 def test_the_badge_names_the_v1_format(qtbot, v1_path):
-    from app.gui.main_window import SHM_V1_BADGE, MainWindow
-    from app.gui.reader_thread import ReaderThread
+    from kindlyguard_monitor.gui.main_window import SHM_V1_BADGE, MainWindow
+    from kindlyguard_monitor.gui.reader_thread import ReaderThread
 
     w = V1Writer(v1_path, size=SMALL)
     win = MainWindow()
@@ -470,8 +470,8 @@ def test_the_badge_names_the_v1_format(qtbot, v1_path):
 
 def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_byte_changing(
         tmp_path_factory, tmp_path, v1_path):
-    from app.threats import severity_name, threat_type_name
-    from app.transport.protocol import format_timestamp
+    from kindlyguard_monitor.threats import severity_name, threat_type_name
+    from kindlyguard_monitor.transport.protocol import format_timestamp
     import shield_v1_writer as independent
 
     exe = independent.build(tmp_path_factory.mktemp("v1writer"))
@@ -519,8 +519,8 @@ def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_by
 def test_auto_mode_falls_back_to_the_websocket_and_resumes_the_v1_ring_where_it_left_it(v1_path):
     """The Shield's WebSocket sends no threats: back on its v1 ring, the events written while the
     writer was away and after are delivered, none twice, none skipped."""
-    from app.demo.ws_server import DemoWsServer
-    from app.transport.manager import SHM, WEBSOCKET, TransportManager
+    from kindlyguard_monitor.demo.ws_server import DemoWsServer
+    from kindlyguard_monitor.transport.manager import SHM, WEBSOCKET, TransportManager
 
     server = DemoWsServer(0, log=lambda message: None)
     server.start()

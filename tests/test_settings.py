@@ -14,10 +14,10 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QDialog, QDialogButtonBox  # noqa: E402
 
-from app.gui import autostart  # noqa: E402
-from app.gui import settings as S  # noqa: E402
-from app.gui.settings import Settings  # noqa: E402
-from app.gui.settings_dialog import SettingsDialog, validate_ws_url  # noqa: E402
+from kindlyguard_monitor.gui import autostart  # noqa: E402
+from kindlyguard_monitor.gui import settings as S  # noqa: E402
+from kindlyguard_monitor.gui.settings import Settings  # noqa: E402
+from kindlyguard_monitor.gui.settings_dialog import SettingsDialog, validate_ws_url  # noqa: E402
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_linux_autostart_writes_valid_desktop_file(home):
     assert entry["Terminal"] == "false"
     assert entry["X-GNOME-Autostart-enabled"] == "true"
     assert "--hidden" in entry["Exec"]
-    assert autostart.parse_exec_value(entry["Exec"]) == [sys.executable, "-m", "app", "--hidden"]
+    assert autostart.parse_exec_value(entry["Exec"]) == [sys.executable, "-m", "kindlyguard_monitor", "--hidden"]
     assert autostart.is_enabled(platform="linux")
 
     autostart.disable(platform="linux")
@@ -168,7 +168,7 @@ def test_linux_default_config_home(home, monkeypatch):
 
 @pytest.mark.parametrize("command", [
     ["/opt/Kindly Guard/bin/kgmon"],
-    ['/odd/"quoted" $HOME `x` back\\slash/py', "-m", "app"],
+    ['/odd/"quoted" $HOME `x` back\\slash/py', "-m", "kindlyguard_monitor"],
     ["/usr/bin/python3", "50%done", "a;b&c|d", "~", "it's"],
 ])
 def test_exec_quoting_round_trips(home, command):

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import OutputWatcher, start_kgmon, wait_for
 
-from app.gui.single_instance import SingleInstance, default_name, session_key
+from kindlyguard_monitor.gui.single_instance import SingleInstance, default_name, session_key
 
 
 def session(runtime: Path, display: str | None = None, wayland: str | None = None) -> dict:

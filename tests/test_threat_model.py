@@ -10,12 +10,12 @@ from PySide6.QtGui import Qt as GuiQt
 from PySide6.QtGui import QTextDocument
 from PySide6.QtTest import QAbstractItemModelTester
 
-from app.gui.threat_filter import ThreatFilterModel
-from app.gui.threat_model import ThreatRow, ThreatTableModel
-from app.textsafe import visible
-from app.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
-from app.transport.manager import Batch
-from app.transport.protocol import WsThreat
+from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
+from kindlyguard_monitor.gui.threat_model import ThreatRow, ThreatTableModel
+from kindlyguard_monitor.textsafe import visible
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
+from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.protocol import WsThreat
 
 M = ThreatTableModel
 GEN = 0x1234

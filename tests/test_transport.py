@@ -1,5 +1,5 @@
 """The WebSocket link and the transport manager against real servers on
-loopback (tests/hostile_ws.py) and real rings (app.ring.pyring.PyWriter)."""
+loopback (tests/hostile_ws.py) and real rings (kindlyguard_monitor.ring.pyring.PyWriter)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from conftest import free_port
 from hostile_ws import MiB, HostileServer, Pause, send_frames, slow_frame, slow_handshake
 
-from app.demo.threats import ThreatGenerator
-from app.ring.pyring import PyWriter
-from app.transport import protocol
-from app.transport.manager import (
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.ring.pyring import PyWriter
+from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport.manager import (
     BadFrameSeen,
     Batch,
     ShieldStatus,
@@ -22,7 +22,7 @@ from app.transport.manager import (
     TransportManager,
     TransportUnavailable,
 )
-from app.transport.ws_client import WsLink
+from kindlyguard_monitor.transport.ws_client import WsLink
 
 GEN = 0x00C0FFEE12345678
 STATUS = protocol.status_message(True, 7)

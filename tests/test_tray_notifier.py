@@ -16,12 +16,12 @@ import pytest
 from PySide6.QtCore import QDir
 from PySide6.QtWidgets import QSystemTrayIcon
 
-from app.gui import resources
-from app.gui.notifier import Notifier
-from app.gui.notify_policy import NotificationPolicy
-from app.gui.single_instance import SingleInstance
-from app.gui.tray import STATES, TrayController
-from app.threats import CRITICAL, HIGH, Threat
+from kindlyguard_monitor.gui import resources
+from kindlyguard_monitor.gui.notifier import Notifier
+from kindlyguard_monitor.gui.notify_policy import NotificationPolicy
+from kindlyguard_monitor.gui.single_instance import SingleInstance
+from kindlyguard_monitor.gui.tray import STATES, TrayController
+from kindlyguard_monitor.threats import CRITICAL, HIGH, Threat
 
 REPO = Path(__file__).resolve().parents[1]
 ICONS = ["shield-protected", "shield-threat", "shield-degraded", "shield-disconnected", "kindlyguard"]

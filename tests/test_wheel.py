@@ -1,7 +1,8 @@
 """A wheel that works (issue 12): `python -m build` makes the sdist and, from it,
 the wheel; the wheel carries the C core and resources/icons as package data; it
 installs into a fresh venv outside the source tree, where `kgmon` starts the app
-offscreen and quits on SIGTERM, `kgmon doctor` and `kgmon demo --count N` run.
+offscreen and quits on SIGTERM, `kgmon doctor` and `kgmon demo --count N` run,
+beside another project's package named `app` (ours installs as kindlyguard_monitor).
 `pip install .` builds the same wheel (checked with `pip wheel`). Without a C
 compiler, the build fails with one clear message saying what to install.
 
@@ -76,7 +77,7 @@ def test_the_wheel_and_the_sdist_carry_what_the_app_needs(built):
     _base, _src, wheel, sdist = built
     names = zipfile.ZipFile(wheel).namelist()
     assert sorted(n.rsplit("/", 1)[1] for n in names if "/resources/icons/" in n) == ICONS
-    assert any(n.startswith("app/_ring.") for n in names), "the C core, built"
+    assert any(n.startswith("kindlyguard_monitor/_ring.") for n in names), "the C core, built"
     assert not any(n.startswith(("tests/", "native/", "resources/")) for n in names), "no stray top-level folders"
     with tarfile.open(sdist) as tar:
         members = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
@@ -95,23 +96,44 @@ def test_pip_install_dot_builds_the_same(built, tmp_path):
     assert sorted(zipfile.ZipFile(ours).namelist()) == sorted(zipfile.ZipFile(wheel).namelist())
 
 
+def unrelated_app_wheel(where: Path) -> Path:
+    """A wheel of someone else's project whose import package is named `app`."""
+    (where / "src" / "app").mkdir(parents=True)
+    (where / "src" / "app" / "__init__.py").write_text('WHOSE = "someone-else"\n')
+    (where / "src" / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "someone-elses-app"\nversion = "1.0"\n'
+        '[tool.setuptools]\npackages = ["app"]\n')
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "-w", str(where / "dist"), str(where / "src")], env=pip_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    wheel, = (where / "dist").glob("*.whl")
+    return wheel
+
+
 def test_the_wheel_in_a_fresh_venv_runs(built, tmp_path):
     base, _src, wheel, _sdist = built
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)],
                    check=True, timeout=120)
     py, kgmon = venv / "bin" / "python", venv / "bin" / "kgmon"
+    # ... beside an unrelated project whose import package is the common name `app`:
+    # ours installs as kindlyguard_monitor, so neither replaces the other's files
+    other = unrelated_app_wheel(tmp_path / "other")
     # the test venv's pip installs into the new one (no ensurepip: seconds, not tens)
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", str(wheel)],
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", str(other), str(wheel)],
                           env=pip_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     away = tmp_path / "elsewhere"  # outside the source tree: nothing can come from the checkout
     away.mkdir()
-    where = subprocess.run([str(py), "-c", "import app, app._ring, app.gui.resources as r; "
-                            "print(app.__file__); print(r.resources_dir())"],
+    where = subprocess.run([str(py), "-c", "import app, kindlyguard_monitor, kindlyguard_monitor._ring, "
+                            "kindlyguard_monitor.gui.resources as r; "
+                            "print(app.WHOSE); print(kindlyguard_monitor.__file__); print(r.resources_dir())"],
                            cwd=away, env=user_env(), capture_output=True, text=True, timeout=60)
     assert where.returncode == 0, where.stderr
-    module, resources = where.stdout.split()
+    whose, module, resources = where.stdout.split()
+    assert whose == "someone-else", "the other project's `app` is intact"
     assert module.startswith(str(venv)) and resources.startswith(str(venv)), where.stdout
 
     ring = tmp_path / "ring"

@@ -22,11 +22,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from app.demo.ws_server import DemoWsServer
-from app.transport import local_auth
-from app.transport.local_auth import TOKEN_HEADER, ForeignServer, client_headers, token_path
-from app.transport.protocol import Status, status_message
-from app.transport.ws_client import WsLink
+from kindlyguard_monitor.demo.ws_server import DemoWsServer
+from kindlyguard_monitor.transport import local_auth
+from kindlyguard_monitor.transport.local_auth import TOKEN_HEADER, ForeignServer, client_headers, token_path
+from kindlyguard_monitor.transport.protocol import Status, status_message
+from kindlyguard_monitor.transport.ws_client import WsLink
 from conftest import OutputWatcher, run_kgmon, wait_for
 from hostile_ws import HostileServer
 
@@ -289,7 +289,7 @@ def test_doctor_says_why_our_server_refused(server, ring_path):
 def test_a_token_folder_made_first_by_another_user_is_not_used(_private_runtime_dir):
     """<tmp>/kindly-guard-UID made by someone else before us (they could swap our token): the
     server does not start and says whose the folder is."""
-    from app.demo.ws_server import WsServerError
+    from kindlyguard_monitor.demo.ws_server import WsServerError
 
     os.mkdir(_private_runtime_dir, 0o777)
     os.chown(_private_runtime_dir, nobody().pw_uid, nobody().pw_gid)

@@ -12,11 +12,11 @@ import pytest
 from conftest import OutputWatcher, start_kgmon
 from hostile_ws import HostileServer, ping_flood, send_frames
 
-from app.demo.threats import ThreatGenerator
-from app.transport import protocol
-from app.transport.link_queue import LinkQueue, Overflow
-from app.transport.manager import BadFrameSeen, Batch, TransportManager
-from app.transport.ws_client import FLOODED_RETRY_S, MAX_PINGS_PER_S, WsLink
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport.link_queue import LinkQueue, Overflow
+from kindlyguard_monitor.transport.manager import BadFrameSeen, Batch, TransportManager
+from kindlyguard_monitor.transport.ws_client import FLOODED_RETRY_S, MAX_PINGS_PER_S, WsLink
 
 GEN = 0x0123456789ABCDEF
 STATUS = protocol.status_message(True, 0)

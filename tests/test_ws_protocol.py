@@ -1,4 +1,4 @@
-"""The Shield's WebSocket protocol (docs/websocket.md), as app/transport/protocol.py reads and writes it;
+"""The Shield's WebSocket protocol (docs/websocket.md), as kindlyguard_monitor/transport/protocol.py reads and writes it;
 and the hostile WebSocket server (tests/hostile_ws.py) client tests are built on."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidHandshake
 from websockets.sync.client import connect
 
-from app.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPE_NUMBER, THREAT_TYPES, Threat
-from app.transport.protocol import (
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPE_NUMBER, THREAT_TYPES, Threat
+from kindlyguard_monitor.transport.protocol import (
     BAD_KINDS,
     COMMANDS,
     MAX_FRAME_BYTES,

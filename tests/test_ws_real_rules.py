@@ -1,5 +1,5 @@
 """Issue 10.3: the monitor against a server that behaves as the real Shield does
-(app/demo/like_shield.py, faithful to real-shield.md as test_like_shield.py
+(kindlyguard_monitor/demo/like_shield.py, faithful to real-shield.md as test_like_shield.py
 checks). Real `kgmon tail` / `kgmon doctor` / `kgmon demo --like-shield`
 processes and the real link and manager. The Shield facts each test leans on
 are named as in like_shield.py: [S1] status on connect, [S5] one rate limit
@@ -15,11 +15,11 @@ import pytest
 from conftest import OutputWatcher, free_port, start_kgmon, wait_for
 from hostile_ws import HostileServer, drop_soon
 
-from app.demo.like_shield import LikeShieldServer
-from app.demo.threats import ThreatGenerator
-from app.transport import protocol
-from app.transport.manager import ShieldError, ShieldStatus, TransportManager
-from app.transport.ws_client import COMMAND_BURST
+from kindlyguard_monitor.demo.like_shield import LikeShieldServer
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport.manager import ShieldError, ShieldStatus, TransportManager
+from kindlyguard_monitor.transport.ws_client import COMMAND_BURST
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from app.demo.threats import ThreatGenerator
-from app.demo.ws_server import DemoWsServer
-from app.ring.pyring import read_header
-from app.threats import Threat, severity_name, threat_type_name
-from app.transport.local_auth import client_headers
-from app.transport.protocol import MAX_FRAME_BYTES, event_id
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.demo.ws_server import DemoWsServer
+from kindlyguard_monitor.ring.pyring import read_header
+from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
+from kindlyguard_monitor.transport.local_auth import client_headers
+from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, event_id
 from conftest import free_port, OutputWatcher, run_kgmon, start_kgmon, wait_for
 
 ID = re.compile(r"^([0-9a-f]{16})-(\d+)$")

@@ -18,10 +18,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from app.demo.repeat_log import RepeatLog
-from app.demo.ws_server import DemoWsServer
-from app.threats import Threat
-from app.transport.local_auth import TOKEN_HEADER, client_headers
+from kindlyguard_monitor.demo.repeat_log import RepeatLog
+from kindlyguard_monitor.demo.ws_server import DemoWsServer
+from kindlyguard_monitor.threats import Threat
+from kindlyguard_monitor.transport.local_auth import TOKEN_HEADER, client_headers
 from conftest import OutputWatcher, start_python, wait_for
 
 THREAT = Threat(1, 3, True, "mcp:tools/call", "x" * 300, 1_700_000_000_000_000)
@@ -115,7 +115,7 @@ def test_clients_over_the_limit_get_503_until_one_leaves(servers):
 LOW_FD_SERVER = r"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-from app.demo.ws_server import DemoWsServer
+from kindlyguard_monitor.demo.ws_server import DemoWsServer
 server = DemoWsServer(0, log=lambda m: print("kgmon demo:", m, file=sys.stderr, flush=True),
                       handshake_timeout_s=120)  # only the bound on handshakes can let a client in
 server.start()

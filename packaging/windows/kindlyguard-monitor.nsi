@@ -12,7 +12,7 @@
 ; Pages: licence-free welcome, folder, components (Start menu: always; desktop
 ; shortcut, start at login: optional), install, finish (start the app).
 ; Start at login writes the same Run value the app's own setting writes
-; (app/gui/autostart.py: HKCU\...\Run "KindlyGuard Monitor" = "<exe>" --hidden),
+; (kindlyguard_monitor/gui/autostart.py: HKCU\...\Run "KindlyGuard Monitor" = "<exe>" --hidden),
 ; so either side can turn it off. Uninstall removes the files, the shortcuts,
 ; the Run value and the uninstall entry; the user's settings and threat history
 ; stay (they are the user's data), as Windows apps do.

@@ -1,0 +1,177 @@
+"""The desktop app under load: the assembled app (kindlyguard_monitor.gui.app.MonitorApp) fed
+by the bench's C writer process, measuring
+
+- publish → row in the model (the app's own "to screen" histogram),
+- event-loop lateness: a 10 ms QTimer's lateness while threats arrive,
+- the rows kept (bounded) and the process's memory,
+
+at a steady 1,000 events/s and under a 100,000 events/s flood; and the app as
+a separate process (`kgmon`, as a user starts it): process start to window
+shown (median of 5 starts), and the whole app's CPU while idle on an attached
+ring. Runs on the offscreen platform unless a display is there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from kindlyguard_monitor.bench import ring_bench as rb
+
+TICK_MS = 10
+
+
+def measure_gui(short: bool, progress) -> dict:
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import psutil
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from kindlyguard_monitor import _ring
+    from kindlyguard_monitor.gui.app import MonitorApp, freeze_startup_objects
+
+    ring_dir = rb.ring_dir()
+    path = os.path.join(ring_dir, "gui.shm")
+    writer = rb.WriterProcess(path)
+    qapp = QApplication.instance() or QApplication([])
+    started = time.perf_counter()
+    monitor = MonitorApp(qapp, path, "ws://127.0.0.1:1", demo=False)
+    lateness = _ring.Histogram()
+    last = [time.monotonic_ns()]
+
+    def tick() -> None:
+        now = time.monotonic_ns()
+        lateness.record(max(0, now - last[0] - TICK_MS * 1_000_000))
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    out: dict = {}
+    try:
+        monitor.start()
+        freeze_startup_objects()  # as kindlyguard_monitor.gui.app.run() does
+        while not monitor.window.isVisible() and time.perf_counter() - started < 10:
+            qapp.processEvents()
+        # In-process, modules already imported: the window's own build-and-show time,
+        # not a cold start of the app (not measured yet).
+        out["build_to_window_s"] = round(time.perf_counter() - started, 3)
+        phases = [("steady_1000", 1000, 1000 if short else 5000),
+                  ("flood_100000", 100_000, 50_000 if short else 500_000)]
+        for name, rate, count in phases:
+            progress(f"desktop app: {name}")
+            monitor.screen_latency.reset()
+            lateness.reset()
+            last[0] = time.monotonic_ns()
+            timer.start(TICK_MS)
+            done = threading.Event()
+            threading.Thread(target=lambda: (writer.run(rate, count, 256), done.set()), daemon=True).start()
+            settle = None
+            while settle is None or time.monotonic() < settle:
+                qapp.processEvents()
+                time.sleep(0.0005)
+                if done.is_set() and settle is None:
+                    settle = time.monotonic() + 1.0  # let the last batches reach the model
+            timer.stop()
+            h = monitor.screen_latency
+            out[name] = {
+                "publish_to_row_ms": {f"p{p:g}": round(h.percentile(p) / 1e6, 2) for p in (50, 90, 99)},
+                "rows_measured": h.count,
+                "event_loop_lateness_ms": {"p50": round(lateness.percentile(50) / 1e6, 2),
+                                           "p99": round(lateness.percentile(99) / 1e6, 2),
+                                           "max": round(lateness.max / 1e6, 2)},
+                "rows_in_table": monitor.window.model.rowCount(),
+            }
+        out["rss_mib"] = round(psutil.Process().memory_info().rss / 2**20)
+    finally:
+        monitor.shutdown()
+        writer.close()
+        shutil.rmtree(ring_dir, ignore_errors=True)  # the ring and its lock: nothing left in /dev/shm
+    return out
+
+
+WINDOW_SHOWN = re.compile(r"window shown (\d+) ms after the process started")
+
+
+def measure_app_process(short: bool, progress) -> dict:
+    """Start `kgmon` (python -m kindlyguard_monitor) several times against an idle ring: the
+    milliseconds from process start to window shown (the app logs them), and
+    on the last start the whole process's CPU while idle."""
+    import psutil
+
+    from kindlyguard_monitor.transport.ws_client import ENV_WS_PORT
+
+    runs = 3 if short else 5
+    idle_s = 5.0 if short else 20.0
+    private = tempfile.mkdtemp(prefix="kgmon-bench-app-")
+    ring_folder = rb.ring_dir()
+    path = os.path.join(ring_folder, "app.shm")
+    writer = rb.WriterProcess(path)
+    env = dict(os.environ, TMPDIR=private, XDG_CONFIG_HOME=os.path.join(private, "config"),
+               XDG_DATA_HOME=os.path.join(private, "data"))
+    env[ENV_WS_PORT] = "1"  # nothing listens there: the app stays on the ring
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        env["QT_QPA_PLATFORM"] = "offscreen"
+    starts: list[float] = []
+    idle_cpu = None
+    try:
+        for i in range(runs):
+            progress(f"desktop app: start {i + 1} of {runs}")
+            proc = subprocess.Popen([sys.executable, "-m", "kindlyguard_monitor", "--shm-path", path], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                for line in proc.stderr:
+                    found = WINDOW_SHOWN.search(line)
+                    if found:
+                        starts.append(float(found.group(1)))
+                        break
+                else:
+                    raise RuntimeError(f"kgmon exited ({proc.wait()}) before showing its window")
+                threading.Thread(target=proc.stderr.read, daemon=True).start()  # never block on a full pipe
+                if i == runs - 1:
+                    progress(f"desktop app: idle CPU over {idle_s:.0f} s")
+                    time.sleep(2.0)  # let start-up work settle
+                    ps = psutil.Process(proc.pid)
+                    before, t0 = ps.cpu_times(), time.monotonic()
+                    time.sleep(idle_s)
+                    after, t1 = ps.cpu_times(), time.monotonic()
+                    used = (after.user + after.system) - (before.user + before.system)
+                    idle_cpu = round(100 * used / (t1 - t0), 2)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        writer.close()
+        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(ring_folder, ignore_errors=True)
+    return {"start_to_window_ms": {"median": rb.median_of(starts), "first": starts[0], "all": starts},
+            "idle_cpu_percent": idle_cpu, "idle_seconds": idle_s}
+
+
+def render_gui(out: dict) -> str:
+    lines = [f"desktop app (offscreen unless a display is set); window built and shown in "
+             f"{out['build_to_window_s'] * 1000:.0f} ms (in-process, not a cold start); RSS {out['rss_mib']} MiB"]
+    for name in ("steady_1000", "flood_100000"):
+        r = out[name]
+        p, lat = r["publish_to_row_ms"], r["event_loop_lateness_ms"]
+        lines.append(f"  {name:<14} publish → row p50 {p['p50']:.1f} ms, p99 {p['p99']:.1f} ms; "
+                     f"event-loop lateness p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+                     f"max {lat['max']:.1f} ms; {r['rows_in_table']:,} rows kept")
+    if "app_process" in out:
+        a = out["app_process"]
+        s = a["start_to_window_ms"]
+        lines.append(f"  kgmon process  start → window shown median {s['median']:.0f} ms (first {s['first']:.0f} ms, "
+                     f"{len(s['all'])} starts); idle CPU of the whole app {a['idle_cpu_percent']:.2f}% "
+                     f"over {a['idle_seconds']:.0f} s on an attached, quiet ring")
+    return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""The threat history under load (kgmon bench --history).
+
+Measures, on a fresh database in a temporary folder:
+
+- with the reader at full speed: the bench's C writer process
+  (kindlyguard_monitor.bench.ring_bench) publishes at a steady rate into a 2 MiB ring, the
+  app's reader (adaptive, as the app runs it) polls it in a thread and hands
+  every batch to HistoryStore.submit(), as the app does. Per rate: what
+  the reader delivered and missed (does storing slow the reader?), how far
+  behind the store was when the last event was read, and the store rate
+  (threats committed per second from the first event read to flush());
+- store rate alone: ring events (kindlyguard_monitor._ring.Event, realistic demo text,
+  spread over the last 30 days) handed to submit() in batches of 1,000 as
+  fast as possible, until flush() returns; and what submit() costs its caller;
+- size: the database's bytes per million threats, after a checkpoint;
+- open: HistoryStore start() to ready (quick_check, migrations, retention)
+  on the full database, what every app start pays;
+- search: first page (200 rows) for typical filters, median of several
+  runs on one reader connection, and a page deep in the results (keyset);
+- restore: a new reader connection plus recent(10,000), what the app does
+  to fill its feed at start.
+
+Nothing is asserted; figures are what this machine did now.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.bench import ring_bench as rb
+from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.history import query
+from kindlyguard_monitor.history.store import HistoryStore
+from kindlyguard_monitor.ring.reader import open_reader
+from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER
+from kindlyguard_monitor.transport.manager import Batch
+
+BATCH = 1000
+SPREAD_US = 30 * 86_400 * 1_000_000
+GENERATION = 0x5EED_0000_0000_0001
+
+
+def make_events(n: int, seed: int = 1) -> list:
+    """n ring events, oldest first, evenly spread over the last 30 days (distinct numbered keys)."""
+    gen = ThreatGenerator(seed)
+    now = time.time_ns() // 1000
+    step = SPREAD_US // max(1, n)
+    start = now - SPREAD_US
+    out = []
+    for seq in range(n):
+        t = gen.next(start + seq * step)
+        out.append(_ring.Event((seq, 0, 0, t.timestamp_unix_us, t.threat_type, t.severity, t.blocked, 0,
+                                t.source, t.details)))
+    return out
+
+
+def _median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def live(folder: Path, rate: int, seconds: float) -> dict:
+    """The C writer at `rate` events/s for `seconds`, the app's reader feeding a new store."""
+    count = int(rate * seconds)
+    ring_folder = rb.ring_dir()
+    writer = rb.WriterProcess(str(Path(ring_folder) / "bench.shm"))
+    store = HistoryStore(folder / f"live-{rate}.sqlite3", max_rows=count).start()
+    store.wait_ready(30)
+    ready = threading.Event()
+    seen: dict = {}
+
+    def read() -> None:
+        reader = open_reader(writer.path, start="newest")
+        ready.set()
+        deadline = time.monotonic() + 30 + seconds
+        while reader.delivered + reader.missed + reader.corrupt < count and time.monotonic() < deadline:
+            events = reader.poll(0.1)
+            if events:
+                seen.setdefault("first", time.perf_counter())
+                store.submit([Batch("shm", reader.generation, events)])
+        seen["lag"] = store.lag()
+        seen["counts"] = (reader.delivered, reader.missed, reader.corrupt)
+        reader.close()
+
+    thread = threading.Thread(target=read, name="bench-history-reader", daemon=True)
+    try:
+        thread.start()
+        ready.wait(10)
+        time.sleep(0.05)  # let the reader reach its first wait
+        writer.run(rate, count, 256)
+        thread.join()
+        store.flush()
+        done = time.perf_counter()
+        delivered, missed, corrupt = seen["counts"]
+        return {"rate": rate, "delivered": delivered, "missed": missed + corrupt, "stored": store.stored,
+                "lag_at_last_read": seen["lag"],
+                "store_rate_per_s": round(store.stored / (done - seen["first"])) if "first" in seen else 0}
+    finally:
+        store.close()
+        writer.close()
+        shutil.rmtree(ring_folder, ignore_errors=True)
+
+
+def measure_history(short: bool, progress) -> dict:
+    n = 100_000 if short else 1_000_000
+    runs = 3 if short else 7
+    folder = Path(tempfile.mkdtemp(prefix="kgmon-history-bench-"))
+    path = folder / "history.sqlite3"
+    out: dict = {"mode": "short" if short else "full", "threats": n}
+    try:
+        rates, seconds = ([200_000], 0.5) if short else ([100_000, 200_000, 300_000, 500_000, 1_000_000], 2.0)
+        out["live"] = []
+        for rate in rates:
+            progress(f"history: C writer at {rate:,}/s, the app's reader storing everything")
+            out["live"].append(live(folder, rate, seconds))
+        progress(f"history: making {n:,} threats")
+        events = make_events(n)
+        batches = [Batch("shm", GENERATION, events[i:i + BATCH]) for i in range(0, n, BATCH)]
+        del events
+        store = HistoryStore(path, max_rows=n)
+        store.start()
+        store.wait_ready(30)
+        progress(f"history: storing {n:,} threats")
+        submit_s = 0.0
+        t0 = time.perf_counter()
+        for b in batches:
+            s0 = time.perf_counter()
+            store.submit([b])
+            submit_s += time.perf_counter() - s0
+        store.flush()
+        elapsed = time.perf_counter() - t0
+        out["store_rate_per_s"] = round(n / elapsed)
+        out["submit_ns_per_threat"] = round(submit_s / n * 1e9, 1)
+        out["stored"] = store.stored
+        store.close()
+        del batches
+        out["size_mib_per_million"] = round(_checkpointed_size(path) / n * 1_000_000 / 2**20, 1)
+
+        progress("history: opening the full database (check, migrate, retention)")
+        t0 = time.perf_counter()
+        store = HistoryStore(path, max_rows=n).start()
+        store.wait_ready(600)
+        out["open_to_ready_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        store.close()
+
+        progress("history: searching")
+        now = time.time_ns() // 1000
+        filters = {
+            "everything": query.Filter(),
+            "one type (PathTraversal)": query.Filter(types={THREAT_TYPE_NUMBER["PathTraversal"]}),
+            "severity Critical": query.Filter(min_severity=CRITICAL),
+            "blocked only": query.Filter(blocked=True),
+            "one source (exact)": query.Filter(source="mcp:tools/call"),
+            "a source never seen (scan)": query.Filter(source="mcp:nowhere"),
+            "last hour": query.Filter(since_us=now - 3_600_000_000),
+            "text, common (\"offset\")": query.Filter(text="offset"),
+            "text, rare (no match)": query.Filter(text="no such text anywhere"),
+            "type + severity + blocked + text": query.Filter(types={THREAT_TYPE_NUMBER["UnicodeBiDi"]},
+                                                             min_severity=3, blocked=False, text="u+202e"),
+        }
+        search: dict = {}
+        with query.connection(path) as reader:
+            for name, f in filters.items():
+                page = query.search(reader, f)
+                search[name] = {"first_page_ms": _median_ms(lambda f=f: query.search(reader, f), runs),
+                                "rows": len(page.rows)}
+            deep = query.Filter()
+            cursor = None
+            for _ in range(50):  # walk 50 pages in, then time the next one
+                cursor = query.search(reader, deep, before=cursor).next_cursor
+            out["page_51_ms"] = _median_ms(lambda: query.search(reader, deep, before=cursor), runs)
+            out["count_everything_ms"] = _median_ms(lambda: query.count(reader, query.Filter()), runs)
+            out["count_critical_ms"] = _median_ms(lambda: query.count(reader, query.Filter(min_severity=CRITICAL)),
+                                                  runs)
+        out["search"] = search
+        progress("history: restoring the feed (recent 10,000)")
+        out["recent_10000_ms"] = _median_ms(lambda: query.recent(path, 10_000), runs)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def _checkpointed_size(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return path.stat().st_size
+
+
+def render_history(out: dict) -> str:
+    lines = [f"threat history ({out['mode']})", "  the app's reader at full speed, storing every event "
+             "(C writer process, 2 MiB ring):"]
+    for r in out["live"]:
+        lines.append(f"    {r['rate']:>9,}/s: {r['delivered']:,} read, {r['missed']:,} missed, {r['stored']:,} "
+                     f"stored at {r['store_rate_per_s']:,}/s, {r['lag_at_last_read']:,} waiting when the last was read")
+    lines += [
+        f"  store alone: {out['threats']:,} threats",
+        f"  store rate                      {out['store_rate_per_s']:>12,} threats/s (batches of {BATCH:,}; "
+        f"submit() costs the reader {out['submit_ns_per_threat']} ns per threat)",
+        f"  size                            {out['size_mib_per_million']:>12} MiB per million threats",
+        f"  open to ready                   {out['open_to_ready_ms']:>12} ms (quick_check, migrations, retention)",
+        f"  restore the feed (recent 10,000){out['recent_10000_ms']:>12} ms",
+        f"  page 51 of everything (keyset)  {out['page_51_ms']:>12} ms",
+        f"  count(everything)               {out['count_everything_ms']:>12} ms",
+        f"  count(severity Critical)        {out['count_critical_ms']:>12} ms",
+        "  first page (200 rows), median ms:",
+    ]
+    for name, r in out["search"].items():
+        lines.append(f"    {name:<34}{r['first_page_ms']:>9} ms  ({r['rows']} rows)")
+    return "\n".join(lines)
+

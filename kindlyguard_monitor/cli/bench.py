@@ -1,0 +1,306 @@
+"""kgmon bench: latency, throughput and CPU of the ring, against the bare-C floor in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+
+from kindlyguard_monitor import __version__, _ring
+from kindlyguard_monitor.bench import ring_bench as rb
+from kindlyguard_monitor.cli.main import EXIT_FAILURE, EXIT_OK, SLOT_COUNT_MAX, SLOT_COUNT_MIN, power_of_two
+from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
+from kindlyguard_monitor.textsafe import visible
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="measure latency, throughput and CPU of the ring",
+        description="Runs a C writer in a separate process and the app's reader, and in the same run the "
+        "floor (a bare C reader), then prints a table. Figures are medians of what this machine did now; "
+        "nothing is asserted. --shm-path sets where the bench ring lives (default: a private folder in "
+        "/dev/shm).",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--short", action="store_true", help="a quick run (about 10 s) that proves the bench works")
+    p.add_argument("--gui", action="store_true",
+                   help="measure the desktop app instead: publish → row in the model and event-loop "
+                   "lateness at 1,000 events/s and under a 100,000 events/s flood")
+    p.add_argument("--history", action="store_true",
+                   help="measure the threat history instead: store rate, search over 1,000,000 rows, size, "
+                   "feed restore (--short: 100,000 rows)")
+    p.add_argument("--low-rates", action="store_true",
+                   help="only the low-rate comparison: the v2 reader (futex wake-up) and the Shield's v1 ring "
+                   "(polled) at 1, 10 and 100 events/s and idle (also part of the full run)")
+    p.add_argument("--slot-count", type=power_of_two(SLOT_COUNT_MIN, SLOT_COUNT_MAX), default=4096, metavar="N",
+                   help="slots in the bench ring (default 4096: 2 MiB, the default ring)")
+    p.add_argument("--pin", action="store_true",
+                   help="pin the writer and the reader to two different cores (default: the scheduler places "
+                   "them, as it does for the app)")
+    p.set_defaults(run=run)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    governor = "unknown"
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            governor = f.read().strip()
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "kgmon": __version__, "crc32c_hardware": bool(_ring.CRC_HARDWARE),
+            "shared_futex": bool(_ring.SHARED_FUTEX), "cpu_governor": governor}
+
+
+def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int = 4096) -> dict:
+    steady_n, rounds = (250, 2) if short else (1000, 6)
+    flood_n = 200_000 if short else 4_000_000
+    sustain_s = 0.25 if short else 1.0
+    rates = [100_000, 500_000, 1_000_000, 2_000_000] if short else \
+        [100_000, 250_000, 500_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 4_000_000, 5_000_000]
+    cpus = rb.default_pinning() if pin else None
+    writer_cpu, reader_cpu = cpus if cpus else (None, None)
+    out: dict = {"machine": machine(), "mode": "short" if short else "full",
+                 "pinning": {"writer_cpu": writer_cpu, "reader_cpu": reader_cpu}}
+    writer = rb.WriterProcess(path, cpu=writer_cpu, websocket=True, slot_count=slot_count)
+    try:
+        out["ring_bytes"] = os.path.getsize(path)
+        readers = [
+            ("floor C, spinning", dict(reader="floor-spin")),
+            ("floor C, futex", dict(reader="floor-futex")),
+            ("app reader, spinning", dict(reader="python", spin_ns=rb.HUGE_SPIN_NS, adaptive=False)),
+            ("app reader, futex", dict(reader="python", spin_ns=0, adaptive=False)),
+            ("app reader, adaptive (default)", dict(reader="python", spin_ns=DEFAULT_SPIN_NS, adaptive=True)),
+        ]
+        # Interleaved rounds, histograms merged: every reader sees the same
+        # scheduler weather, so the ratios compare like with like.
+        steady: dict = {}
+        for round_no in range(rounds):
+            for name, kw in readers:
+                progress(f"steady 1,000 events/s, round {round_no + 1}/{rounds}: {name}")
+                res = rb.run_scenario(writer, rate=1000, count=steady_n, batch_max=1, cpu=reader_cpu, **kw)
+                steady.setdefault(name, []).append(res)
+        steady = {name: _result(rb.merge_results(results)) for name, results in steady.items()}
+        out["steady_1000"] = steady
+
+        progress("highest rate with zero missed (app reader, adaptive)")
+        best, best_res, tried = rb.max_zero_loss_rate(writer, rates, sustain_s, reader="python",
+                                                      spin_ns=DEFAULT_SPIN_NS, adaptive=True, cpu=reader_cpu)
+        out["max_zero_loss_rate"] = best
+        out["zero_loss_tries"] = tried
+        at_best = {}
+        if best_res is not None:
+            progress(f"floor C at {best:,.0f} events/s")
+            at_best["floor C, spinning"] = _result(
+                rb.run_scenario(writer, "floor-spin", rate=best, count=int(best * sustain_s), cpu=reader_cpu))
+            at_best["app reader, adaptive (default)"] = _result(best_res)
+        out["full_speed"] = at_best
+
+        flat = {}
+        for name, kw in (readers[0], readers[4]):
+            progress(f"writer flat out: {name}")
+            flat[name] = _result(rb.run_scenario(writer, rate=0, count=flood_n, cpu=reader_cpu, **kw))
+        out["writer_flat_out"] = flat
+        progress("WebSocket: steady 1,000 events/s")
+        ws_n = 300 if short else 3000
+        out["websocket_steady_1000"] = _result(rb.run_ws_scenario(writer, 1000, ws_n, cpu=reader_cpu))
+        ws_rates = [10_000, 50_000, 100_000, 200_000] if short else \
+            [10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000]
+        progress("WebSocket: highest rate with zero missed")
+        ws_best, ws_best_res, ws_tried = rb.max_zero_loss_ws_rate(writer, ws_rates, sustain_s, cpu=reader_cpu)
+        out["websocket_max_zero_loss_rate"] = ws_best
+        out["websocket_zero_loss_tries"] = ws_tried
+        out["websocket_at_max_rate"] = _result(ws_best_res) if ws_best_res else None
+        progress("idle CPU (adaptive reader, live writer, no events)")
+        out["idle_cpu_percent"] = rb.idle_cpu(path, 1.0 if short else 5.0, DEFAULT_SPIN_NS, True, reader_cpu)
+        out["low_rates"] = measure_low_rates(writer, short, progress, reader_cpu)
+    finally:
+        writer.close()
+    out["ratios"] = _ratios(out)
+    return out
+
+
+def measure_low_rates(v2_writer: rb.WriterProcess, short: bool, progress, reader_cpu: int | None = None) -> dict:
+    """v2 beside the Shield's v1 ring (polled) at 1, 10, 100 events/s and idle; a v1 writer of its own."""
+    v1_path = os.path.join(os.path.dirname(v2_writer.path), "bench-v1.shm")
+    v1_writer = rb.WriterProcess(v1_path, ring_format="v1")
+    try:
+        low = rb.low_rates(v2_writer, v1_writer, short, progress, reader_cpu)
+    finally:
+        v1_writer.close()
+    low["by_rate"] = {rate: {name: _result(res) for name, res in readers.items()}
+                      for rate, readers in low["by_rate"].items()}
+    return low
+
+
+def render_low_rates(low: dict) -> list[str]:
+    lines = ["", "low rates, one event at a time: v2 (futex wake-up) beside the Shield's v1 ring (polled)",
+             f"  {'delivery latency, µs':<42}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>9}{'CPU %':>8}{'missed':>8}"]
+    for rate, readers in low["by_rate"].items():
+        for name, r in readers.items():
+            if r["error"]:
+                lines.append(f"  {rate + '/s, ' + name:<42}error: {r['error']}")
+                continue
+            h = r["delivery_us"]
+            lines.append(f"  {rate + '/s, ' + name:<42}" + "".join(f"{h[k]:>8.1f}" for k in ("p50", "p90", "p99"))
+                         + f"{h['max']:>9.0f}{r['cpu_percent']:>8.3f}{r['missed']:>8}")
+    for name, pct in low["idle_cpu_percent"].items():
+        lines.append(f"  {'idle, ' + name:<42}{pct:>13.3f} % CPU")
+    return lines
+
+
+def _result(res: rb.ReaderResult) -> dict:
+    return {"delivered": res.delivered, "missed": res.missed, "corrupt": res.corrupt,
+            "cpu_percent": round(res.cpu_percent, 2), "rate": round(res.rate), "writer_rate": round(res.writer_rate),
+            "transport_us": res.transport, "delivery_us": res.delivery, "error": res.error}
+
+
+def _ratios(out: dict) -> dict:
+    s = out["steady_1000"]
+
+    def p(name, kind, pct="p50"):
+        return s[name][kind].get(pct) or 0
+
+    def ratio(a, b):
+        return round(a / b, 2) if b else None
+
+    floor_spin, floor_futex = p("floor C, spinning", "transport_us"), p("floor C, futex", "transport_us")
+    return {
+        "spinning delivery p50 / floor spin p50":
+            ratio(p("app reader, spinning", "delivery_us"), floor_spin),
+        "futex transport p50 / floor futex p50":
+            ratio(p("app reader, futex", "transport_us"), floor_futex),
+        "futex transport p99 / floor futex p99":
+            ratio(p("app reader, futex", "transport_us", "p99"), p("floor C, futex", "transport_us", "p99")),
+        "flat-out app reader rate / floor rate":
+            ratio(out["writer_flat_out"]["app reader, adaptive (default)"]["rate"],
+                  out["writer_flat_out"]["floor C, spinning"]["rate"]),
+        "WebSocket delivery p50 / shared memory (adaptive) delivery p50":
+            ratio(out["websocket_steady_1000"]["delivery_us"].get("p50") or 0,
+                  p("app reader, adaptive (default)", "delivery_us")),
+        "shared memory / WebSocket highest zero-loss rate":
+            ratio(out["max_zero_loss_rate"], out["websocket_max_zero_loss_rate"]),
+    }
+
+
+def render(out: dict) -> str:
+    m = out["machine"]
+    lines = [
+        f"kgmon bench ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}; "
+        f"CRC-32C {'hardware' if m['crc32c_hardware'] else 'table'}, "
+        f"{'shared futex' if m['shared_futex'] else 'back-off wait'}, governor {m['cpu_governor']}",
+        f"ring: {out['ring_bytes']:,} bytes ({out['ring_bytes'] / 2**20:.2f} MiB); "
+        + (f"writer pinned to CPU {out['pinning']['writer_cpu']}, reader to CPU {out['pinning']['reader_cpu']}"
+           if out["pinning"]["reader_cpu"] is not None else "not pinned"),
+        "",
+        f"{'latency, µs':<44}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>9}{'CPU %':>8}{'missed':>8}",
+    ]
+
+    def rows(section: dict, title: str):
+        lines.append(title)
+        for name, r in section.items():
+            if r["error"]:
+                lines.append(f"  {name:<42}error: {r['error']}")
+                continue
+            kinds = [("transport", r["transport_us"])]
+            if r["delivery_us"]:
+                kinds.append(("delivery", r["delivery_us"]))
+            for kind, h in kinds:
+                lines.append(f"  {name + ' (' + kind + ')':<42}" + "".join(f"{h[k]:>8.1f}" for k in
+                                                                         ("p50", "p90", "p99", "p99.9"))
+                             + f"{h['max']:>9.0f}{r['cpu_percent']:>8.2f}{r['missed']:>8}")
+
+    rows(out["steady_1000"], "steady 1,000 events/s")
+    rows(out["full_speed"], f"full speed: {out['max_zero_loss_rate']:,.0f} events/s, the highest with zero missed")
+    lines.append("")
+    lines.append("throughput")
+    for name, r in out["writer_flat_out"].items():
+        lines.append(f"  {'writer flat out, ' + name:<42}{r['rate']:>14,} events/s delivered, {r['missed']:,} "
+                     f"missed (writer {r['writer_rate']:,}/s)")
+    lines.append(f"  {'highest rate with zero missed (app reader)':<42}{out['max_zero_loss_rate']:>14,.0f} events/s")
+    for t in out["zero_loss_tries"]:
+        lines.append(f"    tried {t['rate']:>11,.0f}/s: {t['delivered']:,} delivered, {t['missed']:,} missed, "
+                     f"reader CPU {t['cpu_percent']:.0f}%")
+    lines.append(f"  {'idle CPU (adaptive reader)':<42}{out['idle_cpu_percent']:>13.3f} %")
+    lines.append("")
+    ws_sections = {"steady 1,000 events/s": out["websocket_steady_1000"]}
+    if out["websocket_at_max_rate"]:
+        ws_sections[f"{out['websocket_max_zero_loss_rate']:,.0f} events/s"] = out["websocket_at_max_rate"]
+    rows({k: v for k, v in ws_sections.items()}, "WebSocket (the demo's server in the writer process; CPU % is "
+         "the reading process)")
+    lines.append(f"  {'highest rate with zero missed (WebSocket)':<42}{out['websocket_max_zero_loss_rate']:>14,.0f}"
+                 " events/s")
+    for t in out["websocket_zero_loss_tries"]:
+        lines.append(f"    tried {t['rate']:>11,.0f}/s: {t['delivered']:,} delivered, {t['missed']:,} missed, "
+                     f"at {t['reader_rate']:,}/s, CPU {t['cpu_percent']:.0f}%")
+    if out.get("low_rates"):
+        lines += render_low_rates(out["low_rates"])
+    lines.append("")
+    lines.append("ratios to the floor (same run)")
+    for k, v in out["ratios"].items():
+        lines.append(f"  {k:<60}{v if v is not None else 'n/a':>8}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    own_dir = None
+    if args.shm_path:
+        path = args.shm_path
+    else:
+        own_dir = rb.ring_dir()
+        path = os.path.join(own_dir, "bench.shm")
+
+    def progress(msg):
+        print(f"kgmon bench: {visible(msg)}", file=sys.stderr, flush=True)
+
+    try:
+        if args.history:
+            from kindlyguard_monitor.bench.history_bench import measure_history, render_history
+
+            out = measure_history(args.short, progress)
+            print(json.dumps(out, indent=2) if args.json else render_history(out))
+            return EXIT_OK
+        if args.gui:
+            from kindlyguard_monitor.bench.gui_bench import measure_app_process, measure_gui, render_gui
+
+            out = measure_gui(args.short, progress)
+            out["app_process"] = measure_app_process(args.short, progress)
+            print(json.dumps(out, indent=2) if args.json else render_gui(out))
+            return EXIT_OK
+        if args.low_rates:
+            writer = rb.WriterProcess(path, slot_count=args.slot_count)
+            try:
+                out = {"machine": machine(), "mode": "short" if args.short else "full",
+                       "low_rates": measure_low_rates(writer, args.short, progress)}
+            finally:
+                writer.close()
+            if not args.json:
+                m = out["machine"]
+                print(f"kgmon bench --low-rates ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}")
+                print("\n".join(render_low_rates(out["low_rates"])[1:]))
+                return EXIT_OK
+            print(json.dumps(out, indent=2))
+            return EXIT_OK
+        out = measure(path, args.short, progress, pin=args.pin, slot_count=args.slot_count)
+    except Exception as exc:  # a bench failure is reported, not a traceback
+        print(f"kgmon bench: failed: {visible(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    print(json.dumps(out, indent=2) if args.json else render(out))
+    return EXIT_OK

@@ -1,0 +1,438 @@
+"""The main window: connection badge, counters, filters, the threat table,
+details and latency.
+
+Free of transport logic: the app wiring feeds it through the slots below
+(add_batches, set_transport, set_counters, set_latency, set_shield_status,
+show_event). While the window is hidden only the model is fed (it must hold
+the rows); labels and the histogram are refreshed when it is shown again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainWindow,
+                               QPushButton, QSplitter, QTableView, QTabWidget, QVBoxLayout, QWidget)
+
+from kindlyguard_monitor.gui.details_pane import DetailsPane
+from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
+from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel, plain_tooltip
+from kindlyguard_monitor.platform_integration import set_macos_dock_icon
+from kindlyguard_monitor.textsafe import elide, visible
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES
+
+# transport -> (badge text, background, status-bar name)
+BADGES = {
+    "shm": ("Shared memory", "#2e7d32", "SHM"),
+    "websocket": ("WebSocket", "#ffb300", "WebSocket"),
+    "disconnected": ("Disconnected (retrying)", "#c62828", None),
+}
+SHM_V1_BADGE = "Shared memory · Shield format v1, polled"  # the Shield's own ring: no wake-up, we poll it
+REASON_LIMIT = 90
+FILTER_DEBOUNCE_MS = 150
+RATE_WINDOW_S = 1.0
+
+
+# The most rows one update puts in the table: ~3 µs of Python each, so at most
+# about 60 updates/s × 1,000 rows keep the GUI thread responsive under a flood.
+DISPLAY_ROWS_PER_UPDATE = 1000
+
+def _plain_label(text: str = "", parent=None) -> QLabel:
+    label = QLabel(text, parent)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+class MainWindow(QMainWindow):
+    close_requested = Signal()
+
+    def __init__(self, model: ThreatTableModel | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("KindlyGuard Monitor")
+        self.hide_on_close = False
+        self.model = model if model is not None else ThreatTableModel(parent=self)
+        self.proxy = ThreatFilterModel(self)
+        self.proxy.setSourceModel(self.model)
+
+        # state shown by labels (refreshed only while visible)
+        self.transport = "disconnected"
+        self.ring_format = 2
+        self.reason = ""
+        self.totals = {"total": 0, "blocked": 0, LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 0}
+        self.delivered = self.missed = self.corrupt = 0
+        self.not_listed = 0  # new threats counted but not put in the table (floods)
+        self._arrivals: deque[tuple[float, int]] = deque()  # (monotonic s, rows) over the last second
+        self._latency: tuple[str, object, object] | None = None
+        self._transport_p50: int | None = None
+        self._transport_p99: int | None = None
+        self._shield: tuple[bool | None, int | None] | None = None
+
+        central = QWidget(self)
+        root = QVBoxLayout(central)
+
+        # connection badge + latency + reason
+        self.badge = _plain_label("", central)
+        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.badge.setMinimumWidth(180)
+        self.latency_label = _plain_label("", central)
+        self.reason_label = _plain_label("", central)
+        self.reason_label.setStyleSheet("color: palette(mid);")
+        top = QHBoxLayout()
+        top.addWidget(self.badge)
+        top.addWidget(self.latency_label, 1)
+        root.addLayout(top)
+        root.addWidget(self.reason_label)
+
+        # counters
+        self.counter_labels: dict[str, QLabel] = {}
+        counters = QHBoxLayout()
+        for name in ("total", "blocked", "Low", "Medium", "High", "Critical", "rate", "missed", "corrupt"):
+            label = _plain_label("", central)
+            self.counter_labels[name] = label
+            counters.addWidget(label)
+        counters.addStretch(1)
+        root.addLayout(counters)
+
+        # filter bar
+        self.severity_combo = QComboBox(central)
+        for number in (LOW, MEDIUM, HIGH, CRITICAL):
+            self.severity_combo.addItem(f"≥ {SEVERITIES[number]}", number)
+        self.type_combo = QComboBox(central)
+        self.type_combo.addItem("All types", None)
+        for number, name in enumerate(THREAT_TYPES):
+            self.type_combo.addItem(name, number)
+        self.search = QLineEdit(central)
+        self.search.setPlaceholderText("Filter source and details…")
+        self.search.setClearButtonEnabled(True)
+        self.pause_button = QPushButton("Pause scrolling", central)
+        self.pause_button.setCheckable(True)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(FILTER_DEBOUNCE_MS)
+        self._search_timer.timeout.connect(self._apply_search)
+        self.severity_combo.currentIndexChanged.connect(
+            lambda _i: self.proxy.set_min_severity(self.severity_combo.currentData()))
+        self.type_combo.currentIndexChanged.connect(self._apply_type)
+        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        self.pause_button.toggled.connect(self._pause_toggled)
+        bar = QHBoxLayout()
+        bar.addWidget(_plain_label("Severity:", central))
+        bar.addWidget(self.severity_combo)
+        bar.addWidget(self.type_combo)
+        bar.addWidget(self.search, 1)
+        bar.addWidget(self.pause_button)
+        root.addLayout(bar)
+
+        # table | details + latency
+        self.table = QTableView(central)
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(False)  # the model is newest first
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(False)  # the details take the spare width, not "Blocked"
+        header.setSectionResizeMode(ThreatTableModel.DETAILS, header.ResizeMode.Stretch)
+        for column, width in ((ThreatTableModel.TIME, 100), (ThreatTableModel.SEVERITY, 80),
+                              (ThreatTableModel.TYPE, 150), (ThreatTableModel.SOURCE, 220),
+                              (ThreatTableModel.BLOCKED, 70)):
+            header.resizeSection(column, width)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        # rows must not change height per content: uniform heights keep 10 000 rows cheap
+        self.table.verticalHeader().setSectionResizeMode(self.table.verticalHeader().ResizeMode.Fixed)
+
+        self.details = DetailsPane(central, muting=True)
+        self.histogram = LatencyHistogram(central)
+        self.tabs = QTabWidget(central)
+        self.tabs.addTab(self.details, "Details")
+        self.tabs.addTab(self.histogram, "Latency")
+        self.splitter = QSplitter(Qt.Orientation.Vertical, central)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        root.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+
+        # status bar
+        self.status_label = _plain_label("", self)
+        self.history_label = _plain_label("", self)
+        self.shield_label = _plain_label("", self)
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.history_label)
+        self.statusBar().addPermanentWidget(self.shield_label)
+
+        # events/s decays even when nothing arrives
+        self._rate_timer = QTimer(self)
+        self._rate_timer.setInterval(1000)
+        self._rate_timer.timeout.connect(self._tick)
+        self._rate_timer.start()
+
+        self._show_transport()
+        self._refresh_labels()
+        self.resize(960, 640)
+
+    # ---------------------------------------------------------------- slots
+
+    @Slot(list)
+    def add_batches(self, batches: list) -> list:
+        """Take delivered batches (each oldest event first): count every threat not
+        shown before, and put the newest of them in the table (at most
+        DISPLAY_ROWS_PER_UPDATE per call: under a flood the table shows the newest,
+        the counters and the history keep everything). Returns the batches of the
+        new threats, oldest first (what is news for the notifier)."""
+        anchor = self._anchor_key() if self.pause_button.isChecked() else None
+        model, totals = self.model, self.totals
+        news = []
+        for batch in batches:
+            fresh = [e for e in batch.events if not model.is_shown(e, batch.generation)]
+            if fresh:
+                news.append(batch._replace(events=fresh))
+        added = 0
+        for batch in news:
+            for e in batch.events:
+                totals["blocked"] += bool(e.blocked)
+                sev = e.severity if e.severity in (LOW, MEDIUM, HIGH, CRITICAL) else MEDIUM
+                totals[sev] += 1
+            added += len(batch.events)
+        totals["total"] += added
+        if not added:
+            return news
+        budget, newest = DISPLAY_ROWS_PER_UPDATE, []
+        for batch in reversed(news):
+            if budget <= 0:
+                break
+            take = batch.events[-budget:]
+            budget -= len(take)
+            newest.append(batch._replace(events=take))
+        listed = sum(model.add_batch(b) for b in reversed(newest))
+        self.not_listed += added - listed
+        self._arrivals.append((time.monotonic(), added))
+        if self.pause_button.isChecked():
+            self._restore_anchor(anchor)
+        elif self.isVisible():
+            self.table.scrollToTop()
+        if self.isVisible():
+            self._refresh_labels()
+        return news
+
+    @Slot(str, str)
+    def set_transport(self, transport: str, reason: str) -> None:
+        self.transport = transport if transport in BADGES else "disconnected"
+        self.reason = reason or ""
+        if self.transport == "disconnected":
+            self._transport_p50 = self._transport_p99 = None
+        self._show_transport()
+
+    @Slot(int)
+    def set_ring_format(self, ring_format: int) -> None:
+        """1 (the Shield's own ring, polled) or 2; shown while on shared memory."""
+        self.ring_format = int(ring_format)
+        self._show_transport()
+
+    @Slot(int, int, int)
+    def set_counters(self, delivered: int, missed: int, corrupt: int) -> None:
+        self.delivered, self.missed, self.corrupt = int(delivered), int(missed), int(corrupt)
+        if self.isVisible():
+            self._refresh_labels()
+
+    def set_latency(self, transport_name: str, transport_hist, screen_hist=None) -> None:
+        self._latency = (transport_name, transport_hist, screen_hist)
+        if self.isVisible():
+            self._apply_latency()
+
+    def set_shield_status(self, protection_enabled: bool | None, threats_blocked: int | None,
+                          requested: bool | None = None) -> None:
+        """The Shield's last status; `requested`: a toggle asked for that state and
+        no status has confirmed it yet (shown as asked, not as done)."""
+        self._shield = (protection_enabled, threats_blocked)
+        parts = []
+        if requested is not None:
+            parts.append(f"Protection {'on' if protection_enabled else 'OFF'} → turning "
+                         f"{'on' if requested else 'off'} (asked; not confirmed yet)")
+        elif protection_enabled is not None:
+            parts.append("Protection on" if protection_enabled else "Protection OFF")
+        if threats_blocked is not None:
+            parts.append(f"Shield blocked {int(threats_blocked)}")
+        self.shield_label.setText(" · ".join(parts))
+
+    def set_history_status(self, text: str, failing: bool = False) -> None:
+        """The history's size (and backlog, or why it cannot write) in the status bar."""
+        self.history_label.setText(visible(text))  # the error names a path and quotes SQLite
+        self.history_label.setStyleSheet("color: #c62828;" if failing else "")
+
+    def show_message(self, text: str, timeout_ms: int = 0) -> None:
+        """A passing message in the status bar; outside text in it (paths, errors) made visible."""
+        self.statusBar().showMessage(visible(text), timeout_ms)
+
+    def show_event(self, key) -> bool:
+        """Select and show the threat `key` (a notification was clicked); clear filters hiding it.
+        Returns False when the row is no longer in the table."""
+        source_row = self.model.row_for_key(key)
+        if source_row is None:
+            return False
+        index = self.proxy.mapFromSource(self.model.index(source_row, 0))
+        if not index.isValid():
+            self.clear_filters()
+            index = self.proxy.mapFromSource(self.model.index(source_row, 0))
+            if not index.isValid():
+                return False
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.tabs.setCurrentWidget(self.details)
+        if self.isMinimized():
+            self.showNormal()
+        else:
+            self.show()
+        self.raise_()
+        self.activateWindow()
+        return True
+
+    def clear_filters(self) -> None:
+        self.severity_combo.setCurrentIndex(0)
+        self.type_combo.setCurrentIndex(0)
+        self._search_timer.stop()
+        self.search.blockSignals(True)
+        self.search.clear()
+        self.search.blockSignals(False)
+        self.proxy.set_min_severity(self.severity_combo.currentData())
+        self.proxy.set_types(None)
+        self.proxy.set_text("")
+
+    # ---------------------------------------------------------------- Qt events
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        set_macos_dock_icon(True)  # a menu-bar app on macOS: in the Dock only while the window is open
+        self._refresh_labels()
+        self._show_transport()
+        if self._latency is not None:
+            self._apply_latency()
+        if not self.pause_button.isChecked():
+            self.table.scrollToTop()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        set_macos_dock_icon(False)
+
+    def closeEvent(self, event) -> None:
+        if self.hide_on_close:
+            event.ignore()
+            self.hide()
+            self.close_requested.emit()
+        else:
+            event.accept()
+
+    # ---------------------------------------------------------------- internals
+
+    def _apply_search(self) -> None:
+        self.proxy.set_text(self.search.text())
+
+    def _apply_type(self, _index: int) -> None:
+        number = self.type_combo.currentData()
+        self.proxy.set_types(None if number is None else {number})
+
+    def _pause_toggled(self, paused: bool) -> None:
+        if not paused:
+            self.table.scrollToTop()
+
+    def _anchor_key(self):
+        """The key of the selected row, else of the row at the top of the view."""
+        rows = self.table.selectionModel().selectedRows()
+        index = rows[0] if rows else self.table.indexAt(QPoint(0, 0))
+        if not index.isValid():
+            return None
+        row = index.data(ThreatTableModel.RowRole)
+        if row is None:
+            return None
+        # the view keeps the anchor at the same offset from the viewport's top
+        return row.key, self.table.visualRect(index).top()
+
+    def _restore_anchor(self, anchor) -> None:
+        if anchor is None:
+            return
+        key, offset = anchor
+        source_row = self.model.row_for_key(key)
+        if source_row is None:
+            return
+        index = self.proxy.mapFromSource(self.model.index(source_row, 0))
+        if not index.isValid():
+            return
+        # keep the anchor row where it was on screen: the new rows above it push it down by whole rows
+        row_h = max(1, self.table.rowHeight(index.row()))
+        shift = (self.table.visualRect(index).top() - offset) // row_h
+        if shift:
+            bar = self.table.verticalScrollBar()
+            bar.setValue(bar.value() + shift)
+
+    def _selection_changed(self, *_args) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        self.details.show_row(rows[0].data(ThreatTableModel.RowRole) if rows else None)
+
+    def _tick(self) -> None:
+        if self.isVisible():
+            self._refresh_labels()
+
+    def events_per_second(self) -> int:
+        cutoff = time.monotonic() - RATE_WINDOW_S
+        while self._arrivals and self._arrivals[0][0] < cutoff:
+            self._arrivals.popleft()
+        return sum(n for _, n in self._arrivals)
+
+    def _refresh_labels(self) -> None:
+        t = self.totals
+        texts = {
+            "total": f"Threats: {t['total']}",
+            "blocked": f"Blocked: {t['blocked']}",
+            "Low": f"Low: {t[LOW]}",
+            "Medium": f"Medium: {t[MEDIUM]}",
+            "High": f"High: {t[HIGH]}",
+            "Critical": f"Critical: {t[CRITICAL]}",
+            "rate": f"Events/s: {self.events_per_second()}",
+            "missed": f"Missed: {self.missed}" + (
+                f" · Not listed (flood): {self.not_listed:,}" if self.not_listed else ""),
+            "corrupt": f"Corrupt: {self.corrupt}",
+        }
+        for name, text in texts.items():
+            self.counter_labels[name].setText(text)
+        # The title names the count too: task bars and window lists show it at a glance.
+        total = t["total"]
+        self.setWindowTitle("KindlyGuard Monitor" if not total else
+                            f"KindlyGuard Monitor — {total:,} threat{'s' if total != 1 else ''}")
+
+    def _apply_latency(self) -> None:
+        name, transport_hist, screen_hist = self._latency
+        self.histogram.set_data(name, transport_hist, screen_hist)
+        if transport_hist is not None and getattr(transport_hist, "count", 0):
+            self._transport_p50 = int(transport_hist.percentile(50))
+            self._transport_p99 = int(transport_hist.percentile(99))
+        else:
+            self._transport_p50 = self._transport_p99 = None
+        self._show_transport()
+
+    def _show_transport(self) -> None:
+        text, colour, short = BADGES[self.transport]
+        if self.transport == "shm" and self.ring_format == 1:
+            text, short = SHM_V1_BADGE, "SHM v1"
+        self.badge.setText(text)
+        ink = "#000000" if self.transport == "websocket" else "#ffffff"
+        self.badge.setStyleSheet(f"QLabel {{ background-color: {colour}; color: {ink}; "
+                                 f"border-radius: 4px; padding: 4px 10px; font-weight: bold; }}")
+        if self._transport_p50 is not None and short is not None:
+            self.latency_label.setText(f"latency p50 {format_ns(self._transport_p50)}, "
+                                       f"p99 {format_ns(self._transport_p99)}")
+            self.status_label.setText(f"KindlyGuard ({short} {format_ns(self._transport_p50)})")
+        else:
+            self.latency_label.setText("")
+            self.status_label.setText(f"KindlyGuard ({short})" if short else "KindlyGuard (disconnected)")
+        reason = visible(self.reason)
+        self.reason_label.setText(elide(reason, REASON_LIMIT))
+        self.reason_label.setToolTip(plain_tooltip(self.reason) if self.reason else "")
+

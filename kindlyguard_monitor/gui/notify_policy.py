@@ -1,0 +1,218 @@
+"""When to notify, and what to say: the desktop notification policy.
+
+Pure Python, no Qt: the GUI offers threat events as they arrive and asks
+`due()` (from a QTimer armed with `next_due_in()`) what to show; a Qt notifier
+displays the returned `Notification` as plain text.
+
+Flood control: never more than one notification per `min_interval_s`. The
+first notification of a quiet period shows at once; whatever arrives while
+the interval runs is merged into ONE notification shown when it ends.
+
+Everything pending is kept as counters (per severity, per source, capped at
+`MAX_SOURCES` distinct sources) plus the single most severe, newest event, so
+offering an event is O(1) and memory is bounded whatever the flood.
+
+Muting a source or changing the threshold affects events offered afterwards.
+Pausing drops what is pending (counted in `suppressed`): the user asked for
+quiet, and the events are still in the window's feed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterable
+
+from kindlyguard_monitor.textsafe import elide, visible
+from kindlyguard_monitor.threats import CRITICAL, HIGH, MEDIUM, severity_name, threat_type_name
+
+BODY_LIMIT = 200  # characters of a notification body
+SOURCE_LIMIT = 60  # characters of one source in a summary body
+SOURCE_KEY_LIMIT = 200  # characters of a source kept as a counter key
+MAX_SOURCES = 1000  # distinct sources counted per pending batch
+TOP_SOURCES = 3  # sources named in a summary body
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What to show. Every string is plain text: never markup."""
+
+    title: str
+    body: str
+    severity: int  # the highest pending severity, 1..4
+    count: int  # events merged into this notification
+    key: Hashable  # key of the most severe (then newest) event: click opens it
+    sources: tuple[str, ...]  # the top sources, most frequent first (raw)
+    plain_text: bool = True
+
+
+def _norm_severity(severity) -> int:
+    try:
+        s = int(severity)
+    except (TypeError, ValueError):
+        return MEDIUM
+    return s if 1 <= s <= 4 else MEDIUM
+
+
+class NotificationPolicy:
+    def __init__(
+        self,
+        threshold: int = HIGH,
+        min_interval_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = int(threshold)
+        self.min_interval_s = float(min_interval_s)
+        self._clock = clock
+        self._muted: set[str] = set()
+        self._paused_until: float | None = None
+        self._last_shown: float | None = None
+        self.offered = 0
+        self.shown = 0
+        self.suppressed = 0
+        self._reset_pending()
+
+    # -- pending batch ------------------------------------------------------
+
+    def _reset_pending(self) -> None:
+        self._count = 0
+        self._by_severity = [0, 0, 0, 0, 0]
+        self._sources: Counter[str] = Counter()
+        self._other_sources = 0  # events from sources beyond MAX_SOURCES
+        self._best = None  # (severity, threat_type, blocked, source, details, key)
+
+    def _now(self, now: float | None) -> float:
+        now = self._clock() if now is None else now
+        if self._paused_until is not None and now >= self._paused_until:
+            self._paused_until = None
+        return now
+
+    # -- input ----------------------------------------------------------------
+
+    def offer(self, events: Iterable, now: float | None = None,
+              key_of: Callable[[object], Hashable] | None = None) -> None:
+        """Take threat events; the ones worth notifying join the pending batch.
+        `key_of(event)` (default: the event's `key`) names what a click opens."""
+        now = self._now(now)
+        paused = self._paused_until is not None
+        threshold = self.threshold
+        muted = self._muted
+        sources = self._sources
+        by_severity = self._by_severity
+        offered = suppressed = count = 0
+        best = self._best
+        best_sev = best[0] if best is not None else 0
+        for ev in events:
+            offered += 1
+            sev = _norm_severity(ev.severity)
+            source = ev.source
+            if paused or sev < threshold or source in muted:
+                suppressed += 1
+                continue
+            count += 1
+            by_severity[sev] += 1
+            skey = source if len(source) <= SOURCE_KEY_LIMIT else source[:SOURCE_KEY_LIMIT]
+            if skey in sources or len(sources) < MAX_SOURCES:
+                sources[skey] += 1
+            else:
+                self._other_sources += 1
+            if sev >= best_sev:  # ties: the newest wins
+                best_sev = sev
+                best = (sev, ev.threat_type, ev.blocked, source, ev.details,
+                        key_of(ev) if key_of is not None else getattr(ev, "key", None))
+        self._best = best
+        self.offered += offered
+        self.suppressed += suppressed
+        self._count += count
+
+    # -- output ---------------------------------------------------------------
+
+    def next_due_in(self, now: float | None = None) -> float | None:
+        """Seconds until due() may return something; None when nothing is pending."""
+        now = self._now(now)
+        if not self._count:
+            return None
+        if self._last_shown is None:
+            return 0.0
+        return max(0.0, self._last_shown + self.min_interval_s - now)
+
+    def due(self, now: float | None = None) -> Notification | None:
+        """The notification to show now, or None."""
+        now = self._now(now)
+        if not self._count or self._paused_until is not None:
+            return None
+        # Same expression as next_due_in(), so a timer armed with it never fires early.
+        if self._last_shown is not None and now < self._last_shown + self.min_interval_s:
+            return None
+        note = self._build()
+        self._reset_pending()
+        self._last_shown = now
+        self.shown += 1
+        return note
+
+    def _build(self) -> Notification:
+        sev, threat_type, blocked, source, details, key = self._best
+        top = self._sources.most_common(TOP_SOURCES)
+        sources = tuple(s for s, _ in top)
+        if self._count == 1:
+            title = (
+                f"{severity_name(sev)} threat {'blocked' if blocked else 'detected'}: "
+                f"{threat_type_name(threat_type)}"
+            )
+            # Cut before visible() so a megabyte of details costs nothing; cutting
+            # one past the limit keeps elide()'s "…" when something was cut.
+            src = visible(str(source)[: BODY_LIMIT + 1])
+            det = visible(str(details)[: BODY_LIMIT + 1])
+            body = elide(f"{src} — {det}", BODY_LIMIT)
+            return Notification(title, body, sev, 1, key, sources)
+        n = self._count
+        critical = self._by_severity[CRITICAL]
+        title = f"{n} new threats" + (f", {critical} critical" if critical else "")
+        parts = []
+        for s, c in top:
+            shown = elide(visible(s[: SOURCE_LIMIT + 1]), SOURCE_LIMIT)
+            parts.append(f"{shown} ×{c}" if c > 1 else shown)
+        if len(self._sources) > TOP_SOURCES or self._other_sources:
+            parts.append("…")
+        body = elide(" · ".join(parts), BODY_LIMIT)
+        highest = max(i for i in range(1, 5) if self._by_severity[i])
+        return Notification(title, body, highest, n, key, sources)
+
+    # -- user controls ----------------------------------------------------------
+
+    def mute_source(self, source: str) -> None:
+        self._muted.add(source)
+
+    def unmute_source(self, source: str) -> None:
+        self._muted.discard(source)
+
+    @property
+    def muted(self) -> frozenset[str]:
+        return frozenset(self._muted)
+
+    def pause(self, seconds: float | None, now: float | None = None) -> None:
+        """Be quiet for `seconds` (None: until resume()). Drops what is pending."""
+        now = self._now(now)
+        if seconds is None:
+            self._paused_until = math.inf
+        elif seconds > 0:
+            self._paused_until = now + float(seconds)
+        else:
+            self._paused_until = None
+            return
+        self.suppressed += self._count
+        self._reset_pending()
+
+    def resume(self) -> None:
+        self._paused_until = None
+
+    @property
+    def paused_until(self) -> float | None:
+        """None, a monotonic time, or float('inf') when paused until resumed."""
+        self._now(None)
+        return self._paused_until
+
+    def set_threshold(self, severity: int) -> None:
+        self.threshold = int(severity)

@@ -1,0 +1,197 @@
+"""The app's settings: every key in one place, typed accessors over QSettings.
+
+Invalid stored values (wrong type, out of range, garbage strings) read as the
+default; nothing here raises on bad stored data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from PySide6.QtCore import QSettings
+
+ORGANIZATION = "KindlyGuard"
+APPLICATION = "KindlyGuard Monitor"
+
+# Every settings key, in one place.
+KEY_RING_PATH = "ring/path"
+KEY_WS_URL = "transport/ws_url"
+KEY_NOTIFY_THRESHOLD = "notify/threshold"
+KEY_SPIN_US = "reader/spin_us"
+KEY_FEED_SIZE = "feed/size"
+KEY_START_AT_LOGIN = "app/start_at_login"
+KEY_MUTED_SOURCES = "notify/muted_sources"
+MAX_MUTED_SOURCES = 500
+MAX_MUTED_SOURCE_LEN = 4096  # a longer (hostile) source is muted for this session only
+
+ALL_KEYS = (KEY_RING_PATH, KEY_WS_URL, KEY_NOTIFY_THRESHOLD, KEY_SPIN_US, KEY_FEED_SIZE, KEY_START_AT_LOGIN)
+
+# Defaults and ranges.
+DEFAULT_RING_PATH = ""  # "" = the platform default (kindlyguard_monitor.ring.paths.default_ring_path)
+DEFAULT_WS_URL = ""  # "" = the built-in default
+THRESHOLD_MIN, THRESHOLD_MAX, DEFAULT_NOTIFY_THRESHOLD = 1, 4, 3  # 1 Low .. 4 Critical; 3 High
+SPIN_US_MIN, SPIN_US_MAX, DEFAULT_SPIN_US = 0.0, 1000.0, 50.0
+FEED_SIZE_MIN, FEED_SIZE_MAX, DEFAULT_FEED_SIZE = 100, 1_000_000, 10_000
+DEFAULT_START_AT_LOGIN = False
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _to_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            return None
+    return None
+
+
+def _to_float(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _to_bool(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0 if value in (0, 1) else None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return None
+
+
+class Settings:
+    """Typed access to the app's settings. Pass `qsettings` to use another store (tests)."""
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self._qs = qsettings if qsettings is not None else QSettings(ORGANIZATION, APPLICATION)
+
+    @property
+    def qsettings(self) -> QSettings:
+        return self._qs
+
+    def _raw(self, key: str) -> object:
+        try:
+            return self._qs.value(key, None)
+        except Exception:  # a broken store reads as "not set"
+            return None
+
+    def _str(self, key: str, default: str) -> str:
+        value = self._raw(key)
+        if isinstance(value, str) and "\x00" not in value:
+            return value.strip()
+        return default
+
+    def _int(self, key: str, default: int, lo: int, hi: int) -> int:
+        value = _to_int(self._raw(key))
+        return value if value is not None and lo <= value <= hi else default
+
+    def _float(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = _to_float(self._raw(key))
+        return value if value is not None and lo <= value <= hi else default
+
+    def sync(self) -> None:
+        self._qs.sync()
+
+    # ring_path
+    @property
+    def ring_path(self) -> str:
+        return self._str(KEY_RING_PATH, DEFAULT_RING_PATH)
+
+    @ring_path.setter
+    def ring_path(self, value: str) -> None:
+        self._qs.setValue(KEY_RING_PATH, str(value or "").strip())
+
+    # ws_url
+    @property
+    def ws_url(self) -> str:
+        return self._str(KEY_WS_URL, DEFAULT_WS_URL)
+
+    @ws_url.setter
+    def ws_url(self, value: str) -> None:
+        self._qs.setValue(KEY_WS_URL, str(value or "").strip())
+
+    # notify_threshold
+    @property
+    def notify_threshold(self) -> int:
+        return self._int(KEY_NOTIFY_THRESHOLD, DEFAULT_NOTIFY_THRESHOLD, THRESHOLD_MIN, THRESHOLD_MAX)
+
+    @notify_threshold.setter
+    def notify_threshold(self, value: int) -> None:
+        value = int(value)
+        if not THRESHOLD_MIN <= value <= THRESHOLD_MAX:
+            raise ValueError(f"notify_threshold must be {THRESHOLD_MIN}..{THRESHOLD_MAX}, not {value}")
+        self._qs.setValue(KEY_NOTIFY_THRESHOLD, value)
+
+    # spin_us
+    @property
+    def spin_us(self) -> float:
+        return self._float(KEY_SPIN_US, DEFAULT_SPIN_US, SPIN_US_MIN, SPIN_US_MAX)
+
+    @spin_us.setter
+    def spin_us(self, value: float) -> None:
+        value = float(value)
+        if not (math.isfinite(value) and SPIN_US_MIN <= value <= SPIN_US_MAX):
+            raise ValueError(f"spin_us must be {SPIN_US_MIN}..{SPIN_US_MAX}, not {value}")
+        self._qs.setValue(KEY_SPIN_US, value)
+
+    # muted_sources: sources whose threats never notify (still shown and stored)
+    @property
+    def muted_sources(self) -> list[str]:
+        try:
+            value = json.loads(self._str(KEY_MUTED_SOURCES, "[]"))
+        except ValueError:
+            return []
+        if not isinstance(value, list):
+            return []
+        return [v for v in value if isinstance(v, str)][:MAX_MUTED_SOURCES]
+
+    @muted_sources.setter
+    def muted_sources(self, sources) -> None:
+        kept = sorted({str(s) for s in sources if len(str(s)) <= MAX_MUTED_SOURCE_LEN})[:MAX_MUTED_SOURCES]
+        self._qs.setValue(KEY_MUTED_SOURCES, json.dumps(kept))
+
+    # feed_size
+    @property
+    def feed_size(self) -> int:
+        return self._int(KEY_FEED_SIZE, DEFAULT_FEED_SIZE, FEED_SIZE_MIN, FEED_SIZE_MAX)
+
+    @feed_size.setter
+    def feed_size(self, value: int) -> None:
+        value = int(value)
+        if not FEED_SIZE_MIN <= value <= FEED_SIZE_MAX:
+            raise ValueError(f"feed_size must be {FEED_SIZE_MIN}..{FEED_SIZE_MAX}, not {value}")
+        self._qs.setValue(KEY_FEED_SIZE, value)
+
+    # start_at_login
+    @property
+    def start_at_login(self) -> bool:
+        value = _to_bool(self._raw(KEY_START_AT_LOGIN))
+        return DEFAULT_START_AT_LOGIN if value is None else value
+
+    @start_at_login.setter
+    def start_at_login(self, value: bool) -> None:
+        self._qs.setValue(KEY_START_AT_LOGIN, bool(value))

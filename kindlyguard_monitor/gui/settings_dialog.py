@@ -1,0 +1,178 @@
+"""The Settings dialog: edits every setting in kindlyguard_monitor.gui.settings, and on OK saves them
+and turns start-at-login on or off."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from kindlyguard_monitor.gui import autostart
+from kindlyguard_monitor.gui import settings as S
+from kindlyguard_monitor.textsafe import visible
+from kindlyguard_monitor.threats import SEVERITIES
+from kindlyguard_monitor.transport.urls import ws_url_problem
+
+WS_SCHEMES = ("ws://", "wss://")
+
+
+def _platform_ring_default() -> str:
+    try:
+        from kindlyguard_monitor.ring.paths import default_ring_path
+
+        return str(default_ring_path(None))
+    except Exception:
+        return ""
+
+
+def _ws_default() -> str:
+    try:
+        from kindlyguard_monitor.transport.ws_client import default_ws_url
+
+        return default_ws_url(None)
+    except Exception:
+        return "ws://127.0.0.1:9955"
+
+
+def validate_ws_url(text: str) -> str | None:
+    """None if fine ("" = the default), else a plain-text reason."""
+    text = text.strip()
+    if not text:
+        return None
+    lowered = text.lower()
+    if not lowered.startswith(WS_SCHEMES):
+        return "The WebSocket URL must start with ws:// or wss://."
+    if len(text) <= len(text.split("://", 1)[0]) + 3 or any(ch.isspace() for ch in text):
+        return "The WebSocket URL needs a host, and no spaces."
+    problem = ws_url_problem(text)  # a port out of range, a broken [IPv6] address...
+    return f"Not a usable WebSocket URL: {problem.split(' is not a WebSocket URL: ', 1)[-1]}." if problem else None
+
+
+class SettingsDialog(QDialog):
+    """`applied(settings)` is emitted after OK has saved the settings."""
+
+    applied = Signal(object)
+
+    def __init__(self, settings: S.Settings | None = None, parent: QWidget | None = None,
+                 autostart_apply: Callable[[bool], None] | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("KindlyGuard Monitor Settings")
+        self._settings = settings
+        self._autostart_apply = autostart_apply or (lambda on: autostart.apply(on))
+
+        self.ring_path_edit = QLineEdit()
+        default_ring = _platform_ring_default()
+        self.ring_path_edit.setPlaceholderText(f"Default: {default_ring}" if default_ring else "Platform default")
+
+        self.ws_url_edit = QLineEdit()
+        self.ws_url_edit.setPlaceholderText(f"Default: {_ws_default()}")
+        self.ws_url_edit.textChanged.connect(self._clear_error)
+
+        self.threshold_combo = QComboBox()
+        for level in range(S.THRESHOLD_MIN, S.THRESHOLD_MAX + 1):
+            self.threshold_combo.addItem(SEVERITIES[level], level)
+
+        self.spin_us_spin = QDoubleSpinBox()
+        self.spin_us_spin.setRange(S.SPIN_US_MIN, S.SPIN_US_MAX)
+        self.spin_us_spin.setDecimals(1)
+        self.spin_us_spin.setSuffix(" µs")
+
+        self.feed_size_spin = QSpinBox()
+        self.feed_size_spin.setRange(S.FEED_SIZE_MIN, S.FEED_SIZE_MAX)
+        self.feed_size_spin.setSingleStep(1000)
+        self.feed_size_spin.setGroupSeparatorShown(True)
+
+        self.start_at_login_check = QCheckBox("Start KindlyGuard Monitor when I log in")
+
+        self.error_label = QLabel()
+        self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # never render text as HTML
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.setVisible(False)
+
+        form = QFormLayout()
+        form.addRow("Ring file:", self.ring_path_edit)
+        form.addRow("WebSocket URL:", self.ws_url_edit)
+        form.addRow("Notify from severity:", self.threshold_combo)
+        form.addRow("Reader spin:", self.spin_us_spin)
+        form.addRow("Feed size (threats kept):", self.feed_size_spin)
+        form.addRow("", self.start_at_login_check)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+
+        if settings is not None:
+            self.load(settings)
+
+    # --- settings <-> fields ---------------------------------------------------------
+
+    def load(self, settings: S.Settings) -> None:
+        self._settings = settings
+        self.ring_path_edit.setText(settings.ring_path)
+        self.ws_url_edit.setText(settings.ws_url)
+        index = self.threshold_combo.findData(settings.notify_threshold)
+        self.threshold_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.spin_us_spin.setValue(settings.spin_us)
+        self.feed_size_spin.setValue(settings.feed_size)
+        self.start_at_login_check.setChecked(settings.start_at_login)
+        self._clear_error()
+
+    def save(self, settings: S.Settings) -> None:
+        settings.ring_path = self.ring_path_edit.text().strip()
+        settings.ws_url = self.ws_url_edit.text().strip()
+        settings.notify_threshold = int(self.threshold_combo.currentData())
+        settings.spin_us = float(self.spin_us_spin.value())
+        settings.feed_size = int(self.feed_size_spin.value())
+        settings.start_at_login = self.start_at_login_check.isChecked()
+        settings.sync()
+
+    # --- errors ------------------------------------------------------------------------
+
+    def show_error(self, message: str) -> None:
+        self.error_label.setText(visible(message))
+        self.error_label.setVisible(True)
+
+    def _clear_error(self, *_: object) -> None:
+        self.error_label.clear()
+        self.error_label.setVisible(False)
+
+    def error_text(self) -> str:
+        return self.error_label.text() if not self.error_label.isHidden() else ""
+
+    # --- OK ------------------------------------------------------------------------------
+
+    def accept(self) -> None:
+        problem = validate_ws_url(self.ws_url_edit.text())
+        if problem:
+            self.show_error(problem)
+            self.ws_url_edit.setFocus()
+            return
+        settings = self._settings if self._settings is not None else S.Settings()
+        try:
+            self._autostart_apply(self.start_at_login_check.isChecked())
+        except (OSError, ValueError) as exc:
+            self.show_error(f"Could not change start at login: {exc}")
+            return
+        self.save(settings)
+        self._settings = settings
+        self.applied.emit(settings)
+        super().accept()

@@ -1,0 +1,82 @@
+"""Filtering the live feed: minimum severity, threat types, and a text search.
+
+The text search is a case-insensitive *substring* (never a regex) over the
+source and details, both the raw strings and their visible() forms, so
+"U+202E" finds a threat carrying a right-to-left override.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel
+
+from kindlyguard_monitor.gui.threat_model import ThreatRow, ThreatTableModel
+from kindlyguard_monitor.textsafe import visible
+
+
+class ThreatFilterModel(QSortFilterProxyModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._min_severity = 0
+        self._types: frozenset[int] | None = None
+        self._needle = ""  # casefolded
+
+    # ---- settings ----
+
+    def _changed(self, apply) -> None:
+        self.beginFilterChange()
+        apply()
+        self.endFilterChange()
+
+    def set_min_severity(self, severity: int) -> None:
+        severity = int(severity)
+        if severity != self._min_severity:
+            self._changed(lambda: setattr(self, "_min_severity", severity))
+
+    def min_severity(self) -> int:
+        return self._min_severity
+
+    def set_types(self, types: set[int] | None) -> None:
+        value = None if types is None else frozenset(int(t) for t in types)
+        if value != self._types:
+            self._changed(lambda: setattr(self, "_types", value))
+
+    def types(self) -> frozenset[int] | None:
+        return self._types
+
+    def set_text(self, text: str) -> None:
+        needle = (text or "").casefold()
+        if needle != self._needle:
+            self._changed(lambda: setattr(self, "_needle", needle))
+
+    def text(self) -> str:
+        return self._needle
+
+    # ---- filtering ----
+
+    def _row(self, source_row: int) -> ThreatRow | None:
+        source = self.sourceModel()
+        if isinstance(source, ThreatTableModel):
+            return source.row_at(source_row)
+        if source is None:
+            return None
+        return source.data(source.index(source_row, 0), ThreatTableModel.RowRole)
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
+        row = self._row(source_row)
+        if row is None:
+            return False
+        if row.severity < self._min_severity:
+            return False
+        if self._types is not None and row.threat_type not in self._types:
+            return False
+        needle = self._needle
+        if not needle:
+            return True
+        for raw in (row.source, row.details):
+            if needle in raw.casefold():
+                return True
+        for raw in (row.source, row.details):
+            shown = visible(raw)
+            if shown is not raw and needle in shown.casefold():
+                return True
+        return False

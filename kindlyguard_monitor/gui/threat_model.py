@@ -1,0 +1,254 @@
+"""The live threat feed as a Qt table model: newest first, bounded.
+
+Rows are immutable `ThreatRow` records holding the raw, untrusted strings as
+they arrived; only what is *shown* goes through kindlyguard_monitor.textsafe.visible(), so a
+right-to-left override, a zero-width space or an ANSI escape appears as a
+marker such as ⟨U+202E⟩ and a filter can still match the raw text.
+
+Tooltips are kept plain: Qt renders a tooltip as rich text when
+Qt.mightBeRichText() says so (e.g. it starts with "<b>"). Instead of hoping
+it does not, every tooltip is *always* rich text whose content is
+html.escape()d and wrapped in a pre-wrap paragraph, so the user sees exactly
+the characters that were sent, "<b>x</b>" included.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import time
+from typing import Any, Hashable, NamedTuple
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QColor
+
+from kindlyguard_monitor.textsafe import elide, visible
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_name, threat_type_name
+
+DEFAULT_MAX_ROWS = 10_000
+DETAILS_DISPLAY_LIMIT = 160
+TOOLTIP_LIMIT = 1000
+
+
+class ThreatRow(NamedTuple):
+    key: Hashable  # (generation, seq) when numbered, else the WebSocket id, else ("local", n)
+    transport: str
+    generation: int | None
+    seq: int | None
+    timestamp_unix_us: int
+    threat_type: int
+    severity: int
+    blocked: bool
+    source: str  # raw, untrusted
+    details: str  # raw, untrusted
+    shown_mono_ns: int  # when the row entered the model (to-screen latency)
+
+
+# Severity colours: (background, foreground) for the Severity cell.
+SEVERITY_COLOURS = {
+    LOW: (QColor("#9e9e9e"), QColor("#000000")),  # grey
+    MEDIUM: (QColor("#ffbf00"), QColor("#000000")),  # amber
+    HIGH: (QColor("#ff4500"), QColor("#ffffff")),  # orange-red
+    CRITICAL: (QColor("#d50000"), QColor("#ffffff")),  # red
+}
+
+_LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+_CENTER = Qt.AlignmentFlag.AlignCenter
+
+
+def threat_row(ev, key: Hashable, transport: str, generation: int | None, shown_mono_ns: int = 0) -> ThreatRow:
+    """A table row from any event (ring, WebSocket or history: the same field names)."""
+    return ThreatRow(
+        key=key,
+        transport=transport,
+        generation=generation,
+        seq=getattr(ev, "seq", None),
+        timestamp_unix_us=int(ev.timestamp_unix_us),
+        threat_type=int(ev.threat_type),
+        severity=int(ev.severity),
+        blocked=bool(ev.blocked),
+        source=_text(ev.source),
+        details=_text(ev.details),
+        shown_mono_ns=shown_mono_ns,
+    )
+
+
+def event_generation(ev, batch_generation):
+    """The writer generation of an event: its own (WebSocket ids carry one), else its batch's."""
+    generation = getattr(ev, "generation", None)
+    return batch_generation if generation is None else generation
+
+
+def event_key(ev, batch_generation) -> Hashable | None:
+    """A delivered event's key in the table: (generation, seq), else the
+    WebSocket id; None when it has neither (the table then numbers it)."""
+    seq = getattr(ev, "seq", None)
+    if seq is not None:
+        generation = event_generation(ev, batch_generation)
+        if generation is None:  # the Shield's v1 ring: its numbers restart after a reset, with the stored time they do not
+            return (None, seq, getattr(ev, "timestamp_unix_us", None))
+        return (generation, seq)
+    return getattr(ev, "id", None) or None
+
+
+def plain_tooltip(text: str) -> str:
+    """`text` as a tooltip Qt shows literally: visible(), elided, HTML-escaped,
+    in a paragraph that keeps its spaces."""
+    shown = html.escape(elide(visible(text), TOOLTIP_LIMIT), quote=False)
+    return f"<p style='white-space:pre-wrap'>{shown}</p>"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+class ThreatTableModel(QAbstractTableModel):
+    TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED = range(6)
+    HEADERS = ("Time", "Severity", "Type", "Source", "Details", "Blocked")
+    RowRole = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS, parent=None):
+        super().__init__(parent)
+        self._max_rows = max(1, int(max_rows))
+        self._rows: list[ThreatRow] = []  # newest first
+        # key -> insertion number; row index = (self._inserted - 1) - number.
+        self._numbers: dict[Hashable, int] = {}
+        self._inserted = 0
+        self._local = itertools.count()
+
+    # ---- feeding ----
+
+    def _key(self, ev, generation) -> Hashable:
+        key = event_key(ev, generation)
+        return key if key is not None else ("local", next(self._local))
+
+    def is_shown(self, ev, batch_generation) -> bool:
+        """Is this event already in the table (by its key)? Events without a key never are."""
+        key = event_key(ev, event_generation(ev, batch_generation))
+        return key is not None and key in self._numbers
+
+    def add_batch(self, batch) -> int:
+        """Insert a batch (oldest event first, as delivered) at the top; return how many rows were added."""
+        events = batch.events
+        if not events:
+            return 0
+        events = events[-self._max_rows:]  # a batch bigger than the table keeps its newest
+        now = time.monotonic_ns()
+        new: list[ThreatRow] = []
+        numbers = self._numbers
+        for ev in reversed(events):
+            generation = event_generation(ev, batch.generation)
+            key = self._key(ev, generation)
+            if key in numbers:  # already shown (restored from history, or a reader restarted on the ring)
+                continue
+            new.append(threat_row(ev, key, batch.transport, generation, now))
+        n = len(new)
+        if not n:
+            return 0
+        self.beginInsertRows(QModelIndex(), 0, n - 1)
+        self._rows[0:0] = new
+        self._inserted += n
+        last = self._inserted - 1
+        for i, row in enumerate(new):  # new[0] is the newest: number `last`
+            self._numbers[row.key] = last - i
+        self.endInsertRows()
+        self._trim()
+        return n
+
+    def _trim(self) -> None:
+        count = len(self._rows)
+        if count <= self._max_rows:
+            return
+        self.beginRemoveRows(QModelIndex(), self._max_rows, count - 1)
+        last = self._inserted - 1
+        for i in range(self._max_rows, count):
+            key = self._rows[i].key
+            if self._numbers.get(key) == last - i:  # not since reused by a newer row
+                del self._numbers[key]
+        del self._rows[self._max_rows:]
+        self.endRemoveRows()
+
+    def set_max_rows(self, n: int) -> None:
+        self._max_rows = max(1, int(n))
+        self._trim()
+
+    def max_rows(self) -> int:
+        return self._max_rows
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self._rows = []
+        self._numbers = {}
+        self._inserted = 0
+        self.endResetModel()
+
+    # ---- lookups ----
+
+    def row_for_key(self, key) -> int | None:
+        number = self._numbers.get(key)
+        if number is None:
+            return None
+        row = self._inserted - 1 - number
+        return row if 0 <= row < len(self._rows) else None
+
+    def row_at(self, row: int) -> ThreatRow:
+        return self._rows[row]
+
+    # ---- Qt model ----
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if (orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole
+                and 0 <= section < len(self.HEADERS)):
+            return self.HEADERS[section]
+        return None
+
+    def flags(self, index):
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        r, col = index.row(), index.column()
+        if not (0 <= r < len(self._rows)):
+            return None
+        row = self._rows[r]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == self.TIME:
+                return local_time(row.timestamp_unix_us)
+            if col == self.SEVERITY:
+                return severity_name(row.severity)
+            if col == self.TYPE:
+                return threat_type_name(row.threat_type)
+            if col == self.SOURCE:
+                return visible(row.source)
+            if col == self.DETAILS:
+                return elide(visible(row.details), DETAILS_DISPLAY_LIMIT)
+            if col == self.BLOCKED:
+                return "Yes" if row.blocked else "No"
+            return None
+        if role == self.RowRole:
+            return row
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.DETAILS:
+                return plain_tooltip(row.details)
+            if col == self.SOURCE:
+                return plain_tooltip(row.source)
+            return None
+        if col == self.SEVERITY and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole):
+            colours = SEVERITY_COLOURS.get(row.severity, SEVERITY_COLOURS[MEDIUM])
+            return colours[0] if role == Qt.ItemDataRole.BackgroundRole else colours[1]
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(_CENTER.value) if col in (self.SEVERITY, self.BLOCKED) else int(_LEFT.value)
+        return None
