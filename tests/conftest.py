@@ -401,3 +401,12 @@ class OutputWatcher:
                     tick()
         self.join(30)
         return code
+
+
+@pytest.fixture
+def managers():
+    """TransportManagers a test made (append them): closed at the end, whatever happened."""
+    made = []
+    yield made
+    for m in made:
+        m.close()

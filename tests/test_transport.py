@@ -62,14 +62,6 @@ def changes(items) -> list[str]:
     return [i.transport for i in items if isinstance(i, TransportChange)]
 
 
-@pytest.fixture
-def managers():
-    made = []
-    yield made
-    for m in made:
-        m.close()
-
-
 # ---- the link ----
 
 

@@ -32,14 +32,6 @@ def delivered_seqs(items) -> list[int]:
     return [e.seq for i in items if isinstance(i, Batch) for e in i.events]
 
 
-@pytest.fixture
-def managers():
-    made = []
-    yield made
-    for m in made:
-        m.close()
-
-
 def ws_manager(url, managers, **kw) -> TransportManager:
     m = TransportManager("/nonexistent/ring", url, mode="websocket", **kw)
     managers.append(m)

@@ -30,14 +30,6 @@ def shield():
     srv.stop(drain_s=0)
 
 
-@pytest.fixture
-def managers():
-    made = []
-    yield made
-    for m in made:
-        m.close()
-
-
 def tail(url, *extra):
     proc = start_kgmon("tail", "--json", "--transport", "websocket", "--ws-url", url, *extra)
     return proc, OutputWatcher(proc)
