@@ -479,7 +479,8 @@ def test_owner_only_unreadable_ring_gets_the_same_status(tmp_path):
             nobody = pwd.getpwnam("nobody")
         except KeyError:
             pytest.skip("no unprivileged user to run as")
-        base = tempfile.mkdtemp(prefix="kg-owner-only-")
+        # not under the session's private TMPDIR (0700, root's): nobody could not reach it
+        base = tempfile.mkdtemp(prefix="kg-owner-only-", dir="/tmp")
         try:
             os.chown(base, nobody.pw_uid, nobody.pw_gid)
             os.chmod(base, 0o700)
