@@ -39,8 +39,8 @@
 #define KG_V1_POLL_MAX_NS 1500000ull
 #define KG_V1_ACTIVE_NS 2000000000ull
 /* ... and up to this once quiet for longer (each wake-up costs a few µs of CPU
- * on bare metal, 25-45 µs in a loaded VM: this keeps an idle reader under ~0.2 %). */
-#define KG_V1_POLL_IDLE_NS 32000000ull
+ * on bare metal, 25-70 µs in a VM: this keeps an idle reader under ~0.2 %). */
+#define KG_V1_POLL_IDLE_NS 64000000ull
 
 /* The header, as `#[repr(C)]` with CachePadded (128-byte) fields lays it out
  * on x86_64 (usize = u64). Upstream's writer stores write_pos (Release) and

@@ -1004,7 +1004,7 @@ static PyTypeObject V1ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kindlyguard_monitor._ring.V1Reader",
     .tp_basicsize = sizeof(V1ReaderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "V1Reader(path, start='oldest', poll_min_ns=20000, poll_max_ns=1500000, poll_idle_ns=32000000, "
+    .tp_doc = "V1Reader(path, start='oldest', poll_min_ns=20000, poll_max_ns=1500000, poll_idle_ns=64000000, "
               "batch=2048): "
               "the Shield's v1 ring, read-only, never consumed",
     .tp_new = PyType_GenericNew,
