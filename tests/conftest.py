@@ -410,3 +410,15 @@ def managers():
     yield made
     for m in made:
         m.close()
+
+
+@pytest.fixture
+def win(qtbot):
+    """The main window, shown (offscreen) and cleaned up by qtbot."""
+    from kindlyguard_monitor.gui.main_window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w

@@ -65,3 +65,13 @@ def rows(path: Path, sql: str = "SELECT seq, transport, time_us FROM threats ORD
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def damage_schema(conn: sqlite3.Connection) -> None:
+    """Point the threats table at page 1 through a live connection (the store's own writer's):
+    its next insert meets SQLITE_CORRUPT, as a damaged file does."""
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_schema SET rootpage = 1 WHERE name = 'threats'")
+    conn.execute(f"PRAGMA schema_version = {version + 1}")
+    conn.execute("PRAGMA writable_schema = OFF")

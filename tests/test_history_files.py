@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_kgmon
-from history_data import make_history, ring_batch, ring_event
+from history_data import damage_schema, make_history, ring_batch, ring_event
 
 from kindlyguard_monitor.history import db, query
 from kindlyguard_monitor.history.store import READ_ONLY_TEXT, HistoryStore
@@ -166,12 +166,7 @@ def test_a_file_damaged_while_in_use_behind_a_link_is_not_moved(tmp_path):
     try:
         store.submit([ring_batch([ring_event(i) for i in range(10)])])
         assert store.flush(60)
-        conn = store._conn  # damage the schema through the writer's own connection (as test_history_store)
-        version = conn.execute("PRAGMA schema_version").fetchone()[0]
-        conn.execute("PRAGMA writable_schema = ON")
-        conn.execute("UPDATE sqlite_schema SET rootpage = 1 WHERE name = 'threats'")
-        conn.execute(f"PRAGMA schema_version = {version + 1}")
-        conn.execute("PRAGMA writable_schema = OFF")
+        damage_schema(store._conn)  # through the writer's own connection
         store.submit([ring_batch([ring_event(i) for i in range(10, 20)])])
         assert store.flush(60)
         assert store.refused and "damaged" in store.refused

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 from conftest import OutputWatcher, start_python
-from history_data import GEN, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
+from history_data import GEN, damage_schema, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import db, query
 from kindlyguard_monitor.history.records import I64_MAX
@@ -337,13 +337,7 @@ def test_a_damaged_file_is_moved_aside_and_a_new_history_started(path, damage):
 def test_a_file_damaged_while_in_use_is_moved_aside_too(path, store):
     store.submit([ring_batch([ring_event(i) for i in range(10)])])
     assert store.flush(60)
-    # Damage the schema through the idle writer's own connection: its next insert meets SQLITE_CORRUPT.
-    conn = store._conn
-    version = conn.execute("PRAGMA schema_version").fetchone()[0]
-    conn.execute("PRAGMA writable_schema = ON")
-    conn.execute("UPDATE sqlite_schema SET rootpage = 1 WHERE name = 'threats'")
-    conn.execute(f"PRAGMA schema_version = {version + 1}")
-    conn.execute("PRAGMA writable_schema = OFF")
+    damage_schema(store._conn)  # through the idle writer's own connection
     store.submit([ring_batch([ring_event(i) for i in range(10, 20)])])
     assert store.flush(60)
     assert store.notice and "damaged" in store.notice

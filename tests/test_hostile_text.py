@@ -169,17 +169,6 @@ def test_demo_shows_a_hostile_ring_path_escaped(tmp_path):
 # ---- the desktop window (offscreen)
 
 
-@pytest.fixture
-def win(qtbot):
-    from kindlyguard_monitor.gui.main_window import MainWindow
-
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
 def test_window_badge_status_bar_and_history_label_show_outside_text_escaped(win):
     win.set_transport("disconnected", f"the WebSocket: closed by the server (code 4000: {HOSTILE}{ZALGO})")
     assert_shown_not_interpreted(win.reason_label.text())

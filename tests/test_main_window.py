@@ -40,15 +40,6 @@ def batch(*events, generation=7, transport="shm"):
     return Batch(transport, generation, list(events))
 
 
-@pytest.fixture
-def win(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
 def shown_rows(w):
     proxy = w.proxy
     return [proxy.index(r, 0).data(RowRole) for r in range(proxy.rowCount())]
