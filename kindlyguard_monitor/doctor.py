@@ -36,7 +36,7 @@ from typing import Mapping, NamedTuple
 from kindlyguard_monitor.ring import v1
 from kindlyguard_monitor.ring.errors import RingError, Status
 from kindlyguard_monitor.ring.follow import PID_GONE_HEARTBEAT_NS, _process_alive
-from kindlyguard_monitor.ring.pyring import MAGIC, STATE_CLOSED, STATE_RUNNING, VERSION, HEARTBEAT_STALE_NS, read_header
+from kindlyguard_monitor.ring.layout import MAGIC, STATE_CLOSED, STATE_RUNNING, VERSION, HEARTBEAT_STALE_NS, read_header
 from kindlyguard_monitor.transport.urls import ws_url_problem
 from kindlyguard_monitor.transport.ws_client import ENV_WS_PORT, ENV_WS_URL, shield_ws_port
 from kindlyguard_monitor.transport.ws_client import default_ws_url as client_default_ws_url

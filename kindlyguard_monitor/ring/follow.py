@@ -37,7 +37,7 @@ import psutil
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.ring import v1
 from kindlyguard_monitor.ring.errors import RingError, Status
-from kindlyguard_monitor.ring.pyring import read_header
+from kindlyguard_monitor.ring.layout import read_header
 from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_any
 
 # A writer whose process is gone is believed gone once its heartbeat is also
