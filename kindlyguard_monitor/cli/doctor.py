@@ -3,7 +3,8 @@
 One line per finding (`ok`, `warn`, `FAIL`, `info`), or --json:
 {"findings": [{"check", "level", "message", "advice"}, ...], "ok": bool}.
 Exit status 0 when nothing fails, 1 when something is broken, 2 bad usage.
-The checks live in kindlyguard_monitor/doctor.py; this module only formats them.
+The checks and their wording live in the kindlyguard_monitor/doctor package; this module
+only parses the options and prints.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ import json
 import sys
 
 from kindlyguard_monitor.cli.main import EXIT_FAILURE, EXIT_OK, float_in, ws_url
-from kindlyguard_monitor.doctor import DEFAULT_WS_TIMEOUT_S, FAIL, Finding, diagnose, failed
+from kindlyguard_monitor.doctor import DEFAULT_WS_TIMEOUT_S, FAIL, diagnose, failed, finding_line
 from kindlyguard_monitor.ring.paths import default_ring_path
-from kindlyguard_monitor.textsafe import visible
-
-_LABELS = {"ok": "ok", "warn": "warn", "fail": "FAIL", "info": "info"}
 
 
 def add_parser(sub, common) -> None:
@@ -37,14 +35,6 @@ def add_parser(sub, common) -> None:
     p.add_argument("--timeout", type=float_in(0.001, 3600), default=DEFAULT_WS_TIMEOUT_S, metavar="S",
                    help="seconds to wait for the WebSocket (default %(default)g)")
     p.set_defaults(run=run)
-
-
-def finding_line(f: Finding) -> str:
-    """One line: `ok    ring: ...` / `FAIL  ring: ... — advice`; hidden characters made visible."""
-    text = f"{_LABELS.get(f.level, f.level):<6}{f.check}: {f.message}"
-    if f.advice:
-        text += f" — {f.advice}"
-    return visible(text)  # newlines and controls from paths or server text become ⟨U+000A⟩ etc.
 
 
 def run(args: argparse.Namespace) -> int:
