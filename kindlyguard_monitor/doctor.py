@@ -38,14 +38,12 @@ from kindlyguard_monitor.ring.errors import RingError, Status
 from kindlyguard_monitor.ring.follow import PID_GONE_HEARTBEAT_NS, _process_alive
 from kindlyguard_monitor.ring.pyring import MAGIC, STATE_CLOSED, STATE_RUNNING, VERSION, HEARTBEAT_STALE_NS, read_header
 from kindlyguard_monitor.transport.urls import ws_url_problem
-from kindlyguard_monitor.transport.ws_client import ENV_WS_PORT, ENV_WS_URL, shield_ws_port
 from kindlyguard_monitor.transport.ws_client import default_ws_url as client_default_ws_url
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT, ENV_READER_CPU, ENV_WS_PORT, ENV_WS_URL, shield_ws_port
 
 OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 LEVELS = (OK, WARN, FAIL, INFO)
 
-ENV_READER_CPU = "KINDLYGUARD_READER_CPU"
-DEFAULT_WS_PORT = 9955
 DEFAULT_WS_TIMEOUT_S = 2.0
 STAY_S = 0.3  # after the status, how long doctor watches the connection stay up
 PROBE_BUDGET_S = 0.2
