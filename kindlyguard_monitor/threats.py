@@ -31,8 +31,19 @@ def threat_type_name(number: int) -> str:
     return THREAT_TYPES[number] if 0 <= number < len(THREAT_TYPES) else "Unknown"
 
 
+def severity_level(number) -> int:
+    """A severity number as one of LOW..CRITICAL: anything else (out of range,
+    not a number) reads as MEDIUM, as the protocol says of unknown names."""
+    if type(number) is not int:
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            return MEDIUM
+    return number if LOW <= number <= CRITICAL else MEDIUM
+
+
 def severity_name(number: int) -> str:
-    return SEVERITIES[number] if 1 <= number <= 4 else "Medium"
+    return SEVERITIES[severity_level(number)]
 
 
 class Threat(NamedTuple):

@@ -105,7 +105,7 @@ def measure_app_process(short: bool, progress) -> dict:
     on the last start the whole process's CPU while idle."""
     import psutil
 
-    from kindlyguard_monitor.transport.ws_client import ENV_WS_PORT
+    from kindlyguard_monitor.vocabulary import ENV_WS_PORT
 
     runs = 3 if short else 5
     idle_s = 5.0 if short else 20.0

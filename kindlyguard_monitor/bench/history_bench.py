@@ -41,6 +41,7 @@ from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.ring.reader import open_reader
 from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER
 from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.vocabulary import Transport
 
 BATCH = 1000
 SPREAD_US = 30 * 86_400 * 1_000_000
@@ -88,7 +89,7 @@ def live(folder: Path, rate: int, seconds: float) -> dict:
             events = reader.poll(0.1)
             if events:
                 seen.setdefault("first", time.perf_counter())
-                store.submit([Batch("shm", reader.generation, events)])
+                store.submit([Batch(Transport.SHM, reader.generation, events)])
         seen["lag"] = store.lag()
         seen["counts"] = (reader.delivered, reader.missed, reader.corrupt)
         reader.close()
@@ -126,7 +127,7 @@ def measure_history(short: bool, progress) -> dict:
             out["live"].append(live(folder, rate, seconds))
         progress(f"history: making {n:,} threats")
         events = make_events(n)
-        batches = [Batch("shm", GENERATION, events[i:i + BATCH]) for i in range(0, n, BATCH)]
+        batches = [Batch(Transport.SHM, GENERATION, events[i:i + BATCH]) for i in range(0, n, BATCH)]
         del events
         store = HistoryStore(path, max_rows=n)
         store.start()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.ring.reader import open_reader, open_v1_reader
+from kindlyguard_monitor.vocabulary import ENV_BENCH_DIR, Transport
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -254,7 +255,7 @@ def max_zero_loss_rate(writer: WriterProcess, rates: list[float], seconds: float
 def ring_dir() -> str:
     """A private 0700 directory for the bench's ring (in /dev/shm where it exists;
     in $KINDLYGUARD_BENCH_DIR when set: the tests keep it in their own folder)."""
-    base = os.environ.get("KINDLYGUARD_BENCH_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    base = os.environ.get(ENV_BENCH_DIR) or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     return tempfile.mkdtemp(prefix="kgmon-bench-", dir=base)
 
 
@@ -269,7 +270,7 @@ def run_ws_scenario(writer: WriterProcess, rate: float, count: int, cpu: int | N
 
     result = ReaderResult()
     manager = TransportManager(os.path.join(os.path.dirname(writer.path), "no-ring.shm"), writer.ws_url,
-                               mode="websocket")
+                               mode=Transport.WEBSOCKET)
     try:
         manager.start()
     except TransportUnavailable as exc:

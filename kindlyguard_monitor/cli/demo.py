@@ -36,13 +36,14 @@ from kindlyguard_monitor.cli.main import (
 )
 from kindlyguard_monitor.demo.threats import RateSchedule, ThreatGenerator
 from kindlyguard_monitor.demo.like_shield import LikeShieldServer
-from kindlyguard_monitor.demo.ws_server import DEFAULT_PORT, DemoWsServer, WsServerError
+from kindlyguard_monitor.demo.ws_server import DemoWsServer, WsServerError
 from kindlyguard_monitor.ring.errors import RingError, Status
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.ring import v1
 from kindlyguard_monitor.ring.v1_writer import V1Writer
 from kindlyguard_monitor.ring.writer import RingWriter
 from kindlyguard_monitor.textsafe import visible
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT, parse_port, shield_ws_port
 
 MAX_BATCH = 4096
 TICK_S = 0.1  # heartbeat well inside the spec's 500 ms even when idle
@@ -104,12 +105,9 @@ def parent_gone(pid: int) -> bool:
 
 def _port(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, not {text}")
-    return value
+        return parse_port(text, lowest=0)  # 0: a free port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 RING_MAGIC = (0x4B474D53).to_bytes(4, "little")  # "KGMS": every ring, v1 and v2, starts so
@@ -156,13 +154,8 @@ def _ws_port(args: argparse.Namespace) -> int:
     """--ws-port, else $SHIELD_WS_PORT (as the Shield reads it), else 9955."""
     if args.ws_port is not None:
         return args.ws_port
-    env = os.environ.get("SHIELD_WS_PORT", "").strip()
-    if env:
-        try:
-            return _port(env)
-        except argparse.ArgumentTypeError as exc:
-            raise ValueError(f"SHIELD_WS_PORT {exc}") from None
-    return DEFAULT_PORT
+    port = shield_ws_port(lowest=0, strict=True)  # ValueError: a sentence naming the variable
+    return DEFAULT_WS_PORT if port is None else port
 
 
 def _say(message: str) -> None:

@@ -26,11 +26,11 @@ import sys
 from kindlyguard_monitor import __version__
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
 from kindlyguard_monitor.transport.urls import ws_url_problem
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL, ENV_WS_URL
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANNOT_ATTACH = 0, 1, 2, 3
 
 
-ENV_WS_URL = "KINDLYGUARD_WS_URL"
 # The ring's geometry limits (native/kg_layout.h; kindlyguard_monitor/ring/pyring.py has the same).
 SLOT_SIZE_MIN, SLOT_SIZE_MAX = 256, 65536
 SLOT_COUNT_MIN, SLOT_COUNT_MAX = 16, 1 << 20
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also start the built-in demo writer (stopped when the app quits)")
     gui.add_argument("--hidden", action="store_true", help="start in the tray, without showing the window")
     gui.add_argument("--shm-path", metavar="PATH", help="the ring file (see the commands' --shm-path)")
-    gui.add_argument("--ws-url", type=ws_url, metavar="URL", help="the Shield's WebSocket (default ws://127.0.0.1:9955)")
+    gui.add_argument("--ws-url", type=ws_url, metavar="URL", help=f"the Shield's WebSocket (default {DEFAULT_WS_URL})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, tail, bench, doctor, export):
         module.add_parser(sub, common)

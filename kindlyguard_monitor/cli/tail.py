@@ -16,7 +16,6 @@ import time
 
 from kindlyguard_monitor.cli.main import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, float_in, positive_int, seconds, ws_url
 from kindlyguard_monitor.ring.paths import default_ring_path
-from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import local_time, severity_name, threat_type_name
 from kindlyguard_monitor.transport.manager import (
@@ -30,6 +29,7 @@ from kindlyguard_monitor.transport.manager import (
 )
 from kindlyguard_monitor.transport.protocol import event_id, format_timestamp
 from kindlyguard_monitor.transport.ws_client import default_ws_url
+from kindlyguard_monitor.vocabulary import AUTO, DEFAULT_SPIN_NS, DEFAULT_WS_URL, MODES
 
 
 def add_parser(sub, common) -> None:
@@ -49,8 +49,8 @@ def add_parser(sub, common) -> None:
     p.add_argument("--spin-us", type=float_in(0, 1e6), default=DEFAULT_SPIN_NS / 1000, metavar="US",
                    help="most microseconds to spin before sleeping (default %(default)g; 0 sleeps at once)")
     p.add_argument("--ws-url", type=ws_url, metavar="URL",
-                   help="the Shield's WebSocket (default: $KINDLYGUARD_WS_URL, else ws://127.0.0.1:9955)")
-    p.add_argument("--transport", choices=("auto", "shm", "websocket"), default="auto",
+                   help=f"the Shield's WebSocket (default: $KINDLYGUARD_WS_URL, else {DEFAULT_WS_URL})")
+    p.add_argument("--transport", choices=MODES, default=AUTO,
                    help="auto (default): shared memory when healthy, else the WebSocket, retrying both; "
                    "shm or websocket: that one only, exit 3 if it is not there")
     p.set_defaults(run=run)

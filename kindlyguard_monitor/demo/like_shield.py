@@ -64,6 +64,7 @@ from websockets.exceptions import ConnectionClosed
 
 from kindlyguard_monitor.demo.ws_server import WsServerError
 from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT
 
 HOST = "127.0.0.1"
 MAX_MESSAGE_BYTES = 1 << 20  # [S4] SecurityConfig::max_message_size
@@ -207,7 +208,7 @@ class LikeShieldServer:
     stop, protection_enabled, subscribers, url, dropped_events), so `kgmon demo`
     can serve either."""
 
-    def __init__(self, port: int = 9955, *, protection_enabled: bool = True,
+    def __init__(self, port: int = DEFAULT_WS_PORT, *, protection_enabled: bool = True,
                  per_minute: int = RATE_PER_MINUTE, log: Callable[[str], None] | None = None):
         self.port = port
         self._protection = bool(protection_enabled)

@@ -90,6 +90,7 @@ from kindlyguard_monitor.demo.repeat_log import RepeatLog
 from kindlyguard_monitor.threats import Threat
 from kindlyguard_monitor.transport import local_auth
 from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, event_id, status_message, threat_json, threat_message
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT
 
 try:
     import resource
@@ -97,7 +98,7 @@ except ImportError:  # pragma: no cover - Windows
     resource = None
 
 HOST = "127.0.0.1"  # loopback only; deliberately not configurable
-DEFAULT_PORT = 9955  # the Shield's; $SHIELD_WS_PORT overrides it (read by the CLI)
+DEFAULT_PORT = DEFAULT_WS_PORT  # the Shield's; $SHIELD_WS_PORT overrides it (read by the CLI)
 HEARTBEAT_S = 5.0
 RATE_LIMIT_COMMANDS = 60
 RATE_LIMIT_WINDOW_S = 60.0

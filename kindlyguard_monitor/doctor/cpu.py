@@ -7,8 +7,8 @@ import os
 from typing import Mapping
 
 from kindlyguard_monitor.doctor.findings import INFO, OK, WARN, Finding, cpu_list
+from kindlyguard_monitor.vocabulary import ENV_READER_CPU
 
-ENV_READER_CPU = "KINDLYGUARD_READER_CPU"
 CPU_ROOT = "/sys/devices/system/cpu"
 
 

@@ -10,10 +10,9 @@ from typing import Mapping, NamedTuple
 
 from kindlyguard_monitor.doctor.findings import FAIL, OK, WARN, Finding
 from kindlyguard_monitor.transport.urls import ws_url_problem
-from kindlyguard_monitor.transport.ws_client import ENV_WS_PORT, ENV_WS_URL, shield_ws_port
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT, ENV_WS_PORT, ENV_WS_URL, shield_ws_port
 from kindlyguard_monitor.transport.ws_client import default_ws_url as client_default_ws_url
 
-DEFAULT_WS_PORT = 9955
 DEFAULT_WS_TIMEOUT_S = 2.0
 STAY_S = 0.3  # after the status, how long doctor watches the connection stay up
 

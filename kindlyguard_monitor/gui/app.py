@@ -36,17 +36,17 @@ from kindlyguard_monitor.history import query as history_query
 from kindlyguard_monitor.history.store import READ_ONLY_TEXT, HistoryStore
 from kindlyguard_monitor.platform_integration import set_windows_app_id
 from kindlyguard_monitor.ring.paths import default_ring_path
-from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH
 from kindlyguard_monitor.transport.manager import Batch
 from kindlyguard_monitor.transport.urls import ws_url_problem
 from kindlyguard_monitor.transport.ws_client import default_ws_url
+from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
 log = logging.getLogger(__name__)
 HISTORY_WAIT_S = 5.0  # the most the reader waits at start for the history to open
 HISTORY_SIZE_REFRESH_MS = 2000
-TRAY_STATE = {"shm": "protected", "websocket": "degraded", "disconnected": "disconnected"}
+TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected"}
 
 
 def demo_command(shm_path: str) -> list[str]:
@@ -197,7 +197,7 @@ class MonitorApp:
             available, "" if available else "the Shield's WebSocket is not reachable")
 
     def _on_failed(self, message: str) -> None:
-        self.window.set_transport("disconnected", message)
+        self.window.set_transport(Transport.DISCONNECTED, message)
 
     def _on_tray_missing(self) -> None:
         self.window.hide_on_close = False
@@ -321,7 +321,7 @@ class MonitorApp:
             log.warning("could not restore the feed from the history: %s", exc)
             return
         if threats:
-            self.window.model.add_batch(Batch("history", None, threats))
+            self.window.model.add_batch(Batch(Transport.HISTORY, None, threats))
         log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
                  (time.perf_counter() - started) * 1000)
         self._show_history_size()

@@ -22,13 +22,14 @@ from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel, plain_tooltip
 from kindlyguard_monitor.platform_integration import set_macos_dock_icon
 from kindlyguard_monitor.textsafe import elide, visible
-from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES, severity_level
+from kindlyguard_monitor.vocabulary import Transport
 
 # transport -> (badge text, background, status-bar name)
 BADGES = {
-    "shm": ("Shared memory", "#2e7d32", "SHM"),
-    "websocket": ("WebSocket", "#ffb300", "WebSocket"),
-    "disconnected": ("Disconnected (retrying)", "#c62828", None),
+    Transport.SHM: ("Shared memory", "#2e7d32", "SHM"),
+    Transport.WEBSOCKET: ("WebSocket", "#ffb300", "WebSocket"),
+    Transport.DISCONNECTED: ("Disconnected (retrying)", "#c62828", None),
 }
 SHM_V1_BADGE = "Shared memory · Shield format v1, polled"  # the Shield's own ring: no wake-up, we poll it
 REASON_LIMIT = 90
@@ -58,7 +59,7 @@ class MainWindow(QMainWindow):
         self.proxy.setSourceModel(self.model)
 
         # state shown by labels (refreshed only while visible)
-        self.transport = "disconnected"
+        self.transport = Transport.DISCONNECTED
         self.ring_format = 2
         self.reason = ""
         self.totals = {"total": 0, "blocked": 0, LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 0}
@@ -198,8 +199,7 @@ class MainWindow(QMainWindow):
         for batch in news:
             for e in batch.events:
                 totals["blocked"] += bool(e.blocked)
-                sev = e.severity if e.severity in (LOW, MEDIUM, HIGH, CRITICAL) else MEDIUM
-                totals[sev] += 1
+                totals[severity_level(e.severity)] += 1
             added += len(batch.events)
         totals["total"] += added
         if not added:
@@ -224,9 +224,9 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def set_transport(self, transport: str, reason: str) -> None:
-        self.transport = transport if transport in BADGES else "disconnected"
+        self.transport = Transport(transport) if transport in BADGES else Transport.DISCONNECTED
         self.reason = reason or ""
-        if self.transport == "disconnected":
+        if self.transport == Transport.DISCONNECTED:
             self._transport_p50 = self._transport_p99 = None
         self._show_transport()
 
@@ -419,10 +419,10 @@ class MainWindow(QMainWindow):
 
     def _show_transport(self) -> None:
         text, colour, short = BADGES[self.transport]
-        if self.transport == "shm" and self.ring_format == 1:
+        if self.transport == Transport.SHM and self.ring_format == 1:
             text, short = SHM_V1_BADGE, "SHM v1"
         self.badge.setText(text)
-        ink = "#000000" if self.transport == "websocket" else "#ffffff"
+        ink = "#000000" if self.transport == Transport.WEBSOCKET else "#ffffff"
         self.badge.setStyleSheet(f"QLabel {{ background-color: {colour}; color: {ink}; "
                                  f"border-radius: 4px; padding: 4px 10px; font-weight: bold; }}")
         if self._transport_p50 is not None and short is not None:

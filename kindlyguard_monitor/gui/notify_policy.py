@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable
 
 from kindlyguard_monitor.textsafe import elide, visible
-from kindlyguard_monitor.threats import CRITICAL, HIGH, MEDIUM, severity_name, threat_type_name
+from kindlyguard_monitor.threats import CRITICAL, HIGH, severity_level, severity_name, threat_type_name
 
 BODY_LIMIT = 200  # characters of a notification body
 SOURCE_LIMIT = 60  # characters of one source in a summary body
@@ -46,14 +46,6 @@ class Notification:
     key: Hashable  # key of the most severe (then newest) event: click opens it
     sources: tuple[str, ...]  # the top sources, most frequent first (raw)
     plain_text: bool = True
-
-
-def _norm_severity(severity) -> int:
-    try:
-        s = int(severity)
-    except (TypeError, ValueError):
-        return MEDIUM
-    return s if 1 <= s <= 4 else MEDIUM
 
 
 class NotificationPolicy:
@@ -106,7 +98,7 @@ class NotificationPolicy:
         best_sev = best[0] if best is not None else 0
         for ev in events:
             offered += 1
-            sev = _norm_severity(ev.severity)
+            sev = severity_level(ev.severity)
             source = ev.source
             if paused or sev < threshold or source in muted:
                 suppressed += 1

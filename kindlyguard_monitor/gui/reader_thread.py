@@ -37,9 +37,7 @@ from typing import NamedTuple
 from PySide6.QtCore import QThread, Signal
 
 from kindlyguard_monitor import _ring
-from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
 from kindlyguard_monitor.transport.manager import (
-    SHM,
     BadFrameSeen,
     Batch,
     ShieldError,
@@ -48,10 +46,10 @@ from kindlyguard_monitor.transport.manager import (
     TransportManager,
     TransportUnavailable,
 )
+from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, ENV_READER_CPU, Transport
 
 log = logging.getLogger(__name__)
 
-CPU_ENV = "KINDLYGUARD_READER_CPU"
 MAX_PENDING_EVENTS = 50_000  # events kept for one emission while the GUI is behind
 STATS_RATE_HZ = 4.0
 IDLE_POLL_S = 0.1  # longest poll when nothing waits to be emitted
@@ -68,11 +66,11 @@ class ReaderCounters(NamedTuple):
     bad_frames: int
     dropped_for_display: int  # delivered and counted, but never emitted (the GUI was behind)
     events_per_s: float  # delivered per second since the previous counters
-    transport: str
+    transport: Transport
 
 
 class LatencySnapshot(NamedTuple):
-    transport: str  # "shm", "websocket" or "disconnected"
+    transport: Transport  # SHM, WEBSOCKET or DISCONNECTED
     transport_latency: _ring.Histogram  # copies: safe to keep and read on any thread
     delivery_latency: _ring.Histogram
 
@@ -80,7 +78,7 @@ class LatencySnapshot(NamedTuple):
 def _pin_cpu_from_env() -> int | None:
     """Pin the calling thread to the CPU named in KINDLYGUARD_READER_CPU, if valid."""
     global _cpu_warned
-    raw = os.environ.get(CPU_ENV, "").strip()
+    raw = os.environ.get(ENV_READER_CPU, "").strip()
     if not raw:
         return None
     try:
@@ -92,7 +90,7 @@ def _pin_cpu_from_env() -> int | None:
     except (ValueError, OSError, AttributeError) as exc:
         if not _cpu_warned:
             _cpu_warned = True
-            log.warning("ignoring %s=%r: %s", CPU_ENV, raw, exc)
+            log.warning("ignoring %s=%r: %s", ENV_READER_CPU, raw, exc)
         return None
 
 
@@ -326,7 +324,7 @@ class ReaderThread(QThread):
         if self.history is not None:  # missed and corrupt become gap records in the history
             self.history.record_counters(delivered, manager.missed, manager.corrupt, manager.transport)
         shm = self._shm_histograms(manager)
-        if manager.transport == SHM or manager.link is None:
+        if manager.transport == Transport.SHM or manager.link is None:
             t, d = shm
         else:
             t, d = manager.ws_transport_latency.copy(), manager.ws_delivery_latency.copy()

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-ENV_VAR = "KINDLYGUARD_RESOURCES"
+from kindlyguard_monitor.vocabulary import ENV_RESOURCES as ENV_VAR
 
 _GUI_DIR = Path(__file__).resolve().parent
 _PACKAGE_DIR = _GUI_DIR.parent

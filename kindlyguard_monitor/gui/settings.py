@@ -11,6 +11,8 @@ import math
 
 from PySide6.QtCore import QSettings
 
+from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE, DEFAULT_SPIN_US
+
 ORGANIZATION = "KindlyGuard"
 APPLICATION = "KindlyGuard Monitor"
 
@@ -31,8 +33,8 @@ ALL_KEYS = (KEY_RING_PATH, KEY_WS_URL, KEY_NOTIFY_THRESHOLD, KEY_SPIN_US, KEY_FE
 DEFAULT_RING_PATH = ""  # "" = the platform default (kindlyguard_monitor.ring.paths.default_ring_path)
 DEFAULT_WS_URL = ""  # "" = the built-in default
 THRESHOLD_MIN, THRESHOLD_MAX, DEFAULT_NOTIFY_THRESHOLD = 1, 4, 3  # 1 Low .. 4 Critical; 3 High
-SPIN_US_MIN, SPIN_US_MAX, DEFAULT_SPIN_US = 0.0, 1000.0, 50.0
-FEED_SIZE_MIN, FEED_SIZE_MAX, DEFAULT_FEED_SIZE = 100, 1_000_000, 10_000
+SPIN_US_MIN, SPIN_US_MAX = 0.0, 1000.0  # DEFAULT_SPIN_US: kindlyguard_monitor.vocabulary
+FEED_SIZE_MIN, FEED_SIZE_MAX = 100, 1_000_000  # DEFAULT_FEED_SIZE: kindlyguard_monitor.vocabulary
 DEFAULT_START_AT_LOGIN = False
 
 _TRUE = {"true", "1", "yes", "on"}

@@ -24,6 +24,7 @@ from kindlyguard_monitor.gui import autostart
 from kindlyguard_monitor.gui import settings as S
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import SEVERITIES
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL
 from kindlyguard_monitor.transport.urls import ws_url_problem
 
 WS_SCHEMES = ("ws://", "wss://")
@@ -44,7 +45,7 @@ def _ws_default() -> str:
 
         return default_ws_url(None)
     except Exception:
-        return "ws://127.0.0.1:9955"
+        return DEFAULT_WS_URL
 
 
 def validate_ws_url(text: str) -> str | None:

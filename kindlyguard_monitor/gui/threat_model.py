@@ -23,9 +23,10 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 
 from kindlyguard_monitor.textsafe import elide, visible
-from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_name, threat_type_name
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_level, severity_name, threat_type_name
+from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
 
-DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_ROWS = DEFAULT_FEED_SIZE
 DETAILS_DISPLAY_LIMIT = 160
 TOOLTIP_LIMIT = 1000
 
@@ -247,7 +248,7 @@ class ThreatTableModel(QAbstractTableModel):
                 return plain_tooltip(row.source)
             return None
         if col == self.SEVERITY and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole):
-            colours = SEVERITY_COLOURS.get(row.severity, SEVERITY_COLOURS[MEDIUM])
+            colours = SEVERITY_COLOURS[severity_level(row.severity)]
             return colours[0] if role == Qt.ItemDataRole.BackgroundRole else colours[1]
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(_CENTER.value) if col in (self.SEVERITY, self.BLOCKED) else int(_LEFT.value)

@@ -40,10 +40,11 @@ import time
 from pathlib import Path
 
 from kindlyguard_monitor.history.schema import SCHEMA_VERSION, NewerSchema, migrate
+from kindlyguard_monitor.vocabulary import ENV_HISTORY_PATH
 
 log = logging.getLogger(__name__)
 
-PATH_ENV = "KINDLYGUARD_HISTORY_PATH"
+PATH_ENV = ENV_HISTORY_PATH
 FILE_NAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 5000
 WAL_LIMIT_BYTES = 64 << 20  # the WAL is truncated to this after a checkpoint

@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-ENV_SHM_PATH = "KINDLYGUARD_SHM_PATH"
+from kindlyguard_monitor.vocabulary import ENV_SHM_PATH
+
 FILE_NAME = "kindly-guard.shm"
 LOCK_NAME = "kindly-guard.lock"
 

@@ -11,12 +11,11 @@ from typing import Literal
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.ring import v1
 from kindlyguard_monitor.ring.errors import RingError, Status
+from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS
 
 Start = Literal["oldest", "newest"]
 Event = _ring.Event  # seq, publish_mono_ns, observe_mono_ns, timestamp_unix_us, threat_type,
 #                      severity, blocked, flags, source, details
-
-DEFAULT_SPIN_NS = 50_000  # adaptive: the most a reader spins before it sleeps
 
 
 def open_reader(

@@ -42,9 +42,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from kindlyguard_monitor.vocabulary import ENV_RUNTIME_DIR
+
 TOKEN_HEADER = "X-KindlyGuard-Token"
 TOKEN_QUERY = "token"
-ENV_RUNTIME_DIR = "KINDLYGUARD_RUNTIME_DIR"
 TOKEN_BYTES = 32
 _MAX_TOKEN_FILE = 256
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}

@@ -36,13 +36,13 @@ from typing import Literal, NamedTuple
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.ring.errors import RingError
 from kindlyguard_monitor.ring.follow import RingFollower, WriterGone
-from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
 from kindlyguard_monitor.transport import protocol
 from kindlyguard_monitor.transport.link_queue import Overflow
 from kindlyguard_monitor.transport.ws_client import OPEN_TIMEOUT_S, Connected, Disconnected, WsLink
+from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
-Mode = Literal["auto", "shm", "websocket"]
-SHM, WEBSOCKET, DISCONNECTED = "shm", "websocket", "disconnected"
+Mode = Literal["auto", "shm", "websocket"]  # vocabulary.MODES
+SHM, WEBSOCKET, DISCONNECTED = Transport.SHM, Transport.WEBSOCKET, Transport.DISCONNECTED
 PROBE_INTERVAL_S = 1.0  # on the WebSocket: how often to look for a healthy ring (the switch is due within 2 s)
 RETRY_INTERVAL_S = 0.25  # disconnected: how often to try the ring again
 CONNECT_GRACE_S = 1.5  # at start, how long to give the WebSocket before saying "disconnected"
@@ -59,13 +59,13 @@ class TransportUnavailable(Exception):
 
 
 class Batch(NamedTuple):
-    transport: str
+    transport: Transport
     generation: int | None
     events: list  # kindlyguard_monitor._ring.Event or protocol.WsThreat: the same field names
 
 
 class TransportChange(NamedTuple):
-    transport: str
+    transport: Transport
     reason: str
     ring_format: int | None = None  # shm: 1 (the Shield's own ring, polled) or 2
 
@@ -125,8 +125,8 @@ class TransportManager:
         self.reason = "not started"
         self.status: ShieldStatus | None = None
         self.probe_interval = probe_interval
-        self.follower = RingFollower(shm_path, start=start, spin_ns=spin_ns) if mode != "websocket" else None
-        self.link = WsLink(ws_url, subscribed=False) if mode != "shm" else None
+        self.follower = RingFollower(shm_path, start=start, spin_ns=spin_ns) if mode != WEBSOCKET else None
+        self.link = WsLink(ws_url, subscribed=False) if mode != SHM else None
         self.ws_counts = WsCounts()
         self.ws_transport_latency = _ring.Histogram()  # mono_ns -> frame received (same host only)
         self.ws_delivery_latency = _ring.Histogram()  # mono_ns -> handed out by poll()
@@ -146,13 +146,13 @@ class TransportManager:
         TransportUnavailable when a single named transport is not there."""
         if self.link is not None:
             self.link.start()
-        if self.mode == "websocket":
+        if self.mode == WEBSOCKET:
             if not self.link.wait_connected(OPEN_TIMEOUT_S + 0.5):
                 error = self.link.last_error or "no answer"
                 self.link.stop()
                 raise TransportUnavailable(f"cannot reach the Shield's WebSocket at {self.ws_url}: {error}")
             self._use_websocket(f"connected to {self.ws_url}")
-        elif self.mode == "shm":
+        elif self.mode == SHM:
             try:
                 self._attach_ring()
             except RingError as exc:
@@ -335,10 +335,10 @@ class TransportManager:
             elif isinstance(item, protocol.BadFrame):
                 self._pending.append(BadFrameSeen(item.kind, item.detail, self.bad_frames))
             elif isinstance(item, Connected):
-                if self.transport == DISCONNECTED and self.mode != "shm":
+                if self.transport == DISCONNECTED and self.mode != SHM:
                     self._use_websocket(f"connected to {self.ws_url}")
             elif isinstance(item, Disconnected) and (self.transport == WEBSOCKET or (
-                    self.transport == DISCONNECTED and item.dropped and self.mode != "shm")):
+                    self.transport == DISCONNECTED and item.dropped and self.mode != SHM)):
                 self._flush(events)
                 events = []
                 self._change(DISCONNECTED, f"the WebSocket at {self.ws_url}: {item.reason}")

@@ -306,7 +306,7 @@ def threat_json(threat: Threat, event_id: str, seq: int | None = None, mono_ns: 
     parts = [
         '{"id": ', _escape(event_id),
         ', "threat_type": ', _TYPE_JSON[kind],
-        ', "severity": ', _SEVERITY_JSON.get(threat.severity, '"Medium"'),
+        ', "severity": ', _SEVERITY_JSON.get(threat.severity, _SEVERITY_JSON[MEDIUM]),
         ', "source": ', _escape(threat.source),
         ', "details": ', _escape(threat.details),
         ', "timestamp": ', _timestamp_json(threat.timestamp_unix_us),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from kindlyguard_monitor.textsafe import visible
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL
 
 MAX_URL_CHARS = 2048
 
@@ -27,9 +28,9 @@ def ws_url_problem(url: str) -> str | None:
     except ValueError as exc:
         return f"{shown} is not a WebSocket URL: its host or port cannot be read ({visible(str(exc))})"
     if parts.scheme.lower() not in ("ws", "wss"):
-        return f"{shown} is not a WebSocket URL: it must start with ws:// (such as ws://127.0.0.1:9955)"
+        return f"{shown} is not a WebSocket URL: it must start with ws:// (such as {DEFAULT_WS_URL})"
     if not host:
-        return f"{shown} is not a WebSocket URL: it names no host (such as ws://127.0.0.1:9955)"
+        return f"{shown} is not a WebSocket URL: it names no host (such as {DEFAULT_WS_URL})"
     if port == 0:
         return f"{shown} is not a WebSocket URL: port 0 cannot be connected to (1..65535)"
     if not url.isprintable() or any(ch.isspace() for ch in url):

@@ -47,10 +47,8 @@ from websockets.sync.client import ClientConnection, connect
 from kindlyguard_monitor.transport import local_auth, protocol
 from kindlyguard_monitor.transport.link_queue import LinkQueue
 from kindlyguard_monitor.transport.pacing import Backoff, TokenBucket
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL, ENV_WS_URL, WS_HOST, shield_ws_port
 
-DEFAULT_URL = "ws://127.0.0.1:9955"
-ENV_WS_URL = "KINDLYGUARD_WS_URL"
-ENV_WS_PORT = "SHIELD_WS_PORT"
 RECEIVE_LIMIT = 16 << 20  # frames up to this are read (and those over 1 MiB counted bad); larger close the link
 BACKOFF_START_S = 0.25
 BACKOFF_MAX_S = 5.0
@@ -77,14 +75,6 @@ class Disconnected(NamedTuple):
     retry_s: float = 0.0  # the wait before the next attempt
 
 
-
-
-def shield_ws_port(env: Mapping[str, str] | None = None) -> int | None:
-    """$SHIELD_WS_PORT as a port number; None when unset or not a port (1..65535)."""
-    text = (os.environ if env is None else env).get(ENV_WS_PORT, "").strip()
-    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
-
-
 def default_ws_url(override: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """--ws-url, else $KINDLYGUARD_WS_URL, else ws://127.0.0.1:$SHIELD_WS_PORT (9955)."""
     env = os.environ if env is None else env
@@ -93,7 +83,7 @@ def default_ws_url(override: str | None = None, env: Mapping[str, str] | None = 
     if env.get(ENV_WS_URL):
         return env[ENV_WS_URL]
     port = shield_ws_port(env)
-    return f"ws://127.0.0.1:{port}" if port is not None else DEFAULT_URL
+    return f"ws://{WS_HOST}:{port}" if port is not None else DEFAULT_WS_URL
 
 
 def describe_error(exc: BaseException) -> str:
