@@ -1,7 +1,8 @@
 """Threats and histories for the history tests (tests/test_history_*.py).
 
-Ring events are real kindlyguard_monitor._ring.Event objects and WebSocket threats real
-WsThreat tuples, so the store sees exactly what the transports deliver.
+Ring events are real kindlyguard_monitor._ring.Event objects, converted as the transport
+manager converts them (event.from_ring), and WebSocket threats ThreatEvents made as the
+protocol parser makes them, so the store sees exactly what the transports deliver.
 Times are relative to now (a day ago onwards): the store's default 90-day
 retention keeps them.
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.transport.manager import Batch
-from kindlyguard_monitor.transport.protocol import WsThreat
+from kindlyguard_monitor.event import ThreatEvent, from_ring, threat_event
+from kindlyguard_monitor.vocabulary import Transport
 
 GEN = 0x0123_4567_89AB_CDEF
 BASE_US = (time.time_ns() // 1000) - 86_400 * 1_000_000
@@ -30,19 +32,24 @@ def ring_event(seq: int, *, time_us: int | None = None, threat_type: int = 1, se
 
 def ws_threat(seq: int | None, generation: int | None = GEN, *, time_us: int | None = None, threat_type: int = 1,
               severity: int = 2, blocked: bool = False, source: str = "mcp:tools/call",
-              details: str | None = None) -> WsThreat:
+              details: str | None = None) -> ThreatEvent:
     ident = f"{generation:016x}-{seq}" if generation is not None and seq is not None else "shield-id"
-    return WsThreat(seq, 33, 44, BASE_US + (seq or 0) * 1000 if time_us is None else time_us, threat_type, severity,
-                    blocked, 0, source, f"threat {seq}" if details is None else details, ident, generation, False,
-                    None)
+    return threat_event(transport=Transport.WEBSOCKET, generation=generation, seq=seq,
+                        timestamp_unix_us=BASE_US + (seq or 0) * 1000 if time_us is None else time_us,
+                        threat_type=threat_type, severity=severity, blocked=blocked, source=source,
+                        details=f"threat {seq}" if details is None else details, publish_mono_ns=33,
+                        observe_mono_ns=44, wire_id=ident, exact_latency=False)
 
 
 def ring_batch(events: list, generation: int = GEN) -> Batch:
-    return Batch("shm", generation, events)
+    """Ring events (_ring.Event, or ThreatEvents already converted) as the manager delivers them."""
+    if events and not isinstance(events[0], ThreatEvent):
+        events = from_ring(events, generation)
+    return Batch(Transport.SHM, generation, events)
 
 
 def ws_batch(threats: list) -> Batch:
-    return Batch("websocket", threats[0].generation if threats else None, threats)
+    return Batch(Transport.WEBSOCKET, threats[0].generation if threats else None, threats)
 
 
 def start_store(path: Path, **kw) -> HistoryStore:

@@ -488,10 +488,10 @@ def test_history_check(tmp_path):
     found = check_history(path)
     assert found.level == INFO and "no threat history yet" in found.message
 
-    from history_data import ring_event
+    from history_data import ring_batch, ring_event
 
     store = HistoryStore(path).start()
-    store.submit(Batch("shm", 5, [ring_event(i) for i in range(3)]))
+    store.submit(ring_batch([ring_event(i) for i in range(3)], 5))
     store.record_counters(3, 0, 0, "shm")
     store.record_counters(10, 4, 1, "shm")
     assert store.flush(10)

@@ -189,7 +189,7 @@ def test_new_transport_settings_reconnect_without_duplicates(qtbot, qapp, ring_d
         assert monitor.reader is not old_reader and old_reader.isFinished()
         qtbot.waitUntil(lambda: monitor.window.transport == "shm", timeout=10000)
         qtbot.wait(500)
-        assert model.rowCount() == 5 and monitor.window.totals["total"] == 5
+        assert model.rowCount() == 5 and monitor.feed.totals["total"] == 5
         assert monitor.notifier.policy.offered == offered, "replayed threats are not offered again"
         # another ring
         before = (settings.ring_path, settings.ws_url, settings.spin_us)

@@ -61,7 +61,7 @@ def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_pat
         assert model.row_at(0).details == "while closed"
         assert [(r.key, r.details) for r in (model.row_at(i) for i in range(1, 21))] == \
             [(r.key, r.details) for r in first_rows]
-        assert monitor.window.totals["total"] == 1, "only the threat that arrived while closed is news"
+        assert monitor.feed.totals["total"] == 1, "only the threat that arrived while closed is news"
         assert monitor.notifier.policy.offered == 1
         assert monitor.history.flush(10)
         assert query.count(history_path) == 21
@@ -83,7 +83,7 @@ def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp
                           blocked=seq % 2 == 0, source=f"mcp:s{seq % 3}", details=details)
 
     events = [event(i, f"ordinary {i}") for i in range(PAGE_ROWS * 2 + 50)] + [event(10_000, hostile, CRITICAL)]
-    store.submit(Batch("shm", 0xABC, events))
+    store.submit(ring_batch(events, 0xABC))
     store.record_counters(len(events), 0, 0, "shm")
     store.record_counters(len(events) + 7, 5, 2, "shm")  # the reader lost 5 and dropped 2 corrupt
     assert store.flush(10)

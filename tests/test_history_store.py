@@ -13,6 +13,7 @@ from conftest import OutputWatcher, start_python
 from history_data import GEN, damage_schema, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import db, query
+from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.history.records import I64_MAX
 from kindlyguard_monitor.history.schema import SCHEMA_VERSION
 from kindlyguard_monitor.history.store import DAY_US, HistoryStore
@@ -56,8 +57,8 @@ def test_ring_then_websocket_with_the_same_numbers_is_stored_once(store, path):
 def test_threats_without_numbers_get_a_content_key(store, path):
     one = ws_threat(None, None, details="same")
     store.submit([ws_batch([one, one._replace(observe_mono_ns=99)])])  # a resend: same content
-    store.submit([ws_batch([one._replace(details="other")])])  # differs in details
-    store.submit([ws_batch([one._replace(timestamp_unix_us=one.timestamp_unix_us + 1)])])  # in time
+    store.submit([ws_batch([ws_threat(None, None, details="other", time_us=one.timestamp_unix_us)])])  # in details
+    store.submit([ws_batch([ws_threat(None, None, details="same", time_us=one.timestamp_unix_us + 1)])])  # in time
     # a seq but no generation: keyed by content too, so this copy of `one` is a duplicate
     store.submit([ws_batch([ws_threat(7, None, details="same", time_us=one.timestamp_unix_us)])])
     assert store.flush(60)
@@ -75,7 +76,8 @@ def test_stored_threats_read_back_with_the_event_field_names(store, path):
     first, second = query.recent(path, 2)  # oldest first
     for name in ("seq", "timestamp_unix_us", "threat_type", "severity", "blocked", "flags", "source", "details"):
         assert getattr(first, name) == getattr(e, name), name
-    assert (first.publish_mono_ns, first.observe_mono_ns) == (0, 0)
+    assert (first.event().publish_mono_ns, first.event().observe_mono_ns) == (None, None)  # not known after a restart
+    assert first.event().key == from_ring([e], GEN)[0].key
     assert (first.id, first.generation, first.transport) == (f"{GEN:016x}-5", GEN, "shm")
     assert (second.details, second.seq, second.transport) == ("from ws", None, "websocket")
 
@@ -380,14 +382,15 @@ _FLOODER = r"""
 import sys, time
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.history.store import HistoryStore
+from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.transport.manager import Batch
 store = HistoryStore(sys.argv[1]).start()
 store.wait_ready(60)
 base = time.time_ns() // 1000
 seq = 0
 while True:
-    store.submit([Batch("shm", 7, [_ring.Event((s, 0, 0, base + s, 1, 2, False, 0, "src", "details " * 12))
-                                   for s in range(seq, seq + 500)])])
+    store.submit([Batch("shm", 7, from_ring([_ring.Event((s, 0, 0, base + s, 1, 2, False, 0, "src", "details " * 12))
+                                             for s in range(seq, seq + 500)], 7))])
     seq += 500
     if seq % 5000 == 0:
         store.flush()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -14,30 +12,29 @@ from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
 from kindlyguard_monitor.gui.main_window import BADGES, MainWindow
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
+from kindlyguard_monitor.event import EventKey, threat_event
 from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.vocabulary import Transport
 
 RowRole = ThreatTableModel.RowRole
 
 
-class Ev(NamedTuple):
-    seq: int
-    publish_mono_ns: int
-    observe_mono_ns: int
-    timestamp_unix_us: int
-    threat_type: int
-    severity: int
-    blocked: bool
-    flags: int
-    source: str
-    details: str
-
-
-def ev(seq, severity=MEDIUM, threat_type=1, blocked=False, source="src", details="details"):
-    return Ev(seq, 0, 0, 1_700_000_000_000_000 + seq, threat_type, severity, blocked, 0, source, details)
+def ev(seq, severity=MEDIUM, threat_type=1, blocked=False, source="src", details="details") -> dict:
+    return dict(seq=seq, timestamp_unix_us=1_700_000_000_000_000 + seq, threat_type=threat_type, severity=severity,
+                blocked=blocked, source=source, details=details, publish_mono_ns=0, observe_mono_ns=0)
 
 
 def batch(*events, generation=7, transport="shm"):
-    return Batch(transport, generation, list(events))
+    """Events as a transport delivers them: of this generation, each with its key."""
+    return Batch(transport, generation,
+                 [threat_event(transport=Transport(transport), generation=generation, **e) for e in events])
+
+
+def add_batches(w, batches):
+    """Deliver batches as the app does: the feed decides what is news, the window shows it."""
+    update = w.feed.take(batches)
+    w.show_update(update)
+    return update.news
 
 
 def shown_rows(w):
@@ -52,10 +49,10 @@ def test_builds_and_shows(win):
 
 
 def test_add_batches_newest_first_and_counters(win):
-    win.add_batches([batch(ev(1, LOW), ev(2, HIGH, blocked=True)),
+    add_batches(win, [batch(ev(1, LOW), ev(2, HIGH, blocked=True)),
                      batch(ev(3, CRITICAL, blocked=True), ev(4, MEDIUM))])
     assert [r.seq for r in shown_rows(win)] == [4, 3, 2, 1]
-    assert shown_rows(win)[0].key == (7, 4)
+    assert shown_rows(win)[0].key == EventKey(7, 4)
     labels = {k: v.text() for k, v in win.counter_labels.items()}
     assert labels["total"] == "Threats: 4"
     assert labels["blocked"] == "Blocked: 2"
@@ -70,19 +67,19 @@ def test_add_batches_newest_first_and_counters(win):
 
 
 def test_a_flood_update_lists_the_newest_and_counts_everything(win):
-    from kindlyguard_monitor.gui.main_window import DISPLAY_ROWS_PER_UPDATE
+    from kindlyguard_monitor.feed import ROWS_PER_UPDATE as DISPLAY_ROWS_PER_UPDATE
 
     n = DISPLAY_ROWS_PER_UPDATE * 3 + 17
-    news = win.add_batches([batch(*(ev(i, severity=CRITICAL if i % 2 else LOW) for i in range(n)))])
+    news = add_batches(win, [batch(*(ev(i, severity=CRITICAL if i % 2 else LOW) for i in range(n)))])
     assert sum(len(b.events) for b in news) == n  # all of it is news (for the notifier)
     assert win.model.rowCount() == DISPLAY_ROWS_PER_UPDATE
     assert win.model.row_at(0).seq == n - 1 and win.model.row_at(DISPLAY_ROWS_PER_UPDATE - 1).seq == n - 1000
-    assert win.totals["total"] == n and win.totals[CRITICAL] == n // 2 and win.totals[LOW] == n - n // 2
-    assert win.not_listed == n - DISPLAY_ROWS_PER_UPDATE
+    assert win.feed.totals["total"] == n and win.feed.totals[CRITICAL] == n // 2 and win.feed.totals[LOW] == n - n // 2
+    assert win.feed.not_listed == n - DISPLAY_ROWS_PER_UPDATE
     assert "Not listed (flood): 2,017" in win.counter_labels["missed"].text()
     # a replay of threats in the table: nothing is news, nothing counted twice
-    again = win.add_batches([batch(*(ev(i) for i in range(n - 10, n)))])
-    assert again == [] and win.totals["total"] == n
+    again = add_batches(win, [batch(*(ev(i) for i in range(n - 10, n)))])
+    assert again == [] and win.feed.totals["total"] == n
 
 
 def test_badge_and_status_bar_per_transport(win):
@@ -112,7 +109,7 @@ def test_badge_and_status_bar_per_transport(win):
 
 
 def test_filters(win, qtbot):
-    win.add_batches([batch(ev(1, LOW, THREAT_TYPE_NUMBER["PathTraversal"], details="../../etc/passwd"),
+    add_batches(win, [batch(ev(1, LOW, THREAT_TYPE_NUMBER["PathTraversal"], details="../../etc/passwd"),
                            ev(2, HIGH, THREAT_TYPE_NUMBER["InjectionAttempt"], details="ignore previous"),
                            ev(3, CRITICAL, THREAT_TYPE_NUMBER["UnicodeBiDi"], details="a\u202eb"))])
     win.severity_combo.setCurrentIndex(win.severity_combo.findData(HIGH))
@@ -129,7 +126,7 @@ def test_filters(win, qtbot):
 
 
 def test_selecting_a_row_fills_details_and_copy(win, qtbot):
-    win.add_batches([batch(ev(1, details="evil \u202e txt\n<b>x</b>", source="<i>tool</i>"))])
+    add_batches(win, [batch(ev(1, details="evil \u202e txt\n<b>x</b>", source="<i>tool</i>"))])
     win.table.selectRow(0)
     text = win.details.text.toPlainText()
     assert "⟨U+202E⟩" in text and "\u202e" not in text
@@ -150,32 +147,32 @@ def test_details_pane_none(qtbot):
 
 
 def test_show_event_clears_hiding_filters(win):
-    win.add_batches([batch(ev(1, LOW), ev(2, CRITICAL), ev(3, LOW))])
+    add_batches(win, [batch(ev(1, LOW), ev(2, CRITICAL), ev(3, LOW))])
     win.severity_combo.setCurrentIndex(win.severity_combo.findData(CRITICAL))
     assert [r.seq for r in shown_rows(win)] == [2]
     win.hide()
-    assert win.show_event((7, 3))
+    assert win.show_event(EventKey(7, 3))
     assert win.isVisible()
     assert win.proxy.min_severity() == LOW
     rows = win.table.selectionModel().selectedRows()
-    assert len(rows) == 1 and rows[0].data(RowRole).key == (7, 3)
+    assert len(rows) == 1 and rows[0].data(RowRole).key == EventKey(7, 3)
     assert "seq 3" in win.details.text.toPlainText()
     assert not win.show_event((99, 99))
 
 
 def test_pause_scrolling_keeps_selected_row(win):
-    win.add_batches([batch(*[ev(i) for i in range(200)])])
+    add_batches(win, [batch(*[ev(i) for i in range(200)])])
     win.table.selectRow(50)
     key = win.table.selectionModel().selectedRows()[0].data(RowRole).key
     win.table.scrollTo(win.table.selectionModel().selectedRows()[0])
     win.pause_button.setChecked(True)
     before = win.table.visualRect(win.table.selectionModel().selectedRows()[0]).top()
-    win.add_batches([batch(*[ev(i) for i in range(200, 210)])])
+    add_batches(win, [batch(*[ev(i) for i in range(200, 210)])])
     sel = win.table.selectionModel().selectedRows()[0]
     assert sel.data(RowRole).key == key and sel.row() == 60
     assert win.table.visualRect(sel).top() == before
     win.pause_button.setChecked(False)
-    win.add_batches([batch(ev(300))])
+    add_batches(win, [batch(ev(300))])
     assert win.table.verticalScrollBar().value() == 0
 
 
@@ -195,7 +192,7 @@ def test_hidden_window_defers_counter_labels(qtbot):
     w = MainWindow()
     qtbot.addWidget(w)
     assert w.counter_labels["total"].text() == "Threats: 0"
-    w.add_batches([batch(ev(1, HIGH), ev(2, HIGH))])
+    add_batches(w, [batch(ev(1, HIGH), ev(2, HIGH))])
     w.set_counters(2, 5, 1)
     assert w.model.rowCount() == 2  # the model is fed
     assert w.counter_labels["total"].text() == "Threats: 0"

@@ -22,7 +22,7 @@ from kindlyguard_monitor.ring.errors import RingError, Status
 from kindlyguard_monitor.ring.paths import lock_path_for
 from kindlyguard_monitor.ring.reader import open_any, open_v1_reader
 from kindlyguard_monitor.ring.v1_writer import V1Writer
-from kindlyguard_monitor.gui.threat_model import event_key
+from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.transport.manager import Batch
 from conftest import OutputWatcher, free_port, run_kgmon, start_kgmon, start_python, wait_for, wait_for_file
 
@@ -270,12 +270,12 @@ def test_a_re_read_ring_gives_the_same_keys_and_a_reset_gives_new_ones(v1_path):
     try:
         for k in range(4):
             w.write(1, 2, False, "same source", "same details")
-        first = open_v1_reader(v1_path).poll(0)
-        again = open_v1_reader(v1_path).poll(0)  # the app restarted and read the ring again
+        first = from_ring(open_v1_reader(v1_path).poll(0), None)
+        again = from_ring(open_v1_reader(v1_path).poll(0), None)  # the app restarted and read the ring again
     finally:
         w.close()
-    assert [event_key(e, None) for e in first] == [event_key(e, None) for e in again]
-    assert len({event_key(e, None) for e in first}) == 4
+    assert [e.key for e in first] == [e.key for e in again]
+    assert len({e.key for e in first}) == 4
     rows = [row[0] for row in threat_rows("shm", None, first, 0, careful=False)]
     assert rows == [row[0] for row in threat_rows("shm", None, again, 0, careful=False)]
     assert len(set(rows)) == 4  # content keys: the stored timestamps differ
@@ -285,10 +285,10 @@ def test_a_re_read_ring_gives_the_same_keys_and_a_reset_gives_new_ones(v1_path):
     w = V1Writer(v1_path, size=SMALL)
     try:
         w.write(1, 2, False, "same source", "same details")
-        reborn = open_v1_reader(v1_path).poll(0)
+        reborn = from_ring(open_v1_reader(v1_path).poll(0), None)
     finally:
         w.close()
-    assert reborn[0].seq == 0 and event_key(reborn[0], None) != event_key(first[0], None)
+    assert reborn[0].seq == 0 and reborn[0].key != first[0].key
     assert Batch("shm", None, reborn).generation is None
 
 

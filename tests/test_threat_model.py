@@ -11,11 +11,12 @@ from PySide6.QtGui import QTextDocument
 from PySide6.QtTest import QAbstractItemModelTester
 
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
-from kindlyguard_monitor.gui.threat_model import ThreatRow, ThreatTableModel
+from kindlyguard_monitor.event import EventKey, ThreatEvent, threat_event
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
 from kindlyguard_monitor.transport.manager import Batch
-from kindlyguard_monitor.transport.protocol import WsThreat
+from kindlyguard_monitor.vocabulary import Transport
 
 M = ThreatTableModel
 GEN = 0x1234
@@ -24,10 +25,9 @@ TS = 1_700_000_000_123_456  # .123 s
 
 def ev(seq, severity=MEDIUM, threat_type=1, source="src", details="details", blocked=False,
        generation=GEN, ts=TS, ident=""):
-    return WsThreat(seq=seq, publish_mono_ns=0, observe_mono_ns=0, timestamp_unix_us=ts,
-                    threat_type=threat_type, severity=severity, blocked=blocked, flags=0,
-                    source=source, details=details, id=ident, generation=generation,
-                    exact_latency=False, context=None)
+    return threat_event(transport=Transport.WEBSOCKET, generation=generation, seq=seq, timestamp_unix_us=ts,
+                        threat_type=threat_type, severity=severity, blocked=blocked, source=source,
+                        details=details, publish_mono_ns=0, observe_mono_ns=0, wire_id=ident, exact_latency=False)
 
 
 def batch(*events, generation=GEN):
@@ -66,8 +66,9 @@ def test_a_threat_already_shown_is_not_added_again(model):
     assert seqs(model) == [3, 2, 1]
     assert model.add_batch(batch(ev(1), generation=GEN + 1)) == 0  # the event's own generation counts
     assert model.add_batch(batch(ev(1, generation=None), generation=GEN + 1)) == 1  # another writer's seq 1
-    no_seq = ev(None, ident="")
-    assert model.add_batch(batch(no_seq, no_seq)) == 2  # nothing to tell them apart: both kept
+    no_seq = ev(None, ident="", details="unnumbered")
+    assert model.add_batch(batch(no_seq)) == 1
+    assert model.add_batch(batch(no_seq)) == 0  # no number: its content is its key, as in the history
 
 
 def test_headers_and_columns(model):
@@ -93,12 +94,6 @@ def test_one_insert_signal_per_batch_and_bounded(model):
     assert seqs(model) == [19, 18]
 
 
-def test_shown_time_stamped(model):
-    before = time.monotonic_ns()
-    model.add_batch(batch(ev(1)))
-    assert before <= model.row_at(0).shown_mono_ns <= time.monotonic_ns()
-
-
 def test_display_strings(model):
     model.add_batch(batch(ev(1, severity=CRITICAL, threat_type=THREAT_TYPE_NUMBER["PathTraversal"],
                              source="mcp:fs", details="../../etc/passwd", blocked=True)))
@@ -113,7 +108,7 @@ def test_display_strings(model):
     assert cell(model, 0, M.BLOCKED) == "No"
     assert cell(model, 0, M.TYPE) == "Unknown"
     row = cell(model, 0, M.DETAILS, M.RowRole)
-    assert isinstance(row, ThreatRow) and row.key == (GEN, 2) and row.transport == "websocket"
+    assert isinstance(row, ThreatEvent) and row.key == EventKey(GEN, 2) and row.transport == "websocket"
 
 
 HOSTILE = "ad\u200bmin \u202eexe.pdf \x1b[31m <b>x</b>"
@@ -168,24 +163,25 @@ def test_severity_colours_differ(model):
 def test_row_for_key_after_inserts_and_trimming(model):
     model.set_max_rows(4)
     model.add_batch(batch(ev(1), ev(2), ev(3)))
-    assert model.row_for_key((GEN, 3)) == 0
-    assert model.row_for_key((GEN, 1)) == 2
+    assert model.row_for_key(EventKey(GEN, 3)) == 0
+    assert model.row_for_key(EventKey(GEN, 1)) == 2
     model.add_batch(batch(ev(4), ev(5)))
-    assert model.row_for_key((GEN, 5)) == 0
-    assert model.row_for_key((GEN, 2)) == 3
-    assert model.row_for_key((GEN, 1)) is None  # trimmed
-    assert model.row_for_key((999, 5)) is None
-    for key in [(GEN, s) for s in (2, 3, 4, 5)]:
+    assert model.row_for_key(EventKey(GEN, 5)) == 0
+    assert model.row_for_key(EventKey(GEN, 2)) == 3
+    assert model.row_for_key(EventKey(GEN, 1)) is None  # trimmed
+    assert model.row_for_key(EventKey(999, 5)) is None
+    for key in [EventKey(GEN, s) for s in (2, 3, 4, 5)]:
         r = model.row_for_key(key)
         assert model.row_at(r).key == key
-    # unnumbered WebSocket threats are found by id
-    model.add_batch(Batch("websocket", None, [ev(None, generation=None, ident="abc")]))
-    assert model.row_for_key("abc") == 0
-    assert model.row_for_key((GEN, 5)) == 1
+    # unnumbered WebSocket threats are found by their content key
+    unnumbered = ev(None, generation=None, ident="abc")
+    model.add_batch(Batch("websocket", None, [unnumbered]))
+    assert unnumbered.key.digest is not None and model.row_for_key(unnumbered.key) == 0
+    assert model.row_for_key(EventKey(GEN, 5)) == 1
     model.clear()
-    assert model.rowCount() == 0 and model.row_for_key("abc") is None
+    assert model.rowCount() == 0 and model.row_for_key(unnumbered.key) is None
     model.add_batch(batch(ev(9)))
-    assert model.row_for_key((GEN, 9)) == 0
+    assert model.row_for_key(EventKey(GEN, 9)) == 0
 
 
 @pytest.fixture
@@ -266,6 +262,6 @@ def test_large_model_batch_insert_is_fast(qapp):
     elapsed = time.perf_counter() - start
     assert model.rowCount() == 10_000
     assert model.row_at(0).seq == 10_999 and model.row_at(9_999).seq == 1_000
-    assert model.row_for_key((GEN, 10_999)) == 0 and model.row_for_key((GEN, 999)) is None
+    assert model.row_for_key(EventKey(GEN, 10_999)) == 0 and model.row_for_key(EventKey(GEN, 999)) is None
     assert proxy.rowCount() == 7_500
     assert elapsed < 2.0, f"10 batches of 100 into a full 10,000-row model took {elapsed:.2f} s"

@@ -242,7 +242,7 @@ def test_the_extension_dialect_is_delivered_too(ring_path, managers):
         m.start()
         items = drain(m, 10, until=lambda its: any(isinstance(i, Batch) for i in its))
         (event,) = [e for i in items if isinstance(i, Batch) for e in i.events]
-        assert (event.threat_type, event.severity, event.details, event.id) == (
+        assert (event.threat_type, event.severity, event.details, event.wire_id) == (
             4, 4, "ignore previous instructions", "t-1")
 
 

@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 from websockets.sync.client import connect
 
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPE_NUMBER, THREAT_TYPES, Threat
+from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.transport.protocol import (
     BAD_KINDS,
     COMMANDS,
@@ -27,7 +28,6 @@ from kindlyguard_monitor.transport.protocol import (
     ServerError,
     Status,
     Threats,
-    WsThreat,
     command,
     event_id,
     format_timestamp,
@@ -91,7 +91,7 @@ def example(**changes) -> dict:
     return obj
 
 
-def one_threat(frame: str | bytes, received: int = OBSERVED) -> WsThreat:
+def one_threat(frame: str | bytes, received: int = OBSERVED) -> ThreatEvent:
     msg = parse_frame(frame, received)
     assert isinstance(msg, Threats), msg
     assert len(msg.threats) == 1
@@ -109,9 +109,9 @@ def rfc3339(unix_us: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def assert_example(t: WsThreat) -> None:
+def assert_example(t: ThreatEvent) -> None:
     """Every field of the docs' example THREAT, mapped."""
-    assert t.id == "1732540000123456"
+    assert t.wire_id == "1732540000123456"
     assert t.threat_type == THREAT_TYPE_NUMBER["UnicodeBiDi"] == 2
     assert t.severity == HIGH == 3
     assert t.source == "mcp:tools/call"
@@ -136,7 +136,7 @@ def test_example_is_the_docs_own():
 def test_one_threat_the_docs_example():
     t = one_threat(wire(EXAMPLE_THREAT))
     assert_example(t)
-    assert isinstance(t, WsThreat)
+    assert isinstance(t, ThreatEvent)
 
 
 def test_three_threats_in_one_message_in_order():
@@ -148,11 +148,11 @@ def test_three_threats_in_one_message_in_order():
     assert isinstance(msg, Threats) and len(msg.threats) == 3
     a, b, c = msg.threats
     assert_example(a)
-    assert (b.id, b.threat_type, b.severity, b.blocked, b.source, b.details) == (
+    assert (b.wire_id, b.threat_type, b.severity, b.blocked, b.source, b.details) == (
         "2", THREAT_TYPE_NUMBER["PathTraversal"], CRITICAL, False, "fs:read", "../../etc/passwd")
     assert b.timestamp_unix_us == calendar.timegm((2026, 11, 25, 14, 55, 1)) * 1_000_000 + 1
     assert b.context == {"path": "../../etc/passwd", "depth": [1, 2, {"x": None}]}
-    assert (c.id, c.threat_type, c.severity, c.context) == ("3", 7, LOW, ["a", 1, True])
+    assert (c.wire_id, c.threat_type, c.severity, c.context) == ("3", 7, LOW, ["a", 1, True])
     assert c.timestamp_unix_us == EXAMPLE_TS_US
 
 
@@ -288,7 +288,7 @@ def test_id_with_generation_gives_generation_and_seq():
     ident = event_id(0xDEADBEEF, 42)
     assert ident == "00000000deadbeef-42"
     t = one_threat(wire(example(id=ident)))
-    assert (t.id, t.generation, t.seq) == (ident, 0xDEADBEEF, 42)
+    assert (t.wire_id, t.generation, t.seq) == (ident, 0xDEADBEEF, 42)
 
 
 def test_id_generation_extremes():
@@ -307,7 +307,7 @@ def test_explicit_seq_wins_over_the_id():
                                    "00000000DEADBEEF-42", "000000000deadbeef-42", "x00000000deadbeef-42", ""])
 def test_id_without_generation(ident):
     t = one_threat(wire(example(id=ident)))
-    assert (t.id, t.generation, t.seq) == (ident, None, None)
+    assert (t.wire_id, t.generation, t.seq) == (ident, None, None)
 
 
 @pytest.mark.parametrize("ident", ["00000000deadbeef-42\n", "00000000deadbeef-\u0664\u0662",
@@ -319,13 +319,13 @@ def test_id_with_generation_is_strict(ident):
 
 
 def test_numeric_id_is_read_as_text():
-    assert one_threat(wire(example(id=1732540000123456))).id == "1732540000123456"
+    assert one_threat(wire(example(id=1732540000123456))).wire_id == "1732540000123456"
 
 
 def test_a_threat_with_a_type_and_severity_only_takes_the_defaults():
     before = time.time_ns() // 1000
     t = one_threat('{"type": "threat", "threats": [{"threat_type": "Weird", "severity": "Odd"}]}')
-    assert (t.threat_type, t.severity, t.blocked, t.source, t.details, t.id, t.context) == (
+    assert (t.threat_type, t.severity, t.blocked, t.source, t.details, t.wire_id, t.context) == (
         0, MEDIUM, False, "", "", "", None)
     assert t.timestamp_unix_us >= before and (t.seq, t.generation, t.exact_latency) == (None, None, False)
 
@@ -370,7 +370,7 @@ def test_extension_threat(kind, name, sev, number):
     assert t.threat_type == THREAT_TYPE_NUMBER[name]
     assert t.severity == number
     assert t.details == "zero-width joiner in a tool name"
-    assert (t.id, t.timestamp_unix_us, t.context) == ("ext-1", EXAMPLE_TS_US, {"tool": "read_file"})
+    assert (t.wire_id, t.timestamp_unix_us, t.context) == ("ext-1", EXAMPLE_TS_US, {"tool": "read_file"})
     assert (t.blocked, t.source, t.seq, t.generation, t.exact_latency) == (False, "", None, None, False)
 
 
@@ -563,8 +563,8 @@ def test_unknown_severity_reads_as_medium(severity):
 def test_unknown_enums_keep_the_rest():
     t = one_threat(wire(example(threat_type="Wormhole", severity="Apocalyptic")))
     assert (t.threat_type, t.severity) == (0, 2)
-    assert t._replace(threat_type=2, severity=3, publish_mono_ns=0) == one_threat(wire(EXAMPLE_THREAT))._replace(
-        publish_mono_ns=0)  # publish is estimated from the wall clock: it moves
+    assert t._replace(threat_type=2, severity=3, publish_mono_ns=0, key=None) == one_threat(
+        wire(EXAMPLE_THREAT))._replace(publish_mono_ns=0, key=None)  # publish is estimated from the wall clock: it moves
 
 
 # ---- text fields are untrusted and kept as they are ----
@@ -576,7 +576,7 @@ def test_text_fields_kept_unchanged(text, ensure_ascii):
     obj = example(source=text, details=text, id=text, context={"raw": text})
     frame = '{"type": "threat", "threats": [' + json.dumps(obj, ensure_ascii=ensure_ascii) + "]}"
     t = one_threat(frame)
-    assert (t.source, t.details, t.id, t.context) == (text, text, text, {"raw": text})
+    assert (t.source, t.details, t.wire_id, t.context) == (text, text, text, {"raw": text})
     error = json.dumps({"type": "error", "message": text}, ensure_ascii=ensure_ascii)
     assert parse_frame(error) == ServerError(text)
     ext = json.dumps({"type": "threat", "data": {"type": "unicode", "severity": "high", "description": text}},
@@ -619,7 +619,7 @@ def test_threat_message_round_trip(items, observed):
     assert isinstance(msg, Threats) and len(msg.threats) == len(items)
     for t, (threat, generation, seq, _send_seq, mono) in zip(msg.threats, items):
         assert Threat(t.threat_type, t.severity, t.blocked, t.source, t.details, t.timestamp_unix_us) == threat
-        assert (t.id, t.generation, t.seq) == (event_id(generation, seq), generation, seq)
+        assert (t.wire_id, t.generation, t.seq) == (event_id(generation, seq), generation, seq)
         assert (t.flags, t.context, t.observe_mono_ns) == (0, None, observed)
         if mono is None:
             assert t.exact_latency is False and t.publish_mono_ns <= observed
@@ -713,9 +713,9 @@ def assert_message(msg) -> None:
         assert msg.kind in BAD_KINDS and isinstance(msg.detail, str)
     if isinstance(msg, Threats):
         for t in msg.threats:
-            assert isinstance(t, WsThreat)
+            assert isinstance(t, ThreatEvent)
             assert 0 <= t.threat_type <= 7 and 1 <= t.severity <= 4 and isinstance(t.blocked, bool)
-            assert isinstance(t.source, str) and isinstance(t.details, str) and isinstance(t.id, str)
+            assert isinstance(t.source, str) and isinstance(t.details, str) and isinstance(t.wire_id, str)
             assert isinstance(t.timestamp_unix_us, int) and isinstance(t.publish_mono_ns, int)
             assert t.seq is None or 0 <= t.seq < 2**64 or t.generation is not None
     if isinstance(msg, Status):

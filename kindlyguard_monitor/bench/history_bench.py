@@ -36,6 +36,7 @@ from pathlib import Path
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.bench import ring_bench as rb
 from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.history import query
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.ring.reader import open_reader
@@ -89,7 +90,7 @@ def live(folder: Path, rate: int, seconds: float) -> dict:
             events = reader.poll(0.1)
             if events:
                 seen.setdefault("first", time.perf_counter())
-                store.submit([Batch(Transport.SHM, reader.generation, events)])
+                store.submit([Batch(Transport.SHM, reader.generation, from_ring(events, reader.generation))])  # as the manager does
         seen["lag"] = store.lag()
         seen["counts"] = (reader.delivered, reader.missed, reader.corrupt)
         reader.close()
@@ -126,7 +127,7 @@ def measure_history(short: bool, progress) -> dict:
             progress(f"history: C writer at {rate:,}/s, the app's reader storing everything")
             out["live"].append(live(folder, rate, seconds))
         progress(f"history: making {n:,} threats")
-        events = make_events(n)
+        events = from_ring(make_events(n), GENERATION)  # as the transport manager delivers them
         batches = [Batch(Transport.SHM, GENERATION, events[i:i + BATCH]) for i in range(0, n, BATCH)]
         del events
         store = HistoryStore(path, max_rows=n)

@@ -16,6 +16,7 @@ import time
 
 from kindlyguard_monitor.cli.main import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, float_in, positive_int, seconds, ws_url
 from kindlyguard_monitor.ring.paths import default_ring_path
+from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import local_time, severity_name, threat_type_name
 from kindlyguard_monitor.transport.manager import (
@@ -27,7 +28,6 @@ from kindlyguard_monitor.transport.manager import (
     TransportManager,
     TransportUnavailable,
 )
-from kindlyguard_monitor.transport.protocol import event_id, format_timestamp
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import AUTO, DEFAULT_SPIN_NS, DEFAULT_WS_URL, MODES
 
@@ -56,34 +56,14 @@ def add_parser(sub, common) -> None:
     p.set_defaults(run=run)
 
 
-def _event_id(ev, generation: int | None) -> str:
-    ident = getattr(ev, "id", None)  # WebSocket threats carry their own
-    if ident is not None:
-        return ident
-    return event_id(generation, ev.seq) if generation is not None else str(ev.seq)
+def event_json(ev: ThreatEvent) -> dict:
+    return {"type": "threat", **ev.to_dict(), "latency_us": round((ev.latency_ns or 0) / 1000, 1)}
 
 
-def event_json(ev, transport: str, generation: int | None) -> dict:
-    return {
-        "type": "threat",
-        "transport": transport,
-        "generation": generation,
-        "seq": ev.seq,
-        "id": _event_id(ev, generation),
-        "threat_type": threat_type_name(ev.threat_type),
-        "severity": severity_name(ev.severity),
-        "blocked": bool(ev.blocked),
-        "source": ev.source,
-        "details": ev.details,
-        "timestamp": format_timestamp(ev.timestamp_unix_us),
-        "latency_us": round(max(0, ev.observe_mono_ns - ev.publish_mono_ns) / 1000, 1),
-    }
-
-
-def event_line(ev) -> str:
+def event_line(ev: ThreatEvent) -> str:
     when = local_time(ev.timestamp_unix_us, fallback="??:??:??.???")
     blocked = "BLOCKED" if ev.blocked else "allowed"
-    latency = max(0, ev.observe_mono_ns - ev.publish_mono_ns) / 1000
+    latency = (ev.latency_ns or 0) / 1000
     return (f"{when}  {severity_name(ev.severity).upper():<8}  {threat_type_name(ev.threat_type):<18}  "
             f"{blocked}  {visible(ev.source)}  {visible(ev.details)}  ({latency:.1f} µs)")
 
@@ -95,7 +75,7 @@ class _Output:
 
     def batch(self, batch: Batch) -> None:
         if self.as_json:
-            lines = [json.dumps(event_json(ev, batch.transport, batch.generation)) for ev in batch.events]
+            lines = [json.dumps(event_json(ev)) for ev in batch.events]
         else:
             lines = [event_line(ev) for ev in batch.events]
         self.out.write("\n".join(lines) + "\n")

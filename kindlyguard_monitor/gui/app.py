@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
+from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import desktop_notifications
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
@@ -30,7 +31,6 @@ from kindlyguard_monitor.gui.resources import icon, icon_path
 from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.single_instance import SingleInstance
-from kindlyguard_monitor.gui.threat_model import event_key
 from kindlyguard_monitor.gui.tray import TrayController
 from kindlyguard_monitor.history import query as history_query
 from kindlyguard_monitor.history.store import READ_ONLY_TEXT, HistoryStore
@@ -38,7 +38,6 @@ from kindlyguard_monitor.platform_integration import set_windows_app_id
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH
-from kindlyguard_monitor.transport.manager import Batch
 from kindlyguard_monitor.transport.urls import ws_url_problem
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
@@ -95,7 +94,8 @@ class MonitorApp:
         self.history_window: HistoryWindow | None = None
         self._history_events = _HistoryEvents()
         self.demo = DemoWriter(shm_path)
-        self.window = MainWindow()
+        self.feed = Feed()  # what is news (Qt-free); the window shows it, the notifier and tray hear it
+        self.window = MainWindow(feed=self.feed)
         self.window.setWindowIcon(icon("kindlyguard"))
         self.tray = TrayController()
         self.desktop_notifications = (
@@ -172,17 +172,18 @@ class MonitorApp:
     # -- slots
 
     def _on_batches(self, batches: list) -> None:
-        news = self.window.add_batches(batches)  # a threat already shown is not news
+        update = self.feed.take(batches)  # a threat seen before is not news
+        self.window.show_update(update)
         now = time.monotonic_ns()
         for batch in batches:
             for e in batch.events:
                 self.screen_latency.record(max(0, now - e.publish_mono_ns))
         threshold = self.notifier.policy.threshold
         worth_it = False
-        for b in news:  # the table's key names the row a click on the notification opens
-            self.notifier.offer(b.events, key_of=lambda e, g=b.generation: event_key(e, g))
+        for b in update.news:  # each event's key names the row a click on the notification opens
+            self.notifier.offer(b.events)
             worth_it = worth_it or any(e.severity >= threshold for e in b.events)
-        totals = self.window.totals
+        totals = self.feed.totals
         self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
         if worth_it:
             self.tray.set_state("threat")  # the icon turns for threats worth a notification only
@@ -234,7 +235,7 @@ class MonitorApp:
     def apply_settings(self, settings: Settings) -> None:
         """The settings that apply to the running app (at start, and after the dialog)."""
         self.notifier.policy.set_threshold(settings.notify_threshold)
-        self.window.model.set_max_rows(settings.feed_size)
+        self.window.set_feed_size(settings.feed_size)
         for source in settings.muted_sources:
             self.notifier.policy.mute_source(source)
 
@@ -321,7 +322,7 @@ class MonitorApp:
             log.warning("could not restore the feed from the history: %s", exc)
             return
         if threats:
-            self.window.model.add_batch(Batch(Transport.HISTORY, None, threats))
+            self.window.show_restored([t.event(Transport.HISTORY) for t in threats])
         log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
                  (time.perf_counter() - started) * 1000)
         self._show_history_size()

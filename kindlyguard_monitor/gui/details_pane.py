@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from kindlyguard_monitor.gui.threat_model import ThreatRow
+from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import severity_name, threat_type_name
 
@@ -27,16 +27,13 @@ def iso_time(timestamp_unix_us: int) -> str:
         return f"? ({timestamp_unix_us} µs since the epoch)"
 
 
-def _identity(row: ThreatRow) -> str:
+def _identity(row: ThreatEvent) -> str:
     if row.seq is not None:
         return f"generation {row.generation}, seq {row.seq}"
-    key = row.key
-    if isinstance(key, tuple) and len(key) == 2 and key[0] == "local":
-        return f"local #{key[1]} (no number, no id)"
-    return f"id {visible(str(key))}"
+    return f"id {visible(row.text_id())}"  # the server's id, else the content key
 
 
-def row_text(row: ThreatRow) -> str:
+def row_text(row: ThreatEvent) -> str:
     """The full plain-text description of `row` (what the pane shows and Copy copies)."""
     return "\n".join((
         f"Time:      {iso_time(row.timestamp_unix_us)}",
@@ -59,7 +56,7 @@ class DetailsPane(QWidget):
 
     def __init__(self, parent=None, muting: bool = False):
         super().__init__(parent)
-        self.row: ThreatRow | None = None
+        self.row: ThreatEvent | None = None
         self.is_muted = lambda source: False  # the owner says which sources are muted
         self.text = QPlainTextEdit(self)
         self.text.setReadOnly(True)
@@ -84,7 +81,7 @@ class DetailsPane(QWidget):
         layout.addWidget(self.text, 1)
         layout.addLayout(bottom)
 
-    def show_row(self, row: ThreatRow | None) -> None:
+    def show_row(self, row: ThreatEvent | None) -> None:
         self.row = row
         if row is None:
             self.text.setPlainText("")

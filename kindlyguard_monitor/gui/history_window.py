@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (QComboBox, QDateTimeEdit, QFileDialog, QHBoxLayou
                                QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
 
 from kindlyguard_monitor.gui.details_pane import DetailsPane
-from kindlyguard_monitor.gui.threat_model import ThreatTableModel, threat_row
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.history import export as history_export
 from kindlyguard_monitor.history import query
 from kindlyguard_monitor.textsafe import visible
@@ -59,7 +59,7 @@ class HistoryPageModel(ThreatTableModel):
 
     def set_rows(self, threats) -> None:
         self.beginResetModel()
-        self._rows = [threat_row(t, t.id, t.transport, t.generation) for t in threats]
+        self._rows = [t.event() for t in threats]
         self.endResetModel()
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -72,7 +72,7 @@ class HistoryPageModel(ThreatTableModel):
             return
         first = len(self._rows)
         self.beginInsertRows(QModelIndex(), first, first + len(threats) - 1)
-        self._rows.extend(threat_row(t, t.id, t.transport, t.generation) for t in threats)
+        self._rows.extend(t.event() for t in threats)
         self.endInsertRows()
 
 

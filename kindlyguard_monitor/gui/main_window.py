@@ -1,9 +1,10 @@
 """The main window: connection badge, counters, filters, the threat table,
 details and latency.
 
-Free of transport logic: the app wiring feeds it through the slots below
-(add_batches, set_transport, set_counters, set_latency, set_shield_status,
-show_event). While the window is hidden only the model is fed (it must hold
+Free of transport logic and of intake: kindlyguard_monitor.feed decides what
+is news; the app wiring hands the window what to show through the methods
+below (show_update, show_restored, set_transport, set_counters, set_latency,
+set_shield_status, show_event). While the window is hidden only the model is fed (it must hold
 the rows); labels and the histogram are refreshed when it is shown again.
 """
 
@@ -16,13 +17,15 @@ from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainWindow,
                                QPushButton, QSplitter, QTableView, QTabWidget, QVBoxLayout, QWidget)
 
+from kindlyguard_monitor.event import ThreatEvent
+from kindlyguard_monitor.feed import Feed, Update
 from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel, plain_tooltip
 from kindlyguard_monitor.platform_integration import set_macos_dock_icon
 from kindlyguard_monitor.textsafe import elide, visible
-from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES, severity_level
+from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES
 from kindlyguard_monitor.vocabulary import Transport
 
 # transport -> (badge text, background, status-bar name)
@@ -37,10 +40,6 @@ FILTER_DEBOUNCE_MS = 150
 RATE_WINDOW_S = 1.0
 
 
-# The most rows one update puts in the table: ~3 µs of Python each, so at most
-# about 60 updates/s × 1,000 rows keep the GUI thread responsive under a flood.
-DISPLAY_ROWS_PER_UPDATE = 1000
-
 def _plain_label(text: str = "", parent=None) -> QLabel:
     label = QLabel(text, parent)
     label.setTextFormat(Qt.TextFormat.PlainText)
@@ -50,11 +49,12 @@ def _plain_label(text: str = "", parent=None) -> QLabel:
 class MainWindow(QMainWindow):
     close_requested = Signal()
 
-    def __init__(self, model: ThreatTableModel | None = None, parent=None):
+    def __init__(self, model: ThreatTableModel | None = None, parent=None, feed: Feed | None = None):
         super().__init__(parent)
         self.setWindowTitle("KindlyGuard Monitor")
         self.hide_on_close = False
         self.model = model if model is not None else ThreatTableModel(parent=self)
+        self.feed = feed if feed is not None else Feed(self.model.max_rows())  # what is news, and the totals
         self.proxy = ThreatFilterModel(self)
         self.proxy.setSourceModel(self.model)
 
@@ -62,9 +62,7 @@ class MainWindow(QMainWindow):
         self.transport = Transport.DISCONNECTED
         self.ring_format = 2
         self.reason = ""
-        self.totals = {"total": 0, "blocked": 0, LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 0}
         self.delivered = self.missed = self.corrupt = 0
-        self.not_listed = 0  # new threats counted but not put in the table (floods)
         self._arrivals: deque[tuple[float, int]] = deque()  # (monotonic s, rows) over the last second
         self._latency: tuple[str, object, object] | None = None
         self._transport_p50: int | None = None
@@ -181,46 +179,30 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- slots
 
-    @Slot(list)
-    def add_batches(self, batches: list) -> list:
-        """Take delivered batches (each oldest event first): count every threat not
-        shown before, and put the newest of them in the table (at most
-        DISPLAY_ROWS_PER_UPDATE per call: under a flood the table shows the newest,
-        the counters and the history keep everything). Returns the batches of the
-        new threats, oldest first (what is news for the notifier)."""
+    def show_update(self, update: Update) -> int:
+        """List the rows the feed picked (oldest first) at the top of the table and
+        refresh the counters; returns how many rows the table took."""
+        if not update.added:
+            return 0
         anchor = self._anchor_key() if self.pause_button.isChecked() else None
-        model, totals = self.model, self.totals
-        news = []
-        for batch in batches:
-            fresh = [e for e in batch.events if not model.is_shown(e, batch.generation)]
-            if fresh:
-                news.append(batch._replace(events=fresh))
-        added = 0
-        for batch in news:
-            for e in batch.events:
-                totals["blocked"] += bool(e.blocked)
-                totals[severity_level(e.severity)] += 1
-            added += len(batch.events)
-        totals["total"] += added
-        if not added:
-            return news
-        budget, newest = DISPLAY_ROWS_PER_UPDATE, []
-        for batch in reversed(news):
-            if budget <= 0:
-                break
-            take = batch.events[-budget:]
-            budget -= len(take)
-            newest.append(batch._replace(events=take))
-        listed = sum(model.add_batch(b) for b in reversed(newest))
-        self.not_listed += added - listed
-        self._arrivals.append((time.monotonic(), added))
+        listed = self.model.add_events(update.rows)
+        self._arrivals.append((time.monotonic(), update.added))
         if self.pause_button.isChecked():
             self._restore_anchor(anchor)
         elif self.isVisible():
             self.table.scrollToTop()
         if self.isVisible():
             self._refresh_labels()
-        return news
+        return listed
+
+    def set_feed_size(self, n: int) -> None:
+        """How many threats the feed keeps (and remembers as seen)."""
+        self.model.set_max_rows(n)
+        self.feed.set_max_rows(n)
+
+    def show_restored(self, events: list[ThreatEvent]) -> int:
+        """Threats restored from the history (oldest first): listed, not counted."""
+        return self.model.add_events(self.feed.restore(events))
 
     @Slot(str, str)
     def set_transport(self, transport: str, reason: str) -> None:
@@ -387,7 +369,7 @@ class MainWindow(QMainWindow):
         return sum(n for _, n in self._arrivals)
 
     def _refresh_labels(self) -> None:
-        t = self.totals
+        t = self.feed.totals
         texts = {
             "total": f"Threats: {t['total']}",
             "blocked": f"Blocked: {t['blocked']}",
@@ -397,7 +379,7 @@ class MainWindow(QMainWindow):
             "Critical": f"Critical: {t[CRITICAL]}",
             "rate": f"Events/s: {self.events_per_second()}",
             "missed": f"Missed: {self.missed}" + (
-                f" · Not listed (flood): {self.not_listed:,}" if self.not_listed else ""),
+                f" · Not listed (flood): {self.feed.not_listed:,}" if self.feed.not_listed else ""),
             "corrupt": f"Corrupt: {self.corrupt}",
         }
         for name, text in texts.items():

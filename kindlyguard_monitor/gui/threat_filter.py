@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel
 
-from kindlyguard_monitor.gui.threat_model import ThreatRow, ThreatTableModel
+from kindlyguard_monitor.event import ThreatEvent
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.textsafe import visible
 
 
@@ -53,7 +54,7 @@ class ThreatFilterModel(QSortFilterProxyModel):
 
     # ---- filtering ----
 
-    def _row(self, source_row: int) -> ThreatRow | None:
+    def _row(self, source_row: int) -> ThreatEvent | None:
         source = self.sourceModel()
         if isinstance(source, ThreatTableModel):
             return source.row_at(source_row)

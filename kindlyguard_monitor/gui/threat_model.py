@@ -1,7 +1,8 @@
 """The live threat feed as a Qt table model: newest first, bounded.
 
-Rows are immutable `ThreatRow` records holding the raw, untrusted strings as
-they arrived; only what is *shown* goes through kindlyguard_monitor.textsafe.visible(), so a
+Rows are the immutable ThreatEvents (kindlyguard_monitor/event.py) holding the
+raw, untrusted strings as they arrived, each found by its EventKey; only what
+is *shown* goes through kindlyguard_monitor.textsafe.visible(), so a
 right-to-left override, a zero-width space or an ANSI escape appears as a
 marker such as ⟨U+202E⟩ and a filter can still match the raw text.
 
@@ -15,13 +16,11 @@ the characters that were sent, "<b>x</b>" included.
 from __future__ import annotations
 
 import html
-import itertools
-import time
-from typing import Any, Hashable, NamedTuple
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.textsafe import elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_level, severity_name, threat_type_name
 from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
@@ -29,20 +28,6 @@ from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
 DEFAULT_MAX_ROWS = DEFAULT_FEED_SIZE
 DETAILS_DISPLAY_LIMIT = 160
 TOOLTIP_LIMIT = 1000
-
-
-class ThreatRow(NamedTuple):
-    key: Hashable  # (generation, seq) when numbered, else the WebSocket id, else ("local", n)
-    transport: str
-    generation: int | None
-    seq: int | None
-    timestamp_unix_us: int
-    threat_type: int
-    severity: int
-    blocked: bool
-    source: str  # raw, untrusted
-    details: str  # raw, untrusted
-    shown_mono_ns: int  # when the row entered the model (to-screen latency)
 
 
 # Severity colours: (background, foreground) for the Severity cell.
@@ -57,54 +42,11 @@ _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
 
 
-def threat_row(ev, key: Hashable, transport: str, generation: int | None, shown_mono_ns: int = 0) -> ThreatRow:
-    """A table row from any event (ring, WebSocket or history: the same field names)."""
-    return ThreatRow(
-        key=key,
-        transport=transport,
-        generation=generation,
-        seq=getattr(ev, "seq", None),
-        timestamp_unix_us=int(ev.timestamp_unix_us),
-        threat_type=int(ev.threat_type),
-        severity=int(ev.severity),
-        blocked=bool(ev.blocked),
-        source=_text(ev.source),
-        details=_text(ev.details),
-        shown_mono_ns=shown_mono_ns,
-    )
-
-
-def event_generation(ev, batch_generation):
-    """The writer generation of an event: its own (WebSocket ids carry one), else its batch's."""
-    generation = getattr(ev, "generation", None)
-    return batch_generation if generation is None else generation
-
-
-def event_key(ev, batch_generation) -> Hashable | None:
-    """A delivered event's key in the table: (generation, seq), else the
-    WebSocket id; None when it has neither (the table then numbers it)."""
-    seq = getattr(ev, "seq", None)
-    if seq is not None:
-        generation = event_generation(ev, batch_generation)
-        if generation is None:  # the Shield's v1 ring: its numbers restart after a reset, with the stored time they do not
-            return (None, seq, getattr(ev, "timestamp_unix_us", None))
-        return (generation, seq)
-    return getattr(ev, "id", None) or None
-
-
 def plain_tooltip(text: str) -> str:
     """`text` as a tooltip Qt shows literally: visible(), elided, HTML-escaped,
     in a paragraph that keeps its spaces."""
     shown = html.escape(elide(visible(text), TOOLTIP_LIMIT), quote=False)
     return f"<p style='white-space:pre-wrap'>{shown}</p>"
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return "" if value is None else str(value)
 
 
 class ThreatTableModel(QAbstractTableModel):
@@ -115,38 +57,28 @@ class ThreatTableModel(QAbstractTableModel):
     def __init__(self, max_rows: int = DEFAULT_MAX_ROWS, parent=None):
         super().__init__(parent)
         self._max_rows = max(1, int(max_rows))
-        self._rows: list[ThreatRow] = []  # newest first
+        self._rows: list[ThreatEvent] = []  # newest first
         # key -> insertion number; row index = (self._inserted - 1) - number.
-        self._numbers: dict[Hashable, int] = {}
+        self._numbers: dict[EventKey, int] = {}
         self._inserted = 0
-        self._local = itertools.count()
 
     # ---- feeding ----
 
-    def _key(self, ev, generation) -> Hashable:
-        key = event_key(ev, generation)
-        return key if key is not None else ("local", next(self._local))
+    def is_shown(self, ev: ThreatEvent) -> bool:
+        """Is this threat already in the table (by its key)?"""
+        return ev.key in self._numbers
 
-    def is_shown(self, ev, batch_generation) -> bool:
-        """Is this event already in the table (by its key)? Events without a key never are."""
-        key = event_key(ev, event_generation(ev, batch_generation))
-        return key is not None and key in self._numbers
-
-    def add_batch(self, batch) -> int:
-        """Insert a batch (oldest event first, as delivered) at the top; return how many rows were added."""
-        events = batch.events
+    def add_events(self, events: list[ThreatEvent]) -> int:
+        """Insert events (oldest first, as delivered) at the top; return how many rows were added."""
         if not events:
             return 0
-        events = events[-self._max_rows:]  # a batch bigger than the table keeps its newest
-        now = time.monotonic_ns()
-        new: list[ThreatRow] = []
+        events = events[-self._max_rows:]  # more events than the table holds: the newest
         numbers = self._numbers
+        new: list[ThreatEvent] = []
         for ev in reversed(events):
-            generation = event_generation(ev, batch.generation)
-            key = self._key(ev, generation)
-            if key in numbers:  # already shown (restored from history, or a reader restarted on the ring)
+            if ev.key in numbers:  # already shown (restored from history, or a reader restarted on the ring)
                 continue
-            new.append(threat_row(ev, key, batch.transport, generation, now))
+            new.append(ev)
         n = len(new)
         if not n:
             return 0
@@ -155,10 +87,14 @@ class ThreatTableModel(QAbstractTableModel):
         self._inserted += n
         last = self._inserted - 1
         for i, row in enumerate(new):  # new[0] is the newest: number `last`
-            self._numbers[row.key] = last - i
+            numbers[row.key] = last - i
         self.endInsertRows()
         self._trim()
         return n
+
+    def add_batch(self, batch) -> int:
+        """add_events(batch.events)."""
+        return self.add_events(batch.events)
 
     def _trim(self) -> None:
         count = len(self._rows)
@@ -189,14 +125,14 @@ class ThreatTableModel(QAbstractTableModel):
 
     # ---- lookups ----
 
-    def row_for_key(self, key) -> int | None:
+    def row_for_key(self, key: EventKey) -> int | None:
         number = self._numbers.get(key)
         if number is None:
             return None
         row = self._inserted - 1 - number
         return row if 0 <= row < len(self._rows) else None
 
-    def row_at(self, row: int) -> ThreatRow:
+    def row_at(self, row: int) -> ThreatEvent:
         return self._rows[row]
 
     # ---- Qt model ----

@@ -33,8 +33,6 @@ from typing import Iterable, TextIO
 
 from kindlyguard_monitor.history import query
 from kindlyguard_monitor.history.records import StoredThreat
-from kindlyguard_monitor.threats import severity_name, threat_type_name
-from kindlyguard_monitor.transport.protocol import format_timestamp
 
 FORMATS = ("csv", "json", "jsonl")
 FIELDS = ("timestamp", "timestamp_unix_us", "severity", "threat_type", "blocked", "source", "details",
@@ -45,21 +43,10 @@ _FORMULA_SIGNS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63")
 
 
 def record(t: StoredThreat) -> dict:
-    """One threat as an export record (FIELDS, in order)."""
-    return {
-        "timestamp": format_timestamp(t.timestamp_unix_us),
-        "timestamp_unix_us": t.timestamp_unix_us,
-        "severity": severity_name(t.severity),
-        "threat_type": threat_type_name(t.threat_type),
-        "blocked": bool(t.blocked),
-        "source": t.source,
-        "details": t.details,
-        "transport": t.transport,
-        "id": t.id,
-        "generation": t.generation,
-        "seq": t.seq,
-        "flags": t.flags,
-    }
+    """One threat as an export record (FIELDS, in order): the event's to_dict() and two more."""
+    fields = t.event().to_dict()
+    fields.update(timestamp_unix_us=t.timestamp_unix_us, flags=t.flags)
+    return {name: fields[name] for name in FIELDS}
 
 
 def guard(text: str) -> str:

@@ -51,9 +51,9 @@ import time
 from collections import deque
 from typing import Callable, Iterable, NamedTuple
 
-from kindlyguard_monitor import _ring
 from kindlyguard_monitor.history import db
 from kindlyguard_monitor.history.records import THREAT_COLUMNS, generation_text, sanitize_row, threat_rows
+from kindlyguard_monitor.vocabulary import Transport
 
 log = logging.getLogger(__name__)
 
@@ -487,7 +487,7 @@ class HistoryStore:
         Rows are made as SQLite asks for them (a generator: no second copy of the batch).
         Ring events (from C) take the fast path; a row SQLite refuses to bind (a ring
         number beyond 64 signed bits) makes the batch go again, every row sanitized."""
-        fast = type(b.events[0]) is _ring.Event
+        fast = b.transport == Transport.SHM  # text from the C reader: valid UTF-8
         for sanitize in (False, True):
             rows = threat_rows(b.transport, b.generation, b.events, stored_at, careful=sanitize or not fast)
             try:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from kindlyguard_monitor import _ring
+from kindlyguard_monitor.event import ThreatEvent, from_ring
 from kindlyguard_monitor.ring.errors import RingError
 from kindlyguard_monitor.ring.follow import RingFollower, WriterGone
 from kindlyguard_monitor.transport import protocol
@@ -61,7 +62,7 @@ class TransportUnavailable(Exception):
 class Batch(NamedTuple):
     transport: Transport
     generation: int | None
-    events: list  # kindlyguard_monitor._ring.Event or protocol.WsThreat: the same field names
+    events: list[ThreatEvent]  # oldest first
 
 
 class TransportChange(NamedTuple):
@@ -268,7 +269,7 @@ class TransportManager:
             self._next_seq[generation] = events[-1].seq + 1
             self._last_generation = generation
             self._started = True
-            self._pending.append(Batch(SHM, generation, events))
+            self._pending.append(Batch(SHM, generation, from_ring(events, generation)))
 
     def _leave_ring(self, why: str) -> None:
         # A restarted writer's new ring is the best next source: try it first.
@@ -307,7 +308,7 @@ class TransportManager:
     def _drain_link(self, block: bool, timeout: float, max_events: int = 0) -> None:
         """Take what the WebSocket link queued. With block, wait up to timeout
         for the first item that matters, then take the rest without waiting."""
-        events: list[protocol.WsThreat] = []
+        events: list[ThreatEvent] = []
         deadline = time.monotonic() + timeout
         while not (max_events and len(events) >= max_events):
             try:
@@ -345,7 +346,7 @@ class TransportManager:
             # _Wake and heartbeats need nothing more here
         self._flush(events)
 
-    def _flush(self, events: list[protocol.WsThreat]) -> None:
+    def _flush(self, events: list[ThreatEvent]) -> None:
         if not events:
             return
         now = time.monotonic_ns()
@@ -433,7 +434,7 @@ class TransportManager:
             self._next_seq[generation] = last + 1
             self._started = True
 
-    def _accept(self, threats: list[protocol.WsThreat]) -> list[protocol.WsThreat]:
+    def _accept(self, threats: list[ThreatEvent]) -> list[ThreatEvent]:
         """Drop duplicates, count gaps; returns the threats to deliver."""
         out = []
         for t in threats:

@@ -19,8 +19,9 @@ import json
 import re
 import secrets
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from kindlyguard_monitor.event import ThreatEvent, threat_event
 from kindlyguard_monitor.threats import (
     MEDIUM,
     SEVERITY_NUMBER,
@@ -29,6 +30,7 @@ from kindlyguard_monitor.threats import (
     Threat,
     severity_name,
 )
+from kindlyguard_monitor.vocabulary import Transport
 
 MAX_FRAME_BYTES = 1 << 20  # the Shield drops frames over 1 MiB; a client counts them as bad
 MAX_THREATS_PER_FRAME = 10_000  # one frame yields at most this many threats; more is a bad frame
@@ -45,26 +47,6 @@ _EXTENSION_TYPES = {
 }
 
 
-class WsThreat(NamedTuple):
-    """A threat that came over the WebSocket, with the same field names as a
-    ring event (kindlyguard_monitor._ring.Event) so readers of both need no second code path."""
-
-    seq: int | None  # the writer's event number, when the server sends it
-    publish_mono_ns: int  # from `mono_ns`, else estimated from `timestamp`
-    observe_mono_ns: int  # when this client received the frame
-    timestamp_unix_us: int
-    threat_type: int
-    severity: int
-    blocked: bool
-    flags: int  # always 0 (the WebSocket does not truncate)
-    source: str
-    details: str
-    id: str
-    generation: int | None  # from an id of the form "<generation hex>-<seq>"
-    exact_latency: bool  # True when publish_mono_ns came from `mono_ns` (same host)
-    context: Any
-
-
 class Status(NamedTuple):
     protection_enabled: bool | None
     threats_blocked: int | None
@@ -72,7 +54,7 @@ class Status(NamedTuple):
 
 
 class Threats(NamedTuple):
-    threats: list[WsThreat]
+    threats: list[ThreatEvent]  # transport WEBSOCKET; publish_mono_ns from `mono_ns`, else estimated
 
 
 class Heartbeat(NamedTuple):
@@ -155,7 +137,7 @@ class _WrongType(Exception):
     pass
 
 
-def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> WsThreat:
+def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> ThreatEvent:
     if not isinstance(obj, dict):
         raise _WrongType(f"a threat is {type(obj).__name__}, not an object")
     type_field = "type" if extension else "threat_type"
@@ -198,20 +180,21 @@ def _threat(obj, received_mono_ns: int, now_unix_us: int, extension: bool) -> Ws
         generation = int(match.group(1), 16)
         if seq is None:
             seq = int(match.group(2))
-    return WsThreat(
+    return threat_event(
+        transport=Transport.WEBSOCKET,
+        generation=generation,  # from an id of the form "<generation hex>-<seq>"
         seq=seq,
-        publish_mono_ns=publish,
-        observe_mono_ns=received_mono_ns,
         timestamp_unix_us=ts_us,
         threat_type=THREAT_TYPE_NUMBER.get(kind, 0),
         severity=severity,
         blocked=blocked,
-        flags=0,
+        flags=0,  # the WebSocket does not truncate
         source=source,
         details=details,
-        id=ident,
-        generation=generation,
-        exact_latency=exact,
+        publish_mono_ns=publish,
+        observe_mono_ns=received_mono_ns,
+        wire_id=ident,
+        exact_latency=exact,  # True when publish_mono_ns came from `mono_ns` (same host)
         context=obj.get("context"),
     )
 
