@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
@@ -83,11 +83,18 @@ class DemoWriter:
             self.proc = None
 
 
-class MonitorApp:
-    """The wiring between the parts; owns their lifetimes."""
+class MonitorApp(QObject):
+    """The wiring between the parts; owns their lifetimes.
+
+    The threading contract: a QObject living on the GUI thread, and every
+    receiver of a signal is one of its @Slot methods (or another GUI object's).
+    A signal from the reader thread or the history's thread is therefore queued
+    to the GUI thread; a lambda receiver would run on the sender's thread.
+    tests/test_gui_threads.py checks that every slot runs on the GUI thread."""
 
     def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool,
                  settings: Settings | None = None, history: HistoryStore | None = None):
+        super().__init__()
         self.qapp = qapp
         self.settings = settings
         self.history = history  # every threat on disk (its own writer thread), or None
@@ -123,30 +130,30 @@ class MonitorApp:
         w, t, n = self.window, self.tray, self.notifier
         self._wire_reader(self.reader)
         t.toggle_window.connect(self.toggle_window)
-        t.pause_notifications.connect(lambda seconds: n.policy.pause(seconds))
-        t.resume_notifications.connect(n.policy.resume)
-        t.toggle_protection.connect(lambda: self.reader.send_command("toggle_protection"))
+        t.pause_notifications.connect(self._pause_notifications)
+        t.resume_notifications.connect(self._resume_notifications)
+        t.toggle_protection.connect(self._toggle_protection)
         t.toggle_demo.connect(self.toggle_demo)
         t.quit_requested.connect(self.quit)
         t.settings_requested.connect(self.open_settings)
         t.history_requested.connect(self.open_history)
         self._history_events.error.connect(self._on_history_error)
         t.tray_missing.connect(self._on_tray_missing)
-        t.tray_appeared.connect(lambda: setattr(w, "hide_on_close", True))
+        t.tray_appeared.connect(self._on_tray_appeared)
         n.open_event.connect(w.show_event)
-        w.details.is_muted = lambda source: source in n.policy.muted
+        w.details.is_muted = self._is_muted  # a question the pane asks on the GUI thread, not a signal
         w.details.mute_toggled.connect(self.set_source_muted)
         w.close_requested.connect(w.hide)
         self.qapp.aboutToQuit.connect(self.shutdown)
 
     def _wire_reader(self, r: ReaderThread) -> None:
-        w = self.window
+        """The reader thread's signals: each queued to a slot on the GUI thread."""
         r.batches.connect(self._on_batches)
-        r.ring_format.connect(w.set_ring_format)
+        r.ring_format.connect(self._on_ring_format)
         r.transport_changed.connect(self._on_transport)
-        r.status.connect(lambda s: w.set_shield_status(s.protection_enabled, s.threats_blocked, s.requested))
-        r.counters.connect(lambda c: w.set_counters(c.delivered, c.missed, c.corrupt))
-        r.latency.connect(lambda s: w.set_latency(s.transport, s.transport_latency, self.screen_latency))
+        r.status.connect(self._on_status)
+        r.counters.connect(self._on_counters)
+        r.latency.connect(self._on_latency)
         r.failed.connect(self._on_failed)
 
     def reconnect(self, shm_path: str | None = None, ws_url: str | None = None,
@@ -169,8 +176,9 @@ class MonitorApp:
             self.reader.start()
         return True
 
-    # -- slots
+    # -- slots (all on the GUI thread)
 
+    @Slot(object)
     def _on_batches(self, batches: list) -> None:
         update = self.feed.take(batches)  # a threat seen before is not news
         self.window.show_update(update)
@@ -189,6 +197,23 @@ class MonitorApp:
             self.tray.set_state("threat")  # the icon turns for threats worth a notification only
         self.reader.ack()
 
+    @Slot(int)
+    def _on_ring_format(self, ring_format: int) -> None:
+        self.window.set_ring_format(ring_format)
+
+    @Slot(object)
+    def _on_status(self, s) -> None:
+        self.window.set_shield_status(s.protection_enabled, s.threats_blocked, s.requested)
+
+    @Slot(object)
+    def _on_counters(self, c) -> None:
+        self.window.set_counters(c.delivered, c.missed, c.corrupt)
+
+    @Slot(object)
+    def _on_latency(self, s) -> None:
+        self.window.set_latency(s.transport, s.transport_latency, self.screen_latency)
+
+    @Slot(str, str)
     def _on_transport(self, transport: str, reason: str) -> None:
         self.window.set_transport(transport, reason)
         self.tray.set_state(TRAY_STATE.get(transport, "disconnected"))
@@ -197,15 +222,37 @@ class MonitorApp:
         self.tray.set_protection_available(
             available, "" if available else "the Shield's WebSocket is not reachable")
 
+    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.window.set_transport(Transport.DISCONNECTED, message)
 
+    @Slot()
+    def _on_tray_appeared(self) -> None:
+        self.window.hide_on_close = True
+
+    @Slot(object)
+    def _pause_notifications(self, seconds) -> None:
+        self.notifier.policy.pause(seconds)
+
+    @Slot()
+    def _resume_notifications(self) -> None:
+        self.notifier.policy.resume()
+
+    @Slot()
+    def _toggle_protection(self) -> None:
+        self.reader.send_command("toggle_protection")
+
+    def _is_muted(self, source: str) -> bool:
+        return source in self.notifier.policy.muted
+
+    @Slot()
     def _on_tray_missing(self) -> None:
         self.window.hide_on_close = False
         self.window.show()
         self.window.show_message(
             "No system tray found: KindlyGuard Monitor runs as a normal window (closing it quits).", 15000)
 
+    @Slot()
     def quit(self) -> None:
         """Quit for real (tray Quit, File > Quit, Ctrl-C, SIGTERM). Qt 6's quit()
         first closes every window and gives up if one refuses, and our window
@@ -213,18 +260,21 @@ class MonitorApp:
         self.window.hide_on_close = False
         self.qapp.quit()
 
+    @Slot()
     def toggle_window(self) -> None:
         if self.window.isVisible():
             self.window.hide()
         else:
             self.show_window()
 
+    @Slot()
     def show_window(self) -> None:
         """Bring the window forward (a second launch, the tray's Show)."""
         self.window.show()
         self.window.raise_()
         self.window.activateWindow()
 
+    @Slot()
     def toggle_demo(self) -> None:
         if self.demo.running:
             self.demo.stop()
@@ -239,6 +289,7 @@ class MonitorApp:
         for source in settings.muted_sources:
             self.notifier.policy.mute_source(source)
 
+    @Slot(str, bool)
     def set_source_muted(self, source: str, muted: bool) -> None:
         """Mute (or unmute) notifications from one source; remembered across starts.
         Its threats are still shown, counted and stored."""
@@ -264,12 +315,17 @@ class MonitorApp:
             ws_url=default_ws_url(settings.ws_url or None) if settings.ws_url != url else None,
             spin_ns=int(settings.spin_us * 1000) if settings.spin_us != spin else None)
 
+    @Slot()
     def open_settings(self) -> None:
         settings = self.settings or Settings()
-        before = (settings.ring_path, settings.ws_url, settings.spin_us)
+        self._settings_before = (settings.ring_path, settings.ws_url, settings.spin_us)
         dialog = SettingsDialog(settings, parent=self.window)
-        dialog.applied.connect(lambda s: self.apply_changed_settings(before, s))
+        dialog.applied.connect(self._on_settings_applied)
         dialog.exec()
+
+    @Slot(object)
+    def _on_settings_applied(self, settings: Settings) -> None:
+        self.apply_changed_settings(self._settings_before, settings)
 
     # -- life cycle
 
@@ -327,6 +383,7 @@ class MonitorApp:
                  (time.perf_counter() - started) * 1000)
         self._show_history_size()
 
+    @Slot()
     def _show_history_size(self) -> None:
         if self.history is None or not self.window.isVisible():
             return
@@ -340,11 +397,13 @@ class MonitorApp:
             text += " — not saving: " + self.history.error
         self.window.set_history_status(text, bool(self.history.error))
 
+    @Slot(object)
     def _on_history_error(self, message) -> None:
         if message:
             log.warning("history: %s", message)
         self._show_history_size()
 
+    @Slot()
     def open_history(self) -> None:
         if self.history is None:
             self.window.show_message("No threat history in this session.", 10000)
@@ -357,6 +416,7 @@ class MonitorApp:
         self.history_window.raise_()
         self.history_window.activateWindow()
 
+    @Slot()
     def shutdown(self) -> None:
         """Ask the reader to stop, wake it and wait for it; stop the demo; write
         what the history still holds and close it."""
