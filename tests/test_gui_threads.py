@@ -25,7 +25,7 @@ def monitor_slots() -> set[str]:
 
 def test_every_slot_is_declared():
     assert FROM_THE_READER <= monitor_slots()
-    assert {"quit", "shutdown", "toggle_demo", "open_history", "_on_history_error"} <= monitor_slots()
+    assert {"quit", "shutdown", "toggle_demo", "open_history", "_on_history_ready"} <= monitor_slots()
 
 
 def test_every_slot_runs_on_the_gui_thread(qtbot, qapp, ring_path, monkeypatch):

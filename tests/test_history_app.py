@@ -235,7 +235,7 @@ def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, q
     try:
         monitor.start()
         qtbot.waitUntil(lambda: monitor.window.model.rowCount() == 8, timeout=10000)  # 5 shown + 3 new
-        monitor._show_history_size()
+        monitor.app_history.show_size()
         assert "history is read-only: shown, not saved" in monitor.window.history_label.text()
         assert monitor.history.read_only and monitor.history.flush(10)
         assert query.count(history_path) == 5  # nothing stored

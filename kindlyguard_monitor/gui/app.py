@@ -4,6 +4,10 @@ socket: the reader thread does, and only emits signals.
 
     kgmon            start the app
     kgmon --demo     start it with the built-in demo writer as a child process
+                     (kindlyguard_monitor/gui/demo_process.py)
+
+The threat history's part of the app (start-up, the restored feed, the History
+window) is kindlyguard_monitor/gui/app_history.py.
 """
 
 from __future__ import annotations
@@ -13,16 +17,17 @@ import gc
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import desktop_notifications
+from kindlyguard_monitor.gui.app_history import AppHistory
+from kindlyguard_monitor.gui.demo_process import DemoWriter
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.notifier import Notifier
@@ -32,8 +37,7 @@ from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.single_instance import SingleInstance
 from kindlyguard_monitor.gui.tray import TrayController
-from kindlyguard_monitor.history import query as history_query
-from kindlyguard_monitor.history.store import READ_ONLY_TEXT, HistoryStore
+from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.platform_integration import set_windows_app_id
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
@@ -43,44 +47,7 @@ from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
 log = logging.getLogger(__name__)
-HISTORY_WAIT_S = 5.0  # the most the reader waits at start for the history to open
-HISTORY_SIZE_REFRESH_MS = 2000
 TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected"}
-
-
-def demo_command(shm_path: str) -> list[str]:
-    """How to start the demo writer, from a source tree, an install or a frozen app."""
-    args = ["demo", "--quiet", "--shm-path", shm_path, "--parent-pid", str(os.getpid())]
-    if getattr(sys, "frozen", False):
-        return [sys.executable, *args]
-    return [sys.executable, "-m", "kindlyguard_monitor", *args]
-
-
-class DemoWriter:
-    """The built-in demo writer as a child process, stopped when the app quits."""
-
-    def __init__(self, shm_path: str):
-        self.shm_path = shm_path
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        if not self.running:
-            self.proc = subprocess.Popen(demo_command(self.shm_path), stdin=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.proc = None
 
 
 class MonitorApp(QObject):
@@ -97,12 +64,10 @@ class MonitorApp(QObject):
         super().__init__()
         self.qapp = qapp
         self.settings = settings
-        self.history = history  # every threat on disk (its own writer thread), or None
-        self.history_window: HistoryWindow | None = None
-        self._history_events = _HistoryEvents()
         self.demo = DemoWriter(shm_path)
         self.feed = Feed()  # what is news (Qt-free); the window shows it, the notifier and tray hear it
         self.window = MainWindow(feed=self.feed)
+        self.app_history = AppHistory(history, self.window, parent=self)  # the store (or None) in the app
         self.window.setWindowIcon(icon("kindlyguard"))
         self.tray = TrayController()
         self.desktop_notifications = (
@@ -137,7 +102,7 @@ class MonitorApp(QObject):
         t.quit_requested.connect(self.quit)
         t.settings_requested.connect(self.open_settings)
         t.history_requested.connect(self.open_history)
-        self._history_events.error.connect(self._on_history_error)
+        self.app_history.ready.connect(self._on_history_ready)
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(self._on_tray_appeared)
         n.open_event.connect(w.show_event)
@@ -338,103 +303,41 @@ class MonitorApp(QObject):
         if self.history is None:
             self.reader.start()
             return
-        self.history.on_error = self._history_events.error.emit  # called on the store's thread
-        self.history.start()
-        waited = time.monotonic()
-        poll = QTimer(self.window)
-        poll.setInterval(20)
-
-        def check() -> None:
-            if self._shut_down:  # quit before the history was ready: start nothing now
-                poll.stop()
-                return
-            if self.history.ready.is_set() or time.monotonic() - waited > HISTORY_WAIT_S:
-                poll.stop()
-                self._restore_feed()
-                if not self.reader.isRunning():  # (a reconnect meanwhile may have started one)
-                    self.reader.start()
-
-        poll.timeout.connect(check)
-        poll.start()
-        self._history_poll = poll
-        self._history_timer = QTimer(self.window)
-        self._history_timer.timeout.connect(self._show_history_size)
-        self._history_timer.start(HISTORY_SIZE_REFRESH_MS)
-
-    def _restore_feed(self) -> None:
-        """The newest threats from the history into the feed (they count as earlier,
-        not as news: no notification, not in this session's counters)."""
-        if not self.history.wait_ready(0):  # opened, checked and migrated: usable
-            self.window.show_message(
-                f"The threat history is not available: {self.history.error or 'still opening'}", 30000)
-            return
-        if self.history.notice:
-            log.warning("%s", self.history.notice)
-            self.window.show_message(self.history.notice, 60000)
-        started = time.perf_counter()
-        try:
-            threats = history_query.recent(self.history.path, self.window.model.max_rows())
-        except Exception as exc:  # a history that cannot be read must not stop the app
-            log.warning("could not restore the feed from the history: %s", exc)
-            return
-        if threats:
-            self.window.show_restored([t.event(Transport.HISTORY) for t in threats])
-        log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
-                 (time.perf_counter() - started) * 1000)
-        self._show_history_size()
+        self.app_history.start()  # then ready -> _on_history_ready starts the reader
 
     @Slot()
-    def _show_history_size(self) -> None:
-        if self.history is None or not self.window.isVisible():
-            return
-        text = f"History {self.history.size_bytes() / 2**20:.1f} MiB"
-        lag = self.history.lag()
-        if lag:
-            text += f", {lag:,} waiting"
-        if self.history.read_only:  # the error says why; the label says what it means
-            text += " — " + READ_ONLY_TEXT
-        elif self.history.error:
-            text += " — not saving: " + self.history.error
-        self.window.set_history_status(text, bool(self.history.error))
-
-    @Slot(object)
-    def _on_history_error(self, message) -> None:
-        if message:
-            log.warning("history: %s", message)
-        self._show_history_size()
+    def _on_history_ready(self) -> None:
+        """The feed is restored from the history (or it could not be waited for): read now."""
+        if not self._shut_down and not self.reader.isRunning():  # (a reconnect meanwhile may have started one)
+            self.reader.start()
 
     @Slot()
     def open_history(self) -> None:
-        if self.history is None:
-            self.window.show_message("No threat history in this session.", 10000)
-            return
-        if self.history_window is None:
-            self.history_window = HistoryWindow(self.history.path)
-            self.history_window.setWindowIcon(icon("kindlyguard"))
-        self.history.flush(0.2)  # what just arrived is searchable (a store far behind is not waited for)
-        self.history_window.show()
-        self.history_window.raise_()
-        self.history_window.activateWindow()
+        self.app_history.open_window()
+
+    @property
+    def history(self) -> HistoryStore | None:
+        return self.app_history.store
+
+    @history.setter
+    def history(self, store: HistoryStore | None) -> None:
+        self.app_history.store = store
+
+    @property
+    def history_window(self) -> HistoryWindow | None:
+        return self.app_history.history_window
 
     @Slot()
     def shutdown(self) -> None:
         """Ask the reader to stop, wake it and wait for it; stop the demo; write
         what the history still holds and close it."""
         self._shut_down = True  # a SIGTERM right after start: the history poll must not start the reader later
+        self.app_history.stop()
         self.reader.shutdown()
         self.demo.stop()
-        if self.history_window is not None:
-            self.history_window.close_worker()
-        if self.history is not None:
-            self.history.close()
+        self.app_history.close()
         if self.desktop_notifications is not None:
             self.desktop_notifications.close()
-
-
-class _HistoryEvents(QObject):
-    """Brings the history store's callbacks (its own thread) to the GUI thread."""
-
-    error = Signal(object)  # message, or None when writing works again
 
 
 def freeze_startup_objects() -> None:

@@ -1,0 +1,142 @@
+"""The threat history in the running app: start-up, the feed restored from it,
+its size and errors in the status bar, and the History window.
+
+At start the window is shown at once; the store opens (and checks, and
+migrates) on its own thread, and `ready` is emitted once the newest threats
+are back in the feed, or after HISTORY_WAIT_S when the history cannot say:
+the app starts reading only then, so a restored threat read again live is
+recognised, not news. Restored threats count as earlier: no notification, not
+in this session's counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from kindlyguard_monitor.gui.history_window import HistoryWindow
+from kindlyguard_monitor.gui.main_window import MainWindow
+from kindlyguard_monitor.gui.resources import icon
+from kindlyguard_monitor.history import query as history_query
+from kindlyguard_monitor.history.store import READ_ONLY_TEXT, HistoryStore
+from kindlyguard_monitor.vocabulary import Transport
+
+log = logging.getLogger(__name__)
+HISTORY_WAIT_S = 5.0  # the most the reader waits at start for the history to open
+HISTORY_SIZE_REFRESH_MS = 2000
+READY_POLL_MS = 20
+
+
+class _StoreEvents(QObject):
+    """Brings the history store's callbacks (its own thread) to the GUI thread."""
+
+    error = Signal(object)  # message, or None when writing works again
+
+
+class AppHistory(QObject):
+    ready = Signal()  # the feed is restored (or the history could not be waited for): start reading
+
+    def __init__(self, store: HistoryStore | None, window: MainWindow, parent=None):
+        super().__init__(parent)
+        self.store = store  # every threat on disk (its own writer thread), or None
+        self.window = window
+        self.history_window: HistoryWindow | None = None
+        self._events = _StoreEvents(self)
+        self._events.error.connect(self._on_error)
+        self._poll = QTimer(self)
+        self._poll.setInterval(READY_POLL_MS)
+        self._poll.timeout.connect(self._check_ready)
+        self._size_timer = QTimer(self)
+        self._size_timer.timeout.connect(self.show_size)
+        self._waited_since = 0.0
+        self._stopped = False
+
+    def start(self) -> None:
+        """Open the store; `ready` follows once the feed is restored."""
+        self.store.on_error = self._events.error.emit  # called on the store's thread
+        self.store.start()
+        self._waited_since = time.monotonic()
+        self._poll.start()
+        self._size_timer.start(HISTORY_SIZE_REFRESH_MS)
+
+    def stop(self) -> None:
+        """No more timers, and no `ready` from now on (the app is quitting)."""
+        self._stopped = True
+        self._poll.stop()
+        self._size_timer.stop()
+
+    def close(self) -> None:
+        """Stop, let the History window's worker end, write what the store still holds and close it."""
+        self.stop()
+        if self.history_window is not None:
+            self.history_window.close_worker()
+        if self.store is not None:
+            self.store.close()
+
+    @Slot()
+    def _check_ready(self) -> None:
+        if self._stopped:  # quit before the history was ready: start nothing now
+            self._poll.stop()
+            return
+        if self.store.ready.is_set() or time.monotonic() - self._waited_since > HISTORY_WAIT_S:
+            self._poll.stop()
+            self.restore_feed()
+            self.ready.emit()
+
+    def restore_feed(self) -> None:
+        """The newest threats from the history into the feed."""
+        store, window = self.store, self.window
+        if not store.wait_ready(0):  # opened, checked and migrated: usable
+            window.show_message(f"The threat history is not available: {store.error or 'still opening'}", 30000)
+            return
+        if store.notice:
+            log.warning("%s", store.notice)
+            window.show_message(store.notice, 60000)
+        started = time.perf_counter()
+        try:
+            threats = history_query.recent(store.path, window.model.max_rows())
+        except Exception as exc:  # a history that cannot be read must not stop the app
+            log.warning("could not restore the feed from the history: %s", exc)
+            return
+        if threats:
+            window.show_restored([t.event(Transport.HISTORY) for t in threats])
+        log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
+                 (time.perf_counter() - started) * 1000)
+        self.show_size()
+
+    @Slot()
+    def show_size(self) -> None:
+        """The history's size (and backlog, or why it cannot write) in the status bar."""
+        store = self.store
+        if store is None or not self.window.isVisible():
+            return
+        text = f"History {store.size_bytes() / 2**20:.1f} MiB"
+        lag = store.lag()
+        if lag:
+            text += f", {lag:,} waiting"
+        if store.read_only:  # the error says why; the label says what it means
+            text += " — " + READ_ONLY_TEXT
+        elif store.error:
+            text += " — not saving: " + store.error
+        self.window.set_history_status(text, bool(store.error))
+
+    @Slot(object)
+    def _on_error(self, message) -> None:
+        if message:
+            log.warning("history: %s", message)
+        self.show_size()
+
+    def open_window(self) -> None:
+        """File › History…: search, page and export what is stored."""
+        if self.store is None:
+            self.window.show_message("No threat history in this session.", 10000)
+            return
+        if self.history_window is None:
+            self.history_window = HistoryWindow(self.store.path)
+            self.history_window.setWindowIcon(icon("kindlyguard"))
+        self.store.flush(0.2)  # what just arrived is searchable (a store far behind is not waited for)
+        self.history_window.show()
+        self.history_window.raise_()
+        self.history_window.activateWindow()
