@@ -71,8 +71,22 @@ class MainWindow(QMainWindow):
 
         central = QWidget(self)
         root = QVBoxLayout(central)
+        self._build_badge_row(central, root)
+        self._build_counters(central, root)
+        self._build_filter_bar(central, root)
+        self._build_table_and_tabs(central, root)
+        self.setCentralWidget(central)
+        self._build_status_bar()
+        self._start_rate_timer()
 
-        # connection badge + latency + reason
+        self._show_transport()
+        self._refresh_labels()
+        self.resize(960, 640)
+
+    # ---------------------------------------------------------------- building
+
+    def _build_badge_row(self, central: QWidget, root: QVBoxLayout) -> None:
+        """The connection badge, the transport latency and the reason for the transport."""
         self.badge = _plain_label("", central)
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge.setMinimumWidth(180)
@@ -85,7 +99,8 @@ class MainWindow(QMainWindow):
         root.addLayout(top)
         root.addWidget(self.reason_label)
 
-        # counters
+    def _build_counters(self, central: QWidget, root: QVBoxLayout) -> None:
+        """Threats, blocked, per severity, events/s, missed, corrupt."""
         self.counter_labels: dict[str, QLabel] = {}
         counters = QHBoxLayout()
         for name in ("total", "blocked", "Low", "Medium", "High", "Critical", "rate", "missed", "corrupt"):
@@ -95,7 +110,8 @@ class MainWindow(QMainWindow):
         counters.addStretch(1)
         root.addLayout(counters)
 
-        # filter bar
+    def _build_filter_bar(self, central: QWidget, root: QVBoxLayout) -> None:
+        """Severity, type, text filter (debounced) and Pause scrolling."""
         self.severity_combo = QComboBox(central)
         for number in (LOW, MEDIUM, HIGH, CRITICAL):
             self.severity_combo.addItem(f"≥ {SEVERITIES[number]}", number)
@@ -125,7 +141,8 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.pause_button)
         root.addLayout(bar)
 
-        # table | details + latency
+    def _build_table_and_tabs(self, central: QWidget, root: QVBoxLayout) -> None:
+        """The threat table above the Details and Latency tabs."""
         self.table = QTableView(central)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(False)  # the model is newest first
@@ -157,9 +174,9 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         root.addWidget(self.splitter, 1)
-        self.setCentralWidget(central)
 
-        # status bar
+    def _build_status_bar(self) -> None:
+        """Transport and latency, the history, the Shield's status."""
         self.status_label = _plain_label("", self)
         self.history_label = _plain_label("", self)
         self.shield_label = _plain_label("", self)
@@ -167,15 +184,12 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.history_label)
         self.statusBar().addPermanentWidget(self.shield_label)
 
-        # events/s decays even when nothing arrives
+    def _start_rate_timer(self) -> None:
+        """Events/s decays even when nothing arrives."""
         self._rate_timer = QTimer(self)
         self._rate_timer.setInterval(1000)
         self._rate_timer.timeout.connect(self._tick)
         self._rate_timer.start()
-
-        self._show_transport()
-        self._refresh_labels()
-        self.resize(960, 640)
 
     # ---------------------------------------------------------------- slots
 
