@@ -13,9 +13,7 @@ window) is kindlyguard_monitor/gui/app_history.py.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
-import os
 import signal
 import sys
 import time
@@ -36,13 +34,13 @@ from kindlyguard_monitor.gui.resources import icon, icon_path
 from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.single_instance import SingleInstance
+from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
 from kindlyguard_monitor.gui.tray import TrayController
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.platform_integration import set_windows_app_id
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH
-from kindlyguard_monitor.transport.urls import ws_url_problem
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
@@ -340,43 +338,11 @@ class MonitorApp(QObject):
             self.desktop_notifications.close()
 
 
-def freeze_startup_objects() -> None:
-    """Move everything alive after start-up (modules, Qt wrappers: ~40,000 objects)
-    out of the garbage collector's sight. Under a flood the full collections then
-    scan only what the flood made: the longest pause went from ~36 ms to ~11 ms
-    in `kgmon bench --gui`, and such a pause stalls the GUI and the reader alike."""
-    gc.collect()
-    gc.freeze()
-
-
-def _ms_since_process_start() -> float:
-    if sys.platform.startswith("linux"):
-        # /proc start ticks against CLOCK_BOOTTIME: psutil's create_time() rests on the boot
-        # time rounded to whole seconds, which put ~150 ms of error into this figure.
-        with open("/proc/self/stat", "rb") as f:
-            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
-        return (time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")) * 1000
-    import psutil
-
-    return (time.time() - psutil.Process().create_time()) * 1000
-
-
 def _icon_file(name: str) -> str:
     try:
         return str(icon_path(name))
     except FileNotFoundError:
         return ""
-
-
-def choose_ws_url(option: str | None, saved: str | None) -> str:
-    """--ws-url (checked by the parser), else the saved setting, else the default; a saved
-    URL the client cannot use (a settings file edited by hand) is ignored, with a warning."""
-    if not option and saved:
-        problem = ws_url_problem(saved)
-        if problem is not None:
-            log.warning("ignoring the WebSocket URL in the settings: %s", problem)
-            saved = None
-    return default_ws_url(option or saved or None)
 
 
 def run(args: argparse.Namespace, started=None) -> int:
@@ -407,7 +373,7 @@ def run(args: argparse.Namespace, started=None) -> int:
     if monitor.window.isVisible():
         # Runs once the event loop has painted the first frame: `kgmon bench --gui` reads this line.
         QTimer.singleShot(0, lambda: log.info("window shown %.0f ms after the process started",
-                                              _ms_since_process_start()))
+                                              ms_since_process_start()))
     # Ctrl-C in the terminal quits cleanly: Python handles signals only between Qt events.
     # Quit from the event loop, not inside whatever Python code the signal interrupted
     # (a SIGTERM in the middle of start-up's history check once quit between the

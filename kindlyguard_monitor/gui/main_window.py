@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainWindow,
-                               QPushButton, QSplitter, QTableView, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QPushButton, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
 
 from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.feed import Feed, Update
@@ -23,6 +23,7 @@ from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel, plain_tooltip
+from kindlyguard_monitor.gui.threat_table import ThreatTableView
 from kindlyguard_monitor.platform_integration import set_macos_dock_icon
 from kindlyguard_monitor.textsafe import elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES
@@ -143,25 +144,8 @@ class MainWindow(QMainWindow):
 
     def _build_table_and_tabs(self, central: QWidget, root: QVBoxLayout) -> None:
         """The threat table above the Details and Latency tabs."""
-        self.table = QTableView(central)
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(False)  # the model is newest first
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
-        self.table.setWordWrap(False)
-        header = self.table.horizontalHeader()
-        header.setStretchLastSection(False)  # the details take the spare width, not "Blocked"
-        header.setSectionResizeMode(ThreatTableModel.DETAILS, header.ResizeMode.Stretch)
-        for column, width in ((ThreatTableModel.TIME, 100), (ThreatTableModel.SEVERITY, 80),
-                              (ThreatTableModel.TYPE, 150), (ThreatTableModel.SOURCE, 220),
-                              (ThreatTableModel.BLOCKED, 70)):
-            header.resizeSection(column, width)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
+        self.table = ThreatTableView(self.model, self.proxy, central)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
-        # rows must not change height per content: uniform heights keep 10 000 rows cheap
-        self.table.verticalHeader().setSectionResizeMode(self.table.verticalHeader().ResizeMode.Fixed)
 
         self.details = DetailsPane(central, muting=True)
         self.histogram = LatencyHistogram(central)
@@ -198,11 +182,11 @@ class MainWindow(QMainWindow):
         refresh the counters; returns how many rows the table took."""
         if not update.added:
             return 0
-        anchor = self._anchor_key() if self.pause_button.isChecked() else None
+        anchor = self.table.anchor() if self.pause_button.isChecked() else None
         listed = self.model.add_events(update.rows)
         self._arrivals.append((time.monotonic(), update.added))
         if self.pause_button.isChecked():
-            self._restore_anchor(anchor)
+            self.table.restore_anchor(anchor)
         elif self.isVisible():
             self.table.scrollToTop()
         if self.isVisible():
@@ -270,18 +254,15 @@ class MainWindow(QMainWindow):
     def show_event(self, key) -> bool:
         """Select and show the threat `key` (a notification was clicked); clear filters hiding it.
         Returns False when the row is no longer in the table."""
-        source_row = self.model.row_for_key(key)
-        if source_row is None:
+        if self.model.row_for_key(key) is None:
             return False
-        index = self.proxy.mapFromSource(self.model.index(source_row, 0))
+        index = self.table.index_for_key(key)
         if not index.isValid():
             self.clear_filters()
-            index = self.proxy.mapFromSource(self.model.index(source_row, 0))
+            index = self.table.index_for_key(key)
             if not index.isValid():
                 return False
-        self.table.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
-        self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.table.select(index)
         self.tabs.setCurrentWidget(self.details)
         if self.isMinimized():
             self.showNormal()
@@ -338,35 +319,6 @@ class MainWindow(QMainWindow):
     def _pause_toggled(self, paused: bool) -> None:
         if not paused:
             self.table.scrollToTop()
-
-    def _anchor_key(self):
-        """The key of the selected row, else of the row at the top of the view."""
-        rows = self.table.selectionModel().selectedRows()
-        index = rows[0] if rows else self.table.indexAt(QPoint(0, 0))
-        if not index.isValid():
-            return None
-        row = index.data(ThreatTableModel.RowRole)
-        if row is None:
-            return None
-        # the view keeps the anchor at the same offset from the viewport's top
-        return row.key, self.table.visualRect(index).top()
-
-    def _restore_anchor(self, anchor) -> None:
-        if anchor is None:
-            return
-        key, offset = anchor
-        source_row = self.model.row_for_key(key)
-        if source_row is None:
-            return
-        index = self.proxy.mapFromSource(self.model.index(source_row, 0))
-        if not index.isValid():
-            return
-        # keep the anchor row where it was on screen: the new rows above it push it down by whole rows
-        row_h = max(1, self.table.rowHeight(index.row()))
-        shift = (self.table.visualRect(index).top() - offset) // row_h
-        if shift:
-            bar = self.table.verticalScrollBar()
-            bar.setValue(bar.value() + shift)
 
     def _selection_changed(self, *_args) -> None:
         rows = self.table.selectionModel().selectedRows()

@@ -1,0 +1,75 @@
+"""The feed's table view: newest first, fixed row heights, one row selected, and
+the row the user is looking at kept in place while new rows arrive above it
+(Pause scrolling)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint
+from PySide6.QtWidgets import QAbstractItemView, QTableView
+
+from kindlyguard_monitor.event import EventKey
+from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
+
+COLUMN_WIDTHS = ((ThreatTableModel.TIME, 100), (ThreatTableModel.SEVERITY, 80), (ThreatTableModel.TYPE, 150),
+                 (ThreatTableModel.SOURCE, 220), (ThreatTableModel.BLOCKED, 70))
+
+
+class ThreatTableView(QTableView):
+    def __init__(self, model: ThreatTableModel, proxy: ThreatFilterModel, parent=None):
+        super().__init__(parent)
+        self.threats, self.proxy = model, proxy
+        self.setModel(proxy)
+        self.setSortingEnabled(False)  # the model is newest first
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.setWordWrap(False)
+        header = self.horizontalHeader()
+        header.setStretchLastSection(False)  # the details take the spare width, not "Blocked"
+        header.setSectionResizeMode(ThreatTableModel.DETAILS, header.ResizeMode.Stretch)
+        for column, width in COLUMN_WIDTHS:
+            header.resizeSection(column, width)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setAlternatingRowColors(True)
+        # rows must not change height per content: uniform heights keep 10 000 rows cheap
+        self.verticalHeader().setSectionResizeMode(self.verticalHeader().ResizeMode.Fixed)
+
+    def index_for_key(self, key: EventKey) -> QModelIndex:
+        """The view's index of the threat `key` (invalid when not in the table, or filtered out)."""
+        source_row = self.threats.row_for_key(key)
+        if source_row is None:
+            return QModelIndex()
+        return self.proxy.mapFromSource(self.threats.index(source_row, 0))
+
+    def select(self, index: QModelIndex) -> None:
+        """Select the row of `index` and scroll it to the middle."""
+        self.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+
+    def anchor(self) -> tuple[EventKey, int] | None:
+        """The key of the selected row, else of the row at the top of the view, and its offset on screen."""
+        rows = self.selectionModel().selectedRows()
+        index = rows[0] if rows else self.indexAt(QPoint(0, 0))
+        if not index.isValid():
+            return None
+        row = index.data(ThreatTableModel.RowRole)
+        if row is None:
+            return None
+        # the view keeps the anchor at the same offset from the viewport's top
+        return row.key, self.visualRect(index).top()
+
+    def restore_anchor(self, anchor: tuple[EventKey, int] | None) -> None:
+        """Keep the anchor row where it was on screen: the new rows above it push it down by whole rows."""
+        if anchor is None:
+            return
+        key, offset = anchor
+        index = self.index_for_key(key)
+        if not index.isValid():
+            return
+        row_h = max(1, self.rowHeight(index.row()))
+        shift = (self.visualRect(index).top() - offset) // row_h
+        if shift:
+            bar = self.verticalScrollBar()
+            bar.setValue(bar.value() + shift)
