@@ -31,6 +31,7 @@ import re
 import struct
 from typing import Any, NamedTuple
 
+from kindlyguard_monitor._ring import Event as _RingEvent
 from kindlyguard_monitor.threats import severity_name, threat_type_name
 from kindlyguard_monitor.vocabulary import Transport
 
@@ -115,12 +116,16 @@ class EventKey(NamedTuple):
 
 
 class ThreatEvent(NamedTuple):
-    """One threat, from any transport. `key` is computed once, when it is made."""
+    """One threat, from any transport. `key` is computed once, when it is made.
+    From `seq` to `details` the fields are the ring's C event's, in its order, so
+    from_ring() copies them in one step."""
 
     key: EventKey
     transport: Transport  # what delivered it (HISTORY: restored from the history at start)
     generation: int | None  # the writer's generation, when known
     seq: int | None  # the writer's event number, when known
+    publish_mono_ns: int | None  # the writer's monotonic clock; None when not known (restored)
+    observe_mono_ns: int | None  # when this process read it; None when not known (restored)
     timestamp_unix_us: int  # wall clock of the threat
     threat_type: int  # ring number, 0..7
     severity: int  # 1..4 (others read as Medium: threats.severity_level)
@@ -128,8 +133,6 @@ class ThreatEvent(NamedTuple):
     flags: int
     source: str  # raw, untrusted
     details: str  # raw, untrusted
-    publish_mono_ns: int | None = None  # the writer's monotonic clock; None when not known (restored)
-    observe_mono_ns: int | None = None  # when this process read it; None when not known (restored)
     wire_id: str = ""  # the id a WebSocket server gave it ("" from the ring)
     exact_latency: bool = True  # publish_mono_ns is the writer's (False: estimated from the wall clock)
     context: Any = None  # the WebSocket's `context`, as sent
@@ -169,25 +172,34 @@ def threat_event(*, transport: Transport, generation: int | None, seq: int | Non
                  exact_latency: bool = True, context: Any = None) -> ThreatEvent:
     """A ThreatEvent with its key computed."""
     key = EventKey.of(generation, seq, timestamp_unix_us, threat_type, severity, blocked, source, details)
-    return ThreatEvent(key, transport, generation, seq, timestamp_unix_us, threat_type, severity, blocked, flags,
-                       source, details, publish_mono_ns, observe_mono_ns, wire_id, exact_latency, context)
+    return ThreatEvent(key, transport, generation, seq, publish_mono_ns, observe_mono_ns, timestamp_unix_us,
+                       threat_type, severity, blocked, flags, source, details, wire_id, exact_latency, context)
+
+
+_RING_TAIL = ("", True, None)  # wire_id, exact_latency, context
 
 
 def from_ring(events, generation: int | None, transport: Transport = Transport.SHM) -> list[ThreatEvent]:
-    """The ring reader's C events (kindlyguard_monitor._ring.Event) of one writer generation as ThreatEvents:
-    the one conversion, where the transport manager takes them in."""
+    """The ring reader's C events (kindlyguard_monitor._ring.Event, a struct sequence: seq,
+    publish_mono_ns, observe_mono_ns, timestamp_unix_us, threat_type, severity, blocked, flags,
+    source, details) of one writer generation as ThreatEvents: the one conversion, where the
+    transport manager takes them in: one tuple copy per event, no attribute reads."""
+    if events and type(events[0]) is not _RingEvent:  # another reader's events (pyring's): field by field
+        return [threat_event(transport=transport, generation=generation, seq=e.seq,
+                             timestamp_unix_us=e.timestamp_unix_us, threat_type=e.threat_type, severity=e.severity,
+                             blocked=e.blocked, flags=e.flags, source=e.source, details=e.details,
+                             publish_mono_ns=e.publish_mono_ns, observe_mono_ns=getattr(e, "observe_mono_ns", None))
+                for e in events]
     new = tuple.__new__
+    tail = _RING_TAIL
     out = []
     append = out.append
-    numbered = type(generation) is int and 0 <= generation <= U64
-    for e in events:
-        seq = e.seq
-        if numbered and type(seq) is int:
-            key = new(EventKey, (generation, seq, None))
-        else:
-            key = EventKey.of(generation, seq, e.timestamp_unix_us, e.threat_type, e.severity, e.blocked,
-                              e.source, e.details)
-        append(new(ThreatEvent, (key, transport, generation, seq, e.timestamp_unix_us, e.threat_type, e.severity,
-                                 e.blocked, e.flags, e.source, e.details, e.publish_mono_ns, e.observe_mono_ns,
-                                 "", True, None)))
+    if type(generation) is int and 0 <= generation <= U64:
+        for e in events:
+            append(new(ThreatEvent, (new(EventKey, (generation, e[0], None)), transport, generation) + e + tail))
+        return out
+    for e in events:  # the Shield's v1 ring: no generation, so keyed by content
+        key = EventKey.of(generation, e.seq, e.timestamp_unix_us, e.threat_type, e.severity, e.blocked,
+                          e.source, e.details)
+        append(new(ThreatEvent, (key, transport, generation) + e + tail))
     return out

@@ -57,9 +57,8 @@ class StoredThreat(NamedTuple):
             delivered = Transport(transport or self.transport)
         except ValueError:  # a name this version does not know (a newer writer): shown as stored
             delivered = transport or self.transport
-        return ThreatEvent(self.key, delivered, self.generation, self.seq,
-                           self.timestamp_unix_us, self.threat_type, self.severity, self.blocked, self.flags,
-                           self.source, self.details)
+        return ThreatEvent(self.key, delivered, self.generation, self.seq, None, None, self.timestamp_unix_us,
+                           self.threat_type, self.severity, self.blocked, self.flags, self.source, self.details)
 
 
 class Gap(NamedTuple):
