@@ -54,7 +54,8 @@ class MonitorApp(QObject):
     The threading contract: a QObject living on the GUI thread, and every
     receiver of a signal is one of its @Slot methods (or another GUI object's).
     A signal from the reader thread or the history's thread is therefore queued
-    to the GUI thread; a lambda receiver would run on the sender's thread.
+    to the GUI thread by the receiver's affinity (a lambda has none of its own:
+    where it runs depends on the sender object and on the Qt for Python version).
     tests/test_gui_threads.py checks that every slot runs on the GUI thread."""
 
     def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool,

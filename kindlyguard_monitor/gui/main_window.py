@@ -129,10 +129,9 @@ class MainWindow(QMainWindow):
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(FILTER_DEBOUNCE_MS)
         self._search_timer.timeout.connect(self._apply_search)
-        self.severity_combo.currentIndexChanged.connect(
-            lambda _i: self.proxy.set_min_severity(self.severity_combo.currentData()))
+        self.severity_combo.currentIndexChanged.connect(self._apply_severity)
         self.type_combo.currentIndexChanged.connect(self._apply_type)
-        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        self.search.textChanged.connect(self._search_changed)
         self.pause_button.toggled.connect(self._pause_toggled)
         bar = QHBoxLayout()
         bar.addWidget(_plain_label("Severity:", central))
@@ -309,9 +308,19 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- internals
 
+    @Slot(int)
+    def _apply_severity(self, _index: int) -> None:
+        self.proxy.set_min_severity(self.severity_combo.currentData())
+
+    @Slot(str)
+    def _search_changed(self, _text: str) -> None:
+        self._search_timer.start()  # debounced: the filter applies once typing pauses
+
+    @Slot()
     def _apply_search(self) -> None:
         self.proxy.set_text(self.search.text())
 
+    @Slot(int)
     def _apply_type(self, _index: int) -> None:
         number = self.type_combo.currentData()
         self.proxy.set_types(None if number is None else {number})
