@@ -32,7 +32,7 @@ import struct
 from typing import Any, NamedTuple
 
 from kindlyguard_monitor._ring import Event as _RingEvent
-from kindlyguard_monitor.threats import severity_name, threat_type_name
+from kindlyguard_monitor.threats import format_timestamp, severity_name, threat_type_name
 from kindlyguard_monitor.vocabulary import Transport
 
 U64 = (1 << 64) - 1
@@ -150,8 +150,6 @@ class ThreatEvent(NamedTuple):
 
     def to_dict(self) -> dict:
         """The fields `kgmon tail --json` and `kgmon export` share (names, not numbers)."""
-        from kindlyguard_monitor.transport.protocol import format_timestamp  # (protocol imports this module)
-
         return {
             "transport": str(self.transport),
             "generation": self.generation,

@@ -7,6 +7,7 @@ severity names read as Medium, as the protocol says.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import NamedTuple
 
@@ -55,6 +56,18 @@ class Threat(NamedTuple):
     source: str
     details: str
     timestamp_unix_us: int  # wall clock of the threat
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def format_timestamp(unix_us: int) -> str:
+    """Microseconds since the epoch as RFC 3339 UTC with microseconds (the wire's form, tail's and export's)."""
+    try:
+        moment = _EPOCH + dt.timedelta(microseconds=unix_us)
+    except (OverflowError, ValueError):
+        return "1970-01-01T00:00:00.000000Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def local_time(timestamp_unix_us: int, fallback: str = "?") -> str:

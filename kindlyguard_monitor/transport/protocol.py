@@ -28,6 +28,7 @@ from kindlyguard_monitor.threats import (
     THREAT_TYPE_NUMBER,
     THREAT_TYPES,
     Threat,
+    format_timestamp,  # re-exported: the wire's timestamp form
     severity_name,
 )
 from kindlyguard_monitor.vocabulary import Transport
@@ -110,15 +111,6 @@ def _parse_timestamp_us(text: str) -> int | None:
         return (moment - _EPOCH) // _MICROSECOND  # exact: no float on the way
     except (OverflowError, ValueError):
         return None
-
-
-def format_timestamp(unix_us: int) -> str:
-    """Microseconds since the epoch as RFC 3339 UTC with microseconds."""
-    try:
-        moment = _EPOCH + dt.timedelta(microseconds=unix_us)
-    except (OverflowError, ValueError):
-        return "1970-01-01T00:00:00.000000Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _u64(value) -> int | None:
