@@ -90,11 +90,16 @@ def test_absurd_input_gets_one_sentence_and_the_right_exit_status(results, case)
 
 
 def test_the_slot_limits_are_the_rings():
-    from kindlyguard_monitor.cli import main
-    from kindlyguard_monitor.ring import pyring
+    """--slot-size and --slot-count take the limits of native/kg_layout.h (through ring/layout.py)."""
+    import re
+    from pathlib import Path
 
-    assert (main.SLOT_SIZE_MIN, main.SLOT_SIZE_MAX) == (pyring.SLOT_SIZE_MIN, pyring.SLOT_SIZE_MAX)
-    assert (main.SLOT_COUNT_MIN, main.SLOT_COUNT_MAX) == (pyring.SLOT_COUNT_MIN, pyring.SLOT_COUNT_MAX)
+    from kindlyguard_monitor.cli import args
+
+    header = (Path(__file__).resolve().parent.parent / "native" / "kg_layout.h").read_text()
+    defined = {name: int(value) for name, value in re.findall(r"#define KG_(SLOT_\w+_M[AI][XN]) (\d+)u", header)}
+    assert defined == {"SLOT_SIZE_MIN": args.SLOT_SIZE_MIN, "SLOT_SIZE_MAX": args.SLOT_SIZE_MAX,
+                       "SLOT_COUNT_MIN": args.SLOT_COUNT_MIN, "SLOT_COUNT_MAX": args.SLOT_COUNT_MAX}
 
 
 def _document(path):

@@ -11,7 +11,7 @@ import sys
 
 from kindlyguard_monitor import __version__, _ring
 from kindlyguard_monitor.bench import ring_bench as rb
-from kindlyguard_monitor.cli.main import EXIT_FAILURE, EXIT_OK, SLOT_COUNT_MAX, SLOT_COUNT_MIN, power_of_two
+from kindlyguard_monitor.cli.args import EXIT_FAILURE, EXIT_OK, SLOT_COUNT_MAX, SLOT_COUNT_MIN, power_of_two
 from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
 from kindlyguard_monitor.textsafe import visible
 

@@ -19,7 +19,7 @@ import stat
 import sys
 import time
 
-from kindlyguard_monitor.cli.main import (
+from kindlyguard_monitor.cli.args import (
     EXIT_CANNOT_ATTACH,
     EXIT_FAILURE,
     EXIT_OK,

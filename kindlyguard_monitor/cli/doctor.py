@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from kindlyguard_monitor.cli.main import EXIT_FAILURE, EXIT_OK, float_in, ws_url
+from kindlyguard_monitor.cli.args import EXIT_FAILURE, EXIT_OK, float_in, ws_url
 from kindlyguard_monitor.doctor import DEFAULT_WS_TIMEOUT_S, FAIL, diagnose, failed, finding_line
 from kindlyguard_monitor.ring.paths import default_ring_path
 

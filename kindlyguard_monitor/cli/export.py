@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from kindlyguard_monitor.cli.main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from kindlyguard_monitor.cli.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from kindlyguard_monitor.history import db, export, query
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import SEVERITY_NUMBER, THREAT_TYPES

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from kindlyguard_monitor.cli.main import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, float_in, positive_int, seconds, ws_url
+from kindlyguard_monitor.cli.args import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, float_in, positive_int, seconds, ws_url
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.textsafe import visible
