@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from kindlyguard_monitor.demo.threats import MAX_CATCH_UP, MAX_WAKEUP_S, RateSchedule, ThreatGenerator
+from kindlyguard_monitor.demo.schedule import MAX_CATCH_UP, MAX_WAKEUP_S, RateSchedule
+from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPES, Threat
 
 SEEDS = [0, 1, 2, 7, 42, 1234, 99991, 2**40 + 3]

@@ -34,7 +34,8 @@ from kindlyguard_monitor.cli.args import (
     power_of_two,
     seconds,
 )
-from kindlyguard_monitor.demo.threats import RateSchedule, ThreatGenerator
+from kindlyguard_monitor.demo.schedule import RateSchedule
+from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.demo.like_shield import LikeShieldServer
 from kindlyguard_monitor.demo.ws_server import DemoWsServer, WsServerError
 from kindlyguard_monitor.ring.errors import RingError, Status
