@@ -40,31 +40,14 @@ def _whole(text: str) -> int:
     return int(raw)
 
 
-def int_in(low: int, high: int):
-    """An argparse type: a whole number from low to high."""
-    def parse(text: str) -> int:
-        value = _whole(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text}")
+def _checked(parse, ok, wanted: str):
+    """An argparse type: `parse` the text, then refuse a value that is not `ok` as "must be <wanted>"."""
+    def check(text: str):
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text}")
         return value
-    return parse
-
-
-def positive_int(text: str) -> int:
-    value = _whole(text)
-    if not 0 < value <= MAX_WHOLE:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number (at most {MAX_WHOLE}), not {text}")
-    return value
-
-
-def power_of_two(low: int, high: int):
-    """An argparse type: a power of two from low to high (ring slot sizes and counts)."""
-    def parse(text: str) -> int:
-        value = _whole(text)
-        if not low <= value <= high or value & (value - 1):
-            raise argparse.ArgumentTypeError(f"must be a power of two from {low} to {high}, not {text}")
-        return value
-    return parse
+    return check
 
 
 def _number(text: str) -> float:
@@ -77,30 +60,25 @@ def _number(text: str) -> float:
     return value
 
 
-def positive_float(text: str) -> float:
-    value = _number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
+def int_in(low: int, high: int):
+    """An argparse type: a whole number from low to high."""
+    return _checked(_whole, lambda v: low <= v <= high, f"a whole number from {low} to {high}")
+
+
+def power_of_two(low: int, high: int):
+    """An argparse type: a power of two from low to high (ring slot sizes and counts)."""
+    return _checked(_whole, lambda v: low <= v <= high and not v & (v - 1), f"a power of two from {low} to {high}")
 
 
 def float_in(low: float, high: float):
     """An argparse type: a finite number from low to high."""
-    def parse(text: str) -> float:
-        value = _number(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, not {text}")
-        return value
-    return parse
+    return _checked(_number, lambda v: low <= v <= high, f"a number from {low:g} to {high:g}")
 
 
-def seconds(text: str) -> float:
-    """An argparse type: a positive number of seconds, at most ten years."""
-    value = _number(text)
-    if not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds (at most {MAX_SECONDS:.0f}), "
-                                         f"not {text}")
-    return value
+positive_int = _checked(_whole, lambda v: 0 < v <= MAX_WHOLE, f"a positive whole number (at most {MAX_WHOLE})")
+positive_float = _checked(_number, lambda v: v > 0, "a positive number")
+# seconds: a positive number of seconds, at most ten years
+seconds = _checked(_number, lambda v: 0 < v <= MAX_SECONDS, f"a positive number of seconds (at most {MAX_SECONDS:.0f})")
 
 
 def ws_url(text: str) -> str:
