@@ -51,7 +51,6 @@ messages, counted in `dropped_events`.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import json
 import threading
@@ -62,11 +61,10 @@ from collections.abc import Callable, Iterable
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from kindlyguard_monitor.demo.ws_server import WsServerError
+from kindlyguard_monitor.demo.serving import HOST, ThreadedServer
 from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT
 
-HOST = "127.0.0.1"
 MAX_MESSAGE_BYTES = 1 << 20  # [S4] SecurityConfig::max_message_size
 LIBRARY_MAX_BYTES = 16 << 20  # tungstenite's default max_frame_size
 RATE_PER_MINUTE = 60  # [S5] SecurityConfig::rate_limit_per_minute
@@ -202,26 +200,19 @@ class _Client:
         self.sender: asyncio.Task | None = None
 
 
-class LikeShieldServer:
+class LikeShieldServer(ThreadedServer):
     """The Shield's WebSocket as it really behaves, on 127.0.0.1:port, from a
-    background thread. The same interface as DemoWsServer (start, broadcast,
-    stop, protection_enabled, subscribers, url, dropped_events), so `kgmon demo`
-    can serve either."""
+    background thread (serving.py). The same interface as DemoWsServer (start,
+    broadcast, stop, protection_enabled, subscribers, url, dropped_events), so
+    `kgmon demo` can serve either."""
+
+    thread_name = "kgmon-like-shield"
+    default_drain_s = 1.0
 
     def __init__(self, port: int = DEFAULT_WS_PORT, *, protection_enabled: bool = True,
                  per_minute: int = RATE_PER_MINUTE, log: Callable[[str], None] | None = None):
-        self.port = port
-        self._protection = bool(protection_enabled)
-        self.threats_blocked = 0
+        super().__init__(port, protection_enabled, log)
         self.validator = ShieldValidator(per_minute)
-        self._log = log or (lambda message: None)
-        self._clients: set[_Client] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._drain_s = 0.0
         self._lock = threading.Lock()  # guards the counters the test/main thread reads
         self.connections = 0  # handshakes completed
         self.drops: Counter[str] = Counter()  # connections dropped, by validator verdict
@@ -229,23 +220,11 @@ class LikeShieldServer:
         self.errors_sent: Counter[str] = Counter()  # "rate_limited", "command_error"
         self.dropped_events = 0
 
-    # ---- the main thread's API ----
-
-    @property
-    def url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
-
-    @property
-    def protection_enabled(self) -> bool:
-        return self._protection
+    # ---- the main thread's API (url, protection_enabled, clients, start, stop: serving.py) ----
 
     @property
     def subscribers(self) -> int:
         return sum(1 for c in list(self._clients) if c.subscribed)
-
-    @property
-    def clients(self) -> int:
-        return len(self._clients)
 
     def summary(self) -> str:
         with self._lock:
@@ -253,19 +232,6 @@ class LikeShieldServer:
             n = self.connections
             return (f"{n} connection{'s' if n != 1 else ''}, dropped: {drops}, "
                     f"rate-limited frames: {self.errors_sent['rate_limited']}")
-
-    def start(self, timeout: float = 30.0) -> None:
-        self._thread = threading.Thread(target=self._run, name="kgmon-like-shield", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise WsServerError(f"the WebSocket server on {HOST}:{self.port} did not start in {timeout:g} s")
-        exc = self._start_error
-        if exc is not None:
-            self._thread.join(timeout)
-            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-                raise WsServerError(f"{HOST}:{self.port} is already in use (a Shield or another demo?)",
-                                    port_in_use=True) from None
-            raise WsServerError(f"cannot serve on {HOST}:{self.port}: {exc}") from None
 
     def broadcast(self, events: Iterable[Event]) -> None:
         threats = [e[2] for e in events]
@@ -282,29 +248,8 @@ class LikeShieldServer:
         except RuntimeError:
             pass
 
-    def stop(self, drain_s: float = 1.0, timeout: float = 30.0) -> None:
-        """Let subscribers take what is queued (at most drain_s), then drop every
-        connection (no close frame: the Shield sends none) and stop."""
-        thread, loop = self._thread, self._loop
-        if thread is None:
-            return
-        self._drain_s = drain_s
-        if loop is not None and self._stop_event is not None and thread.is_alive():
-            try:
-                loop.call_soon_threadsafe(self._stop_event.set)
-            except RuntimeError:
-                pass
-        thread.join(timeout)
-
-    # ---- the server thread ----
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._main(loop))
-        finally:
-            self._loop = None
-            loop.close()
+    # ---- the server thread (stop() lets subscribers take what is queued for at most drain_s, then
+    # drops every connection: no close frame, the Shield sends none) ----
 
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         self._stop_event = asyncio.Event()
@@ -313,12 +258,10 @@ class LikeShieldServer:
                                  ping_interval=None,  # [S2] no pings, no heartbeats
                                  max_size=LIBRARY_MAX_BYTES, open_timeout=HANDSHAKE_TIMEOUT_S)
         except OSError as exc:
-            self._start_error = exc
-            self._ready.set()
+            self._failed(exc)
             return
         self.port = server.sockets[0].getsockname()[1]
-        self._loop = loop
-        self._ready.set()
+        self._started(loop)
         try:
             await self._stop_event.wait()
             deadline = time.monotonic() + self._drain_s
