@@ -19,7 +19,7 @@ import os
 from kindlyguard_monitor.ring.layout import SLOT_COUNT_MAX, SLOT_COUNT_MIN, SLOT_SIZE_MAX, SLOT_SIZE_MIN  # noqa: F401
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.transport.urls import ws_url_problem
-from kindlyguard_monitor.vocabulary import ENV_WS_URL
+from kindlyguard_monitor.vocabulary import ENV_WS_URL, parse_port
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANNOT_ATTACH = 0, 1, 2, 3
 MAX_WHOLE = 2**63 - 1  # counts, pids: what a C int64 and SQLite hold
@@ -79,6 +79,14 @@ positive_int = _checked(_whole, lambda v: 0 < v <= MAX_WHOLE, f"a positive whole
 positive_float = _checked(_number, lambda v: v > 0, "a positive number")
 # seconds: a positive number of seconds, at most ten years
 seconds = _checked(_number, lambda v: 0 < v <= MAX_SECONDS, f"a positive number of seconds (at most {MAX_SECONDS:.0f})")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (pick a free one) to 65535."""
+    try:
+        return parse_port(text, lowest=0)  # 0: a free port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def ws_url(text: str) -> str:

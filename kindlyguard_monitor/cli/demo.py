@@ -29,6 +29,7 @@ from kindlyguard_monitor.cli.args import (
     SLOT_SIZE_MAX,
     SLOT_SIZE_MIN,
     int_in,
+    port_number,
     positive_float,
     positive_int,
     power_of_two,
@@ -39,12 +40,13 @@ from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.demo.like_shield import LikeShieldServer
 from kindlyguard_monitor.demo.ws_server import DemoWsServer, WsServerError
 from kindlyguard_monitor.ring.errors import RingError, Status
+from kindlyguard_monitor.ring.layout import MAGIC
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.ring import v1
 from kindlyguard_monitor.ring.v1_writer import V1Writer
 from kindlyguard_monitor.ring.writer import RingWriter
 from kindlyguard_monitor.textsafe import visible
-from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT, parse_port, shield_ws_port
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT, shield_ws_port
 
 MAX_BATCH = 4096
 TICK_S = 0.1  # heartbeat well inside the spec's 500 ms even when idle
@@ -71,7 +73,7 @@ def add_parser(sub, common) -> None:
                    help="ring slots, a power of two from 16 to 1048576 (default 4096)")
     p.add_argument("--slot-size", type=power_of_two(SLOT_SIZE_MIN, SLOT_SIZE_MAX), default=512, metavar="BYTES",
                    help="bytes per slot, a power of two from 256 to 65536 (default 512)")
-    p.add_argument("--ws-port", type=_port, metavar="N",
+    p.add_argument("--ws-port", type=port_number, metavar="N",
                    help="serve the Shield's WebSocket on ws://127.0.0.1:N (default: $SHIELD_WS_PORT, else 9955; "
                    "0 picks a free port); loopback only")
     p.add_argument("--format", choices=("v2", "v1"), default="v2",
@@ -104,14 +106,7 @@ def parent_gone(pid: int) -> bool:
     return not psutil.pid_exists(pid)
 
 
-def _port(text: str) -> int:
-    try:
-        return parse_port(text, lowest=0)  # 0: a free port
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-RING_MAGIC = (0x4B474D53).to_bytes(4, "little")  # "KGMS": every ring, v1 and v2, starts so
+RING_MAGIC = MAGIC.to_bytes(4, "little")  # "KGMS": every ring, v1 and v2, starts so
 
 
 def not_a_ring(path) -> str | None:
@@ -183,136 +178,45 @@ def _let_signals_in() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+class _Refused(Exception):
+    """Start-up cannot go on: the exit status and the one line that says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class _Tally:
+    """What the publishing loop has done so far (read after a stop, too)."""
+
+    def __init__(self):
+        self.published = 0
+        self.next_seq = 0  # without a ring: the WebSocket's own event numbers
+        self.start: float | None = None  # when publishing began (monotonic)
+
+
 def _run(args: argparse.Namespace) -> int:
-    if args.like_shield:
-        if args.no_ws:
-            _say("--like-shield serves the WebSocket; drop --no-ws")
-            return EXIT_USAGE
-        args.no_shm = True  # the Shield app itself writes no ring (docs/websocket.md)
-    if args.no_ws and args.no_shm:
-        _say("--no-ws and --no-shm together leave nothing to publish to; drop one of them")
-        return EXIT_USAGE
-    if args.no_ws and args.wait_subscribers:
-        _say("--wait-subscribers needs the WebSocket; drop --no-ws")
-        return EXIT_USAGE
-    if args.format == "v1":
-        if args.no_shm or args.ws_port is not None or args.wait_subscribers:
-            _say("--format v1 writes the Shield's v1 ring only: drop --no-shm, --like-shield, --ws-port and "
-                 "--wait-subscribers (run `kgmon demo --like-shield` beside it for the Shield's WebSocket)")
-            return EXIT_USAGE
-        args.no_ws = True
-    port = None
-    if not args.no_ws:
-        try:
-            port = _ws_port(args)
-        except ValueError as exc:
-            _say(str(exc))
-            return EXIT_USAGE
-    # The ring first, as before the WebSocket existed: its errors (another writer: exit 3)
-    # come first. If the WebSocket then cannot be served, the new ring is closed at once.
-    writer = None
-    path = None
-    if not args.no_shm:
-        path = default_ring_path(args.shm_path)
-        problem = not_a_ring(path)
-        if problem is None and args.format == "v1" and v1.peek_version(path) not in (None, v1.VERSION):
-            problem = (f"{path} is a format v{v1.peek_version(path)} ring; --format v1 would initialise it in "
-                       "place under its writer: stop that writer or choose another --shm-path")
-        if problem is not None:
-            _say(problem)
-            return EXIT_USAGE
-        try:
-            if args.format == "v1":
-                writer = V1Writer(path, size=args.v1_bytes or v1.LINUX_FILE_SIZE)
-            else:
-                writer = RingWriter(path, slot_size=args.slot_size, slot_count=args.slot_count)
-        except (ValueError, OSError) as exc:
-            _say(f"cannot write the v1 ring at {path}: {exc}")
-            return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILURE
-        except RingError as exc:
-            _say(str(exc))
-            if exc.status == Status.INVALID:
-                return EXIT_USAGE
-            return EXIT_CANNOT_ATTACH if exc.status == Status.LOCKED else EXIT_FAILURE
-    server = None
-    if port is not None:
-        server = LikeShieldServer(port, log=_say) if args.like_shield else DemoWsServer(port, log=_say)
-        try:
-            server.start()
-        except WsServerError as exc:
-            if writer is not None:
-                writer.close()
-            _say(f"cannot serve the WebSocket: {exc}; pick another port with --ws-port N, or use --no-ws")
-            return EXIT_CANNOT_ATTACH if exc.port_in_use else EXIT_FAILURE
+    try:
+        port = _check_options(args)
+        writer, path = _open_ring(args)
+        server = _serve(args, port, writer)
+    except _Refused as exc:
+        _say(str(exc))
+        return exc.status
     # The WebSocket numbers events as the ring does: (generation, seq). Without a
     # ring: a random non-zero generation, seq from 0, so clients still count gaps.
     generation = writer.generation if writer is not None and writer.generation is not None \
         else (secrets.randbits(64) or 1)
-    next_seq = 0
-    schedule = RateSchedule(args.rate, args.seed)
-    generator = ThreatGenerator(args.seed)
     old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    rate_text = f"{args.rate:g} events/s" if args.rate else "a few events/s with bursts"
     if not args.quiet:
-        where = [str(path)] if writer is not None else []
-        if server is not None:
-            where.append(server.url)
-        if args.format == "v1":
-            _say(f"writing the Shield's v1 ring at {path} ({rate_text}); Ctrl-C stops")
-        else:
-            no_ring = "" if writer is not None else "no ring, "
-            _say(f"writing to {' and '.join(where)} ({no_ring}generation {generation:#x}, {rate_text}); "
-                 "Ctrl-C stops")
-    start = None
-    published = 0
+        _announce(args, path, writer, server, generation)
+    tally = _Tally()
     finished = False  # --count/--duration reached (not a signal): give clients time to take everything
     broken: RingError | None = None  # the ring was truncated under us: stop, say so, exit 1
     try:
         _let_signals_in()  # a stop that came during start-up is raised here, inside the try
-        if args.wait_subscribers:
-            if not args.quiet:
-                _say(f"waiting for {args.wait_subscribers} WebSocket subscriber(s) before publishing")
-            while server.subscribers < args.wait_subscribers:
-                if writer is not None:
-                    writer.tick()
-                time.sleep(0.01)
-        start = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if args.duration and now - start >= args.duration:
-                break
-            due = schedule.due(now)
-            if args.count:
-                due = min(due, args.count - published)
-            while due > 0:
-                n = min(due, MAX_BATCH)
-                threats = generator.batch(n)
-                if server is not None and not server.protection_enabled:
-                    # protection off: reported but not blocked, on both transports
-                    threats = [t._replace(blocked=False) if t.blocked else t for t in threats]
-                if writer is not None:
-                    first = writer.write_seq  # the batch's events are first, first + 1, ...
-                    accepted = writer.publish(threats)
-                else:
-                    first, accepted = next_seq, len(threats)
-                next_seq = first + accepted
-                if server is not None:
-                    mono_ns = time.monotonic_ns()
-                    server.broadcast([(generation, first + i, t, mono_ns) for i, t in enumerate(threats)])
-                published += accepted
-                due -= n
-            if writer is not None:
-                writer.tick()
-            if args.count and published >= args.count:
-                break
-            if args.parent_pid and parent_gone(args.parent_pid):
-                _say(f"the app (pid {args.parent_pid}) is gone; stopping")
-                break
-            wait = min(schedule.next_wakeup(time.monotonic()), TICK_S)
-            if args.duration:
-                wait = min(wait, max(0.0, start + args.duration - time.monotonic()))
-            if wait > 0:
-                time.sleep(wait)
+        _wait_for_subscribers(args, writer, server)
+        _publish(args, writer, server, generation, tally)
         finished = True
     except _Stop:
         pass
@@ -328,17 +232,160 @@ def _run(args: argparse.Namespace) -> int:
         for s, handler in old.items():
             signal.signal(s, handler)
     if broken is not None:
-        _say(f"{broken}; stopped after publishing {published} events")
+        _say(f"{broken}; stopped after publishing {tally.published} events")
         return EXIT_FAILURE
     if not args.quiet:
-        took = time.monotonic() - start if start is not None else 0.0
-        ring_done = "lock file removed" if args.format == "v1" else "ring closed"
-        closed = "; ".join(([ring_done] if writer is not None else [])
-                           + (["WebSocket closed"] if server is not None else []))
-        lost = ""
-        if server is not None and server.dropped_events:
-            lost = f"; {server.dropped_events} events dropped for WebSocket clients that fell behind"
-        _say(f"published {published} events in {took:.1f} s; {closed}{lost}")
-        if args.like_shield:
-            _say(f"like the Shield: {server.summary()}")
+        _summarise(args, writer, server, tally)
     return EXIT_OK
+
+
+def _check_options(args: argparse.Namespace) -> int | None:
+    """The options that exclude each other; the WebSocket's port (None: no WebSocket)."""
+    if args.like_shield:
+        if args.no_ws:
+            raise _Refused(EXIT_USAGE, "--like-shield serves the WebSocket; drop --no-ws")
+        args.no_shm = True  # the Shield app itself writes no ring (docs/websocket.md)
+    if args.no_ws and args.no_shm:
+        raise _Refused(EXIT_USAGE, "--no-ws and --no-shm together leave nothing to publish to; drop one of them")
+    if args.no_ws and args.wait_subscribers:
+        raise _Refused(EXIT_USAGE, "--wait-subscribers needs the WebSocket; drop --no-ws")
+    if args.format == "v1":
+        if args.no_shm or args.ws_port is not None or args.wait_subscribers:
+            raise _Refused(EXIT_USAGE, "--format v1 writes the Shield's v1 ring only: drop --no-shm, --like-shield, "
+                           "--ws-port and --wait-subscribers (run `kgmon demo --like-shield` beside it for the "
+                           "Shield's WebSocket)")
+        args.no_ws = True
+    if args.no_ws:
+        return None
+    try:
+        return _ws_port(args)
+    except ValueError as exc:
+        raise _Refused(EXIT_USAGE, str(exc)) from None
+
+
+def _open_ring(args: argparse.Namespace):
+    """The ring first, as before the WebSocket existed: its errors (another writer: exit 3)
+    come first. (writer, path), or (None, None) with --no-shm."""
+    if args.no_shm:
+        return None, None
+    path = default_ring_path(args.shm_path)
+    problem = not_a_ring(path)
+    if problem is None and args.format == "v1" and v1.peek_version(path) not in (None, v1.VERSION):
+        problem = (f"{path} is a format v{v1.peek_version(path)} ring; --format v1 would initialise it in "
+                   "place under its writer: stop that writer or choose another --shm-path")
+    if problem is not None:
+        raise _Refused(EXIT_USAGE, problem)
+    try:
+        if args.format == "v1":
+            return V1Writer(path, size=args.v1_bytes or v1.LINUX_FILE_SIZE), path
+        return RingWriter(path, slot_size=args.slot_size, slot_count=args.slot_count), path
+    except (ValueError, OSError) as exc:
+        raise _Refused(EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILURE,
+                       f"cannot write the v1 ring at {path}: {exc}") from None
+    except RingError as exc:
+        if exc.status == Status.INVALID:
+            status = EXIT_USAGE
+        else:
+            status = EXIT_CANNOT_ATTACH if exc.status == Status.LOCKED else EXIT_FAILURE
+        raise _Refused(status, str(exc)) from None
+
+
+def _serve(args: argparse.Namespace, port: int | None, writer):
+    """The WebSocket server, started (None without one). If it cannot be served, the new
+    ring is closed at once."""
+    if port is None:
+        return None
+    server = LikeShieldServer(port, log=_say) if args.like_shield else DemoWsServer(port, log=_say)
+    try:
+        server.start()
+    except WsServerError as exc:
+        if writer is not None:
+            writer.close()
+        raise _Refused(EXIT_CANNOT_ATTACH if exc.port_in_use else EXIT_FAILURE,
+                       f"cannot serve the WebSocket: {exc}; pick another port with --ws-port N, or use --no-ws") \
+            from None
+    return server
+
+
+def _rate_text(args: argparse.Namespace) -> str:
+    return f"{args.rate:g} events/s" if args.rate else "a few events/s with bursts"
+
+
+def _announce(args: argparse.Namespace, path, writer, server, generation: int) -> None:
+    where = [str(path)] if writer is not None else []
+    if server is not None:
+        where.append(server.url)
+    if args.format == "v1":
+        _say(f"writing the Shield's v1 ring at {path} ({_rate_text(args)}); Ctrl-C stops")
+    else:
+        no_ring = "" if writer is not None else "no ring, "
+        _say(f"writing to {' and '.join(where)} ({no_ring}generation {generation:#x}, {_rate_text(args)}); "
+             "Ctrl-C stops")
+
+
+def _wait_for_subscribers(args: argparse.Namespace, writer, server) -> None:
+    if not args.wait_subscribers:
+        return
+    if not args.quiet:
+        _say(f"waiting for {args.wait_subscribers} WebSocket subscriber(s) before publishing")
+    while server.subscribers < args.wait_subscribers:
+        if writer is not None:
+            writer.tick()
+        time.sleep(0.01)
+
+
+def _publish(args: argparse.Namespace, writer, server, generation: int, tally: _Tally) -> None:
+    """Publish what the schedule says is due, to the ring and the WebSocket alike, until
+    --count or --duration is reached or the app that started us is gone."""
+    schedule = RateSchedule(args.rate, args.seed)
+    generator = ThreatGenerator(args.seed)
+    start = tally.start = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if args.duration and now - start >= args.duration:
+            break
+        due = schedule.due(now)
+        if args.count:
+            due = min(due, args.count - tally.published)
+        while due > 0:
+            n = min(due, MAX_BATCH)
+            threats = generator.batch(n)
+            if server is not None and not server.protection_enabled:
+                # protection off: reported but not blocked, on both transports
+                threats = [t._replace(blocked=False) if t.blocked else t for t in threats]
+            if writer is not None:
+                first = writer.write_seq  # the batch's events are first, first + 1, ...
+                accepted = writer.publish(threats)
+            else:
+                first, accepted = tally.next_seq, len(threats)
+            tally.next_seq = first + accepted
+            if server is not None:
+                mono_ns = time.monotonic_ns()
+                server.broadcast([(generation, first + i, t, mono_ns) for i, t in enumerate(threats)])
+            tally.published += accepted
+            due -= n
+        if writer is not None:
+            writer.tick()
+        if args.count and tally.published >= args.count:
+            break
+        if args.parent_pid and parent_gone(args.parent_pid):
+            _say(f"the app (pid {args.parent_pid}) is gone; stopping")
+            break
+        wait = min(schedule.next_wakeup(time.monotonic()), TICK_S)
+        if args.duration:
+            wait = min(wait, max(0.0, start + args.duration - time.monotonic()))
+        if wait > 0:
+            time.sleep(wait)
+
+
+def _summarise(args: argparse.Namespace, writer, server, tally: _Tally) -> None:
+    took = time.monotonic() - tally.start if tally.start is not None else 0.0
+    ring_done = "lock file removed" if args.format == "v1" else "ring closed"
+    closed = "; ".join(([ring_done] if writer is not None else [])
+                       + (["WebSocket closed"] if server is not None else []))
+    lost = ""
+    if server is not None and server.dropped_events:
+        lost = f"; {server.dropped_events} events dropped for WebSocket clients that fell behind"
+    _say(f"published {tally.published} events in {took:.1f} s; {closed}{lost}")
+    if args.like_shield:
+        _say(f"like the Shield: {server.summary()}")
