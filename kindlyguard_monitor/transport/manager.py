@@ -14,14 +14,10 @@ last call: `Batch`es of events, `TransportChange`s (each with its reason) and
 - "shm" or "websocket": that transport only; start() raises
   TransportUnavailable if it is not there (kgmon tail exits 3).
 - No event twice, none skipped uncounted: events are numbered (generation,
-  seq) on the ring, and our writers' WebSocket threats carry the same
-  numbers. The manager remembers the next number it expects of each
-  generation; a WebSocket threat below it is a duplicate and dropped, a jump
-  is counted as missed, and a ring of a generation the WebSocket was
-  delivering is read from the next number on. A WebSocket threat without a
-  number (a Shield that does not send `seq`) cannot be matched: such threats
-  are delivered as they come, and a switch back to the ring starts at its
-  newest event so nothing is shown twice.
+  seq) on the ring and on our writers' WebSocket; numbering.py decides what
+  is a duplicate and what was missed. A switch back to the ring after
+  unnumbered WebSocket threats (a Shield that does not send `seq`) starts at
+  its newest event so nothing is shown twice.
 - While on shared memory the WebSocket stays connected, unsubscribed, for
   commands (get_status, toggle_protection) and status.
 """
@@ -30,7 +26,6 @@ from __future__ import annotations
 
 import queue
 import time
-from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from kindlyguard_monitor import _ring
@@ -39,6 +34,7 @@ from kindlyguard_monitor.ring.errors import RingError
 from kindlyguard_monitor.ring.follow import RingFollower, WriterGone
 from kindlyguard_monitor.transport import protocol
 from kindlyguard_monitor.transport.link_queue import Overflow
+from kindlyguard_monitor.transport.numbering import Numbering
 from kindlyguard_monitor.transport.ws_client import OPEN_TIMEOUT_S, Connected, Disconnected, WsLink
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
@@ -47,11 +43,6 @@ SHM, WEBSOCKET, DISCONNECTED = Transport.SHM, Transport.WEBSOCKET, Transport.DIS
 PROBE_INTERVAL_S = 1.0  # on the WebSocket: how often to look for a healthy ring (the switch is due within 2 s)
 RETRY_INTERVAL_S = 0.25  # disconnected: how often to try the ring again
 CONNECT_GRACE_S = 1.5  # at start, how long to give the WebSocket before saying "disconnected"
-# Event numbers from a WebSocket: how far a seq may fall back and still be a
-# duplicate (a replay at a transport switch), and how far it may jump ahead and
-# still be a gap. Beyond either, the numbering started again (a new epoch).
-DUPLICATE_WINDOW = 1 << 20
-MAX_GAP = 1 << 32
 CONFIRM_TIMEOUT_S = 5.0  # a requested protection state not confirmed by then is given up
 
 
@@ -107,15 +98,6 @@ class _Toggled(NamedTuple):
     when: float
 
 
-@dataclass
-class WsCounts:
-    delivered: int = 0
-    missed: int = 0
-    duplicates: int = 0  # dropped because another transport (or a replay) delivered them
-    overflow: int = 0  # dropped in the WebSocket thread: we read them slower than the server sent them
-    epochs: int = 0  # times the server's numbering started again (seq far back or absurdly far ahead)
-
-
 class TransportManager:
     def __init__(self, shm_path: str, ws_url: str, mode: Mode = "auto", start: str = "oldest",
                  spin_ns: int = DEFAULT_SPIN_NS, probe_interval: float = PROBE_INTERVAL_S):
@@ -128,13 +110,10 @@ class TransportManager:
         self.probe_interval = probe_interval
         self.follower = RingFollower(shm_path, start=start, spin_ns=spin_ns) if mode != WEBSOCKET else None
         self.link = WsLink(ws_url, subscribed=False) if mode != SHM else None
-        self.ws_counts = WsCounts()
+        self.numbers = Numbering()  # which events were delivered, missed or seen twice
+        self.ws_counts = self.numbers.ws_counts
         self.ws_transport_latency = _ring.Histogram()  # mono_ns -> frame received (same host only)
         self.ws_delivery_latency = _ring.Histogram()  # mono_ns -> handed out by poll()
-        self._next_seq: dict[int | None, int] = {}  # generation -> next event number not yet delivered
-        self._last_generation: int | None = None
-        self._started = False  # has anything been delivered (decides what counts as missed)
-        self._ws_unnumbered = False  # the WebSocket delivered threats without numbers since we left the ring
         self._pending: list[Item] = []
         self._next_attempt = 0.0
         self._stopping = False
@@ -248,9 +227,9 @@ class TransportManager:
     # -- shared memory
 
     def _attach_ring(self, reason_prefix: str = "", at_newest: bool = False) -> None:
-        resume = {g: n for g, n in self._next_seq.items() if g is not None}
-        reader = self.follower.attach(resume=resume, started=self._started, at_newest=at_newest)
-        self._ws_unnumbered = False
+        numbers = self.numbers
+        reader = self.follower.attach(resume=numbers.resume(), started=numbers.started, at_newest=at_newest)
+        self.numbers.ws_unnumbered = False
         if self.link is not None:
             self.link.set_subscribed(False)  # threats now come from the ring; keep the link for commands
         if reader.generation is None:  # the Shield's v1 ring: no generation, numbered by events_written
@@ -266,9 +245,7 @@ class TransportManager:
             return
         if events:
             generation = self.follower.generation
-            self._next_seq[generation] = events[-1].seq + 1
-            self._last_generation = generation
-            self._started = True
+            self.numbers.ring_read(generation, events[-1].seq)
             self._pending.append(Batch(SHM, generation, from_ring(events, generation)))
 
     def _leave_ring(self, why: str) -> None:
@@ -293,7 +270,7 @@ class TransportManager:
         # from: start at the ring's newest event rather than show anything twice.
         # (Nothing unnumbered came meanwhile, e.g. the Shield's server, which sends none: go on from our
         # position, which for its v1 ring on the same file is exact.)
-        unnumbered = self._started and self._ws_unnumbered and not any(g is not None for g in self._next_seq)
+        unnumbered = self.numbers.only_unnumbered()
         try:
             self._attach_ring("found a healthy ring: ", at_newest=unnumbered)
         except RingError:
@@ -320,13 +297,13 @@ class TransportManager:
                 break
             if isinstance(item, protocol.Threats):
                 if self.transport == WEBSOCKET:
-                    events.extend(self._accept(item.threats))
+                    events.extend(self.numbers.accept(item.threats))
                 # else: threats still in flight after we unsubscribed; the ring delivers them
             elif isinstance(item, Overflow):
                 if self.transport == WEBSOCKET:
                     self._flush(events)
                     events = []
-                    self._skip(item)
+                    self.numbers.skip(item)
             elif isinstance(item, protocol.Status):
                 self._status(item)
             elif isinstance(item, _Toggled):
@@ -394,66 +371,6 @@ class TransportManager:
         if self.status is not None:
             self.status = self.status._replace(requested=None)
             self._pending.append(self.status)
-
-    def _gap(self, generation: int | None, seq: int) -> int | None:
-        """Events missed before `seq` of `generation`; None for a duplicate. A seq far
-        behind what we expect, or absurdly far ahead, starts a new epoch: nothing missed."""
-        expected = self._next_seq.get(generation)
-        if expected is None:
-            # A generation we have not seen: its earlier events were never ours
-            # to see if nothing had been delivered yet, else they are missed.
-            if not self._started:
-                return 0
-            if seq > MAX_GAP:
-                self.ws_counts.epochs += 1
-                return 0
-            return seq
-        if seq < expected:
-            if expected - seq <= DUPLICATE_WINDOW:
-                return None
-            self.ws_counts.epochs += 1  # numbering restarted
-            return 0
-        if seq - expected > MAX_GAP:
-            self.ws_counts.epochs += 1
-            return 0
-        return seq - expected
-
-    def _skip(self, overflow: Overflow) -> None:
-        """Threats the link dropped because we read too slowly: counted as missed, numbered or not."""
-        self.ws_counts.overflow += overflow.count
-        self.ws_counts.missed += overflow.unnumbered
-        for generation, (first, last, _count) in overflow.ranges.items():
-            gap = self._gap(generation, first)
-            if gap is None:
-                expected = self._next_seq[generation]
-                if last < expected:
-                    continue
-                first = expected
-                gap = 0
-            self.ws_counts.missed += gap + last + 1 - first
-            self._next_seq[generation] = last + 1
-            self._started = True
-
-    def _accept(self, threats: list[ThreatEvent]) -> list[ThreatEvent]:
-        """Drop duplicates, count gaps; returns the threats to deliver."""
-        out = []
-        for t in threats:
-            if t.seq is None:
-                out.append(t)
-                self._started = True
-                self._ws_unnumbered = True
-                continue
-            gap = self._gap(t.generation, t.seq)
-            if gap is None:
-                self.ws_counts.duplicates += 1
-                continue
-            self.ws_counts.missed += gap
-            self._next_seq[t.generation] = t.seq + 1
-            self._last_generation = t.generation
-            self._started = True
-            out.append(t)
-        self.ws_counts.delivered += len(out)
-        return out
 
     # -- neither
 
