@@ -309,22 +309,13 @@ class LikeShieldServer(ThreadedServer):
         try:
             await ws.send(compact({"type": "status", "protection_enabled": self._protection,
                                    "threats_blocked": self.threats_blocked}))  # [S1]
-            while True:
-                frame = await ws.recv()
-                if isinstance(frame, bytes):
-                    continue  # [S10] binary frames are ignored
-                reply = self._frame(c, frame)
-                if reply is not None:
-                    await ws.send(reply)
+            # [S10] binary frames are ignored
+            await self._answer(ws, lambda frame: None if isinstance(frame, bytes) else self._frame(c, frame))
         except ConnectionClosed:
             pass
         finally:
             self._clients.discard(c)
-            c.sender.cancel()
-            try:
-                await c.sender
-            except (asyncio.CancelledError, ConnectionClosed):
-                pass
+            await self._end_sender(c.sender)
 
     def _frame(self, c: _Client, text: str) -> str | None:
         """One text frame: the reply, if any (dropping the connection when the validator says so)."""

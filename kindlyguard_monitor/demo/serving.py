@@ -17,6 +17,9 @@ import errno
 import threading
 from collections.abc import Callable
 
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
 HOST = "127.0.0.1"  # loopback only; deliberately not configurable
 
 
@@ -118,6 +121,24 @@ class ThreadedServer:
         """Could not serve: start() raises WsServerError for exc."""
         self._start_error = exc
         self._ready.set()
+
+    @staticmethod
+    async def _answer(ws: ServerConnection, reply_to: Callable[[bytes | str], str | None],
+                      decode: bool | None = None) -> None:
+        """Read the client's frames until it goes (ConnectionClosed), sending what reply_to returns."""
+        while True:
+            reply = reply_to(await ws.recv(decode=decode))
+            if reply is not None:
+                await ws.send(reply)
+
+    @staticmethod
+    async def _end_sender(sender: asyncio.Task) -> None:
+        """A client's sender task, cancelled and waited for (its connection is over)."""
+        sender.cancel()
+        try:
+            await sender
+        except (asyncio.CancelledError, ConnectionClosed):
+            pass
 
     # ---- the server thread ----
 

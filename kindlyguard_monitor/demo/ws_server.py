@@ -262,11 +262,8 @@ class DemoWsServer(ThreadedServer):
         self._clients.add(c)
         c.sender = asyncio.create_task(self._backlogs.sender(c))
         try:
-            while True:
-                frame = await ws.recv(decode=False)  # bytes: the size check counts bytes
-                reply = self._command(c, frame)
-                if reply is not None:
-                    await ws.send(reply)
+            # bytes (decode=False): the size check counts bytes
+            await self._answer(ws, lambda frame: self._command(c, frame), decode=False)
         except ConnectionClosed:
             pass
         finally:
@@ -275,11 +272,7 @@ class DemoWsServer(ThreadedServer):
                 c.subscribed = False
                 self._subscribers -= 1
             self._backlogs.release(c)
-            c.sender.cancel()
-            try:
-                await c.sender
-            except (asyncio.CancelledError, ConnectionClosed):
-                pass
+            await self._end_sender(c.sender)
 
     def _rate_ok(self, c: Client) -> bool:
         now = time.monotonic()
