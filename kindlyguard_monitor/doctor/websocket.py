@@ -52,30 +52,39 @@ class WsCheck(NamedTuple):
     usable: bool  # a status came back: the monitor can fall back to this
 
 
+_START_ADVICE = (f"start the KindlyGuard Shield (it listens on ws://127.0.0.1:{DEFAULT_WS_PORT}; "
+                 f"{ENV_WS_PORT} changes the port), or pass --ws-url")
+_ANOTHER_PROGRAM = "another program answers on that port: check --ws-url or SHIELD_WS_PORT"
+
+
 def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
     """Connect, read the status the Shield sends first, ask get_status."""
     try:
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
-        from websockets.sync.client import connect
+        import websockets.exceptions  # noqa: F401
+        import websockets.sync.client  # noqa: F401
     except ImportError as exc:
         return WsCheck(Finding("websocket", WARN, f"the websockets library does not load ({exc})",
                                "reinstall the monitor (`make install` or `pip install .`)"), False)
-
-    from kindlyguard_monitor.transport.protocol import BadFrame, ServerError, Status as WsStatus, command, parse_frame
-
-    start_advice = (f"start the KindlyGuard Shield (it listens on ws://127.0.0.1:{DEFAULT_WS_PORT}; "
-                    f"{ENV_WS_PORT} changes the port), or pass --ws-url")
     t0 = time.monotonic()
-
-    def unreachable(reason: str, advice: str = start_advice) -> WsCheck:
-        return WsCheck(Finding("websocket", WARN, f"{url}: {reason}", advice), False)
-
     problem = ws_url_problem(url)  # $KINDLYGUARD_WS_URL is not checked by the option parser
     if problem is not None:
         return WsCheck(Finding("websocket", WARN, problem, "set KINDLYGUARD_WS_URL or --ws-url to "
                                f"ws://127.0.0.1:{DEFAULT_WS_PORT}, or unset it"), False)
+    ws = _connect(url, timeout)
+    if isinstance(ws, WsCheck):
+        return ws
+    connected_ms = (time.monotonic() - t0) * 1000
+    return _verdict(url, timeout, connected_ms, _talk(ws, timeout, t0))
 
-    from websockets.exceptions import InvalidStatus
+
+def _unreachable(url: str, reason: str, advice: str = _START_ADVICE) -> WsCheck:
+    return WsCheck(Finding("websocket", WARN, f"{url}: {reason}", advice), False)
+
+
+def _connect(url: str, timeout: float):
+    """An open connection (websockets.sync), or the WsCheck that says why there is none."""
+    from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
+    from websockets.sync.client import connect
 
     from kindlyguard_monitor.textsafe import visible
     from kindlyguard_monitor.transport import local_auth
@@ -87,32 +96,44 @@ def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
                                "the monitor does not talk to another user's server: stop that program (or ask "
                                "its user to), then start the Shield as yourself"), False)
     try:
-        ws = connect(url, open_timeout=timeout, close_timeout=min(timeout, 1.0), proxy=None, compression=None,
-                     additional_headers=headers)
+        return connect(url, open_timeout=timeout, close_timeout=min(timeout, 1.0), proxy=None, compression=None,
+                       additional_headers=headers)
     except InvalidURI as exc:
-        return unreachable(f"not a WebSocket URL ({exc})", "pass --ws-url ws://127.0.0.1:PORT")
+        return _unreachable(url, f"not a WebSocket URL ({exc})", "pass --ws-url ws://127.0.0.1:PORT")
     except ConnectionRefusedError:
-        return unreachable("connection refused: nothing listens there")
+        return _unreachable(url, "connection refused: nothing listens there")
     except TimeoutError:
-        return unreachable(f"timed out after {timeout:g} s (no WebSocket handshake)",
-                           "something holds the port but does not answer as the Shield: check what listens there")
+        return _unreachable(url, f"timed out after {timeout:g} s (no WebSocket handshake)",
+                            "something holds the port but does not answer as the Shield: check what listens there")
     except InvalidStatus as exc:
         code = exc.response.status_code
         if code not in (403, 503):  # not a refusal of ours: another program
-            return unreachable(f"bad handshake: {exc}",
-                               "another program answers on that port: check --ws-url or SHIELD_WS_PORT")
+            return _unreachable(url, f"bad handshake: {exc}", _ANOTHER_PROGRAM)
         # our demo refusing: the body says why in one line
         why = visible(exc.response.body.decode("utf-8", "replace").strip())[:200] or f"HTTP {code}"
         advice = ("it admits only its own user, by the token in its file: run the monitor as the user who "
                   "started the server" if code == 403 else "the server is busy; try again in a moment")
-        return unreachable(f"the server refused the connection (HTTP {code}): {why}", advice)
+        return _unreachable(url, f"the server refused the connection (HTTP {code}): {why}", advice)
     except InvalidHandshake as exc:
-        return unreachable(f"bad handshake: {exc}",
-                           "another program answers on that port: check --ws-url or SHIELD_WS_PORT")
+        return _unreachable(url, f"bad handshake: {exc}", _ANOTHER_PROGRAM)
     except (OSError, WebSocketException) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return unreachable(f"cannot connect: {reason}")
-    connected_ms = (time.monotonic() - t0) * 1000
+        return _unreachable(url, f"cannot connect: {reason}")
+
+
+class _Talk(NamedTuple):
+    first: object  # the first frame, parsed (None: nothing came)
+    answer: object  # the status that answered get_status, if one was asked for
+    notes: list[str]  # what else happened, one phrase each
+    dropped: str  # how the server dropped the connection ("" if it did not)
+
+
+def _talk(ws, timeout: float, t0: float) -> _Talk:
+    """Read the first frame; ask get_status only if it was not a status; watch the connection stay."""
+    from websockets.exceptions import ConnectionClosed, WebSocketException
+
+    from kindlyguard_monitor.transport.protocol import BadFrame, ServerError, Status as WsStatus, command, parse_frame
+
     first = answer = None
     notes = []
     dropped = ""
@@ -153,6 +174,14 @@ def check_websocket(url: str, timeout: float = DEFAULT_WS_TIMEOUT_S) -> WsCheck:
             ws.close()
         except (OSError, WebSocketException):
             pass
+    return _Talk(first, answer, notes, dropped)
+
+
+def _verdict(url: str, timeout: float, connected_ms: float, talk: _Talk) -> WsCheck:
+    """What the conversation says about the WebSocket as the monitor's fallback."""
+    from kindlyguard_monitor.transport.protocol import Status as WsStatus
+
+    first, answer, notes, dropped = talk
     status = first if isinstance(first, WsStatus) else answer
     extra = ("; " + "; ".join(notes)) if notes else ""
     if status is None:
