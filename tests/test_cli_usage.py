@@ -94,9 +94,10 @@ def test_the_slot_limits_are_the_rings():
     import re
     from pathlib import Path
 
+    import kindlyguard_monitor
     from kindlyguard_monitor.cli import args
 
-    header = (Path(__file__).resolve().parent.parent / "native" / "kg_layout.h").read_text()
+    header = (Path(kindlyguard_monitor.__file__).resolve().parent.parent / "native" / "kg_layout.h").read_text()
     defined = {name: int(value) for name, value in re.findall(r"#define KG_(SLOT_\w+_M[AI][XN]) (\d+)u", header)}
     assert defined == {"SLOT_SIZE_MIN": args.SLOT_SIZE_MIN, "SLOT_SIZE_MAX": args.SLOT_SIZE_MAX,
                        "SLOT_COUNT_MIN": args.SLOT_COUNT_MIN, "SLOT_COUNT_MAX": args.SLOT_COUNT_MAX}

@@ -11,7 +11,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "kindlyguard_monitor"
+import kindlyguard_monitor
+
+PACKAGE = Path(kindlyguard_monitor.__file__).resolve().parent
 
 
 def _modules() -> dict[str, Path]:
