@@ -76,8 +76,12 @@ kg_status kg_bench_floor_read(const char *path, uint64_t count, int spin, uint64
     kg_batch b = {.events = events, .capacity = CAP, .text = text, .text_capacity = text_cap};
     const uint64_t deadline = kg_mono_ns() + timeout_ns;
     uint64_t cpu0 = kg_thread_cpu_ns(), first = 0, last = 0;
+    uint64_t left = 0; /* when the last read or wait ended */
     while (r.delivered + r.missed + r.corrupt < count) {
+        uint64_t entered = kg_mono_ns();
+        if (left && entered - left > out->max_stall_ns) out->max_stall_ns = entered - left;
         kg_reader_read(&r, &b);
+        left = kg_mono_ns();
         if (b.count || b.missed || b.corrupt) {
             last = kg_mono_ns();
             if (!first) {
@@ -90,6 +94,7 @@ kg_status kg_bench_floor_read(const char *path, uint64_t count, int spin, uint64
         if (now >= deadline) break;
         kg_status ws = kg_wait_for_data(&r, &w, deadline - now);
         if (ws == KG_CLOSED || ws == KG_TRUNCATED) break;
+        left = 0; /* a read follows a wait at once */
     }
     out->cpu_ns = kg_thread_cpu_ns() - cpu0;
     out->busy_ns = last - first;

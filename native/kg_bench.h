@@ -20,6 +20,7 @@ typedef struct kg_floor_result {
     uint64_t delivered, missed, corrupt;
     uint64_t cpu_ns;   /* this thread's CPU from the first event seen */
     uint64_t busy_ns;  /* from the first event seen to the last one accounted for */
+    uint64_t max_stall_ns; /* the longest time between two reads outside a wait (as Reader.max_stall_ns) */
 } kg_floor_result;
 
 /* The bare reader: opens `path` at the newest event and reads until `count`

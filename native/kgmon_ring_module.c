@@ -24,8 +24,9 @@ PyObject *kgpy_raise(kg_status st, const char *detail) {
 }
 
 /* floor_read(path, count, spin=True, timeout=10.0)
- *     -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns)
- * busy_ns runs from the first event seen to the last one accounted for.
+ *     -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns, max_stall_ns)
+ * busy_ns runs from the first event seen to the last one accounted for;
+ * max_stall_ns is the longest time between two reads outside a wait.
  * Opens at the newest event and reads `count` events, spinning (spin=True)
  * or sleeping on the futex at once (spin=False), with the GIL released. */
 static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
@@ -54,9 +55,9 @@ static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
         Py_DECREF(hist);
         return kgpy_raise(st, err);
     }
-    PyObject *out = Py_BuildValue("(KKKOKK)", (unsigned long long)res.delivered, (unsigned long long)res.missed,
+    PyObject *out = Py_BuildValue("(KKKOKKK)", (unsigned long long)res.delivered, (unsigned long long)res.missed,
                                   (unsigned long long)res.corrupt, (PyObject *)hist, (unsigned long long)res.cpu_ns,
-                                  (unsigned long long)res.busy_ns);
+                                  (unsigned long long)res.busy_ns, (unsigned long long)res.max_stall_ns);
     Py_DECREF(hist);
     return out;
 }
@@ -89,7 +90,8 @@ static PyObject *mod_v1_checksum(PyObject *m, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"floor_read", (PyCFunction)(void (*)(void))mod_floor_read, METH_VARARGS | METH_KEYWORDS,
-     "floor_read(path, count, spin=True, timeout=10.0) -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns)"},
+     "floor_read(path, count, spin=True, timeout=10.0) -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns, "
+     "max_stall_ns)"},
     {"crc32c", mod_crc32c, METH_VARARGS, "crc32c(data, crc=0, table=False) -> int"},
     {"mono_ns", mod_mono_ns, METH_NOARGS, "the ring's monotonic clock, ns"},
     {"v1_checksum", mod_v1_checksum, METH_O, "v1_checksum(event_bytes) -> the v1 event checksum"},

@@ -68,6 +68,10 @@ struct kgpy_poller {
     HistObject *transport; /* publish -> observed in C */
     HistObject *delivery;  /* publish -> Python objects built, in the polling thread */
     kgpy_source_cache sources;
+    /* stalls: the longest time between leaving C at the end of one poll and
+     * entering it in the next (the GIL, building the Event list, the caller's
+     * own Python): how long events could pile up unread */
+    uint64_t left_c_ns, max_stall_ns;
 };
 
 /* Before opening: refuse while a poll runs (RuntimeError), make the histograms. -1 on error. */
@@ -87,6 +91,7 @@ PyObject *kgpy_poller_stop(kgpy_poller *p);
 PyObject *kgpy_poller_resume(kgpy_poller *p);
 PyObject *kgpy_poller_hist(kgpy_poller *p, int delivery);
 PyObject *kgpy_poller_wait_stats(kgpy_poller *p);
+PyObject *kgpy_poller_max_stall(kgpy_poller *p, int reset);
 
 #define KGPY_POLL_DOC "poll(timeout=0.1, max_events=0) -> list of Event; waits with the GIL released"
 

@@ -135,6 +135,7 @@ int kgpy_poller_reopen(kgpy_poller *p) {
 
 int kgpy_poller_opened(kgpy_poller *p, size_t batch, size_t text_per_event, uint64_t opened_mono_ns) {
     p->open = 1;
+    p->left_c_ns = p->max_stall_ns = 0;
     p->stop = 0;
     p->wait_state.stop = &p->stop;
     p->opened_mono_ns = opened_mono_ns;
@@ -196,12 +197,15 @@ PyObject *kgpy_poller_poll(kgpy_poller *p, PyObject *args, PyObject *kw) {
     p->in_poll = 1;
     kg_status st;
     Py_BEGIN_ALLOW_THREADS;
+    uint64_t entered = kg_mono_ns();
+    if (p->left_c_ns && entered - p->left_c_ns > p->max_stall_ns) p->max_stall_ns = entered - p->left_c_ns;
     st = p->read(p->owner, &b);
     if (st == KG_OK && b.count == 0 && timeout_ns && !p->stop) {
         /* wait only when a read found nothing: under load we never wait */
         st = p->wait(p->owner, timeout_ns);
         if (st == KG_OK) st = p->read(p->owner, &b);
     }
+    p->left_c_ns = kg_mono_ns();
     Py_END_ALLOW_THREADS;
     p->in_poll = 0;
     if (st == KG_TRUNCATED && b.count == 0) return kgpy_raise(st, KGPY_SHRANK);
@@ -232,4 +236,11 @@ PyObject *kgpy_poller_hist(kgpy_poller *p, int delivery) {
 
 PyObject *kgpy_poller_wait_stats(kgpy_poller *p) {
     return Py_BuildValue("(KK)", (unsigned long long)p->wait_state.spins_won, (unsigned long long)p->wait_state.sleeps);
+}
+
+/* max_stall_ns, and (reset) start over: the next stall is timed from the next poll. */
+PyObject *kgpy_poller_max_stall(kgpy_poller *p, int reset) {
+    PyObject *out = PyLong_FromUnsignedLongLong(p->max_stall_ns);
+    if (reset) p->left_c_ns = p->max_stall_ns = 0;
+    return out;
 }

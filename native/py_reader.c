@@ -131,6 +131,9 @@ static PyObject *reader_get_wait_stats(ReaderObject *self, void *c) { return kgp
 static PyObject *reader_get_hist(ReaderObject *self, void *which) { return kgpy_poller_hist(&self->p, which != NULL); }
 static PyObject *reader_get_closed(ReaderObject *self, void *c) { return PyBool_FromLong(!self->p.open); }
 
+static PyObject *reader_get_max_stall(ReaderObject *self, void *c) { return kgpy_poller_max_stall(&self->p, 0); }
+static PyObject *reader_reset_stall(ReaderObject *self, PyObject *unused) { return kgpy_poller_max_stall(&self->p, 1); }
+
 #define U64(name, doc) {#name, (getter)reader_get_u64, NULL, doc, (void *)offsetof(kg_reader, name)}
 #define U32(name, doc) {#name, (getter)reader_get_u32, NULL, doc, (void *)offsetof(kg_reader, name)}
 static PyGetSetDef reader_getset[] = {
@@ -150,6 +153,8 @@ static PyGetSetDef reader_getset[] = {
     {"wait_stats", (getter)reader_get_wait_stats, NULL, "(spins that found data, sleeps)", NULL},
     {"transport_latency", (getter)reader_get_hist, NULL, "Histogram: publish -> seen by the C reader", NULL},
     {"delivery_latency", (getter)reader_get_hist, NULL, "Histogram: publish -> Python objects built", (void *)1},
+    {"max_stall_ns", (getter)reader_get_max_stall, NULL,
+     "longest time between two polls' visits to C (the GIL, building events, the caller's Python)", NULL},
     {"closed", (getter)reader_get_closed, NULL, NULL, NULL},
     {NULL}};
 
@@ -162,6 +167,7 @@ static PyMethodDef reader_methods[] = {
     {"health", (PyCFunction)reader_health, METH_NOARGS, "status: 0 ok, 11 stale, 12 closed, 13 replaced"},
     {"heartbeat_age_ns", (PyCFunction)reader_heartbeat_age_ns, METH_NOARGS,
      "ns the writer has shown no sign of life (a heartbeat ahead of our clock counts only when it changes)"},
+    {"reset_stall", (PyCFunction)reader_reset_stall, METH_NOARGS, "max_stall_ns so far, then start over"},
     {"close", (PyCFunction)reader_close, METH_NOARGS, "unmap the ring"},
     {NULL}};
 

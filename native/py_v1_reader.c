@@ -151,6 +151,9 @@ static PyObject *v1_get_poll_step(V1ReaderObject *self, void *c) {
 }
 static PyObject *v1_get_wait_stats(V1ReaderObject *self, void *c) { return kgpy_poller_wait_stats(&self->p); }
 
+static PyObject *v1_get_max_stall(V1ReaderObject *self, void *c) { return kgpy_poller_max_stall(&self->p, 0); }
+static PyObject *v1_reset_stall(V1ReaderObject *self, PyObject *unused) { return kgpy_poller_max_stall(&self->p, 1); }
+
 #define V1U64(name, doc) {#name, (getter)v1_get_u64, NULL, doc, (void *)offsetof(kg_v1_reader, name)}
 static PyGetSetDef v1_getset[] = {
     V1U64(delivered, "events delivered so far"),
@@ -170,6 +173,8 @@ static PyGetSetDef v1_getset[] = {
     {"wait_stats", (getter)v1_get_wait_stats, NULL, "(polls that found data, naps)", NULL},
     {"transport_latency", (getter)v1_get_hist, NULL, "Histogram: stored timestamp -> seen by the C reader", NULL},
     {"delivery_latency", (getter)v1_get_hist, NULL, "Histogram: stored timestamp -> Python objects built", (void *)1},
+    {"max_stall_ns", (getter)v1_get_max_stall, NULL,
+     "longest time between two polls' visits to C (the GIL, building events, the caller's Python)", NULL},
     {"closed", (getter)v1_get_closed, NULL, NULL, NULL},
     {NULL}};
 
@@ -181,6 +186,7 @@ static PyMethodDef v1_methods[] = {
     {"seek", (PyCFunction)v1_seek, METH_VARARGS, "seek(n, fingerprint=None) -> cursor"},
     {"health", (PyCFunction)v1_health, METH_NOARGS, "status: 0 ok, 13 replaced, 17 truncated, 7/8 rewritten"},
     {"header", (PyCFunction)v1_header, METH_NOARGS, "the header's fields now, as a dict"},
+    {"reset_stall", (PyCFunction)v1_reset_stall, METH_NOARGS, "max_stall_ns so far, then start over"},
     {"close", (PyCFunction)v1_close, METH_NOARGS, "unmap the ring"},
     {NULL}};
 
