@@ -185,7 +185,7 @@ def _ratios(out: dict) -> dict:
         return s[name][kind].get(pct) or 0
 
     def ratio(a, b):
-        return round(a / b, 2) if b else None
+        return float(f"{a / b:.3g}") if b else None
 
     floor_spin, floor_futex = p("floor C, spinning", "transport_us"), p("floor C, futex", "transport_us")
     by_rate = {}
@@ -202,6 +202,8 @@ def _ratios(out: dict) -> dict:
             ratio(p("app reader, futex", "transport_us"), floor_futex),
         "futex transport p99 / floor futex p99":
             ratio(p("app reader, futex", "transport_us", "p99"), p("floor C, futex", "transport_us", "p99")),
+        "highest zero-loss rate (app reader) / floor flat-out rate":
+            ratio(out["max_zero_loss_rate"], out["writer_flat_out"]["floor C, spinning"]["rate"]),
         "flat-out app reader rate / floor rate":
             ratio(out["writer_flat_out"]["app reader, adaptive (default)"]["rate"],
                   out["writer_flat_out"]["floor C, spinning"]["rate"]),
@@ -270,8 +272,8 @@ def render(out: dict) -> str:
     lines.append(f"  {'highest rate with zero missed (WebSocket)':<42}{out['websocket_max_zero_loss_rate']:>14,.0f}"
                  " events/s")
     for t in out["websocket_zero_loss_tries"]:
-        lines.append(f"    tried {t['rate']:>11,.0f}/s: {t['delivered']:,} delivered, {t['missed']:,} missed, "
-                     f"at {t['reader_rate']:,}/s, CPU {t['cpu_percent']:.0f}%")
+        lines.append(f"    tried {t['rate']:>11,.0f}/s: {'held' if t['held'] else 'lost'}, {t['delivered']:,} delivered, "
+                     f"{t['missed']:,} missed, at {t['reader_rate']:,}/s, CPU {t['cpu_percent']:.0f}%")
     if out.get("low_rates"):
         lines += render_low_rates(out["low_rates"])
     lines.append("")
