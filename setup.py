@@ -14,9 +14,11 @@ from setuptools.command.build_py import build_py
 PACKAGE = "kindlyguard_monitor"  # the import package and its folder
 ICONS = Path("resources") / "icons"
 
-sources = ["native/kgmon_ring_module.c", "native/kg_crc32c.c", "native/kg_hist.c", "native/kg_reader.c",
-           "native/kg_writer.c", "native/kg_wait.c", "native/kg_fault.c",
-           "native/kg_v1_reader.c"]
+# the binding (kgpy.h: the module and one file per type), then the C library (kg_ring.h, no Python)
+sources = ["native/kgmon_ring_module.c", "native/py_histogram.c", "native/py_writer.c", "native/py_poller.c",
+           "native/py_reader.c", "native/py_v1_reader.c",
+           "native/kg_crc32c.c", "native/kg_hist.c", "native/kg_reader.c", "native/kg_writer.c", "native/kg_wait.c",
+           "native/kg_fault.c", "native/kg_v1_reader.c", "native/kg_bench.c"]
 sources.append("native/kg_platform_win32.c" if sys.platform == "win32" else "native/kg_platform_posix.c")
 compile_args = [] if sys.platform == "win32" else ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                                     "-Wno-missing-field-initializers", "-fno-strict-aliasing"]

@@ -136,6 +136,19 @@ KG_CHECK_OFFSET(kg_slot, text, KG_SLOT_TEXT_OFFSET);
 
 static inline int kg_is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
 
+/* The one check of a ring's geometry (writer before creating, reader on the
+ * header): NULL when slot_size and slot_count are allowed, else which is not. */
+static inline const char *kg_geometry_problem(uint32_t slot_size, uint32_t slot_count) {
+    if (!kg_is_pow2(slot_size) || slot_size < KG_SLOT_SIZE_MIN || slot_size > KG_SLOT_SIZE_MAX)
+        return "slot size is not a power of two from 256 to 65536";
+    if (!kg_is_pow2(slot_count) || slot_count < KG_SLOT_COUNT_MIN || slot_count > KG_SLOT_COUNT_MAX)
+        return "slot count is not a power of two from 16 to 1048576";
+    return NULL;
+}
+_Static_assert(KG_SLOT_SIZE_MIN == 256u && KG_SLOT_SIZE_MAX == 65536u && KG_SLOT_COUNT_MIN == 16u &&
+                   KG_SLOT_COUNT_MAX == 1048576u,
+               "kg_geometry_problem's sentences name these bounds");
+
 /* Most bytes of details a slot of this size holds (408 for 512-byte slots). */
 static inline uint32_t kg_details_max(uint32_t slot_size) {
     return slot_size - KG_SLOT_TEXT_OFFSET - KG_SOURCE_MAX;

@@ -43,10 +43,8 @@ static kg_status check_header(kg_reader *r, const kg_header *h, uint64_t file_si
     if (h->header_size != KG_HEADER_SIZE) BAD(KG_BAD_HEADER, "header_size %u", h->header_size);
     if (!(h->flags & KG_FLAG_CRC32C)) BAD(KG_BAD_HEADER, "flags 0x%X lack the CRC bit", h->flags);
     uint32_t slot_size = h->slot_size, slot_count = h->slot_count;
-    if (!kg_is_pow2(slot_size) || slot_size < KG_SLOT_SIZE_MIN || slot_size > KG_SLOT_SIZE_MAX)
-        BAD(KG_BAD_HEADER, "slot_size %u", slot_size);
-    if (!kg_is_pow2(slot_count) || slot_count < KG_SLOT_COUNT_MIN || slot_count > KG_SLOT_COUNT_MAX)
-        BAD(KG_BAD_HEADER, "slot_count %u", slot_count);
+    const char *geometry = kg_geometry_problem(slot_size, slot_count);
+    if (geometry) BAD(KG_BAD_HEADER, "%s (slot_size %u, slot_count %u)", geometry, slot_size, slot_count);
     if (h->generation == 0) BAD(KG_BAD_HEADER, "generation 0");
     uint64_t expect = (uint64_t)KG_HEADER_SIZE + (uint64_t)slot_count * slot_size;
     if (file_size != expect)

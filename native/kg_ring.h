@@ -10,7 +10,9 @@
  * kg_fault.c   the SIGBUS guard: a ring truncated under us is an error
  *              (KG_TRUNCATED), not a crash. Every access to a mapping in
  *              these files runs under it.
- * No Python in any of them; kgmon_ring_module.c is the CPython binding.
+ * kg_bench.c   the benchmark's paced writer and bare reader (kg_bench.h).
+ * No Python in any of them; kgpy.h, py_*.c and kgmon_ring_module.c are the
+ * CPython binding.
  */
 #ifndef KG_RING_H
 #define KG_RING_H

@@ -213,35 +213,47 @@ static uint16_t text_len(const uint8_t *s, unsigned max) {
     return (uint16_t)n;
 }
 
-static void read_events(kg_v1_reader *r, kg_batch *b) {
+/* How far a read got: kept in volatile memory, so that a fault (siglongjmp)
+ * in the middle of it loses no count (as kg_reader.c's read_progress). */
+typedef struct v1_progress {
+    uint64_t cur, pos, w;
+    size_t count;
+    uint64_t missed, corrupt;
+} v1_progress;
+
+static void read_events(kg_v1_reader *r, kg_batch *b, volatile v1_progress *p) {
     const uint64_t d = r->data_size, cap = r->capacity;
-    uint64_t w, p;
-    snapshot(r, &w, &p);
-    if (p >= d) return; /* a position no writer of this file writes: health will tell */
+    uint64_t w, wp;
+    snapshot(r, &w, &wp);
+    p->w = w;
+    if (wp >= d) return; /* a position no writer of this file writes: health will tell */
     /* Upstream sets writer_pid only when it initialises the header: a new pid
      * says the ring was reset, unless the event before our cursor, still held,
      * proves otherwise (a writer that stamps its pid on every start). */
     const uint32_t pid = kg_load_acquire32(&r->hdr->writer_pid);
     if (w < r->cursor) {
-        restart(r, w, p, b); /* numbered below us */
+        restart(r, w, wp, b); /* numbered below us */
     } else if (r->fp_valid && w - (r->cursor - 1) < cap && r->fp_pos + KG_V1_EVENT_SIZE <= d) {
         const kg_v1_event *e = (const kg_v1_event *)(r->data + r->fp_pos);
         if (e->timestamp_us != r->fp_timestamp || e->checksum != r->fp_checksum)
-            restart(r, w, p, b); /* re-initialised and written past our cursor again */
+            restart(r, w, wp, b); /* re-initialised and written past our cursor again */
         else
             r->writer_pid = pid;
     } else if (pid != r->writer_pid) {
-        if (w - r->cursor >= cap) restart(r, w, p, b); /* lapped anyway: count the new life's events */
+        if (w - r->cursor >= cap) restart(r, w, wp, b); /* lapped anyway: count the new life's events */
         else r->writer_pid = pid; /* cannot tell: never deliver an event twice */
     }
     if (w - r->cursor >= cap) { /* lapped: the oldest event still safe is w - cap + 1 */
         uint64_t first = w - cap + 1;
         b->missed += first - r->cursor;
         r->cursor = first;
-        r->cursor_pos = pos_back(p, w - first, d);
+        r->cursor_pos = pos_back(wp, w - first, d);
         r->fp_valid = 0;
     }
     uint64_t n = r->cursor, pos = r->cursor_pos;
+    p->cur = n;
+    p->pos = pos;
+    p->missed = b->missed;
     const uint64_t observed = n < w ? kg_mono_ns() : 0;
     const uint64_t observed_unix_us = n < w ? kg_unix_ns() / 1000 : 0;
     size_t text_used = 0;
@@ -254,6 +266,9 @@ static void read_events(kg_v1_reader *r, kg_batch *b) {
             r->fp_valid = 0;
             n++;
             pos = (pos + KG_V1_EVENT_SIZE) % d;
+            p->cur = n;
+            p->pos = pos;
+            p->corrupt = b->corrupt;
             continue;
         }
         memcpy(&c, r->data + pos, sizeof c);
@@ -293,30 +308,46 @@ static void read_events(kg_v1_reader *r, kg_batch *b) {
         }
         n++;
         pos = (pos + KG_V1_EVENT_SIZE) % d;
+        p->cur = n;
+        p->pos = pos;
+        p->count = b->count;
+        p->missed = b->missed;
+        p->corrupt = b->corrupt;
     }
-    r->cursor = n;
-    r->cursor_pos = pos;
-    r->delivered += b->count;
-    r->missed += b->missed;
-    r->corrupt += b->corrupt;
 }
 
 kg_status kg_v1_read(kg_v1_reader *r, kg_batch *b) {
     b->count = 0;
     b->missed = b->corrupt = 0;
     if (r->size_problem) return KG_TRUNCATED;
+    volatile v1_progress p = {.cur = r->cursor, .pos = r->cursor_pos, .w = r->cursor};
+    int faulted = 0;
     kg_fault_guard g;
     kg_fault_begin(&g, r->map.base, r->map.length, NULL, 0);
-    if (KG_FAULT_SETJMP(&g)) {
-        /* The file shrank under us: the batch being read is dropped, never half delivered. */
-        r->size_problem = 1;
-        b->count = 0;
-        b->missed = b->corrupt = 0;
-        return KG_TRUNCATED;
+    if (KG_FAULT_SETJMP(&g) == 0) {
+        read_events(r, b, &p);
+        kg_fault_end(&g);
+    } else {
+        faulted = 1;
     }
-    read_events(r, b);
-    kg_fault_end(&g);
-    return KG_OK;
+    /* after a fault the guard has ended, and p holds what was read before it:
+     * those events are handed out (as v2 does); the rest the header had
+     * promised are missed, and every later read says KG_TRUNCATED */
+    b->count = p.count;
+    b->missed = p.missed;
+    b->corrupt = p.corrupt;
+    r->cursor = p.cur;
+    r->cursor_pos = p.pos;
+    if (faulted) {
+        r->size_problem = 1;
+        r->fp_valid = 0;
+        if (p.w > p.cur) b->missed += p.w - p.cur;
+        r->cursor = p.w > p.cur ? p.w : p.cur;
+    }
+    r->delivered += b->count;
+    r->missed += b->missed;
+    r->corrupt += b->corrupt;
+    return faulted ? KG_TRUNCATED : KG_OK;
 }
 
 static kg_status wait_events(kg_v1_reader *r, kg_wait *w, uint64_t timeout_ns, uint64_t min_ns, uint64_t max_ns,

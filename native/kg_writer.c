@@ -34,12 +34,9 @@ kg_status kg_writer_create(kg_writer *w, const char *path, uint32_t slot_size, u
     memset(w, 0, sizeof *w);
     w->lock = -1;
     w->map.handle = -1;
-    if (!kg_is_pow2(slot_size) || slot_size < KG_SLOT_SIZE_MIN || slot_size > KG_SLOT_SIZE_MAX) {
-        snprintf(err, errlen, "slot size %u is not a power of two from 256 to 65536", slot_size);
-        return KG_INVALID;
-    }
-    if (!kg_is_pow2(slot_count) || slot_count < KG_SLOT_COUNT_MIN || slot_count > KG_SLOT_COUNT_MAX) {
-        snprintf(err, errlen, "slot count %u is not a power of two from 16 to 1048576", slot_count);
+    const char *geometry = kg_geometry_problem(slot_size, slot_count);
+    if (geometry) {
+        snprintf(err, errlen, "%s (slot size %u, slot count %u)", geometry, slot_size, slot_count);
         return KG_INVALID;
     }
     if (strlen(path) + 32 >= sizeof w->path) {

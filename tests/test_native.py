@@ -148,6 +148,12 @@ def wait_until(pred, timeout: float = WAKE_BOUND_S) -> bool:
 
 # ================================================================ CRC-32C
 
+def test_status_codes_are_the_c_librarys():
+    """errors.Status is kg_status (native/kg_status.h), name for name and number for number."""
+    exported = {name[len("STATUS_"):]: getattr(_ring, name) for name in dir(_ring) if name.startswith("STATUS_")}
+    assert exported == {s.name: s.value for s in Status}
+
+
 @pytest.mark.parametrize("table", [False, True], ids=["hardware-or-default", "table"])
 def test_crc32c_check_value(table):
     assert _ring.crc32c(b"123456789", 0, table) == 0xE3069283

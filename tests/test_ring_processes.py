@@ -631,9 +631,43 @@ def test_bench_short_json(ring_dir):
     result = run_kgmon("bench", "--short", "--json", "--shm-path", ring_dir / "bench.shm", timeout=540)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    for key in ("steady_1000", "full_speed", "writer_flat_out", "max_zero_loss_rate", "idle_cpu_percent", "ratios"):
+    for key in ("steady_1000", "full_speed", "writer_flat_out", "max_zero_loss_rate", "idle_cpu_percent", "ratios",
+                "rates", "zero_loss_ring", "idle_cpu_floor_percent"):
         assert key in data, key
     assert data["ring_bytes"] == 4096 + 4096 * 512
+
+
+def test_bisect_zero_loss_finds_the_limit_to_ten_percent():
+    from kindlyguard_monitor.bench.ring_bench import bisect_zero_loss
+
+    for limit in (150_000, 730_000, 2_600_000):
+        tried = []
+
+        def holds(rate):
+            tried.append(rate)
+            return rate <= limit, rate
+
+        best, res, tries = bisect_zero_loss(holds, [100_000, 500_000, 1_000_000, 4_000_000])
+        assert best == res <= limit < best * 1.1, (limit, best, tried)
+        assert [t[0] for t in tries] == tried
+    assert bisect_zero_loss(lambda rate: (True, rate), [10, 20])[0] == 20  # the top held: no bisecting
+    best, _, _ = bisect_zero_loss(lambda rate: (rate <= 30_000, rate), [100_000])
+    assert 30_000 / 1.1 <= best <= 30_000  # the first rung failed: the search goes below it
+
+
+def test_bench_rates_beside_the_floor_and_stalls(ring_dir):
+    """The realistic-rate scenario, small: the app's reader and the bare C reader each get every
+    event, and both report a stall figure."""
+    from kindlyguard_monitor.bench import ring_bench as rb
+
+    writer = rb.WriterProcess(str(ring_dir / "bench.shm"))
+    try:
+        out = rb.rates_beside_floor(writer, short=True, progress=lambda msg: None, rates=(1000,))
+    finally:
+        writer.close()
+    for name, res in out["1000"].items():
+        assert (res.delivered, res.missed, res.error) == (250, 0, ""), name
+        assert res.transport["count"] == 250 and res.max_stall_us > 0, name
 
 
 def test_tail_counts_a_writer_it_never_saw_as_missed(ring_path):

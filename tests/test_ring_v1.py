@@ -234,6 +234,29 @@ def test_a_truncated_file_is_an_error_never_a_sigbus(v1_path):
         w.close()
 
 
+def test_a_ring_truncated_mid_read_hands_out_what_was_read_then_raises(v1_path):
+    """As v2 does (test_native.py): the events read before the fault are delivered, the rest the
+    header promised are counted missed, and the next poll raises. (It used to drop the batch uncounted.)"""
+    page = os.sysconf("SC_PAGE_SIZE")
+    w = V1Writer(v1_path, size=v1.HEADER_SIZE + 40 * v1.EVENT_SIZE)
+    r = open_v1_reader(v1_path)
+    try:
+        for k in range(30):
+            w.write(1, 1, False, f"s{k}", "")
+        os.truncate(v1_path, 2 * page)  # the header and the first events stay mapped; a fault past them
+        whole = (2 * page - v1.HEADER_SIZE) // v1.EVENT_SIZE
+        got = r.poll(0)
+        assert [e.source for e in got] == [f"s{k}" for k in range(whole)]
+        assert (r.delivered, r.missed, r.corrupt) == (whole, 30 - whole, 0)
+        with pytest.raises(_ring.Error) as exc:
+            r.poll(0)
+        assert Status(exc.value.args[0]) == Status.TRUNCATED
+        assert (r.delivered, r.missed) == (whole, 30 - whole)  # nothing counted twice
+    finally:
+        r.close()
+        w.close()
+
+
 def test_tail_says_the_v1_ring_was_truncated(v1_path):
     writer = writer_process(v1_path)
     write(writer, 2)

@@ -64,6 +64,7 @@ class ReaderResult:
     delivery: dict = field(default_factory=dict)
     error: str = ""
     writer_rate: float = 0.0  # what the writer process published per second
+    max_stall_us: float = 0.0  # the longest time the reader did not poll (Reader.max_stall_ns)
     transport_hist: object = None
     delivery_hist: object = None
 
@@ -143,6 +144,7 @@ def _python_reader(path, count, spin_ns, adaptive, ready, result: ReaderResult, 
             cpu0 = time.thread_time()
     t1, cpu1 = time.perf_counter(), time.thread_time()
     result.delivered, result.missed, result.corrupt = reader.delivered, reader.missed, reader.corrupt
+    result.max_stall_us = reader.max_stall_ns / 1000
     result.wall_s = t1 - (first or t0)
     result.cpu_s = cpu1 - cpu0
     result.transport_hist = reader.transport_latency.copy()
@@ -156,8 +158,10 @@ def _floor_reader(path, count, spin, ready, result: ReaderResult, timeout_s, cpu
     """The bare C reader in a thread (GIL released for the whole run)."""
     _pin_this_thread(cpu)
     ready.set()  # floor_read opens the ring first thing; the writer waits a moment below
-    delivered, missed, corrupt, hist, cpu_ns, busy_ns = _ring.floor_read(path, count, spin=spin, timeout=timeout_s)
+    delivered, missed, corrupt, hist, cpu_ns, busy_ns, stall_ns = _ring.floor_read(path, count, spin=spin,
+                                                                                   timeout=timeout_s)
     result.delivered, result.missed, result.corrupt = delivered, missed, corrupt
+    result.max_stall_us = stall_ns / 1000
     result.wall_s = busy_ns / 1e9
     result.cpu_s = cpu_ns / 1e9
     result.transport_hist = hist
@@ -174,6 +178,7 @@ def merge_results(results: list[ReaderResult]) -> ReaderResult:
         out.cpu_s += r.cpu_s
         out.wall_s += r.wall_s
         out.error = out.error or r.error
+        out.max_stall_us = max(out.max_stall_us, r.max_stall_us)
         for attr in ("transport_hist", "delivery_hist"):
             h = getattr(r, attr)
             if h is not None:
@@ -211,9 +216,20 @@ def run_scenario(writer: WriterProcess, reader: str, rate: float, count: int, *,
     return result
 
 
+IDLE_POLL_S = 0.5  # the longest poll of kgmon tail (cli/tail.py): how often an idle reader returns to Python
+
+
+def idle_cpu_floor(path: str, seconds: float, cpu: int | None = None) -> float:
+    """CPU % of the bare C futex reader with a live writer and no events."""
+    _pin_this_thread(cpu)
+    *_, cpu_ns, _busy, _stall = _ring.floor_read(path, 1 << 62, spin=False, timeout=seconds)
+    return 100.0 * cpu_ns / 1e9 / seconds
+
+
 def idle_cpu(path: str, seconds: float, spin_ns: int, adaptive: bool, cpu: int | None = None,
-             v1: bool = False) -> float:
-    """CPU % of the app's reader with a live writer and no events (v1: once settled)."""
+             v1: bool = False, poll_s: float = IDLE_POLL_S) -> float:
+    """CPU % of the app's reader with a live writer and no events (v1: once settled), polling
+    as kgmon tail does."""
     reader = open_v1_reader(path, start="newest") if v1 else \
         open_reader(path, start="newest", spin_ns=spin_ns, adaptive=adaptive)
     out = {}
@@ -222,11 +238,11 @@ def idle_cpu(path: str, seconds: float, spin_ns: int, adaptive: bool, cpu: int |
         _pin_this_thread(cpu)
         settle = time.monotonic() + (V1_ACTIVE_S + 0.5 if v1 else 0)
         while time.monotonic() < settle:  # v1: past the fast polling that follows attaching
-            reader.poll(0.1)
+            reader.poll(poll_s)
         end = time.monotonic() + seconds
         c0, t0 = time.thread_time(), time.perf_counter()
         while time.monotonic() < end:
-            reader.poll(0.1)
+            reader.poll(min(poll_s, max(0.0, end - time.monotonic())))
         out["pct"] = 100.0 * (time.thread_time() - c0) / (time.perf_counter() - t0)
 
     t = threading.Thread(target=loop, daemon=True)
@@ -236,20 +252,76 @@ def idle_cpu(path: str, seconds: float, spin_ns: int, adaptive: bool, cpu: int |
     return out["pct"]
 
 
-def max_zero_loss_rate(writer: WriterProcess, rates: list[float], seconds: float, reader: str = "python",
-                       **kw) -> tuple[float, ReaderResult | None, list[dict]]:
-    """The highest of `rates` (tried in order) at which the reader missed
-    nothing over `seconds`, that run's result, and every try."""
-    best, best_result, tried = 0.0, None, []
-    for rate in rates:
-        res = run_scenario(writer, reader, rate, int(rate * seconds), **kw)
-        tried.append({"rate": rate, "delivered": res.delivered, "missed": res.missed,
-                      "reader_rate": round(res.rate), "cpu_percent": round(res.cpu_percent, 1)})
-        if res.missed == 0 and res.corrupt == 0 and res.delivered == int(rate * seconds):
-            best, best_result = rate, res
-        else:
+def bisect_zero_loss(holds, ladder: list[float], precision: float = 0.1) -> tuple[float, float | None, list]:
+    """The highest rate that holds (nothing missed), to `precision`: climb `ladder` to the first
+    rate that fails, then bisect between the last that held and it until they are within
+    precision of each other. holds(rate) -> (ok, result). Returns (rate that held, 0 if none;
+    its result; every try as (rate, ok, result))."""
+    tried: list = []
+    lo, lo_res, hi = 0.0, None, None
+    for rate in ladder:
+        ok, res = holds(rate)
+        tried.append((rate, ok, res))
+        if not ok:
+            hi = rate
             break
-    return best, best_result, tried
+        lo, lo_res = rate, res
+    if hi is None:
+        return lo, lo_res, tried  # the ladder's top held: the limit is above what we tried
+    floor = lo or hi / 8  # the first rung failed: look below it
+    while hi > floor * (1 + precision):
+        mid = round((floor + hi) / 2, -2 if hi >= 10_000 else 0)
+        if mid <= floor or mid >= hi:
+            break
+        ok, res = holds(mid)
+        tried.append((mid, ok, res))
+        if ok:
+            floor = lo = mid
+            lo_res = res
+        else:
+            hi = mid
+    return lo, lo_res, tried
+
+
+def zero_loss_search(writer: WriterProcess, ladder: list[float], seconds: float, reader: str = "python",
+                     **kw) -> tuple[float, ReaderResult | None, list[dict]]:
+    """bisect_zero_loss with real runs of `seconds` each: the rate, that run's result, every try."""
+
+    def holds(rate):
+        n = int(rate * seconds)
+        res = run_scenario(writer, reader, rate, n, **kw)
+        return res.missed == 0 and res.corrupt == 0 and res.delivered == n, res
+
+    best, best_res, tried = bisect_zero_loss(holds, ladder)
+    return best, best_res, [{"rate": rate, "held": ok, "delivered": r.delivered, "missed": r.missed,
+                             "reader_rate": round(r.rate), "cpu_percent": round(r.cpu_percent, 1),
+                             "max_stall_us": round(r.max_stall_us, 1)} for rate, ok, r in tried]
+
+
+REALISTIC_RATES = (1, 10, 100, 1000)
+
+
+def rates_beside_floor(writer: WriterProcess, short: bool, progress, cpu: int | None = None,
+                       rates=REALISTIC_RATES) -> dict:
+    """The app's reader (adaptive, the default) beside the bare C futex reader at 1, 10, 100 and
+    1,000 events/s, one event at a time, interleaved rounds in the same run, histograms merged."""
+    from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
+
+    seconds = {1: 3, 10: 1, 100: 0.5, 1000: 0.25} if short else {1: 8, 10: 4, 100: 2, 1000: 1}
+    rounds = 1 if short else 2
+    readers = (("floor C, futex", dict(reader="floor-futex")),
+               ("app reader, adaptive (default)", dict(reader="python", spin_ns=DEFAULT_SPIN_NS, adaptive=True)))
+    out: dict = {}
+    for rate in rates:
+        got: dict = {}
+        for round_no in range(rounds):
+            for name, kw in readers:
+                progress(f"{rate} events/s for {seconds[rate]} s, round {round_no + 1}/{rounds}: {name}")
+                got.setdefault(name, []).append(
+                    run_scenario(writer, rate=rate, count=max(1, int(rate * seconds[rate])), batch_max=1, cpu=cpu,
+                                 **kw))
+        out[str(rate)] = {name: merge_results(results) for name, results in got.items()}
+    return out
 
 
 def ring_dir() -> str:
@@ -309,19 +381,19 @@ def run_ws_scenario(writer: WriterProcess, rate: float, count: int, cpu: int | N
 
 def max_zero_loss_ws_rate(writer: WriterProcess, rates: list[float], seconds: float,
                           cpu: int | None = None) -> tuple[float, ReaderResult | None, list[dict]]:
-    """The highest of `rates` the WebSocket path carried with nothing missed."""
-    best, best_result, tried = 0.0, None, []
-    for rate in rates:
-        res = run_ws_scenario(writer, rate, int(rate * seconds), cpu)
-        tried.append({"rate": rate, "delivered": res.delivered, "missed": res.missed,
-                      "reader_rate": round(res.rate), "cpu_percent": round(res.cpu_percent, 1)})
+    """The highest rate the WebSocket path carried with nothing missed (bisect_zero_loss: to 10%)."""
+
+    def holds(rate):
+        n = int(rate * seconds)
+        res = run_ws_scenario(writer, rate, n, cpu)
         # sustained: everything arrived, and about as fast as it was sent (a
         # client that only catches up seconds later is not keeping up)
-        if res.missed == 0 and res.delivered == int(rate * seconds) and not res.error and res.rate >= 0.9 * rate:
-            best, best_result = rate, res
-        else:
-            break
-    return best, best_result, tried
+        return res.missed == 0 and res.delivered == n and not res.error and res.rate >= 0.9 * rate, res
+
+    best, best_res, tried = bisect_zero_loss(holds, rates)
+    return best, best_res, [{"rate": rate, "held": ok, "delivered": r.delivered, "missed": r.missed,
+                             "reader_rate": round(r.rate), "cpu_percent": round(r.cpu_percent, 1)}
+                            for rate, ok, r in tried]
 
 
 LOW_RATES = (1, 10, 100)

@@ -2,8 +2,9 @@
 
 The C library (native/kg_status.h) and the pure-Python reader
 (kindlyguard_monitor/ring/pyring.py) both report a numeric status; this module is the one
-place that turns it into an exception with a sentence. Keep `Status` in the
-order of `kg_status`.
+place that turns it into an exception with a sentence. `Status` is kg_status's list:
+the C module exports each as `_ring.STATUS_<NAME>`, and tests/test_native.py checks
+the two are the same.
 """
 
 from __future__ import annotations
@@ -57,26 +58,6 @@ _ADVICE = {
     "Restart the Shield to recreate it",
 }
 
-# Statuses that mean "this ring cannot be attached to" (kgmon tail exits 3).
-ATTACH_FAILURES = frozenset(
-    {
-        Status.NOT_FOUND,
-        Status.NOT_REGULAR,
-        Status.WRONG_OWNER,
-        Status.UNSAFE_MODE,
-        Status.UNSAFE_DIR,
-        Status.BAD_MAGIC,
-        Status.BAD_VERSION,
-        Status.BAD_HEADER,
-        Status.BAD_SIZE,
-        Status.STALE,
-        Status.CLOSED,
-        Status.REPLACED,
-        Status.TRUNCATED,
-    }
-)
-
-
 class RingError(Exception):
     """A ring that cannot be used; `str()` is a sentence for the user."""
 
@@ -86,7 +67,3 @@ class RingError(Exception):
         self.detail = detail
         template = _ADVICE.get(self.status, "{path}: {detail}")
         super().__init__(template.format(path=self.path, detail=detail or self.status.name.lower()))
-
-    @property
-    def cannot_attach(self) -> bool:
-        return self.status in ATTACH_FAILURES

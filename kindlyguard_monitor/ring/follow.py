@@ -43,7 +43,10 @@ from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_
 # A writer whose process is gone is believed gone once its heartbeat is also
 # this old (the pid may be from another pid namespace, so it alone is not proof).
 PID_GONE_HEARTBEAT_NS = 1_000_000_000
-HEALTH_CHECK_INTERVAL_NS = 100_000_000
+# An idle reader looks at the writer's health this often (a stat or two each time), and at once
+# when a timed wait ended early with nothing (the writer closed or replaced the ring, or stop()).
+# A writer that dies without closing is found from its heartbeat within this of its 1 s grace.
+HEALTH_CHECK_INTERVAL_NS = 500_000_000
 V1_LIVENESS_INTERVAL_NS = 1_000_000_000  # v1: how often to ask whether the writer's process is alive
 
 
@@ -162,11 +165,13 @@ class RingFollower:
         reader = self.reader
         if reader is None:
             raise RuntimeError("attach() first")
+        began = time.monotonic_ns()
         events = self._read(reader, timeout, max_events)
         if events:
             return events
         now = time.monotonic_ns()
-        if timeout > 0 or now - self._last_health_ns >= HEALTH_CHECK_INTERVAL_NS:
+        woken_early = timeout > 0 and now - began < timeout * 0.9e9
+        if woken_early or now - self._last_health_ns >= HEALTH_CHECK_INTERVAL_NS:
             self._last_health_ns = now
             problem = self._problem(reader)
             if problem:
