@@ -94,7 +94,8 @@ def test_shutdown_while_sleeping_in_a_ring_poll_is_prompt(qtbot, ring_path, read
         rt.start()
         qtbot.waitUntil(_shm_attached(rec), timeout=5000)
         w.heartbeat()
-        qtbot.wait(300)  # the reader sleeps on the futex now
+        # the reader sleeps on the futex now (its ring reader counts the sleeps)
+        qtbot.waitUntil(lambda: rt._manager.follower.reader.wait_stats[1] > 0, timeout=5000)
         t0 = time.monotonic()
         assert rt.shutdown(5000)
         assert time.monotonic() - t0 < 5
@@ -253,7 +254,8 @@ def test_counters_and_latency_snapshots(qtbot, ring_path, readers):
         snap = rec.latency[-1]
         assert snap.transport == "shm"
         assert snap.transport_latency.count == n
-        assert snap.delivery_latency.percentile(50) >= 0
+        # each event reaches the GUI after it reached the reader: delivery is never the shorter
+        assert snap.delivery_latency.percentile(50) >= snap.transport_latency.percentile(50) > 0
         assert rec.latency[-2].delivery_latency is not snap.delivery_latency  # copies, not the live object
         # at most ~4 a second
         t0 = time.monotonic()
