@@ -162,7 +162,9 @@ def test_severity_colours_differ(model):
         bg = cell(model, r, M.SEVERITY, Qt.ItemDataRole.BackgroundRole)
         assert fg.name() != bg.name()
     assert cell(model, 0, M.DETAILS, Qt.ItemDataRole.BackgroundRole) is None
-    assert cell(model, 0, M.DETAILS, Qt.ItemDataRole.TextAlignmentRole) is not None
+    left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+    assert cell(model, 0, M.DETAILS, Qt.ItemDataRole.TextAlignmentRole) == int(left.value)
+    assert cell(model, 0, M.SEVERITY, Qt.ItemDataRole.TextAlignmentRole) == int(Qt.AlignmentFlag.AlignCenter.value)
 
 
 def test_row_for_key_after_inserts_and_trimming(model):
