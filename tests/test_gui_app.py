@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, free_port, wait_for, wait_for_file, wait_reader_settled
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
@@ -104,6 +105,7 @@ def test_settings_apply_to_the_app(qtbot, qapp, ring_path, tmp_path):
         monitor.shutdown()
 
 
+@pytest.mark.slow
 def test_gui_bench_short_runs():
     """`kgmon bench --gui --short` proves the desktop bench works; its figures are never asserted."""
     import json
