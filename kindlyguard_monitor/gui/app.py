@@ -186,7 +186,6 @@ class MonitorApp:
         self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
         if worth_it:
             self.tray.set_state("threat")  # the icon turns for threats worth a notification only
-        self.reader.ack()
 
     def _on_transport(self, transport: str, reason: str) -> None:
         self.window.set_transport(transport, reason)
