@@ -1,6 +1,6 @@
-"""The v1 stand-in writer (tests/fixtures/shield_v1_writer.c) against the facts of
-/work/shared/spec/real-shield.md ("Where the shared memory comes from", "Format v1") and of the
-upstream code they were read from (kindly-guard-shield/src-tauri/src/ipc/shm.rs, platform.rs).
+"""The v1 stand-in writer (tests/fixtures/shield_v1_writer.c) against the facts of the Shield's
+v1 ring (docs/shm-ring-v1.md: where the file comes from, "The format") and of the upstream code
+they were read from (kindly-guard-shield/src-tauri/src/ipc/shm.rs, platform.rs).
 
 The ring is parsed here with struct at the spec's offsets, on purpose not with the app's code:
 these tests vouch for the writer, which then vouches for the app's v1 reader.
