@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h)
 
-.PHONY: install system-deps test-deps run run-terminal test test-quick test-twice screenshots bench clean
+.PHONY: install system-deps test-deps run run-terminal test test-quick test-fast test-twice screenshots bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -47,6 +47,11 @@ test: install test-deps
 # dunst, PyInstaller or dpkg needed).
 test-quick: install
 	$(BIN)/python -m pytest -q -m "not desktop and not packaging"
+
+# Everything but the tests marked slow (the bench smoke runs, floods, long scenarios):
+# for a quick round while working. `make test` and CI run them all.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Two test sessions at once, as two checkouts (or a developer and CI) would run them:
 # nothing shared between them (names, sockets, rings, settings, history, ports).

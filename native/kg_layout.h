@@ -1,6 +1,6 @@
 /* kg_layout.h - the bytes of a KindlyGuard shared-memory threat ring, format v2.
  *
- * This header is the single place where ../shared/spec/shm-ring-v2.md becomes C.
+ * This header is the single place where docs/shm-ring-v2.md becomes C.
  * Every offset of the spec is checked here with static_assert, so a change that
  * moves a field does not compile. All integers are little-endian; the code
  * refuses to build on a big-endian target rather than write a foreign layout.

@@ -1,7 +1,7 @@
 /* kg_v1.h - the Shield's own ring, format v1 (what its shm_demo example and
  * ipc/shm.rs write), and a reader that never consumes it.
  *
- * The bytes are those of ../shared/spec/real-shield.md ("Format v1"), every
+ * The bytes are those of docs/shm-ring-v1.md ("The format"), every
  * offset static_assert-ed below. v1 has no sequence numbers, no per-event
  * seqlock and no wake-up; a reader here:
  *   - opens the file O_RDONLY and maps it PROT_READ (it cannot write a byte:

@@ -8,7 +8,8 @@
 - `OutputWatcher(proc)`: drains a started process's stdout/stderr in threads
   (a tail printing thousands of lines must never block on a full pipe) and
   lets a test wait for a line, with the moment each line was read;
-- `wait_for_file`, `wait_for`, `read_json_lines`.
+- `wait_for_file`, `wait_for`, `wait_blocked_in` (a thread really sleeps in a call),
+  `wait_reader_settled` (the GUI has handled what a reader thread delivered), `read_json_lines`.
 
 No fixed sleeps: everything waits for a condition, with generous timeouts
 (these tests run on a loaded 2-core CI machine).
@@ -272,6 +273,30 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str = "condi
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_blocked_in(thread: threading.Thread, function: str, timeout: float = 10) -> None:
+    """Wait until `thread` is blocked (in threading's wait) inside a call of `function` (a name on
+    its stack), e.g. a poll() that really sleeps before the test wakes it."""
+    def blocked() -> bool:
+        frame = sys._current_frames().get(thread.ident)
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        return bool(names) and names[0] == "wait" and function in names
+
+    wait_for(blocked, timeout, f"{thread.name} to block in {function}()")
+
+
+def wait_reader_settled(qtbot, reader, delivered: int, timeout_ms: int = 10000) -> None:
+    """Wait until a gui ReaderThread has delivered `delivered` events and the GUI thread has handled
+    every batch it emitted for them: two of its counters at that count (a pending batch is
+    emitted within 1/60 s, counters 4 times a second, and the GUI thread takes signals in order).
+    What a test asserts afterwards (rows, news, notifications) is final, not a guess."""
+    seen: list[int] = []
+    reader.counters.connect(lambda c: seen.append(c.delivered))
+    qtbot.waitUntil(lambda: sum(d >= delivered for d in seen) >= 2, timeout=timeout_ms)
 
 
 def wait_for_file(path, timeout: float = 30) -> Path:

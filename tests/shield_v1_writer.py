@@ -1,7 +1,7 @@
 """Test helper: an independent stand-in for the upstream Shield's v1 shared-memory writer.
 
-tests/fixtures/shield_v1_writer.c was written from /work/shared/spec/real-shield.md and the
-upstream Shield's source, without looking at this project's ring code, so a reader that passes
+tests/fixtures/shield_v1_writer.c was written from the v1 format's facts (docs/shm-ring-v1.md) and
+the upstream Shield's source, without looking at this project's ring code, so a reader that passes
 against it follows the real format and not our own assumptions. Usage:
 
     exe = build(tmp_path_factory.mktemp("v1writer"))

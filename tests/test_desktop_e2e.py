@@ -279,10 +279,14 @@ def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app,
         calls = wait_for(lambda: desktop.notify_calls()[before + 2:], 30, "the burst's summary")
         assert notify_field(calls[0], 2) == "12 new threats, 3 critical"
         assert notify_field(calls[0], 3) == "mcp:server-0 ×6 · mcp:server-1 ×6"
-        time.sleep(7)  # and nothing else follows: wait out two more 3 s windows
-        assert len(desktop.notify_calls()) == before + 3, desktop.notify_calls()[before:]
+        # And nothing else follows: one more High threat, published now, is the next notification,
+        # alone (anything else still pending would be merged into it, or shown before it).
+        writer.publish([Threat(THREAT_TYPE_NUMBER["SuspiciousPattern"], HIGH, True, "mcp:last", "rm -rf ~",
+                               now_us)])
+        calls = wait_for(lambda: desktop.notify_calls()[before + 3:], 30, "the last High threat's Notify call")
+        assert [notify_field(c, 2) for c in calls] == ["High threat blocked: SuspiciousPattern"], calls
 
-        state = wait_state(app, lambda s: s["rows"] == 14, 15, "all 14 threats in the table")
+        state = wait_state(app, lambda s: s["rows"] == 15, 15, "all 15 threats in the table")
         hostile_rows = [r for r in state["top"] if "fdp.exe" in r[4]]
         assert len(hostile_rows) == 1
         assert hostile_rows[0][4] == "invoice_⟨U+202E⟩fdp.exe"

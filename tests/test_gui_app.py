@@ -6,10 +6,12 @@ normal window and say so; the tray itself is tested under Xvfb.)"""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 
-from conftest import REPO, free_port
+import pytest
+from conftest import REPO, free_port, wait_for, wait_for_file, wait_reader_settled
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.ring.pyring import PyWriter
@@ -54,19 +56,24 @@ def test_the_badge_follows_the_transport(qtbot, qapp, ring_path):
         monitor.shutdown()
 
 
-def test_kgmon_with_no_command_starts_the_app_and_quits_on_sigterm(ring_path):
+def stored_threats(history_path) -> int:
+    """Threats in a history file (0 while it is not made yet); read-only, beside the app."""
+    try:
+        with sqlite3.connect(f"file:{history_path}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT count(*) FROM threats").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_kgmon_with_no_command_starts_the_app_and_quits_on_sigterm(ring_path, _private_history):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO), SHIELD_WS_PORT=str(free_port()),
                XDG_RUNTIME_DIR=str(ring_path.parent))
     proc = subprocess.Popen([sys.executable, "-m", "kindlyguard_monitor", "--demo", "--shm-path", str(ring_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        import time
-
-        deadline = time.monotonic() + 30
-        while not os.path.exists(ring_path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert os.path.exists(ring_path), "the demo writer child created its ring"
-        time.sleep(1.0)
+        wait_for_file(ring_path, 30)  # the demo writer child created its ring
+        # the app runs: its reader took the demo's threats and its history stored them
+        wait_for(lambda: stored_threats(_private_history) > 0, 60, "the app to store the demo's threats")
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     finally:
@@ -98,6 +105,7 @@ def test_settings_apply_to_the_app(qtbot, qapp, ring_path, tmp_path):
         monitor.shutdown()
 
 
+@pytest.mark.slow
 def test_gui_bench_short_runs():
     """`kgmon bench --gui --short` proves the desktop bench works; its figures are never asserted."""
     import json
@@ -188,7 +196,7 @@ def test_new_transport_settings_reconnect_without_duplicates(qtbot, qapp, ring_d
         monitor.apply_changed_settings(before, settings)
         assert monitor.reader is not old_reader and old_reader.isFinished()
         qtbot.waitUntil(lambda: monitor.window.transport == "shm", timeout=10000)
-        qtbot.wait(500)
+        wait_reader_settled(qtbot, monitor.reader, 5)  # the replay is in, and changed nothing
         assert model.rowCount() == 5 and monitor.feed.totals["total"] == 5
         assert monitor.notifier.policy.offered == offered, "replayed threats are not offered again"
         # another ring

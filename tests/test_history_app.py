@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import REPO, free_port, wait_for
+from conftest import REPO, free_port, wait_for, wait_reader_settled
 from history_data import make_history, ring_batch, ring_event
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
@@ -56,7 +56,7 @@ def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_pat
         model = monitor.window.model
         qtbot.waitUntil(lambda: model.rowCount() == 21, timeout=10000)
         qtbot.waitUntil(lambda: monitor.window.transport == "shm", timeout=10000)
-        qtbot.wait(300)
+        wait_reader_settled(qtbot, monitor.reader, 21)  # the ring's replay is in, and added nothing
         assert model.rowCount() == 21
         assert model.row_at(0).details == "while closed"
         assert [(r.key, r.details) for r in (model.row_at(i) for i in range(1, 21))] == \

@@ -112,6 +112,7 @@ def test_times_parse_as_documented():
     assert parse_time("2023-11-14T23:13:20+01:00", now) == 1_700_000_000_000_000
 
 
+@pytest.mark.slow
 def test_the_history_bench_runs(tmp_path):
     r = run_kgmon("bench", "--history", "--short", "--json", "--shm-path", tmp_path / "unused.shm", timeout=300)
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,5 @@
 """The --like-shield server (kindlyguard_monitor/demo/like_shield.py) against the facts of
-/work/shared/spec/real-shield.md, "The WebSocket server". Each test names the
+docs/websocket.md, "The Shield as it is, and `kgmon demo --like-shield`". Each test names the
 rule it checks ([S1] ... [S12], listed in the module's docstring): the client's
 tests (test_ws_real_rules.py) are only worth as much as this stand-in is
 faithful."""

@@ -18,7 +18,7 @@ from conftest import free_port
 class Recorder:
     """Everything a ReaderThread emitted, as the GUI thread received it."""
 
-    def __init__(self, rt: ReaderThread, ack: bool = False):
+    def __init__(self, rt: ReaderThread):
         self.rt = rt
         self.emissions: list[tuple[float, list]] = []  # (monotonic received, [Batch])
         self.changes: list[tuple[str, str]] = []
@@ -26,7 +26,6 @@ class Recorder:
         self.latency: list[LatencySnapshot] = []
         self.failed: list[str] = []
         self.slot_threads: set = set()
-        self.ack = ack
         rt.batches.connect(self._on_batches)
         rt.transport_changed.connect(lambda t, r: self.changes.append((t, r)))
         rt.counters.connect(self.counters.append)
@@ -36,8 +35,6 @@ class Recorder:
     def _on_batches(self, batches):
         self.slot_threads.add(threading.get_ident())
         self.emissions.append((time.monotonic(), batches))
-        if self.ack:
-            self.rt.ack()
 
     @property
     def events(self) -> list:
@@ -52,9 +49,9 @@ class Recorder:
 def readers():
     made: list[ReaderThread] = []
 
-    def make(path, mode="shm", ack=False, **kw) -> tuple[ReaderThread, Recorder]:
+    def make(path, mode="shm", **kw) -> tuple[ReaderThread, Recorder]:
         rt = ReaderThread(str(path), f"ws://127.0.0.1:{free_port()}", mode=mode, **kw)
-        rec = Recorder(rt, ack=ack)
+        rec = Recorder(rt)
         made.append(rt)
         return rt, rec
 
@@ -94,7 +91,8 @@ def test_shutdown_while_sleeping_in_a_ring_poll_is_prompt(qtbot, ring_path, read
         rt.start()
         qtbot.waitUntil(_shm_attached(rec), timeout=5000)
         w.heartbeat()
-        qtbot.wait(300)  # the reader sleeps on the futex now
+        # the reader sleeps on the futex now (its ring reader counts the sleeps)
+        qtbot.waitUntil(lambda: rt._manager.follower.reader.wait_stats[1] > 0, timeout=5000)
         t0 = time.monotonic()
         assert rt.shutdown(5000)
         assert time.monotonic() - t0 < 5
@@ -167,29 +165,26 @@ def test_a_flood_is_coalesced_to_at_most_about_60_emissions_a_second(qtbot, ring
         w.close()
 
 
-def test_a_gui_behind_gets_only_the_newest_events_and_the_rest_is_counted(qtbot, ring_path, readers):
-    total = 20_000
+def test_a_flood_keeps_only_the_newest_events_for_one_emission_and_counts_the_rest(qtbot, ring_path, readers):
+    """More than max_pending events waiting for one emission: only the newest are emitted; the
+    rest were delivered and are counted (dropped_for_display), never lost from the counters."""
+    total, budget = 20_000, 100
     w = PyWriter.create(ring_path, slot_count=1 << 15)
     try:
-        rt, rec = readers(ring_path, ack_mode=True, max_pending=1000)
-        rt.start()
-        qtbot.waitUntil(_shm_attached(rec), timeout=5000)
-        w.publish(ThreatGenerator(3).batch(10))
-        qtbot.waitUntil(lambda: rec.count == 10, timeout=5000)  # emitted, not acked: the GUI is "behind"
         threats = ThreatGenerator(4).batch(1000)
-        for _ in range((total - 10) // 1000):
+        for _ in range(total // 1000):  # all in the ring before the reader starts: one read takes thousands
             w.publish(threats)
-        w.publish(threats[: (total - 10) % 1000])
+        rt, rec = readers(ring_path, max_pending=budget)
+        rt.start()
         qtbot.waitUntil(lambda: bool(rec.counters) and rec.counters[-1].delivered == total, timeout=10000)
-        assert len(rec.emissions) == 1
-        rt.ack()
-        qtbot.waitUntil(lambda: len(rec.emissions) == 2, timeout=5000)
-        last = rec.emissions[-1][1]
-        assert sum(len(b.events) for b in last) == 1000
-        assert [e.seq for b in last for e in b.events] == list(range(total - 1000, total))
-        assert rt.dropped_for_display == total - 10 - 1000
-        qtbot.waitUntil(lambda: rec.counters[-1].dropped_for_display == rt.dropped_for_display, timeout=5000)
-        assert rec.count + rec.counters[-1].dropped_for_display == total
+        qtbot.waitUntil(lambda: rec.counters[-1].dropped_for_display == rt.dropped_for_display
+                        and rec.count + rt.dropped_for_display == total, timeout=5000)
+        sizes = [sum(len(b.events) for b in bs) for _, bs in rec.emissions]
+        assert max(sizes) <= budget, sizes
+        assert rt.dropped_for_display > 0
+        seqs = [e.seq for e in rec.events]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert seqs[-budget:] == list(range(total - budget, total)), "the newest events are the ones kept"
     finally:
         w.close()
 
@@ -253,7 +248,8 @@ def test_counters_and_latency_snapshots(qtbot, ring_path, readers):
         snap = rec.latency[-1]
         assert snap.transport == "shm"
         assert snap.transport_latency.count == n
-        assert snap.delivery_latency.percentile(50) >= 0
+        # each event reaches the GUI after it reached the reader: delivery is never the shorter
+        assert snap.delivery_latency.percentile(50) >= snap.transport_latency.percentile(50) > 0
         assert rec.latency[-2].delivery_latency is not snap.delivery_latency  # copies, not the live object
         # at most ~4 a second
         t0 = time.monotonic()
@@ -286,8 +282,9 @@ def test_cpu_pinning_from_the_environment(qtbot, ring_path, readers, monkeypatch
 
 
 def test_emitting_does_not_leak_away_references_to_true(qtbot, ring_path, readers):
-    """PySide6 6.12.0's emit() drops a reference to True per call; ReaderThread
-    repays it, so a long-running reader never ends in bool_dealloc."""
+    """PySide6 6.12.0's emit() drops a reference to True per call and aborts the process after
+    about a thousand (bool_dealloc); pyproject pins PySide6 below 6.12: this fails if a build
+    with that bug is installed."""
     import gc
     import sys
 
@@ -295,7 +292,7 @@ def test_emitting_does_not_leak_away_references_to_true(qtbot, ring_path, reader
     gc.collect()
     before = sys.getrefcount(True)
     for _ in range(5000):
-        rt._emit(rt.failed, "x")
+        rt.failed.emit("x")
     gc.collect()
     assert abs(sys.getrefcount(True) - before) < 500
     assert len(rec.failed) == 5000

@@ -40,6 +40,7 @@ from kindlyguard_monitor.ring.pyring import (
     read_header,
 )
 from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
+from file_opens import FileOpens
 from conftest import (
     OutputWatcher,
     read_json_lines,
@@ -682,10 +683,14 @@ def test_tail_counts_a_writer_it_never_saw_as_missed(ring_path):
     first.close()
     tw.wait_json(disconnected, 30, "the tail to see the first writer close")
 
-    brief = PyWriter.create(ring_path, slot_count=16)  # lives and closes while the tail waits
-    brief.publish(ThreatGenerator(2).batch(40))
-    brief.close()
-    time.sleep(1.0)  # the tail retries every 0.2 s: it finds this ring closed, and counts it
+    with FileOpens(ring_path) as opens:
+        brief = PyWriter.create(ring_path, slot_count=16)  # lives and closes while the tail waits
+        brief.publish(ThreatGenerator(2).batch(40))
+        brief.close()
+        # The tail retries every 0.25 s (3 opens each today): it finds this ring closed and counts it.
+        # Opens from a second attempt on this ring prove the first one (which counted) is over.
+        opens.reset()
+        opens.wait(7, 30, "the tail to try the closed ring twice")
 
     last = PyWriter.create(ring_path, slot_count=16)
     last.publish(ThreatGenerator(3).batch(7))

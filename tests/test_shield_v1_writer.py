@@ -1,6 +1,6 @@
-"""The v1 stand-in writer (tests/fixtures/shield_v1_writer.c) against the facts of
-/work/shared/spec/real-shield.md ("Where the shared memory comes from", "Format v1") and of the
-upstream code they were read from (kindly-guard-shield/src-tauri/src/ipc/shm.rs, platform.rs).
+"""The v1 stand-in writer (tests/fixtures/shield_v1_writer.c) against the facts of the Shield's
+v1 ring (docs/shm-ring-v1.md: where the file comes from, "The format") and of the upstream code
+they were read from (kindly-guard-shield/src-tauri/src/ipc/shm.rs, platform.rs).
 
 The ring is parsed here with struct at the spec's offsets, on purpose not with the app's code:
 these tests vouch for the writer, which then vouches for the app's v1 reader.
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import shield_v1_writer as v1
+from conftest import wait_for_file
 
 FILE_SIZE = 2 * 1024 * 1024
 HEADER = 896
@@ -104,13 +105,6 @@ def checksum(ev: dict) -> int:
 def from_log(entry: dict) -> dict:
     return {**{k: entry[k] for k in ("timestamp_us", "threat_type", "severity", "blocked", "checksum")},
             "source": bytes.fromhex(entry["source_hex"]), "details": bytes.fromhex(entry["details_hex"])}
-
-
-def wait_file(path, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
 
 
 # ---- tests ----
@@ -351,7 +345,7 @@ def test_rate_and_log_before_store(exe, procs, tmp_path):
     is stored, so a reader that sees events_written = k finds at least k log lines."""
     ring, log = tmp_path / "kindly-guard.shm", tmp_path / "log.jsonl"
     p = start(procs, exe, ring, 20, rate=200, log=log, linger=-1)
-    wait_file(ring)
+    wait_for_file(ring, 10)
     seen = 0
     deadline = time.monotonic() + 20
     while seen < 20:

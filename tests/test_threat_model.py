@@ -157,7 +157,9 @@ def test_severity_colours_differ(model):
         bg = cell(model, r, M.SEVERITY, Qt.ItemDataRole.BackgroundRole)
         assert fg.name() != bg.name()
     assert cell(model, 0, M.DETAILS, Qt.ItemDataRole.BackgroundRole) is None
-    assert cell(model, 0, M.DETAILS, Qt.ItemDataRole.TextAlignmentRole) is not None
+    left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+    assert cell(model, 0, M.DETAILS, Qt.ItemDataRole.TextAlignmentRole) == int(left.value)
+    assert cell(model, 0, M.SEVERITY, Qt.ItemDataRole.TextAlignmentRole) == int(Qt.AlignmentFlag.AlignCenter.value)
 
 
 def test_row_for_key_after_inserts_and_trimming(model):
@@ -248,20 +250,24 @@ def test_filter_combined_and_live(filtered, model):
     assert shown_seqs(filtered) == [6]
 
 
-def test_large_model_batch_insert_is_fast(qapp):
+def test_a_full_model_takes_each_batch_in_one_insert_and_one_remove(qapp):
+    """A full 10,000-row table takes a batch with two signals (rows in, oldest out), never one per
+    row or a reset: what keeps a flood cheap (its speed is kgmon bench --gui's business)."""
     model = ThreatTableModel(max_rows=10_000)
     proxy = ThreatFilterModel()
     proxy.setSourceModel(model)
     proxy.set_min_severity(MEDIUM)
     model.add_batch(batch(*[ev(s, severity=1 + s % 4) for s in range(10_000)]))
     assert model.rowCount() == 10_000
-    start = time.perf_counter()
+    inserts, removes, resets = [], [], []
+    model.rowsInserted.connect(lambda parent, first, last: inserts.append((first, last)))
+    model.rowsRemoved.connect(lambda parent, first, last: removes.append((first, last)))
+    model.modelReset.connect(lambda: resets.append(1))
     for b in range(10):
         base = 10_000 + b * 100
         model.add_batch(batch(*[ev(base + i, severity=1 + i % 4, details="x" * 50) for i in range(100)]))
-    elapsed = time.perf_counter() - start
     assert model.rowCount() == 10_000
     assert model.row_at(0).seq == 10_999 and model.row_at(9_999).seq == 1_000
     assert model.row_for_key(EventKey(GEN, 10_999)) == 0 and model.row_for_key(EventKey(GEN, 999)) is None
     assert proxy.rowCount() == 7_500
-    assert elapsed < 2.0, f"10 batches of 100 into a full 10,000-row model took {elapsed:.2f} s"
+    assert inserts == [(0, 99)] * 10 and removes == [(10_000, 10_099)] * 10 and not resets

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_blocked_in
 from hostile_ws import MiB, HostileServer, Pause, send_frames, slow_frame, slow_handshake
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
@@ -211,9 +211,13 @@ def test_stop_wakes_a_poll_waiting_on_the_websocket(ring_path, managers):
         m = TransportManager(str(ring_path), srv.url, mode="websocket")
         managers.append(m)
         m.start()
+        # the Shield's status first: a poll would return with it, not wait
+        first = drain(m, 10, until=lambda its: any(isinstance(i, ShieldStatus) for i in its))
+        assert any(isinstance(i, ShieldStatus) for i in first)
         done = threading.Event()
-        threading.Thread(target=lambda: (m.poll(30), done.set()), daemon=True).start()
-        time.sleep(0.3)
+        poller = threading.Thread(target=lambda: (m.poll(30), done.set()), daemon=True)
+        poller.start()
+        wait_blocked_in(poller, "_drain_link")  # the poll sleeps on the link's queue
         m.stop()
         assert done.wait(5), "poll(30) did not return after stop()"
 

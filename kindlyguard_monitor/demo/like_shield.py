@@ -2,9 +2,8 @@
 
 Our demo server (kindlyguard_monitor/demo/ws_server.py) is friendly: it answers every command,
 sends heartbeats, numbers its threats. The Shield that people run is not. This
-server behaves as the Shield does, as /work/shared/spec/real-shield.md ("The
-WebSocket server", read from the upstream source: websocket/mod.rs and
-security/mod.rs) describes it, so that the monitor can be tested against those
+server behaves as the Shield does, as docs/websocket.md ("The Shield as it is",
+read from the upstream source: websocket/mod.rs and security/mod.rs) describes it, so that the monitor can be tested against those
 rules. Each rule below is numbered; tests/test_like_shield.py names the rule it
 checks as [S1] ... [S12].
 

@@ -159,7 +159,6 @@ class MonitorApp(QObject):
         self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
         if worth_it:
             self.tray.set_state("threat")  # the icon turns for threats worth a notification only
-        self.reader.ack()
 
     @Slot(int)
     def _on_ring_format(self, ring_format: int) -> None:

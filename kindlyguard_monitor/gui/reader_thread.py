@@ -7,12 +7,10 @@ started, polled and closed inside run(), on this thread. What comes out:
 - `batches(list[Batch])`: every event delivered, in order, coalesced so the
   GUI gets at most `max_rate_hz` emissions a second. A batch is emitted at
   once when the previous emission was longer ago than 1/max_rate_hz, else it
-  waits (accumulating) until that interval has passed. If the GUI falls so far
-  behind that more than `max_pending` events wait, only the newest
+  waits (accumulating) until that interval has passed. If more than
+  `max_pending` events wait for one emission (a flood), only the newest
   `max_pending` are kept; the rest were delivered and counted, just not drawn
   (`dropped_for_display` in the counters).
-  With ack_mode=True the thread also waits for the GUI's ack() after each
-  emission (the GUI is "behind" until it acks).
 - `transport_changed(transport, reason)`, `status(ShieldStatus)`,
   `shield_error(message)`: as they happen (pending batches are emitted first,
   so the GUI sees events and changes in order).
@@ -50,10 +48,9 @@ from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, ENV_READER_CPU, Tran
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING_EVENTS = 50_000  # events kept for one emission while the GUI is behind
+MAX_PENDING_EVENTS = 50_000  # events kept for one emission under a flood
 STATS_RATE_HZ = 4.0
 IDLE_POLL_S = 0.1  # longest poll when nothing waits to be emitted
-ACK_POLL_S = 0.01  # ack_mode: how often to look for the GUI's ack while events wait
 
 _cpu_warned = False
 _unfinished: set["ReaderThread"] = set()  # shutdown() timed out: kept alive until run() returns
@@ -108,7 +105,7 @@ class ReaderThread(QThread):
     def __init__(self, shm_path: str, ws_url: str, mode: str = "auto", spin_ns: int = DEFAULT_SPIN_NS,
                  max_rate_hz: float = 60, parent=None, *, start: str = "oldest",
                  max_pending: int = MAX_PENDING_EVENTS, stats_rate_hz: float = STATS_RATE_HZ,
-                 ack_mode: bool = False, history=None):
+                 history=None):
         super().__init__(parent)
         # Every batch goes to the history (a HistoryStore: submit() never blocks) from this
         # thread, before the GUI's coalescing, so what the GUI drops under a flood is still kept.
@@ -118,9 +115,6 @@ class ReaderThread(QThread):
         self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
         self.stats_interval = 1.0 / stats_rate_hz if stats_rate_hz > 0 else 0.25
         self.max_pending = max(1, int(max_pending))
-        self.ack_mode = ack_mode  # also wait for ack() after each `batches` emission
-        self._acked = threading.Event()
-        self._acked.set()
         self._lock = threading.Lock()
         self._stop_requested = False
         self._manager: TransportManager | None = None
@@ -132,12 +126,6 @@ class ReaderThread(QThread):
         self._last_emit = 0.0
         self.dropped_for_display = 0
         self.emissions = 0
-
-    def _emit(self, signal, *args) -> None:
-        # PySide6 6.12.0 drops a reference to True on every emit() from Python and
-        # aborts the process after ~1,000 emits: pyproject pins it below 6.12, and
-        # tests/test_reader_thread.py fails if a build with that bug is installed.
-        signal.emit(*args)
 
     # -- any thread
 
@@ -163,11 +151,6 @@ class ReaderThread(QThread):
             _unfinished.discard(self)
         return False
 
-    def ack(self) -> None:
-        """The GUI has processed the last `batches` emission (thread-safe). Only
-        matters with ack_mode=True: then nothing more is emitted until ack()."""
-        self._acked.set()
-
     def send_command(self, name: str) -> bool:
         """get_status / toggle_protection over the WebSocket; False when not started."""
         with self._lock:
@@ -188,7 +171,7 @@ class ReaderThread(QThread):
             manager = TransportManager(self.shm_path, self.ws_url, mode=self.mode, start=self.start_at,
                                        spin_ns=self.spin_ns)
         except Exception as exc:
-            self._emit(self.failed, f"cannot set up the transports: {exc}")
+            self.failed.emit(f"cannot set up the transports: {exc}")
             return
         with self._lock:
             self._manager = manager
@@ -199,14 +182,14 @@ class ReaderThread(QThread):
             try:
                 items = manager.start()
             except TransportUnavailable as exc:
-                self._emit(self.failed, str(exc))
+                self.failed.emit(str(exc))
                 return
             with self._lock:
                 self._running_manager = True
             self._loop(manager, items)
         except Exception as exc:  # never let an exception escape into Qt
             log.exception("reader thread failed")
-            self._emit(self.failed, f"the reader stopped: {exc}")
+            self.failed.emit(f"the reader stopped: {exc}")
         finally:
             with self._lock:
                 self._running_manager = False
@@ -228,9 +211,7 @@ class ReaderThread(QThread):
                 next_stats = now + self.stats_interval
             if self._stop_requested:
                 break
-            if self._pending and not self._acked.is_set():
-                timeout = ACK_POLL_S
-            elif self._pending:
+            if self._pending:
                 timeout = max(0.0, self._last_emit + self.min_interval - now)
             else:
                 timeout = IDLE_POLL_S
@@ -253,14 +234,14 @@ class ReaderThread(QThread):
                 self._emit_pending(time.monotonic())
             if isinstance(item, TransportChange):
                 if item.ring_format:
-                    self._emit(self.ring_format, item.ring_format)
-                self._emit(self.transport_changed, item.transport, item.reason)
+                    self.ring_format.emit(item.ring_format)
+                self.transport_changed.emit(item.transport, item.reason)
             elif isinstance(item, ShieldStatus):
-                self._emit(self.status, item)
+                self.status.emit(item)
             elif isinstance(item, ShieldError):
-                self._emit(self.shield_error, item.message)
+                self.shield_error.emit(item.message)
             elif isinstance(item, BadFrameSeen):
-                self._emit(self.bad_frame, item)
+                self.bad_frame.emit(item)
 
     def _add(self, batch: Batch) -> None:
         self._pending.append(batch)
@@ -279,15 +260,13 @@ class ReaderThread(QThread):
             excess -= cut
 
     def _may_emit(self, now: float) -> bool:
-        return now - self._last_emit >= self.min_interval and (not self.ack_mode or self._acked.is_set())
+        return now - self._last_emit >= self.min_interval
 
     def _emit_pending(self, now: float) -> None:
         out, self._pending, self._pending_count = self._pending, [], 0
-        if self.ack_mode:
-            self._acked.clear()
         self._last_emit = now
         self.emissions += 1
-        self._emit(self.batches, out)
+        self.batches.emit(out)
 
     # -- counters and latency
 
@@ -319,7 +298,7 @@ class ReaderThread(QThread):
         elapsed = now - self._stats_t
         rate = (delivered - self._stats_delivered) / elapsed if elapsed > 0 else 0.0
         self._stats_t, self._stats_delivered = now, delivered
-        self._emit(self.counters, ReaderCounters(delivered, manager.missed, manager.corrupt, manager.bad_frames,
+        self.counters.emit(ReaderCounters(delivered, manager.missed, manager.corrupt, manager.bad_frames,
                                           self.dropped_for_display, rate, manager.transport))
         if self.history is not None:  # missed and corrupt become gap records in the history
             self.history.record_counters(delivered, manager.missed, manager.corrupt, manager.transport)
@@ -328,4 +307,4 @@ class ReaderThread(QThread):
             t, d = shm
         else:
             t, d = manager.ws_transport_latency.copy(), manager.ws_delivery_latency.copy()
-        self._emit(self.latency, LatencySnapshot(manager.transport, t, d))
+        self.latency.emit(LatencySnapshot(manager.transport, t, d))

@@ -1,7 +1,7 @@
 """Following the ring across writer restarts, with exact counts.
 
-`RingFollower` is what a headless reader (and later the transport manager)
-uses to say "give me the threats in the ring at this path, whoever writes it":
+`RingFollower` is what a headless reader and the transport manager
+use to say "give me the threats in the ring at this path, whoever writes it":
 
 - attach() opens the ring after every health check, or raises RingError;
 - poll() returns a batch of events, or raises WriterGone once the writer has

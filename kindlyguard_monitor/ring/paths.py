@@ -9,7 +9,6 @@ from pathlib import Path
 from kindlyguard_monitor.vocabulary import ENV_SHM_PATH
 
 FILE_NAME = "kindly-guard.shm"
-LOCK_NAME = "kindly-guard.lock"
 
 
 def platform_ring_dir(platform: str = sys.platform) -> Path:

@@ -1,6 +1,6 @@
 """A pure-Python reader and writer of the shared-memory threat ring, format v2.
 
-The contract is /work/shared/spec/shm-ring-v2.md (native/kg_layout.h is the same
+The contract is docs/shm-ring-v2.md (native/kg_layout.h is the same
 layout as C structs). The C library in native/ is the real writer and reader;
 this module exists so tests can check it byte for byte, and so
 the two implementations can check each other. Linux/macOS only (mmap, flock).

@@ -79,8 +79,3 @@ def open_any(
 def ring_format(reader) -> int:
     """1 or 2."""
     return getattr(reader, "format", 2)
-
-
-def health(reader: _ring.Reader) -> Status:
-    """OK, STALE (writer gone or stuck), CLOSED or REPLACED."""
-    return Status(reader.health())

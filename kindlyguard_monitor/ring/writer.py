@@ -69,11 +69,6 @@ class RingWriter:
     def truncated(self) -> int:
         return self._w.truncated
 
-    @property
-    def raw(self) -> _ring.Writer:
-        """The C writer, for the bench's paced writer."""
-        return self._w
-
     def __enter__(self) -> RingWriter:
         return self
 
