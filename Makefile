@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NATIVE := $(wildcard native/*.c native/*.h)
 
-.PHONY: install system-deps test-deps run run-terminal test test-quick test-fast test-twice screenshots bench clean
+.PHONY: install system-deps test-deps run run-terminal test test-quick test-fast test-unit test-integration test-e2e \
+        test-twice screenshots bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -53,12 +54,24 @@ test-quick: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The suite by kind: tests/unit (in-process and fast), tests/integration (other processes,
+# servers, sockets, real rings and history databases), tests/e2e (the real app on a real
+# desktop, the installers, the README's commands). Shared helpers stay in tests/.
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: install
+	$(BIN)/python -m pytest -q tests/integration
+
+test-e2e: install test-deps
+	$(BIN)/python -m pytest -q tests/e2e
+
 # Two test sessions at once, as two checkouts (or a developer and CI) would run them:
 # nothing shared between them (names, sockets, rings, settings, history, ports).
 # A sizeable part of the suite, not all of it: the app, its single instance, settings,
 # tray and notifications, the README's commands, doctor (issue 12).
-TWICE := tests/test_single_instance_session.py tests/test_settings.py tests/test_tray_notifier.py \
-         tests/test_gui_app.py tests/test_readme.py tests/test_doctor.py
+TWICE := tests/e2e/test_single_instance_session.py tests/unit/test_settings.py tests/integration/test_tray_notifier.py \
+         tests/integration/test_gui_app.py tests/e2e/test_readme.py tests/integration/test_doctor.py
 test-twice: install
 	@log=$$(mktemp); \
 	$(BIN)/python -m pytest -q -p no:cacheprovider -k "not bench" $(TWICE) >$$log 2>&1 & other=$$!; \
@@ -69,7 +82,7 @@ test-twice: install
 
 # Refresh docs/screenshots from the end-to-end tests (the README shows them).
 screenshots: install test-deps
-	KGMON_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/test_desktop_e2e.py
+	KGMON_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/e2e/test_desktop_e2e.py
 
 bench: install
 	$(BIN)/kgmon bench

@@ -1,7 +1,7 @@
 /* kg_crc32c.c - CRC-32C (Castagnoli), as the ring's slots and header use it.
  *
  * Reflected polynomial 0x82F63B78, init and xor-out 0xFFFFFFFF;
- * "123456789" -> 0xE3069283 (checked by tests/test_native.py).
+ * "123456789" -> 0xE3069283 (checked by tests/integration/test_native.py).
  * x86-64 with SSE4.2 and arm64 with the CRC extension use the CPU instruction
  * (chosen once at run time on x86-64); everything else uses a byte table.
  */

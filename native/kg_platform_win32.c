@@ -13,7 +13,7 @@
  * Paths are UTF-8 and converted to UTF-16 for the W APIs.
  * A restarted writer renames a ring that readers still map aside before
  * putting the new one in place (Windows refuses to replace a mapped file).
- * Run by tests/test_c_library.py: native/selftest.c cross-compiled with
+ * Run by tests/integration/test_c_library.py: native/selftest.c cross-compiled with
  * mingw-w64, under Wine (not yet on a real Windows).
  */
 #if defined(_WIN32)

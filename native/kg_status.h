@@ -1,6 +1,6 @@
 /* kg_status.h - every result the ring library can give, as one enum.
  * The binding exports each as a module constant (_ring.STATUS_<NAME>), and
- * tests/test_native.py checks kindlyguard_monitor/ring/errors.py's Status
+ * tests/integration/test_native.py checks kindlyguard_monitor/ring/errors.py's Status
  * against them: the Python layer maps each to a sentence a user can act on. */
 #ifndef KG_STATUS_H
 #define KG_STATUS_H

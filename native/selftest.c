@@ -2,7 +2,7 @@
  * reader threads on one ring, a lapped reader's exact missed count, the wait
  * path (a reader asleep, woken by a publish, by close; a timeout), a second
  * writer locked out, a writer restart seen as a replaced ring, plus the spec's
- * fixed points. Built and run by tests/test_c_library.py: natively (also under
+ * fixed points. Built and run by tests/integration/test_c_library.py: natively (also under
  * AddressSanitizer/UBSan) and, cross-compiled with mingw-w64, under Wine, so
  * kg_platform_win32.c runs the same checks as kg_platform_posix.c.
  *

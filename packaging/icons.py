@@ -9,7 +9,7 @@ when every pixel's channels are within PIXEL_LEVELS of the committed one except
 at most OUTLIERS of the pixels, none is off by more than MAX_LEVELS, and the
 mean difference is under MEAN_LEVELS.
 A different drawing or a colour change moves far more pixels far further
-(tests/test_packaging.py checks both ways).
+(tests/e2e/test_packaging.py checks both ways).
 
 Writes, from the one SVG (Qt's SVG renderer on the offscreen platform, no
 other tool):

@@ -4,7 +4,7 @@ Our demo server (kindlyguard_monitor/demo/ws_server.py) is friendly: it answers 
 sends heartbeats, numbers its threats. The Shield that people run is not. This
 server behaves as the Shield does, as docs/websocket.md ("The Shield as it is",
 read from the upstream source: websocket/mod.rs and security/mod.rs) describes it, so that the monitor can be tested against those
-rules. Each rule below is numbered; tests/test_like_shield.py names the rule it
+rules. Each rule below is numbered; tests/integration/test_like_shield.py names the rule it
 checks as [S1] ... [S12].
 
 [S1]  On connect: exactly one frame, `{"type":"status","protection_enabled":B,"threats_blocked":N}`

@@ -56,7 +56,7 @@ class MonitorApp(QObject):
     A signal from the reader thread or the history's thread is therefore queued
     to the GUI thread by the receiver's affinity (a lambda has none of its own:
     where it runs depends on the sender object and on the Qt for Python version).
-    tests/test_gui_threads.py checks that every slot runs on the GUI thread."""
+    tests/integration/test_gui_threads.py checks that every slot runs on the GUI thread."""
 
     def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool,
                  settings: Settings | None = None, history: HistoryStore | None = None):

@@ -3,7 +3,7 @@
 The C library (native/kg_status.h) and the pure-Python reader
 (kindlyguard_monitor/ring/pyring.py) both report a numeric status; this module is the one
 place that turns it into an exception with a sentence. `Status` is kg_status's list:
-the C module exports each as `_ring.STATUS_<NAME>`, and tests/test_native.py checks
+the C module exports each as `_ring.STATUS_<NAME>`, and tests/integration/test_native.py checks
 the two are the same.
 """
 

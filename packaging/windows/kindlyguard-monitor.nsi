@@ -5,7 +5,7 @@
 ; packaging/build-windows.ps1 runs it on the PyInstaller onedir (DIST\kgmon). Why
 ; NSIS: one small self-contained setup.exe that installs per user without an
 ; administrator (%LOCALAPPDATA%\Programs, HKCU), the compiler is in Debian, so
-; CI compiles this script on every run (tests/test_packaging.py), and it signs
+; CI compiles this script on every run (tests/e2e/test_packaging.py), and it signs
 ; like any exe. (Inno Setup only compiles on Windows; an MSI via WiX suits
 ; managed fleets, and can come later from the same onedir.)
 ;

@@ -23,7 +23,7 @@ from kindlyguard_monitor.gui.single_instance import SingleInstance
 from kindlyguard_monitor.gui.tray import STATES, TrayController
 from kindlyguard_monitor.threats import CRITICAL, HIGH, Threat
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ICONS = ["shield-protected", "shield-threat", "shield-degraded", "shield-disconnected", "kindlyguard"]
 SVG_NS = "{http://www.w3.org/2000/svg}"
 

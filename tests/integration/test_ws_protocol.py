@@ -48,7 +48,7 @@ from hostile_ws import (
     slow_handshake,
 )
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "websocket.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
 
 # The THREAT example of docs/websocket.md, verbatim (test_example_is_the_docs_own checks it still is).
 EXAMPLE_THREAT = """{

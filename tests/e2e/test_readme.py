@@ -106,7 +106,7 @@ def test_the_readme_has_shell_commands():
 
 def test_every_readme_command_has_a_runner():
     missing = [c for c in all_commands() if runner_of(c) is None]
-    assert not missing, f"README commands no test runs (add them to RUNNERS in tests/test_readme.py): {missing}"
+    assert not missing, f"README commands no test runs (add them to RUNNERS in tests/e2e/test_readme.py): {missing}"
     for name in set(RUNNERS.values()):
         assert name in globals(), name
 

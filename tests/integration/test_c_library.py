@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "native"
 LIBRARY = ["kg_crc32c.c", "kg_hist.c", "kg_reader.c", "kg_writer.c", "kg_wait.c", "kg_fault.c", "kg_v1_reader.c",
            "kg_bench.c"]

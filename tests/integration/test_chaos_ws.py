@@ -1,5 +1,5 @@
 """A bounded chaos run on the WebSocket (issue 11, "a chaos test that stays"; the
-ring half is tests/test_chaos_ring.py): a server on 127.0.0.1 speaking our
+ring half is tests/integration/test_chaos_ring.py): a server on 127.0.0.1 speaking our
 dialect (threats with `seq` and an `id` of "<generation>-<seq>",
 docs/websocket.md) that, in a seeded random order, sends threats, floods,
 skips numbers (gaps), sends bad frames (not JSON, a threat without its

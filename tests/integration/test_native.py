@@ -46,7 +46,7 @@ from kindlyguard_monitor.ring.pyring import (
 )
 from kindlyguard_monitor.threats import Threat
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WAKE_BOUND_S = 5.0  # the only timing bound used: a wake-up arrives within 5 s
 SPECIAL_TEXTS = [
     "",

@@ -40,7 +40,7 @@ from kindlyguard_monitor.ring.pyring import (
 )
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, Threat
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
 
 

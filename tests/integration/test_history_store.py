@@ -317,7 +317,7 @@ def _newer(path):
 
 
 # A garbage file, a newer kgmon's history and another program's database are left alone
-# (tests/test_history_files.py): only a file SQLite says is damaged, and that is ours, moves.
+# (tests/integration/test_history_files.py): only a file SQLite says is damaged, and that is ours, moves.
 @pytest.mark.parametrize("damage", [_truncated, _bit_rot])
 def test_a_damaged_file_is_moved_aside_and_a_new_history_started(path, damage):
     damage(path)

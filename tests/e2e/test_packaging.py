@@ -36,7 +36,7 @@ import pytest
 
 from conftest import OutputWatcher, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 sys.path.insert(0, str(PACKAGING))
 import debian  # noqa: E402

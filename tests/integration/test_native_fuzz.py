@@ -467,7 +467,7 @@ print(repr(out))
 
 
 def test_owner_only_unreadable_ring_gets_the_same_status(tmp_path):
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if os.geteuid() != 0:
         base = tmp_path / "owner-only"
         base.mkdir(mode=0o700)
