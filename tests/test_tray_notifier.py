@@ -279,7 +279,7 @@ def test_notifier_pause_drops_and_stops_timer(qtbot):
     n.offer([threat()])
     assert not n.timer.isActive()
     n.policy.resume()
-    clock.t += 10
+    clock.t += 30
     n.offer([threat()])
     qtbot.waitUntil(lambda: len(shown) == 2, timeout=2000)
 

@@ -248,6 +248,7 @@ class MonitorApp(QObject):
     def apply_settings(self, settings: Settings) -> None:
         """The settings that apply to the running app (at start, and after the dialog)."""
         self.notifier.policy.set_threshold(settings.notify_threshold)
+        self.notifier.policy.min_interval_s = float(settings.notify_interval_s)
         self.window.set_feed_size(settings.feed_size)
         for source in settings.muted_sources:
             self.notifier.policy.mute_source(source)

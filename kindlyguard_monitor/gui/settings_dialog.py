@@ -86,6 +86,11 @@ class SettingsDialog(QDialog):
         for level in range(S.THRESHOLD_MIN, S.THRESHOLD_MAX + 1):
             self.threshold_combo.addItem(SEVERITIES[level], level)
 
+        self.interval_spin = QSpinBox()
+        self.interval_spin.setRange(S.INTERVAL_MIN, S.INTERVAL_MAX)
+        self.interval_spin.setSuffix(" s")
+        self.interval_spin.setToolTip("Threats that arrive in between are summed up in the next notification.")
+
         self.spin_us_spin = QDoubleSpinBox()
         self.spin_us_spin.setRange(S.SPIN_US_MIN, S.SPIN_US_MAX)
         self.spin_us_spin.setDecimals(1)
@@ -108,6 +113,7 @@ class SettingsDialog(QDialog):
         form.addRow("Ring file:", self.ring_path_edit)
         form.addRow("WebSocket URL:", self.ws_url_edit)
         form.addRow("Notify from severity:", self.threshold_combo)
+        form.addRow("At most one notification every:", self.interval_spin)
         form.addRow("Reader spin:", self.spin_us_spin)
         form.addRow("Feed size (threats kept):", self.feed_size_spin)
         form.addRow("", self.start_at_login_check)
@@ -132,6 +138,7 @@ class SettingsDialog(QDialog):
         self.ws_url_edit.setText(settings.ws_url)
         index = self.threshold_combo.findData(settings.notify_threshold)
         self.threshold_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.interval_spin.setValue(settings.notify_interval_s)
         self.spin_us_spin.setValue(settings.spin_us)
         self.feed_size_spin.setValue(settings.feed_size)
         self.start_at_login_check.setChecked(settings.start_at_login)
@@ -141,6 +148,7 @@ class SettingsDialog(QDialog):
         settings.ring_path = self.ring_path_edit.text().strip()
         settings.ws_url = self.ws_url_edit.text().strip()
         settings.notify_threshold = int(self.threshold_combo.currentData())
+        settings.notify_interval_s = int(self.interval_spin.value())
         settings.spin_us = float(self.spin_us_spin.value())
         settings.feed_size = int(self.feed_size_spin.value())
         settings.start_at_login = self.start_at_login_check.isChecked()
