@@ -17,12 +17,15 @@ Both run with the default calm interval (20 s between notifications).
 from __future__ import annotations
 
 import subprocess
+import sys
+import threading
 import time
 
 import pytest
 
 from kindlyguard_monitor.threats import CRITICAL, HIGH, THREAT_TYPE_NUMBER, Threat
-from conftest import wait_for
+from conftest import REPO, wait_for
+from desktop import DesktopSession, missing_programs
 from test_desktop_e2e import HeartbeatWriter, desktop, notify_field, start_app, wait_state  # noqa: F401
 
 pytestmark = [pytest.mark.desktop, pytest.mark.timeout(180)]
@@ -121,3 +124,48 @@ def test_do_not_disturb_holds_notifications_then_one_summary(desktop, start_app,
     assert urgency(call) == 1  # the one Critical threat was blocked: nothing there needs the user at once
     state = wait_state(app, lambda s: not s["notifications_inhibited"], 10, "do-not-disturb off")
     assert state["notifications_pending"] == 0
+
+
+def test_the_specifications_inhibited_property_is_followed(qtbot, monkeypatch):
+    """A notification server with the specification's `Inhibited` property (tests/inhibiting_notify_server.py,
+    a real D-Bus service; dunst 1.9 has only its own `paused`): on at connect, nothing is sent; its
+    PropertiesChanged (with the value, then with the name invalidated) turns it off, on and off again."""
+    from kindlyguard_monitor.gui.desktop_notifications import DesktopNotifications
+    from kindlyguard_monitor.gui.notifier import Notifier
+    from kindlyguard_monitor.gui.notify_policy import NotificationPolicy
+    if missing_programs("none"):
+        pytest.skip(f"needs Debian packages {' '.join(missing_programs('none'))}")
+    with DesktopSession(tray="none", notifier=False) as session:
+        server = subprocess.Popen([sys.executable, str(REPO / "tests" / "inhibiting_notify_server.py"), "true"],
+                                  env=session.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        threading.Thread(target=lambda: [lines.append(x.strip()) for x in server.stdout], daemon=True).start()
+        client = None
+        try:
+            wait_for(lambda: "ready" in lines, 10, "the stand-in notification server")
+            monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.env["DBUS_SESSION_BUS_ADDRESS"])
+            client = DesktopNotifications()
+            notifier = Notifier(None, policy=NotificationPolicy(min_interval_s=3), desktop=client)
+            qtbot.waitUntil(lambda: client.inhibit_source is not None and notifier.policy.inhibited, timeout=10000)
+            assert client.inhibit_source == ("org.freedesktop.Notifications", "Inhibited")
+            notifier.offer([Threat(THREAT_TYPE_NUMBER["PathTraversal"], HIGH, True, "mcp:fs", "x", 1)] * 2)
+            assert notifier.policy.pending == 2 and not notifier.timer.isActive()
+
+            def command(text: str) -> None:
+                server.stdin.write(text + "\n")
+                server.stdin.flush()
+
+            command("inhibit false")  # PropertiesChanged with the new value
+            qtbot.waitUntil(lambda: any(x.startswith("notify ") for x in lines), timeout=10000)
+            assert [x for x in lines if x.startswith("notify ")] == ["notify 2 new threats, all blocked"]
+            assert not notifier.policy.inhibited and notifier.policy.pending == 0
+            command("invalidate true")  # PropertiesChanged naming it invalidated: read again
+            qtbot.waitUntil(lambda: notifier.policy.inhibited, timeout=10000)
+            command("invalidate false")
+            qtbot.waitUntil(lambda: not notifier.policy.inhibited, timeout=10000)
+        finally:
+            if client is not None:
+                client.close()
+            server.stdin.close()
+            server.terminate()
+            server.wait(10)
