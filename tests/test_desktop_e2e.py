@@ -84,7 +84,8 @@ def desktop(request):
 class RunningApp:
     """The app under test, driven over tests/e2e_app.py's control line."""
 
-    def __init__(self, desktop: DesktopSession, tmp_path: Path, *args: str, settings: str = ""):
+    def __init__(self, desktop: DesktopSession, tmp_path: Path, *args: str, settings: str = "",
+                 extra_env: dict | None = None):
         self.desktop = desktop
         home = tmp_path / "home"
         home.mkdir(exist_ok=True)
@@ -96,6 +97,7 @@ class RunningApp:
                    XDG_DATA_HOME=str(home / "data"), XDG_CACHE_HOME=str(home / "cache"),
                    SHIELD_WS_PORT=os.environ["SHIELD_WS_PORT"],
                    KINDLYGUARD_HISTORY_PATH=str(tmp_path / "history" / "history.sqlite3"))
+        env.update(extra_env or {})
         env.pop("KINDLYGUARD_SHM_PATH", None)
         env.pop("KINDLYGUARD_WS_URL", None)
         self.stderr_path = tmp_path / "app.stderr"
@@ -162,8 +164,8 @@ class RunningApp:
 def start_app(desktop, tmp_path):
     apps: list[RunningApp] = []
 
-    def start(*args: str, settings: str = "") -> RunningApp:
-        app = RunningApp(desktop, tmp_path, *args, settings=settings)
+    def start(*args: str, settings: str = "", env: dict | None = None) -> RunningApp:
+        app = RunningApp(desktop, tmp_path, *args, settings=settings, extra_env=env)
         apps.append(app)
         return app
 

@@ -9,7 +9,8 @@ from PySide6.QtGui import QGuiApplication
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
-from kindlyguard_monitor.gui.main_window import BADGES, MainWindow
+from kindlyguard_monitor.gui import palette
+from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
 from kindlyguard_monitor.event import EventKey, threat_event
@@ -85,7 +86,7 @@ def test_a_flood_update_lists_the_newest_and_counts_everything(win):
 def test_badge_and_status_bar_per_transport(win):
     win.set_transport("shm", "ring healthy")
     assert win.badge.text() == "Shared memory"
-    assert BADGES["shm"][1] in win.badge.styleSheet()
+    assert palette.current().badge["shm"][0] in win.badge.styleSheet()
     assert win.status_label.text() == "KindlyGuard (SHM)"
     h = _ring.Histogram()
     for _ in range(10):
@@ -97,14 +98,14 @@ def test_badge_and_status_bar_per_transport(win):
     reason = "ring /tmp/<b>x</b>/kindly-guard.shm: writer gone " + "x" * 200
     win.set_transport("websocket", reason)
     assert win.badge.text() == "WebSocket"
-    assert BADGES["websocket"][1] in win.badge.styleSheet()
+    assert palette.current().badge["websocket"][0] in win.badge.styleSheet()
     assert win.status_label.text().startswith("KindlyGuard (WebSocket")
     assert win.reason_label.text().endswith("…") and len(win.reason_label.text()) < len(reason)
     assert "&lt;b&gt;x&lt;/b&gt;" in win.reason_label.toolTip()
 
     win.set_transport("disconnected", "nothing there")
     assert win.badge.text() == "Disconnected (retrying)"
-    assert BADGES["disconnected"][1] in win.badge.styleSheet()
+    assert palette.current().badge["disconnected"][0] in win.badge.styleSheet()
     assert win.status_label.text() == "KindlyGuard (disconnected)"
 
 

@@ -50,13 +50,14 @@ def test_defaults(settings):
     assert settings.ws_url == ""
     assert settings.notify_threshold == 3
     assert settings.notify_interval_s == 20  # three notifications a minute at most
+    assert settings.theme == "system"  # follow the desktop's colour scheme
     assert settings.spin_us == 50.0
     assert settings.feed_size == 10_000
     assert settings.start_at_login is False
 
 
 def test_keys_defined_once():
-    assert len(set(S.ALL_KEYS)) == len(S.ALL_KEYS) == 7
+    assert len(set(S.ALL_KEYS)) == len(S.ALL_KEYS) == 8
 
 
 def test_default_store_uses_org_and_app_names():
@@ -72,6 +73,9 @@ def test_default_store_uses_org_and_app_names():
     ("notify_threshold", 4),
     ("notify_interval_s", 3),
     ("notify_interval_s", 3600),
+    ("theme", "dark"),
+    ("theme", "light"),
+    ("theme", "system"),
     ("spin_us", 0.0),
     ("spin_us", 12.5),
     ("spin_us", 1000.0),
@@ -98,6 +102,7 @@ def test_setters_reject_out_of_range(settings):
 @pytest.mark.parametrize("key, raw", [
     (S.KEY_NOTIFY_THRESHOLD, "banana"), (S.KEY_NOTIFY_THRESHOLD, "0"), (S.KEY_NOTIFY_THRESHOLD, "5"),
     (S.KEY_NOTIFY_THRESHOLD, "2.5"), (S.KEY_NOTIFY_THRESHOLD, ["1", "2"]),
+    (S.KEY_THEME, "purple"), (S.KEY_THEME, ["dark"]),
     (S.KEY_NOTIFY_INTERVAL, "soon"), (S.KEY_NOTIFY_INTERVAL, "0"), (S.KEY_NOTIFY_INTERVAL, "1e9"),
     (S.KEY_SPIN_US, "fast"), (S.KEY_SPIN_US, "-1"), (S.KEY_SPIN_US, "1e9"), (S.KEY_SPIN_US, "nan"),
     (S.KEY_SPIN_US, "inf"),
@@ -109,7 +114,7 @@ def test_garbage_reads_as_default(settings, ini, key, raw):
     fresh = Settings(QSettings(str(ini), QSettings.Format.IniFormat))
     expected = {name: getattr(fresh, name) for name in
                 ("ring_path", "ws_url", "notify_threshold", "notify_interval_s", "spin_us", "feed_size",
-                 "start_at_login")}
+                 "start_at_login", "theme")}
     settings.qsettings.setValue(key, raw)
     settings.sync()
     for s in (settings, reopen(ini)):

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
-from kindlyguard_monitor.gui import desktop_notifications
+from kindlyguard_monitor.gui import desktop_notifications, keyboard
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.demo_process import DemoWriter
 from kindlyguard_monitor.gui.history_window import HistoryWindow
@@ -35,6 +35,7 @@ from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.single_instance import SingleInstance
 from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
+from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
 from kindlyguard_monitor.gui.tray import TrayController
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.platform_integration import set_windows_app_id
@@ -65,6 +66,7 @@ class MonitorApp(QObject):
         self.settings = settings
         self.demo = DemoWriter(shm_path)
         self.feed = Feed()  # what is news (Qt-free); the window shows it, the notifier and tray hear it
+        self.theme = ThemeManager(qapp, settings.theme if settings is not None else SYSTEM, parent=self)
         self.window = MainWindow(feed=self.feed)
         self.app_history = AppHistory(history, self.window, parent=self)  # the store (or None) in the app
         self.window.setWindowIcon(icon("kindlyguard"))
@@ -80,9 +82,10 @@ class MonitorApp(QObject):
         if settings is not None:
             self.apply_settings(settings)
         file_menu = self.window.menuBar().addMenu("&File")
-        file_menu.addAction("&History…", self.open_history)
-        file_menu.addAction("&Settings…", self.open_settings)
-        file_menu.addAction("&Quit", self.quit)
+        file_menu.addAction("&History…", self.open_history).setShortcut(keyboard.SHORTCUTS["history"])
+        file_menu.addAction("&Settings…", self.open_settings).setShortcut(keyboard.SHORTCUTS["settings"])
+        file_menu.addAction("&Quit", self.quit).setShortcut(keyboard.SHORTCUTS["quit"])
+        keyboard.install_main_window(self.window)
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
         self._wire()
         if demo:
@@ -102,6 +105,7 @@ class MonitorApp(QObject):
         t.settings_requested.connect(self.open_settings)
         t.history_requested.connect(self.open_history)
         self.app_history.ready.connect(self._on_history_ready)
+        self.theme.changed.connect(self._on_theme_changed)
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(self._on_tray_appeared)
         n.open_event.connect(w.show_event)
@@ -189,6 +193,10 @@ class MonitorApp(QObject):
     def _on_failed(self, message: str) -> None:
         self.window.set_transport(Transport.DISCONNECTED, message)
 
+    @Slot(object)
+    def _on_theme_changed(self, _palette) -> None:
+        self.window.refresh_colours()
+
     @Slot()
     def _on_tray_appeared(self) -> None:
         self.window.hide_on_close = True
@@ -250,6 +258,7 @@ class MonitorApp(QObject):
         self.notifier.policy.set_threshold(settings.notify_threshold)
         self.notifier.policy.min_interval_s = float(settings.notify_interval_s)
         self.window.set_feed_size(settings.feed_size)
+        self.theme.set_setting(settings.theme)
         for source in settings.muted_sources:
             self.notifier.policy.mute_source(source)
 
@@ -284,6 +293,7 @@ class MonitorApp(QObject):
         settings = self.settings or Settings()
         self._settings_before = (settings.ring_path, settings.ws_url, settings.spin_us)
         dialog = SettingsDialog(settings, parent=self.window)
+        keyboard.install_dialog(dialog)
         dialog.applied.connect(self._on_settings_applied)
         dialog.exec()
 
@@ -313,6 +323,9 @@ class MonitorApp(QObject):
     @Slot()
     def open_history(self) -> None:
         self.app_history.open_window()
+        window = self.history_window
+        if window is not None and not hasattr(window, "_keyboard_shortcuts"):  # Esc and Ctrl+W close it
+            keyboard.install_closing_window(window, keyboard.HISTORY_NAMES)
 
     @property
     def history(self) -> HistoryStore | None:

@@ -38,6 +38,8 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from kindlyguard_monitor.gui import palette
+
 MIN_NS = 1_000  # 1 µs
 MAX_NS = 1_000_000_000  # 1 s
 DECADES = 6
@@ -46,7 +48,7 @@ N_BINS = DECADES * BINS_PER_DECADE
 DECADE_LABELS = ("1 µs", "10 µs", "100 µs", "1 ms", "10 ms", "100 ms", "1 s")
 
 TRANSPORT, SCREEN = "transport", "to screen"
-SERIES_COLOURS = {TRANSPORT: QColor("#1e88e5"), SCREEN: QColor("#fb8c00")}  # blue, orange
+# Series colours (bars, lines, labels): gui/palette.py, light and dark.
 # What each series measures, as the legend says it (long form, then short for narrow widths).
 SERIES_MEANING = {
     TRANSPORT: ("Shield publishes → monitor receives", "publish → received"),
@@ -300,7 +302,7 @@ class LatencyHistogram(QWidget):
             p.end()
 
     def series_colour(self, name: str) -> QColor:
-        return SERIES_COLOURS[name]
+        return palette.qcolor(palette.current().series[name])
 
     def _paint(self, p: QPainter) -> None:
         pal = self.palette()

@@ -21,6 +21,7 @@ KEY_RING_PATH = "ring/path"
 KEY_WS_URL = "transport/ws_url"
 KEY_NOTIFY_THRESHOLD = "notify/threshold"
 KEY_NOTIFY_INTERVAL = "notify/min_interval_s"
+KEY_THEME = "appearance/theme"
 KEY_SPIN_US = "reader/spin_us"
 KEY_FEED_SIZE = "feed/size"
 KEY_START_AT_LOGIN = "app/start_at_login"
@@ -29,7 +30,7 @@ MAX_MUTED_SOURCES = 500
 MAX_MUTED_SOURCE_LEN = 4096  # a longer (hostile) source is muted for this session only
 
 ALL_KEYS = (KEY_RING_PATH, KEY_WS_URL, KEY_NOTIFY_THRESHOLD, KEY_SPIN_US, KEY_FEED_SIZE, KEY_START_AT_LOGIN,
-            KEY_NOTIFY_INTERVAL)
+            KEY_NOTIFY_INTERVAL, KEY_THEME)
 
 # Defaults and ranges.
 DEFAULT_RING_PATH = ""  # "" = the platform default (kindlyguard_monitor.ring.paths.default_ring_path)
@@ -40,6 +41,7 @@ INTERVAL_MIN, INTERVAL_MAX, DEFAULT_NOTIFY_INTERVAL = 3, 3600, 20
 SPIN_US_MIN, SPIN_US_MAX = 0.0, 1000.0  # DEFAULT_SPIN_US: kindlyguard_monitor.vocabulary
 FEED_SIZE_MIN, FEED_SIZE_MAX = 100, 1_000_000  # DEFAULT_FEED_SIZE: kindlyguard_monitor.vocabulary
 DEFAULT_START_AT_LOGIN = False
+THEMES, DEFAULT_THEME = ("system", "light", "dark"), "system"  # system: follow the desktop's colour scheme
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -163,6 +165,19 @@ class Settings:
         if not INTERVAL_MIN <= value <= INTERVAL_MAX:
             raise ValueError(f"notify_interval_s must be {INTERVAL_MIN}..{INTERVAL_MAX}, not {value}")
         self._qs.setValue(KEY_NOTIFY_INTERVAL, value)
+
+    # theme: "system", "light" or "dark"
+    @property
+    def theme(self) -> str:
+        value = self._str(KEY_THEME, DEFAULT_THEME).lower()
+        return value if value in THEMES else DEFAULT_THEME
+
+    @theme.setter
+    def theme(self, value: str) -> None:
+        value = str(value).strip().lower()
+        if value not in THEMES:
+            raise ValueError(f"theme must be one of {', '.join(THEMES)}, not {value!r}")
+        self._qs.setValue(KEY_THEME, value)
 
     # spin_us
     @property

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kindlyguard_monitor.gui import autostart
+from kindlyguard_monitor.gui import autostart, palette, theme
 from kindlyguard_monitor.gui import settings as S
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import SEVERITIES
@@ -103,10 +103,15 @@ class SettingsDialog(QDialog):
 
         self.start_at_login_check = QCheckBox("Start KindlyGuard Monitor when I log in")
 
+        self.theme_combo = QComboBox()
+        for text, value in theme.CHOICES:
+            self.theme_combo.addItem(text, value)
+        self.theme_combo.setToolTip("System follows the desktop's light or dark setting.")
+
         self.error_label = QLabel()
         self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # never render text as HTML
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.setStyleSheet(f"color: {palette.current().error};")
         self.error_label.setVisible(False)
 
         form = QFormLayout()
@@ -116,6 +121,7 @@ class SettingsDialog(QDialog):
         form.addRow("At most one notification every:", self.interval_spin)
         form.addRow("Reader spin:", self.spin_us_spin)
         form.addRow("Feed size (threats kept):", self.feed_size_spin)
+        form.addRow("Colours:", self.theme_combo)
         form.addRow("", self.start_at_login_check)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -142,6 +148,8 @@ class SettingsDialog(QDialog):
         self.spin_us_spin.setValue(settings.spin_us)
         self.feed_size_spin.setValue(settings.feed_size)
         self.start_at_login_check.setChecked(settings.start_at_login)
+        index = self.theme_combo.findData(settings.theme)
+        self.theme_combo.setCurrentIndex(index if index >= 0 else 0)
         self._clear_error()
 
     def save(self, settings: S.Settings) -> None:
@@ -152,6 +160,7 @@ class SettingsDialog(QDialog):
         settings.spin_us = float(self.spin_us_spin.value())
         settings.feed_size = int(self.feed_size_spin.value())
         settings.start_at_login = self.start_at_login_check.isChecked()
+        settings.theme = str(self.theme_combo.currentData())
         settings.sync()
 
     # --- errors ------------------------------------------------------------------------
