@@ -29,6 +29,7 @@ from kindlyguard_monitor.gui.demo_process import DemoWriter
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.notifier import Notifier
+from kindlyguard_monitor.gui.protection import ProtectionController
 from kindlyguard_monitor.gui.reader_thread import ReaderThread
 from kindlyguard_monitor.gui.resources import icon, icon_path
 from kindlyguard_monitor.gui.settings import Settings
@@ -75,6 +76,9 @@ class MonitorApp(QObject):
             desktop_notifications.DesktopNotifications(icon_path=_icon_file("kindlyguard"))
             if desktop_notifications.supported() else None)
         self.notifier = Notifier(self.tray, desktop=self.desktop_notifications)
+        self.protection = ProtectionController(self.window, self.tray, self.notifier,
+                                               send=lambda: self.reader.send_command("toggle_protection"),
+                                               parent=self)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
         self._started = False
@@ -84,6 +88,7 @@ class MonitorApp(QObject):
         file_menu = self.window.menuBar().addMenu("&File")
         file_menu.addAction("&History…", self.open_history).setShortcut(keyboard.SHORTCUTS["history"])
         file_menu.addAction("&Settings…", self.open_settings).setShortcut(keyboard.SHORTCUTS["settings"])
+        file_menu.addAction(self.tray.action_protection)  # "Turn protection off…/on", as in the tray
         file_menu.addAction("&Quit", self.quit).setShortcut(keyboard.SHORTCUTS["quit"])
         keyboard.install_main_window(self.window)
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
@@ -99,7 +104,6 @@ class MonitorApp(QObject):
         t.toggle_window.connect(self.toggle_window)
         t.pause_notifications.connect(self._pause_notifications)
         t.resume_notifications.connect(self._resume_notifications)
-        t.toggle_protection.connect(self._toggle_protection)
         t.toggle_demo.connect(self.toggle_demo)
         t.quit_requested.connect(self.quit)
         t.settings_requested.connect(self.open_settings)
@@ -120,6 +124,8 @@ class MonitorApp(QObject):
         r.ring_format.connect(self._on_ring_format)
         r.transport_changed.connect(self._on_transport)
         r.status.connect(self._on_status)
+        r.status.connect(self.protection.on_status)
+        r.shield_error.connect(self.protection.on_error)
         r.counters.connect(self._on_counters)
         r.latency.connect(self._on_latency)
         r.failed.connect(self._on_failed)
@@ -186,8 +192,7 @@ class MonitorApp(QObject):
         self.tray.set_state(TRAY_STATE.get(transport, "disconnected"))
         self.screen_latency.reset()  # the histogram is for the current transport
         available = self.reader.send_command("get_status")
-        self.tray.set_protection_available(
-            available, "" if available else "the Shield's WebSocket is not reachable")
+        self.protection.set_available(available, "" if available else "the Shield's WebSocket is not reachable")
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -208,10 +213,6 @@ class MonitorApp(QObject):
     @Slot()
     def _resume_notifications(self) -> None:
         self.notifier.policy.resume()
-
-    @Slot()
-    def _toggle_protection(self) -> None:
-        self.reader.send_command("toggle_protection")
 
     def _is_muted(self, source: str) -> bool:
         return source in self.notifier.policy.muted

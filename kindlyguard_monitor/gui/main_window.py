@@ -248,6 +248,11 @@ class MainWindow(QMainWindow):
         self._history_failing = failing
         self.history_label.setStyleSheet(f"color: {palette.current().error};" if failing else "")
 
+    def set_protection_off(self, off: bool) -> None:
+        """The Shield says protection is off: the badge says so until it is back on."""
+        self.protection_off = bool(off)
+        self._show_transport()
+
     def refresh_colours(self) -> None:
         """The light/dark palette changed: redraw what uses its colours."""
         self._show_transport()
@@ -387,6 +392,8 @@ class MainWindow(QMainWindow):
         text, state, short = BADGES[self.transport]
         if self.transport == Transport.SHM and self.ring_format == 1:
             text, short = SHM_V1_BADGE, "SHM v1"
+        if getattr(self, "protection_off", False):  # the Shield says so: above everything else
+            text, state = f"Protection OFF · {text}", "protection_off"
         self.badge.setText(text)
         colour, ink = palette.current().badge[state]
         self.badge.setStyleSheet(f"QLabel {{ background-color: {colour}; color: {ink}; "

@@ -120,6 +120,14 @@ class Notifier(QObject):
             self.shown_count -= 1
             self.undelivered += 1
 
+    def notify_now(self, title: str, body: str, urgent: bool = False, key=None) -> bool:
+        """A notification about the app's own state (protection off), outside the threat
+        policy's interval; held back only by do-not-disturb. Our own words only: plain text."""
+        if self.policy.inhibited:
+            return False
+        self._deliver(Notification(title, body, 0, 0, key, (), urgent=urgent))
+        return True
+
     @Slot(bool)
     def set_inhibited(self, inhibited: bool) -> None:
         """The desktop's do-not-disturb went on or off."""
