@@ -151,7 +151,8 @@ class Control(QObject):
                 "winid": int(self.monitor.window.winId()),
                 "search": self.monitor.window.search.text(),
                 "rows_shown": self.monitor.window.proxy.rowCount(),
-                "history_visible": bool(self.monitor.history_window and self.monitor.history_window.isVisible())}
+                "history_visible": bool(self.monitor.history_window and self.monitor.history_window.isVisible()),
+                "help_visible": bool(self.monitor.help_dialog and self.monitor.help_dialog.isVisible())}
 
     def do_focus_walk(self, presses: str) -> dict:
         reached = []

@@ -8,7 +8,7 @@ and 10):
 - at QT_SCALE_FACTOR=2 (a bigger screen of its own) the window is drawn at twice the pixels;
 - in each, the latency histogram at its real size has no text over text, bars or lines;
 - Tab walks every control of the main window (real key events through QTest) and each has an
-  accessible name; Ctrl+F, Esc, Ctrl+H, Ctrl+, and Ctrl+W work from real X key presses (xdotool);
+  accessible name; Ctrl+F, Esc, Ctrl+H, Ctrl+, F1 and Ctrl+W work from real X key presses (xdotool);
   Ctrl+Q quits.
 
 Screenshots (main-window-dark, latency-dark, main-window-light, main-window-200, latency-200) go where `make
@@ -156,6 +156,15 @@ def test_keyboard_alone(desktop, start_app, tmp_path):
                                capture_output=True, text=True, timeout=10).stdout.split()
     xkey(desktop, int(dialog_id[0]), "Escape")
     wait_for(lambda: app.ask("focus")["modal"] is None, 10, "Esc to close Settings")
+
+    # F1: the Help page; Esc closes it.
+    xkey(desktop, winid, "F1")
+    wait_for(lambda: app.ask("focus")["help_visible"], 10, "F1 to open Help")
+    help_id = wait_for(lambda: subprocess.run(["xdotool", "search", "--name", "KindlyGuard Monitor Help"],
+                                              env=desktop.env, capture_output=True, text=True,
+                                              timeout=10).stdout.split(), 10, "the Help window")
+    xkey(desktop, int(help_id[0]), "Escape")
+    wait_for(lambda: not app.ask("focus")["help_visible"], 10, "Esc to close Help")
 
     # Ctrl+W closes the window (the tray keeps the app); Ctrl+Q from the window quits.
     xkey(desktop, winid, "ctrl+w")

@@ -132,12 +132,17 @@ def test_selecting_a_row_fills_details_and_copy(win, qtbot):
     text = win.details.text.toPlainText()
     assert "⟨U+202E⟩" in text and "\u202e" not in text
     assert "<b>x</b>" in text and "<i>tool</i>" in text
-    assert "generation 7, seq 1" in text and "Severity:  Medium" in text
+    assert "Severity:  Medium" in text and "Blocked:   No — reported, but let through" in text
     assert "2023-11-14T" in text  # ISO time
-    assert "code points" in win.details.stats.text()
-    assert str(len("evil \u202e txt\n<b>x</b>")) in win.details.stats.text()
+    # the internals under "Technical details", closed until asked for
+    technical = win.details.technical
+    assert "generation 7, seq 1" not in text and "generation 7, seq 1" in technical.text()
+    assert "code points" in technical.text() and str(len("evil \u202e txt\n<b>x</b>")) in technical.text()
+    assert not technical.isVisible()
+    qtbot.mouseClick(win.details.technical_button, Qt.MouseButton.LeftButton)
+    assert technical.isVisible()
     qtbot.mouseClick(win.details.copy_button, Qt.MouseButton.LeftButton)
-    assert QGuiApplication.clipboard().text() == text
+    assert QGuiApplication.clipboard().text() == text + "\n\nTechnical details:\n" + technical.text()
 
 
 def test_details_pane_none(qtbot):
@@ -157,7 +162,7 @@ def test_show_event_clears_hiding_filters(win):
     assert win.proxy.min_severity() == LOW
     rows = win.table.selectionModel().selectedRows()
     assert len(rows) == 1 and rows[0].data(RowRole).key == EventKey(7, 3)
-    assert "seq 3" in win.details.text.toPlainText()
+    assert "seq 3" in win.details.technical.text()
     assert not win.show_event((99, 99))
 
 

@@ -26,6 +26,7 @@ from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import desktop_notifications, keyboard
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.demo_process import DemoWriter
+from kindlyguard_monitor.gui.help import HelpDialog, explain_numbers
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.notifier import Notifier
@@ -90,7 +91,11 @@ class MonitorApp(QObject):
         file_menu.addAction("&Settings…", self.open_settings).setShortcut(keyboard.SHORTCUTS["settings"])
         file_menu.addAction(self.tray.action_protection)  # "Turn protection off…/on", as in the tray
         file_menu.addAction("&Quit", self.quit).setShortcut(keyboard.SHORTCUTS["quit"])
+        help_menu = self.window.menuBar().addMenu("&Help")
+        help_menu.addAction("KindlyGuard Monitor &Help", self.open_help).setShortcut("F1")
         keyboard.install_main_window(self.window)
+        explain_numbers(self.window)
+        self.help_dialog: HelpDialog | None = None
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
         self._wire()
         if demo:
@@ -320,6 +325,16 @@ class MonitorApp(QObject):
         """The feed is restored from the history (or it could not be waited for): read now."""
         if not self._shut_down and not self.reader.isRunning():  # (a reconnect meanwhile may have started one)
             self.reader.start()
+
+    @Slot()
+    def open_help(self) -> None:
+        """Help › KindlyGuard Monitor Help (F1): what the monitor shows, what to do about a threat."""
+        if self.help_dialog is None:
+            self.help_dialog = HelpDialog(self.window)
+            keyboard.install_dialog(self.help_dialog)
+        self.help_dialog.show()
+        self.help_dialog.raise_()
+        self.help_dialog.activateWindow()
 
     @Slot()
     def open_history(self) -> None:

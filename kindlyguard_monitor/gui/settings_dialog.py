@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -114,15 +115,29 @@ class SettingsDialog(QDialog):
         self.error_label.setStyleSheet(f"color: {palette.current().error};")
         self.error_label.setVisible(False)
 
+        # Plain settings first; where the Shield is and how it is read under "Technical details".
         form = QFormLayout()
-        form.addRow("Ring file:", self.ring_path_edit)
-        form.addRow("WebSocket URL:", self.ws_url_edit)
         form.addRow("Notify from severity:", self.threshold_combo)
         form.addRow("At most one notification every:", self.interval_spin)
-        form.addRow("Reader spin:", self.spin_us_spin)
-        form.addRow("Feed size (threats kept):", self.feed_size_spin)
         form.addRow("Colours:", self.theme_combo)
+        form.addRow("Threats listed in the window:", self.feed_size_spin)
         form.addRow("", self.start_at_login_check)
+        self.spin_us_spin.setToolTip("How long the reader keeps the CPU busy waiting for the next threat before "
+                                     "it sleeps: more is faster under load, 0 saves the most power.")
+        self.technical = QWidget()
+        technical = QFormLayout(self.technical)
+        technical.setContentsMargins(0, 0, 0, 0)
+        technical.addRow("Shield's shared-memory ring file:", self.ring_path_edit)
+        technical.addRow("Shield's WebSocket URL:", self.ws_url_edit)
+        technical.addRow("Reader spin before sleeping:", self.spin_us_spin)
+        self.technical.setVisible(False)
+        self.technical_button = QToolButton()
+        self.technical_button.setText("Technical details")
+        self.technical_button.setCheckable(True)
+        self.technical_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.technical_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.technical_button.setAccessibleName("Show technical settings")
+        self.technical_button.toggled.connect(self._show_technical)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
@@ -130,6 +145,8 @@ class SettingsDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.technical_button)
+        layout.addWidget(self.technical)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
@@ -165,7 +182,13 @@ class SettingsDialog(QDialog):
 
     # --- errors ------------------------------------------------------------------------
 
+    def _show_technical(self, shown: bool) -> None:
+        self.technical.setVisible(shown)
+        self.technical_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
     def show_error(self, message: str) -> None:
+        if message and not self.technical.isVisible():
+            self.technical_button.setChecked(True)  # the fields the error is about
         self.error_label.setText(visible(message))
         self.error_label.setVisible(True)
 
