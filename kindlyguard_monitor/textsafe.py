@@ -11,6 +11,11 @@ on one letter paint over the lines around it) is shown escaped the same way,
 mark by mark; shorter runs, which real scripts use (Vietnamese, Hebrew
 points, Indic vowel signs), are left as they are.
 
+`defang()` is for text a desktop notification server may turn into links
+(dunst linkifies `file:///etc/passwd`, `http://…` and `www.…`): URLs are
+written the way security tools write indicators, `hxxp[:]//evil[.]example/x`,
+`file[:]///etc/passwd`, so nothing in a threat's text is one click away.
+
 `VisibleFormatter` does the same for log records: every line a log handler
 writes (message, arguments, traceback) goes through visible(), so a log read
 in a terminal cannot be rewritten by what a server or a file name said.
@@ -19,6 +24,7 @@ in a terminal cannot be rewritten by what a server or a file name said.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 
 # Categories whose characters are invisible or change how other text renders.
@@ -97,6 +103,41 @@ def visible(text: str, keep_newlines: bool = False) -> str:
     if run:
         end_run()
     return "".join(out)
+
+
+# A URL: a scheme, "://" and what follows up to a space; the host is what comes
+# before the first "/", "?", "#" or "\\" (user info and port included).
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31})://([^\s/?#\\]*)")
+_WWW = re.compile(r"(?i)www\.([^\s/?#\\]*)")  # no word boundary needed: "xwww.a" is harmless as "xwww[.]a"
+_MAILTO = re.compile(r"(?i)(mailto|callto|(?<![a-z0-9])(?:tel|sms|xmpp|irc|news|nntp)):")
+_SCHEME_NAMES = {"http": "hxxp", "https": "hxxps", "ftp": "fxp", "ftps": "fxps", "ws": "wxs", "wss": "wxss"}
+
+
+def _defang_scheme(scheme: str) -> str:
+    fanged = _SCHEME_NAMES.get(scheme.lower())
+    if fanged is None:
+        return scheme
+    # keep the sender's letter case where it is the same letter: "HTTP" -> "HXXP"
+    return fanged.upper() if scheme.isupper() else fanged
+
+
+def _defang_host(host: str) -> str:
+    return host.replace(".", "[.]")
+
+
+def defang(text: str) -> str:
+    """`text` with every URL made inert the way security tools write them:
+    `http://evil.example/x` -> `hxxp[:]//evil[.]example/x`, `file:///etc/passwd`
+    -> `file[:]///etc/passwd`, `www.evil.example` -> `www[.]evil[.]example`,
+    `mailto:x@y` -> `mailto[:]x@y`; a stray `://` becomes `[:]//`. The result
+    holds no `://`, so a notification server that linkifies finds nothing to
+    link. Idempotent: defang(defang(t)) == defang(t). Apply it after visible()."""
+    if ":" not in text and "." not in text:
+        return text
+    text = _URL.sub(lambda m: f"{_defang_scheme(m.group(1))}[:]//{_defang_host(m.group(2))}", text)
+    text = text.replace("://", "[:]//")  # what the pattern did not take ("://x", after a marker)
+    text = _WWW.sub(lambda m: m.group(0)[:3] + "[.]" + _defang_host(m.group(1)), text)
+    return _MAILTO.sub(lambda m: m.group(1) + "[:]", text)
 
 
 def elide(text: str, limit: int) -> str:

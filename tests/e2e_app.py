@@ -16,7 +16,11 @@ answers one JSON line on stdout per command line on stdin:
     history                  open the History window; its rows and status line
     grab_history PATH        the History window's pixels
     hide                     hide the window (what closing it does with a tray)
+    show                     show it again (the tray's Show/Hide)
     quit                     quit the app as the tray's Quit does
+    look                     theme, palette colours, device pixel ratio, the histogram's layout
+    focus                    the focused widget, the active and modal windows, the window's X id
+    focus_walk N             press Tab N times (QTest, real key events) and name each widget reached
 
 Nothing here changes what the app does; it only reads the widgets.
 """
@@ -32,7 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PySide6.QtCore import QObject, Qt, Signal  # noqa: E402
-from PySide6.QtGui import QGuiApplication, QImage  # noqa: E402
+from PySide6.QtGui import QGuiApplication, QImage, QPalette  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from kindlyguard_monitor.cli.main import build_parser  # noqa: E402
 from kindlyguard_monitor.gui import app as gui_app  # noqa: E402
@@ -92,12 +98,69 @@ class Control(QObject):
             "tray_available": m.tray.available(),
             "tray_visible": m.tray.is_visible(),
             "tray_tooltip": m.tray.tooltip(),
+            "tray_state": m.tray.state,
+            "protection_action": [m.tray.action_protection.text(), m.tray.action_protection.isEnabled()],
+            "protection_enabled": m.protection.enabled,
+            "modal": QApplication.activeModalWidget().windowTitle() if QApplication.activeModalWidget() else None,
             "notifications_shown": m.notifier.shown_count,
             "notifications_undelivered": m.notifier.undelivered,
+            "notifications_pending": m.notifier.policy.pending,
+            "notifications_inhibited": m.notifier.policy.inhibited,
+            "notify_timer_active": m.notifier.timer.isActive(),
             "desktop_notifications": bool(m.desktop_notifications and m.desktop_notifications.available),
             "demo_running": m.demo.running,
             "selected_details": w.details.text.toPlainText() if w.table.selectionModel().hasSelection() else "",
         }
+
+    def do_look(self) -> dict:
+        """What the window looks like: light or dark, the colours in use, the histogram's texts."""
+        from kindlyguard_monitor.gui import palette
+
+        m = self.monitor
+        pal = QApplication.palette()
+        lay = m.window.histogram.last_layout
+        return {
+            "setting": m.theme.setting,
+            "scheme": m.theme.scheme,
+            "palette": palette.current().name,
+            "system_scheme": str(QGuiApplication.styleHints().colorScheme()),
+            "window_colour": pal.color(QPalette.ColorRole.Window).name(),
+            "base_colour": pal.color(QPalette.ColorRole.Base).name(),
+            "text_colour": pal.color(QPalette.ColorRole.WindowText).name(),
+            "badge_style": m.window.badge.styleSheet(),
+            "dpr": m.window.devicePixelRatio(),
+            "histogram": None if lay is None else {
+                "size": [m.window.histogram.width(), m.window.histogram.height()],
+                "plot": [lay.plot.x(), lay.plot.y(), lay.plot.width(), lay.plot.height()],
+                "texts": [[t.kind, t.text, t.rect.x(), t.rect.y(), t.rect.width(), t.rect.height()]
+                          for t in lay.texts],
+            },
+        }
+
+    def _describe(self, w) -> dict | None:
+        if w is None:
+            return None
+        return {"class": type(w).__name__, "name": w.accessibleName(), "window": w.window().windowTitle()}
+
+    def do_focus(self) -> dict:
+        modal = QApplication.activeModalWidget()
+        active = QApplication.activeWindow()
+        return {"focus": self._describe(QApplication.focusWidget()),
+                "active": active.windowTitle() if active else None,
+                "modal": modal.windowTitle() if modal else None,
+                "winid": int(self.monitor.window.winId()),
+                "search": self.monitor.window.search.text(),
+                "rows_shown": self.monitor.window.proxy.rowCount(),
+                "history_visible": bool(self.monitor.history_window and self.monitor.history_window.isVisible()),
+                "help_visible": bool(self.monitor.help_dialog and self.monitor.help_dialog.isVisible())}
+
+    def do_focus_walk(self, presses: str) -> dict:
+        reached = []
+        for _ in range(int(presses)):
+            target = QApplication.focusWidget() or QApplication.activeWindow() or self.monitor.window
+            QTest.keyClick(target, Qt.Key.Key_Tab)
+            reached.append(self._describe(QApplication.focusWidget()))
+        return {"reached": reached}
 
     def do_details(self, row: str) -> dict:
         w = self.monitor.window
@@ -107,6 +170,11 @@ class Control(QObject):
     def do_status_message(self) -> dict:
         """The status bar's temporary message (what the app says once, e.g. no tray)."""
         return {"text": self.monitor.window.statusBar().currentMessage()}
+
+    def do_show(self) -> dict:
+        """Show the window, as the tray's Show/Hide does."""
+        self.monitor.show_window()
+        return {"shown": True}
 
     def do_hide(self) -> dict:
         """Hide the window, as closing it does when a tray exists."""

@@ -23,18 +23,21 @@ from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
-from kindlyguard_monitor.gui import desktop_notifications
+from kindlyguard_monitor.gui import desktop_notifications, keyboard
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.demo_process import DemoWriter
+from kindlyguard_monitor.gui.help import HelpDialog, explain_numbers
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.notifier import Notifier
+from kindlyguard_monitor.gui.protection import ProtectionController
 from kindlyguard_monitor.gui.reader_thread import ReaderThread
 from kindlyguard_monitor.gui.resources import icon, icon_path
 from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.single_instance import SingleInstance
 from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
+from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
 from kindlyguard_monitor.gui.tray import TrayController
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.platform_integration import set_windows_app_id
@@ -65,6 +68,7 @@ class MonitorApp(QObject):
         self.settings = settings
         self.demo = DemoWriter(shm_path)
         self.feed = Feed()  # what is news (Qt-free); the window shows it, the notifier and tray hear it
+        self.theme = ThemeManager(qapp, settings.theme if settings is not None else SYSTEM, parent=self)
         self.window = MainWindow(feed=self.feed)
         self.app_history = AppHistory(history, self.window, parent=self)  # the store (or None) in the app
         self.window.setWindowIcon(icon("kindlyguard"))
@@ -73,6 +77,9 @@ class MonitorApp(QObject):
             desktop_notifications.DesktopNotifications(icon_path=_icon_file("kindlyguard"))
             if desktop_notifications.supported() else None)
         self.notifier = Notifier(self.tray, desktop=self.desktop_notifications)
+        self.protection = ProtectionController(self.window, self.tray, self.notifier,
+                                               send=lambda: self.reader.send_command("toggle_protection"),
+                                               parent=self)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
         self._started = False
@@ -80,9 +87,15 @@ class MonitorApp(QObject):
         if settings is not None:
             self.apply_settings(settings)
         file_menu = self.window.menuBar().addMenu("&File")
-        file_menu.addAction("&History…", self.open_history)
-        file_menu.addAction("&Settings…", self.open_settings)
-        file_menu.addAction("&Quit", self.quit)
+        file_menu.addAction("&History…", self.open_history).setShortcut(keyboard.SHORTCUTS["history"])
+        file_menu.addAction("&Settings…", self.open_settings).setShortcut(keyboard.SHORTCUTS["settings"])
+        file_menu.addAction(self.tray.action_protection)  # "Turn protection off…/on", as in the tray
+        file_menu.addAction("&Quit", self.quit).setShortcut(keyboard.SHORTCUTS["quit"])
+        help_menu = self.window.menuBar().addMenu("&Help")
+        help_menu.addAction("KindlyGuard Monitor &Help", self.open_help).setShortcut("F1")
+        keyboard.install_main_window(self.window)
+        explain_numbers(self.window)
+        self.help_dialog: HelpDialog | None = None
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
         self._wire()
         if demo:
@@ -96,12 +109,12 @@ class MonitorApp(QObject):
         t.toggle_window.connect(self.toggle_window)
         t.pause_notifications.connect(self._pause_notifications)
         t.resume_notifications.connect(self._resume_notifications)
-        t.toggle_protection.connect(self._toggle_protection)
         t.toggle_demo.connect(self.toggle_demo)
         t.quit_requested.connect(self.quit)
         t.settings_requested.connect(self.open_settings)
         t.history_requested.connect(self.open_history)
         self.app_history.ready.connect(self._on_history_ready)
+        self.theme.changed.connect(self._on_theme_changed)
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(self._on_tray_appeared)
         n.open_event.connect(w.show_event)
@@ -116,6 +129,8 @@ class MonitorApp(QObject):
         r.ring_format.connect(self._on_ring_format)
         r.transport_changed.connect(self._on_transport)
         r.status.connect(self._on_status)
+        r.status.connect(self.protection.on_status)
+        r.shield_error.connect(self.protection.on_error)
         r.counters.connect(self._on_counters)
         r.latency.connect(self._on_latency)
         r.failed.connect(self._on_failed)
@@ -182,12 +197,15 @@ class MonitorApp(QObject):
         self.tray.set_state(TRAY_STATE.get(transport, "disconnected"))
         self.screen_latency.reset()  # the histogram is for the current transport
         available = self.reader.send_command("get_status")
-        self.tray.set_protection_available(
-            available, "" if available else "the Shield's WebSocket is not reachable")
+        self.protection.set_available(available, "" if available else "the Shield's WebSocket is not reachable")
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.window.set_transport(Transport.DISCONNECTED, message)
+
+    @Slot(object)
+    def _on_theme_changed(self, _palette) -> None:
+        self.window.refresh_colours()
 
     @Slot()
     def _on_tray_appeared(self) -> None:
@@ -200,10 +218,6 @@ class MonitorApp(QObject):
     @Slot()
     def _resume_notifications(self) -> None:
         self.notifier.policy.resume()
-
-    @Slot()
-    def _toggle_protection(self) -> None:
-        self.reader.send_command("toggle_protection")
 
     def _is_muted(self, source: str) -> bool:
         return source in self.notifier.policy.muted
@@ -248,7 +262,9 @@ class MonitorApp(QObject):
     def apply_settings(self, settings: Settings) -> None:
         """The settings that apply to the running app (at start, and after the dialog)."""
         self.notifier.policy.set_threshold(settings.notify_threshold)
+        self.notifier.policy.min_interval_s = float(settings.notify_interval_s)
         self.window.set_feed_size(settings.feed_size)
+        self.theme.set_setting(settings.theme)
         for source in settings.muted_sources:
             self.notifier.policy.mute_source(source)
 
@@ -283,6 +299,7 @@ class MonitorApp(QObject):
         settings = self.settings or Settings()
         self._settings_before = (settings.ring_path, settings.ws_url, settings.spin_us)
         dialog = SettingsDialog(settings, parent=self.window)
+        keyboard.install_dialog(dialog)
         dialog.applied.connect(self._on_settings_applied)
         dialog.exec()
 
@@ -310,8 +327,21 @@ class MonitorApp(QObject):
             self.reader.start()
 
     @Slot()
+    def open_help(self) -> None:
+        """Help › KindlyGuard Monitor Help (F1): what the monitor shows, what to do about a threat."""
+        if self.help_dialog is None:
+            self.help_dialog = HelpDialog(self.window)
+            keyboard.install_dialog(self.help_dialog)
+        self.help_dialog.show()
+        self.help_dialog.raise_()
+        self.help_dialog.activateWindow()
+
+    @Slot()
     def open_history(self) -> None:
         self.app_history.open_window()
+        window = self.history_window
+        if window is not None and not hasattr(window, "_keyboard_shortcuts"):  # Esc and Ctrl+W close it
+            keyboard.install_closing_window(window, keyboard.HISTORY_NAMES)
 
     @property
     def history(self) -> HistoryStore | None:

@@ -17,7 +17,16 @@ notification server costs a timeout on that thread, never a frozen window.
 
 Threat text is attacker-controlled. Servers that announce "body-markup" parse
 the body as a small HTML subset, so the body is escaped for them; the summary
-is plain text by the specification and holds only our own words.
+is plain text by the specification and holds only our own words. (The policy
+has already defanged URLs in the body: servers linkify even plain text.)
+
+Do not disturb: where the server offers the specification's `Inhibited`
+property (1.3; KDE Plasma, dunst ≥ 1.10), it is read at connect and followed
+through PropertiesChanged; dunst before 1.10 offers the same switch as its own
+`paused` property (org.dunstproject.cmd0, what `dunstctl set-paused` sets),
+followed the same way. `inhibited_changed(bool)` tells the notifier. Servers
+with neither (GNOME, mako) keep their do-not-disturb to themselves: they hold
+or hide what we send, as they do for every app.
 """
 
 from __future__ import annotations
@@ -42,6 +51,10 @@ CALL_TIMEOUT_S = 2.0  # one Notify call; a server slower than this is treated as
 RETRY_AFTER_S = 30.0  # after a failure, how long before the server is tried again
 URGENCY_NORMAL, URGENCY_CRITICAL = 1, 2
 EXPIRE_MS = 8000
+PROPERTIES = "org.freedesktop.DBus.Properties"
+DUNST_INTERFACE = "org.dunstproject.cmd0"
+# Where the desktop's do-not-disturb can be read, first that answers: (interface, property).
+INHIBIT_PROPERTIES = ((BUS_NAME, "Inhibited"), (DUNST_INTERFACE, "paused"))
 
 
 def supported() -> bool:
@@ -71,6 +84,7 @@ class DesktopNotifications(QObject):
 
     not_sent = Signal(str, str, bool, object)  # a queued notify() that failed: title, body, critical, key
     clicked = Signal(object)  # the key of the clicked notification
+    inhibited_changed = Signal(bool)  # the desktop's do-not-disturb went on (True) or off
 
     def __init__(self, icon_path: str = "", parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -79,6 +93,8 @@ class DesktopNotifications(QObject):
         self.capabilities: frozenset[str] = frozenset()
         self.available = False  # a server answered the last call
         self.error = ""  # why the last call failed, for the UI and logs
+        self.inhibit_source: tuple[str, str] | None = None  # (interface, property) followed, if any
+        self.inhibited = False  # the desktop's do-not-disturb, as last read
         self._jobs: queue.Queue = queue.Queue()
         self._keys: dict[int, object] = {}  # notification id -> our key (bounded below)
         self._router = None
@@ -113,6 +129,8 @@ class DesktopNotifications(QObject):
                     self._connect()
                 elif job[0] == "notify" and not self._notify(*job[1:]):
                     self.not_sent.emit(*job[1:])
+                elif job[0] == "inhibit":
+                    self._read_inhibited()
             except Exception as exc:  # any D-Bus or socket failure: report, drop the connection, go on
                 self._fail(f"{type(exc).__name__}: {exc}")
                 if job[0] == "notify":
@@ -143,6 +161,12 @@ class DesktopNotifications(QObject):
                                    member="ActionInvoked")
                 unwrap_msg(router.send_and_get_reply(message_bus.AddMatch(on_bus), timeout=CALL_TIMEOUT_S))
                 router.filter(rule, queue=_ClickSink(self), bufsize=0)
+                changed = MatchRule(type="signal", interface=PROPERTIES, path=OBJECT_PATH,
+                                    member="PropertiesChanged")
+                on_bus = MatchRule(type="signal", sender=BUS_NAME, interface=PROPERTIES, path=OBJECT_PATH,
+                                   member="PropertiesChanged")
+                unwrap_msg(router.send_and_get_reply(message_bus.AddMatch(on_bus), timeout=CALL_TIMEOUT_S))
+                router.filter(changed, queue=_PropertiesSink(self), bufsize=0)
             except BaseException:
                 router.close()
                 conn.close()
@@ -155,7 +179,55 @@ class DesktopNotifications(QObject):
         self.capabilities = frozenset(caps[0])
         self.available, self.error = True, ""
         log.info("notifications go to %s %s", self.server[0], self.server[2])
+        self._find_inhibit_property()
         return True
+
+    def _get_property(self, interface: str, name: str):
+        from jeepney import DBusAddress, new_method_call
+        from jeepney.wrappers import unwrap_msg
+
+        props = DBusAddress(OBJECT_PATH, bus_name=BUS_NAME, interface=PROPERTIES)
+        msg = new_method_call(props, "Get", "ss", (interface, name))
+        return unwrap_msg(self._router.send_and_get_reply(msg, timeout=CALL_TIMEOUT_S))[0][1]
+
+    def _find_inhibit_property(self) -> None:
+        """The first do-not-disturb property the server answers for, and its value."""
+        self.inhibit_source = None
+        for interface, name in INHIBIT_PROPERTIES:
+            try:
+                value = self._get_property(interface, name)
+            except Exception:  # no such property or interface: try the next
+                continue
+            if isinstance(value, bool):
+                self.inhibit_source = (interface, name)
+                log.info("following the notification server's do-not-disturb (%s.%s)", interface, name)
+                self._set_inhibited(value)
+                return
+        self._set_inhibited(False)
+
+    def _read_inhibited(self) -> None:
+        if self._router is None or self.inhibit_source is None:
+            return
+        try:
+            self._set_inhibited(bool(self._get_property(*self.inhibit_source)))
+        except Exception as exc:
+            log.warning("could not read the notification server's do-not-disturb: %s", exc)
+
+    def _set_inhibited(self, value: bool) -> None:
+        if value != self.inhibited:
+            self.inhibited = value
+            log.info("desktop do-not-disturb is %s", "on: notifications held" if value else "off")
+            self.inhibited_changed.emit(value)
+
+    def _properties_changed(self, interface: str, changed: dict, invalidated) -> None:
+        """On the router's receiver thread: a property of the server changed."""
+        if self.inhibit_source is None or interface != self.inhibit_source[0]:
+            return
+        name = self.inhibit_source[1]
+        if name in changed and isinstance(changed[name][1], bool):
+            self._set_inhibited(changed[name][1])
+        elif name in invalidated:  # changed without its value: read it on the worker
+            self._jobs.put(("inhibit",))
 
     def _notify(self, title: str, body: str, critical: bool, key: object) -> bool:
         if not self._connect():
@@ -214,3 +286,17 @@ class _ClickSink:
             return
         self.owner._clicked(int(nid), str(action))
 
+
+
+class _PropertiesSink:
+    """Like _ClickSink, for PropertiesChanged (interface, changed a{sv}, invalidated as)."""
+
+    def __init__(self, owner: DesktopNotifications) -> None:
+        self.owner = owner
+
+    def put_nowait(self, msg) -> None:
+        try:
+            interface, changed, invalidated = msg.body[0], dict(msg.body[1]), list(msg.body[2])
+        except (IndexError, TypeError, ValueError):
+            return
+        self.owner._properties_changed(str(interface), changed, invalidated)

@@ -4,6 +4,11 @@ Source and details are attacker-controlled: they go through
 kindlyguard_monitor.textsafe.visible(keep_newlines=True), and the text box is a plain-text
 QPlainTextEdit (never rich text), so "<b>x</b>" shows as typed and a
 right-to-left override shows as ⟨U+202E⟩. "Copy" copies exactly what is shown.
+
+Plain words first (when, how bad, what kind and what that means, blocked or
+not, where from, what was sent); the internals (transport, event numbers, the
+length as received) sit under a "Technical details" disclosure, closed by
+default. Copy takes both.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import datetime
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from kindlyguard_monitor.event import ThreatEvent
+from kindlyguard_monitor.gui.help import TYPE_MEANING
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import severity_name, threat_type_name
 
@@ -33,19 +39,32 @@ def _identity(row: ThreatEvent) -> str:
     return f"id {visible(row.text_id())}"  # the server's id, else the content key
 
 
-def row_text(row: ThreatEvent) -> str:
-    """The full plain-text description of `row` (what the pane shows and Copy copies)."""
+def plain_text(row: ThreatEvent) -> str:
+    """What a person needs: when, how bad, what kind (and what that means), blocked, from where, what."""
+    type_name = threat_type_name(row.threat_type)
     return "\n".join((
         f"Time:      {iso_time(row.timestamp_unix_us)}",
         f"Severity:  {severity_name(row.severity)}",
-        f"Type:      {threat_type_name(row.threat_type)}",
-        f"Blocked:   {'Yes' if row.blocked else 'No'}",
-        f"Transport: {row.transport}",
-        f"Event:     {_identity(row)}",
+        f"Type:      {type_name} — {TYPE_MEANING.get(type_name, TYPE_MEANING['Unknown'])}",
+        f"Blocked:   {'Yes — the Shield stopped it' if row.blocked else 'No — reported, but let through'}",
         f"Source:    {visible(row.source, keep_newlines=True)}",
         "Details:",
         visible(row.details, keep_newlines=True),
     ))
+
+
+def technical_text(row: ThreatEvent) -> str:
+    """The internals: how it came, which event it is, its length as received."""
+    return "\n".join((
+        f"Transport: {row.transport}",
+        f"Event:     {_identity(row)}",
+        f"Length:    {len(row.details)} code points of details as received",
+    ))
+
+
+def row_text(row: ThreatEvent) -> str:
+    """The full plain-text description of `row` (what the pane shows and Copy copies)."""
+    return plain_text(row) + "\n\nTechnical details:\n" + technical_text(row)
 
 
 class DetailsPane(QWidget):
@@ -62,8 +81,18 @@ class DetailsPane(QWidget):
         self.text.setReadOnly(True)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.text.setPlaceholderText("Select a threat to see it in full.")
-        self.stats = QLabel(self)
-        self.stats.setTextFormat(Qt.TextFormat.PlainText)
+        self.technical = QLabel(self)  # the internals, under the disclosure
+        self.technical.setTextFormat(Qt.TextFormat.PlainText)
+        self.technical.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.technical.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.technical.setVisible(False)
+        self.technical_button = QToolButton(self)
+        self.technical_button.setText("Technical details")
+        self.technical_button.setCheckable(True)
+        self.technical_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.technical_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.technical_button.setAccessibleName("Show technical details")
+        self.technical_button.toggled.connect(self._show_technical)
         self.copy_button = QPushButton("Copy", self)
         self.copy_button.setEnabled(False)
         self.copy_button.clicked.connect(self.copy)
@@ -73,28 +102,35 @@ class DetailsPane(QWidget):
         self.mute_button.setVisible(muting)
         self.mute_button.clicked.connect(self._mute_clicked)
         bottom = QHBoxLayout()
-        bottom.addWidget(self.stats, 1)
+        bottom.addWidget(self.technical_button)
+        bottom.addStretch(1)
         bottom.addWidget(self.mute_button)
         bottom.addWidget(self.copy_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.text, 1)
+        layout.addWidget(self.technical)
         layout.addLayout(bottom)
 
     def show_row(self, row: ThreatEvent | None) -> None:
         self.row = row
         if row is None:
             self.text.setPlainText("")
-            self.stats.setText("")
+            self.technical.setText("")
             self.copy_button.setEnabled(False)
             self.mute_button.setEnabled(False)
             self.mute_button.setChecked(False)
             return
-        self.text.setPlainText(row_text(row))
-        self.stats.setText(f"Details: {len(row.details)} code points as received")
+        self.text.setPlainText(plain_text(row))
+        self.technical.setText(technical_text(row))
         self.copy_button.setEnabled(True)
         self.mute_button.setEnabled(True)
         self.mute_button.setChecked(bool(self.is_muted(row.source)))
+
+    def _show_technical(self, shown: bool) -> None:
+        self.technical.setVisible(shown)
+        self.technical_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.technical_button.setAccessibleName("Hide technical details" if shown else "Show technical details")
 
     def _mute_clicked(self, checked: bool) -> None:
         if self.row is not None:

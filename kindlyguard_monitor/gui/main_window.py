@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainW
 
 from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.feed import Feed, Update
+from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
@@ -29,11 +30,11 @@ from kindlyguard_monitor.textsafe import elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES
 from kindlyguard_monitor.vocabulary import Transport
 
-# transport -> (badge text, background, status-bar name)
+# transport -> (badge text, palette.badge key, status-bar name); colours: gui/palette.py
 BADGES = {
-    Transport.SHM: ("Shared memory", "#2e7d32", "SHM"),
-    Transport.WEBSOCKET: ("WebSocket", "#ffb300", "WebSocket"),
-    Transport.DISCONNECTED: ("Disconnected (retrying)", "#c62828", None),
+    Transport.SHM: ("Shared memory", "shm", "SHM"),
+    Transport.WEBSOCKET: ("WebSocket", "websocket", "WebSocket"),
+    Transport.DISCONNECTED: ("Disconnected (retrying)", "disconnected", None),
 }
 SHM_V1_BADGE = "Shared memory · Shield format v1, polled"  # the Shield's own ring: no wake-up, we poll it
 REASON_LIMIT = 90
@@ -244,7 +245,20 @@ class MainWindow(QMainWindow):
     def set_history_status(self, text: str, failing: bool = False) -> None:
         """The history's size (and backlog, or why it cannot write) in the status bar."""
         self.history_label.setText(visible(text))  # the error names a path and quotes SQLite
-        self.history_label.setStyleSheet("color: #c62828;" if failing else "")
+        self._history_failing = failing
+        self.history_label.setStyleSheet(f"color: {palette.current().error};" if failing else "")
+
+    def set_protection_off(self, off: bool) -> None:
+        """The Shield says protection is off: the badge says so until it is back on."""
+        self.protection_off = bool(off)
+        self._show_transport()
+
+    def refresh_colours(self) -> None:
+        """The light/dark palette changed: redraw what uses its colours."""
+        self._show_transport()
+        self.set_history_status(self.history_label.text(), getattr(self, "_history_failing", False))
+        self.table.viewport().update()
+        self.histogram.update()
 
     def show_message(self, text: str, timeout_ms: int = 0) -> None:
         """A passing message in the status bar; outside text in it (paths, errors) made visible."""
@@ -375,11 +389,13 @@ class MainWindow(QMainWindow):
         self._show_transport()
 
     def _show_transport(self) -> None:
-        text, colour, short = BADGES[self.transport]
+        text, state, short = BADGES[self.transport]
         if self.transport == Transport.SHM and self.ring_format == 1:
             text, short = SHM_V1_BADGE, "SHM v1"
+        if getattr(self, "protection_off", False):  # the Shield says so: above everything else
+            text, state = f"Protection OFF · {text}", "protection_off"
         self.badge.setText(text)
-        ink = "#000000" if self.transport == Transport.WEBSOCKET else "#ffffff"
+        colour, ink = palette.current().badge[state]
         self.badge.setStyleSheet(f"QLabel {{ background-color: {colour}; color: {ink}; "
                                  f"border-radius: 4px; padding: 4px 10px; font-weight: bold; }}")
         if self._transport_p50 is not None and short is not None:

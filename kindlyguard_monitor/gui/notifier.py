@@ -14,7 +14,13 @@ picks the display backend, first that can take it:
    event is still in the window's feed).
 
 Never steals focus: nothing here raises or activates a window. Text is plain
-(the policy already made attacker text visible and bounded).
+(the policy already made attacker text visible, defanged and bounded).
+Critical urgency (a notification that stays until dismissed) only for a
+Critical threat the Shield did not block (`Notification.urgent`).
+
+The desktop's do-not-disturb, where the notification server tells it
+(`DesktopNotifications.inhibited_changed`), holds notifications in the policy;
+they come out as one when it ends.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QSystemTrayIcon
 
 from kindlyguard_monitor.gui.notify_policy import Notification, NotificationPolicy
-from kindlyguard_monitor.threats import CRITICAL
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ class Notifier(QObject):
         if desktop is not None:
             desktop.clicked.connect(self.open_event)
             desktop.not_sent.connect(self._desktop_failed)
+            desktop.inhibited_changed.connect(self.set_inhibited)
 
     def offer(self, events, key_of=None) -> None:
         """Give threat events to the policy and arm the timer for what is due;
@@ -92,11 +98,10 @@ class Notifier(QObject):
         if self._show is not None:
             delivered = self._show(note)
             delivered = True if delivered is None else bool(delivered)
-        elif self.desktop is not None and self.desktop.notify(
-                note.title, note.body, note.severity >= CRITICAL, note.key):
+        elif self.desktop is not None and self.desktop.notify(note.title, note.body, note.urgent, note.key):
             delivered = True
         else:
-            delivered = self._show_in_tray(note.title, note.body, note.severity >= CRITICAL)
+            delivered = self._show_in_tray(note.title, note.body, note.urgent)
         if delivered:
             self.shown_count += 1
         else:
@@ -114,6 +119,20 @@ class Notifier(QObject):
         if not self._show_in_tray(title, body, critical):
             self.shown_count -= 1
             self.undelivered += 1
+
+    def notify_now(self, title: str, body: str, urgent: bool = False, key=None) -> bool:
+        """A notification about the app's own state (protection off), outside the threat
+        policy's interval; held back only by do-not-disturb. Our own words only: plain text."""
+        if self.policy.inhibited:
+            return False
+        self._deliver(Notification(title, body, 0, 0, key, (), urgent=urgent))
+        return True
+
+    @Slot(bool)
+    def set_inhibited(self, inhibited: bool) -> None:
+        """The desktop's do-not-disturb went on or off."""
+        self.policy.set_inhibited(inhibited)
+        self._arm()
 
     @Slot()
     def on_message_clicked(self) -> None:

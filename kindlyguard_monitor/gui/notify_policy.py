@@ -4,9 +4,21 @@ Pure Python, no Qt: the GUI offers threat events as they arrive and asks
 `due()` (from a QTimer armed with `next_due_in()`) what to show; a Qt notifier
 displays the returned `Notification` as plain text.
 
-Flood control: never more than one notification per `min_interval_s`. The
-first notification of a quiet period shows at once; whatever arrives while
-the interval runs is merged into ONE notification shown when it ends.
+Flood control: never more than one notification per `min_interval_s` (20 s
+by default: three a minute at most, what a person tolerates beside their
+work). The first notification of a quiet period shows at once; whatever
+arrives while the interval runs is merged into ONE notification shown when it
+ends, whose title says what needs the user: "12 new threats, 3 critical, all
+blocked". A notification is `urgent` (critical urgency: it stays until
+dismissed) only when it holds a Critical threat the Shield did not block.
+
+Do not disturb: while the desktop says so (`set_inhibited(True)`, from the
+notification server's Inhibited property) nothing is shown; what arrives is
+merged as usual and shown as one notification when it ends.
+
+Text: the source and details are attacker-controlled. They are made visible
+(textsafe.visible) and defanged (textsafe.defang: `hxxp[:]//evil[.]example`,
+`file[:]///etc/passwd`), so a server that linkifies bodies finds no link.
 
 Everything pending is kept as counters (per severity, per source, capped at
 `MAX_SOURCES` distinct sources) plus the single most severe, newest event, so
@@ -25,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable
 
-from kindlyguard_monitor.textsafe import elide, visible
+from kindlyguard_monitor.textsafe import defang, elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, severity_level, severity_name, threat_type_name
 
 BODY_LIMIT = 200  # characters of a notification body
@@ -33,6 +45,7 @@ SOURCE_LIMIT = 60  # characters of one source in a summary body
 SOURCE_KEY_LIMIT = 200  # characters of a source kept as a counter key
 MAX_SOURCES = 1000  # distinct sources counted per pending batch
 TOP_SOURCES = 3  # sources named in a summary body
+DEFAULT_MIN_INTERVAL_S = 20.0  # at most three notifications a minute
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ class Notification:
     count: int  # events merged into this notification
     key: Hashable  # key of the most severe (then newest) event: click opens it
     sources: tuple[str, ...]  # the top sources, most frequent first (raw)
+    blocked: int = 0  # how many of the `count` threats the Shield blocked
+    urgent: bool = False  # a Critical threat the Shield did not block is in it
     plain_text: bool = True
 
 
@@ -52,7 +67,7 @@ class NotificationPolicy:
     def __init__(
         self,
         threshold: int = HIGH,
-        min_interval_s: float = 3.0,
+        min_interval_s: float = DEFAULT_MIN_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.threshold = int(threshold)
@@ -61,6 +76,7 @@ class NotificationPolicy:
         self._muted: set[str] = set()
         self._paused_until: float | None = None
         self._last_shown: float | None = None
+        self._inhibited = False
         self.offered = 0
         self.shown = 0
         self.suppressed = 0
@@ -71,6 +87,8 @@ class NotificationPolicy:
     def _reset_pending(self) -> None:
         self._count = 0
         self._by_severity = [0, 0, 0, 0, 0]
+        self._blocked = 0
+        self._critical_allowed = 0
         self._sources: Counter[str] = Counter()
         self._other_sources = 0  # events from sources beyond MAX_SOURCES
         self._best = None  # (severity, threat_type, blocked, source, details, key)
@@ -93,7 +111,7 @@ class NotificationPolicy:
         muted = self._muted
         sources = self._sources
         by_severity = self._by_severity
-        offered = suppressed = count = 0
+        offered = suppressed = count = blocked = critical_allowed = 0
         best = self._best
         best_sev = best[0] if best is not None else 0
         for ev in events:
@@ -105,6 +123,10 @@ class NotificationPolicy:
                 continue
             count += 1
             by_severity[sev] += 1
+            if ev.blocked:
+                blocked += 1
+            elif sev >= CRITICAL:
+                critical_allowed += 1
             skey = source if len(source) <= SOURCE_KEY_LIMIT else source[:SOURCE_KEY_LIMIT]
             if skey in sources or len(sources) < MAX_SOURCES:
                 sources[skey] += 1
@@ -118,13 +140,15 @@ class NotificationPolicy:
         self.offered += offered
         self.suppressed += suppressed
         self._count += count
+        self._blocked += blocked
+        self._critical_allowed += critical_allowed
 
     # -- output ---------------------------------------------------------------
 
     def next_due_in(self, now: float | None = None) -> float | None:
         """Seconds until due() may return something; None when nothing is pending."""
         now = self._now(now)
-        if not self._count:
+        if not self._count or self._inhibited:
             return None
         if self._last_shown is None:
             return 0.0
@@ -133,7 +157,7 @@ class NotificationPolicy:
     def due(self, now: float | None = None) -> Notification | None:
         """The notification to show now, or None."""
         now = self._now(now)
-        if not self._count or self._paused_until is not None:
+        if not self._count or self._paused_until is not None or self._inhibited:
             return None
         # Same expression as next_due_in(), so a timer armed with it never fires early.
         if self._last_shown is not None and now < self._last_shown + self.min_interval_s:
@@ -155,22 +179,37 @@ class NotificationPolicy:
             )
             # Cut before visible() so a megabyte of details costs nothing; cutting
             # one past the limit keeps elide()'s "…" when something was cut.
-            src = visible(str(source)[: BODY_LIMIT + 1])
-            det = visible(str(details)[: BODY_LIMIT + 1])
+            src = defang(visible(str(source)[: BODY_LIMIT + 1]))
+            det = defang(visible(str(details)[: BODY_LIMIT + 1]))
             body = elide(f"{src} — {det}", BODY_LIMIT)
-            return Notification(title, body, sev, 1, key, sources)
+            return Notification(title, body, sev, 1, key, sources, blocked=int(bool(blocked)),
+                                urgent=sev >= CRITICAL and not blocked)
         n = self._count
         critical = self._by_severity[CRITICAL]
-        title = f"{n} new threats" + (f", {critical} critical" if critical else "")
+        title = f"{n} new threats" + (f", {critical} critical" if critical else "") + ", " + self._blocked_words()
         parts = []
         for s, c in top:
-            shown = elide(visible(s[: SOURCE_LIMIT + 1]), SOURCE_LIMIT)
+            shown = elide(defang(visible(s[: SOURCE_LIMIT + 1])), SOURCE_LIMIT)
             parts.append(f"{shown} ×{c}" if c > 1 else shown)
         if len(self._sources) > TOP_SOURCES or self._other_sources:
             parts.append("…")
         body = elide(" · ".join(parts), BODY_LIMIT)
         highest = max(i for i in range(1, 5) if self._by_severity[i])
-        return Notification(title, body, highest, n, key, sources)
+        return Notification(title, body, highest, n, key, sources, blocked=self._blocked,
+                            urgent=self._critical_allowed > 0)
+
+    def _blocked_words(self) -> str:
+        blocked, allowed = self._blocked, self._count - self._blocked
+        if not allowed:
+            return "all blocked"
+        if not blocked:
+            return "none blocked"
+        return f"{blocked} blocked, {allowed} allowed"
+
+    @property
+    def pending(self) -> int:
+        """Threats waiting to be shown (merged into the next notification)."""
+        return self._count
 
     # -- user controls ----------------------------------------------------------
 
@@ -199,6 +238,15 @@ class NotificationPolicy:
 
     def resume(self) -> None:
         self._paused_until = None
+
+    def set_inhibited(self, inhibited: bool) -> None:
+        """The desktop's do-not-disturb: hold everything while on (merged as
+        usual), show it as one notification when it ends."""
+        self._inhibited = bool(inhibited)
+
+    @property
+    def inhibited(self) -> bool:
+        return self._inhibited
 
     @property
     def paused_until(self) -> float | None:

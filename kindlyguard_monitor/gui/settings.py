@@ -20,6 +20,8 @@ APPLICATION = "KindlyGuard Monitor"
 KEY_RING_PATH = "ring/path"
 KEY_WS_URL = "transport/ws_url"
 KEY_NOTIFY_THRESHOLD = "notify/threshold"
+KEY_NOTIFY_INTERVAL = "notify/min_interval_s"
+KEY_THEME = "appearance/theme"
 KEY_SPIN_US = "reader/spin_us"
 KEY_FEED_SIZE = "feed/size"
 KEY_START_AT_LOGIN = "app/start_at_login"
@@ -27,15 +29,19 @@ KEY_MUTED_SOURCES = "notify/muted_sources"
 MAX_MUTED_SOURCES = 500
 MAX_MUTED_SOURCE_LEN = 4096  # a longer (hostile) source is muted for this session only
 
-ALL_KEYS = (KEY_RING_PATH, KEY_WS_URL, KEY_NOTIFY_THRESHOLD, KEY_SPIN_US, KEY_FEED_SIZE, KEY_START_AT_LOGIN)
+ALL_KEYS = (KEY_RING_PATH, KEY_WS_URL, KEY_NOTIFY_THRESHOLD, KEY_SPIN_US, KEY_FEED_SIZE, KEY_START_AT_LOGIN,
+            KEY_NOTIFY_INTERVAL, KEY_THEME)
 
 # Defaults and ranges.
 DEFAULT_RING_PATH = ""  # "" = the platform default (kindlyguard_monitor.ring.paths.default_ring_path)
 DEFAULT_WS_URL = ""  # "" = the built-in default
 THRESHOLD_MIN, THRESHOLD_MAX, DEFAULT_NOTIFY_THRESHOLD = 1, 4, 3  # 1 Low .. 4 Critical; 3 High
+# seconds between two notifications at least: 20 s is three a minute at most
+INTERVAL_MIN, INTERVAL_MAX, DEFAULT_NOTIFY_INTERVAL = 3, 3600, 20
 SPIN_US_MIN, SPIN_US_MAX = 0.0, 1000.0  # DEFAULT_SPIN_US: kindlyguard_monitor.vocabulary
 FEED_SIZE_MIN, FEED_SIZE_MAX = 100, 1_000_000  # DEFAULT_FEED_SIZE: kindlyguard_monitor.vocabulary
 DEFAULT_START_AT_LOGIN = False
+THEMES, DEFAULT_THEME = ("system", "light", "dark"), "system"  # system: follow the desktop's colour scheme
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -147,6 +153,31 @@ class Settings:
         if not THRESHOLD_MIN <= value <= THRESHOLD_MAX:
             raise ValueError(f"notify_threshold must be {THRESHOLD_MIN}..{THRESHOLD_MAX}, not {value}")
         self._qs.setValue(KEY_NOTIFY_THRESHOLD, value)
+
+    # notify_interval_s: at most one notification per this many seconds (the rest merged)
+    @property
+    def notify_interval_s(self) -> int:
+        return self._int(KEY_NOTIFY_INTERVAL, DEFAULT_NOTIFY_INTERVAL, INTERVAL_MIN, INTERVAL_MAX)
+
+    @notify_interval_s.setter
+    def notify_interval_s(self, value: int) -> None:
+        value = int(value)
+        if not INTERVAL_MIN <= value <= INTERVAL_MAX:
+            raise ValueError(f"notify_interval_s must be {INTERVAL_MIN}..{INTERVAL_MAX}, not {value}")
+        self._qs.setValue(KEY_NOTIFY_INTERVAL, value)
+
+    # theme: "system", "light" or "dark"
+    @property
+    def theme(self) -> str:
+        value = self._str(KEY_THEME, DEFAULT_THEME).lower()
+        return value if value in THEMES else DEFAULT_THEME
+
+    @theme.setter
+    def theme(self, value: str) -> None:
+        value = str(value).strip().lower()
+        if value not in THEMES:
+            raise ValueError(f"theme must be one of {', '.join(THEMES)}, not {value!r}")
+        self._qs.setValue(KEY_THEME, value)
 
     # spin_us
     @property

@@ -16,11 +16,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from kindlyguard_monitor.gui import autostart
+from kindlyguard_monitor.gui import autostart, palette, theme
 from kindlyguard_monitor.gui import settings as S
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import SEVERITIES
@@ -86,6 +87,11 @@ class SettingsDialog(QDialog):
         for level in range(S.THRESHOLD_MIN, S.THRESHOLD_MAX + 1):
             self.threshold_combo.addItem(SEVERITIES[level], level)
 
+        self.interval_spin = QSpinBox()
+        self.interval_spin.setRange(S.INTERVAL_MIN, S.INTERVAL_MAX)
+        self.interval_spin.setSuffix(" s")
+        self.interval_spin.setToolTip("Threats that arrive in between are summed up in the next notification.")
+
         self.spin_us_spin = QDoubleSpinBox()
         self.spin_us_spin.setRange(S.SPIN_US_MIN, S.SPIN_US_MAX)
         self.spin_us_spin.setDecimals(1)
@@ -98,19 +104,40 @@ class SettingsDialog(QDialog):
 
         self.start_at_login_check = QCheckBox("Start KindlyGuard Monitor when I log in")
 
+        self.theme_combo = QComboBox()
+        for text, value in theme.CHOICES:
+            self.theme_combo.addItem(text, value)
+        self.theme_combo.setToolTip("System follows the desktop's light or dark setting.")
+
         self.error_label = QLabel()
         self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # never render text as HTML
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.setStyleSheet(f"color: {palette.current().error};")
         self.error_label.setVisible(False)
 
+        # Plain settings first; where the Shield is and how it is read under "Technical details".
         form = QFormLayout()
-        form.addRow("Ring file:", self.ring_path_edit)
-        form.addRow("WebSocket URL:", self.ws_url_edit)
         form.addRow("Notify from severity:", self.threshold_combo)
-        form.addRow("Reader spin:", self.spin_us_spin)
-        form.addRow("Feed size (threats kept):", self.feed_size_spin)
+        form.addRow("At most one notification every:", self.interval_spin)
+        form.addRow("Colours:", self.theme_combo)
+        form.addRow("Threats listed in the window:", self.feed_size_spin)
         form.addRow("", self.start_at_login_check)
+        self.spin_us_spin.setToolTip("How long the reader keeps the CPU busy waiting for the next threat before "
+                                     "it sleeps: more is faster under load, 0 saves the most power.")
+        self.technical = QWidget()
+        technical = QFormLayout(self.technical)
+        technical.setContentsMargins(0, 0, 0, 0)
+        technical.addRow("Shield's shared-memory ring file:", self.ring_path_edit)
+        technical.addRow("Shield's WebSocket URL:", self.ws_url_edit)
+        technical.addRow("Reader spin before sleeping:", self.spin_us_spin)
+        self.technical.setVisible(False)
+        self.technical_button = QToolButton()
+        self.technical_button.setText("Technical details")
+        self.technical_button.setCheckable(True)
+        self.technical_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.technical_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.technical_button.setAccessibleName("Show technical settings")
+        self.technical_button.toggled.connect(self._show_technical)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
@@ -118,6 +145,8 @@ class SettingsDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.technical_button)
+        layout.addWidget(self.technical)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
@@ -132,23 +161,34 @@ class SettingsDialog(QDialog):
         self.ws_url_edit.setText(settings.ws_url)
         index = self.threshold_combo.findData(settings.notify_threshold)
         self.threshold_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.interval_spin.setValue(settings.notify_interval_s)
         self.spin_us_spin.setValue(settings.spin_us)
         self.feed_size_spin.setValue(settings.feed_size)
         self.start_at_login_check.setChecked(settings.start_at_login)
+        index = self.theme_combo.findData(settings.theme)
+        self.theme_combo.setCurrentIndex(index if index >= 0 else 0)
         self._clear_error()
 
     def save(self, settings: S.Settings) -> None:
         settings.ring_path = self.ring_path_edit.text().strip()
         settings.ws_url = self.ws_url_edit.text().strip()
         settings.notify_threshold = int(self.threshold_combo.currentData())
+        settings.notify_interval_s = int(self.interval_spin.value())
         settings.spin_us = float(self.spin_us_spin.value())
         settings.feed_size = int(self.feed_size_spin.value())
         settings.start_at_login = self.start_at_login_check.isChecked()
+        settings.theme = str(self.theme_combo.currentData())
         settings.sync()
 
     # --- errors ------------------------------------------------------------------------
 
+    def _show_technical(self, shown: bool) -> None:
+        self.technical.setVisible(shown)
+        self.technical_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
     def show_error(self, message: str) -> None:
+        if message and not self.technical.isVisible():
+            self.technical_button.setChecked(True)  # the fields the error is about
         self.error_label.setText(visible(message))
         self.error_label.setVisible(True)
 

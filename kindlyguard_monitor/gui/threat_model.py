@@ -18,9 +18,9 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
+from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.textsafe import elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_level, severity_name, threat_type_name
 from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
@@ -30,13 +30,7 @@ DETAILS_DISPLAY_LIMIT = 160
 TOOLTIP_LIMIT = 1000
 
 
-# Severity colours: (background, foreground) for the Severity cell.
-SEVERITY_COLOURS = {
-    LOW: (QColor("#9e9e9e"), QColor("#000000")),  # grey
-    MEDIUM: (QColor("#ffbf00"), QColor("#000000")),  # amber
-    HIGH: (QColor("#ff4500"), QColor("#ffffff")),  # orange-red
-    CRITICAL: (QColor("#d50000"), QColor("#ffffff")),  # red
-}
+# Severity colours, (background, text) of the Severity cell: gui/palette.py (light and dark).
 
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
@@ -184,8 +178,8 @@ class ThreatTableModel(QAbstractTableModel):
                 return plain_tooltip(row.source)
             return None
         if col == self.SEVERITY and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole):
-            colours = SEVERITY_COLOURS[severity_level(row.severity)]
-            return colours[0] if role == Qt.ItemDataRole.BackgroundRole else colours[1]
+            bg, fg = palette.severity_colours(severity_level(row.severity))  # the light or dark variant in use
+            return palette.qcolor(bg if role == Qt.ItemDataRole.BackgroundRole else fg)
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(_CENTER.value) if col in (self.SEVERITY, self.BLOCKED) else int(_LEFT.value)
         return None

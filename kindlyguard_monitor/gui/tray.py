@@ -38,7 +38,9 @@ STATES = {
     "threat": ("shield-threat", "Threat just seen"),
     "degraded": ("shield-degraded", "Degraded to WebSocket"),
     "disconnected": ("shield-disconnected", "Disconnected from the Shield"),
+    "protection_off": ("shield-off", "Protection is OFF: the Shield is not blocking threats"),
 }
+PROTECTION_UNKNOWN = "Turn protection off/on"
 THREAT_SHOW_MS = 10_000  # how long "threat" shows before the icon goes back
 POLL_MS = 2_000  # poll for a tray host while none exists
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
@@ -67,6 +69,7 @@ class TrayController(QObject):
         self._icons = {state: icon(name) for state, (name, _) in STATES.items()}
         self._base_state = "disconnected"
         self._threat_active = False
+        self._protection_off = False  # the Shield says protection is off: its own icon until it is back on
         self._counts_text = f"{APP_NAME} — no threats"
         self._missing_emitted = False
         self._dbus_watcher = None
@@ -110,7 +113,7 @@ class TrayController(QObject):
         self.pause_actions["Resume"] = self.action_resume
 
         menu.addSeparator()
-        self.action_protection = menu.addAction("Toggle protection")
+        self.action_protection = menu.addAction(PROTECTION_UNKNOWN)
         self.action_protection.triggered.connect(self.toggle_protection)
         self.action_demo = menu.addAction("Start demo writer")
         self.action_demo.triggered.connect(self.toggle_demo)
@@ -124,15 +127,23 @@ class TrayController(QObject):
         return menu
 
     def set_protection_available(self, available: bool, reason: str = "") -> None:
-        """Grey out "Toggle protection" when it cannot work, saying why."""
-        self.action_protection.setEnabled(bool(available))
-        if available or not reason:
-            self.action_protection.setText("Toggle protection")
-            self.action_protection.setToolTip("")
-        else:
-            shown = visible(reason)
-            self.action_protection.setText(f"Toggle protection ({shown})")
-            self.action_protection.setToolTip(shown)
+        """Grey out the protection action when it cannot work, saying why (the state unknown)."""
+        shown = visible(reason) if reason else ""
+        self.set_protection_action(PROTECTION_UNKNOWN + (f" ({shown})" if not available and shown else ""),
+                                   available, "" if available else shown)
+
+    def set_protection_action(self, text: str, enabled: bool, tooltip: str = "") -> None:
+        """The protection action's label (which way it goes), whether it can be chosen, and why not.
+        Outside text (a reason) is shown visible, never interpreted."""
+        self.action_protection.setText(visible(text))
+        self.action_protection.setEnabled(bool(enabled))
+        self.action_protection.setToolTip(visible(tooltip))
+
+    def set_protection_off(self, off: bool) -> None:
+        """The Shield says protection is off (True) or on: the icon and the tooltip say it."""
+        if bool(off) != self._protection_off:
+            self._protection_off = bool(off)
+            self._refresh()
 
     def set_demo_running(self, running: bool) -> None:
         self.action_demo.setText("Stop demo writer" if running else "Start demo writer")
@@ -142,12 +153,14 @@ class TrayController(QObject):
     @property
     def state(self) -> str:
         """The state the icon shows now."""
+        if self._protection_off:  # the most important thing to know: above a threat's flash
+            return "protection_off"
         return "threat" if self._threat_active else self._base_state
 
     def set_state(self, state: str) -> None:
         """"threat" shows for THREAT_SHOW_MS (again on each call), then the icon
         goes back to the last other state set."""
-        if state not in STATES:
+        if state not in STATES or state == "protection_off":  # that one follows set_protection_off()
             raise ValueError(f"unknown tray state {state!r}")
         if state == "threat":
             self._threat_active = True

@@ -84,14 +84,20 @@ def desktop(request):
 class RunningApp:
     """The app under test, driven over tests/e2e_app.py's control line."""
 
-    def __init__(self, desktop: DesktopSession, tmp_path: Path, *args: str):
+    def __init__(self, desktop: DesktopSession, tmp_path: Path, *args: str, settings: str = "",
+                 extra_env: dict | None = None):
         self.desktop = desktop
         home = tmp_path / "home"
         home.mkdir(exist_ok=True)
+        if settings:  # the app's settings file (QSettings' INI under XDG_CONFIG_HOME), as a user's would be
+            conf = home / "config" / "KindlyGuard" / "KindlyGuard Monitor.conf"
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            conf.write_text(settings)
         env = dict(desktop.env, PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(home / "config"),
                    XDG_DATA_HOME=str(home / "data"), XDG_CACHE_HOME=str(home / "cache"),
                    SHIELD_WS_PORT=os.environ["SHIELD_WS_PORT"],
                    KINDLYGUARD_HISTORY_PATH=str(tmp_path / "history" / "history.sqlite3"))
+        env.update(extra_env or {})
         env.pop("KINDLYGUARD_SHM_PATH", None)
         env.pop("KINDLYGUARD_WS_URL", None)
         self.stderr_path = tmp_path / "app.stderr"
@@ -158,8 +164,8 @@ class RunningApp:
 def start_app(desktop, tmp_path):
     apps: list[RunningApp] = []
 
-    def start(*args: str) -> RunningApp:
-        app = RunningApp(desktop, tmp_path, *args)
+    def start(*args: str, settings: str = "", env: dict | None = None) -> RunningApp:
+        app = RunningApp(desktop, tmp_path, *args, settings=settings, extra_env=env)
         apps.append(app)
         return app
 
@@ -243,7 +249,8 @@ def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app,
     ring = tmp_path / "ring" / "kindly-guard.shm"
     ring.parent.mkdir(mode=0o700)
     writer = HeartbeatWriter(ring)
-    app = start_app("--shm-path", str(ring))
+    # One notification per 3 s at most (the default is 20 s: this test would wait a minute)
+    app = start_app("--shm-path", str(ring), settings="[notify]\nmin_interval_s=3\n")
     try:
         wait_state(app, lambda s: s["transport"] == "shm", 30, "the app to attach to the ring")
         # earlier tests' notifications off the screen, so ours is the one at position 0 for dunstctl
@@ -277,7 +284,7 @@ def test_burst_is_one_summary_and_hostile_text_stays_escaped(desktop, start_app,
         for i in range(0, 12, 3):
             writer.publish(burst[i:i + 3])
         calls = wait_for(lambda: desktop.notify_calls()[before + 2:], 30, "the burst's summary")
-        assert notify_field(calls[0], 2) == "12 new threats, 3 critical"
+        assert notify_field(calls[0], 2) == "12 new threats, 3 critical, none blocked"
         assert notify_field(calls[0], 3) == "mcp:server-0 ×6 · mcp:server-1 ×6"
         # And nothing else follows: one more High threat, published now, is the next notification,
         # alone (anything else still pending would be merged into it, or shown before it).

@@ -101,7 +101,7 @@ def test_no_tray_offscreen_emits_missing_once(qtbot):
 
 def test_menu_texts(tray):
     texts = [a.text() for a in tray.menu.actions() if not a.isSeparator()]
-    assert texts == ["Show/Hide window", "Pause notifications", "Toggle protection",
+    assert texts == ["Show/Hide window", "Pause notifications", "Turn protection off/on",
                      "Start demo writer", "History…", "Settings…", "Quit"]
     pause = [a.text() for a in tray.pause_menu.actions() if not a.isSeparator()]
     assert pause == ["15 minutes", "1 hour", "Until resumed", "Resume"]
@@ -112,11 +112,11 @@ def test_protection_unavailable_shows_reason(tray):
     reason = "the Shield's WebSocket is not reachable"
     tray.set_protection_available(False, reason)
     assert not tray.action_protection.isEnabled()
-    assert tray.action_protection.text() == f"Toggle protection ({reason})"
+    assert tray.action_protection.text() == f"Turn protection off/on ({reason})"
     assert tray.action_protection.toolTip() == reason
     tray.set_protection_available(True, "")
     assert tray.action_protection.isEnabled()
-    assert tray.action_protection.text() == "Toggle protection"
+    assert tray.action_protection.text() == "Turn protection off/on"
 
 
 def test_demo_text_flips(tray):
@@ -279,7 +279,7 @@ def test_notifier_pause_drops_and_stops_timer(qtbot):
     n.offer([threat()])
     assert not n.timer.isActive()
     n.policy.resume()
-    clock.t += 10
+    clock.t += 30
     n.offer([threat()])
     qtbot.waitUntil(lambda: len(shown) == 2, timeout=2000)
 

@@ -9,7 +9,8 @@ from PySide6.QtGui import QGuiApplication
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
-from kindlyguard_monitor.gui.main_window import BADGES, MainWindow
+from kindlyguard_monitor.gui import palette
+from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
 from kindlyguard_monitor.event import EventKey, threat_event
@@ -85,7 +86,7 @@ def test_a_flood_update_lists_the_newest_and_counts_everything(win):
 def test_badge_and_status_bar_per_transport(win):
     win.set_transport("shm", "ring healthy")
     assert win.badge.text() == "Shared memory"
-    assert BADGES["shm"][1] in win.badge.styleSheet()
+    assert palette.current().badge["shm"][0] in win.badge.styleSheet()
     assert win.status_label.text() == "KindlyGuard (SHM)"
     h = _ring.Histogram()
     for _ in range(10):
@@ -97,14 +98,14 @@ def test_badge_and_status_bar_per_transport(win):
     reason = "ring /tmp/<b>x</b>/kindly-guard.shm: writer gone " + "x" * 200
     win.set_transport("websocket", reason)
     assert win.badge.text() == "WebSocket"
-    assert BADGES["websocket"][1] in win.badge.styleSheet()
+    assert palette.current().badge["websocket"][0] in win.badge.styleSheet()
     assert win.status_label.text().startswith("KindlyGuard (WebSocket")
     assert win.reason_label.text().endswith("…") and len(win.reason_label.text()) < len(reason)
     assert "&lt;b&gt;x&lt;/b&gt;" in win.reason_label.toolTip()
 
     win.set_transport("disconnected", "nothing there")
     assert win.badge.text() == "Disconnected (retrying)"
-    assert BADGES["disconnected"][1] in win.badge.styleSheet()
+    assert palette.current().badge["disconnected"][0] in win.badge.styleSheet()
     assert win.status_label.text() == "KindlyGuard (disconnected)"
 
 
@@ -131,12 +132,17 @@ def test_selecting_a_row_fills_details_and_copy(win, qtbot):
     text = win.details.text.toPlainText()
     assert "⟨U+202E⟩" in text and "\u202e" not in text
     assert "<b>x</b>" in text and "<i>tool</i>" in text
-    assert "generation 7, seq 1" in text and "Severity:  Medium" in text
+    assert "Severity:  Medium" in text and "Blocked:   No — reported, but let through" in text
     assert "2023-11-14T" in text  # ISO time
-    assert "code points" in win.details.stats.text()
-    assert str(len("evil \u202e txt\n<b>x</b>")) in win.details.stats.text()
+    # the internals under "Technical details", closed until asked for
+    technical = win.details.technical
+    assert "generation 7, seq 1" not in text and "generation 7, seq 1" in technical.text()
+    assert "code points" in technical.text() and str(len("evil \u202e txt\n<b>x</b>")) in technical.text()
+    assert not technical.isVisible()
+    qtbot.mouseClick(win.details.technical_button, Qt.MouseButton.LeftButton)
+    assert technical.isVisible()
     qtbot.mouseClick(win.details.copy_button, Qt.MouseButton.LeftButton)
-    assert QGuiApplication.clipboard().text() == text
+    assert QGuiApplication.clipboard().text() == text + "\n\nTechnical details:\n" + technical.text()
 
 
 def test_details_pane_none(qtbot):
@@ -156,7 +162,7 @@ def test_show_event_clears_hiding_filters(win):
     assert win.proxy.min_severity() == LOW
     rows = win.table.selectionModel().selectedRows()
     assert len(rows) == 1 and rows[0].data(RowRole).key == EventKey(7, 3)
-    assert "seq 3" in win.details.text.toPlainText()
+    assert "seq 3" in win.details.technical.text()
     assert not win.show_event((99, 99))
 
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Hashable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,9 @@ class Clock:
 
 
 def make(**kw):
+    """A policy with a 3 s interval (the mechanism's tests); the calm default has its own tests."""
     clock = Clock()
+    kw.setdefault("min_interval_s", 3.0)
     return NotificationPolicy(clock=clock, **kw), clock
 
 
@@ -89,8 +92,9 @@ def test_burst_of_12_is_one_summary():
     assert notes == [None] * 12
     c.t = 1003.0
     n = p.due()
-    assert n.title == "12 new threats, 3 critical"
-    assert n.count == 12 and n.severity == CRITICAL
+    assert n.title == "12 new threats, 3 critical, all blocked"
+    assert n.count == 12 and n.severity == CRITICAL and n.blocked == 12
+    assert not n.urgent  # every critical one was blocked: nothing needs the user
     assert n.body == "mcp:tools/call ×7 · mcp:resources/read ×5"
     assert n.sources == ("mcp:tools/call", "mcp:resources/read")
     assert n.key == 9  # newest of the critical ones
@@ -101,7 +105,7 @@ def test_summary_without_critical_and_source_overflow():
     p, c = make()
     p.offer([Ev(source=s) for s in ["a", "a", "a", "b", "b", "c", "d"]])
     n = p.due()
-    assert n.title == "7 new threats"
+    assert n.title == "7 new threats, all blocked"
     assert n.body == "a ×3 · b ×2 · c · …"
     assert n.sources == ("a", "b", "c")
 
@@ -264,7 +268,7 @@ def test_million_event_flood_one_summary_with_bounded_state():
     c.t += 2.9
     n = p.due()
     assert n is not None and p.due() is None
-    assert n.title == "1000000 new threats, 300000 critical"
+    assert n.title == "1000000 new threats, 300000 critical, all blocked"
     assert n.body == "a ×600000 · b ×300000 · s0 · …"
     assert n.key == "crit"
     assert len(p._sources) <= 1000
@@ -304,3 +308,76 @@ def test_property_interval_and_counts(items, interval):
     assert sum(n.count for _, n in shown) == expected
     assert p.next_due_in() is None
     assert p.offered == len(items) and p.suppressed == len(items) - expected
+
+
+# ---- the calm default, what the summary says, do not disturb, defanged text
+
+
+def test_default_is_at_most_three_a_minute():
+    clock = Clock()
+    p = NotificationPolicy(clock=clock)
+    start, notes = clock.t, []
+    for i in range(6000):  # 100 High/Critical threats a second for a minute
+        clock.t = start + i / 100
+        p.offer([Ev(severity=CRITICAL if i % 10 == 0 else HIGH, key=i)])
+        n = p.due()
+        if n:
+            notes.append(n)
+    assert len(notes) == 3, [n.title for n in notes]
+    assert notes[0].count == 1 and notes[1].count > 1000
+
+
+@pytest.mark.parametrize("blocked, title", [
+    ([True] * 12, "12 new threats, 3 critical, all blocked"),
+    ([False] * 12, "12 new threats, 3 critical, none blocked"),
+    ([i % 4 != 0 for i in range(12)], "12 new threats, 3 critical, 9 blocked, 3 allowed"),
+])
+def test_summary_says_what_was_blocked(blocked, title):
+    p, c = make()
+    p.offer([Ev(severity=CRITICAL if i % 4 == 0 else HIGH, blocked=b) for i, b in enumerate(blocked)])
+    n = p.due()
+    assert n.title == title
+    assert n.blocked == sum(blocked)
+
+
+def test_critical_urgency_only_for_a_critical_threat_not_blocked():
+    p, c = make()
+    cases = [
+        ([Ev(severity=CRITICAL, blocked=False)], True),
+        ([Ev(severity=CRITICAL, blocked=True)], False),
+        ([Ev(severity=HIGH, blocked=False)], False),
+        ([Ev(severity=HIGH, blocked=False), Ev(severity=CRITICAL, blocked=True)], False),
+        ([Ev(severity=HIGH, blocked=True), Ev(severity=CRITICAL, blocked=False)], True),
+    ]
+    for events, urgent in cases:
+        c.t += 10
+        p.offer(events)
+        assert p.due().urgent is urgent, events
+
+
+def test_do_not_disturb_holds_everything_then_one_notification():
+    p, c = make()
+    p.set_inhibited(True)
+    assert p.inhibited
+    for i in range(40):
+        c.t += 1
+        p.offer([Ev(severity=CRITICAL if i < 2 else HIGH, key=i)])
+        assert p.due() is None and p.next_due_in() is None
+    assert p.pending == 40 and p.suppressed == 0
+    p.set_inhibited(False)
+    assert p.next_due_in() == 0.0
+    n = p.due()
+    assert n.title == "40 new threats, 2 critical, all blocked" and n.key == 1
+    assert p.pending == 0 and p.due() is None
+
+
+def test_urls_and_paths_in_bodies_are_defanged():
+    p, c = make()
+    p.offer([Ev(source="mcp:fetch http://evil.example/x", details="read file:///etc/passwd via www.evil.example")])
+    n = p.due()
+    assert n.body == ("mcp:fetch hxxp[:]//evil[.]example/x — read file[:]///etc/passwd via www[.]evil[.]example")
+    c.t += 10
+    p.offer([Ev(source="https://a.example/1"), Ev(source="https://a.example/1"), Ev(source="file:///x")])
+    n = p.due()
+    assert n.body == "hxxps[:]//a[.]example/1 ×2 · file[:]///x"
+    assert "://" not in n.title + n.body

@@ -49,13 +49,15 @@ def test_defaults(settings):
     assert settings.ring_path == ""
     assert settings.ws_url == ""
     assert settings.notify_threshold == 3
+    assert settings.notify_interval_s == 20  # three notifications a minute at most
+    assert settings.theme == "system"  # follow the desktop's colour scheme
     assert settings.spin_us == 50.0
     assert settings.feed_size == 10_000
     assert settings.start_at_login is False
 
 
 def test_keys_defined_once():
-    assert len(set(S.ALL_KEYS)) == len(S.ALL_KEYS) == 6
+    assert len(set(S.ALL_KEYS)) == len(S.ALL_KEYS) == 8
 
 
 def test_default_store_uses_org_and_app_names():
@@ -69,6 +71,11 @@ def test_default_store_uses_org_and_app_names():
     ("ws_url", "wss://shield.example:9955/ws"),
     ("notify_threshold", 1),
     ("notify_threshold", 4),
+    ("notify_interval_s", 3),
+    ("notify_interval_s", 3600),
+    ("theme", "dark"),
+    ("theme", "light"),
+    ("theme", "system"),
     ("spin_us", 0.0),
     ("spin_us", 12.5),
     ("spin_us", 1000.0),
@@ -86,6 +93,7 @@ def test_round_trip(settings, ini, name, value):
 
 def test_setters_reject_out_of_range(settings):
     for name, bad in [("notify_threshold", 0), ("notify_threshold", 5), ("spin_us", -1),
+                      ("notify_interval_s", 2), ("notify_interval_s", 3601),
                       ("spin_us", float("nan")), ("feed_size", 99), ("feed_size", 1_000_001)]:
         with pytest.raises(ValueError):
             setattr(settings, name, bad)
@@ -94,6 +102,8 @@ def test_setters_reject_out_of_range(settings):
 @pytest.mark.parametrize("key, raw", [
     (S.KEY_NOTIFY_THRESHOLD, "banana"), (S.KEY_NOTIFY_THRESHOLD, "0"), (S.KEY_NOTIFY_THRESHOLD, "5"),
     (S.KEY_NOTIFY_THRESHOLD, "2.5"), (S.KEY_NOTIFY_THRESHOLD, ["1", "2"]),
+    (S.KEY_THEME, "purple"), (S.KEY_THEME, ["dark"]),
+    (S.KEY_NOTIFY_INTERVAL, "soon"), (S.KEY_NOTIFY_INTERVAL, "0"), (S.KEY_NOTIFY_INTERVAL, "1e9"),
     (S.KEY_SPIN_US, "fast"), (S.KEY_SPIN_US, "-1"), (S.KEY_SPIN_US, "1e9"), (S.KEY_SPIN_US, "nan"),
     (S.KEY_SPIN_US, "inf"),
     (S.KEY_FEED_SIZE, "lots"), (S.KEY_FEED_SIZE, "99"), (S.KEY_FEED_SIZE, "99999999999999999999"),
@@ -103,7 +113,8 @@ def test_setters_reject_out_of_range(settings):
 def test_garbage_reads_as_default(settings, ini, key, raw):
     fresh = Settings(QSettings(str(ini), QSettings.Format.IniFormat))
     expected = {name: getattr(fresh, name) for name in
-                ("ring_path", "ws_url", "notify_threshold", "spin_us", "feed_size", "start_at_login")}
+                ("ring_path", "ws_url", "notify_threshold", "notify_interval_s", "spin_us", "feed_size",
+                 "start_at_login", "theme")}
     settings.qsettings.setValue(key, raw)
     settings.sync()
     for s in (settings, reopen(ini)):
