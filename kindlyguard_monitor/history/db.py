@@ -39,7 +39,7 @@ import stat
 import time
 from pathlib import Path
 
-from kindlyguard_monitor.history.schema import SCHEMA_VERSION, NewerSchema, migrate
+from kindlyguard_monitor.history.schema import SCHEMA_VERSION, NewerSchema, ensure_text_index, migrate
 from kindlyguard_monitor.vocabulary import ENV_HISTORY_PATH
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 PATH_ENV = ENV_HISTORY_PATH
 FILE_NAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 5000
-WAL_LIMIT_BYTES = 64 << 20  # the WAL is truncated to this after a checkpoint
+WAL_LIMIT_BYTES = 16 << 20  # the WAL is truncated to this after a checkpoint
+WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, stated: a checkpoint after every 16 MiB of WAL
 CACHE_KIB = 32 << 10  # the writer's page cache: index inserts stay in memory
 
 # Primary SQLite result codes (sqlite3.Error.sqlite_errorcode & 0xff).
@@ -179,7 +180,8 @@ def sidecars(path: Path) -> list[Path]:
 
 
 def size_bytes(path: Path) -> int:
-    """What the history takes on disk: the database file and its WAL."""
+    """What the history takes on disk: the database file and its WAL, as they are now
+    (the writer keeps the WAL small: kindlyguard_monitor.history.store checkpoints it)."""
     total = 0
     for p in sidecars(path)[:2]:
         try:
@@ -221,10 +223,12 @@ def _prepare(path: Path, max_page_count: int | None) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL").fetchall()
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         conn.execute("PRAGMA temp_store = MEMORY")
         if max_page_count is not None:
             conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}").fetchall()
+        ensure_text_index(conn)
         return conn
     except NewerSchema as exc:
         conn.close()

@@ -6,15 +6,25 @@ keywords or bidirectional characters in a search are just characters.
 
 Filter semantics:
 
-- text: a substring of `details` or `source`, matched with instr(), so
-  nothing in it is a wildcard. Case-insensitive for ASCII letters A–Z
-  (SQLite's lower() folds only those); every other character matches
-  exactly, U+202E only U+202E.
+- text: a substring of `details` or `source`; nothing in it is a wildcard.
+  Case-insensitive: an ASCII needle folds A-Z only (instr(lower(...))), a
+  needle with any other character folds both sides with Python's
+  str.lower() (É finds é, Σ finds σ; ß does not find "ss"); every other
+  character matches exactly, U+202E only U+202E.
 - types: any of these threat type numbers (empty: every type).
 - min_severity: at least this severity (1 Low .. 4 Critical; 0 or 1: all).
 - blocked: True only blocked, False only allowed, None both.
 - source: exactly this source (case-sensitive); for part of a source use text.
 - since_us (inclusive) / until_us (exclusive): the threat's wall-clock time.
+
+How a text or source search stays fast (docs/history.md, "Searching"):
+first the newest PROBE_ROWS rows that pass the other filters are checked
+one by one: a common needle fills its page there. Otherwise the rows are
+narrowed by the trigram index (kindlyguard_monitor.history.text_index: the
+rows holding every trigram of the needle, plus the rows not indexed yet)
+and each is checked exactly. A source never stored answers from the
+`sources` table at once. Needles under three characters have no trigram:
+they are found by scanning (newest first, so a common one is quick).
 
 Paging is by keyset, never OFFSET: rows are ordered (time_us DESC, id DESC)
 and a page continues strictly after the (time_us, id) of the last row shown,
@@ -33,11 +43,14 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple
 
-from kindlyguard_monitor.history import db
+from kindlyguard_monitor.history import db, text_index
 from kindlyguard_monitor.history.records import GAP_COLUMNS, SELECT_COLUMNS, Gap, StoredThreat, gap, stored_threat
+from kindlyguard_monitor.history.schema import TEXT_INDEX
 
 DEFAULT_PAGE = 200
+PROBE_ROWS = 20_000  # newest rows checked one by one before the index is asked (tests set 0)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ORDER = " ORDER BY time_us DESC, id DESC"
 
 Cursor = tuple[int, int]  # (time_us, row id) of the last row of a page
 Database = sqlite3.Connection | str | os.PathLike
@@ -64,12 +77,37 @@ class Page(NamedTuple):
 
 def where(f: Filter, before: Cursor | None = None) -> tuple[str, list]:
     """The WHERE clause (or "") and its parameters for a filter and a paging cursor."""
+    terms, params = _indexed_terms(f, before)
+    check, check_params = _checks(f)
+    return _clause(terms + check), params + check_params
+
+
+def _clause(terms: list[str]) -> str:
+    return " WHERE " + " AND ".join(terms) if terms else ""
+
+
+def _checks(f: Filter) -> tuple[list[str], list]:
+    """The terms no ordinary index serves (text, source), checked row by row."""
     terms: list[str] = []
     params: list = []
     if f.text:
-        needle = f.text.translate(_ASCII_LOWER)
-        terms.append("(instr(lower(details), ?) > 0 OR instr(lower(source), ?) > 0)")
+        if f.text.isascii():
+            needle = f.text.translate(_ASCII_LOWER)
+            terms.append("(instr(lower(details), ?) > 0 OR instr(lower(source), ?) > 0)")
+        else:
+            needle = f.text.lower()
+            terms.append("(kg_contains(details, ?) OR kg_contains(source, ?))")
         params += [needle, needle]
+    if f.source is not None:
+        terms.append("source = ?")
+        params.append(f.source)
+    return terms, params
+
+
+def _indexed_terms(f: Filter, before: Cursor | None) -> tuple[list[str], list]:
+    """The terms the time, type and severity indexes serve, and the paging cursor."""
+    terms: list[str] = []
+    params: list = []
     if f.types:
         types = sorted(f.types)
         terms.append(f"type IN ({', '.join('?' * len(types))})")
@@ -80,9 +118,6 @@ def where(f: Filter, before: Cursor | None = None) -> tuple[str, list]:
     if f.blocked is not None:
         terms.append("blocked = ?")
         params.append(1 if f.blocked else 0)
-    if f.source is not None:
-        terms.append("source = ?")
-        params.append(f.source)
     if f.since_us is not None:
         terms.append("time_us >= ?")
         params.append(int(f.since_us))
@@ -92,7 +127,70 @@ def where(f: Filter, before: Cursor | None = None) -> tuple[str, list]:
     if before is not None:
         terms.append("(time_us, id) < (?, ?)")
         params += [int(before[0]), int(before[1])]
-    return (" WHERE " + " AND ".join(terms) if terms else ""), params
+    return terms, params
+
+
+def _contains(text, needle) -> bool:
+    return text is not None and needle in str(text).lower()
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    conn.create_function("kg_contains", 2, _contains, deterministic=True)
+
+
+def _never_seen_source(conn: sqlite3.Connection, f: Filter) -> bool:
+    """A source filter naming a source the history never stored (answered without a scan)."""
+    if f.source is None or not _has_table(conn, "sources"):
+        return False
+    return conn.execute("SELECT 1 FROM sources WHERE source = ?", (f.source,)).fetchone() is None
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchone() \
+        is not None
+
+
+def _candidates(conn: sqlite3.Connection, f: Filter) -> tuple[str, list] | None:
+    """Row ids that may match the text and source (the trigram index, and the rows above
+    what it holds), as a subquery; None when the index cannot narrow this search."""
+    needles = [n for n in (f.text, f.source) if n and len(n) >= text_index.MIN_CHARS]
+    expression = text_index.trigram_query(*needles)
+    if expression is None:
+        return None
+    upto = text_index.upto(conn)
+    if upto is None:
+        return None
+    return (f"SELECT rowid AS cid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ? "
+            "UNION ALL SELECT id FROM threats WHERE id > ?"), [expression, upto]
+
+
+def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | None, tail: str) -> tuple[str, list]:
+    """SELECT `what` for a filter: through the index's candidates when it narrows, else a scan."""
+    terms, params = _indexed_terms(f, before)
+    check, check_params = _checks(f)
+    cands = _candidates(conn, f) if check else None
+    if cands is None:
+        return f"SELECT {what} FROM threats{_clause(terms + check)}{tail}", params + check_params
+    sql, cparams = cands
+    return (f"SELECT {what} FROM ({sql}) AS c CROSS JOIN threats ON threats.id = c.cid"
+            f"{_clause(terms + check)}{tail}", cparams + params + check_params)
+
+
+def _probe(conn: sqlite3.Connection, f: Filter, before: Cursor | None, want: int) -> list | None:
+    """The first `want` matches if they are among the newest PROBE_ROWS rows that pass
+    the indexed filters (or those are all there is); None when that does not settle it."""
+    if PROBE_ROWS < want * 2:
+        return None
+    terms, params = _indexed_terms(f, before)
+    check, check_params = _checks(f)
+    window = f"SELECT {SELECT_COLUMNS} FROM threats{_clause(terms)}{_ORDER} LIMIT ?"
+    rows = conn.execute(f"SELECT * FROM ({window}){_clause(check)} LIMIT ?",
+                        params + [PROBE_ROWS] + check_params + [want]).fetchall()
+    if len(rows) >= want:
+        return rows
+    seen = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM threats{_clause(terms)}{_ORDER} LIMIT ?)",
+                        params + [PROBE_ROWS]).fetchone()[0]
+    return rows if seen < PROBE_ROWS else None
 
 
 @contextlib.contextmanager
@@ -112,10 +210,14 @@ def search(database: Database, f: Filter = Filter(), limit: int = DEFAULT_PAGE,
            before: Cursor | None = None) -> Page:
     """One page of matching threats, newest first, after `before` (None: from the newest)."""
     limit = max(1, int(limit))
-    clause, params = where(f, before)
-    sql = f"SELECT {SELECT_COLUMNS} FROM threats{clause} ORDER BY time_us DESC, id DESC LIMIT ?"
     with connection(database) as conn:
-        rows = conn.execute(sql, params + [limit + 1]).fetchall()
+        _prepare(conn)
+        if _never_seen_source(conn, f):
+            return Page([], None)
+        rows = _probe(conn, f, before, limit + 1) if (f.text or f.source is not None) else None
+        if rows is None:
+            sql, params = _select(conn, SELECT_COLUMNS, f, before, f"{_ORDER} LIMIT ?")
+            rows = conn.execute(sql, params + [limit + 1]).fetchall()
     more = len(rows) > limit
     threats = [stored_threat(r) for r in rows[:limit]]
     cursor = (threats[-1].timestamp_unix_us, threats[-1].row_id) if more else None
@@ -124,9 +226,11 @@ def search(database: Database, f: Filter = Filter(), limit: int = DEFAULT_PAGE,
 
 def iterate(database: Database, f: Filter = Filter()) -> Iterator[StoredThreat]:
     """Every matching threat, newest first, streamed from one read snapshot (for export)."""
-    clause, params = where(f)
-    sql = f"SELECT {SELECT_COLUMNS} FROM threats{clause} ORDER BY time_us DESC, id DESC"
     with connection(database) as conn:
+        _prepare(conn)
+        if _never_seen_source(conn, f):
+            return
+        sql, params = _select(conn, SELECT_COLUMNS, f, None, _ORDER)
         cur = conn.execute(sql, params)
         try:
             while rows := cur.fetchmany(1000):
@@ -137,9 +241,23 @@ def iterate(database: Database, f: Filter = Filter()) -> Iterator[StoredThreat]:
 
 
 def count(database: Database, f: Filter = Filter()) -> int:
-    clause, params = where(f)
     with connection(database) as conn:
-        return conn.execute(f"SELECT count(*) FROM threats{clause}", params).fetchone()[0]
+        _prepare(conn)
+        if _never_seen_source(conn, f):
+            return 0
+        sql, params = _select(conn, "count(*)", f, None, "")
+        return conn.execute(sql, params).fetchone()[0]
+
+
+def unseen_count(database: Database) -> int:
+    """Threats the user has not marked seen (kindlyguard_monitor.history.store: mark_seen,
+    mark_all_seen). Counts the rows above the 'seen_upto' mark, so it is quick once
+    everything was marked seen; a history from before seen state (schema 2) counts all."""
+    with connection(database) as conn:
+        if not _has_table(conn, "meta"):
+            return conn.execute("SELECT count(*) FROM threats").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM threats WHERE id > (SELECT value FROM meta WHERE "
+                            "name = 'seen_upto') AND seen = 0").fetchone()[0]
 
 
 def recent(database: Database, n: int) -> list[StoredThreat]:

@@ -22,6 +22,19 @@ Columns, as stored:
 - gaps: where the history knows it has a hole: `kind` 'reader' (the reader
   counted missed or corrupt events) or 'store_overflow' (the store fell so
   far behind that it dropped the oldest threats waiting to be written).
+- threats.seen: 1 when the user marked that threat seen; every row up to
+  meta 'seen_upto' (a row id) is seen too ("mark all as seen" writes one
+  number, not a million rows).
+- meta: named integers: 'seen_upto', and 'text_upto' (the last row id the
+  text index holds: kindlyguard_monitor.history.text_index).
+- sources: every distinct source stored (a superset: rows deleted by
+  retention leave theirs until the next retention rebuilds it), so a
+  search for a source never seen answers at once without a scan.
+- threats_text: the substring index (FTS5, trigram tokenizer, detail=none,
+  external content = threats) over source and details. It is not a
+  numbered migration: SQLite builds without FTS5 or trigram (before 3.34)
+  have none and search by scanning; `ensure_text_index()` creates it when
+  the SQLite in use can.
 """
 
 from __future__ import annotations
@@ -69,8 +82,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX threats_severity_time ON threats(severity, time_us)",
         "CREATE INDEX threats_type_time ON threats(type, time_us)",
     ),
+    # 3: seen state, the distinct sources, and the meta numbers. Old rows keep every
+    # value; the text index for them is built afterwards, in chunks, by the writer.
+    (
+        "ALTER TABLE threats ADD COLUMN seen INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO meta (name, value) VALUES ('seen_upto', 0), ('text_upto', 0)",
+        "CREATE TABLE sources (source TEXT PRIMARY KEY) WITHOUT ROWID",
+        "INSERT OR IGNORE INTO sources (source) SELECT DISTINCT source FROM threats",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+TEXT_INDEX = "threats_text"
+_TEXT_INDEX_DDL = (f"CREATE VIRTUAL TABLE {TEXT_INDEX} USING fts5(source, details, content='threats', "
+                   "content_rowid='id', tokenize='trigram case_sensitive 0', detail=none, columnsize=0)")
 
 
 class NewerSchema(Exception):
@@ -116,3 +143,39 @@ def migrate(conn: sqlite3.Connection) -> int:
                 conn.execute("ROLLBACK")
             raise
     return version
+
+
+def text_index_supported() -> bool:
+    """Can this SQLite build the text index (FTS5 with the trigram tokenizer, SQLite >= 3.34)?"""
+    try:
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.execute(_TEXT_INDEX_DDL.replace("content='threats', content_rowid='id', ", ""))
+            return True
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def has_text_index(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (TEXT_INDEX,)).fetchone() is not None
+
+
+def ensure_text_index(conn: sqlite3.Connection) -> bool:
+    """Create the (empty) text index when this SQLite can and it is missing; True when it exists.
+    Its rows are added by kindlyguard_monitor.history.text_index, from meta 'text_upto' on."""
+    if has_text_index(conn):
+        return True
+    if not text_index_supported():
+        return False
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_TEXT_INDEX_DDL)
+        conn.execute("UPDATE meta SET value = 0 WHERE name = 'text_upto'")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True

@@ -30,12 +30,23 @@ Nothing is lost silently:
   stored, nothing retried, nothing moved; what is submitted is counted in
   `not_saved`.
 
-Retention: threats (and gap rows) older than `max_age_days` and, beyond
-`max_rows`, the oldest threats are deleted, in chunks, when the store
-starts and every `retention_interval_s`, then `PRAGMA incremental_vacuum`
-gives the free pages back to the file system. Between those runs, rows
-above `max_rows` by 5% are trimmed as they come (without vacuum: the file
-is about to grow again).
+Retention (kindlyguard_monitor.history.retention) runs when the store
+starts and every `retention_interval_s`; between runs, rows above
+`max_rows` by 5% are trimmed as they come (without vacuum: the file is
+about to grow again).
+
+Behind the writes, when nothing waits, the writer fills the text index
+(kindlyguard_monitor.history.text_index) in chunks, and once idle for
+`IDLE_CHECKPOINT_S` it checkpoints the WAL with TRUNCATE, so the size on
+disk (`size_bytes()`) is the history's and not a WAL's high-water mark;
+closing does the same.
+
+Seen state: `mark_seen(keys)` and `mark_all_seen()` queue behind what was
+submitted before them; `unseen` is the count the tray shows (kept in
+memory, exact after each commit).
+
+The queue itself (kindlyguard_monitor.history.pending) is plain bookkeeping;
+this module is the thread that owns the writing connection.
 
 Searching is not done here: open a reader connection (`open_reader()`) and
 use kindlyguard_monitor.history.query; WAL lets readers run while the writer writes.
@@ -48,11 +59,12 @@ import sqlite3
 import struct
 import threading
 import time
-from collections import deque
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable
 
-from kindlyguard_monitor.history import db
-from kindlyguard_monitor.history.records import THREAT_COLUMNS, generation_text, sanitize_row, threat_rows
+from kindlyguard_monitor.history import db, query, retention, text_index
+from kindlyguard_monitor.history.pending import Mark, Pending, PendingQueue
+from kindlyguard_monitor.history.records import THREAT_COLUMNS, clean_text, generation_text, sanitize_row, threat_rows
+from kindlyguard_monitor.history.retention import RetentionResult
 from kindlyguard_monitor.vocabulary import Transport
 
 log = logging.getLogger(__name__)
@@ -64,13 +76,17 @@ DEFAULT_MAX_PENDING = 1_000_000  # threats waiting; about 250 bytes each in memo
 DEFAULT_BATCH_ROWS = 50_000  # threats per transaction
 COMMIT_INTERVAL_S = 0.05  # fewer than batch_rows waiting: gather this long, so a trickle is not a commit each
 RETENTION_INTERVAL_S = 3600.0
-DELETE_CHUNK = 20_000  # rows per retention DELETE (one short transaction each)
-MAX_PENDING_GAPS = 10_000  # beyond this, new gap records are merged into the last one
+IDLE_CHECKPOINT_S = 1.0  # idle this long after writing: checkpoint and truncate the WAL
+KNOWN_SOURCES_MAX = 100_000  # sources remembered as already in the sources table
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
 READ_ONLY_TEXT = "history is read-only: shown, not saved"
 
 _INSERT_THREAT = (f"INSERT OR IGNORE INTO threats ({', '.join(THREAT_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
+_INSERT_SOURCE = "INSERT OR IGNORE INTO sources (source) VALUES (?)"
+_MARK_SEEN = ("UPDATE threats SET seen = 1 WHERE key = ? AND seen = 0 "
+              "AND id > (SELECT value FROM meta WHERE name = 'seen_upto')")
+_MARK_ALL_SEEN = "UPDATE meta SET value = (SELECT coalesce(max(id), 0) FROM threats) WHERE name = 'seen_upto'"
 _INSERT_GAP = "INSERT INTO gaps (time_us, transport, generation, missed, corrupt, kind) VALUES (?, ?, ?, ?, ?, ?)"
 # What SQLite's binding raises for a value it cannot hold; the rows are sanitized and retried.
 _ROW_ERRORS = (ValueError, OverflowError, TypeError, AttributeError, struct.error, sqlite3.InterfaceError,
@@ -81,49 +97,30 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
-class _Pending(NamedTuple):
-    """A batch as submitted, not yet converted to rows."""
-
-    transport: str
-    generation: int | None
-    events: list | tuple
-
-
-class RetentionResult(NamedTuple):
-    threats_deleted: int
-    gaps_deleted: int
-    vacuumed: bool
-
-
 class HistoryStore:
     def __init__(self, path=None, *, max_age_days: float = DEFAULT_MAX_AGE_DAYS, max_rows: int = DEFAULT_MAX_ROWS,
                  max_pending: int = DEFAULT_MAX_PENDING, batch_rows: int = DEFAULT_BATCH_ROWS,
                  retention_interval_s: float = RETENTION_INTERVAL_S, commit_interval_s: float = COMMIT_INTERVAL_S,
                  on_error: Callable[[str | None], None] | None = None,
-                 max_page_count: int | None = None, now_us: Callable[[], int] = wall_clock_us):
+                 max_page_count: int | None = None, now_us: Callable[[], int] = wall_clock_us,
+                 index_text: bool = True):
         """`path`: the database (default: kindlyguard_monitor.history.db.history_path()). `max_page_count`
         caps the file's size in pages (writes beyond it fail as on a full disk; tests
-        use it). `now_us`: the wall clock, in µs, for retention and gap times."""
+        use it). `now_us`: the wall clock, in µs, for retention and gap times.
+        `index_text=False` leaves the text index unfilled (tests of the unindexed path)."""
         self.path = db.history_path(path)
         self.max_age_us = int(max_age_days * DAY_US)
         self.max_rows = max(0, int(max_rows))
-        self.max_pending = max(1, int(max_pending))
         self.batch_rows = max(1, int(batch_rows))
         self.retention_interval_s = retention_interval_s
         self.commit_interval_s = commit_interval_s
         self.on_error = on_error
         self.now_us = now_us
-        # Shared with the writer thread, under _cond. A threat waits as part of a submitted
-        # batch (_queue), then in the transaction being written (_inflight).
+        self.index_text = index_text
+        # Shared with the writer thread, under _cond.
         self._cond = threading.Condition()
-        self._queue: deque[_Pending] = deque()
-        self._queued = self._inflight = 0  # threats in each
-        self._gaps: list[tuple] = []  # _INSERT_GAP parameters
-        self._overflow = 0  # threats dropped, not yet in a gap row
-        self._submitted = 0  # items accepted (a threat or a gap row each)
-        self._finished = 0  # items committed or dropped
-        self._flush_target = 0  # a flush() waits for _finished to reach this: write without gathering
-        self._first_waiting = 0.0  # monotonic time the oldest waiting item arrived
+        self._pending = PendingQueue(max(1, int(max_pending)))
+        self._flush_target = 0  # a flush() waits for finished to reach this: write without gathering
         self._stopping = False
         self._retention_wanted = False
         self._retention_runs = 0
@@ -136,6 +133,10 @@ class HistoryStore:
         # The writer thread's own.
         self._conn: sqlite3.Connection | None = None
         self._file_rows = 0  # threats in the file (exact after retention, counted up by inserts)
+        self._text_backlog = 0  # rows not in the text index yet
+        self._wal_dirty_at: float | None = None  # monotonic time of the first write since the last checkpoint
+        self._last_write = 0.0
+        self._known_sources: set[str] = set()
         self.ready = threading.Event()  # set once the file is opened (or opening failed)
         # For the app to show (written by the writer thread).
         self.notice: str | None = None  # the old file was unusable and moved aside
@@ -146,11 +147,21 @@ class HistoryStore:
         self.error: str | None = None  # writing fails now; None when it works
         self.stored = 0  # threats inserted
         self.duplicates = 0  # threats ignored: already stored
-        self.dropped = 0  # threats dropped because too many waited (or unstorable)
         self.transactions = 0  # committed
+        self.checkpoints = 0  # idle or closing WAL truncations done
+        self.unseen = 0  # threats stored and not marked seen (exact after each commit)
         self.last_retention: RetentionResult | None = None
 
     # ---- any thread
+
+    @property
+    def dropped(self) -> int:
+        """Threats dropped because too many waited (or that SQLite would not take)."""
+        return self._pending.dropped
+
+    @property
+    def max_pending(self) -> int:
+        return self._pending.max_pending
 
     def start(self) -> "HistoryStore":
         """Start the writer thread: it opens (checks, migrates) the file and applies retention."""
@@ -173,21 +184,11 @@ class HistoryStore:
             if not self.saving:
                 n = sum(len(b.events) for b in batches)
                 self.not_saved += n
-                self._submitted += n
-                self._finished += n
+                self._pending.submitted += n
+                self._pending.finished += n
                 return
-            added = 0
-            for b in batches:
-                if b.events:
-                    self._queue.append(_Pending(b.transport, b.generation, b.events))
-                    added += len(b.events)
-            if not added:
-                return
-            self._mark_waiting()
-            self._queued += added
-            self._submitted += added
-            self._trim_queue()
-            self._cond.notify_all()
+            if self._pending.add_batches(batches):
+                self._cond.notify_all()
 
     def record_counters(self, delivered: int, missed: int, corrupt: int, transport: str,
                         generation: int | None = None) -> None:
@@ -200,26 +201,49 @@ class HistoryStore:
             self._counter_base = (delivered, missed, corrupt)
             grew_missed, grew_corrupt = missed - base[1], corrupt - base[2]
             if (grew_missed > 0 or grew_corrupt > 0) and self.saving:
-                self._mark_waiting()
-                self._add_gap((self.now_us(), str(transport), generation_text(generation), grew_missed,
-                               grew_corrupt, "reader"))
+                self._pending.add_gap((self.now_us(), str(transport), generation_text(generation), grew_missed,
+                                       grew_corrupt, "reader"))
+                self._cond.notify_all()
+
+    def mark_seen(self, keys: Iterable[bytes]) -> None:
+        """Mark these threats seen (history keys: kindlyguard_monitor.history.records.threat_key),
+        after everything submitted before; a key not stored (yet) is ignored."""
+        keys = tuple(bytes(k) for k in keys)
+        if keys:
+            self._add_mark(Mark(keys))
+
+    def mark_all_seen(self) -> None:
+        """Mark every threat submitted so far seen (one number in the file, however many)."""
+        self._add_mark(Mark(None))
+
+    def _add_mark(self, mark: Mark) -> None:
+        with self._cond:
+            if self.saving:
+                self._pending.add_mark(mark)
                 self._cond.notify_all()
 
     def lag(self) -> int:
         """Threats submitted and not yet committed (or dropped): how far behind the store is."""
         with self._cond:
-            return self._waiting()
+            return self._pending.waiting()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed (or dropped); False on timeout."""
         with self._cond:
-            target = self._submitted
+            q = self._pending
+            target = q.submitted
             if self._thread is None or not self._thread.is_alive():
-                return self._finished >= target
+                return q.finished >= target
             self._flush_target = max(self._flush_target, target)
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._finished >= target or self._stopping, timeout) \
-                and self._finished >= target
+            return self._cond.wait_for(lambda: q.finished >= target or self._stopping, timeout) \
+                and q.finished >= target
+
+    def wait_indexed(self, timeout: float | None = None) -> bool:
+        """Wait until every row stored is in the text index (or there is no index); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._text_backlog == 0 or self._stopping or not self.index_text,
+                                       timeout) and self._text_backlog == 0
 
     def retain_now(self, timeout: float | None = None) -> RetentionResult | None:
         """Apply retention (with vacuum) now, on the writer thread; its result, or None on timeout."""
@@ -240,12 +264,12 @@ class HistoryStore:
             self._cond.notify_all()
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Flush (up to `timeout`), stop the writer thread and close the file.
+        """Flush (up to `timeout`), stop the writer thread, checkpoint the WAL and close the file.
         True when everything submitted was stored."""
         flushed = self.flush(timeout)
         with self._cond:
             self._stopping = True
-            lost = self._waiting()
+            lost = self._pending.waiting()
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -265,68 +289,6 @@ class HistoryStore:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    # ---- queue bookkeeping (under _cond)
-
-    def _waiting(self) -> int:
-        return self._queued + self._inflight
-
-    def _has_work(self) -> bool:
-        return bool(self._queue or self._gaps or self._overflow)
-
-    def _mark_waiting(self) -> None:
-        if not self._has_work():
-            self._first_waiting = time.monotonic()
-
-    def _add_gap(self, row: tuple) -> None:
-        self._submitted += 1
-        if len(self._gaps) >= MAX_PENDING_GAPS:  # merge: counts stay exact, the row count bounded
-            last = self._gaps[-1]
-            self._gaps[-1] = last[:3] + (last[3] + row[3], last[4] + row[4]) + last[5:]
-            self._finished += 1
-        else:
-            self._gaps.append(row)
-
-    def _lose(self, n: int) -> None:
-        """n threats will never be stored: count them, and record them in a store_overflow gap row."""
-        if not self._overflow:
-            self._submitted += 1  # the gap row that will record them
-        self._overflow += n
-        self._finished += n
-        self.dropped += n
-
-    def _trim_queue(self) -> None:
-        """Drop the oldest waiting threats beyond max_pending.
-
-        Why a bound: besides memory, every full collection of the cyclic GC walks
-        each waiting event (with the GIL held): about 100 ms per million here."""
-        excess = self._waiting() - self.max_pending
-        while excess > 0 and self._queue:
-            first = self._queue[0]
-            cut = min(len(first.events), excess)
-            if cut == len(first.events):
-                self._queue.popleft()
-            else:
-                self._queue[0] = first._replace(events=first.events[cut:])
-            self._queued -= cut
-            self._lose(cut)
-            excess -= cut
-
-    def _take(self) -> list[_Pending]:
-        """Up to batch_rows waiting threats, from the front, moved to in-flight."""
-        batches, room = [], self.batch_rows
-        while self._queue and room > 0:
-            first = self._queue[0]
-            if len(first.events) <= room:
-                batches.append(self._queue.popleft())
-            else:
-                batches.append(first._replace(events=first.events[:room]))
-                self._queue[0] = first._replace(events=first.events[room:])
-            room -= len(batches[-1].events)
-        taken = self.batch_rows - room
-        self._queued -= taken
-        self._inflight += taken
-        return batches
-
     # ---- the writer thread
 
     def _run(self) -> None:
@@ -337,27 +299,19 @@ class HistoryStore:
             next_retention = time.monotonic() + self.retention_interval_s
             while True:
                 with self._cond:
-                    while not self._stopping and not self.saving:  # read-only or refused: final
-                        self._cond.wait()
-                    while not self._stopping:
-                        now = time.monotonic()
-                        retry_due = self._retry_at is None or now >= self._retry_at
-                        has_work = self._has_work()
-                        gathered = now - self._first_waiting >= self.commit_interval_s \
-                            or self._waiting() >= self.batch_rows or self._finished < self._flush_target
-                        if retry_due and ((has_work and gathered) or self._retention_wanted
-                                          or now >= next_retention or self._conn is None):
-                            break
-                        wake = next_retention if self._retry_at is None else min(next_retention, self._retry_at)
-                        if has_work and not gathered:
-                            wake = min(wake, self._first_waiting + self.commit_interval_s)
-                        self._cond.wait(max(0.0, wake - now))
-                    if self._stopping:
+                    job = self._wait_for_job(next_retention)
+                    if job is None:
                         break
                     wanted, self._retention_wanted = self._retention_wanted, False
                 if self._conn is None and not self._open():
                     with self._cond:
                         self._retention_wanted |= wanted
+                    continue
+                if job == "index":
+                    self._index_some()
+                    continue
+                if job == "checkpoint":
+                    self._checkpoint()
                     continue
                 self._write()
                 if wanted or time.monotonic() >= next_retention:
@@ -379,6 +333,35 @@ class HistoryStore:
                 self._cond.notify_all()
             self._close_conn()
 
+    def _wait_for_job(self, next_retention: float) -> str | None:
+        """Under _cond: wait until there is something to do; "write" (also retention and
+        reopening), "index" (nothing waits, rows are not indexed yet), "checkpoint" (idle
+        since the last write), or None to stop."""
+        q = self._pending
+        while not self._stopping and not self.saving:  # read-only or refused: final
+            self._cond.wait()
+        while not self._stopping:
+            now = time.monotonic()
+            retry_due = self._retry_at is None or now >= self._retry_at
+            has_work = q.has_work()
+            gathered = now - q.first_waiting >= self.commit_interval_s \
+                or q.waiting() >= self.batch_rows or q.finished < self._flush_target
+            if retry_due and ((has_work and gathered) or self._retention_wanted
+                              or now >= next_retention or self._conn is None):
+                return "write"
+            if retry_due and not has_work and self._conn is not None:
+                if self._text_backlog and self.index_text:
+                    return "index"
+                if self._wal_dirty_at is not None and now >= self._last_write + IDLE_CHECKPOINT_S:
+                    return "checkpoint"
+            wake = next_retention if self._retry_at is None else min(next_retention, self._retry_at)
+            if has_work and not gathered:
+                wake = min(wake, q.first_waiting + self.commit_interval_s)
+            if self._wal_dirty_at is not None and not has_work:
+                wake = min(wake, self._last_write + IDLE_CHECKPOINT_S)
+            self._cond.wait(max(0.0, wake - now))
+        return None
+
     def _open(self) -> bool:
         """Open the file; on failure record the error and schedule a retry (or, when
         the history is read-only or refused, stop saving for good)."""
@@ -388,6 +371,8 @@ class HistoryStore:
             if notice:
                 self.notice = notice
             self._file_rows = self._conn.execute("SELECT count(*) FROM threats").fetchone()[0]
+            self._known_sources.clear()
+            self._recount()
             self._recovered()
             return True
         except db.ReadOnly as exc:
@@ -405,22 +390,27 @@ class HistoryStore:
             self._failed(f"cannot open the threat history {self.path}: {exc}")
             return False
 
+    def _recount(self) -> None:
+        """The unseen count and the text index's backlog, from the file (a scan of what is above
+        the marks: quick once marked or indexed)."""
+        unseen = query.unseen_count(self._conn)
+        backlog = text_index.backlog(self._conn)
+        with self._cond:
+            self.unseen, self._text_backlog = unseen, backlog
+            self._cond.notify_all()
+
     def _stop_saving(self, message: str) -> None:
         """Final: store nothing from now on, count what waited (and what comes) as not saved."""
         self._fail(message)  # first: whoever a flush() wakes sees why
         with self._cond:
             self.saving = False
             self._retry_at = None
-            n = self._waiting()
-            self._queue.clear()
-            self.not_saved += n
-            self._finished += n + len(self._gaps) + (1 if self._overflow else 0)
-            self._queued = self._inflight = 0
-            self._gaps, self._overflow = [], 0
+            self.not_saved += self._pending.discard()
             self._cond.notify_all()
 
     def _close_conn(self) -> None:
         if self._conn is not None:
+            self._checkpoint()
             try:
                 self._conn.execute("PRAGMA optimize")  # refreshes the planner's statistics when useful
             except sqlite3.Error:
@@ -431,17 +421,51 @@ class HistoryStore:
                 log.exception("closing the threat history")
             self._conn = None
 
-    def _write(self) -> None:
-        """One transaction: up to batch_rows waiting threats and every waiting gap row."""
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to nothing (when no reader holds an
+        old snapshot; otherwise the next idle moment tries again)."""
+        try:
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            log.info("checkpointing the threat history: %s", exc)
+            busy = 1
         with self._cond:
-            if not (self._queue or self._gaps or self._overflow):
+            self._last_write = time.monotonic()  # a busy checkpoint is retried after another idle second
+            if not busy:
+                self._wal_dirty_at = None
+                self.checkpoints += 1
+                self._cond.notify_all()
+
+    def _wrote(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            self._last_write = now
+            if self._wal_dirty_at is None:
+                self._wal_dirty_at = now
+
+    def _index_some(self) -> None:
+        try:
+            n = text_index.index_some(self._conn)
+        except sqlite3.Error as exc:
+            self._rollback()
+            if db.is_corruption(exc):
+                self._reopen_damaged(exc)
+            else:
+                self._failed(f"cannot index the threat history {self.path}: {exc}")
+            return
+        self._wrote()
+        with self._cond:
+            self._text_backlog = max(0, self._text_backlog - n) if n else 0
+            self._cond.notify_all()
+
+    def _write(self) -> None:
+        """One transaction: up to batch_rows waiting threats, every waiting gap row and seen mark."""
+        with self._cond:
+            q = self._pending
+            if not q.has_work():
                 return
-            batches = self._take()
-            gaps, self._gaps = self._gaps, []
-            if self._overflow:
-                gaps.append((self.now_us(), "store", None, self._overflow, 0, "store_overflow"))
-                self._overflow = 0
-        threats = sum(len(b.events) for b in batches)
+            batches, marks = q.take(self.batch_rows)
+            gaps = q.take_gaps(lambda n: (self.now_us(), "store", None, n, 0, "store_overflow"))
         conn = self._conn
         try:
             if self._page_limit_changed:
@@ -453,35 +477,35 @@ class HistoryStore:
             before = conn.total_changes
             skipped = sum(self._insert(b, stored_at) for b in batches)
             inserted = conn.total_changes - before
+            if inserted:
+                self._add_sources(batches)
             if gaps:
                 conn.executemany(_INSERT_GAP, gaps)
+            newly_seen, all_seen = self._apply_marks(marks)
             conn.execute("COMMIT")
             self.transactions += 1
         except sqlite3.Error as exc:
             self._rollback()
             with self._cond:  # everything goes back to the front, to be retried
-                self._queue.extendleft(reversed(batches))
-                self._queued += threats
-                self._inflight -= threats
-                self._gaps[:0] = gaps
-                self._trim_queue()
+                q.put_back(batches, marks, gaps)
             if db.is_corruption(exc):
                 self._reopen_damaged(exc)
             else:
                 self._failed(self._write_error(exc))
             return
         self._file_rows += inserted
+        self._wrote()
         with self._cond:
+            threats = sum(len(b.events) for b in batches)
             self.stored += inserted
             self.duplicates += threats - skipped - inserted
-            self._inflight -= threats
-            self._finished += threats - skipped + len(gaps)
-            if skipped:  # counted and recorded as the store's own loss
-                self._lose(skipped)
+            self._text_backlog += inserted
+            self.unseen = (0 if all_seen else self.unseen + inserted) - newly_seen
+            q.committed(batches, marks, gaps, skipped)
             self._cond.notify_all()
         self._recovered()
 
-    def _insert(self, b: _Pending, stored_at: int) -> int:
+    def _insert(self, b: Pending, stored_at: int) -> int:
         """INSERT OR IGNORE one batch; returns how many threats could not be stored at all.
 
         Rows are made as SQLite asks for them (a generator: no second copy of the batch).
@@ -497,6 +521,33 @@ class HistoryStore:
                 if sanitize:
                     log.exception("%d threats the history cannot store were dropped", len(b.events))
         return len(b.events)
+
+    def _add_sources(self, batches: list[Pending]) -> None:
+        """Add the sources not seen before to the sources table (in the write's transaction)."""
+        known = self._known_sources
+        new = set()
+        for b in batches:
+            new.update(getattr(e, "source", "") for e in b.events)
+        new -= known
+        if new:
+            cleaned = [(clean_text(s),) for s in new]
+            self._conn.executemany(_INSERT_SOURCE, cleaned)
+            if len(known) + len(new) > KNOWN_SOURCES_MAX:
+                known.clear()
+            known.update(new)
+
+    def _apply_marks(self, marks: list[Mark]) -> tuple[int, bool]:
+        """Write seen marks (in the write's transaction); returns (rows newly seen, all marked)."""
+        newly_seen, all_seen = 0, False
+        for mark in marks:
+            if mark.keys is None:
+                self._conn.execute(_MARK_ALL_SEEN)
+                newly_seen, all_seen = 0, True
+            else:
+                before = self._conn.total_changes
+                self._conn.executemany(_MARK_SEEN, [(k,) for k in mark.keys])
+                newly_seen += self._conn.total_changes - before
+        return newly_seen, all_seen
 
     def _write_error(self, exc: sqlite3.Error) -> str:
         waiting = self.lag()
@@ -514,7 +565,11 @@ class HistoryStore:
     def _reopen_damaged(self, exc: sqlite3.Error) -> None:
         """The file turned out damaged while in use: close it, move it aside, start a new one."""
         log.error("the threat history %s is damaged (%s)", self.path, exc)
-        self._close_conn()
+        conn, self._conn = self._conn, None
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
         if not db.may_move_aside(self.path, db.Unusable(str(exc), damaged=True)):
             self.refused = (f"the threat history {self.path} is damaged ({exc}); kgmon moves aside only its "
                             "own files and leaves this one as it is")
@@ -559,48 +614,23 @@ class HistoryStore:
             except Exception:
                 log.exception("on_error callback failed")
 
-    # ---- retention (writer thread)
-
     def _retention(self, vacuum: bool) -> None:
-        conn = self._conn
-        if conn is None:
+        if self._conn is None:
             self.last_retention = None
             return
         try:
-            cutoff = self.now_us() - self.max_age_us
-            deleted = self._delete_chunks(
-                "DELETE FROM threats WHERE id IN (SELECT id FROM threats WHERE time_us < ? ORDER BY time_us "
-                "LIMIT ?)", (cutoff,), None)
-            gaps = conn.execute("DELETE FROM gaps WHERE time_us < ?", (cutoff,)).rowcount
-            rows = conn.execute("SELECT count(*) FROM threats").fetchone()[0]
-            excess = rows - self.max_rows
-            if excess > 0:
-                deleted += self._delete_chunks(
-                    "DELETE FROM threats WHERE id IN (SELECT id FROM threats ORDER BY time_us, id LIMIT ?)",
-                    (), excess)
-            self._file_rows = rows - max(0, excess)
-            vacuumed = False
-            if vacuum and (deleted or gaps or conn.execute("PRAGMA freelist_count").fetchone()[0]):
-                # One page per step, and each step returns an empty row that makes execute()
-                # stop after the first: executescript() steps a statement to the end.
-                conn.executescript("PRAGMA incremental_vacuum")
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                vacuumed = True
-            self.last_retention = RetentionResult(deleted, gaps, vacuumed)
-            if deleted or gaps:
-                log.info("history retention: %d threats and %d gap rows deleted", deleted, gaps)
+            result, self._file_rows = retention.apply(self._conn, self.now_us() - self.max_age_us, self.max_rows,
+                                                      vacuum)
+            self.last_retention = result
+            if result.threats_deleted or result.gaps_deleted:
+                log.info("history retention: %d threats and %d gap rows deleted", result.threats_deleted,
+                         result.gaps_deleted)
+            if result.threats_deleted:
+                self._known_sources.clear()
+                self._recount()
+            if result.vacuumed:
+                with self._cond:
+                    self._wal_dirty_at = None
         except sqlite3.Error as exc:
             self._rollback()
             self._fail(f"cannot apply retention to the threat history {self.path}: {exc}")
-
-    def _delete_chunks(self, sql: str, params: tuple, total: int | None) -> int:
-        """Run a chunked DELETE (last parameter: the chunk size) until it deletes less than a
-        chunk, or `total` rows are gone. Each chunk is its own short transaction."""
-        deleted = 0
-        while total is None or deleted < total:
-            chunk = DELETE_CHUNK if total is None else min(DELETE_CHUNK, total - deleted)
-            n = self._conn.execute(sql, params + (chunk,)).rowcount
-            deleted += n
-            if n < chunk:
-                break
-        return deleted

@@ -262,7 +262,7 @@ def test_an_old_database_is_migrated_and_keeps_its_threats(path):
         assert s.flush(60)
         assert s.notice is None
         conn = sqlite3.connect(path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # converted
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
         assert {"threats_severity_time", "threats_type_time"} <= indexes
@@ -358,7 +358,7 @@ def test_a_full_disk_is_reported_kept_and_retried(path):
         reports.append(message)
         (full if message else recovered).set()
 
-    s = start_store(path, max_page_count=12, on_error=on_error)  # 12 pages of 16 KiB: a tiny disk
+    s = start_store(path, max_page_count=18, on_error=on_error)  # 18 pages of 16 KiB (an empty history has 14): a tiny disk
     try:
         s.submit([ring_batch([ring_event(i) for i in range(10)])])
         assert s.flush(60) and s.error is None

@@ -1,0 +1,100 @@
+"""The substring index: SQLite's FTS5 with the trigram tokenizer over source and details.
+
+The index (`threats_text`, kindlyguard_monitor.history.schema) holds every
+three-character piece of each row's source and details, case-folded as FTS5
+folds (Unicode simple case folding: É finds é, Σ finds σ; ß does not find
+"ss"). A needle of three characters or more is found through the rows that
+hold all of its trigrams; the search then checks each such row exactly
+(kindlyguard_monitor.history.query), so the index only narrows, never decides.
+`detail=none` keeps no positions: half the size and three times the
+indexing speed of `detail=full`, and the exact check makes positions needless.
+
+The index is filled behind the writer, not in its transactions: a row costs
+the trigram index about ten times what it costs the table (docs/history.md,
+measured), so storing at the reader's full rate and indexing in the same
+transaction cannot both hold. Rows are indexed in id order, in chunks of
+`CHUNK`, on the writer thread whenever nothing else waits; meta 'text_upto'
+is the last row id indexed. Searches use the index for rows up to it and
+check the rows above it one by one (none once the writer caught up: a
+realistic rate is indexed within one commit interval).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from kindlyguard_monitor.history.schema import TEXT_INDEX, has_text_index
+
+CHUNK = 5000  # rows per indexing transaction (about 0.1-0.3 s here)
+MAX_TRIGRAMS = 12  # a longer needle is looked up by 12 of its trigrams, spread over it, then checked exactly
+MIN_CHARS = 3  # shorter needles have no trigram: they are found by a scan
+
+
+def upto(conn: sqlite3.Connection) -> int | None:
+    """The last row id the index holds, or None when there is no index (an old SQLite)."""
+    if not has_text_index(conn):
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE name = 'text_upto'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def index_some(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
+    """Index up to `limit` rows above 'text_upto', in one transaction; returns how many."""
+    start = upto(conn)
+    if start is None:
+        return 0
+    last = conn.execute("SELECT max(id) FROM (SELECT id FROM threats WHERE id > ? ORDER BY id LIMIT ?)",
+                        (start, limit)).fetchone()[0]
+    if last is None:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = conn.execute(f"INSERT INTO {TEXT_INDEX} (rowid, source, details) SELECT id, source, details "
+                         "FROM threats WHERE id > ? AND id <= ?", (start, last)).rowcount
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'text_upto'", (last,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return n
+
+
+def backlog(conn: sqlite3.Connection) -> int:
+    """Rows stored but not yet indexed (0 without an index)."""
+    start = upto(conn)
+    if start is None:
+        return 0
+    return conn.execute("SELECT count(*) FROM threats WHERE id > ?", (start,)).fetchone()[0]
+
+
+def forget(conn: sqlite3.Connection, ids_sql: str, params: tuple = ()) -> None:
+    """Take the rows `id IN (ids_sql)` out of the index, before they are deleted (an
+    external-content index must be told each row's old text). Rows above 'text_upto'
+    were never indexed and are left alone. Runs in the caller's transaction."""
+    start = upto(conn)
+    if start:
+        conn.execute(f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, source, details) "
+                     f"SELECT 'delete', id, source, details FROM threats WHERE id IN ({ids_sql}) AND id <= ?",
+                     params + (start,))
+
+
+def clamp_marks(conn: sqlite3.Connection) -> None:
+    """After deleting rows: no mark may stay above the highest row id, or SQLite would give
+    a new row an id at or below it (it reuses max(id) + 1) and that row would count as
+    indexed or seen. Runs in the caller's transaction."""
+    conn.execute("UPDATE meta SET value = min(value, (SELECT coalesce(max(id), 0) FROM threats)) "
+                 "WHERE name IN ('text_upto', 'seen_upto')")
+
+
+def trigram_query(*needles: str) -> str | None:
+    """An FTS5 MATCH expression: every needle's trigrams (at most MAX_TRIGRAMS each, spread
+    over it), ANDed, each one a quoted string. None when no needle has three characters."""
+    terms: list[str] = []
+    for needle in needles:
+        grams = list(dict.fromkeys(needle[i:i + 3] for i in range(len(needle) - 2)))
+        if len(grams) > MAX_TRIGRAMS:
+            step = (len(grams) - 1) / (MAX_TRIGRAMS - 1)
+            grams = list(dict.fromkeys(grams[round(i * step)] for i in range(MAX_TRIGRAMS)))
+        terms += ['"' + g.replace('"', '""') + '"' for g in grams]
+    return " AND ".join(terms) if terms else None
