@@ -1,0 +1,273 @@
+"""The history's writer thread: the one connection that writes, and what it does.
+
+HistoryStore (kindlyguard_monitor.history.store) is the API the app calls from any
+thread; this mixin is the loop its thread runs: wait for a job, then write a
+transaction (threats, gap rows, seen marks, new sources), fill the text index
+when nothing waits, checkpoint the WAL once idle, apply retention. Opening,
+failures and the shared state are the store's (`self`); the queue's
+bookkeeping is kindlyguard_monitor.history.pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import struct
+import time
+
+from kindlyguard_monitor.history import db, retention, text_index
+from kindlyguard_monitor.history.pending import Mark, Pending
+from kindlyguard_monitor.history.records import THREAT_COLUMNS, clean_text, sanitize_row, threat_rows
+from kindlyguard_monitor.vocabulary import Transport
+
+log = logging.getLogger("kindlyguard_monitor.history.store")
+
+KNOWN_SOURCES_MAX = 100_000  # sources remembered as already in the sources table
+IDLE_CHECKPOINT_S = 1.0  # idle this long after writing: checkpoint and truncate the WAL
+_INSERT_THREAT = (f"INSERT OR IGNORE INTO threats ({', '.join(THREAT_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
+_INSERT_SOURCE = "INSERT OR IGNORE INTO sources (source) VALUES (?)"
+_MARK_SEEN = ("UPDATE threats SET seen = 1 WHERE key = ? AND seen = 0 "
+              "AND id > (SELECT value FROM meta WHERE name = 'seen_upto')")
+_MARK_ALL_SEEN = "UPDATE meta SET value = (SELECT coalesce(max(id), 0) FROM threats) WHERE name = 'seen_upto'"
+_INSERT_GAP = "INSERT INTO gaps (time_us, transport, generation, missed, corrupt, kind) VALUES (?, ?, ?, ?, ?, ?)"
+# What SQLite's binding raises for a value it cannot hold; the rows are sanitized and retried.
+_ROW_ERRORS = (ValueError, OverflowError, TypeError, AttributeError, struct.error, sqlite3.InterfaceError,
+               sqlite3.ProgrammingError)
+
+
+class WriterThread:
+    """The writer thread's half of HistoryStore (mixed into it; not used alone)."""
+
+    def _run(self) -> None:
+        try:
+            if self._open():
+                self._retention(vacuum=True)
+            self.ready.set()  # opened, checked, migrated and trimmed (or failed: see error)
+            next_retention = time.monotonic() + self.retention_interval_s
+            while True:
+                with self._cond:
+                    job = self._wait_for_job(next_retention)
+                    if job is None:
+                        break
+                    wanted, self._retention_wanted = self._retention_wanted, False
+                if self._conn is None and not self._open():
+                    with self._cond:
+                        self._retention_wanted |= wanted
+                    continue
+                if job == "index":
+                    self._index_some()
+                    continue
+                if job == "checkpoint":
+                    self._checkpoint()
+                    continue
+                self._write()
+                if wanted or time.monotonic() >= next_retention:
+                    self._retention(vacuum=True)
+                    next_retention = time.monotonic() + self.retention_interval_s
+                    if wanted:
+                        with self._cond:
+                            self._retention_runs += 1
+                            self._cond.notify_all()
+                elif self._file_rows > self.max_rows + max(1000, self.max_rows // 20):
+                    self._retention(vacuum=False)
+        except Exception as exc:  # the thread must never die silently
+            log.exception("the history writer stopped")
+            self._fail(f"the history writer stopped: {exc}")
+        finally:
+            self.ready.set()
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            self._close_conn()
+
+    def _wait_for_job(self, next_retention: float) -> str | None:
+        """Under _cond: wait until there is something to do; "write" (also retention and
+        reopening), "index" (nothing waits, rows are not indexed yet), "checkpoint" (idle
+        since the last write), or None to stop."""
+        q = self._pending
+        while not self._stopping and not self.saving:  # read-only or refused: final
+            self._cond.wait()
+        while not self._stopping:
+            now = time.monotonic()
+            retry_due = self._retry_at is None or now >= self._retry_at
+            has_work = q.has_work()
+            gathered = now - q.first_waiting >= self.commit_interval_s \
+                or q.waiting() >= self.batch_rows or q.finished < self._flush_target
+            if retry_due and ((has_work and gathered) or self._retention_wanted
+                              or now >= next_retention or self._conn is None):
+                return "write"
+            if retry_due and not has_work and self._conn is not None:
+                if self._text_backlog and self.index_text:
+                    return "index"
+                if self._wal_dirty_at is not None and now >= self._last_write + IDLE_CHECKPOINT_S:
+                    return "checkpoint"
+            wake = next_retention if self._retry_at is None else min(next_retention, self._retry_at)
+            if has_work and not gathered:
+                wake = min(wake, q.first_waiting + self.commit_interval_s)
+            if self._wal_dirty_at is not None and not has_work:
+                wake = min(wake, self._last_write + IDLE_CHECKPOINT_S)
+            self._cond.wait(max(0.0, wake - now))
+        return None
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to nothing (when no reader holds an
+        old snapshot; otherwise the next idle moment tries again)."""
+        try:
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            log.info("checkpointing the threat history: %s", exc)
+            busy = 1
+        with self._cond:
+            self._last_write = time.monotonic()  # a busy checkpoint is retried after another idle second
+            if not busy:
+                self._wal_dirty_at = None
+                self.checkpoints += 1
+                self._cond.notify_all()
+
+    def _wrote(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            self._last_write = now
+            if self._wal_dirty_at is None:
+                self._wal_dirty_at = now
+
+    def _index_some(self) -> None:
+        try:
+            n = text_index.index_some(self._conn)
+        except sqlite3.Error as exc:
+            self._rollback()
+            if db.is_corruption(exc):
+                self._reopen_damaged(exc)
+            else:
+                self._failed(f"cannot index the threat history {self.path}: {exc}")
+            return
+        self._wrote()
+        with self._cond:
+            self._text_backlog = max(0, self._text_backlog - n) if n else 0
+            self._cond.notify_all()
+
+    def _write(self) -> None:
+        """One transaction: up to batch_rows waiting threats, every waiting gap row and seen mark."""
+        with self._cond:
+            q = self._pending
+            if not q.has_work():
+                return
+            batches, marks = q.take(self.batch_rows)
+            gaps = q.take_gaps(lambda n: (self.now_us(), "store", None, n, 0, "store_overflow"))
+        conn = self._conn
+        try:
+            if self._page_limit_changed:
+                self._page_limit_changed = False
+                limit = self._page_limit if self._page_limit is not None else 0xFFFFFFFE
+                conn.execute(f"PRAGMA max_page_count = {int(limit)}").fetchall()
+            stored_at = self.now_us()
+            conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
+            skipped = sum(self._insert(b, stored_at) for b in batches)
+            inserted = conn.total_changes - before
+            if inserted:
+                self._add_sources(batches)
+            if gaps:
+                conn.executemany(_INSERT_GAP, gaps)
+            newly_seen, all_seen = self._apply_marks(marks)
+            conn.execute("COMMIT")
+            self.transactions += 1
+        except sqlite3.Error as exc:
+            self._rollback()
+            with self._cond:  # everything goes back to the front, to be retried
+                q.put_back(batches, marks, gaps)
+            if db.is_corruption(exc):
+                self._reopen_damaged(exc)
+            else:
+                self._failed(self._write_error(exc))
+            return
+        self._file_rows += inserted
+        self._wrote()
+        with self._cond:
+            threats = sum(len(b.events) for b in batches)
+            self.stored += inserted
+            self.duplicates += threats - skipped - inserted
+            self._text_backlog += inserted
+            self.unseen = (0 if all_seen else self.unseen + inserted) - newly_seen
+            q.committed(batches, marks, gaps, skipped)
+            self._cond.notify_all()
+        self._recovered()
+
+    def _insert(self, b: Pending, stored_at: int) -> int:
+        """INSERT OR IGNORE one batch; returns how many threats could not be stored at all.
+
+        Rows are made as SQLite asks for them (a generator: no second copy of the batch).
+        Ring events (from C) take the fast path; a row SQLite refuses to bind (a ring
+        number beyond 64 signed bits) makes the batch go again, every row sanitized."""
+        fast = b.transport == Transport.SHM  # text from the C reader: valid UTF-8
+        for sanitize in (False, True):
+            rows = threat_rows(b.transport, b.generation, b.events, stored_at, careful=sanitize or not fast)
+            try:
+                self._conn.executemany(_INSERT_THREAT, map(sanitize_row, rows) if sanitize else rows)
+                return 0
+            except _ROW_ERRORS:
+                if sanitize:
+                    log.exception("%d threats the history cannot store were dropped", len(b.events))
+        return len(b.events)
+
+    def _add_sources(self, batches: list[Pending]) -> None:
+        """Add the sources not seen before to the sources table (in the write's transaction)."""
+        known = self._known_sources
+        new = set()
+        for b in batches:
+            new.update(getattr(e, "source", "") for e in b.events)
+        new -= known
+        if new:
+            cleaned = [(clean_text(s),) for s in new]
+            self._conn.executemany(_INSERT_SOURCE, cleaned)
+            if len(known) + len(new) > KNOWN_SOURCES_MAX:
+                known.clear()
+            known.update(new)
+
+    def _apply_marks(self, marks: list[Mark]) -> tuple[int, bool]:
+        """Write seen marks (in the write's transaction); returns (rows newly seen, all marked)."""
+        newly_seen, all_seen = 0, False
+        for mark in marks:
+            if mark.keys is None:
+                self._conn.execute(_MARK_ALL_SEEN)
+                newly_seen, all_seen = 0, True
+            else:
+                before = self._conn.total_changes
+                self._conn.executemany(_MARK_SEEN, [(k,) for k in mark.keys])
+                newly_seen += self._conn.total_changes - before
+        return newly_seen, all_seen
+
+    def _write_error(self, exc: sqlite3.Error) -> str:
+        waiting = self.lag()
+        what = "the disk is full" if db.is_disk_full(exc) else "writing failed"
+        return (f"cannot store threats in {self.path}: {what} ({exc}); {waiting:,} threats wait in memory "
+                f"(at most {self.max_pending:,}, then the oldest are dropped and counted)")
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _retention(self, vacuum: bool) -> None:
+        if self._conn is None:
+            self.last_retention = None
+            return
+        try:
+            result, self._file_rows = retention.apply(self._conn, self.now_us() - self.max_age_us, self.max_rows,
+                                                      vacuum)
+            self.last_retention = result
+            if result.threats_deleted or result.gaps_deleted:
+                log.info("history retention: %d threats and %d gap rows deleted", result.threats_deleted,
+                         result.gaps_deleted)
+            if result.threats_deleted:
+                self._known_sources.clear()
+                self._recount()
+            if result.vacuumed:
+                with self._cond:
+                    self._wal_dirty_at = None
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._fail(f"cannot apply retention to the threat history {self.path}: {exc}")
