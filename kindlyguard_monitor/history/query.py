@@ -48,7 +48,8 @@ from kindlyguard_monitor.history.records import GAP_COLUMNS, SELECT_COLUMNS, Gap
 from kindlyguard_monitor.history.schema import TEXT_INDEX
 
 DEFAULT_PAGE = 200
-PROBE_ROWS = 20_000  # newest rows checked one by one before the index is asked (tests set 0)
+PROBE_ROWS = 20_000  # newest rows checked one by one when the index finds many (tests set 0)
+FEW_CANDIDATES = 10_000  # the index narrows to fewer rows than this: sort those, no probe
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ORDER = " ORDER BY time_us DESC, id DESC"
 
@@ -91,13 +92,16 @@ def _checks(f: Filter) -> tuple[list[str], list]:
     terms: list[str] = []
     params: list = []
     if f.text:
-        if f.text.isascii():
-            needle = f.text.translate(_ASCII_LOWER)
+        if len(f.text) < text_index.MIN_CHARS:  # no index: a scan, so no lower() copy of every row
+            spellings = _case_variants(f.text)
+            terms.append("(" + " OR ".join(["instr(details, ?) > 0 OR instr(source, ?) > 0"] * len(spellings)) + ")")
+            params += [v for v in spellings for _ in (0, 1)]
+        elif f.text.isascii():
             terms.append("(instr(lower(details), ?) > 0 OR instr(lower(source), ?) > 0)")
+            params += [f.text.translate(_ASCII_LOWER)] * 2
         else:
-            needle = f.text.lower()
             terms.append("(kg_contains(details, ?) OR kg_contains(source, ?))")
-        params += [needle, needle]
+            params += [f.text.lower()] * 2
     if f.source is not None:
         terms.append("source = ?")
         params.append(f.source)
@@ -128,6 +132,15 @@ def _indexed_terms(f: Filter, before: Cursor | None) -> tuple[list[str], list]:
         terms.append("(time_us, id) < (?, ?)")
         params += [int(before[0]), int(before[1])]
     return terms, params
+
+
+def _case_variants(needle: str) -> list[str]:
+    """Every spelling of a short needle that folds to it (each character lower or upper case)."""
+    spellings = [""]
+    for ch in needle:
+        forms = dict.fromkeys(f for f in (ch, ch.lower(), ch.upper()) if len(f) == 1)
+        spellings = [s + f for s in spellings for f in forms]
+    return list(dict.fromkeys(spellings))
 
 
 def _contains(text, needle) -> bool:
@@ -176,6 +189,19 @@ def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | Non
             f"{_clause(terms + check)}{tail}", cparams + params + check_params)
 
 
+def _many_candidates(conn: sqlite3.Connection, f: Filter) -> bool:
+    """Does the index narrow this text or source search to FEW_CANDIDATES rows or more (or
+    not at all)? Counting stops there, so asking costs little either way."""
+    if not (f.text or f.source is not None):
+        return False
+    cands = _candidates(conn, f)
+    if cands is None:
+        return False  # a scan newest first, which stops when the page is full
+    sql, params = cands
+    n = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", params + [FEW_CANDIDATES]).fetchone()[0]
+    return n >= FEW_CANDIDATES
+
+
 def _probe(conn: sqlite3.Connection, f: Filter, before: Cursor | None, want: int) -> list | None:
     """The first `want` matches if they are among the newest PROBE_ROWS rows that pass
     the indexed filters (or those are all there is); None when that does not settle it."""
@@ -214,7 +240,7 @@ def search(database: Database, f: Filter = Filter(), limit: int = DEFAULT_PAGE,
         _prepare(conn)
         if _never_seen_source(conn, f):
             return Page([], None)
-        rows = _probe(conn, f, before, limit + 1) if (f.text or f.source is not None) else None
+        rows = _probe(conn, f, before, limit + 1) if _many_candidates(conn, f) else None
         if rows is None:
             sql, params = _select(conn, SELECT_COLUMNS, f, before, f"{_ORDER} LIMIT ?")
             rows = conn.execute(sql, params + [limit + 1]).fetchall()

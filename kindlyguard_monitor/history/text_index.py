@@ -25,7 +25,7 @@ import sqlite3
 
 from kindlyguard_monitor.history.schema import TEXT_INDEX, has_text_index
 
-CHUNK = 5000  # rows per indexing transaction (about 0.1-0.3 s here)
+CHUNK = 2000  # rows per indexing transaction (about 0.1-0.2 s here): short, so a write never waits long
 MAX_TRIGRAMS = 12  # a longer needle is looked up by 12 of its trigrams, spread over it, then checked exactly
 MIN_CHARS = 3  # shorter needles have no trigram: they are found by a scan
 

@@ -1,7 +1,7 @@
 """Searching the history: hostile text finds exactly what contains it, every
 filter agrees with a plain-Python reference, and keyset paging visits every row once.
 Each search runs twice: the way a small history is searched (the newest rows
-checked one by one) and through the trigram index (PROBE_ROWS = 0), with half
+checked one by one) and through the trigram index, with half
 of the rows not indexed yet, so both plans must give the reference's answer."""
 
 from __future__ import annotations
@@ -100,13 +100,16 @@ def history_file(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["newest rows first", "through the index"])
 def history(request, history_file):
-    """The history, searched one way or the other (query.PROBE_ROWS)."""
-    saved = query.PROBE_ROWS
-    query.PROBE_ROWS = saved if request.param == "newest rows first" else 0
+    """The history, searched one way or the other (query.FEW_CANDIDATES, query.PROBE_ROWS)."""
+    saved = query.FEW_CANDIDATES, query.PROBE_ROWS
+    if request.param == "newest rows first":
+        query.FEW_CANDIDATES = 0  # always "many": check the newest rows (all 600 here) one by one
+    else:
+        query.PROBE_ROWS = 0  # never settled by the newest rows: narrow through the index
     try:
         yield _rows_of(history_file)
     finally:
-        query.PROBE_ROWS = saved
+        query.FEW_CANDIDATES, query.PROBE_ROWS = saved
 
 
 def _rows_of(path):
