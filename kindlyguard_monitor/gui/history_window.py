@@ -1,7 +1,8 @@
 """The History window: search the whole threat history, page through it, export it.
 
-Every query runs on one worker thread (a search for text that matches nothing
-scans a million rows in about half a second: the window never waits for it);
+Every query runs on one worker thread (most first pages take milliseconds
+through the history's indexes, but a one- or two-character text that
+matches little scans the table: the window never waits for it);
 answers come back as Qt signals and an answer to an older search is dropped.
 Pages are keyset pages from kindlyguard_monitor.history.query (200 rows; the next one is read
 when the table is scrolled to its end), so page 1,000 costs what page 1 does.
@@ -91,6 +92,14 @@ class HistoryWindow(QWidget):
         self.setWindowTitle("KindlyGuard Monitor — History")
         self.resize(1000, 640)
         self.history_path = str(history_path)
+        self._start_worker()
+        self._make_filters()
+        self._make_table()
+        self._lay_out()
+        self._connect_signals()
+
+    def _start_worker(self) -> None:
+        """The query thread, the signals that bring its answers back, and the search state."""
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kgmon-history-query")
         self._answers = _Answers(self)
         self._answers.page.connect(self._on_page)
@@ -105,6 +114,8 @@ class HistoryWindow(QWidget):
         self.matching: int | None = None
         self.holes = (0, 0, 0)  # gap records in the period: count, missed, corrupt
 
+    def _make_filters(self) -> None:
+        """The filter row: text, source, severity, type, blocked, period (and its custom range)."""
         self.text = QLineEdit(self)
         self.text.setPlaceholderText("Text in source or details (exact characters, no wildcards)")
         self.source = QLineEdit(self)
@@ -131,11 +142,13 @@ class HistoryWindow(QWidget):
             edit.setCalendarPopup(True)
             edit.setToolTip(tip)
             edit.setVisible(False)
+
+    def _make_table(self) -> None:
+        """The results table, the details pane, the status line and the export buttons."""
         self.export_csv = QPushButton("Export CSV…", self)
         self.export_json = QPushButton("Export JSON…", self)
         self.status = QLabel("", self)
         self.status.setTextFormat(Qt.TextFormat.PlainText)
-
         self.model = HistoryPageModel(parent=self)
         self.table = QTableView(self)
         self.table.setModel(self.model)
@@ -149,6 +162,7 @@ class HistoryWindow(QWidget):
         self.table.setWordWrap(False)
         self.details = DetailsPane(self)
 
+    def _lay_out(self) -> None:
         filters = QHBoxLayout()
         for w in (self.text, self.source, self.severity, self.type, self.blocked, self.period, self.since,
                   self.until):
@@ -167,6 +181,8 @@ class HistoryWindow(QWidget):
         layout.addWidget(split, 1)
         layout.addLayout(actions)
 
+    def _connect_signals(self) -> None:
+        """Typing searches after a pause, a choice at once; scrolling to the end loads the next page."""
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
         self._typing.setInterval(250)
