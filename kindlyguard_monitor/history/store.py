@@ -121,7 +121,6 @@ class HistoryStore(WriterThread):
         self._text_backlog = 0  # rows not in the text index yet
         self._wal_dirty_at: float | None = None  # monotonic time of the first write since the last checkpoint
         self._last_write = 0.0
-        self._known_sources: set[str] = set()
         self.ready = threading.Event()  # set once the file is opened (or opening failed)
         # For the app to show (written by the writer thread).
         self.notice: str | None = None  # the old file was unusable and moved aside
@@ -285,7 +284,6 @@ class HistoryStore(WriterThread):
             if notice:
                 self.notice = notice
             self._file_rows = self._conn.execute("SELECT count(*) FROM threats").fetchone()[0]
-            self._known_sources.clear()
             self._recount()
             self._recovered()
             return True

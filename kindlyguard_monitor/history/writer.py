@@ -17,16 +17,15 @@ import time
 
 from kindlyguard_monitor.history import db, retention, text_index
 from kindlyguard_monitor.history.pending import Mark, Pending
-from kindlyguard_monitor.history.records import THREAT_COLUMNS, clean_text, sanitize_row, threat_rows
+from kindlyguard_monitor.history.records import THREAT_COLUMNS, sanitize_row, threat_rows
 from kindlyguard_monitor.vocabulary import Transport
 
 log = logging.getLogger("kindlyguard_monitor.history.store")
 
-KNOWN_SOURCES_MAX = 100_000  # sources remembered as already in the sources table
 IDLE_CHECKPOINT_S = 1.0  # idle this long after writing: checkpoint and truncate the WAL
 _INSERT_THREAT = (f"INSERT OR IGNORE INTO threats ({', '.join(THREAT_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
-_INSERT_SOURCE = "INSERT OR IGNORE INTO sources (source) VALUES (?)"
+_INSERT_SOURCES = "INSERT OR IGNORE INTO sources (source) SELECT DISTINCT source FROM threats WHERE id > ?"
 _MARK_SEEN = ("UPDATE threats SET seen = 1 WHERE key = ? AND seen = 0 "
               "AND id > (SELECT value FROM meta WHERE name = 'seen_upto')")
 _MARK_ALL_SEEN = "UPDATE meta SET value = (SELECT coalesce(max(id), 0) FROM threats) WHERE name = 'seen_upto'"
@@ -164,10 +163,11 @@ class WriterThread:
             stored_at = self.now_us()
             conn.execute("BEGIN IMMEDIATE")
             before = conn.total_changes
+            last_id = conn.execute("SELECT coalesce(max(id), 0) FROM threats").fetchone()[0]
             skipped = sum(self._insert(b, stored_at) for b in batches)
             inserted = conn.total_changes - before
             if inserted:
-                self._add_sources(batches)
+                self._add_sources(last_id)
             if gaps:
                 conn.executemany(_INSERT_GAP, gaps)
             newly_seen, all_seen = self._apply_marks(marks)
@@ -211,19 +211,11 @@ class WriterThread:
                     log.exception("%d threats the history cannot store were dropped", len(b.events))
         return len(b.events)
 
-    def _add_sources(self, batches: list[Pending]) -> None:
-        """Add the sources not seen before to the sources table (in the write's transaction)."""
-        known = self._known_sources
-        new = set()
-        for b in batches:
-            new.update(getattr(e, "source", "") for e in b.events)
-        new -= known
-        if new:
-            cleaned = [(clean_text(s),) for s in new]
-            self._conn.executemany(_INSERT_SOURCE, cleaned)
-            if len(known) + len(new) > KNOWN_SOURCES_MAX:
-                known.clear()
-            known.update(new)
+    def _add_sources(self, first_new_id: int) -> None:
+        """Add the sources of the rows just inserted (ids above `first_new_id`) to the sources
+        table, in the write's transaction: in SQL, so the GIL is free meanwhile (a Python loop
+        over 50,000 events here held it for milliseconds, and the reader's submit() waited)."""
+        self._conn.execute(_INSERT_SOURCES, (first_new_id,))
 
     def _apply_marks(self, marks: list[Mark]) -> tuple[int, bool]:
         """Write seen marks (in the write's transaction); returns (rows newly seen, all marked)."""
@@ -263,7 +255,6 @@ class WriterThread:
                 log.info("history retention: %d threats and %d gap rows deleted", result.threats_deleted,
                          result.gaps_deleted)
             if result.threats_deleted:
-                self._known_sources.clear()
                 self._recount()
             if result.vacuumed:
                 with self._cond:
