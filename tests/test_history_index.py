@@ -12,7 +12,7 @@ from history_data import BASE_US, GEN, make_history, ring_batch, ring_event, row
 
 from kindlyguard_monitor.history import db, query, text_index
 from kindlyguard_monitor.history.query import Filter
-from kindlyguard_monitor.history.schema import MIGRATIONS, SCHEMA_VERSION, TEXT_INDEX
+from kindlyguard_monitor.history.schema import MIGRATIONS, SCHEMA_VERSION, TEXT_INDEX, register_functions
 
 ALL_COLUMNS = ("SELECT id, key, time_us, type, severity, blocked, flags, source, details, transport, generation, "
                "seq, stored_at FROM threats ORDER BY id")
@@ -32,6 +32,7 @@ def integrity_check(path) -> None:
     """FTS5's own check: the index holds exactly the content table's rows up to text_upto
     (raises sqlite3.DatabaseError when it does not)."""
     conn = sqlite3.connect(path)
+    register_functions(conn)  # the index's content view uses kgmon's own function
     try:
         upto = conn.execute("SELECT value FROM meta WHERE name = 'text_upto'").fetchone()[0]
         assert upto == conn.execute("SELECT coalesce(max(id), 0) FROM threats").fetchone()[0]
@@ -86,8 +87,9 @@ def test_an_old_history_keeps_every_row_and_becomes_searchable_through_the_index
 
 
 def test_rows_stored_before_the_index_caught_up_are_found(path, through_the_index):
-    make_history(path, [ring_batch([ring_event(i, details=f"needle-{i % 10}") for i in range(2000)])],
-                 index_text=False)
+    hidden = "hidden after a NUL: \x00"
+    make_history(path, [ring_batch([ring_event(i, details=hidden * (i % 2) + f"needle-{i % 10}")
+                                    for i in range(2000)])], index_text=False)
     with query.connection(path) as conn:
         assert text_index.upto(conn) == 0 and text_index.backlog(conn) == 2000
         assert query.count(conn, Filter(text="NEEDLE-7")) == 200

@@ -39,7 +39,8 @@ import stat
 import time
 from pathlib import Path
 
-from kindlyguard_monitor.history.schema import SCHEMA_VERSION, NewerSchema, ensure_text_index, migrate
+from kindlyguard_monitor.history.schema import (SCHEMA_VERSION, NewerSchema, ensure_text_index, migrate,
+                                                register_functions)
 from kindlyguard_monitor.vocabulary import ENV_HISTORY_PATH
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def _connect(path: Path, uri_mode: str) -> sqlite3.Connection:
     uri = Path(path).absolute().as_uri() + f"?mode={uri_mode}"
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
                            timeout=BUSY_TIMEOUT_MS / 1000)
+    register_functions(conn)
     return conn
 
 

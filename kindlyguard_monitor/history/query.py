@@ -166,15 +166,23 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 def _candidates(conn: sqlite3.Connection, f: Filter) -> tuple[str, list] | None:
     """Row ids that may match the text and source (the trigram index, and the rows above
     what it holds), as a subquery; None when the index cannot narrow this search."""
-    needles = [n for n in (f.text, f.source) if n and len(n) >= text_index.MIN_CHARS]
-    expression = text_index.trigram_query(*needles)
-    if expression is None:
-        return None
     upto = text_index.upto(conn)
-    if upto is None:
+    if upto is None or "\x00" in f.text or "\x00" in (f.source or ""):
+        return None  # (FTS5 reads a NUL as the end of the text: such needles are found by a scan)
+    parts: list[str] = []
+    long_needles = [n for n in (f.text, f.source) if n and len(n) >= text_index.MIN_CHARS]
+    if long_needles:
+        parts.append(text_index.trigram_query(*long_needles))
+    if f.text and len(f.text) < text_index.MIN_CHARS:
+        short = text_index.prefix_query(conn, f.text)
+        if short == "":  # no indexed row holds it: only the rows not indexed yet may
+            return "SELECT id AS cid FROM threats WHERE id > ?", [upto]
+        if short is not None:
+            parts.append(f"({short})")
+    if not parts:
         return None
     return (f"SELECT rowid AS cid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ? "
-            "UNION ALL SELECT id FROM threats WHERE id > ?"), [expression, upto]
+            "UNION ALL SELECT id FROM threats WHERE id > ?"), [" AND ".join(parts), upto]
 
 
 def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | None, tail: str) -> tuple[str, list]:

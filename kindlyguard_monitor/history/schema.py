@@ -96,8 +96,28 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 TEXT_INDEX = "threats_text"
-_TEXT_INDEX_DDL = (f"CREATE VIRTUAL TABLE {TEXT_INDEX} USING fts5(source, details, content='threats', "
+TEXT_CONTENT = "threats_text_content"
+TEXT_VOCAB = "threats_text_vocab"
+# What the index holds per row: source and details, each followed by two U+0001, so that every
+# occurrence of a one- or two-character needle begins a trigram (at the end of a field too),
+# which kindlyguard_monitor.history.query finds through the vocabulary (TEXT_VOCAB).
+# A NUL becomes U+0001 too: FTS5's tokenizer stops at a NUL, and text hidden after one must be
+# found. SQLite's replace() cannot replace a NUL, so this is a function of ours (register_functions),
+# on every connection kgmon opens; the view is read only to fill and empty the index.
+_TEXT_CONTENT_DDL = (f"CREATE VIEW {TEXT_CONTENT} AS SELECT id, kg_indexed_text(source) AS source, "
+                     "kg_indexed_text(details) AS details FROM threats")
+_TEXT_INDEX_DDL = (f"CREATE VIRTUAL TABLE {TEXT_INDEX} USING fts5(source, details, content='{TEXT_CONTENT}', "
                    "content_rowid='id', tokenize='trigram case_sensitive 0', detail=none, columnsize=0)")
+_TEXT_VOCAB_DDL = f"CREATE VIRTUAL TABLE {TEXT_VOCAB} USING fts5vocab({TEXT_INDEX}, 'row')"
+
+
+def indexed_text(value) -> str:
+    """A field as the text index holds it: NUL as U+0001, then two U+0001."""
+    return ("" if value is None else str(value)).replace("\x00", "\x01") + "\x01\x01"
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    conn.create_function("kg_indexed_text", 1, indexed_text, deterministic=True)
 
 
 class NewerSchema(Exception):
@@ -150,7 +170,8 @@ def text_index_supported() -> bool:
     try:
         conn = sqlite3.connect(":memory:")
         try:
-            conn.execute(_TEXT_INDEX_DDL.replace("content='threats', content_rowid='id', ", ""))
+            conn.execute(_TEXT_INDEX_DDL.replace(f"content='{TEXT_CONTENT}', content_rowid='id', ", ""))
+            conn.execute(_TEXT_VOCAB_DDL)
             return True
         finally:
             conn.close()
@@ -171,7 +192,9 @@ def ensure_text_index(conn: sqlite3.Connection) -> bool:
         return False
     conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute(_TEXT_CONTENT_DDL)
         conn.execute(_TEXT_INDEX_DDL)
+        conn.execute(_TEXT_VOCAB_DDL)
         conn.execute("UPDATE meta SET value = 0 WHERE name = 'text_upto'")
         conn.execute("COMMIT")
     except BaseException:

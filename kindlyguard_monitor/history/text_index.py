@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from kindlyguard_monitor.history.schema import TEXT_INDEX, has_text_index
+from kindlyguard_monitor.history.schema import TEXT_CONTENT, TEXT_INDEX, TEXT_VOCAB, has_text_index
 
 CHUNK = 2000  # rows per indexing transaction (about 0.1-0.2 s here): short, so a write never waits long
 MAX_TRIGRAMS = 12  # a longer needle is looked up by 12 of its trigrams, spread over it, then checked exactly
-MIN_CHARS = 3  # shorter needles have no trigram: they are found by a scan
+MIN_CHARS = 3  # shorter needles have no trigram of their own: see prefix_query()
+MAX_PREFIX_TERMS = 64  # a shorter needle beginning more distinct trigrams is common: scan newest first
 
 
 def upto(conn: sqlite3.Connection) -> int | None:
@@ -50,7 +51,7 @@ def index_some(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         n = conn.execute(f"INSERT INTO {TEXT_INDEX} (rowid, source, details) SELECT id, source, details "
-                         "FROM threats WHERE id > ? AND id <= ?", (start, last)).rowcount
+                         f"FROM {TEXT_CONTENT} WHERE id > ? AND id <= ?", (start, last)).rowcount
         conn.execute("UPDATE meta SET value = ? WHERE name = 'text_upto'", (last,))
         conn.execute("COMMIT")
     except BaseException:
@@ -75,7 +76,7 @@ def forget(conn: sqlite3.Connection, ids_sql: str, params: tuple = ()) -> None:
     start = upto(conn)
     if start:
         conn.execute(f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, source, details) "
-                     f"SELECT 'delete', id, source, details FROM threats WHERE id IN ({ids_sql}) AND id <= ?",
+                     f"SELECT 'delete', id, source, details FROM {TEXT_CONTENT} WHERE id IN ({ids_sql}) AND id <= ?",
                      params + (start,))
 
 
@@ -85,6 +86,20 @@ def clamp_marks(conn: sqlite3.Connection) -> None:
     indexed or seen. Runs in the caller's transaction."""
     conn.execute("UPDATE meta SET value = min(value, (SELECT coalesce(max(id), 0) FROM threats)) "
                  "WHERE name IN ('text_upto', 'seen_upto')")
+
+
+def prefix_query(conn: sqlite3.Connection, needle: str) -> str | None:
+    """An FTS5 MATCH expression for a needle of one or two characters: any of the indexed
+    trigrams it begins (every occurrence begins one: the index pads each field with two
+    U+0001), as the vocabulary lists them, case-folded. "" when none does (nothing indexed
+    holds it); None when more than MAX_PREFIX_TERMS do (a common needle: scan)."""
+    low = needle.lower()
+    high = low[:-1] + chr(ord(low[-1]) + 1)
+    terms = [r[0] for r in conn.execute(f"SELECT term FROM {TEXT_VOCAB} WHERE term >= ? AND term < ? LIMIT ?",
+                                        (low, high, MAX_PREFIX_TERMS + 1))]
+    if len(terms) > MAX_PREFIX_TERMS:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
 def trigram_query(*needles: str) -> str | None:

@@ -37,7 +37,8 @@ HOSTILE = [
 SOURCES = ["mcp:tools/call", "mcp:tools/list", "MCP:Tools/Call", "src'; --", "50%", "a_b", "\u202esrc"]
 NEEDLES = ["'", '"', "%", "_", "\\", "\\%", "'; DROP TABLE threats; --", "DROP", "drop", "o'brien", "100%", "e_c",
            "\u202e", "\u200b", "\x00", "*", "[", "?", "1=1 or", "é", "É", "mcp:tools/call", "a_b", "zzz-nothing",
-           "ÉMILE", "émile é", "σίσυφος", "ΣΊΣΥΦΟΣ AND", "straße", "src'; --", "\u202esrc", "ools/c"]
+           "ÉMILE", "émile é", "σίσυφος", "ΣΊΣΥΦΟΣ AND", "straße", "src'; --", "\u202esrc", "ools/c",
+           "byte #", "#5", "9", "Σ"]  # (text after a NUL is found too)
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
