@@ -189,6 +189,8 @@ def measure_history(short: bool, progress) -> dict:
             "text, rare (\"win.ini\")": query.Filter(text="win.ini"),
             "text, no match": query.Filter(text="no such text anywhere"),
             "text, non-ASCII, no match": query.Filter(text="ΣΊΣΥΦΟΣ"),
+            "text, 1 character, common (\"x\")": query.Filter(text="x"),
+            "text, 1 character, no match (\"¤\")": query.Filter(text="¤"),
             "text, 2 characters, rare (\"zq\")": query.Filter(text="zq"),
             "text, 2 non-ASCII, no match": query.Filter(text="§é"),
             "type + severity + blocked + text": query.Filter(types={THREAT_TYPE_NUMBER["UnicodeBiDi"]},
