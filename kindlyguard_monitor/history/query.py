@@ -40,6 +40,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple
 
@@ -52,6 +54,9 @@ PROBE_ROWS = 20_000  # newest rows checked one by one when the index finds many 
 FEW_CANDIDATES = 10_000  # the index narrows to fewer rows than this: sort those, no probe
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ORDER = " ORDER BY time_us DESC, id DESC"
+SAMPLE_ROWS = 500  # the newest rows whose trigrams estimate how common a trigram is
+SAMPLE_TTL_S = 300.0
+_samples: dict[str, tuple[float, Counter, int]] = {}  # database file: (when, trigram counts, rows sampled)
 
 Cursor = tuple[int, int]  # (time_us, row id) of the last row of a page
 Database = sqlite3.Connection | str | os.PathLike
@@ -172,7 +177,7 @@ def _candidates(conn: sqlite3.Connection, f: Filter) -> tuple[str, list] | None:
     parts: list[str] = []
     long_needles = [n for n in (f.text, f.source) if n and len(n) >= text_index.MIN_CHARS]
     if long_needles:
-        parts.append(text_index.trigram_query(*long_needles))
+        parts.append(text_index.trigram_query(*long_needles, frequency=_trigram_share(conn)))
     if f.text and len(f.text) < text_index.MIN_CHARS:
         short = text_index.prefix_query(conn, f.text)
         if short == "":  # no indexed row holds it: only the rows not indexed yet may
@@ -183,6 +188,25 @@ def _candidates(conn: sqlite3.Connection, f: Filter) -> tuple[str, list] | None:
         return None
     return (f"SELECT rowid AS cid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ? "
             "UNION ALL SELECT id FROM threats WHERE id > ?"), [" AND ".join(parts), upto]
+
+
+def _trigram_share(conn: sqlite3.Connection):
+    """How common each trigram is, estimated from the newest SAMPLE_ROWS rows (cached per
+    database file for SAMPLE_TTL_S): a function from a trigram to the share of rows with it."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    now = time.monotonic()
+    cached = _samples.get(path)
+    if cached is None or now - cached[0] > SAMPLE_TTL_S:
+        counts: Counter = Counter()
+        rows = conn.execute("SELECT source, details FROM threats ORDER BY id DESC LIMIT ?", (SAMPLE_ROWS,)).fetchall()
+        for source, details in rows:
+            text = f"{source}\x01{details}".lower()
+            counts.update({text[i:i + 3] for i in range(len(text) - 2)})
+        if len(_samples) > 16:
+            _samples.clear()
+        cached = _samples[path] = (now, counts, max(1, len(rows)))
+    _, counts, n = cached
+    return lambda gram: counts.get(gram, 0) / n
 
 
 def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | None, tail: str) -> tuple[str, list]:

@@ -26,7 +26,8 @@ import sqlite3
 from kindlyguard_monitor.history.schema import TEXT_CONTENT, TEXT_INDEX, TEXT_VOCAB, has_text_index
 
 CHUNK = 2000  # rows per indexing transaction (about 0.1-0.2 s here): short, so a write never waits long
-MAX_TRIGRAMS = 12  # a longer needle is looked up by 12 of its trigrams, spread over it, then checked exactly
+MAX_TRIGRAMS = 4  # a longer needle is looked up by 4 of its trigrams (the rarest), then checked exactly
+COMMON_SHARE = 0.05  # a trigram in more of the rows than this narrows little and costs much
 MIN_CHARS = 3  # shorter needles have no trigram of their own: see prefix_query()
 MAX_PREFIX_TERMS = 64  # a shorter needle beginning more distinct trigrams is common: scan newest first
 
@@ -102,13 +103,24 @@ def prefix_query(conn: sqlite3.Connection, needle: str) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
-def trigram_query(*needles: str) -> str | None:
-    """An FTS5 MATCH expression: every needle's trigrams (at most MAX_TRIGRAMS each, spread
-    over it), ANDed, each one a quoted string. None when no needle has three characters."""
+def trigram_query(*needles: str, frequency=None) -> str | None:
+    """An FTS5 MATCH expression: trigrams of every needle, ANDed, each a quoted string; None
+    when no needle has three characters. Any subset of a needle's trigrams finds all its rows
+    (the search checks each exactly), and a common trigram costs its whole list (a trigram in
+    every row: about 50 ms a million rows, measured), so with `frequency(trigram)` (the share
+    of rows that hold it, estimated) the rarest MAX_TRIGRAMS of each needle are used, leaving
+    out those in more than COMMON_SHARE of the rows unless nothing rarer is left."""
     terms: list[str] = []
     for needle in needles:
         grams = list(dict.fromkeys(needle[i:i + 3] for i in range(len(needle) - 2)))
-        if len(grams) > MAX_TRIGRAMS:
+        if not grams:
+            continue
+        if frequency is not None:
+            share = {g: frequency(g.lower()) for g in grams}
+            grams.sort(key=lambda g: share[g])
+            rare = [g for g in grams if share[g] <= COMMON_SHARE]
+            grams = (rare or grams[:1])[:MAX_TRIGRAMS]
+        elif len(grams) > MAX_TRIGRAMS:
             step = (len(grams) - 1) / (MAX_TRIGRAMS - 1)
             grams = list(dict.fromkeys(grams[round(i * step)] for i in range(MAX_TRIGRAMS)))
         terms += ['"' + g.replace('"', '""') + '"' for g in grams]
