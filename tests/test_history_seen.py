@@ -6,8 +6,13 @@ from __future__ import annotations
 import pytest
 from history_data import BASE_US, GEN, ring_batch, ring_event, start_store, ws_batch, ws_threat
 
+from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.history import query
-from kindlyguard_monitor.history.records import threat_key
+
+
+def threat_key(ring_event_, generation):
+    """The EventKey the feed would give this ring event (what the GUI hands to mark_seen)."""
+    return from_ring([ring_event_], generation)[0].key
 
 
 @pytest.fixture
@@ -34,11 +39,11 @@ def test_marking_threats_seen_one_by_one(path):
         assert seen_seqs(path) == {2, 5}
         store.mark_seen([threat_key(events[2], GEN)])  # again: no change
         ws = ws_threat(5, GEN)  # the same threat as delivered by the WebSocket has the same key
-        store.mark_seen([threat_key(ws)])
+        store.mark_seen([ws.key])
         assert store.flush(60)
         assert store.unseen == 8 == query.unseen_count(path)
         stored = query.search(path, query.Filter(text="threat 7")).rows[0]
-        store.mark_seen([threat_key(stored)])  # a StoredThreat (the History window's row) works too
+        store.mark_seen([stored.key.packed()])  # a StoredThreat (the History window's row); bytes work too
         assert store.flush(60)
         assert seen_seqs(path) == {2, 5, 7} and store.unseen == 7 == query.unseen_count(path)
     finally:

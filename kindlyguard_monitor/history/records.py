@@ -135,10 +135,3 @@ def gap(row: tuple) -> Gap:
     row_id, time_us, transport, gen, missed, corrupt, kind = row
     return Gap(row_id, time_us, transport, generation_int(gen), missed, corrupt, kind)
 
-
-def threat_key(event, generation: int | None = None, transport: str = "shm") -> bytes:
-    """The history key of one threat (what HistoryStore.mark_seen takes): a ring event with its
-    Batch's generation, a WebSocket threat (which names its own), or a StoredThreat."""
-    if isinstance(event, StoredThreat):
-        generation = event.generation if generation is None else generation
-    return next(threat_rows(transport, generation, (event,), 0, careful=True))[0]

@@ -60,6 +60,7 @@ import threading
 import time
 from typing import Callable, Iterable
 
+from kindlyguard_monitor.event import EventKey
 from kindlyguard_monitor.history import db, query, text_index
 from kindlyguard_monitor.history.pending import Mark, PendingQueue
 from kindlyguard_monitor.history.records import generation_text
@@ -189,10 +190,10 @@ class HistoryStore(WriterThread):
                                        grew_corrupt, "reader"))
                 self._cond.notify_all()
 
-    def mark_seen(self, keys: Iterable[bytes]) -> None:
-        """Mark these threats seen (history keys: kindlyguard_monitor.history.records.threat_key),
-        after everything submitted before; a key not stored (yet) is ignored."""
-        keys = tuple(bytes(k) for k in keys)
+    def mark_seen(self, keys: Iterable) -> None:
+        """Mark these threats seen (their EventKeys, or the keys' packed bytes), after everything
+        submitted before; a key not stored (yet) is ignored."""
+        keys = tuple(k.packed() if isinstance(k, EventKey) else bytes(k) for k in keys)
         if keys:
             self._add_mark(Mark(keys))
 
