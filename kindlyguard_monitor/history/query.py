@@ -52,6 +52,7 @@ from kindlyguard_monitor.history.schema import TEXT_INDEX
 DEFAULT_PAGE = 200
 PROBE_ROWS = 20_000  # newest rows checked one by one when the index finds many (tests set 0)
 FEW_CANDIDATES = 10_000  # the index narrows to fewer rows than this: sort those, no probe
+CHECK_CHUNK = 250  # candidates' rows read and checked at a time, in time order
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ORDER = " ORDER BY time_us DESC, id DESC"
 SAMPLE_ROWS = 500  # the newest rows whose trigrams estimate how common a trigram is
@@ -221,17 +222,39 @@ def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | Non
             f"{_clause(terms + check)}{tail}", cparams + params + check_params)
 
 
-def _many_candidates(conn: sqlite3.Connection, f: Filter) -> bool:
-    """Does the index narrow this text or source search to FEW_CANDIDATES rows or more (or
-    not at all)? Counting stops there, so asking costs little either way."""
+def _many_candidates(conn: sqlite3.Connection, f: Filter) -> bool | None:
+    """Does the index narrow this text or source search to FEW_CANDIDATES rows or more?
+    Counting stops there, so asking costs little either way. None: no text or source, or
+    the index cannot narrow it (then a scan newest first, which stops when the page is full)."""
     if not (f.text or f.source is not None):
-        return False
+        return None
     cands = _candidates(conn, f)
     if cands is None:
-        return False  # a scan newest first, which stops when the page is full
+        return None
     sql, params = cands
     n = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", params + [FEW_CANDIDATES]).fetchone()[0]
     return n >= FEW_CANDIDATES
+
+
+def _few_candidates(conn: sqlite3.Connection, f: Filter, before: Cursor | None, want: int) -> list:
+    """The first `want` matches among the index's candidates, in two steps: the candidates that
+    pass the indexed filters, sorted by time reading only the start of each row; then their
+    rows, in that order, CHECK_CHUNK at a time, checked exactly until `want` pass (reading a
+    long details text, and checking it, only for the rows the page needs)."""
+    sql, cparams = _candidates(conn, f)
+    terms, params = _indexed_terms(f, before)
+    ordered = [r[0] for r in conn.execute(
+        f"SELECT threats.id FROM ({sql}) AS c CROSS JOIN threats ON threats.id = c.cid{_clause(terms)}{_ORDER}",
+        cparams + params)]
+    check, check_params = _checks(f)
+    rows: list = []
+    for i in range(0, len(ordered), CHECK_CHUNK):
+        chunk = ordered[i:i + CHECK_CHUNK]
+        rows += conn.execute(f"SELECT {SELECT_COLUMNS} FROM threats WHERE id IN ({', '.join('?' * len(chunk))})"
+                             f" AND {' AND '.join(check)}{_ORDER}", chunk + check_params).fetchall()
+        if len(rows) >= want:
+            break
+    return rows[:want]
 
 
 def _probe(conn: sqlite3.Connection, f: Filter, before: Cursor | None, want: int) -> list | None:
@@ -272,7 +295,10 @@ def search(database: Database, f: Filter = Filter(), limit: int = DEFAULT_PAGE,
         _prepare(conn)
         if _never_seen_source(conn, f):
             return Page([], None)
-        rows = _probe(conn, f, before, limit + 1) if _many_candidates(conn, f) else None
+        many = _many_candidates(conn, f)
+        rows = _probe(conn, f, before, limit + 1) if many else None
+        if rows is None and many is False:
+            rows = _few_candidates(conn, f, before, limit + 1)
         if rows is None:
             sql, params = _select(conn, SELECT_COLUMNS, f, before, f"{_ORDER} LIMIT ?")
             rows = conn.execute(sql, params + [limit + 1]).fetchall()
