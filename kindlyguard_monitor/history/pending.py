@@ -44,6 +44,7 @@ class PendingQueue:
         self.submitted = 0  # items accepted (a threat, a gap row or a mark each)
         self.finished = 0  # items committed or dropped
         self.first_waiting = 0.0  # monotonic time the oldest waiting item arrived
+        self.last_submit = 0.0  # monotonic time threats last arrived
         self.dropped = 0  # threats dropped because too many waited (or unstorable)
 
     def waiting(self) -> int:
@@ -66,8 +67,9 @@ class PendingQueue:
                 self.items.append(Pending(b.transport, b.generation, b.events))
                 added += len(b.events)
         if added:
+            self.last_submit = now = time.monotonic()
             if first:
-                self.first_waiting = time.monotonic()
+                self.first_waiting = now
             self.queued += added
             self.submitted += added
             self.trim()

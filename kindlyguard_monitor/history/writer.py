@@ -22,6 +22,7 @@ from kindlyguard_monitor.vocabulary import Transport
 
 log = logging.getLogger("kindlyguard_monitor.history.store")
 
+INDEX_QUIET_S = 0.25  # a big text-index backlog waits until threats stopped arriving this long
 IDLE_CHECKPOINT_S = 1.0  # idle this long after writing: checkpoint and truncate the WAL
 _INSERT_THREAT = (f"INSERT OR IGNORE INTO threats ({', '.join(THREAT_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
@@ -96,8 +97,10 @@ class WriterThread:
             if retry_due and ((has_work and gathered) or self._retention_wanted
                               or now >= next_retention or self._conn is None):
                 return "write"
+            index_due = self._text_backlog and self.index_text and (
+                self._text_backlog <= text_index.CHUNK or now >= q.last_submit + INDEX_QUIET_S)
             if retry_due and not has_work and self._conn is not None:
-                if self._text_backlog and self.index_text:
+                if index_due:
                     return "index"
                 if self._wal_dirty_at is not None and now >= self._last_write + IDLE_CHECKPOINT_S:
                     return "checkpoint"
@@ -106,6 +109,8 @@ class WriterThread:
                 wake = min(wake, q.first_waiting + self.commit_interval_s)
             if self._wal_dirty_at is not None and not has_work:
                 wake = min(wake, self._last_write + IDLE_CHECKPOINT_S)
+            if self._text_backlog and self.index_text and not index_due:
+                wake = min(wake, q.last_submit + INDEX_QUIET_S)
             self._cond.wait(max(0.0, wake - now))
         return None
 
