@@ -6,6 +6,7 @@
     kgmon doctor  checks what a user needs checked, and says what to do
     kgmon bench   measures both transports against the bare-C floor
     kgmon export  writes the threat history, or a search of it, as CSV or JSON
+    kgmon forward forwards the threat history to a NATS JetStream fleet stream
 
 Exit status: 0 fine, 1 failure, 2 bad usage, 3 cannot attach to the ring.
 
@@ -27,7 +28,7 @@ from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kindlyguard_monitor.cli import bench, demo, doctor, export, tail  # each adds its own options
+    from kindlyguard_monitor.cli import bench, demo, doctor, export, forward, tail  # each adds its own options
 
     common = Parser(add_help=False)
     common.add_argument(
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--shm-path", metavar="PATH", help="the ring file (see the commands' --shm-path)")
     gui.add_argument("--ws-url", type=ws_url, metavar="URL", help=f"the Shield's WebSocket (default {DEFAULT_WS_URL})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, tail, bench, doctor, export):
+    for module in (demo, tail, bench, doctor, export, forward):
         module.add_parser(sub, common)
     return parser
 

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 
+from kindlyguard_monitor.cli import tail_fleet
 from kindlyguard_monitor.cli.args import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, float_in, positive_int, seconds, ws_url
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.event import ThreatEvent
@@ -58,6 +59,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--transport", choices=MODES, default=AUTO,
                    help="auto (default): shared memory when healthy, else the WebSocket, retrying both; "
                    "shm or websocket: that one only, exit 3 if it is not there")
+    tail_fleet.add_options(p)  # --fleet URL and its connection options (issue 16)
     p.set_defaults(run=run)
 
 
@@ -156,6 +158,8 @@ def _raise_stop(signum, frame):
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "fleet", None):
+        return tail_fleet.run_fleet(args)
     manager = TransportManager(str(default_ring_path(args.shm_path)), default_ws_url(args.ws_url),
                                mode=args.transport, start="newest" if args.new else "oldest",
                                spin_ns=int(max(0.0, args.spin_us) * 1000))

@@ -1,0 +1,142 @@
+"""Connecting to NATS: server URLs, TLS, credentials; creating the stream when it is missing.
+
+Secrets stay in their files: a creds file or an NKey seed file is named, never
+read into settings or logs (nats-py reads it when it signs the server's
+nonce). A `tls://` URL or a CA file turns TLS on; the server's certificate is
+checked against the CA file (else the system's CAs) and its host name.
+Nothing here logs a URL's user:password part (`safe_url`).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from kindlyguard_monitor.fleet import subjects as s
+from kindlyguard_monitor.fleet.message import MAX_BODY
+
+DUPLICATE_WINDOW_S = 2 * 3600.0  # a retry within two hours of the first attempt is dropped by the stream
+MAX_AGE_S = 90 * 86400.0  # as long as the local history keeps a threat
+SCHEMES = ("nats", "tls")
+
+
+class BadOption(ValueError):
+    """An option that cannot work; str() says which and why (one sentence)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    servers: tuple[str, ...]
+    ca_file: str | None = None
+    cert_file: str | None = None  # client certificate (mutual TLS), with key_file
+    key_file: str | None = None
+    creds_file: str | None = None
+    nkey_file: str | None = None
+    name: str = "kgmon"
+    extra: dict = field(default_factory=dict)  # passed to nats.connect as it is (tests)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.ca_file or self.cert_file) or any(u.startswith("tls://") for u in self.servers)
+
+
+def url_problem(text: str) -> str | None:
+    """Why `text` (one URL or several, comma-separated) is not a NATS server list; None when it is."""
+    for url in split_urls(text):
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            return f"{safe_url(url)!r} is not a URL ({exc})"
+        if parts.scheme not in SCHEMES:
+            return f"{safe_url(url)!r} must start with nats:// or tls://"
+        if not parts.hostname:
+            return f"{safe_url(url)!r} has no host"
+        if port == 0:
+            return f"{safe_url(url)!r} has port 0"
+    if not split_urls(text):
+        return "no server URL given"
+    return None
+
+
+def split_urls(text: str) -> list[str]:
+    return [u.strip() for u in text.split(",") if u.strip()]
+
+
+def safe_url(url: str) -> str:
+    """The URL without any user:password@ part, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a URL that cannot be parsed>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://***@{host}{port}{parts.path}"
+
+
+def _readable(path: str | None, what: str) -> None:
+    if path is not None and not os.access(path, os.R_OK):
+        raise BadOption(f"the {what} {path} cannot be read")
+
+
+def connect_kwargs(o: Options) -> dict:
+    """The nats.connect() arguments for these options; raises BadOption for unreadable files."""
+    for path, what in ((o.ca_file, "CA file"), (o.cert_file, "certificate file"), (o.key_file, "key file"),
+                       (o.creds_file, "creds file"), (o.nkey_file, "NKey seed file")):
+        _readable(path, what)
+    if bool(o.cert_file) != bool(o.key_file):
+        raise BadOption("--tls-cert and --tls-key go together")
+    if o.creds_file and o.nkey_file:
+        raise BadOption("give --creds or --nkey, not both")
+    kw: dict = {"servers": list(o.servers), "name": o.name}
+    if o.tls:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=o.ca_file)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if o.cert_file:
+            try:
+                ctx.load_cert_chain(o.cert_file, o.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise BadOption(f"the client certificate {o.cert_file} cannot be used: {exc}") from None
+        kw["tls"] = ctx
+    if o.creds_file:
+        kw["user_credentials"] = o.creds_file
+    if o.nkey_file:
+        kw["nkeys_seed"] = o.nkey_file
+    kw.update(o.extra)
+    return kw
+
+
+async def ensure_stream(js, replicas: int = 1, duplicate_window_s: float = DUPLICATE_WINDOW_S) -> str:
+    """Create KINDLYGUARD_THREATS if it is missing; returns what happened, one sentence.
+
+    An existing stream is used as it is (its owner may have chosen other limits).
+    A workstation whose permissions do not allow creating streams gets an answer
+    saying so and goes on: publishing works if an administrator created the stream.
+    """
+    from nats.js import api
+    from nats.js.errors import APIError, NotFoundError
+
+    try:
+        info = await js.stream_info(s.STREAM)
+        return (f"stream {s.STREAM} is there ({info.config.num_replicas or 1} replica(s), "
+                f"duplicate window {info.config.duplicate_window or 0:g} s)")
+    except NotFoundError:
+        pass
+    except APIError as exc:
+        return f"stream {s.STREAM} could not be looked at ({exc.description or exc}); publishing anyway"
+    config = api.StreamConfig(
+        name=s.STREAM, subjects=[s.ALL_SUBJECTS], storage=api.StorageType.FILE, num_replicas=replicas,
+        duplicate_window=duplicate_window_s, max_age=MAX_AGE_S, max_msg_size=MAX_BODY,
+        retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.OLD, allow_direct=True,
+    )
+    try:
+        await js.add_stream(config)
+    except APIError as exc:
+        if "already in use" in str(exc.description or ""):
+            return f"stream {s.STREAM} is there (made meanwhile by another host)"
+        return f"stream {s.STREAM} could not be created ({exc.description or exc}); publishing anyway"
+    return f"stream {s.STREAM} created ({replicas} replica(s), duplicate window {duplicate_window_s:g} s)"

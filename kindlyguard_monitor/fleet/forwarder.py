@@ -1,0 +1,283 @@
+"""`kgmon forward`: the history's rows into the fleet stream, exactly once, in order per host.
+
+The loop, on one asyncio task:
+
+1. Read the rows after the cursor (gaps first, then threats, each in row order).
+2. Publish each with `Nats-Msg-Id` (subjects.py) as an async JetStream publish,
+   at most `window` unacknowledged at a time.
+3. As the oldest publishes are acknowledged, in publish order, move the cursor
+   past them; write it to the history (outbox.py) at most every `save_every_s`
+   and when the window drains.
+
+What makes it exactly once: the cursor only passes a row the stream has
+acknowledged, so after a crash, `kill -9`, a lost connection or a server
+restart the forwarder publishes again from the cursor; what the stream already
+holds is dropped by its duplicate window (the ack says `duplicate`). What keeps
+it in order: the stream stores one connection's publishes in the order it
+receives them, and after any failure (an error ack, an ack not received in
+`ack_timeout_s`, a lost connection) the connection is closed, with whatever the
+client still buffered, before the next one publishes again from the cursor.
+The client's own reconnect (which would flush that buffer after the messages
+lost with the old socket) is off for this reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+
+from kindlyguard_monitor.fleet import connect as fc
+from kindlyguard_monitor.fleet import message, outbox
+from kindlyguard_monitor.fleet import subjects as s
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = 1024
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 10.0
+
+
+@dataclass
+class Stats:
+    published: int = 0  # publishes sent (retries included)
+    acked: int = 0  # acknowledgements that moved the cursor
+    duplicates: int = 0  # of those, ones the stream already held (a retry)
+    failures: int = 0  # connections given up after a failure
+    waiting: int = 0  # threats and gaps in the history not yet acknowledged (as last counted)
+    acked_at_us: int = 0
+    state: str = "starting"  # or a sentence: why it is not forwarding
+
+
+class _Failed(Exception):
+    pass
+
+
+class Forwarder:
+    def __init__(self, history_path, options: fc.Options, host: str | None = None, *, window: int = DEFAULT_WINDOW,
+                 replicas: int = 1, ack_timeout_s: float = 5.0, save_every_s: float = 0.1,
+                 poll_s: float = 0.1, duplicate_window_s: float = fc.DUPLICATE_WINDOW_S):
+        self.history_path = history_path
+        self.options = options
+        self.host = s.host_token(host)
+        self.window = max(1, int(window))
+        self.replicas = replicas
+        self.ack_timeout_s = ack_timeout_s
+        self.save_every_s = save_every_s
+        self.poll_s = poll_s
+        self.duplicate_window_s = duplicate_window_s
+        self.stats = Stats()
+        self._conn = None
+        self._cursor: outbox.Cursor | None = None
+        self._saved_at = 0.0
+        self._dirty = False
+
+    # -- the outer loop: open the outbox, connect, pump, retry ---------------------------------
+
+    async def run(self, stop: asyncio.Event, until_idle: bool = False) -> bool:
+        """Forward until `stop` is set (or, with until_idle, until nothing waits); True if nothing waits."""
+        delay = RETRY_MIN_S
+        try:
+            while not stop.is_set():
+                if self._conn is None and not self._open_outbox():
+                    if until_idle:
+                        return False
+                    await _wait(stop, 1.0)
+                    continue
+                nc = await self._connect()
+                if nc is None:
+                    await _wait(stop, delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                try:
+                    idle = await self._pump(nc, stop, until_idle)
+                    if idle:
+                        return True
+                    delay = RETRY_MIN_S
+                except _Failed as exc:
+                    _forget_buffered(nc)  # never sent after what failed (see the module's docstring)
+                    self.stats.failures += 1
+                    self._state(f"not forwarding: {exc}; retrying")
+                    await _wait(stop, delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                finally:
+                    await _close(nc)
+            return False
+        finally:
+            self._save(force=True)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _state(self, text: str) -> None:
+        if text != self.stats.state:
+            (log.warning if text.startswith("not forwarding") else log.info)("%s", text)
+        self.stats.state = text
+
+    def _open_outbox(self) -> bool:
+        try:
+            self._conn = outbox.open_outbox(self.history_path)
+            self._cursor = outbox.load(self._conn, s.STREAM)
+            self.stats.acked_at_us = self._cursor.acked_at_us
+            return True
+        except outbox.NotReady as exc:
+            self._state(f"not forwarding: {exc}")
+            return False
+
+    async def _connect(self):
+        import nats
+        from nats.errors import Error as NatsError
+
+        try:
+            kw = fc.connect_kwargs(self.options)
+        except fc.BadOption as exc:
+            self._state(f"not forwarding: {exc}")
+            return None
+        kw.update(allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=0)
+
+        async def quiet(exc):  # errors are reported by what fails next, once
+            log.debug("nats: %s", exc)
+
+        kw.setdefault("error_cb", quiet)
+        try:
+            nc = await nats.connect(**kw)
+        except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
+            self._state(f"not forwarding: no NATS server answers at {', '.join(map(fc.safe_url, self.options.servers))} "
+                        f"({_why(exc)})")
+            return None
+        try:
+            js = nc.jetstream(timeout=self.ack_timeout_s)
+            log.info("%s", await fc.ensure_stream(js, self.replicas, self.duplicate_window_s))
+        except (OSError, asyncio.TimeoutError, NatsError) as exc:
+            await _close(nc)
+            self._state(f"not forwarding: the stream cannot be reached ({_why(exc)})")
+            return None
+        return nc
+
+    # -- one connection's life -------------------------------------------------------------------
+
+    async def _pump(self, nc, stop: asyncio.Event, until_idle: bool) -> bool:
+        js = nc.jetstream(timeout=self.ack_timeout_s, publish_async_max_pending=self.window + 1)
+        inflight: collections.deque = collections.deque()  # (kind, row, future, sent monotonic)
+        cur = self._cursor
+        next_threat, next_gap = cur.threat_row, cur.gap_row
+        history_id = cur.history_id
+        self._state(f"forwarding to {', '.join(map(fc.safe_url, self.options.servers))}")
+        counted_at = 0.0
+        while not stop.is_set():
+            if nc.is_closed or not nc.is_connected:
+                raise _Failed("the connection to the NATS server was lost")
+            room = self.window - len(inflight)
+            sent = 0
+            if room > 0:
+                for g in outbox.gaps_after(self._conn, next_gap, room):
+                    out = message.gap_message(self.host, history_id, g)
+                    inflight.append((1, g[0], await self._publish(js, out), time.monotonic()))
+                    next_gap = g[0]
+                    sent += 1
+                room -= sent
+            if room > 0:
+                for key, t in outbox.threats_after(self._conn, next_threat, room):
+                    out = message.threat_message(self.host, history_id, key, t)
+                    inflight.append((0, t.row_id, await self._publish(js, out), time.monotonic()))
+                    next_threat = t.row_id
+                    sent += 1
+            self._settle(inflight)
+            now = time.monotonic()
+            if now - counted_at > 1.0 or not inflight:
+                self.stats.waiting = outbox.waiting(self._conn, self._cursor)
+                counted_at = now
+            if inflight:
+                if now - inflight[0][3] > self.ack_timeout_s:
+                    raise _Failed(f"no acknowledgement from the stream in {self.ack_timeout_s:g} s")
+                if sent == 0 or len(inflight) >= self.window:
+                    await asyncio.wait([inflight[0][2]], timeout=0.05)
+                else:
+                    await asyncio.sleep(0)
+                continue
+            self._save(force=True)
+            if self.stats.waiting == 0 and until_idle:
+                return True
+            if sent == 0:
+                await _wait(stop, self.poll_s)
+        return False
+
+    async def _publish(self, js, out: message.Outgoing):
+        self.stats.published += 1
+        return await js.publish_async(out.subject, out.body, headers=out.headers)
+
+    def _settle(self, inflight: collections.deque) -> None:
+        """Move the cursor past the acknowledged publishes at the front of the window."""
+        cur = self._cursor
+        threat_row, gap_row, n, dup = cur.threat_row, cur.gap_row, 0, 0
+        while inflight and inflight[0][2].done():
+            kind, row, fut, _ = inflight[0]
+            if fut.cancelled() or fut.exception() is not None:
+                self._advance(threat_row, gap_row, n, dup)
+                exc = None if fut.cancelled() else fut.exception()
+                raise _Failed(f"the stream refused a publish ({_why(exc)})")
+            inflight.popleft()
+            if fut.result().duplicate:
+                dup += 1
+            if kind == 0:
+                threat_row = row
+            else:
+                gap_row = row
+            n += 1
+        if n:
+            self._advance(threat_row, gap_row, n, dup)
+
+    def _advance(self, threat_row: int, gap_row: int, n: int, dup: int) -> None:
+        if not n:
+            return
+        now = outbox.now_us()
+        c = self._cursor
+        self._cursor = outbox.Cursor(c.history_id, threat_row, gap_row, now, c.forwarded + n)
+        self.stats.acked += n
+        self.stats.duplicates += dup
+        self.stats.acked_at_us = now
+        self._dirty = True
+        self._save()
+
+    def _save(self, force: bool = False) -> None:
+        if not self._dirty or self._conn is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._saved_at < self.save_every_s:
+            return
+        try:
+            outbox.save(self._conn, s.STREAM, self._cursor)
+            self._dirty = False
+            self._saved_at = now
+        except Exception as exc:  # the history busy or full: the cursor stays in memory, tried again
+            log.warning("the forwarding cursor could not be saved (%s); retrying", exc)
+
+
+def _why(exc) -> str:
+    if exc is None:
+        return "cancelled"
+    text = getattr(exc, "description", None) or str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}" if text != exc.__class__.__name__ else text
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+def _forget_buffered(nc) -> None:
+    """Drop what the client buffered but has not written to the socket: close() would flush it
+    after publishes that failed, out of order. (nats-py has no public way; its buffer is `_pending`.)"""
+    if isinstance(getattr(nc, "_pending", None), list):
+        nc._pending = []
+        nc._pending_data_size = 0
+
+
+async def _close(nc) -> None:
+    try:
+        await asyncio.wait_for(nc.close(), 2.0)
+    except Exception:
+        pass

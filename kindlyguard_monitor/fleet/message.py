@@ -1,0 +1,131 @@
+"""A history row as a stream message (a JSON body and headers), and a stream message back.
+
+Body of a threat (UTF-8 JSON, ASCII-escaped; text exactly as the history holds it,
+attacker-controlled, so every reader shows it through textsafe.visible):
+
+    {"kind": "threat", "host": "ws1", "row": 42, "history": "<id>", "id": "<generation hex>-<seq>",
+     "timestamp": "...Z", "timestamp_unix_us": ..., "severity": "High", "threat_type": "...",
+     "blocked": true, "source": "...", "details": "...", "transport": "shm",
+     "generation": "<16 hex>" | null, "seq": 7 | null, "flags": 0}
+
+A gap: {"kind": "gap", "host", "row", "history", "time_unix_us", "transport", "generation",
+"missed", "corrupt", "gap_kind"} ("reader" or "store_overflow", as docs/history.md says).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from kindlyguard_monitor.fleet import subjects as s
+from kindlyguard_monitor.history.records import StoredThreat, generation_text
+from kindlyguard_monitor.threats import SEVERITY_NUMBER, THREAT_TYPE_NUMBER, severity_name, threat_type_name
+from kindlyguard_monitor.transport.protocol import format_timestamp
+
+MAX_BODY = 1 << 20  # a viewer refuses bigger bodies (the stream's max_msg_size says the same)
+
+
+class Outgoing(NamedTuple):
+    subject: str
+    body: bytes
+    headers: dict
+
+
+class FleetThreat(NamedTuple):
+    """A threat from the stream. The first ten fields have the ring event's names (as StoredThreat),
+    so formatting written for ring events takes it; the monotonic stamps are 0."""
+
+    seq: int | None
+    publish_mono_ns: int
+    observe_mono_ns: int
+    timestamp_unix_us: int
+    threat_type: int
+    severity: int
+    blocked: bool
+    flags: int
+    source: str
+    details: str
+    id: str
+    host: str
+    row: int
+    history: str
+    transport: str
+    stream_seq: int
+
+
+class FleetGap(NamedTuple):
+    host: str
+    row: int
+    time_unix_us: int
+    transport: str
+    missed: int
+    corrupt: int
+    kind: str
+    stream_seq: int
+
+
+class BadMessage(ValueError):
+    """A stream message that is not one of ours; str() says why (one sentence)."""
+
+
+def threat_message(host: str, history_id: str, key: bytes, t: StoredThreat) -> Outgoing:
+    body = {
+        "kind": "threat", "host": host, "row": t.row_id, "history": history_id, "id": t.id,
+        "timestamp": format_timestamp(t.timestamp_unix_us), "timestamp_unix_us": t.timestamp_unix_us,
+        "severity": severity_name(t.severity), "threat_type": threat_type_name(t.threat_type),
+        "blocked": bool(t.blocked), "source": t.source, "details": t.details, "transport": t.transport,
+        "generation": generation_text(t.generation), "seq": t.seq, "flags": t.flags,
+    }
+    headers = {s.H_MSG_ID: s.threat_msg_id(host, key), s.H_KIND: "threat", s.H_HOST: host,
+               s.H_ROW: str(t.row_id), s.H_HISTORY: history_id}
+    return Outgoing(s.threat_subject(host, t.severity), json.dumps(body).encode(), headers)
+
+
+def gap_message(host: str, history_id: str, row: tuple) -> Outgoing:
+    """`row`: (id, time_us, transport, generation text, missed, corrupt, kind) from the gaps table."""
+    row_id, time_us, transport, generation, missed, corrupt, kind = row
+    body = {"kind": "gap", "host": host, "row": row_id, "history": history_id, "time_unix_us": time_us,
+            "transport": transport, "generation": generation, "missed": missed, "corrupt": corrupt,
+            "gap_kind": kind}
+    headers = {s.H_MSG_ID: s.gap_msg_id(host, time_us, transport, generation, missed, corrupt, kind),
+               s.H_KIND: "gap", s.H_HOST: host, s.H_ROW: str(row_id), s.H_HISTORY: history_id}
+    return Outgoing(s.gap_subject(host), json.dumps(body).encode(), headers)
+
+
+def _int(obj: dict, name: str, default=None):
+    value = obj.get(name, default)
+    if value is None and default is None:
+        return None
+    if type(value) is not int:
+        raise BadMessage(f"its {name} is not a whole number")
+    return value
+
+
+def _str(obj: dict, name: str) -> str:
+    value = obj.get(name, "")
+    if type(value) is not str:
+        raise BadMessage(f"its {name} is not text")
+    return value
+
+
+def decode(data: bytes, stream_seq: int = 0) -> FleetThreat | FleetGap:
+    """A message body from the stream; raises BadMessage for anything that is not ours."""
+    if len(data) > MAX_BODY:
+        raise BadMessage(f"it is {len(data)} bytes, more than {MAX_BODY}")
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadMessage(f"it is not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(obj, dict):
+        raise BadMessage("it is not a JSON object")
+    kind = obj.get("kind")
+    if kind == "gap":
+        return FleetGap(_str(obj, "host"), _int(obj, "row", 0), _int(obj, "time_unix_us", 0), _str(obj, "transport"),
+                        _int(obj, "missed", 0), _int(obj, "corrupt", 0), _str(obj, "gap_kind"), stream_seq)
+    if kind != "threat":
+        raise BadMessage("its kind is neither threat nor gap")
+    return FleetThreat(_int(obj, "seq"), 0, 0, _int(obj, "timestamp_unix_us", 0),
+                       THREAT_TYPE_NUMBER.get(obj.get("threat_type"), 0), SEVERITY_NUMBER.get(obj.get("severity"), 0),
+                       bool(obj.get("blocked")), _int(obj, "flags", 0), _str(obj, "source"), _str(obj, "details"),
+                       _str(obj, "id"), _str(obj, "host"), _int(obj, "row", 0), _str(obj, "history"),
+                       _str(obj, "transport"), stream_seq)

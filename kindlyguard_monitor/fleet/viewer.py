@@ -1,0 +1,124 @@
+"""Watching the fleet: a durable JetStream consumer per viewer, from where it stopped.
+
+One durable pull consumer per viewer (`viewer-<host>-<user>` unless named), on
+`kindlyguard.threats.>` (or one host's subjects): a viewer that was offline
+fetches what came meanwhile, then follows. Acks are cumulative (AckPolicy.ALL:
+the last message of each fetched batch, after it was handed on), so a viewer
+killed before acking sees that batch again next time, never less.
+
+`follow()` yields FleetThreat / FleetGap (message.py) and BadFleetMessage for a
+message that is not ours (its text is the stream's, attacker-controlled: show
+it with textsafe.visible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+from typing import AsyncIterator, NamedTuple
+
+from kindlyguard_monitor.fleet import connect as fc
+from kindlyguard_monitor.fleet import message
+from kindlyguard_monitor.fleet import subjects as s
+
+log = logging.getLogger(__name__)
+
+FETCH = 512
+ACK_WAIT_S = 30.0
+
+
+class BadFleetMessage(NamedTuple):
+    subject: str
+    stream_seq: int
+    reason: str
+
+
+class Unavailable(Exception):
+    """The stream or the consumer cannot be reached; str() says why (one sentence)."""
+
+
+def default_consumer(host: str | None = None) -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "user"
+    return s.consumer_name(s.host_token(host), user)
+
+
+async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS):
+    from nats.js import api
+    from nats.js.errors import Error as JsError
+
+    js = nc.jetstream(timeout=5.0)
+    config = api.ConsumerConfig(durable_name=consumer, ack_policy=api.AckPolicy.ALL, ack_wait=ACK_WAIT_S,
+                                deliver_policy=api.DeliverPolicy.ALL, max_ack_pending=100_000,
+                                filter_subject=filter_subject)
+    try:
+        return await js.pull_subscribe(filter_subject, durable=consumer, stream=s.STREAM, config=config)
+    except JsError as exc:
+        raise Unavailable(f"the fleet stream {s.STREAM} cannot be followed: "
+                          f"{getattr(exc, 'description', None) or exc}") from None
+
+
+async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
+                 filter_subject: str = s.ALL_SUBJECTS, limit: int | None = None) -> AsyncIterator:
+    """Everything the consumer has not acknowledged, then what arrives, until `stop` is set
+    (or `limit` messages were handed on). Messages fetched but not handed on when it stops
+    are given back at once (nak), so the next session starts with them, in order."""
+    import nats
+    from nats.errors import Error as NatsError
+    from nats.errors import TimeoutError as NatsTimeout
+
+    kw = fc.connect_kwargs(options)
+    kw.update(max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2)
+
+    async def quiet(exc):
+        log.debug("nats: %s", exc)
+
+    kw.setdefault("error_cb", quiet)
+    try:
+        nc = await nats.connect(**kw)
+    except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
+        raise Unavailable(f"no NATS server answers at {', '.join(map(fc.safe_url, options.servers))} "
+                          f"({exc.__class__.__name__}: {exc})") from None
+    try:
+        sub = await open_consumer(nc, consumer, filter_subject)
+        handed = 0
+        while not stop.is_set() and (limit is None or handed < limit):
+            want = FETCH if limit is None else max(1, min(FETCH, limit - handed))
+            try:
+                msgs = await sub.fetch(want, timeout=0.25)
+            except (NatsTimeout, asyncio.TimeoutError):
+                continue
+            except NatsError as exc:  # the server restarting, a leader election: fetch again
+                log.debug("fetch: %s", exc)
+                await asyncio.sleep(0.2)
+                continue
+            last = None
+            for i, m in enumerate(msgs):
+                seq = m.metadata.sequence.stream if m.reply else 0
+                try:
+                    item = message.decode(m.data, seq)
+                except message.BadMessage as exc:
+                    item = BadFleetMessage(m.subject, seq, str(exc))
+                yield item
+                handed += 1
+                last = m
+                if stop.is_set():  # the caller has had enough: give the rest back
+                    for rest in msgs[i + 1:]:
+                        try:
+                            await rest.nak()
+                        except NatsError:
+                            break
+                    break
+            if last is not None:
+                try:
+                    await last.ack()  # AckPolicy.ALL: everything up to it
+                except NatsError as exc:  # not acked: seen again next time, never lost
+                    log.debug("ack: %s", exc)
+    finally:
+        try:
+            await asyncio.wait_for(nc.close(), 2.0)
+        except Exception:
+            pass
