@@ -46,19 +46,30 @@ def default_consumer(host: str | None = None) -> str:
     return s.consumer_name(s.host_token(host), user)
 
 
-async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS):
+async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS, timeout: float = 30.0):
+    """The viewer's durable pull consumer, created if missing. Retried while the cluster answers
+    with timeouts (a consumer or meta leader being elected after a node was lost)."""
+    from nats.errors import TimeoutError as NatsTimeout
     from nats.js import api
     from nats.js.errors import Error as JsError
+    from nats.js.errors import ServiceUnavailableError
 
     js = nc.jetstream(timeout=5.0)
     config = api.ConsumerConfig(durable_name=consumer, ack_policy=api.AckPolicy.ALL, ack_wait=ACK_WAIT_S,
                                 deliver_policy=api.DeliverPolicy.ALL, max_ack_pending=100_000,
                                 filter_subject=filter_subject)
-    try:
-        return await js.pull_subscribe(filter_subject, durable=consumer, stream=s.STREAM, config=config)
-    except JsError as exc:
-        raise Unavailable(f"the fleet stream {s.STREAM} cannot be followed: "
-                          f"{getattr(exc, 'description', None) or exc}") from None
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await js.pull_subscribe(filter_subject, durable=consumer, stream=s.STREAM, config=config)
+        except (NatsTimeout, asyncio.TimeoutError, ServiceUnavailableError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise Unavailable(f"the fleet stream {s.STREAM} did not answer in {timeout:g} s "
+                                  f"({exc.__class__.__name__})") from None
+            await asyncio.sleep(0.5)
+        except JsError as exc:
+            raise Unavailable(f"the fleet stream {s.STREAM} cannot be followed: "
+                              f"{getattr(exc, 'description', None) or exc}") from None
 
 
 async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
