@@ -68,7 +68,8 @@ def add_parser(sub, common) -> None:
                    help="most publishes waiting for their acknowledgement (default %(default)s)")
     p.add_argument("--replicas", type=int_in(1, 5), default=1, metavar="N",
                    help="replicas of the stream, if this command creates it (default %(default)s)")
-    p.add_argument("--once", action="store_true", help="exit when everything in the history is acknowledged")
+    p.add_argument("--once", action="store_true",
+                   help="exit when everything in the history is acknowledged (status 0) or at the first failure (1)")
     add_connection_options(p)
     p.set_defaults(run=run)
 

@@ -117,6 +117,7 @@ async def ensure_stream(js, replicas: int = 1, duplicate_window_s: float = DUPLI
     A workstation whose permissions do not allow creating streams gets an answer
     saying so and goes on: publishing works if an administrator created the stream.
     """
+    from nats.errors import TimeoutError as NatsTimeout
     from nats.js import api
     from nats.js.errors import APIError, NotFoundError
 
@@ -128,6 +129,8 @@ async def ensure_stream(js, replicas: int = 1, duplicate_window_s: float = DUPLI
         pass
     except APIError as exc:
         return f"stream {s.STREAM} could not be looked at ({exc.description or exc}); publishing anyway"
+    except NatsTimeout:  # no permission for the JetStream API (a denied request gets no answer), or no leader yet
+        return f"stream {s.STREAM} could not be looked at (no answer); publishing anyway"
     config = api.StreamConfig(
         name=s.STREAM, subjects=[s.ALL_SUBJECTS], storage=api.StorageType.FILE, num_replicas=replicas,
         duplicate_window=duplicate_window_s, max_age=MAX_AGE_S, max_msg_size=MAX_BODY,

@@ -73,11 +73,13 @@ class Forwarder:
         self._cursor: outbox.Cursor | None = None
         self._saved_at = 0.0
         self._dirty = False
+        self._server_said: str | None = None
 
     # -- the outer loop: open the outbox, connect, pump, retry ---------------------------------
 
     async def run(self, stop: asyncio.Event, until_idle: bool = False) -> bool:
-        """Forward until `stop` is set (or, with until_idle, until nothing waits); True if nothing waits."""
+        """Forward until `stop` is set; with until_idle, until nothing waits or the first failure.
+        True when nothing waits."""
         delay = RETRY_MIN_S
         try:
             while not stop.is_set():
@@ -88,6 +90,8 @@ class Forwarder:
                     continue
                 nc = await self._connect()
                 if nc is None:
+                    if until_idle:
+                        return False
                     await _wait(stop, delay)
                     delay = min(delay * 2, RETRY_MAX_S)
                     continue
@@ -99,7 +103,12 @@ class Forwarder:
                 except _Failed as exc:
                     _forget_buffered(nc)  # never sent after what failed (see the module's docstring)
                     self.stats.failures += 1
-                    self._state(f"not forwarding: {exc}; retrying")
+                    said = f" (the server said: {self._server_said})" if self._server_said else ""
+                    self._server_said = None
+                    if until_idle:
+                        self._state(f"not forwarding: {exc}{said}")
+                        return False
+                    self._state(f"not forwarding: {exc}{said}; retrying")
                     await _wait(stop, delay)
                     delay = min(delay * 2, RETRY_MAX_S)
                 finally:
@@ -137,10 +146,12 @@ class Forwarder:
             return None
         kw.update(allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=0)
 
-        async def quiet(exc):  # errors are reported by what fails next, once
+        async def remember(exc):  # reported with what fails next (a refused publish times out), once
             log.debug("nats: %s", exc)
+            self._server_said = str(exc)[:300]
 
-        kw.setdefault("error_cb", quiet)
+        kw.setdefault("error_cb", remember)
+        kw.setdefault("inbox_prefix", f"_INBOX_{self.host}")  # acks come here: a permission per host (docs/fleet.md)
         try:
             nc = await nats.connect(**kw)
         except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
@@ -191,6 +202,8 @@ class Forwarder:
                 self.stats.waiting = outbox.waiting(self._conn, self._cursor)
                 counted_at = now
             if inflight:
+                if self._server_said and "ermission" in self._server_said:  # a refused publish gets no ack
+                    raise _Failed("the server refused a publish")
                 if now - inflight[0].sent > self.ack_timeout_s:
                     raise _Failed(f"no acknowledgement from the stream in {self.ack_timeout_s:g} s")
                 if sent == 0 or len(inflight) >= self.window:

@@ -46,7 +46,8 @@ def default_consumer(host: str | None = None) -> str:
     return s.consumer_name(s.host_token(host), user)
 
 
-async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS, timeout: float = 30.0):
+async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS, timeout: float = 30.0,
+                        server_said: list | None = None):
     """The viewer's durable pull consumer, created if missing. Retried while the cluster answers
     with timeouts (a consumer or meta leader being elected after a node was lost)."""
     from nats.errors import TimeoutError as NatsTimeout
@@ -63,6 +64,9 @@ async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS,
         try:
             return await js.pull_subscribe(filter_subject, durable=consumer, stream=s.STREAM, config=config)
         except (NatsTimeout, asyncio.TimeoutError, ServiceUnavailableError) as exc:
+            refused = [t for t in server_said or () if "ermission" in t]
+            if refused:  # a denied request gets no answer, only an error on the connection
+                raise Unavailable(f"the server refused this viewer: {refused[-1]}") from None
             if asyncio.get_running_loop().time() > deadline:
                 raise Unavailable(f"the fleet stream {s.STREAM} did not answer in {timeout:g} s "
                                   f"({exc.__class__.__name__})") from None
@@ -84,17 +88,21 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
     kw = fc.connect_kwargs(options)
     kw.update(max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2)
 
-    async def quiet(exc):
-        log.debug("nats: %s", exc)
+    said: list[str] = []
 
-    kw.setdefault("error_cb", quiet)
+    async def remember(exc):
+        log.debug("nats: %s", exc)
+        said.append(str(exc)[:300])
+        del said[:-5]
+
+    kw.setdefault("error_cb", remember)
     try:
         nc = await nats.connect(**kw)
     except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
         raise Unavailable(f"no NATS server answers at {', '.join(map(fc.safe_url, options.servers))} "
                           f"({exc.__class__.__name__}: {exc})") from None
     try:
-        sub = await open_consumer(nc, consumer, filter_subject)
+        sub = await open_consumer(nc, consumer, filter_subject, server_said=said)
         handed = 0
         while not stop.is_set() and (limit is None or handed < limit):
             want = FETCH if limit is None else max(1, min(FETCH, limit - handed))

@@ -1,0 +1,133 @@
+"""The fleet's security (issue 16): TLS with a CA made here, and docs/fleet-server.conf's permissions.
+
+The server runs the sample configuration from the docs, with a self-signed CA and a server
+certificate for 127.0.0.1 made by the openssl command. A workstation publishes only under
+its own subjects; a viewer reads and cannot publish; a password never reaches the output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleet_servers import NatsServer, env, free_ports, kgmon, run
+from history_data import make_history, ring_batch, ring_event
+
+pytest.importorskip("nats")
+SAMPLE = Path(__file__).resolve().parent.parent / "docs" / "fleet-server.conf"
+
+
+def make_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """ca.pem, and server-cert.pem / server-key.pem for IP 127.0.0.1 signed by it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (folder / n for n in ("ca-key.pem", "ca.pem", "server-key.pem", "server.csr",
+                                                       "server-cert.pem"))
+    ext = folder / "ext.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n")
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+        str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=kgmon test CA")
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+        str(csr), "-subj", "/CN=127.0.0.1")
+    ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
+        str(cert), "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
+
+
+@pytest.fixture
+def secure_server(tmp_path):
+    ca, cert, key = make_ca(tmp_path / "pki")
+    port = free_ports(1)[0]
+    conf = SAMPLE.read_text()
+    for old, new in (("0.0.0.0:4222", f"127.0.0.1:{port}"), ("/etc/nats/server-cert.pem", str(cert)),
+                     ("/etc/nats/server-key.pem", str(key)), ("/etc/nats/ca.pem", str(ca)),
+                     ("/var/lib/nats/jetstream", str(tmp_path / "js")), ("200GB", "1GB"),
+                     ("WS1_PASSWORD", "ws1-secret-pw"), ("DESK1_PASSWORD", "desk1-secret-pw"),
+                     ("ADMIN_PASSWORD", "admin-secret-pw")):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    server = NatsServer(tmp_path / "nats", port=port)
+    server.conf.write_text(conf)
+    server.start()
+    yield server, ca, port
+    server.kill()
+
+
+def test_tls_and_the_sample_permissions(secure_server, tmp_path):
+    server, ca, port = secure_server
+    admin = f"tls://admin:admin-secret-pw@127.0.0.1:{port}"
+    hist = make_history(tmp_path / "h.sqlite3", [ring_batch([ring_event(i) for i in range(50)])])
+
+    async def make():
+        import ssl
+
+        import nats
+
+        ctx = ssl.create_default_context(cafile=str(ca))
+        nc = await nats.connect(admin, tls=ctx)
+        try:
+            from kindlyguard_monitor.fleet.connect import ensure_stream
+            assert "created" in await ensure_stream(nc.jetstream(), replicas=1)
+        finally:
+            await nc.close()
+
+    run(make())
+
+    def forward(user: str, host: str, *extra: str, history: Path = hist):
+        return subprocess.run(kgmon("forward", "--nats", f"tls://{user}@127.0.0.1:{port}", "--history", str(history),
+                                    "--host", host, "--once", *extra),
+                              env=env(), capture_output=True, text=True, timeout=60)
+
+    # Without the CA the server's certificate is not trusted: refused, said in one line, no password shown.
+    untrusted = forward("ws1:ws1-secret-pw", "ws1")
+    assert untrusted.returncode == 1 and "no NATS server answers" in untrusted.stderr
+    assert "ws1-secret-pw" not in untrusted.stderr and "Traceback" not in untrusted.stderr
+    # ws1 with the CA: every threat forwarded.
+    ok = forward("ws1:ws1-secret-pw", "ws1", "--ca", str(ca))
+    assert ok.returncode == 0, ok.stderr
+    assert "ws1-secret-pw" not in ok.stderr
+    # ws1's account publishing as ws2 is refused by the server: nothing lands, it says why.
+    hist2 = make_history(tmp_path / "h2.sqlite3", [ring_batch([ring_event(i) for i in range(5)])])
+    spoof = forward("ws1:ws1-secret-pw", "ws2", "--ca", str(ca), history=hist2)
+    assert spoof.returncode == 1 and "ermission" in spoof.stderr, spoof.stderr
+    adm = f"tls://admin:admin-secret-pw@127.0.0.1:{port}"
+
+    async def counts():
+        import ssl
+
+        import nats
+
+        nc = await nats.connect(adm, tls=ssl.create_default_context(cafile=str(ca)))
+        try:
+            info = await nc.jetstream().stream_info("KINDLYGUARD_THREATS", subjects_filter="kindlyguard.threats.>")
+            return {k.split(".")[2]: 0 for k in info.state.subjects} | {
+                h: sum(v for k, v in info.state.subjects.items() if k.split(".")[2] == h)
+                for h in {k.split(".")[2] for k in info.state.subjects}}
+        finally:
+            await nc.close()
+
+    assert run(counts()) == {"ws1": 50}
+    # The viewer reads everything over TLS with its own consumer ...
+    shown = subprocess.run(kgmon("tail", "--fleet", f"tls://desk1:desk1-secret-pw@127.0.0.1:{port}", "--ca", str(ca),
+                                 "--consumer", "desk1", "--json", "--count", "50", "--timeout", "30"),
+                           env=env(), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert len([line for line in shown.stdout.splitlines() if json.loads(line)["type"] == "threat"]) == 50
+    # ... but may not publish a threat, nor use another viewer's consumer name.
+    as_viewer = forward("desk1:desk1-secret-pw", "desk1", "--ca", str(ca), history=hist2)
+    assert as_viewer.returncode == 1 and "ermission" in as_viewer.stderr, as_viewer.stderr
+    other = subprocess.run(kgmon("tail", "--fleet", f"tls://desk1:desk1-secret-pw@127.0.0.1:{port}", "--ca", str(ca),
+                                 "--consumer", "desk2", "--count", "1", "--timeout", "20"),
+                           env=env(), capture_output=True, text=True, timeout=60)
+    assert other.returncode == 3 and "refused this viewer" in other.stderr, other.stderr
+    assert "desk1-secret-pw" not in other.stderr
+    assert run(counts()) == {"ws1": 50}
