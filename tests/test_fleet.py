@@ -19,7 +19,7 @@ from fleet_servers import (Cluster, NatsServer, create_stream, env, kgmon, run, 
                            wait_for)
 from history_data import GEN, make_history, ring_batch, ring_event, start_store
 
-from kindlyguard_monitor.fleet import message, subjects
+from kindlyguard_monitor.fleet import message, status, subjects
 
 pytest.importorskip("nats")
 
@@ -117,6 +117,15 @@ def test_forward_survives_kill_9_exactly_once_in_order(server, tmp_path):
     conn.close()
     assert f"{n + 1} acknowledged ({n + 1} already in the stream)" in forward_once(server.url, hist, "ws1")
     assert run(stream_count(server.url)) == n + 1
+    # What the status bar and `kgmon doctor` show, then with the server gone.
+    assert status.status_text(hist).startswith("Forwarding: 0 waiting / last acknowledged at ")
+    assert status.doctor_finding(hist)[0] == "ok"
+    server.kill()
+    gone = subprocess.run(kgmon("forward", "--nats", server.url, "--history", str(hist), "--once"), env=env(),
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 1 and "no NATS server answers" in gone.stderr and "Traceback" not in gone.stderr
+    level, text, advice = status.doctor_finding(hist)
+    assert level == "warn" and f"not forwarding: no NATS server answers at {server.url}" in text and advice
 
 
 def test_forward_resumes_across_a_server_restart(server, tmp_path):

@@ -8,6 +8,7 @@ from typing import Mapping
 
 from kindlyguard_monitor.doctor.cpu import check_affinity, check_governor
 from kindlyguard_monitor.doctor.desktop import check_desktop
+from kindlyguard_monitor.doctor.forwarding import check_forwarding
 from kindlyguard_monitor.doctor.findings import FAIL, INFO, WARN, Finding
 from kindlyguard_monitor.doctor.history import check_history
 from kindlyguard_monitor.doctor.ring import RingCheck, check_ring, import_problem, probe_events, ring_file_facts
@@ -75,6 +76,7 @@ def diagnose(path: str, ws_url: str | None = None, timeout: float = DEFAULT_WS_T
     findings.extend(check_affinity(env))
     findings.extend(check_desktop(env))
     findings.append(check_history())
+    findings.extend(check_forwarding())  # issue 16: only when this history is forwarded
     return findings
 
 

@@ -78,6 +78,11 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://***@{host}{port}{parts.path}"
 
 
+def connect_deadline(o: Options, per_server_s: float = 2.0) -> float:
+    """How long a first connection may take: every server tried once, with its TLS handshake."""
+    return per_server_s * len(o.servers) + 1.0
+
+
 def _readable(path: str | None, what: str) -> None:
     if path is not None and not os.access(path, os.R_OK):
         raise BadOption(f"the {what} {path} cannot be read")

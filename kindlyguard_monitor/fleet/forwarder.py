@@ -121,9 +121,15 @@ class Forwarder:
                 self._conn = None
 
     def _state(self, text: str) -> None:
-        if text != self.stats.state:
-            (log.warning if text.startswith("not forwarding") else log.info)("%s", text)
+        if text == self.stats.state:
+            return
+        (log.warning if text.startswith("not forwarding") else log.info)("%s", text)
         self.stats.state = text
+        if self._conn is not None:
+            try:
+                outbox.save_state(self._conn, s.STREAM, text)
+            except Exception as exc:  # busy: the next change says it
+                log.debug("state not saved: %s", exc)
 
     def _open_outbox(self) -> bool:
         try:
@@ -152,8 +158,8 @@ class Forwarder:
 
         kw.setdefault("error_cb", remember)
         kw.setdefault("inbox_prefix", f"_INBOX_{self.host}")  # acks come here: a permission per host (docs/fleet.md)
-        try:
-            nc = await nats.connect(**kw)
+        try:  # bounded: with allow_reconnect=False nats-py retries a refused first connection forever
+            nc = await asyncio.wait_for(nats.connect(**kw), fc.connect_deadline(self.options))
         except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
             self._state(f"not forwarding: no NATS server answers at {', '.join(map(fc.safe_url, self.options.servers))} "
                         f"({_why(exc)})")

@@ -9,9 +9,11 @@ and a new history starts forwarding from its first row (under a new
 `history_id`; the stream's duplicate window and the threats' own keys keep a
 threat forwarded by the old file from appearing twice).
 
-    fleet_forward(stream PRIMARY KEY, history_id, threat_row, gap_row, acked_at_us, forwarded)
+    fleet_forward(stream PRIMARY KEY, history_id, threat_row, gap_row, acked_at_us, forwarded, state)
 
 threat_row / gap_row: every threat (gap) row up to this one is in the stream.
+state: the forwarder's last word ("forwarding to …" or "not forwarding: <why>"), for
+`kgmon doctor` and the status bar; server URLs in it never carry a password.
 The forwarder writes this table through its own connection (SQLite's busy
 timeout waits for the app's history writer); it never writes anything else.
 """
@@ -31,7 +33,7 @@ from kindlyguard_monitor.history.records import SELECT_COLUMNS, StoredThreat, st
 TABLE = "fleet_forward"
 _CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (stream TEXT PRIMARY KEY, history_id TEXT NOT NULL, "
            "threat_row INTEGER NOT NULL, gap_row INTEGER NOT NULL, acked_at_us INTEGER NOT NULL, "
-           "forwarded INTEGER NOT NULL)")
+           "forwarded INTEGER NOT NULL, state TEXT NOT NULL DEFAULT '')")
 GAP_SELECT = "id, time_us, transport, generation, missed, corrupt, kind"
 
 
@@ -53,6 +55,7 @@ class Status(NamedTuple):
     waiting: int
     acked_at_us: int
     forwarded: int
+    state: str
 
 
 def now_us() -> int:
@@ -94,7 +97,8 @@ def load(conn: sqlite3.Connection, stream: str) -> Cursor:
     if row is not None:
         return Cursor(*row)
     cursor = Cursor(secrets.token_hex(8), 0, 0, 0, 0)
-    conn.execute(f"INSERT OR IGNORE INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?)", (stream, *cursor))
+    conn.execute(f"INSERT OR IGNORE INTO {TABLE} (stream, history_id, threat_row, gap_row, acked_at_us, forwarded) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", (stream, *cursor))
     return load(conn, stream)
 
 
@@ -102,6 +106,10 @@ def save(conn: sqlite3.Connection, stream: str, cursor: Cursor) -> None:
     conn.execute(f"UPDATE {TABLE} SET threat_row = ?, gap_row = ?, acked_at_us = ?, forwarded = ? "
                  "WHERE stream = ? AND history_id = ?",
                  (cursor.threat_row, cursor.gap_row, cursor.acked_at_us, cursor.forwarded, stream, cursor.history_id))
+
+
+def save_state(conn: sqlite3.Connection, stream: str, state: str) -> None:
+    conn.execute(f"UPDATE {TABLE} SET state = ? WHERE stream = ?", (state[:500], stream))
 
 
 def threats_after(conn: sqlite3.Connection, row: int, limit: int) -> list[tuple[bytes, StoredThreat]]:
@@ -129,12 +137,12 @@ def status(path: str | os.PathLike, stream: str) -> Status | None:
     except Exception:  # no history, unreadable: the history's own doctor line says why
         return None
     try:
-        row = conn.execute(f"SELECT history_id, threat_row, gap_row, acked_at_us, forwarded FROM {TABLE} "
+        row = conn.execute(f"SELECT history_id, threat_row, gap_row, acked_at_us, forwarded, state FROM {TABLE} "
                            "WHERE stream = ?", (stream,)).fetchone()
         if row is None:
             return None
-        cursor = Cursor(*row)
-        return Status(waiting(conn, cursor), cursor.acked_at_us, cursor.forwarded)
+        cursor = Cursor(*row[:5])
+        return Status(waiting(conn, cursor), cursor.acked_at_us, cursor.forwarded, row[5])
     except sqlite3.Error:
         return None
     finally:

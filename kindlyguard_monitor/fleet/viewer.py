@@ -96,8 +96,8 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
         del said[:-5]
 
     kw.setdefault("error_cb", remember)
-    try:
-        nc = await nats.connect(**kw)
+    try:  # bounded: the first connection is not retried forever
+        nc = await asyncio.wait_for(nats.connect(**kw), fc.connect_deadline(options))
     except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
         raise Unavailable(f"no NATS server answers at {', '.join(map(fc.safe_url, options.servers))} "
                           f"({exc.__class__.__name__}: {exc})") from None

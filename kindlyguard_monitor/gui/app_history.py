@@ -16,6 +16,7 @@ import time
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from kindlyguard_monitor.fleet.status import status_text as fleet_status_text
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.resources import icon
@@ -120,6 +121,9 @@ class AppHistory(QObject):
             text += " — " + READ_ONLY_TEXT
         elif store.error:
             text += " — not saving: " + store.error
+        forwarding = fleet_status_text(store.path)  # issue 16: None unless this history is forwarded
+        if forwarding:
+            text += " · " + forwarding
         self.window.set_history_status(text, bool(store.error))
 
     @Slot(object)

@@ -1,0 +1,41 @@
+"""What the status bar and `kgmon doctor` say about forwarding, read from the history (no NATS needed).
+
+"Forwarding: 12 waiting / last acknowledged at 10:41:07", and the forwarder's reason
+when it is not forwarding. None when this history was never forwarded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from kindlyguard_monitor.fleet import outbox
+from kindlyguard_monitor.fleet.subjects import STREAM
+from kindlyguard_monitor.textsafe import visible
+from kindlyguard_monitor.threats import local_time
+
+STALE_S = 300  # threats waiting and nothing acknowledged for this long: worth a warning
+
+
+def status_text(history_path: str | os.PathLike) -> str | None:
+    st = outbox.status(history_path, STREAM)
+    if st is None:
+        return None
+    when = local_time(st.acked_at_us, fallback="?") if st.acked_at_us else "never"
+    text = f"Forwarding: {st.waiting:,} waiting / last acknowledged at {when}"
+    if st.state.startswith("not forwarding"):
+        text += f" — {visible(st.state)}"
+    return text
+
+
+def doctor_finding(history_path: str | os.PathLike) -> tuple[str, str, str] | None:
+    """(level "ok"/"warn", message, advice) for `kgmon doctor`, or None (never forwarded)."""
+    st = outbox.status(history_path, STREAM)
+    if st is None:
+        return None
+    text = status_text(history_path) or ""
+    stale = st.waiting and (not st.acked_at_us or time.time() - st.acked_at_us / 1e6 > STALE_S)
+    if st.state.startswith("not forwarding") or stale:
+        return ("warn", f"{text} ({st.forwarded:,} forwarded in all)",
+                "is `kgmon forward --nats URL` running? docs/fleet.md says what each reason means")
+    return ("ok", f"{text} ({st.forwarded:,} forwarded in all)", "")
