@@ -158,7 +158,10 @@ def test_cluster_node_killed_mid_stream_and_the_fleet_viewer_sees_all(cluster, t
         wait_for(lambda: run(stream_count(cluster.urls)) > 0, 30, "the first threats in the stream")
         leader = run(_leader(cluster.urls))
         cluster.node(leader).kill()  # the stream's leader, SIGKILL
-        forward_once(cluster.urls, b, "ws-b")  # a second host meanwhile
+        # A second host meanwhile: --once gives up at a failure (no leader yet: 503), so it is run again.
+        wait_for(lambda: subprocess.run(kgmon("forward", "--nats", cluster.urls, "--history", str(b), "--host",
+                                              "ws-b", "--once"), env=env(), capture_output=True,
+                                        timeout=60).returncode == 0, 90, "ws-b forwarded", every=0.2)
         live = ",".join(node.url for node in cluster.nodes if node.proc is not None)
         wait_for(lambda: run(stream_count(live, subjects.host_filter("ws-a"))) >= n, 90, "every threat of ws-a",
                  every=0.2)

@@ -34,6 +34,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--history", action="store_true",
                    help="measure the threat history instead: store rate, search over 1,000,000 rows, size, "
                    "feed restore (--short: 100,000 rows)")
+    p.add_argument("--fleet", action="store_true",
+                   help="measure the fleet instead (NATS JetStream on loopback): forward rate, publish -> fleet "
+                   "viewer latency, 1,000 simulated hosts into a three-node cluster (docs/fleet.md)")
     p.add_argument("--low-rates", action="store_true",
                    help="only the low-rate comparison: the v2 reader (futex wake-up) and the Shield's v1 ring "
                    "(polled) at 1, 10 and 100 events/s and idle (also part of the full run)")
@@ -295,6 +298,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"kgmon bench: {visible(msg)}", file=sys.stderr, flush=True)
 
     try:
+        if args.fleet:
+            from kindlyguard_monitor.bench.fleet_bench import measure_fleet, render_fleet
+
+            out = measure_fleet(args.short, progress)
+            print(json.dumps(out, indent=2) if args.json else render_fleet(out))
+            return EXIT_OK
         if args.history:
             from kindlyguard_monitor.bench.history_bench import measure_history, render_history
 

