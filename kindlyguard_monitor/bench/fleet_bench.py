@@ -66,8 +66,14 @@ async def _forward_rate(url: str, folder: Path, n: int) -> dict:
     cpu, wall = time.process_time(), time.perf_counter()
     done = await fwd.run(asyncio.Event(), until_idle=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    import nats
+
+    nc = await nats.connect(url)
+    state = (await nc.jetstream().stream_info(subjects.STREAM)).state
+    await nc.close()
     return {"threats": n, "acknowledged": fwd.stats.acked, "all_acknowledged": done, "seconds": round(wall, 3),
-            "rate_per_s": round(fwd.stats.acked / wall), "cpu_us_per_threat": round(cpu / max(1, n) * 1e6, 1)}
+            "rate_per_s": round(fwd.stats.acked / wall), "cpu_us_per_threat": round(cpu / max(1, n) * 1e6, 1),
+            "stored_bytes_per_threat": round(state.bytes / max(1, state.messages))}
 
 
 async def _latency(url: str, rate: int, seconds: float) -> dict:
@@ -200,7 +206,7 @@ def render_fleet(out: dict) -> str:
         f"fleet (NATS JetStream on loopback{', short' if out['short'] else ''})",
         f"  forward rate (one host, file store, R1)  {f['rate_per_s']:>9,} threats/s  "
         f"({f['threats']:,} in {f['seconds']} s, {f['cpu_us_per_threat']} µs of CPU each, all acknowledged: "
-        f"{f['all_acknowledged']})",
+        f"{f['all_acknowledged']}; {f['stored_bytes_per_threat']} bytes stored per threat)",
         f"  publish -> fleet viewer at {l['rate_per_s']:,}/s      p50 {l['p50_ms']} ms, p99 {l['p99_ms']} ms, "
         f"max {l['max_ms']} ms ({l['received']:,} of {l['threats']:,} received)",
         f"  simulated fleet: {c['hosts']:,} hosts x {c['per_host_rate']:g}/s into 3 nodes (R3)  "
