@@ -55,15 +55,28 @@ def secure_server(tmp_path):
                      ("ADMIN_PASSWORD", "admin-secret-pw")):
         assert old in conf, old
         conf = conf.replace(old, new)
+    # One more workstation user, by NKey (the sample's comment says how): its seed in a 0600 file.
+    import os
+
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "ws1.nk"
+    seed_file.write_bytes(seed + b"\n")
+    seed_file.chmod(0o600)
+    admin_line = '{ user: admin, password: "admin-secret-pw" }'
+    assert admin_line in conf
+    conf = conf.replace(admin_line, admin_line + f"\n    {{ nkey: {public}, permissions: $WORKSTATION_WS1 }}")
     server = NatsServer(tmp_path / "nats", port=port)
     server.conf.write_text(conf)
     server.start()
-    yield server, ca, port
+    yield server, ca, port, seed_file
     server.kill()
 
 
 def test_tls_and_the_sample_permissions(secure_server, tmp_path):
-    server, ca, port = secure_server
+    server, ca, port, seed_file = secure_server
     admin = f"tls://admin:admin-secret-pw@127.0.0.1:{port}"
     hist = make_history(tmp_path / "h.sqlite3", [ring_batch([ring_event(i) for i in range(50)])])
 
@@ -96,7 +109,7 @@ def test_tls_and_the_sample_permissions(secure_server, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "ws1-secret-pw" not in ok.stderr
     # ws1's account publishing as ws2 is refused by the server: nothing lands, it says why.
-    hist2 = make_history(tmp_path / "h2.sqlite3", [ring_batch([ring_event(i) for i in range(5)])])
+    hist2 = make_history(tmp_path / "h2.sqlite3", [ring_batch([ring_event(i) for i in range(5)], generation=0x77)])
     spoof = forward("ws1:ws1-secret-pw", "ws2", "--ca", str(ca), history=hist2)
     assert spoof.returncode == 1 and "ermission" in spoof.stderr, spoof.stderr
     adm = f"tls://admin:admin-secret-pw@127.0.0.1:{port}"
@@ -116,18 +129,26 @@ def test_tls_and_the_sample_permissions(secure_server, tmp_path):
             await nc.close()
 
     assert run(counts()) == {"ws1": 50}
+    # The NKey user (the seed file signs the server's nonce): a new history of ws1's, 5 more threats.
+    by_nkey = subprocess.run(kgmon("forward", "--nats", f"tls://127.0.0.1:{port}", "--nkey", str(seed_file), "--ca",
+                                   str(ca), "--history", str(hist2), "--host", "ws1", "--once"),
+                             env=env(), capture_output=True, text=True, timeout=60)
+    assert by_nkey.returncode == 0 and "5 acknowledged (0 already" in by_nkey.stderr, by_nkey.stderr
+    assert seed_file.read_text().strip()[:12] not in by_nkey.stderr  # no seed in the output
+    assert run(counts()) == {"ws1": 55}
     # The viewer reads everything over TLS with its own consumer ...
     shown = subprocess.run(kgmon("tail", "--fleet", f"tls://desk1:desk1-secret-pw@127.0.0.1:{port}", "--ca", str(ca),
                                  "--consumer", "desk1", "--json", "--count", "50", "--timeout", "30"),
                            env=env(), capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert len([line for line in shown.stdout.splitlines() if json.loads(line)["type"] == "threat"]) == 50
+    assert len([line for line in shown.stdout.splitlines() if json.loads(line)["type"] == "threat"]) == 50  # of 55
     # ... but may not publish a threat, nor use another viewer's consumer name.
-    as_viewer = forward("desk1:desk1-secret-pw", "desk1", "--ca", str(ca), history=hist2)
+    hist3 = make_history(tmp_path / "h3.sqlite3", [ring_batch([ring_event(i) for i in range(5)])])
+    as_viewer = forward("desk1:desk1-secret-pw", "desk1", "--ca", str(ca), history=hist3)
     assert as_viewer.returncode == 1 and "ermission" in as_viewer.stderr, as_viewer.stderr
     other = subprocess.run(kgmon("tail", "--fleet", f"tls://desk1:desk1-secret-pw@127.0.0.1:{port}", "--ca", str(ca),
                                  "--consumer", "desk2", "--count", "1", "--timeout", "20"),
                            env=env(), capture_output=True, text=True, timeout=60)
     assert other.returncode == 3 and "refused this viewer" in other.stderr, other.stderr
     assert "desk1-secret-pw" not in other.stderr
-    assert run(counts()) == {"ws1": 50}
+    assert run(counts()) == {"ws1": 55}
