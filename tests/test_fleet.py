@@ -244,3 +244,15 @@ def test_host_tokens_and_ids():
         message.decode(b'{"kind": "threat", "seq": "7"}')
     with pytest.raises(message.BadMessage):
         message.decode(b"\xff")
+
+
+def test_status_of_a_history_never_forwarded(tmp_path):
+    """The status bar and doctor say nothing about forwarding, and reading changes nothing."""
+    hist = history(tmp_path / "h.sqlite3", 3)
+    before = hist.read_bytes()
+    assert status.status_text(hist) is None and status.doctor_finding(hist) is None
+    assert status.status_text(tmp_path / "missing.sqlite3") is None
+    assert not (tmp_path / "missing.sqlite3").exists()
+    assert hist.read_bytes() == before
+    tables = {r[0] for r in sqlite3.connect(hist).execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    assert "fleet_forward" not in tables
