@@ -18,7 +18,7 @@ from fleet_servers import NatsServer, env, free_ports, kgmon, run
 from history_data import make_history, ring_batch, ring_event
 
 pytest.importorskip("nats")
-SAMPLE = Path(__file__).resolve().parent.parent / "docs" / "fleet-server.conf"
+SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "fleet-server.conf"
 
 
 def make_ca(folder: Path) -> tuple[Path, Path, Path]:
