@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QPushButton, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from kindlyguard_monitor.event import ThreatEvent
+from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.feed import Feed, Update
 from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.gui.details_pane import DetailsPane
@@ -59,6 +59,11 @@ class MainWindow(QMainWindow):
         self.feed = feed if feed is not None else Feed(self.model.max_rows())  # what is news, and the totals
         self.proxy = ThreatFilterModel(self)
         self.proxy.setSourceModel(self.model)
+        # The selected threat, by key: filtering, sorting and arrivals never swap it for another.
+        self._selected_key: EventKey | None = None
+        self._model_changing = 0  # inside a proxy change: selection changes are Qt's, not the user's
+        self._reselecting = False
+        self._watch_proxy_before_view()
 
         # state shown by labels (refreshed only while visible)
         self.transport = Transport.DISCONNECTED
@@ -146,6 +151,7 @@ class MainWindow(QMainWindow):
         """The threat table above the Details and Latency tabs."""
         self.table = ThreatTableView(self.model, self.proxy, central)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self._watch_proxy_after_view()
 
         self.details = DetailsPane(central, muting=True)
         self.histogram = LatencyHistogram(central)
@@ -343,9 +349,64 @@ class MainWindow(QMainWindow):
         if not paused:
             self.table.scrollToTop()
 
+    # ---- the selection never jumps
+
+    def _watch_proxy_before_view(self) -> None:
+        """The proxy's "about to change" signals, connected before the view's selection model
+        connects its own: while the proxy changes, selection changes are Qt's remapping."""
+        p = self.proxy
+        for signal in (p.layoutAboutToBeChanged, p.rowsAboutToBeRemoved, p.rowsAboutToBeInserted,
+                       p.modelAboutToBeReset):
+            signal.connect(self._proxy_changing)
+
+    def _watch_proxy_after_view(self) -> None:
+        """The proxy's "changed" signals, connected after the selection model's: it has
+        remapped by then, and the selected key is checked against what it did."""
+        p = self.proxy
+        for signal in (p.layoutChanged, p.rowsRemoved, p.rowsInserted, p.modelReset):
+            signal.connect(self._proxy_changed)
+
+    def _proxy_changing(self, *_args) -> None:
+        self._model_changing += 1
+
+    def _proxy_changed(self, *_args) -> None:
+        self._model_changing = max(0, self._model_changing - 1)
+        if not self._model_changing:
+            self._keep_selection()
+
+    def selected_key(self) -> EventKey | None:
+        return self._selected_key
+
+    def _keep_selection(self) -> None:
+        """Select the selected key's row again, wherever it is now; or, when it is gone
+        (filtered out, dropped by the row budget), select nothing."""
+        key = self._selected_key
+        selection = self.table.selectionModel()
+        rows = selection.selectedRows()
+        if key is not None and len(rows) == 1 and rows[0].data(ThreatTableModel.RowRole).key == key:
+            return
+        index = self.table.index_for_key(key) if key is not None else QModelIndex()
+        self._reselecting = True
+        try:
+            if index.isValid():
+                selection.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                                          | QItemSelectionModel.SelectionFlag.Rows)
+            else:
+                selection.clearSelection()
+                selection.setCurrentIndex(QModelIndex(), QItemSelectionModel.SelectionFlag.NoUpdate)
+        finally:
+            self._reselecting = False
+        if not index.isValid() and key is not None:
+            self._selected_key = None
+            self.details.show_row(None)
+
     def _selection_changed(self, *_args) -> None:
+        if self._model_changing or self._reselecting:
+            return  # Qt remapping rows: _keep_selection decides once the change is over
         rows = self.table.selectionModel().selectedRows()
-        self.details.show_row(rows[0].data(ThreatTableModel.RowRole) if rows else None)
+        row = rows[0].data(ThreatTableModel.RowRole) if rows else None
+        self._selected_key = None if row is None else row.key
+        self.details.show_row(row)
 
     def _tick(self) -> None:
         if self.isVisible():
