@@ -114,12 +114,13 @@ def test_sorting_by_a_column_keeps_the_selection(win, qtbot):
     key = EventKey(7, 33)
     click_row(win, qtbot, key)
     header = win.table.horizontalHeader()
+    before = [r.key for r in shown(win)]
     for column in (ThreatTableModel.SEVERITY, ThreatTableModel.SOURCE, ThreatTableModel.SEVERITY,
                    ThreatTableModel.TIME):
-        x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
-        QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                         header.rect().center().__class__(x, header.height() // 2))
+        click_header(win, column)
+        assert header.sortIndicatorSection() == column
         assert details_key(win) == key and selected_keys(win) == [key]
+    assert [r.key for r in shown(win)] != before  # it did sort
     add_batches(win, [batch(*many(120, 30))])  # arrivals into a sorted table
     assert details_key(win) == key and selected_keys(win) == [key]
 
@@ -130,3 +131,48 @@ def test_keyboard_moves_the_selection_and_the_pane_follows(win, qtbot):
     QTest.keyClick(win.table, Qt.Key.Key_Down)
     qtbot.waitUntil(lambda: details_key(win) == EventKey(7, 18), timeout=2000)
     assert selected_keys(win) == [EventKey(7, 18)]
+
+
+# ---- sorting and the blocked filter (issue 14 item 8)
+
+def click_header(w, column):
+    header = w.table.horizontalHeader()
+    x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
+    QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     header.rect().center().__class__(x, header.height() // 2))
+
+
+def shown(w):
+    return [w.proxy.index(r, 0).data(RowRole) for r in range(w.proxy.rowCount())]
+
+
+def test_columns_sort_numerically_and_a_third_click_restores_the_feed_order(win):
+    # severities 4, 1, 10 (out of range: Medium), 3; times that sort differently as text
+    events = [ev(1, severity=CRITICAL), ev(2, severity=LOW), ev(3, severity=10), ev(4, severity=HIGH)]
+    events[1]["timestamp_unix_us"] = 9_000_000_000_000_000  # far later: 9 > 1 as numbers, not text
+    events[2]["timestamp_unix_us"] = 10_000_000_000_000_000
+    add_batches(win, [batch(*events)])
+    assert [r.seq for r in shown(win)] == [4, 3, 2, 1]  # the feed's order at start
+    click_header(win, ThreatTableModel.SEVERITY)
+    order = [r.seq for r in shown(win)]
+    click_header(win, ThreatTableModel.SEVERITY)
+    other = [r.seq for r in shown(win)]
+    assert sorted([order, other]) == [[1, 4, 3, 2], [2, 3, 4, 1]]  # Low < Medium(10) < High < Critical
+    click_header(win, ThreatTableModel.SEVERITY)
+    assert [r.seq for r in shown(win)] == [4, 3, 2, 1]
+    click_header(win, ThreatTableModel.TIME)
+    times = [r.seq for r in shown(win)]
+    assert times in ([1, 4, 2, 3], [3, 2, 4, 1])
+    add_batches(win, [batch(ev(5, severity=LOW))])  # an arrival lands in sorted place
+    assert len(shown(win)) == 5 and [r.seq for r in shown(win)] != [5, 4, 3, 2, 1]
+
+
+def test_blocked_filter_like_history(win, qtbot):
+    add_batches(win, [batch(ev(1, blocked=True), ev(2), ev(3, blocked=True))])
+    assert [win.blocked_combo.itemText(i) for i in range(3)] == ["Blocked or not", "Blocked", "Not blocked"]
+    win.blocked_combo.setCurrentIndex(1)
+    assert [r.seq for r in shown(win)] == [3, 1]
+    win.blocked_combo.setCurrentIndex(2)
+    assert [r.seq for r in shown(win)] == [2]
+    win.clear_filters()
+    assert len(shown(win)) == 3 and win.blocked_combo.currentIndex() == 0

@@ -126,6 +126,9 @@ class MainWindow(QMainWindow):
         self.type_combo.addItem("All types", None)
         for number, name in enumerate(THREAT_TYPES):
             self.type_combo.addItem(name, number)
+        self.blocked_combo = QComboBox(central)  # as the History window says it
+        for label, value in (("Blocked or not", None), ("Blocked", True), ("Not blocked", False)):
+            self.blocked_combo.addItem(label, value)
         self.search = QLineEdit(central)
         self.search.setPlaceholderText("Filter source and details…")
         self.search.setClearButtonEnabled(True)
@@ -137,12 +140,14 @@ class MainWindow(QMainWindow):
         self._search_timer.timeout.connect(self._apply_search)
         self.severity_combo.currentIndexChanged.connect(self._apply_severity)
         self.type_combo.currentIndexChanged.connect(self._apply_type)
+        self.blocked_combo.currentIndexChanged.connect(self._apply_blocked)
         self.search.textChanged.connect(self._search_changed)
         self.pause_button.toggled.connect(self._pause_toggled)
         bar = QHBoxLayout()
         bar.addWidget(_plain_label("Severity:", central))
         bar.addWidget(self.severity_combo)
         bar.addWidget(self.type_combo)
+        bar.addWidget(self.blocked_combo)
         bar.addWidget(self.search, 1)
         bar.addWidget(self.pause_button)
         root.addLayout(bar)
@@ -294,12 +299,14 @@ class MainWindow(QMainWindow):
     def clear_filters(self) -> None:
         self.severity_combo.setCurrentIndex(0)
         self.type_combo.setCurrentIndex(0)
+        self.blocked_combo.setCurrentIndex(0)
         self._search_timer.stop()
         self.search.blockSignals(True)
         self.search.clear()
         self.search.blockSignals(False)
         self.proxy.set_min_severity(self.severity_combo.currentData())
         self.proxy.set_types(None)
+        self.proxy.set_blocked(None)
         self.proxy.set_text("")
 
     # ---------------------------------------------------------------- Qt events
@@ -345,6 +352,10 @@ class MainWindow(QMainWindow):
         number = self.type_combo.currentData()
         self.proxy.set_types(None if number is None else {number})
 
+    @Slot(int)
+    def _apply_blocked(self, _index: int) -> None:
+        self.proxy.set_blocked(self.blocked_combo.currentData())
+
     def _pause_toggled(self, paused: bool) -> None:
         if not paused:
             self.table.scrollToTop()
@@ -362,6 +373,7 @@ class MainWindow(QMainWindow):
     def _watch_proxy_after_view(self) -> None:
         """The proxy's "changed" signals, connected after the selection model's: it has
         remapped by then, and the selected key is checked against what it did."""
+        self._model_changing = 0  # the view's own first sort had no "changed" handler yet
         p = self.proxy
         for signal in (p.layoutChanged, p.rowsRemoved, p.rowsInserted, p.modelReset):
             signal.connect(self._proxy_changed)

@@ -1,4 +1,7 @@
-"""Filtering the live feed: minimum severity, threat types, and a text search.
+"""Filtering and sorting the live feed: minimum severity, threat types, blocked
+or allowed, and a text search; columns sort by the model's SortRole (numbers
+for time, severity and blocked). Unsorted (column -1) is the feed's order,
+newest first: no comparison at all while threats arrive.
 
 The text search is a case-insensitive *substring* (never a regex) over the
 source and details, both the raw strings and their visible() forms, so
@@ -7,7 +10,7 @@ source and details, both the raw strings and their visible() forms, so
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 
 from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel
@@ -20,6 +23,9 @@ class ThreatFilterModel(QSortFilterProxyModel):
         self._min_severity = 0
         self._types: frozenset[int] | None = None
         self._needle = ""  # casefolded
+        self._blocked: bool | None = None  # None: blocked and allowed
+        self.setSortRole(ThreatTableModel.SortRole)
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseSensitive)  # sort keys are casefolded already
 
     # ---- settings ----
 
@@ -43,6 +49,18 @@ class ThreatFilterModel(QSortFilterProxyModel):
 
     def types(self) -> frozenset[int] | None:
         return self._types
+
+    def set_blocked(self, blocked: bool | None) -> None:
+        """True: blocked only; False: allowed only; None: both."""
+        value = None if blocked is None else bool(blocked)
+        if value != self._blocked:
+            self._changed(lambda: setattr(self, "_blocked", value))
+
+    def blocked(self) -> bool | None:
+        return self._blocked
+
+    def is_filtered(self) -> bool:
+        return bool(self._min_severity > 1 or self._types is not None or self._blocked is not None or self._needle)
 
     def set_text(self, text: str) -> None:
         needle = (text or "").casefold()
@@ -69,6 +87,8 @@ class ThreatFilterModel(QSortFilterProxyModel):
         if row.severity < self._min_severity:
             return False
         if self._types is not None and row.threat_type not in self._types:
+            return False
+        if self._blocked is not None and bool(row.blocked) != self._blocked:
             return False
         needle = self._needle
         if not needle:

@@ -47,6 +47,7 @@ class ThreatTableModel(QAbstractTableModel):
     TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED = range(6)
     HEADERS = ("Time", "Severity", "Type", "Source", "Details", "Blocked")
     RowRole = Qt.ItemDataRole.UserRole + 1
+    SortRole = Qt.ItemDataRole.UserRole + 2  # what a column sorts by: numbers for time, severity, blocked
 
     def __init__(self, max_rows: int = DEFAULT_MAX_ROWS, parent=None):
         super().__init__(parent)
@@ -129,6 +130,21 @@ class ThreatTableModel(QAbstractTableModel):
     def row_at(self, row: int) -> ThreatEvent:
         return self._rows[row]
 
+    def _sort_key(self, row: ThreatEvent, col: int):
+        if col == self.TIME:
+            return row.timestamp_unix_us
+        if col == self.SEVERITY:
+            return severity_level(row.severity)
+        if col == self.TYPE:
+            return threat_type_name(row.threat_type)
+        if col == self.SOURCE:
+            return row.source.casefold()
+        if col == self.DETAILS:
+            return row.details.casefold()
+        if col == self.BLOCKED:
+            return 1 if row.blocked else 0
+        return None
+
     # ---- Qt model ----
 
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -171,6 +187,8 @@ class ThreatTableModel(QAbstractTableModel):
             return None
         if role == self.RowRole:
             return row
+        if role == self.SortRole:
+            return self._sort_key(row, col)
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == self.DETAILS:
                 return plain_tooltip(row.details)

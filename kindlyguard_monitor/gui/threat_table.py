@@ -4,7 +4,7 @@ the row the user is looking at kept in place while new rows arrive above it
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt
 from PySide6.QtWidgets import QAbstractItemView, QTableView
 
 from kindlyguard_monitor.event import EventKey
@@ -20,7 +20,11 @@ class ThreatTableView(QTableView):
         super().__init__(parent)
         self.threats, self.proxy = model, proxy
         self.setModel(proxy)
-        self.setSortingEnabled(False)  # the model is newest first
+        # Click a header to sort by it (again: the other way; a third time: the feed's
+        # own order, newest first). Unsorted at start: arrivals cost no comparisons.
+        self.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # -1 descending would reverse the feed
+        self.horizontalHeader().setSortIndicatorClearable(True)
+        self.setSortingEnabled(True)
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.setWordWrap(False)
