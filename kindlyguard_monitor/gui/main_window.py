@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainW
 from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.feed import Feed, Update
 from kindlyguard_monitor.gui import palette
+from kindlyguard_monitor.overview import Overview
 from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
+from kindlyguard_monitor.gui.overview_widget import OverviewWidget
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel, plain_tooltip
 from kindlyguard_monitor.gui.threat_table import ThreatTableView
@@ -57,6 +59,7 @@ class MainWindow(QMainWindow):
         self.hide_on_close = False
         self.model = model if model is not None else ThreatTableModel(parent=self)
         self.feed = feed if feed is not None else Feed(self.model.max_rows())  # what is news, and the totals
+        self.overview = Overview()  # the Overview tab's numbers: per minute, blocked, tops (Qt-free)
         self.proxy = ThreatFilterModel(self)
         self.proxy.setSourceModel(self.model)
         # The selected threat, by key: filtering, sorting and arrivals never swap it for another.
@@ -160,8 +163,13 @@ class MainWindow(QMainWindow):
 
         self.details = DetailsPane(central, muting=True)
         self.histogram = LatencyHistogram(central)
+        self.overview_tab = OverviewWidget(self.overview, central)
+        self.overview_tab.source_chosen.connect(self.filter_source)
+        self.overview_tab.type_chosen.connect(self.filter_type)
+        self.overview_tab.blocked_chosen.connect(self.filter_blocked)
         self.tabs = QTabWidget(central)
         self.tabs.addTab(self.details, "Details")
+        self.tabs.addTab(self.overview_tab, "Overview")
         self.tabs.addTab(self.histogram, "Latency")
         self.splitter = QSplitter(Qt.Orientation.Vertical, central)
         self.splitter.addWidget(self.table)
@@ -193,6 +201,7 @@ class MainWindow(QMainWindow):
         refresh the counters; returns how many rows the table took."""
         if not update.added:
             return 0
+        self.overview.add_batches(update.news)
         anchor = self.table.anchor() if self.pause_button.isChecked() else None
         listed = self.model.add_events(update.rows)
         self._arrivals.append((time.monotonic(), update.added))
@@ -211,7 +220,9 @@ class MainWindow(QMainWindow):
 
     def show_restored(self, events: list[ThreatEvent]) -> int:
         """Threats restored from the history (oldest first): listed, not counted."""
-        return self.model.add_events(self.feed.restore(events))
+        fresh = self.feed.restore(events)
+        self.overview.add(fresh)  # restored threats of the last day count in the overview
+        return self.model.add_events(fresh)
 
     @Slot(str, str)
     def set_transport(self, transport: str, reason: str) -> None:
@@ -295,6 +306,26 @@ class MainWindow(QMainWindow):
         self.raise_()
         self.activateWindow()
         return True
+
+    @Slot(str)
+    def filter_source(self, source: str) -> None:
+        """Show the threats from `source` (the Overview's top sources): its visible form,
+        which the text filter matches as it matches the raw text."""
+        self._search_timer.stop()
+        self.search.blockSignals(True)
+        self.search.setText(visible(source))
+        self.search.blockSignals(False)
+        self._apply_search()
+
+    @Slot(int)
+    def filter_type(self, number: int) -> None:
+        index = self.type_combo.findData(int(number))
+        if index >= 0:
+            self.type_combo.setCurrentIndex(index)
+
+    @Slot(bool)
+    def filter_blocked(self, blocked: bool) -> None:
+        self.blocked_combo.setCurrentIndex(self.blocked_combo.findData(bool(blocked)))
 
     def clear_filters(self) -> None:
         self.severity_combo.setCurrentIndex(0)
