@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextOption
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from kindlyguard_monitor.event import ThreatEvent
@@ -81,6 +81,10 @@ class DetailsPane(QWidget):
         self.text.setReadOnly(True)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.text.setPlaceholderText("Select a threat to see it in full.")
+        # wrapped, never cut: long lines break at words, and a long run without spaces anywhere
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.text.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.text.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.technical = QLabel(self)  # the internals, under the disclosure
         self.technical.setTextFormat(Qt.TextFormat.PlainText)
         self.technical.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (QComboBox, QDateTimeEdit, QFileDialog, QHBoxLayou
 
 from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel
+from kindlyguard_monitor.gui.threat_table import size_columns
 from kindlyguard_monitor.history import export as history_export
 from kindlyguard_monitor.history import query
 from kindlyguard_monitor.textsafe import visible
@@ -155,10 +156,7 @@ class HistoryWindow(QWidget):
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(False)
-        self.table.setColumnWidth(ThreatTableModel.DETAILS, 420)
-        self.table.setColumnWidth(ThreatTableModel.SOURCE, 200)
-        self.table.setColumnWidth(ThreatTableModel.TIME, 170)
+        size_columns(self.table, local_date_time(0))  # Type and Source not cut, Blocked in view
         self.table.setWordWrap(False)
         self.details = DetailsPane(self)
 

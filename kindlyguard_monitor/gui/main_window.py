@@ -135,6 +135,8 @@ class MainWindow(QMainWindow):
         self.search = QLineEdit(central)
         self.search.setPlaceholderText("Filter source and details…")
         self.search.setClearButtonEnabled(True)
+        self.match_label = _plain_label("", central)  # "7 of 265" while a filter hides some
+        self.match_label.setToolTip("Threats matching the filters, of those in the feed")
         self.pause_button = QPushButton("Pause scrolling", central)
         self.pause_button.setCheckable(True)
         self._search_timer = QTimer(self)
@@ -152,6 +154,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.type_combo)
         bar.addWidget(self.blocked_combo)
         bar.addWidget(self.search, 1)
+        bar.addWidget(self.match_label)
         bar.addWidget(self.pause_button)
         root.addLayout(bar)
 
@@ -171,11 +174,19 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.details, "Details")
         self.tabs.addTab(self.overview_tab, "Overview")
         self.tabs.addTab(self.histogram, "Latency")
+        # The feed gets the room: the tabs are small while nothing is selected, and take
+        # about a third when a threat is (until the user drags the splitter: then theirs).
         self.splitter = QSplitter(Qt.Orientation.Vertical, central)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.tabs)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setCollapsible(0, False)
+        # below the pages' own minimum (the Overview's charts): the splitter may make them small
+        self.tabs.setMinimumHeight(self.tabs.tabBar().sizeHint().height() + 2 * self.fontMetrics().height())
+        self._user_sized = False
+        self.splitter.splitterMoved.connect(self._splitter_moved)
+        self.tabs.currentChanged.connect(self._fit_tabs)
         root.addWidget(self.splitter, 1)
 
     def _build_status_bar(self) -> None:
@@ -339,12 +350,14 @@ class MainWindow(QMainWindow):
         self.proxy.set_types(None)
         self.proxy.set_blocked(None)
         self.proxy.set_text("")
+        self._show_match_count()
 
     # ---------------------------------------------------------------- Qt events
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
         set_macos_dock_icon(True)  # a menu-bar app on macOS: in the Dock only while the window is open
+        self._fit_tabs()
         self._refresh_labels()
         self._show_transport()
         if self._latency is not None:
@@ -369,6 +382,7 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _apply_severity(self, _index: int) -> None:
         self.proxy.set_min_severity(self.severity_combo.currentData())
+        self._show_match_count()
 
     @Slot(str)
     def _search_changed(self, _text: str) -> None:
@@ -377,15 +391,18 @@ class MainWindow(QMainWindow):
     @Slot()
     def _apply_search(self) -> None:
         self.proxy.set_text(self.search.text())
+        self._show_match_count()
 
     @Slot(int)
     def _apply_type(self, _index: int) -> None:
         number = self.type_combo.currentData()
         self.proxy.set_types(None if number is None else {number})
+        self._show_match_count()
 
     @Slot(int)
     def _apply_blocked(self, _index: int) -> None:
         self.proxy.set_blocked(self.blocked_combo.currentData())
+        self._show_match_count()
 
     def _pause_toggled(self, paused: bool) -> None:
         if not paused:
@@ -416,6 +433,7 @@ class MainWindow(QMainWindow):
         self._model_changing = max(0, self._model_changing - 1)
         if not self._model_changing:
             self._keep_selection()
+            self._show_match_count()
 
     def selected_key(self) -> EventKey | None:
         return self._selected_key
@@ -442,6 +460,7 @@ class MainWindow(QMainWindow):
         if not index.isValid() and key is not None:
             self._selected_key = None
             self.details.show_row(None)
+            self._fit_tabs()
 
     def _selection_changed(self, *_args) -> None:
         if self._model_changing or self._reselecting:
@@ -450,6 +469,42 @@ class MainWindow(QMainWindow):
         row = rows[0].data(ThreatTableModel.RowRole) if rows else None
         self._selected_key = None if row is None else row.key
         self.details.show_row(row)
+        self._fit_tabs()
+
+    # ---- layout: the feed gets the room
+
+    def compact_tabs_height(self) -> int:
+        """The tabs with nothing to show: the tab bar and a few lines (the placeholder)."""
+        return self.tabs.tabBar().sizeHint().height() + 4 * self.fontMetrics().height()
+
+    def _splitter_moved(self, *_args) -> None:
+        self._user_sized = True  # the user chose the sizes: keep theirs
+
+    @Slot()
+    def _fit_tabs(self, *_args) -> None:
+        if self._user_sized:
+            return
+        total = sum(self.splitter.sizes())
+        if total <= 0:
+            return
+        empty = self.tabs.currentWidget() is self.details and self._selected_key is None
+        bottom = self.compact_tabs_height() if empty else max(self.compact_tabs_height(), int(total * 0.38))
+        bottom = min(bottom, total // 2)
+        if self.splitter.sizes()[1] != bottom:
+            self.splitter.setSizes([total - bottom, bottom])
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_tabs()
+
+    def _show_match_count(self) -> None:
+        """'7 of 265' while a filter hides some threats; nothing otherwise."""
+        if self.proxy.is_filtered():
+            text = f"{self.proxy.rowCount():,} of {self.model.rowCount():,}"
+        else:
+            text = ""
+        if self.match_label.text() != text:
+            self.match_label.setText(text)
 
     def _tick(self) -> None:
         if self.isVisible():

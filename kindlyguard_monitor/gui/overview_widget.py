@@ -36,7 +36,7 @@ class SpanChart(QWidget):
         super().__init__(parent)
         self.title = title
         self.span: Span | None = None
-        self.setMinimumHeight(90)
+        self.setMinimumHeight(50)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_span(self, span: Span) -> None:

@@ -12,11 +12,11 @@ from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, THREAT_TYPE_NUMBER
 
 from test_main_window import add_batches, batch
 
-NOW_US = int(time.time() * 1_000_000)
+MINUTE_US = 60_000_000
 
 
 def live(seq, severity=LOW, source="a", threat_type=1, blocked=False):
-    return dict(seq=seq, timestamp_unix_us=NOW_US, threat_type=threat_type, severity=severity, blocked=blocked,
+    return dict(seq=seq, timestamp_unix_us=int(time.time() * 1_000_000), threat_type=threat_type, severity=severity, blocked=blocked,
                 source=source, details=f"d{seq}", publish_mono_ns=0, observe_mono_ns=0)
 
 
@@ -32,15 +32,19 @@ def click_item(lst, row):
 def test_overview_counts_draws_and_filters_the_feed_on_click(win, qtbot):
     add_batches(win, [batch(live(1, CRITICAL, "mcp:evil\u202e", 3, True), live(2, HIGH, "mcp:evil\u202e", 3, True),
                             live(3, LOW, "other", 5), live(4, LOW, "mcp:evil\u202e", 3))])
+    later = int(time.time() * 1_000_000) + 2 * MINUTE_US  # fixed: the minute cannot turn under the test
     tab = win.overview_tab
     assert not tab.isVisible() and tab.redraws == 0  # hidden: nothing drawn
     win.tabs.setCurrentWidget(tab)
     qtbot.waitUntil(lambda: tab.redraws == 1, timeout=2000)
-    assert tab.hour_chart.span.bins[-1] == (2, 0, 1, 1)
+    drawn = tab.redraws
+    assert tab.refresh(later) and tab.redraws == drawn + 1  # the minute moved: redrawn
+    assert sum(b[0] for b in tab.hour_chart.span.bins[-4:]) == 2  # two Low, two or three minutes ago
+    assert [sum(b[i] for b in tab.hour_chart.span.bins) for i in range(4)] == [2, 0, 1, 1]
     assert tab.blocked_button.text() == "2 blocked" and tab.allowed_button.text() == "2 not blocked"
     assert tab.sources.item(0).text().split() == ["3", "mcp:evil⟨U+202E⟩"]
     assert tab.types.item(0).text().split()[0] == "3"
-    assert not tab.refresh()  # nothing changed: no redraw
+    assert not tab.refresh(later)  # nothing changed: no redraw
     assert not tab.hour_chart.grab().isNull()
 
     click_item(tab.sources, 0)
@@ -55,17 +59,20 @@ def test_overview_counts_draws_and_filters_the_feed_on_click(win, qtbot):
     assert win.blocked_combo.currentData() is True and shown_seqs(win) == [1, 2]
 
     add_batches(win, [batch(live(5, CRITICAL, "new", THREAT_TYPE_NUMBER["PathTraversal"]))])
-    assert tab.refresh() and tab.redraws == 2  # the numbers moved: one redraw
+    tab.refresh(later)  # (the once-a-second timer may have drawn the real minute meanwhile)
+    drawn = tab.redraws
+    add_batches(win, [batch(live(6, CRITICAL, "newer"))])
+    assert tab.refresh(later) and tab.redraws == drawn + 1  # the numbers moved: one redraw
     win.tabs.setCurrentWidget(win.details)
-    add_batches(win, [batch(live(6))])
-    assert not tab.refresh() and tab.redraws == 2  # hidden: no redraw
+    add_batches(win, [batch(live(7))])
+    assert not tab.refresh(later) and tab.redraws == drawn + 1  # hidden: no redraw
 
 
 def test_restored_threats_of_the_last_day_count(win):
     from kindlyguard_monitor.event import threat_event
     from kindlyguard_monitor.vocabulary import Transport
 
-    old = [threat_event(transport=Transport.HISTORY, generation=3, seq=i, timestamp_unix_us=NOW_US - 7200_000_000,
+    old = [threat_event(transport=Transport.HISTORY, generation=3, seq=i, timestamp_unix_us=int(time.time() * 1_000_000) - 7200_000_000,
                         threat_type=1, severity=HIGH, blocked=True, source="s", details="d") for i in range(3)]
     win.show_restored(old)
     assert win.overview.span(24 * 60, 10).blocked == 3 and win.overview.span(60).total == 0
