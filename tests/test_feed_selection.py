@@ -176,3 +176,27 @@ def test_blocked_filter_like_history(win, qtbot):
     assert [r.seq for r in shown(win)] == [2]
     win.clear_filters()
     assert len(shown(win)) == 3 and win.blocked_combo.currentIndex() == 0
+
+
+def test_a_sorted_model_puts_arrivals_in_place_and_drops_the_oldest(qapp):
+    from kindlyguard_monitor.event import threat_event
+    from kindlyguard_monitor.vocabulary import Transport
+
+    def t(seq, severity):
+        return threat_event(transport=Transport.SHM, generation=1, seq=seq, timestamp_unix_us=seq, threat_type=1,
+                            severity=severity, blocked=False, source="s", details="d")
+
+    m = ThreatTableModel(max_rows=5)
+    m.add_events([t(1, HIGH), t(2, LOW), t(3, CRITICAL)])
+    m.sort(ThreatTableModel.SEVERITY, Qt.SortOrder.DescendingOrder)
+    seqs = lambda: [m.row_at(r).seq for r in range(m.rowCount())]  # noqa: E731
+    assert seqs() == [3, 1, 2]
+    m.add_events([t(4, HIGH), t(5, LOW)])
+    assert seqs() == [3, 4, 1, 5, 2]  # newest first among equals
+    assert [m.row_for_key(m.row_at(r).key) for r in range(5)] == list(range(5))
+    m.add_events([t(6, MEDIUM), t(7, CRITICAL)])  # over the budget: the two oldest (1, 2) go
+    assert seqs() == [7, 3, 4, 6, 5]
+    m.sort(-1)  # the feed's order again
+    assert seqs() == [7, 6, 5, 4, 3]
+    m.add_events([t(8, LOW)])
+    assert seqs() == [8, 7, 6, 5, 4] and m.row_for_key(m.row_at(4).key) == 4

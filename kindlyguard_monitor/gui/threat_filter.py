@@ -1,7 +1,8 @@
 """Filtering and sorting the live feed: minimum severity, threat types, blocked
-or allowed, and a text search; columns sort by the model's SortRole (numbers
-for time, severity and blocked). Unsorted (column -1) is the feed's order,
-newest first: no comparison at all while threats arrive.
+or allowed, and a text search. Sorting is the feed model's own (numbers for
+time, severity and blocked; Python's sort, arrivals put in place by binary
+search): the proxy shows the model's order. Unsorted (column -1) is the feed's
+order, newest first: no comparison at all while threats arrive.
 
 The text search is a case-insensitive *substring* (never a regex) over the
 source and details, both the raw strings and their visible() forms, so
@@ -79,6 +80,15 @@ class ThreatFilterModel(QSortFilterProxyModel):
         if source is None:
             return None
         return source.data(source.index(source_row, 0), ThreatTableModel.RowRole)
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """The feed's model sorts itself (Python's sort, arrivals put in place); the proxy
+        keeps showing the model's order and only filters."""
+        source = self.sourceModel()
+        if isinstance(source, ThreatTableModel):
+            source.sort(column, order)
+        else:
+            super().sort(column, order)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
         row = self._row(source_row)
