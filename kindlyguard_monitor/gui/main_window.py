@@ -159,7 +159,7 @@ class MainWindow(QMainWindow):
         root.addLayout(bar)
 
     def _build_table_and_tabs(self, central: QWidget, root: QVBoxLayout) -> None:
-        """The threat table above the Details and Latency tabs."""
+        """The threat table above the Details, Latency and Overview tabs."""
         self.table = ThreatTableView(self.model, self.proxy, central)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self._watch_proxy_after_view()
@@ -172,8 +172,8 @@ class MainWindow(QMainWindow):
         self.overview_tab.blocked_chosen.connect(self.filter_blocked)
         self.tabs = QTabWidget(central)
         self.tabs.addTab(self.details, "Details")
-        self.tabs.addTab(self.overview_tab, "Overview")
         self.tabs.addTab(self.histogram, "Latency")
+        self.tabs.addTab(self.overview_tab, "Overview")  # last: tab 1 stays Latency (the e2e tests' "tab 1")
         # The feed gets the room: the tabs are small while nothing is selected, and take
         # about a third when a threat is (until the user drags the splitter: then theirs).
         self.splitter = QSplitter(Qt.Orientation.Vertical, central)
