@@ -132,6 +132,8 @@ class MainWindow(QMainWindow):
         self.blocked_combo = QComboBox(central)  # as the History window says it
         for label, value in (("Blocked or not", None), ("Blocked", True), ("Not blocked", False)):
             self.blocked_combo.addItem(label, value)
+        self.blocked_combo.setToolTip("Show threats the Shield blocked, those it did not, or both")
+        self.blocked_combo.setAccessibleName("Show blocked or not blocked threats")
         self.search = QLineEdit(central)
         self.search.setPlaceholderText("Filter source and details…")
         self.search.setClearButtonEnabled(True)
