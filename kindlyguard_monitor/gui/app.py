@@ -118,7 +118,11 @@ class MonitorApp(QObject):
         t.tray_missing.connect(self._on_tray_missing)
         t.tray_appeared.connect(self._on_tray_appeared)
         n.open_event.connect(w.show_event)
-        w.details.is_muted = self._is_muted  # a question the pane asks on the GUI thread, not a signal
+        # A question the pane asks on the GUI thread, not a signal. It closes over the notifier, never
+        # over self: a bound method of the app kept by its own window would make a reference cycle, and
+        # a dropped app would then be freed by the cyclic GC in whatever thread allocates next (the
+        # reader thread), destroying its widgets and timers off the GUI thread: a segfault.
+        w.details.is_muted = lambda source: source in n.policy.muted
         w.details.mute_toggled.connect(self.set_source_muted)
         w.close_requested.connect(w.hide)
         self.qapp.aboutToQuit.connect(self.shutdown)
@@ -218,9 +222,6 @@ class MonitorApp(QObject):
     @Slot()
     def _resume_notifications(self) -> None:
         self.notifier.policy.resume()
-
-    def _is_muted(self, source: str) -> bool:
-        return source in self.notifier.policy.muted
 
     @Slot()
     def _on_tray_missing(self) -> None:
