@@ -17,6 +17,8 @@ import logging
 import signal
 import sys
 import time
+import weakref
+from typing import Callable
 
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication
@@ -78,7 +80,7 @@ class MonitorApp(QObject):
             if desktop_notifications.supported() else None)
         self.notifier = Notifier(self.tray, desktop=self.desktop_notifications)
         self.protection = ProtectionController(self.window, self.tray, self.notifier,
-                                               send=lambda: self.reader.send_command("toggle_protection"),
+                                               send=_protection_toggler(self),
                                                parent=self)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
@@ -367,6 +369,18 @@ class MonitorApp(QObject):
         self.app_history.close()
         if self.desktop_notifications is not None:
             self.desktop_notifications.close()
+
+
+def _protection_toggler(app: MonitorApp) -> Callable[[], bool]:
+    """The ProtectionController's send(): asks the app's current reader (replaced on reconnect) to
+    toggle protection. It holds the app weakly: the controller is the app's, and a strong
+    reference back would make a cycle (see the details pane's is_muted in _wire)."""
+    ref = weakref.ref(app)
+
+    def send() -> bool:
+        monitor = ref()
+        return monitor is not None and monitor.reader.send_command("toggle_protection")
+    return send
 
 
 def _icon_file(name: str) -> str:

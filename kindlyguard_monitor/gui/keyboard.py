@@ -20,7 +20,7 @@ what a window does not have), so the window's own layout stays its business.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, QObject, Qt, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QLabel, QLineEdit, QPlainTextEdit,
                                QTabBar, QTabWidget, QTextEdit, QWidget)
@@ -117,16 +117,30 @@ def tab_friendly(root: QWidget) -> None:
             edit.setTabChangesFocus(True)
 
 
-class _EnterOpensDetails(QObject):
-    """Enter (Return) in the feed: show the selected threat's details and focus them."""
+class _MainWindowKeys(QObject):
+    """Ctrl+F, Esc, and Enter (Return) in the feed (an event filter on the table): show the selected
+    threat's details and focus them. A child of the window that reaches it by parent(): the window is
+    kept nowhere else, and the shortcuts call slots of this QObject, not closures over the window
+    (the connection would hold the window for ever; window -> filter -> window would be a cycle
+    freed by the cyclic GC on whatever thread runs it, destroying widgets off the GUI thread)."""
 
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window = window
+    @Slot()
+    def find(self) -> None:
+        search = self.parent().search
+        search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        search.selectAll()
+
+    @Slot()
+    def escape(self) -> None:
+        window = self.parent()
+        if window.search.hasFocus() and window.search.text():
+            window.search.clear()
+        else:
+            window.close()
 
     def eventFilter(self, obj, event) -> bool:
         if event.type() == QEvent.Type.KeyPress and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            w = self.window
+            w = self.parent()
             if w.table.selectionModel().hasSelection():
                 w.tabs.setCurrentWidget(w.details)
                 w.details.text.setFocus(Qt.FocusReason.ShortcutFocusReason)
@@ -136,24 +150,13 @@ class _EnterOpensDetails(QObject):
 
 def install_main_window(window) -> None:
     """Ctrl+F, Esc, Ctrl+W and Enter in the feed on the main window; names; Tab that leaves views."""
-
-    def find() -> None:
-        window.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
-        window.search.selectAll()
-
-    def escape() -> None:
-        if window.search.hasFocus() and window.search.text():
-            window.search.clear()
-        else:
-            window.close()
-
+    keys = window._enter_filter = _MainWindowKeys(window)
     window._keyboard_shortcuts = [
-        QShortcut(QKeySequence(SHORTCUTS["find"]), window, find),
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), window, escape),
+        QShortcut(QKeySequence(SHORTCUTS["find"]), window, keys.find),
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), window, keys.escape),
         QShortcut(QKeySequence(SHORTCUTS["close"]), window, window.close),
     ]
-    window._enter_filter = _EnterOpensDetails(window)
-    window.table.installEventFilter(window._enter_filter)
+    window.table.installEventFilter(keys)
     tab_friendly(window)
     name_controls(window, MAIN_WINDOW_NAMES)
 

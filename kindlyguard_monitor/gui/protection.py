@@ -43,7 +43,8 @@ class ProtectionController(QObject):
         super().__init__(parent)
         self.window, self.tray, self.notifier = window, tray, notifier
         self._send = send
-        self._confirm = confirm or self._ask
+        self._confirm = confirm  # None: _ask (not stored as self._ask: a bound method kept by its own
+        # object is a reference cycle, freed only by the cyclic GC, on whatever thread runs it)
         self.enabled: bool | None = None  # what the Shield last said
         self.requested: bool | None = None  # asked for, not confirmed yet
         self.available = False
@@ -61,7 +62,7 @@ class ProtectionController(QObject):
         if not self.available or self.requested is not None:
             return False
         turning_off = self.enabled is not False  # unknown counts as on: ask first
-        if turning_off and not self._confirm():
+        if turning_off and not (self._confirm or self._ask)():
             return False
         if not self._send():
             self.window.show_message("Could not reach the Shield to change protection.", 10000)
