@@ -5,10 +5,12 @@ normal window and say so; the tray itself is tested under Xvfb.)"""
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
 import sys
+import weakref
 
 import pytest
 from conftest import REPO, free_port, wait_for, wait_for_file, wait_reader_settled
@@ -40,6 +42,32 @@ def test_threats_from_the_ring_reach_the_table(qtbot, qapp, ring_path):
         monitor.shutdown()
         writer.close()
     assert monitor.reader.isFinished()
+
+
+def test_a_dropped_app_is_freed_at_once_not_by_the_cyclic_gc(qtbot, qapp, ring_path):
+    """No reference cycle holds the app or its window: dropped, they are freed at once, on the GUI
+    thread. In a cycle, only the cyclic GC frees them, and it runs on whatever thread allocates
+    next (the reader thread): their timers and widgets were then destroyed off the GUI thread, and
+    the GUI thread segfaulted on a freed object's timer."""
+    writer = PyWriter.create(ring_path, slot_count=64)
+    writer.publish(ThreatGenerator(5).batch(5))
+    gc.collect()
+    gc.disable()
+    try:
+        monitor = make_app(qapp, ring_path)
+        try:
+            monitor.start()
+            wait_reader_settled(qtbot, monitor.reader, 5)
+        finally:
+            monitor.shutdown()
+        parts = {name: weakref.ref(part) for name, part in [
+            ("app", monitor), ("window", monitor.window), ("reader", monitor.reader),
+            ("protection", monitor.protection), ("keys", monitor.window._enter_filter)]}
+        del monitor
+        assert [name for name, ref in parts.items() if ref() is not None] == []
+    finally:
+        gc.enable()
+        writer.close()
 
 
 def test_the_badge_follows_the_transport(qtbot, qapp, ring_path):
