@@ -174,7 +174,8 @@ class WsLink:
             conn = self._conn
         if conn is not None:
             conn.close()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # stopped before start(): no thread to wait for
+            self._thread.join(timeout)
 
     @property
     def subscribed(self) -> bool:

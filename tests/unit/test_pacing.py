@@ -54,3 +54,13 @@ def test_backoff_grows_while_connections_are_dropped_soon_and_resets_after_a_hea
 def test_backoff_counts_connections_that_never_opened():
     b = Backoff(0.25, 5.0, 30.0, Clock(), jitter=lambda: 1.0)
     assert [b.closed() for _ in range(3)] == [0.25, 0.5, 1.0]
+
+
+def test_a_websocket_link_stopped_before_it_started_stops_quietly():
+    """The app shut down right after start: WsLink.stop() on a link whose thread never ran
+    used to raise "cannot join thread before it is started" (logged as a failed close)."""
+    from kindlyguard_monitor.transport.ws_client import WsLink
+
+    link = WsLink("ws://127.0.0.1:9/")
+    link.stop(timeout=0.1)
+    assert not link.connected and link.connections == 0
