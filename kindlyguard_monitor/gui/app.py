@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import time
 import weakref
 from typing import Callable
 
-from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
@@ -180,6 +181,7 @@ class MonitorApp(QObject):
         self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
         if worth_it:
             self.tray.set_state("threat")  # the icon turns for threats worth a notification only
+        self.app_history.note_activity()
 
     @Slot(int)
     def _on_ring_format(self, ring_format: int) -> None:
@@ -425,10 +427,40 @@ def run(args: argparse.Namespace, started=None) -> int:
     # check and the reader's start, which then outlived the app: Qt aborts on that).
     signal.signal(signal.SIGINT, lambda *a: QTimer.singleShot(0, monitor.quit))
     signal.signal(signal.SIGTERM, lambda *a: QTimer.singleShot(0, monitor.quit))
-    tick = QTimer()
-    tick.start(250)
-    tick.timeout.connect(lambda: None)
+    wakeup = SignalWakeup()  # no polling timer: a signal itself wakes the event loop
     try:
         return qapp.exec()
     finally:
+        wakeup.close()
         instance.release()
+
+
+class SignalWakeup(QObject):
+    """Lets Python's signal handlers run while Qt's event loop sleeps, without a
+    timer that wakes it 4 times a second for nothing (an idle tray app's cost):
+    the C-level handler writes to a socket (signal.set_wakeup_fd), a
+    QSocketNotifier wakes the loop, and any Python code run then lets the
+    interpreter call the handler."""
+
+    def __init__(self):
+        super().__init__()
+        self._rx, self._tx = socket.socketpair()
+        self._rx.setblocking(False)
+        self._tx.setblocking(False)
+        self._previous = signal.set_wakeup_fd(self._tx.fileno(), warn_on_full_buffer=False)
+        self._notifier = QSocketNotifier(self._rx.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._drain)
+
+    @Slot()
+    def _drain(self) -> None:
+        try:
+            while self._rx.recv(64):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def close(self) -> None:
+        self._notifier.setEnabled(False)
+        signal.set_wakeup_fd(self._previous)
+        self._rx.close()
+        self._tx.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal, Slot
 
 from kindlyguard_monitor.fleet.status import status_text as fleet_status_text
 from kindlyguard_monitor.gui.history_window import HistoryWindow
@@ -49,8 +49,13 @@ class AppHistory(QObject):
         self._poll = QTimer(self)
         self._poll.setInterval(READY_POLL_MS)
         self._poll.timeout.connect(self._check_ready)
+        # The size label follows the threats stored: refreshed once a while after threats
+        # arrive (note_activity) and when the window is shown, never on an idle clock.
         self._size_timer = QTimer(self)
+        self._size_timer.setSingleShot(True)
+        self._size_timer.setInterval(HISTORY_SIZE_REFRESH_MS)
         self._size_timer.timeout.connect(self.show_size)
+        window.installEventFilter(self)
         self._waited_since = 0.0
         self._stopped = False
 
@@ -60,7 +65,6 @@ class AppHistory(QObject):
         self.store.start()
         self._waited_since = time.monotonic()
         self._poll.start()
-        self._size_timer.start(HISTORY_SIZE_REFRESH_MS)
 
     def stop(self) -> None:
         """No more timers, and no `ready` from now on (the app is quitting)."""
@@ -106,6 +110,17 @@ class AppHistory(QObject):
         log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
                  (time.perf_counter() - started) * 1000)
         self.show_size()
+
+    def note_activity(self) -> None:
+        """Threats arrived: refresh the size label within HISTORY_SIZE_REFRESH_MS (window shown only)."""
+        if self.store is not None and not self._stopped and not self._size_timer.isActive() \
+                and self.window.isVisible():
+            self._size_timer.start()
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.window and event.type() == QEvent.Type.Show and not self._stopped:
+            QTimer.singleShot(0, self.show_size)  # after the show: isVisible() is true then
+        return False
 
     @Slot()
     def show_size(self) -> None:

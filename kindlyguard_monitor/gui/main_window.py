@@ -201,11 +201,11 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.shield_label)
 
     def _start_rate_timer(self) -> None:
-        """Events/s decays even when nothing arrives."""
+        """Events/s decays to 0 after the last arrival: the timer runs only while the
+        window is shown and arrivals are counted, so an idle app sleeps."""
         self._rate_timer = QTimer(self)
         self._rate_timer.setInterval(1000)
         self._rate_timer.timeout.connect(self._tick)
-        self._rate_timer.start()
 
     # ---------------------------------------------------------------- slots
 
@@ -224,6 +224,8 @@ class MainWindow(QMainWindow):
             self.table.scrollToTop()
         if self.isVisible():
             self._refresh_labels()
+            if not self._rate_timer.isActive():
+                self._rate_timer.start()
         return listed
 
     def set_feed_size(self, n: int) -> None:
@@ -366,9 +368,12 @@ class MainWindow(QMainWindow):
             self._apply_latency()
         if not self.pause_button.isChecked():
             self.table.scrollToTop()
+        if self._arrivals:
+            self._rate_timer.start()
 
     def hideEvent(self, event) -> None:
         super().hideEvent(event)
+        self._rate_timer.stop()  # nothing to redraw while hidden
         set_macos_dock_icon(False)
 
     def closeEvent(self, event) -> None:
@@ -508,9 +513,12 @@ class MainWindow(QMainWindow):
         if self.match_label.text() != text:
             self.match_label.setText(text)
 
+    @Slot()
     def _tick(self) -> None:
         if self.isVisible():
             self._refresh_labels()
+        if not self._arrivals or not self.isVisible():  # events/s shows 0 now: sleep until the next arrival
+            self._rate_timer.stop()
 
     def events_per_second(self) -> int:
         cutoff = time.monotonic() - RATE_WINDOW_S
@@ -557,8 +565,10 @@ class MainWindow(QMainWindow):
             text, state = f"Protection OFF · {text}", "protection_off"
         self.badge.setText(text)
         colour, ink = palette.current().badge[state]
-        self.badge.setStyleSheet(f"QLabel {{ background-color: {colour}; color: {ink}; "
-                                 f"border-radius: 4px; padding: 4px 10px; font-weight: bold; }}")
+        sheet = (f"QLabel {{ background-color: {colour}; color: {ink}; "
+                 f"border-radius: 4px; padding: 4px 10px; font-weight: bold; }}")
+        if self.badge.styleSheet() != sheet:  # a style sheet re-polishes the badge: only when it changes
+            self.badge.setStyleSheet(sheet)
         if self._transport_p50 is not None and short is not None:
             self.latency_label.setText(f"latency p50 {format_ns(self._transport_p50)}, "
                                        f"p99 {format_ns(self._transport_p99)}")

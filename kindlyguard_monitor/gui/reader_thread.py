@@ -15,7 +15,9 @@ started, polled and closed inside run(), on this thread. What comes out:
   `shield_error(message)`: as they happen (pending batches are emitted first,
   so the GUI sees events and changes in order).
 - `counters(ReaderCounters)` and `latency(LatencySnapshot)`: at most
-  `stats_rate_hz` (4) times a second, plus once when the loop ends. The
+  `stats_rate_hz` (4) times a second while something changes (one more with
+  events/s 0 after the last event), plus once when the loop ends. A quiet ring
+  costs no emission: the GUI thread is not woken when nothing happened. The
   histograms in a snapshot are copies, never the reader's live objects.
 - `failed(message)`: the transport asked for is not there (TransportUnavailable)
   or the loop died; the thread then ends.
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 
 MAX_PENDING_EVENTS = 50_000  # events kept for one emission under a flood
 STATS_RATE_HZ = 4.0
-IDLE_POLL_S = 0.1  # longest poll when nothing waits to be emitted
+IDLE_POLL_S = 0.5  # longest poll when nothing waits to be emitted and the counters are quiet
 
 _cpu_warned = False
 _unfinished: set["ReaderThread"] = set()  # shutdown() timed out: kept alive until run() returns
@@ -201,12 +203,14 @@ class ReaderThread(QThread):
     def _loop(self, manager: TransportManager, items: list) -> None:
         self._stats_init(manager)
         next_stats = time.monotonic() + self.stats_interval
+        self._stats_key: tuple | None = None  # what the last counters said (None: nothing emitted yet)
+        self._stats_quiet = False  # the last counters said "nothing moved": wait for news, not for a clock
         while True:
             self._handle(items)
             now = time.monotonic()
             if self._pending and self._may_emit(now):
                 self._emit_pending(now)
-            if now >= next_stats:
+            if now >= next_stats and not (self._stats_quiet and self._stats_unchanged(manager)):
                 self._emit_stats(manager, now)
                 next_stats = now + self.stats_interval
             if self._stop_requested:
@@ -215,7 +219,8 @@ class ReaderThread(QThread):
                 timeout = max(0.0, self._last_emit + self.min_interval - now)
             else:
                 timeout = IDLE_POLL_S
-            timeout = min(timeout, max(0.0, next_stats - now))
+            if not self._stats_quiet:
+                timeout = min(timeout, max(0.0, next_stats - now))
             items = manager.poll(timeout)
         if self._pending:
             self._emit_pending(time.monotonic())
@@ -293,10 +298,22 @@ class ReaderThread(QThread):
             d.merge(self._shm_last[1])
         return t, d
 
+    def _counters_key(self, manager: TransportManager) -> tuple:
+        return (manager.delivered, manager.missed, manager.corrupt, manager.bad_frames,
+                self.dropped_for_display, manager.transport)
+
+    def _stats_unchanged(self, manager: TransportManager) -> bool:
+        return self._counters_key(manager) == self._stats_key
+
     def _emit_stats(self, manager: TransportManager, now: float) -> None:
         delivered = manager.delivered
         elapsed = now - self._stats_t
         rate = (delivered - self._stats_delivered) / elapsed if elapsed > 0 else 0.0
+        key = self._counters_key(manager)
+        # Quiet: nothing moved since counters that already said 0 events/s. No more
+        # emissions (nor timed wake-ups for them) until something changes.
+        self._stats_quiet = key == self._stats_key and rate == 0.0
+        self._stats_key = key
         self._stats_t, self._stats_delivered = now, delivered
         self.counters.emit(ReaderCounters(delivered, manager.missed, manager.corrupt, manager.bad_frames,
                                           self.dropped_for_display, rate, manager.transport))
