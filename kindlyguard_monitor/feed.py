@@ -66,9 +66,10 @@ class Feed:
         fresh = self._remember(events)
         return fresh[-self.max_rows:]
 
-    def take(self, batches: list[Batch]) -> Update:
+    def take(self, batches: list[Batch], list_rows: bool = True) -> Update:
         """Delivered batches (each oldest first): count every threat not seen before,
-        and pick the newest of them (at most rows_per_update) for the table."""
+        and pick the newest of them (at most rows_per_update) for the table; none when
+        not list_rows (newer threats already wait: only the newest are listed)."""
         news: list[Batch] = []
         added = 0
         totals = self.totals
@@ -82,7 +83,7 @@ class Feed:
                 totals["blocked"] += bool(e.blocked)
                 totals[severity_level(e.severity)] += 1
         totals["total"] += added
-        budget = min(self.rows_per_update, self.max_rows)
+        budget = min(self.rows_per_update, self.max_rows) if list_rows else 0
         rows: list[ThreatEvent] = []
         for batch in reversed(news):
             if budget <= 0:

@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 import weakref
+from collections import deque
 from typing import Callable
 
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Slot
@@ -51,6 +52,9 @@ from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
 log = logging.getLogger(__name__)
+# The most threats taken in one turn of the event loop (~10 µs of Python each with the
+# feed, the notifier and the table): a flood is taken in slices, never in one long stall.
+CHUNK_EVENTS = 1000
 TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected"}
 
 
@@ -100,6 +104,11 @@ class MonitorApp(QObject):
         explain_numbers(self.window)
         self.help_dialog: HelpDialog | None = None
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
+        self._backlog: deque = deque()  # delivered batches not yet taken (a flood: see _on_batches)
+        self._backlog_events = 0
+        self._drain_timer = QTimer(self)  # 0 ms: the next slice on the next turn of the event loop
+        self._drain_timer.setInterval(0)
+        self._drain_timer.timeout.connect(self._drain)
         self._wire()
         if demo:
             self.demo.start()
@@ -166,12 +175,42 @@ class MonitorApp(QObject):
 
     @Slot(object)
     def _on_batches(self, batches: list) -> None:
-        update = self.feed.take(batches)  # a threat seen before is not news
+        """Queue what the reader delivered; take it in slices of at most CHUNK_EVENTS
+        threats, one slice per turn of the event loop, so a flood never holds the
+        loop longer than one slice (timers, input and painting get turns between)."""
+        for batch in batches:
+            self._backlog.append(batch)
+            self._backlog_events += len(batch.events)
+        if self._backlog_events <= CHUNK_EVENTS and not self._drain_timer.isActive():
+            self._drain()  # the usual case, a few threats: at once, no extra turn of the loop
+        elif not self._drain_timer.isActive():
+            self._drain_timer.start()
+
+    @Slot()
+    def _drain(self) -> None:
+        chunk, room = [], CHUNK_EVENTS
+        while self._backlog and room > 0:
+            batch = self._backlog.popleft()
+            if len(batch.events) > room:  # split: the rest waits at the front
+                self._backlog.appendleft(batch._replace(events=batch.events[room:]))
+                batch = batch._replace(events=batch.events[:room])
+            chunk.append(batch)
+            room -= len(batch.events)
+            self._backlog_events -= len(batch.events)
+        if not self._backlog:
+            self._drain_timer.stop()
+        elif not self._drain_timer.isActive():
+            self._drain_timer.start()
+        if chunk:
+            self._take(chunk, last=not self._backlog)
+
+    def _take(self, batches: list, last: bool) -> None:
+        # Rows for the table from the newest slice only: older ones would be pushed out at once.
+        update = self.feed.take(batches, list_rows=last)  # a threat seen before is not news
         self.window.show_update(update)
         now = time.monotonic_ns()
-        for batch in batches:
-            for e in batch.events:
-                self.screen_latency.record(max(0, now - e.publish_mono_ns))
+        for e in update.rows:  # publish -> row in the model, for the rows the table took
+            self.screen_latency.record(max(0, now - e.publish_mono_ns))
         threshold = self.notifier.policy.threshold
         worth_it = False
         for b in update.news:  # each event's key names the row a click on the notification opens
@@ -365,6 +404,7 @@ class MonitorApp(QObject):
         """Ask the reader to stop, wake it and wait for it; stop the demo; write
         what the history still holds and close it."""
         self._shut_down = True  # a SIGTERM right after start: the history poll must not start the reader later
+        self._drain_timer.stop()  # what waits was stored by the reader's thread already
         self.app_history.stop()
         self.reader.shutdown()
         self.demo.stop()
