@@ -6,6 +6,7 @@ not timed: one timer that ticks, one counter update, one repaint fails it."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import free_port
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
 
@@ -30,6 +31,7 @@ class EventCounter(QObject):
         return False
 
 
+@pytest.mark.slow  # about 10 s: start, a quiet ring, 2.5 s watched
 def test_a_hidden_app_on_a_quiet_ring_gets_no_timer_signal_or_paint(qtbot, qapp, ring_path, tmp_path):
     from kindlyguard_monitor.gui.app import MonitorApp
 

@@ -119,7 +119,7 @@ def measure_app_process(short: bool, progress) -> dict:
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
         env["QT_QPA_PLATFORM"] = "offscreen"
     starts: list[float] = []
-    idle_cpu = None
+    idle_cpu, idle_threads = None, []
     try:
         for i in range(runs):
             progress(f"desktop app: start {i + 1} of {runs}")
@@ -139,11 +139,12 @@ def measure_app_process(short: bool, progress) -> dict:
                     progress(f"desktop app: idle CPU over {idle_s:.0f} s")
                     time.sleep(2.0)  # let start-up work settle
                     ps = psutil.Process(proc.pid)
-                    before, t0 = ps.cpu_times(), time.monotonic()
+                    before, t0, threads0 = ps.cpu_times(), time.monotonic(), thread_stats(proc.pid)
                     time.sleep(idle_s)
-                    after, t1 = ps.cpu_times(), time.monotonic()
+                    after, t1, threads1 = ps.cpu_times(), time.monotonic(), thread_stats(proc.pid)
                     used = (after.user + after.system) - (before.user + before.system)
                     idle_cpu = round(100 * used / (t1 - t0), 2)
+                    idle_threads = idle_by_thread(threads0, threads1, t1 - t0)
             finally:
                 proc.terminate()
                 try:
@@ -156,7 +157,39 @@ def measure_app_process(short: bool, progress) -> dict:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(ring_folder, ignore_errors=True)
     return {"start_to_window_ms": {"median": rb.median_of(starts), "first": starts[0], "all": starts},
-            "idle_cpu_percent": idle_cpu, "idle_seconds": idle_s}
+            "idle_cpu_percent": idle_cpu, "idle_seconds": idle_s, "idle_threads": idle_threads}
+
+
+def thread_stats(pid: int) -> dict[int, tuple[str, int, int]]:
+    """Linux: per thread of `pid`, (name, CPU clock ticks, context switches); {} elsewhere."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        switches = sum(int(m) for m in re.findall(r"voluntary_ctxt_switches:\s+(\d+)", status))
+        out[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")], int(fields[11]) + int(fields[12]), switches)
+    return out
+
+
+def idle_by_thread(before: dict, after: dict, seconds: float) -> list[dict]:
+    """Each thread's CPU % and wake-ups (context switches) a second between two thread_stats()."""
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    rows = []
+    for tid, (name, ticks, switches) in after.items():
+        _, ticks0, switches0 = before.get(tid, (name, 0, 0))
+        rows.append({"thread": name, "cpu_percent": round(100 * (ticks - ticks0) / hz / seconds, 2),
+                     "wakeups_per_s": round((switches - switches0) / seconds, 1)})
+    return sorted(rows, key=lambda r: (-r["cpu_percent"], -r["wakeups_per_s"]))
 
 
 def render_gui(out: dict) -> str:
@@ -174,4 +207,8 @@ def render_gui(out: dict) -> str:
         lines.append(f"  kgmon process  start → window shown median {s['median']:.0f} ms (first {s['first']:.0f} ms, "
                      f"{len(s['all'])} starts); idle CPU of the whole app {a['idle_cpu_percent']:.2f}% "
                      f"over {a['idle_seconds']:.0f} s on an attached, quiet ring")
+        busy = [t for t in a.get("idle_threads", []) if t["cpu_percent"] or t["wakeups_per_s"]]
+        if busy:
+            lines.append("  idle by thread " + "; ".join(
+                f"{t['thread']} {t['cpu_percent']:.2f}% {t['wakeups_per_s']:g} wake-ups/s" for t in busy))
     return "\n".join(lines)
