@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from PySide6.QtCore import QEvent, QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from kindlyguard_monitor.fleet.status import status_text as fleet_status_text
 from kindlyguard_monitor.gui.history_window import HistoryWindow
@@ -55,7 +55,7 @@ class AppHistory(QObject):
         self._size_timer.setSingleShot(True)
         self._size_timer.setInterval(HISTORY_SIZE_REFRESH_MS)
         self._size_timer.timeout.connect(self.show_size)
-        window.installEventFilter(self)
+        window.shown.connect(self.show_size)
         self._waited_since = 0.0
         self._stopped = False
 
@@ -117,16 +117,11 @@ class AppHistory(QObject):
                 and self.window.isVisible():
             self._size_timer.start()
 
-    def eventFilter(self, watched, event) -> bool:
-        if watched is self.window and event.type() == QEvent.Type.Show and not self._stopped:
-            QTimer.singleShot(0, self.show_size)  # after the show: isVisible() is true then
-        return False
-
     @Slot()
     def show_size(self) -> None:
         """The history's size (and backlog, or why it cannot write) in the status bar."""
         store = self.store
-        if store is None or not self.window.isVisible():
+        if store is None or self._stopped or not self.window.isVisible():
             return
         text = f"History {store.size_bytes() / 2**20:.1f} MiB"
         lag = store.lag()

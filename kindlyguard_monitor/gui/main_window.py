@@ -52,6 +52,7 @@ def _plain_label(text: str = "", parent=None) -> QLabel:
 
 class MainWindow(QMainWindow):
     close_requested = Signal()
+    shown = Signal()  # the window was shown (labels that are refreshed only while shown catch up)
 
     def __init__(self, model: ThreatTableModel | None = None, parent=None, feed: Feed | None = None):
         super().__init__(parent)
@@ -370,6 +371,7 @@ class MainWindow(QMainWindow):
             self.table.scrollToTop()
         if self._arrivals:
             self._rate_timer.start()
+        self.shown.emit()
 
     def hideEvent(self, event) -> None:
         super().hideEvent(event)
