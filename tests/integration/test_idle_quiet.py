@@ -19,14 +19,25 @@ WATCHED = {QEvent.Type.Timer: "timer", QEvent.Type.MetaCall: "queued signal",
 
 
 class EventCounter(QObject):
-    def __init__(self, ignore: set[int]):
+    """Counts the watched events sent to the app's objects (those under `roots`): other tests'
+    leftovers in the shared QApplication are not this app's business."""
+
+    def __init__(self, roots: list, ignore: set[int]):
         super().__init__()
+        self.roots = roots
         self.ignore = ignore  # id() of receivers whose events are the test's own
         self.seen: list[str] = []
 
+    def _ours(self, obj) -> bool:
+        while obj is not None:
+            if any(obj is root for root in self.roots):
+                return True
+            obj = obj.parent()
+        return False
+
     def eventFilter(self, watched, event) -> bool:
         kind = WATCHED.get(event.type())
-        if kind is not None and id(watched) not in self.ignore:
+        if kind is not None and id(watched) not in self.ignore and self._ours(watched):
             self.seen.append(f"{kind} for {type(watched).__name__} {watched.objectName()!r}")
         return False
 
@@ -64,7 +75,8 @@ def test_a_hidden_app_on_a_quiet_ring_gets_no_timer_signal_or_paint(qtbot, qapp,
     loop = QEventLoop()
     end.timeout.connect(loop.quit)
     # The tray polls for a tray host only while none exists (the offscreen platform here has none).
-    counter = EventCounter({id(end), id(loop), id(monitor.tray._poll), id(collector)})
+    counter = EventCounter([monitor, monitor.window, monitor.tray, monitor.notifier],
+                           {id(end), id(loop), id(monitor.tray._poll), id(collector)})
     try:
         monitor.start(show_window=False)
         qtbot.waitUntil(lambda: monitor.window.transport == "shm", timeout=15000)
