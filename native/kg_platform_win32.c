@@ -199,26 +199,37 @@ void kg_remove_file(const char *path) {
     if (widen(path, w, MAX_PATH)) DeleteFileW(w);
 }
 
-kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *file_size, kg_mapping *m,
-                              char *err, size_t errlen) {
+/* Opens an existing regular file (not a link, not a directory) of at least min_len
+ * bytes for mapping: both map-open calls start here. */
+static kg_status open_existing(const char *path, DWORD access, size_t min_len, HANDLE *out, uint64_t *file_size,
+                               char *err, size_t errlen) {
     wchar_t w[MAX_PATH];
     if (!widen(path, w, MAX_PATH)) FAIL(KG_INVALID, "bad path %s", path);
     DWORD attrs = GetFileAttributesW(w);
     if (attrs == INVALID_FILE_ATTRIBUTES) FAIL(KG_NOT_FOUND, "%s does not exist", path);
     if (attrs & FILE_ATTRIBUTE_REPARSE_POINT) FAIL(KG_NOT_REGULAR, "it is a link");
     if (attrs & FILE_ATTRIBUTE_DIRECTORY) FAIL(KG_NOT_REGULAR, "it is a directory");
-    HANDLE f = CreateFileW(w, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-                           NULL, OPEN_EXISTING, FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+    HANDLE f = CreateFileW(w, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
+                           FILE_FLAG_OPEN_REPARSE_POINT, NULL);
     if (f == INVALID_HANDLE_VALUE) FAIL(KG_IO, "cannot open %s (error %lu)", path, GetLastError());
     LARGE_INTEGER size;
     GetFileSizeEx(f, &size);
-    if ((uint64_t)size.QuadPart < header_len) {
+    if ((uint64_t)size.QuadPart < min_len) {
         CloseHandle(f);
         FAIL(KG_BAD_SIZE, "file is %llu bytes, shorter than the header", (unsigned long long)size.QuadPart);
     }
+    *out = f;
     *file_size = (uint64_t)size.QuadPart;
+    return KG_OK;
+}
+
+kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *file_size, kg_mapping *m,
+                              char *err, size_t errlen) {
+    HANDLE f;
+    kg_status st = open_existing(path, GENERIC_READ | GENERIC_WRITE, header_len, &f, file_size, err, errlen);
+    if (st != KG_OK) return st;
     /* The header view and the whole view share one read-write mapping object. */
-    kg_status st = map_handle(f, (size_t)size.QuadPart, 1, m, err, errlen);
+    st = map_handle(f, (size_t)*file_size, 1, m, err, errlen);
     CloseHandle(f);
     if (st == KG_OK) {
         UnmapViewOfFile(m->base);
@@ -231,23 +242,10 @@ kg_status kg_map_open_checked(const char *path, size_t header_len, uint64_t *fil
 
 kg_status kg_map_open_readonly(const char *path, size_t min_len, uint64_t *file_size, kg_mapping *m,
                                char *err, size_t errlen) {
-    wchar_t w[MAX_PATH];
-    if (!widen(path, w, MAX_PATH)) FAIL(KG_INVALID, "bad path %s", path);
-    DWORD attrs = GetFileAttributesW(w);
-    if (attrs == INVALID_FILE_ATTRIBUTES) FAIL(KG_NOT_FOUND, "%s does not exist", path);
-    if (attrs & FILE_ATTRIBUTE_REPARSE_POINT) FAIL(KG_NOT_REGULAR, "it is a link");
-    if (attrs & FILE_ATTRIBUTE_DIRECTORY) FAIL(KG_NOT_REGULAR, "it is a directory");
-    HANDLE f = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
-                           OPEN_EXISTING, FILE_FLAG_OPEN_REPARSE_POINT, NULL);
-    if (f == INVALID_HANDLE_VALUE) FAIL(KG_IO, "cannot open %s (error %lu)", path, GetLastError());
-    LARGE_INTEGER size;
-    GetFileSizeEx(f, &size);
-    if ((uint64_t)size.QuadPart < min_len) {
-        CloseHandle(f);
-        FAIL(KG_BAD_SIZE, "file is %llu bytes, shorter than the header", (unsigned long long)size.QuadPart);
-    }
-    *file_size = (uint64_t)size.QuadPart;
-    kg_status st = map_handle(f, (size_t)size.QuadPart, 0, m, err, errlen);
+    HANDLE f;
+    kg_status st = open_existing(path, GENERIC_READ, min_len, &f, file_size, err, errlen);
+    if (st != KG_OK) return st;
+    st = map_handle(f, (size_t)*file_size, 0, m, err, errlen);
     CloseHandle(f);
     return st;
 }
