@@ -96,21 +96,26 @@ _HOT_FIELDS = (
 )
 
 
+def read_head(path: str, size: int, directory_status: Status = Status.NOT_REGULAR) -> tuple[bytes, int]:
+    """(the first `size` bytes, the file's size) of a ring file, for both formats'
+    read_header; RingError NOT_FOUND, `directory_status` for a directory, else IO."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size), os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise RingError(Status.NOT_FOUND, path) from None
+    except IsADirectoryError:
+        raise RingError(directory_status, path, "it is a directory") from None
+    except OSError as e:
+        raise RingError(Status.IO, path, e.strerror or str(e)) from e
+
+
 def read_header(path) -> dict:
     """Every header field by its spec name, plus file_size and header_crc_ok.
     Checks nothing but that the file holds line 0 (64 bytes); hot fields past
     the end of a short file are None."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            page = f.read(HEADER_SIZE)
-            file_size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError:
-        raise RingError(Status.NOT_FOUND, path) from None
-    except IsADirectoryError:
-        raise RingError(Status.NOT_REGULAR, path, "it is a directory") from None
-    except OSError as e:
-        raise RingError(Status.IO, path, e.strerror or str(e)) from e
+    page, file_size = read_head(path, HEADER_SIZE)
     if len(page) < _LINE0.size:
         raise RingError(Status.BAD_SIZE, path, f"file is {len(page)} bytes, less than the 64-byte header line")
     names = ("magic", "version", "header_size", "slot_size", "slot_count", "flags", "generation",

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import psutil
 
 from kindlyguard_monitor.ring.errors import RingError, Status
+from kindlyguard_monitor.ring.layout import read_head
 from kindlyguard_monitor.ring.paths import lock_path_for
 
 MAGIC = 0x4B474D53
@@ -84,14 +85,7 @@ def peek_version(path: str | os.PathLike) -> int | None:
 def read_header(path: str | os.PathLike) -> dict:
     """Every v1 header field by name, plus file_size. RingError if unreadable."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            page = f.read(HEADER_SIZE)
-            file_size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError:
-        raise RingError(Status.NOT_FOUND, path) from None
-    except OSError as exc:
-        raise RingError(Status.IO, path, exc.strerror or str(exc)) from None
+    page, file_size = read_head(path, HEADER_SIZE, directory_status=Status.IO)  # v1 reports a directory as IO
     if len(page) < HEADER_SIZE:
         raise RingError(Status.BAD_SIZE, path, f"file is {len(page)} bytes, less than the {HEADER_SIZE}-byte v1 header")
     out = {name: struct.unpack_from(fmt, page, off)[0] for name, (off, fmt) in FIELDS.items()}
