@@ -33,6 +33,16 @@ from kindlyguard_monitor.event import ThreatEvent, from_ring
 from kindlyguard_monitor.ring.errors import RingError
 from kindlyguard_monitor.ring.follow import RingFollower, WriterGone
 from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport.items import (  # what poll() returns; importers may take them from here
+    BadFrameSeen,
+    Batch,
+    Item,
+    ShieldError,
+    ShieldStatus,
+    TransportChange,
+    TransportUnavailable,
+    ring_label,
+)
 from kindlyguard_monitor.transport.link_queue import Overflow
 from kindlyguard_monitor.transport.numbering import Numbering
 from kindlyguard_monitor.transport.ws_client import OPEN_TIMEOUT_S, Connected, Disconnected, WsLink
@@ -44,48 +54,6 @@ PROBE_INTERVAL_S = 1.0  # on the WebSocket: how often to look for a healthy ring
 RETRY_INTERVAL_S = 0.25  # disconnected: how often to try the ring again
 CONNECT_GRACE_S = 1.5  # at start, how long to give the WebSocket before saying "disconnected"
 CONFIRM_TIMEOUT_S = 5.0  # a requested protection state not confirmed by then is given up
-
-
-class TransportUnavailable(Exception):
-    """The one transport asked for is not there; str() says why."""
-
-
-class Batch(NamedTuple):
-    transport: Transport
-    generation: int | None
-    events: list[ThreatEvent]  # oldest first
-
-
-class TransportChange(NamedTuple):
-    transport: Transport
-    reason: str
-    ring_format: int | None = None  # shm: 1 (the Shield's own ring, polled) or 2
-
-
-def ring_label(ring_format: int | None) -> str:
-    """How the badge, doctor and `kgmon tail` name the ring's format."""
-    return "Shield format v1, polled" if ring_format == 1 else "format v2"
-
-
-class ShieldStatus(NamedTuple):
-    protection_enabled: bool | None
-    threats_blocked: int | None
-    requested: bool | None = None  # toggle_protection was sent for this state; no status has confirmed it yet
-
-
-class ShieldError(NamedTuple):
-    message: str
-
-
-class BadFrameSeen(NamedTuple):
-    """A frame from the WebSocket that could not be used (the connection stays up)."""
-
-    kind: str  # too_big, not_json, unknown_type, wrong_types
-    detail: str
-    total: int  # bad frames so far
-
-
-Item = Batch | TransportChange | ShieldStatus | ShieldError | BadFrameSeen
 
 
 class _Wake:
