@@ -11,6 +11,7 @@ import sys
 
 from kindlyguard_monitor import __version__, _ring
 from kindlyguard_monitor.bench import ring_bench as rb
+from kindlyguard_monitor.bench import ws_bench
 from kindlyguard_monitor.cli.args import EXIT_FAILURE, EXIT_OK, SLOT_COUNT_MAX, SLOT_COUNT_MIN, power_of_two
 from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS
 from kindlyguard_monitor.textsafe import visible
@@ -128,10 +129,10 @@ def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int
         out["writer_flat_out"] = flat
         progress("WebSocket: steady 1,000 events/s")
         ws_n = 300 if short else 3000
-        out["websocket_steady_1000"] = _result(rb.run_ws_scenario(writer, 1000, ws_n, cpu=reader_cpu))
+        out["websocket_steady_1000"] = _result(ws_bench.run_ws_scenario(writer, 1000, ws_n, cpu=reader_cpu))
         ws_rates = [10_000, 50_000, 100_000, 200_000] if short else [25_000, 50_000, 100_000, 200_000, 400_000]
         progress("WebSocket: highest rate with zero missed")
-        ws_best, ws_best_res, ws_tried = rb.max_zero_loss_ws_rate(writer, ws_rates, sustain_s, cpu=reader_cpu)
+        ws_best, ws_best_res, ws_tried = ws_bench.max_zero_loss_ws_rate(writer, ws_rates, sustain_s, cpu=reader_cpu)
         out["websocket_max_zero_loss_rate"] = ws_best
         out["websocket_zero_loss_tries"] = ws_tried
         out["websocket_at_max_rate"] = _result(ws_best_res) if ws_best_res else None
