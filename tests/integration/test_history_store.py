@@ -308,14 +308,6 @@ def _bit_rot(path):
     path.write_bytes(bytes(data))
 
 
-def _newer(path):
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE threats (x)")
-    conn.execute("PRAGMA user_version = 99")
-    conn.commit()
-    conn.close()
-
-
 # A garbage file, a newer kgmon's history and another program's database are left alone
 # (tests/integration/test_history_files.py): only a file SQLite says is damaged, and that is ours, moves.
 @pytest.mark.parametrize("damage", [_truncated, _bit_rot])
