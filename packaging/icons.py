@@ -51,7 +51,7 @@ ICNS_TYPES = {
 def render_png(size: int, svg: Path = SVG) -> bytes:
     """The SVG rendered at size x size, antialiased, as PNG bytes."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF
+    from PySide6.QtCore import QRectF
     from PySide6.QtGui import QGuiApplication, QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
@@ -66,6 +66,13 @@ def render_png(size: int, svg: Path = SVG) -> bytes:
     painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
     renderer.render(painter, QRectF(0, 0, size, size))
     painter.end()
+    return png_bytes(image)
+
+
+def png_bytes(image) -> bytes:
+    """A QImage as PNG bytes (render_png; the tests' perturbed icons)."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
     data = QByteArray()
     buf = QBuffer(data)
     buf.open(QIODevice.OpenModeFlag.WriteOnly)

@@ -72,7 +72,6 @@ def test_committed_icons_are_what_the_svg_renders_to():
 
 def _perturbed(png: bytes, pixels: list[tuple[int, int]], levels: int) -> bytes:
     """`png` with each channel of the given pixels moved by `levels` (clamped)."""
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
     from PySide6.QtGui import QColor, QImage
 
     image = QImage()
@@ -82,12 +81,7 @@ def _perturbed(png: bytes, pixels: list[tuple[int, int]], levels: int) -> bytes:
         c = image.pixelColor(x, y)
         move = lambda v: min(255, max(0, v + levels)) if v + levels <= 255 else v - levels  # noqa: E731
         image.setPixelColor(x, y, QColor(move(c.red()), move(c.green()), move(c.blue()), move(c.alpha())))
-    data = QByteArray()
-    buf = QBuffer(data)
-    buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buf, "PNG")
-    buf.close()
-    return bytes(data)
+    return icons.png_bytes(image)
 
 
 def test_icon_check_tolerates_another_cpus_rounding():
