@@ -77,6 +77,15 @@ void kg_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns) {
 void kg_futex_wake_all(uint32_t *word) { (void)word; }
 #endif
 
+/* A mapping of `length` bytes at `base` of the open file `fd` (identified by `st`). */
+static void set_mapping(kg_mapping *m, void *base, size_t length, const struct stat *st, int fd) {
+    m->base = base;
+    m->length = length;
+    m->id.dev = (uint64_t)st->st_dev;
+    m->id.ino = (uint64_t)st->st_ino;
+    m->handle = fd;
+}
+
 static void dir_of(const char *path, char *dir, size_t len) {
     snprintf(dir, len, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -133,11 +142,7 @@ kg_status kg_map_create(const char *tmp_path, size_t length, kg_mapping *m, char
     }
     struct stat st;
     fstat(fd, &st);
-    m->base = base;
-    m->length = length;
-    m->id.dev = (uint64_t)st.st_dev;
-    m->id.ino = (uint64_t)st.st_ino;
-    m->handle = fd;
+    set_mapping(m, base, length, &st, fd);
     return KG_OK;
 }
 
@@ -202,11 +207,7 @@ static kg_status open_checked(const char *path, size_t header_len, int writable,
         close(fd);
         FAIL(KG_IO, "cannot map %s: %s", path, strerror(e));
     }
-    m->base = base;
-    m->length = header_len;
-    m->id.dev = (uint64_t)st.st_dev;
-    m->id.ino = (uint64_t)st.st_ino;
-    m->handle = fd;
+    set_mapping(m, base, header_len, &st, fd);
     *file_size = (uint64_t)st.st_size;
     return KG_OK;
 }
