@@ -76,6 +76,12 @@ def without_writer_fields(header: bytes) -> bytes:
     return bytes(out)
 
 
+def _zero_magic(path):
+    """Damage the v1 header (magic and version): the next writer initialises the ring again, a reset."""
+    with open(path, "r+b") as f:
+        f.write(b"\0" * 8)
+
+
 @pytest.fixture
 def v1_path(ring_dir):
     return ring_dir / "shield" / "kindly-guard.shm"  # the writer makes the folder (0755), as upstream does
@@ -159,8 +165,7 @@ def test_a_reset_by_another_writer_is_noticed_and_what_it_took_counted_as_missed
         assert len(r.poll(0)) == 5
         first.stdin.close()
         assert first.wait(30) == 0
-        with open(v1_path, "r+b") as f:  # the header is damaged: the next writer initialises it again
-            f.write(b"\0" * 8)
+        _zero_magic(v1_path)
         second = writer_process(v1_path)
         assert write(second, 15) == 15  # numbered from 0 again, past our cursor (5), and lapping it
         got = r.poll(0)
@@ -181,8 +186,7 @@ def test_a_reset_is_noticed_by_the_event_before_the_cursor(v1_path):
             w.write(1, 1, False, f"old{k}", "")
         assert len(r.poll(0)) == 5
         w.close()
-        with open(v1_path, "r+b") as f:
-            f.write(b"\0" * 8)
+        _zero_magic(v1_path)
         w = V1Writer(v1_path, size=SMALL)  # the same process: the same writer_pid
         assert w.initialised
         for k in range(7):
@@ -204,8 +208,7 @@ def test_a_shorter_reset_is_noticed_too(v1_path):
             w.write(1, 1, False, f"old{k}", "")
         r.poll(0)
         w.close()
-        with open(v1_path, "r+b") as f:
-            f.write(b"\0" * 8)
+        _zero_magic(v1_path)
         w = V1Writer(v1_path, size=SMALL)
         for k in range(2):
             w.write(1, 1, False, f"new{k}", "")
@@ -303,8 +306,7 @@ def test_a_re_read_ring_gives_the_same_keys_and_a_reset_gives_new_ones(v1_path):
     assert rows == [row[0] for row in threat_rows("shm", None, again, 0, careful=False)]
     assert len(set(rows)) == 4  # content keys: the stored timestamps differ
     # after a reset, event 0 is another event: another key
-    with open(v1_path, "r+b") as f:
-        f.write(b"\0" * 8)
+    _zero_magic(v1_path)
     w = V1Writer(v1_path, size=SMALL)
     try:
         w.write(1, 2, False, "same source", "same details")
