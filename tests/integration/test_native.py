@@ -979,14 +979,20 @@ def test_health_stale(ring_dir):
         pw.close()
 
 
+def _sleeping_poll(r):
+    """A poll(timeout=30) of `r` in a thread, once it sleeps: (the thread, the list its result lands in)."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(r.poll(timeout=30)))
+    t.start()
+    assert wait_until(lambda: r.wait_stats[1] > 0), "the poll never went to sleep"
+    return t, out
+
+
 def test_stop_from_another_thread_ends_a_long_poll(native_writer, native_ring_path):
     for spin in (0, 50_000):
         r = _ring.Reader(str(native_ring_path), start="newest", spin_ns=spin)
         try:
-            out = []
-            t = threading.Thread(target=lambda: out.append(r.poll(timeout=30)))
-            t.start()
-            assert wait_until(lambda: r.wait_stats[1] > 0), "the poll never went to sleep"
+            t, out = _sleeping_poll(r)
             r.stop()
             t.join(WAKE_BOUND_S)
             assert not t.is_alive(), "stop() did not end poll(timeout=30)"
@@ -1003,10 +1009,7 @@ def test_stop_from_another_thread_ends_a_long_poll(native_writer, native_ring_pa
 def test_publish_wakes_a_long_poll(native_writer, native_ring_path):
     r = _ring.Reader(str(native_ring_path), spin_ns=0)  # sleep on the futex at once
     try:
-        out = []
-        t = threading.Thread(target=lambda: out.append(r.poll(timeout=30)))
-        t.start()
-        assert wait_until(lambda: r.wait_stats[1] > 0), "the poll never went to sleep"
+        t, out = _sleeping_poll(r)
         native_writer.publish([(1, 1, 1, False, "s", "wake")])
         t.join(WAKE_BOUND_S)
         assert not t.is_alive(), "publish did not wake poll(timeout=30)"
@@ -1021,10 +1024,7 @@ def test_python_writer_wakes_a_long_poll(ring_dir):
     pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
     try:
         r = _ring.Reader(str(pw.path), spin_ns=0)
-        out = []
-        t = threading.Thread(target=lambda: out.append(r.poll(timeout=30)))
-        t.start()
-        assert wait_until(lambda: r.wait_stats[1] > 0)
+        t, out = _sleeping_poll(r)
         pw.publish([make_threat(5)])
         t.join(WAKE_BOUND_S)
         assert not t.is_alive()
@@ -1038,10 +1038,7 @@ def test_writer_close_wakes_a_long_poll(native_ring_path):
     w = _ring.Writer(str(native_ring_path), slot_size=256, slot_count=16)
     r = _ring.Reader(str(native_ring_path), spin_ns=0)
     try:
-        out = []
-        t = threading.Thread(target=lambda: out.append(r.poll(timeout=30)))
-        t.start()
-        assert wait_until(lambda: r.wait_stats[1] > 0)
+        t, out = _sleeping_poll(r)
         w.close()
         t.join(WAKE_BOUND_S)
         assert not t.is_alive(), "close did not wake poll(timeout=30)"
