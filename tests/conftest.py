@@ -17,6 +17,7 @@ No fixed sleeps: everything waits for a condition, with generous timeouts
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -161,6 +162,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _qt_garbage_freed_on_the_gui_thread(request):
+    """A Qt test's leftovers are freed here, on the GUI thread, as soon as it ends. A test's frame
+    is often in a reference cycle (qtbot.waitUntil keeps the exceptions it caught while polling,
+    their tracebacks hold the frame, the frame holds the app), so without this the cyclic GC frees
+    the test's app whenever some other thread allocates: the next test's reader thread or demo
+    server. Qt then destroys widgets and timers off their thread and the GUI thread crashes later
+    (seen: test_history_app then test_ws_admission, every time). The app itself keeps no such
+    cycles: tests/integration/test_gui_app.py::test_a_dropped_app_is_freed_at_once_not_by_the_cyclic_gc."""
+    yield
+    if "qtbot" in request.fixturenames or "qapp" in request.fixturenames:
+        from PySide6.QtWidgets import QApplication
+        import shiboken6
+
+        # The windows first, whole and in Qt's order (freed by the collector, a window's children can be
+        # cleared before the window, and its close then reaches a child already gone: a crash in
+        # QTableView::updateGeometries, seen under gdb).
+        for widget in QApplication.topLevelWidgets():
+            if shiboken6.isValid(widget) and widget.parent() is None:
+                shiboken6.delete(widget)
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
