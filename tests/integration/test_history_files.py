@@ -166,6 +166,7 @@ def test_a_file_damaged_while_in_use_behind_a_link_is_not_moved(tmp_path):
     try:
         store.submit([ring_batch([ring_event(i) for i in range(10)])])
         assert store.flush(60)
+        assert store.wait_indexed(60)  # the writer idle: no text indexing of its own meets the damage halfway
         damage_schema(store._conn)  # through the writer's own connection
         store.submit([ring_batch([ring_event(i) for i in range(10, 20)])])
         assert store.flush(60)

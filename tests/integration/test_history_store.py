@@ -331,6 +331,7 @@ def test_a_damaged_file_is_moved_aside_and_a_new_history_started(path, damage):
 def test_a_file_damaged_while_in_use_is_moved_aside_too(path, store):
     store.submit([ring_batch([ring_event(i) for i in range(10)])])
     assert store.flush(60)
+    assert store.wait_indexed(60)  # the writer idle: no text indexing of its own meets the damage halfway
     damage_schema(store._conn)  # through the idle writer's own connection
     store.submit([ring_batch([ring_event(i) for i in range(10, 20)])])
     assert store.flush(60)
