@@ -19,8 +19,11 @@ STALE_S = 300  # threats waiting and nothing acknowledged for this long: worth a
 
 def status_text(history_path: str | os.PathLike) -> str | None:
     st = outbox.status(history_path, STREAM)
-    if st is None:
-        return None
+    return None if st is None else _describe(st)
+
+
+def _describe(st) -> str:
+    """The status bar's line for one outbox status (read once by the caller)."""
     when = local_time(st.acked_at_us, fallback="?") if st.acked_at_us else "never"
     text = f"Forwarding: {st.waiting:,} waiting / last acknowledged at {when}"
     if st.state.startswith("not forwarding"):
@@ -33,7 +36,7 @@ def doctor_finding(history_path: str | os.PathLike) -> tuple[str, str, str] | No
     st = outbox.status(history_path, STREAM)
     if st is None:
         return None
-    text = status_text(history_path) or ""
+    text = _describe(st)
     stale = st.waiting and (not st.acked_at_us or time.time() - st.acked_at_us / 1e6 > STALE_S)
     if st.state.startswith("not forwarding") or stale:
         return ("warn", f"{text} ({st.forwarded:,} forwarded in all)",
