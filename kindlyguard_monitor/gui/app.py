@@ -6,8 +6,10 @@ socket: the reader thread does, and only emits signals.
     kgmon --demo     start it with the built-in demo writer as a child process
                      (kindlyguard_monitor/gui/demo_process.py)
 
-The threat history's part of the app (start-up, the restored feed, the History
-window) is kindlyguard_monitor/gui/app_history.py.
+Its other parts, each in its own module: the threat history's part (start-up,
+the restored feed, the History window) app_history.py; the menus and shortcuts
+app_menus.py; the tray and the notifications app_tray.py; a flood taken in
+slices flood_pacer.py; signals waking the event loop signal_wakeup.py.
 """
 
 from __future__ import annotations
@@ -15,47 +17,39 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import socket
 import sys
 import time
-import weakref
-from collections import deque
-from typing import Callable
 
-from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
-from kindlyguard_monitor.gui import desktop_notifications, keyboard
+from kindlyguard_monitor.gui import app_tray, keyboard
 from kindlyguard_monitor.gui.app_history import AppHistory
+from kindlyguard_monitor.gui.app_menus import install_menus, protection_toggler
 from kindlyguard_monitor.gui.demo_process import DemoWriter
-from kindlyguard_monitor.gui.help import HelpDialog, explain_numbers
+from kindlyguard_monitor.gui.flood_pacer import FloodPacer
+from kindlyguard_monitor.gui.help import HelpDialog
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
-from kindlyguard_monitor.gui.notifier import Notifier
 from kindlyguard_monitor.gui.protection import ProtectionController
 from kindlyguard_monitor.gui.reader_thread import ReaderThread
-from kindlyguard_monitor.gui.resources import icon, icon_path
+from kindlyguard_monitor.gui.resources import icon
 from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
+from kindlyguard_monitor.gui.signal_wakeup import SignalWakeup
 from kindlyguard_monitor.gui.single_instance import SingleInstance
 from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
 from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
-from kindlyguard_monitor.gui.tray import TrayController
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.platform_integration import set_windows_app_id
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
-from kindlyguard_monitor.threats import CRITICAL, HIGH
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
 log = logging.getLogger(__name__)
-# The most threats taken in one turn of the event loop (~10 µs of Python each with the
-# feed, the notifier and the table): a flood is taken in slices, never in one long stall.
-CHUNK_EVENTS = 1000
-TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected"}
 
 
 class MonitorApp(QObject):
@@ -79,36 +73,20 @@ class MonitorApp(QObject):
         self.window = MainWindow(feed=self.feed)
         self.app_history = AppHistory(history, self.window, parent=self)  # the store (or None) in the app
         self.window.setWindowIcon(icon("kindlyguard"))
-        self.tray = TrayController()
-        self.desktop_notifications = (
-            desktop_notifications.DesktopNotifications(icon_path=_icon_file("kindlyguard"))
-            if desktop_notifications.supported() else None)
-        self.notifier = Notifier(self.tray, desktop=self.desktop_notifications)
+        self.tray, self.desktop_notifications, self.notifier = app_tray.build_notifications()
         self.protection = ProtectionController(self.window, self.tray, self.notifier,
-                                               send=_protection_toggler(self),
-                                               parent=self)
+                                               send=protection_toggler(self), parent=self)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
         self._started = False
         self._shut_down = False
         if settings is not None:
             self.apply_settings(settings)
-        file_menu = self.window.menuBar().addMenu("&File")
-        file_menu.addAction("&History…", self.open_history).setShortcut(keyboard.SHORTCUTS["history"])
-        file_menu.addAction("&Settings…", self.open_settings).setShortcut(keyboard.SHORTCUTS["settings"])
-        file_menu.addAction(self.tray.action_protection)  # "Turn protection off…/on", as in the tray
-        file_menu.addAction("&Quit", self.quit).setShortcut(keyboard.SHORTCUTS["quit"])
-        help_menu = self.window.menuBar().addMenu("&Help")
-        help_menu.addAction("KindlyGuard Monitor &Help", self.open_help).setShortcut("F1")
-        keyboard.install_main_window(self.window)
-        explain_numbers(self.window)
+        install_menus(self)  # File and Help, the shortcuts
         self.help_dialog: HelpDialog | None = None
         self.screen_latency = _ring.Histogram()  # publish -> row in the model, on this thread
-        self._backlog: deque = deque()  # delivered batches not yet taken (a flood: see _on_batches)
-        self._backlog_events = 0
-        self._drain_timer = QTimer(self)  # 0 ms: the next slice on the next turn of the event loop
-        self._drain_timer.setInterval(0)
-        self._drain_timer.timeout.connect(self._drain)
+        self.pacer = FloodPacer(parent=self)  # a flood is taken in slices: see gui/flood_pacer.py
+        self.pacer.sliced.connect(self._take)
         self._wire()
         if demo:
             self.demo.start()
@@ -116,19 +94,11 @@ class MonitorApp(QObject):
         self.window.hide_on_close = self.tray.available()
 
     def _wire(self) -> None:
-        w, t, n = self.window, self.tray, self.notifier
+        w, n = self.window, self.notifier
         self._wire_reader(self.reader)
-        t.toggle_window.connect(self.toggle_window)
-        t.pause_notifications.connect(self._pause_notifications)
-        t.resume_notifications.connect(self._resume_notifications)
-        t.toggle_demo.connect(self.toggle_demo)
-        t.quit_requested.connect(self.quit)
-        t.settings_requested.connect(self.open_settings)
-        t.history_requested.connect(self.open_history)
+        app_tray.connect_tray(self)
         self.app_history.ready.connect(self._on_history_ready)
         self.theme.changed.connect(self._on_theme_changed)
-        t.tray_missing.connect(self._on_tray_missing)
-        t.tray_appeared.connect(self._on_tray_appeared)
         n.open_event.connect(w.show_event)
         # A question the pane asks on the GUI thread, not a signal. It closes over the notifier, never
         # over self: a bound method of the app kept by its own window would make a reference cycle, and
@@ -175,35 +145,10 @@ class MonitorApp(QObject):
 
     @Slot(object)
     def _on_batches(self, batches: list) -> None:
-        """Queue what the reader delivered; take it in slices of at most CHUNK_EVENTS
-        threats, one slice per turn of the event loop, so a flood never holds the
-        loop longer than one slice (timers, input and painting get turns between)."""
-        for batch in batches:
-            self._backlog.append(batch)
-            self._backlog_events += len(batch.events)
-        if self._backlog_events <= CHUNK_EVENTS and not self._drain_timer.isActive():
-            self._drain()  # the usual case, a few threats: at once, no extra turn of the loop
-        elif not self._drain_timer.isActive():
-            self._drain_timer.start()
+        """Queue what the reader delivered: the pacer hands it to _take in slices."""
+        self.pacer.offer(batches)
 
-    @Slot()
-    def _drain(self) -> None:
-        chunk, room = [], CHUNK_EVENTS
-        while self._backlog and room > 0:
-            batch = self._backlog.popleft()
-            if len(batch.events) > room:  # split: the rest waits at the front
-                self._backlog.appendleft(batch._replace(events=batch.events[room:]))
-                batch = batch._replace(events=batch.events[:room])
-            chunk.append(batch)
-            room -= len(batch.events)
-            self._backlog_events -= len(batch.events)
-        if not self._backlog:
-            self._drain_timer.stop()
-        elif not self._drain_timer.isActive():
-            self._drain_timer.start()
-        if chunk:
-            self._take(chunk, last=not self._backlog)
-
+    @Slot(object, bool)
     def _take(self, batches: list, last: bool) -> None:
         # Rows for the table from the newest slice only: older ones would be pushed out at once.
         update = self.feed.take(batches, list_rows=last)  # a threat seen before is not news
@@ -211,15 +156,7 @@ class MonitorApp(QObject):
         now = time.monotonic_ns()
         for e in update.rows:  # publish -> row in the model, for the rows the table took
             self.screen_latency.record(max(0, now - e.publish_mono_ns))
-        threshold = self.notifier.policy.threshold
-        worth_it = False
-        for b in update.news:  # each event's key names the row a click on the notification opens
-            self.notifier.offer(b.events)
-            worth_it = worth_it or any(e.severity >= threshold for e in b.events)
-        totals = self.feed.totals
-        self.tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
-        if worth_it:
-            self.tray.set_state("threat")  # the icon turns for threats worth a notification only
+        app_tray.announce(update, self.feed.totals, self.tray, self.notifier)
         self.app_history.note_activity()
 
     @Slot(int)
@@ -241,7 +178,7 @@ class MonitorApp(QObject):
     @Slot(str, str)
     def _on_transport(self, transport: str, reason: str) -> None:
         self.window.set_transport(transport, reason)
-        self.tray.set_state(TRAY_STATE.get(transport, "disconnected"))
+        self.tray.set_state(app_tray.tray_state(transport))
         self.screen_latency.reset()  # the histogram is for the current transport
         available = self.reader.send_command("get_status")
         self.protection.set_available(available, "" if available else "the Shield's WebSocket is not reachable")
@@ -404,32 +341,13 @@ class MonitorApp(QObject):
         """Ask the reader to stop, wake it and wait for it; stop the demo; write
         what the history still holds and close it."""
         self._shut_down = True  # a SIGTERM right after start: the history poll must not start the reader later
-        self._drain_timer.stop()  # what waits was stored by the reader's thread already
+        self.pacer.stop()  # what waits was stored by the reader's thread already
         self.app_history.stop()
         self.reader.shutdown()
         self.demo.stop()
         self.app_history.close()
         if self.desktop_notifications is not None:
             self.desktop_notifications.close()
-
-
-def _protection_toggler(app: MonitorApp) -> Callable[[], bool]:
-    """The ProtectionController's send(): asks the app's current reader (replaced on reconnect) to
-    toggle protection. It holds the app weakly: the controller is the app's, and a strong
-    reference back would make a cycle (see the details pane's is_muted in _wire)."""
-    ref = weakref.ref(app)
-
-    def send() -> bool:
-        monitor = ref()
-        return monitor is not None and monitor.reader.send_command("toggle_protection")
-    return send
-
-
-def _icon_file(name: str) -> str:
-    try:
-        return str(icon_path(name))
-    except FileNotFoundError:
-        return ""
 
 
 def run(args: argparse.Namespace, started=None) -> int:
@@ -474,33 +392,3 @@ def run(args: argparse.Namespace, started=None) -> int:
         wakeup.close()
         instance.release()
 
-
-class SignalWakeup(QObject):
-    """Lets Python's signal handlers run while Qt's event loop sleeps, without a
-    timer that wakes it 4 times a second for nothing (an idle tray app's cost):
-    the C-level handler writes to a socket (signal.set_wakeup_fd), a
-    QSocketNotifier wakes the loop, and any Python code run then lets the
-    interpreter call the handler."""
-
-    def __init__(self):
-        super().__init__()
-        self._rx, self._tx = socket.socketpair()
-        self._rx.setblocking(False)
-        self._tx.setblocking(False)
-        self._previous = signal.set_wakeup_fd(self._tx.fileno(), warn_on_full_buffer=False)
-        self._notifier = QSocketNotifier(self._rx.fileno(), QSocketNotifier.Type.Read, self)
-        self._notifier.activated.connect(self._drain)
-
-    @Slot()
-    def _drain(self) -> None:
-        try:
-            while self._rx.recv(64):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-
-    def close(self) -> None:
-        self._notifier.setEnabled(False)
-        signal.set_wakeup_fd(self._previous)
-        self._rx.close()
-        self._tx.close()

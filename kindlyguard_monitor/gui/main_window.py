@@ -1,5 +1,6 @@
-"""The main window: connection badge, counters, filters, the threat table,
-details and latency.
+"""The main window: the threat table between the status display above it
+(gui/status_display.py: badge, counters, status bar) and the filter bar
+(gui/filter_bar.py), with the Details, Latency and Overview tabs below.
 
 Free of transport logic and of intake: kindlyguard_monitor.feed decides what
 is news; the app wiring hands the window what to show through the methods
@@ -10,44 +11,22 @@ the rows); labels and the histogram are refreshed when it is shown again.
 
 from __future__ import annotations
 
-import time
-from collections import deque
-
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QPushButton, QSplitter,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal, Slot
+from PySide6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.feed import Feed, Update
-from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.overview import Overview
 from kindlyguard_monitor.gui.details_pane import DetailsPane
-from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram, format_ns
+from kindlyguard_monitor.gui.filter_bar import FilterBar
+from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram
 from kindlyguard_monitor.gui.overview_widget import OverviewWidget
+from kindlyguard_monitor.gui.status_display import StatusDisplay
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
-from kindlyguard_monitor.gui.threat_model import ThreatTableModel, plain_tooltip
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.gui.threat_table import ThreatTableView
 from kindlyguard_monitor.platform_integration import set_macos_dock_icon
-from kindlyguard_monitor.textsafe import elide, visible
-from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPES
-from kindlyguard_monitor.vocabulary import Transport
-
-# transport -> (badge text, palette.badge key, status-bar name); colours: gui/palette.py
-BADGES = {
-    Transport.SHM: ("Shared memory", "shm", "SHM"),
-    Transport.WEBSOCKET: ("WebSocket", "websocket", "WebSocket"),
-    Transport.DISCONNECTED: ("Disconnected (retrying)", "disconnected", None),
-}
-SHM_V1_BADGE = "Shared memory · Shield format v1, polled"  # the Shield's own ring: no wake-up, we poll it
-REASON_LIMIT = 90
-FILTER_DEBOUNCE_MS = 150
-RATE_WINDOW_S = 1.0
-
-
-def _plain_label(text: str = "", parent=None) -> QLabel:
-    label = QLabel(text, parent)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    return label
+from kindlyguard_monitor.textsafe import visible
 
 
 class MainWindow(QMainWindow):
@@ -68,98 +47,31 @@ class MainWindow(QMainWindow):
         self._model_changing = 0  # inside a proxy change: selection changes are Qt's, not the user's
         self._reselecting = False
         self._watch_proxy_before_view()
-
-        # state shown by labels (refreshed only while visible)
-        self.transport = Transport.DISCONNECTED
-        self.ring_format = 2
-        self.reason = ""
-        self.delivered = self.missed = self.corrupt = 0
-        self._arrivals: deque[tuple[float, int]] = deque()  # (monotonic s, rows) over the last second
-        self._latency: tuple[str, object, object] | None = None
-        self._transport_p50: int | None = None
-        self._transport_p99: int | None = None
-        self._shield: tuple[bool | None, int | None] | None = None
+        self._latency: tuple[str, object, object] | None = None  # shown when the window is
 
         central = QWidget(self)
         root = QVBoxLayout(central)
-        self._build_badge_row(central, root)
-        self._build_counters(central, root)
-        self._build_filter_bar(central, root)
+        self.status = StatusDisplay(self, central, root, self.feed)  # badge, counters, status bar
+        s = self.status  # its widgets by their old names: keyboard.py and help.py find them by attribute
+        self.badge, self.latency_label, self.reason_label = s.badge, s.latency_label, s.reason_label
+        self.counter_labels = s.counter_labels
+        self.status_label, self.history_label, self.shield_label = s.status_label, s.history_label, s.shield_label
+        self.filters = f = FilterBar(self, central, root, self.proxy, self.model)
+        self.severity_combo, self.type_combo, self.blocked_combo = f.severity_combo, f.type_combo, f.blocked_combo
+        self.search, self.match_label, self.pause_button = f.search, f.match_label, f.pause_button
+        self.pause_button.toggled.connect(self._pause_toggled)
         self._build_table_and_tabs(central, root)
         self.setCentralWidget(central)
-        self._build_status_bar()
-        self._start_rate_timer()
 
-        self._show_transport()
-        self._refresh_labels()
+        self.status.show_transport()
+        self.status.refresh_labels()
         self.resize(960, 640)
 
+    @property
+    def transport(self) -> str:
+        return self.status.transport
+
     # ---------------------------------------------------------------- building
-
-    def _build_badge_row(self, central: QWidget, root: QVBoxLayout) -> None:
-        """The connection badge, the transport latency and the reason for the transport."""
-        self.badge = _plain_label("", central)
-        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.badge.setMinimumWidth(180)
-        self.latency_label = _plain_label("", central)
-        self.reason_label = _plain_label("", central)
-        self.reason_label.setStyleSheet("color: palette(mid);")
-        top = QHBoxLayout()
-        top.addWidget(self.badge)
-        top.addWidget(self.latency_label, 1)
-        root.addLayout(top)
-        root.addWidget(self.reason_label)
-
-    def _build_counters(self, central: QWidget, root: QVBoxLayout) -> None:
-        """Threats, blocked, per severity, events/s, missed, corrupt."""
-        self.counter_labels: dict[str, QLabel] = {}
-        counters = QHBoxLayout()
-        for name in ("total", "blocked", "Low", "Medium", "High", "Critical", "rate", "missed", "corrupt"):
-            label = _plain_label("", central)
-            self.counter_labels[name] = label
-            counters.addWidget(label)
-        counters.addStretch(1)
-        root.addLayout(counters)
-
-    def _build_filter_bar(self, central: QWidget, root: QVBoxLayout) -> None:
-        """Severity, type, text filter (debounced) and Pause scrolling."""
-        self.severity_combo = QComboBox(central)
-        for number in (LOW, MEDIUM, HIGH, CRITICAL):
-            self.severity_combo.addItem(f"≥ {SEVERITIES[number]}", number)
-        self.type_combo = QComboBox(central)
-        self.type_combo.addItem("All types", None)
-        for number, name in enumerate(THREAT_TYPES):
-            self.type_combo.addItem(name, number)
-        self.blocked_combo = QComboBox(central)  # as the History window says it
-        for label, value in (("Blocked or not", None), ("Blocked", True), ("Not blocked", False)):
-            self.blocked_combo.addItem(label, value)
-        self.blocked_combo.setToolTip("Show threats the Shield blocked, those it did not, or both")
-        self.blocked_combo.setAccessibleName("Show blocked or not blocked threats")
-        self.search = QLineEdit(central)
-        self.search.setPlaceholderText("Filter source and details…")
-        self.search.setClearButtonEnabled(True)
-        self.match_label = _plain_label("", central)  # "7 of 265" while a filter hides some
-        self.match_label.setToolTip("Threats matching the filters, of those in the feed")
-        self.pause_button = QPushButton("Pause scrolling", central)
-        self.pause_button.setCheckable(True)
-        self._search_timer = QTimer(self)
-        self._search_timer.setSingleShot(True)
-        self._search_timer.setInterval(FILTER_DEBOUNCE_MS)
-        self._search_timer.timeout.connect(self._apply_search)
-        self.severity_combo.currentIndexChanged.connect(self._apply_severity)
-        self.type_combo.currentIndexChanged.connect(self._apply_type)
-        self.blocked_combo.currentIndexChanged.connect(self._apply_blocked)
-        self.search.textChanged.connect(self._search_changed)
-        self.pause_button.toggled.connect(self._pause_toggled)
-        bar = QHBoxLayout()
-        bar.addWidget(_plain_label("Severity:", central))
-        bar.addWidget(self.severity_combo)
-        bar.addWidget(self.type_combo)
-        bar.addWidget(self.blocked_combo)
-        bar.addWidget(self.search, 1)
-        bar.addWidget(self.match_label)
-        bar.addWidget(self.pause_button)
-        root.addLayout(bar)
 
     def _build_table_and_tabs(self, central: QWidget, root: QVBoxLayout) -> None:
         """The threat table above the Details, Latency and Overview tabs."""
@@ -170,9 +82,9 @@ class MainWindow(QMainWindow):
         self.details = DetailsPane(central, muting=True)
         self.histogram = LatencyHistogram(central)
         self.overview_tab = OverviewWidget(self.overview, central)
-        self.overview_tab.source_chosen.connect(self.filter_source)
-        self.overview_tab.type_chosen.connect(self.filter_type)
-        self.overview_tab.blocked_chosen.connect(self.filter_blocked)
+        self.overview_tab.source_chosen.connect(self.filters.filter_source)
+        self.overview_tab.type_chosen.connect(self.filters.filter_type)
+        self.overview_tab.blocked_chosen.connect(self.filters.filter_blocked)
         self.tabs = QTabWidget(central)
         self.tabs.addTab(self.details, "Details")
         self.tabs.addTab(self.histogram, "Latency")
@@ -192,24 +104,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._fit_tabs)
         root.addWidget(self.splitter, 1)
 
-    def _build_status_bar(self) -> None:
-        """Transport and latency, the history, the Shield's status."""
-        self.status_label = _plain_label("", self)
-        self.history_label = _plain_label("", self)
-        self.shield_label = _plain_label("", self)
-        self.statusBar().addWidget(self.status_label, 1)
-        self.statusBar().addPermanentWidget(self.history_label)
-        self.statusBar().addPermanentWidget(self.shield_label)
-
-    def _start_rate_timer(self) -> None:
-        """Events/s decays to 0 after the last arrival: the timer runs only while the
-        window is shown and arrivals are counted, so an idle app sleeps."""
-        self._rate_timer = QTimer(self)
-        self._rate_timer.setInterval(1000)
-        self._rate_timer.timeout.connect(self._tick)
-
     # ---------------------------------------------------------------- slots
-
     def show_update(self, update: Update) -> int:
         """List the rows the feed picked (oldest first) at the top of the table and
         refresh the counters; returns how many rows the table took."""
@@ -218,15 +113,11 @@ class MainWindow(QMainWindow):
         self.overview.add_batches(update.news)
         anchor = self.table.anchor() if self.pause_button.isChecked() else None
         listed = self.model.add_events(update.rows)
-        self._arrivals.append((time.monotonic(), update.added))
         if self.pause_button.isChecked():
             self.table.restore_anchor(anchor)
         elif self.isVisible():
             self.table.scrollToTop()
-        if self.isVisible():
-            self._refresh_labels()
-            if not self._rate_timer.isActive():
-                self._rate_timer.start()
+        self.status.count_arrivals(update.added)
         return listed
 
     def set_feed_size(self, n: int) -> None:
@@ -242,23 +133,16 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def set_transport(self, transport: str, reason: str) -> None:
-        self.transport = Transport(transport) if transport in BADGES else Transport.DISCONNECTED
-        self.reason = reason or ""
-        if self.transport == Transport.DISCONNECTED:
-            self._transport_p50 = self._transport_p99 = None
-        self._show_transport()
+        self.status.set_transport(transport, reason)
 
     @Slot(int)
     def set_ring_format(self, ring_format: int) -> None:
         """1 (the Shield's own ring, polled) or 2; shown while on shared memory."""
-        self.ring_format = int(ring_format)
-        self._show_transport()
+        self.status.set_ring_format(ring_format)
 
     @Slot(int, int, int)
     def set_counters(self, delivered: int, missed: int, corrupt: int) -> None:
-        self.delivered, self.missed, self.corrupt = int(delivered), int(missed), int(corrupt)
-        if self.isVisible():
-            self._refresh_labels()
+        self.status.set_counters(delivered, missed, corrupt)
 
     def set_latency(self, transport_name: str, transport_hist, screen_hist=None) -> None:
         self._latency = (transport_name, transport_hist, screen_hist)
@@ -267,34 +151,17 @@ class MainWindow(QMainWindow):
 
     def set_shield_status(self, protection_enabled: bool | None, threats_blocked: int | None,
                           requested: bool | None = None) -> None:
-        """The Shield's last status; `requested`: a toggle asked for that state and
-        no status has confirmed it yet (shown as asked, not as done)."""
-        self._shield = (protection_enabled, threats_blocked)
-        parts = []
-        if requested is not None:
-            parts.append(f"Protection {'on' if protection_enabled else 'OFF'} → turning "
-                         f"{'on' if requested else 'off'} (asked; not confirmed yet)")
-        elif protection_enabled is not None:
-            parts.append("Protection on" if protection_enabled else "Protection OFF")
-        if threats_blocked is not None:
-            parts.append(f"Shield blocked {int(threats_blocked)}")
-        self.shield_label.setText(" · ".join(parts))
+        self.status.set_shield_status(protection_enabled, threats_blocked, requested)
 
     def set_history_status(self, text: str, failing: bool = False) -> None:
-        """The history's size (and backlog, or why it cannot write) in the status bar."""
-        self.history_label.setText(visible(text))  # the error names a path and quotes SQLite
-        self._history_failing = failing
-        self.history_label.setStyleSheet(f"color: {palette.current().error};" if failing else "")
+        self.status.set_history_status(text, failing)
 
     def set_protection_off(self, off: bool) -> None:
-        """The Shield says protection is off: the badge says so until it is back on."""
-        self.protection_off = bool(off)
-        self._show_transport()
+        self.status.set_protection_off(off)
 
     def refresh_colours(self) -> None:
         """The light/dark palette changed: redraw what uses its colours."""
-        self._show_transport()
-        self.set_history_status(self.history_label.text(), getattr(self, "_history_failing", False))
+        self.status.refresh_colours()
         self.table.viewport().update()
         self.histogram.update()
 
@@ -323,39 +190,8 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         return True
 
-    @Slot(str)
-    def filter_source(self, source: str) -> None:
-        """Show the threats from `source` (the Overview's top sources): its visible form,
-        which the text filter matches as it matches the raw text."""
-        self._search_timer.stop()
-        self.search.blockSignals(True)
-        self.search.setText(visible(source))
-        self.search.blockSignals(False)
-        self._apply_search()
-
-    @Slot(int)
-    def filter_type(self, number: int) -> None:
-        index = self.type_combo.findData(int(number))
-        if index >= 0:
-            self.type_combo.setCurrentIndex(index)
-
-    @Slot(bool)
-    def filter_blocked(self, blocked: bool) -> None:
-        self.blocked_combo.setCurrentIndex(self.blocked_combo.findData(bool(blocked)))
-
     def clear_filters(self) -> None:
-        self.severity_combo.setCurrentIndex(0)
-        self.type_combo.setCurrentIndex(0)
-        self.blocked_combo.setCurrentIndex(0)
-        self._search_timer.stop()
-        self.search.blockSignals(True)
-        self.search.clear()
-        self.search.blockSignals(False)
-        self.proxy.set_min_severity(self.severity_combo.currentData())
-        self.proxy.set_types(None)
-        self.proxy.set_blocked(None)
-        self.proxy.set_text("")
-        self._show_match_count()
+        self.filters.clear()
 
     # ---------------------------------------------------------------- Qt events
 
@@ -363,19 +199,16 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         set_macos_dock_icon(True)  # a menu-bar app on macOS: in the Dock only while the window is open
         self._fit_tabs()
-        self._refresh_labels()
-        self._show_transport()
+        self.status.window_shown()
         if self._latency is not None:
             self._apply_latency()
         if not self.pause_button.isChecked():
             self.table.scrollToTop()
-        if self._arrivals:
-            self._rate_timer.start()
         self.shown.emit()
 
     def hideEvent(self, event) -> None:
         super().hideEvent(event)
-        self._rate_timer.stop()  # nothing to redraw while hidden
+        self.status.window_hidden()
         set_macos_dock_icon(False)
 
     def closeEvent(self, event) -> None:
@@ -388,34 +221,14 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- internals
 
-    @Slot(int)
-    def _apply_severity(self, _index: int) -> None:
-        self.proxy.set_min_severity(self.severity_combo.currentData())
-        self._show_match_count()
-
-    @Slot(str)
-    def _search_changed(self, _text: str) -> None:
-        self._search_timer.start()  # debounced: the filter applies once typing pauses
-
-    @Slot()
-    def _apply_search(self) -> None:
-        self.proxy.set_text(self.search.text())
-        self._show_match_count()
-
-    @Slot(int)
-    def _apply_type(self, _index: int) -> None:
-        number = self.type_combo.currentData()
-        self.proxy.set_types(None if number is None else {number})
-        self._show_match_count()
-
-    @Slot(int)
-    def _apply_blocked(self, _index: int) -> None:
-        self.proxy.set_blocked(self.blocked_combo.currentData())
-        self._show_match_count()
-
     def _pause_toggled(self, paused: bool) -> None:
         if not paused:
             self.table.scrollToTop()
+
+    def _apply_latency(self) -> None:
+        name, transport_hist, screen_hist = self._latency
+        self.histogram.set_data(name, transport_hist, screen_hist)
+        self.status.set_transport_latency(transport_hist)
 
     # ---- the selection never jumps
 
@@ -442,7 +255,7 @@ class MainWindow(QMainWindow):
         self._model_changing = max(0, self._model_changing - 1)
         if not self._model_changing:
             self._keep_selection()
-            self._show_match_count()
+            self.filters.show_match_count()
 
     def selected_key(self) -> EventKey | None:
         return self._selected_key
@@ -505,80 +318,4 @@ class MainWindow(QMainWindow):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._fit_tabs()
-
-    def _show_match_count(self) -> None:
-        """'7 of 265' while a filter hides some threats; nothing otherwise."""
-        if self.proxy.is_filtered():
-            text = f"{self.proxy.rowCount():,} of {self.model.rowCount():,}"
-        else:
-            text = ""
-        if self.match_label.text() != text:
-            self.match_label.setText(text)
-
-    @Slot()
-    def _tick(self) -> None:
-        if self.isVisible():
-            self._refresh_labels()
-        if not self._arrivals or not self.isVisible():  # events/s shows 0 now: sleep until the next arrival
-            self._rate_timer.stop()
-
-    def events_per_second(self) -> int:
-        cutoff = time.monotonic() - RATE_WINDOW_S
-        while self._arrivals and self._arrivals[0][0] < cutoff:
-            self._arrivals.popleft()
-        return sum(n for _, n in self._arrivals)
-
-    def _refresh_labels(self) -> None:
-        t = self.feed.totals
-        texts = {
-            "total": f"Threats: {t['total']}",
-            "blocked": f"Blocked: {t['blocked']}",
-            "Low": f"Low: {t[LOW]}",
-            "Medium": f"Medium: {t[MEDIUM]}",
-            "High": f"High: {t[HIGH]}",
-            "Critical": f"Critical: {t[CRITICAL]}",
-            "rate": f"Events/s: {self.events_per_second()}",
-            "missed": f"Missed: {self.missed}" + (
-                f" · Not listed (flood): {self.feed.not_listed:,}" if self.feed.not_listed else ""),
-            "corrupt": f"Corrupt: {self.corrupt}",
-        }
-        for name, text in texts.items():
-            self.counter_labels[name].setText(text)
-        # The title names the count too: task bars and window lists show it at a glance.
-        total = t["total"]
-        self.setWindowTitle("KindlyGuard Monitor" if not total else
-                            f"KindlyGuard Monitor — {total:,} threat{'s' if total != 1 else ''}")
-
-    def _apply_latency(self) -> None:
-        name, transport_hist, screen_hist = self._latency
-        self.histogram.set_data(name, transport_hist, screen_hist)
-        if transport_hist is not None and getattr(transport_hist, "count", 0):
-            self._transport_p50 = int(transport_hist.percentile(50))
-            self._transport_p99 = int(transport_hist.percentile(99))
-        else:
-            self._transport_p50 = self._transport_p99 = None
-        self._show_transport()
-
-    def _show_transport(self) -> None:
-        text, state, short = BADGES[self.transport]
-        if self.transport == Transport.SHM and self.ring_format == 1:
-            text, short = SHM_V1_BADGE, "SHM v1"
-        if getattr(self, "protection_off", False):  # the Shield says so: above everything else
-            text, state = f"Protection OFF · {text}", "protection_off"
-        self.badge.setText(text)
-        colour, ink = palette.current().badge[state]
-        sheet = (f"QLabel {{ background-color: {colour}; color: {ink}; "
-                 f"border-radius: 4px; padding: 4px 10px; font-weight: bold; }}")
-        if self.badge.styleSheet() != sheet:  # a style sheet re-polishes the badge: only when it changes
-            self.badge.setStyleSheet(sheet)
-        if self._transport_p50 is not None and short is not None:
-            self.latency_label.setText(f"latency p50 {format_ns(self._transport_p50)}, "
-                                       f"p99 {format_ns(self._transport_p99)}")
-            self.status_label.setText(f"KindlyGuard ({short} {format_ns(self._transport_p50)})")
-        else:
-            self.latency_label.setText("")
-            self.status_label.setText(f"KindlyGuard ({short})" if short else "KindlyGuard (disconnected)")
-        reason = visible(self.reason)
-        self.reason_label.setText(elide(reason, REASON_LIMIT))
-        self.reason_label.setToolTip(plain_tooltip(self.reason) if self.reason else "")
 

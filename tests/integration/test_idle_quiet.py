@@ -96,7 +96,7 @@ def test_a_hidden_app_on_a_quiet_ring_gets_no_timer_signal_or_paint(qtbot, qapp,
         assert monitor.window.transport == "shm"
         assert counter.seen == [], f"the idle app was woken: {counter.seen[:10]}"
         assert len(counters) == quiet_from, "the reader emitted counters while nothing changed"
-        assert not monitor._drain_timer.isActive()
+        assert not monitor.pacer.timer.isActive()
     finally:
         monitor.shutdown()
         writer.close()

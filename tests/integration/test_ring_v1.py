@@ -469,7 +469,8 @@ def test_doctor_names_the_format_and_says_what_works(v1_path):
 
 
 def test_the_badge_names_the_v1_format(qtbot, v1_path):
-    from kindlyguard_monitor.gui.main_window import SHM_V1_BADGE, MainWindow
+    from kindlyguard_monitor.gui.main_window import MainWindow
+    from kindlyguard_monitor.gui.status_display import SHM_V1_BADGE
     from kindlyguard_monitor.gui.reader_thread import ReaderThread
 
     w = V1Writer(v1_path, size=SMALL)

@@ -1,0 +1,64 @@
+"""The tray and the notifications in the app: built (the desktop's own
+notifications where the desktop has them), connected to the app's @Slot
+methods, and told the news the feed picked. Functions only: nothing here keeps
+a reference to the app (gui/app.py's MonitorApp), so nothing makes a cycle with it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject
+
+from kindlyguard_monitor.feed import Update
+from kindlyguard_monitor.gui import desktop_notifications
+from kindlyguard_monitor.gui.notifier import Notifier
+from kindlyguard_monitor.gui.resources import icon_path
+from kindlyguard_monitor.gui.tray import TrayController
+from kindlyguard_monitor.threats import CRITICAL, HIGH
+from kindlyguard_monitor.vocabulary import Transport
+
+TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected"}
+
+
+def build_notifications() -> tuple[TrayController, desktop_notifications.DesktopNotifications | None, Notifier]:
+    """The tray, the desktop's notifications (None where it has none) and the notifier using both."""
+    tray = TrayController()
+    desktop = (desktop_notifications.DesktopNotifications(icon_path=_icon_file("kindlyguard"))
+               if desktop_notifications.supported() else None)
+    return tray, desktop, Notifier(tray, desktop=desktop)
+
+
+def connect_tray(app: QObject) -> None:
+    """The tray's menu and state signals, to the app's slots."""
+    t = app.tray
+    t.toggle_window.connect(app.toggle_window)
+    t.pause_notifications.connect(app._pause_notifications)
+    t.resume_notifications.connect(app._resume_notifications)
+    t.toggle_demo.connect(app.toggle_demo)
+    t.quit_requested.connect(app.quit)
+    t.settings_requested.connect(app.open_settings)
+    t.history_requested.connect(app.open_history)
+    t.tray_missing.connect(app._on_tray_missing)
+    t.tray_appeared.connect(app._on_tray_appeared)
+
+
+def announce(update: Update, totals: dict, tray: TrayController, notifier: Notifier) -> None:
+    """The feed's news to the notifier, and the totals to the tray; the tray's icon turns for
+    threats worth a notification only."""
+    threshold = notifier.policy.threshold
+    worth_it = False
+    for b in update.news:  # each event's key names the row a click on the notification opens
+        notifier.offer(b.events)
+        worth_it = worth_it or any(e.severity >= threshold for e in b.events)
+    tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
+    if worth_it:
+        tray.set_state("threat")
+
+
+def tray_state(transport: str) -> str:
+    return TRAY_STATE.get(transport, "disconnected")
+
+
+def _icon_file(name: str) -> str:
+    try:
+        return str(icon_path(name))
+    except FileNotFoundError:
+        return ""
