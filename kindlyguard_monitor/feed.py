@@ -22,7 +22,7 @@ from typing import Iterable, NamedTuple
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, severity_level
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
 
 # The most rows one update puts in the table: ~3 µs of Python each, so at most

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.history.store import HistoryStore
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.event import ThreatEvent, from_ring, threat_event
 from kindlyguard_monitor.vocabulary import Transport
 

@@ -38,7 +38,7 @@ def _make_history(path: Path, n: int) -> None:
     from kindlyguard_monitor.demo.threats import ThreatGenerator  # realistic text
     from kindlyguard_monitor.history.store import HistoryStore
     from kindlyguard_monitor.event import from_ring
-    from kindlyguard_monitor.transport.manager import Batch
+    from kindlyguard_monitor.transport.items import Batch
     from kindlyguard_monitor.vocabulary import Transport
 
     gen = ThreatGenerator(seed=16)

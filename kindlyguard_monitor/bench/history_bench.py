@@ -46,7 +46,7 @@ from kindlyguard_monitor.history import query
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.ring.reader import open_reader
 from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.vocabulary import Transport
 
 BATCH = 1000

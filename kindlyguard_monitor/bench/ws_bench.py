@@ -20,7 +20,8 @@ from kindlyguard_monitor.vocabulary import Transport
 def run_ws_scenario(writer: WriterProcess, rate: float, count: int, cpu: int | None = None) -> ReaderResult:
     """The app's WebSocket path: the transport manager on the writer's demo
     WebSocket server; latencies from the server's mono_ns stamps."""
-    from kindlyguard_monitor.transport.manager import TransportManager, TransportUnavailable
+    from kindlyguard_monitor.transport.items import TransportUnavailable
+    from kindlyguard_monitor.transport.manager import TransportManager
 
     result = ReaderResult()
     manager = TransportManager(os.path.join(os.path.dirname(writer.path), "no-ring.shm"), writer.ws_url,

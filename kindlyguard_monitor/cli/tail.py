@@ -20,15 +20,15 @@ from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import local_time, severity_name, threat_type_name
-from kindlyguard_monitor.transport.manager import (
+from kindlyguard_monitor.transport.items import (
     BadFrameSeen,
     Batch,
     ShieldError,
     ShieldStatus,
     TransportChange,
-    TransportManager,
     TransportUnavailable,
 )
+from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import AUTO, DEFAULT_SPIN_NS, DEFAULT_WS_URL, MODES
 

@@ -37,15 +37,15 @@ from typing import NamedTuple
 from PySide6.QtCore import QThread, Signal
 
 from kindlyguard_monitor import _ring
-from kindlyguard_monitor.transport.manager import (
+from kindlyguard_monitor.transport.items import (
     BadFrameSeen,
     Batch,
     ShieldError,
     ShieldStatus,
     TransportChange,
-    TransportManager,
     TransportUnavailable,
 )
+from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, ENV_READER_CPU, Transport
 
 log = logging.getLogger(__name__)

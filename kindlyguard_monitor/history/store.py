@@ -161,7 +161,7 @@ class HistoryStore(WriterThread):
         return self.ready.is_set() and (self._conn is not None or self.read_only)
 
     def submit(self, batches: Iterable) -> None:
-        """Queue kindlyguard_monitor.transport.manager.Batch-es (or one Batch) to be stored. Never blocks on the disk:
+        """Queue kindlyguard_monitor.transport.items.Batch-es (or one Batch) to be stored. Never blocks on the disk:
         it only appends references to a queue; the writer thread does the rest."""
         if isinstance(batches, tuple) and hasattr(batches, "events"):
             batches = (batches,)

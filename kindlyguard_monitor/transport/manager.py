@@ -33,7 +33,7 @@ from kindlyguard_monitor.event import ThreatEvent, from_ring
 from kindlyguard_monitor.ring.errors import RingError
 from kindlyguard_monitor.ring.follow import RingFollower, WriterGone
 from kindlyguard_monitor.transport import protocol
-from kindlyguard_monitor.transport.items import (  # what poll() returns; importers may take them from here
+from kindlyguard_monitor.transport.items import (  # what poll() returns; importers take them from items.py
     BadFrameSeen,
     Batch,
     Item,

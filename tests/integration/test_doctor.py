@@ -482,7 +482,7 @@ def test_history_check(tmp_path):
     """The doctor's view of the threat history: absent, healthy (with known holes), damaged."""
     from kindlyguard_monitor.doctor import FAIL, INFO, OK, check_history
     from kindlyguard_monitor.history.store import HistoryStore
-    from kindlyguard_monitor.transport.manager import Batch
+    from kindlyguard_monitor.transport.items import Batch
 
     path = tmp_path / "h" / "history.sqlite3"
     found = check_history(path)

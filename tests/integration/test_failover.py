@@ -14,7 +14,8 @@ from test_ring_processes import summary, threats, transports
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.threats import severity_name, threat_type_name
-from kindlyguard_monitor.transport.manager import Batch, ShieldStatus, TransportManager
+from kindlyguard_monitor.transport.items import Batch, ShieldStatus
+from kindlyguard_monitor.transport.manager import TransportManager
 
 
 

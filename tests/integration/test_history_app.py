@@ -22,7 +22,7 @@ from kindlyguard_monitor.history import query
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.ring.pyring import PyWriter
 from kindlyguard_monitor.ring.writer import RingWriter
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER, Threat
 
 

@@ -376,7 +376,7 @@ import sys, time
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.event import from_ring
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 store = HistoryStore(sys.argv[1]).start()
 store.wait_ready(60)
 base = time.time_ns() // 1000

@@ -23,7 +23,7 @@ from kindlyguard_monitor.ring.paths import lock_path_for
 from kindlyguard_monitor.ring.reader import open_any, open_v1_reader
 from kindlyguard_monitor.ring.v1_writer import V1Writer
 from kindlyguard_monitor.event import from_ring
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from conftest import OutputWatcher, free_port, run_kgmon, start_kgmon, start_python, wait_for, wait_for_file
 
 # A small ring: 10 whole events and 80 bytes left, so event 10 lies across the end.

@@ -14,14 +14,14 @@ from hostile_ws import MiB, HostileServer, Pause, send_frames, slow_frame, slow_
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.ring.pyring import PyWriter
 from kindlyguard_monitor.transport import protocol
-from kindlyguard_monitor.transport.manager import (
+from kindlyguard_monitor.transport.items import (
     BadFrameSeen,
     Batch,
     ShieldStatus,
     TransportChange,
-    TransportManager,
     TransportUnavailable,
 )
+from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.transport.ws_client import WsLink
 
 GEN = 0x00C0FFEE12345678

@@ -15,7 +15,8 @@ from hostile_ws import HostileServer, ping_flood, send_frames
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.transport import protocol
 from kindlyguard_monitor.transport.link_queue import LinkQueue, Overflow
-from kindlyguard_monitor.transport.manager import BadFrameSeen, Batch, TransportManager
+from kindlyguard_monitor.transport.items import BadFrameSeen, Batch
+from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.transport.ws_client import FLOODED_RETRY_S, MAX_PINGS_PER_S, WsLink
 
 GEN = 0x0123456789ABCDEF

@@ -18,7 +18,8 @@ from hostile_ws import HostileServer, drop_soon
 from kindlyguard_monitor.demo.like_shield import LikeShieldServer
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.transport import protocol
-from kindlyguard_monitor.transport.manager import ShieldError, ShieldStatus, TransportManager
+from kindlyguard_monitor.transport.items import ShieldError, ShieldStatus
+from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.transport.ws_client import COMMAND_BURST
 
 

@@ -6,7 +6,7 @@ from kindlyguard_monitor.event import EventKey, ThreatEvent, from_ring, threat_e
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM
 from kindlyguard_monitor import _ring
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.vocabulary import Transport
 
 GEN = 0xABCD

@@ -103,3 +103,18 @@ def test_production_code_does_not_import_the_test_reader():
     graph = _graph()
     users = sorted(m for m, deps in graph.items() if "kindlyguard_monitor.ring.pyring" in deps)
     assert users == []
+
+
+def test_poll_items_are_imported_from_their_own_module():
+    """Batch, ShieldStatus and the other items poll() returns live in transport/items.py;
+    nothing takes them through transport/manager.py, which only uses them (issue 13)."""
+    items = PACKAGE / "transport" / "items.py"
+    defined = {n.name for n in ast.parse(items.read_text(encoding="utf-8")).body
+               if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    assert {"Batch", "ShieldStatus", "TransportUnavailable"} <= defined
+    through_manager = []
+    for f in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").rglob("*.py")]:
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "kindlyguard_monitor.transport.manager":
+                through_manager += [f"{f.name}: {a.name}" for a in node.names if a.name in defined]
+    assert through_manager == []

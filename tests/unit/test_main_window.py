@@ -14,7 +14,7 @@ from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
 from kindlyguard_monitor.event import EventKey, threat_event
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.vocabulary import Transport
 
 RowRole = ThreatTableModel.RowRole

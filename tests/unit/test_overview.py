@@ -6,7 +6,7 @@ from kindlyguard_monitor.event import threat_event
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.overview import DAY_MINUTES, MINUTE_US, SOURCES_PER_MINUTE, Overview
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.vocabulary import Transport
 
 NOW = 1_800_000_000 * 1_000_000 // MINUTE_US * MINUTE_US + 30_000_000  # half past a minute

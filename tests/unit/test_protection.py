@@ -12,7 +12,7 @@ from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.gui.notifier import Notifier
 from kindlyguard_monitor.gui.protection import CONFIRM_TITLE, ProtectionController
 from kindlyguard_monitor.gui.tray import TrayController
-from kindlyguard_monitor.transport.manager import ShieldStatus
+from kindlyguard_monitor.transport.items import ShieldStatus
 
 
 def make(win, sent, shown):

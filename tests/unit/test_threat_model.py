@@ -15,7 +15,7 @@ from kindlyguard_monitor.event import EventKey, ThreatEvent, threat_event
 from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, THREAT_TYPE_NUMBER
-from kindlyguard_monitor.transport.manager import Batch
+from kindlyguard_monitor.transport.items import Batch
 from kindlyguard_monitor.vocabulary import Transport
 
 M = ThreatTableModel
