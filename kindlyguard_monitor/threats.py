@@ -58,6 +58,17 @@ class Threat(NamedTuple):
     timestamp_unix_us: int  # wall clock of the threat
 
 
+class Published(NamedTuple):
+    """A threat as one of our writers published it (the demo, the bench writer): numbered
+    (generation, seq) as on its ring, with its monotonic clock at publish. What the demo
+    WebSocket servers broadcast; readers see it as a kindlyguard_monitor.event.ThreatEvent."""
+
+    generation: int
+    seq: int
+    threat: Threat
+    mono_ns: int  # CLOCK_MONOTONIC at publish
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 

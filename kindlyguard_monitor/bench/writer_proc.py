@@ -27,7 +27,7 @@ import time
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.demo.ws_server import DemoWsServer
-from kindlyguard_monitor.threats import Threat
+from kindlyguard_monitor.threats import Published, Threat
 
 
 BENCH_THREAT = Threat(4, 3, True, "bench:ws-writer", "x" * 64, 0)
@@ -48,7 +48,7 @@ def publish_ws(server: DemoWsServer, generation: int, rate: float, count: int) -
         due = min(due, 5000)
         mono = time.monotonic_ns()
         first = _next_ws_seq
-        server.broadcast([(generation, first + i, threat, mono) for i in range(due)])
+        server.broadcast([Published(generation, first + i, threat, mono) for i in range(due)])
         _next_ws_seq += due
         done += due
     return done

@@ -45,6 +45,7 @@ from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.ring import v1
 from kindlyguard_monitor.ring.v1_writer import V1Writer
 from kindlyguard_monitor.ring.writer import RingWriter
+from kindlyguard_monitor.threats import Published
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT, shield_ws_port
 
@@ -361,7 +362,7 @@ def _publish(args: argparse.Namespace, writer, server, generation: int, tally: _
             tally.next_seq = first + accepted
             if server is not None:
                 mono_ns = time.monotonic_ns()
-                server.broadcast([(generation, first + i, t, mono_ns) for i, t in enumerate(threats)])
+                server.broadcast([Published(generation, first + i, t, mono_ns) for i, t in enumerate(threats)])
             tally.published += accepted
             due -= n
         if writer is not None:

@@ -61,7 +61,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from kindlyguard_monitor.demo.serving import HOST, ThreadedServer
-from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
+from kindlyguard_monitor.threats import Published, Threat, severity_name, threat_type_name
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT
 
 MAX_MESSAGE_BYTES = 1 << 20  # [S4] SecurityConfig::max_message_size
@@ -75,8 +75,6 @@ COMMANDS = ("subscribe", "unsubscribe", "get_status", "toggle_protection")  # [S
 MAX_CLIENT_MESSAGES = 1000  # threat messages queued per client, then the oldest go
 MAX_THREATS_PER_MESSAGE = 1000
 RATE_LIMITED = '{"type":"error","message":"Rate limit exceeded"}'
-
-Event = tuple[int, int, Threat, int]  # what the demo loop broadcasts: (generation, seq, threat, mono_ns)
 
 # What the validator decided about one frame.
 OK, TOO_BIG, RATE, DUPLICATE, PATTERN = "ok", "too_big", "rate_limited", "duplicate", "pattern"
@@ -232,8 +230,8 @@ class LikeShieldServer(ThreadedServer):
             return (f"{n} connection{'s' if n != 1 else ''}, dropped: {drops}, "
                     f"rate-limited frames: {self.errors_sent['rate_limited']}")
 
-    def broadcast(self, events: Iterable[Event]) -> None:
-        threats = [e[2] for e in events]
+    def broadcast(self, events: Iterable[Published]) -> None:
+        threats = [e.threat for e in events]
         self.threats_blocked += sum(1 for t in threats if t.blocked)
         loop = self._loop
         if not threats or loop is None:

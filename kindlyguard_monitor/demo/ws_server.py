@@ -66,7 +66,7 @@ from kindlyguard_monitor.demo.ws_admission import (
     Gate,
 )
 from kindlyguard_monitor.demo.ws_backlog import MAX_BACKLOG_EVENTS, MAX_BUFFERED_BYTES, Backlogs, Client
-from kindlyguard_monitor.threats import Threat
+from kindlyguard_monitor.threats import Published
 from kindlyguard_monitor.transport import local_auth
 from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, event_id, status_message, threat_json
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT
@@ -88,7 +88,6 @@ TOGGLE_PER_S = 1.0  # then one a second (the Shield's limiter: burst 60, about o
 RATE_LIMITED = json.dumps({"type": "error", "message": "Rate limit exceeded"})
 INVALID_JSON = json.dumps({"type": "error", "message": "Invalid JSON"})
 
-Event = tuple[int, int, Threat, int]  # (generation, seq, threat, mono_ns at publish)
 
 
 def unknown_command(kind) -> str:
@@ -147,15 +146,15 @@ class DemoWsServer(ThreadedServer):
     peak_buffered_bytes = property(lambda self: self._backlogs.peak_buffered_bytes)
     slow_clients_cut = property(lambda self: self._backlogs.slow_clients_cut)
 
-    def broadcast(self, events: Iterable[Event]) -> None:
+    def broadcast(self, events: Iterable[Published]) -> None:
         """Publish threats: to every subscribed client, in order. Thread-safe, never blocks
-        on a client. Events are (generation, seq, Threat, mono_ns at publish)."""
+        on a client."""
         events = list(events)
-        self.threats_blocked += sum(1 for e in events if e[2].blocked)
+        self.threats_blocked += sum(1 for e in events if e.threat.blocked)
         loop = self._loop
         if not events or loop is None or self._closing or self._subscribers == 0:
             return  # nobody to send to: do not even encode
-        encoded = [threat_json(t, event_id(g, s), seq=s, mono_ns=m) for g, s, t, m in events]
+        encoded = [threat_json(e.threat, event_id(e.generation, e.seq), seq=e.seq, mono_ns=e.mono_ns) for e in events]
         try:
             loop.call_soon_threadsafe(self._backlogs.deliver, encoded)
         except RuntimeError:  # the loop is gone (stopping)

@@ -27,6 +27,7 @@ from kindlyguard_monitor.demo.like_shield import (
     rfc3339_nanos,
 )
 from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.threats import Published
 
 
 class FakeClock:
@@ -180,7 +181,7 @@ def test_threats_as_the_shield_would_shape_them(server):  # [S11]
         ws.recv(timeout=5)
         ws.send('{"type":"subscribe"}')
         wait_for(lambda: server.subscribers == 1, 5, "the subscription")
-        server.broadcast([(0, i, t, 0) for i, t in enumerate(ThreatGenerator(7).batch(3))])
+        server.broadcast([Published(0, i, t, 0) for i, t in enumerate(ThreatGenerator(7).batch(3))])
         text = ws.recv(timeout=5)
     assert ", " not in text.split('"threats":')[0] and '":' in text
     msg = json.loads(text)
@@ -195,7 +196,7 @@ def test_threats_as_the_shield_would_shape_them(server):  # [S11]
 def test_unsubscribed_connections_get_no_threats(server):  # [S11]
     with open_ws(server) as ws:
         ws.recv(timeout=5)
-        server.broadcast([(0, 0, ThreatGenerator(1).next(), 0)])
+        server.broadcast([Published(0, 0, ThreatGenerator(1).next(), 0)])
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.5)
 

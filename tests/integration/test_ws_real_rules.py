@@ -17,6 +17,7 @@ from hostile_ws import HostileServer, drop_soon
 
 from kindlyguard_monitor.demo.like_shield import LikeShieldServer
 from kindlyguard_monitor.demo.threats import ThreatGenerator
+from kindlyguard_monitor.threats import Published
 from kindlyguard_monitor.transport import protocol
 from kindlyguard_monitor.transport.items import ShieldError, ShieldStatus
 from kindlyguard_monitor.transport.manager import TransportManager
@@ -41,7 +42,7 @@ def threat_lines(objs) -> list[dict]:
 
 
 def publish(srv: LikeShieldServer, threats) -> None:
-    srv.broadcast([(0, i, t, 0) for i, t in enumerate(threats)])
+    srv.broadcast([Published(0, i, t, 0) for i, t in enumerate(threats)])
 
 
 def test_two_tails_one_after_the_other_both_receive_every_threat(shield):  # [S6] [S1]

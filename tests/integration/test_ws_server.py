@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.demo.ws_server import DemoWsServer
 from kindlyguard_monitor.ring.pyring import read_header
-from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
+from kindlyguard_monitor.threats import Published, Threat, severity_name, threat_type_name
 from kindlyguard_monitor.transport.local_auth import client_headers
 from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, event_id
 from conftest import free_port, OutputWatcher, run_kgmon, start_kgmon, wait_for
@@ -508,7 +508,7 @@ def test_backlog_is_bounded_oldest_dropped_and_logged_once():
             wait_for(lambda: server.subscribers == 1, 30, "the subscription")
             total, seq = 400_000, 0
             while seq < total:  # the client reads nothing meanwhile: it falls behind
-                server.broadcast([(1, s, threat, time.monotonic_ns()) for s in range(seq, seq + 1000)])
+                server.broadcast([Published(1, s, threat, time.monotonic_ns()) for s in range(seq, seq + 1000)])
                 seq += 1000
             wait_for(lambda: server.dropped_events > 0, 30, "events to be dropped")
             seqs: list[int] = []

@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from kindlyguard_monitor.demo.repeat_log import RepeatLog
 from kindlyguard_monitor.demo.ws_server import DemoWsServer
-from kindlyguard_monitor.threats import Threat
+from kindlyguard_monitor.threats import Published, Threat
 from kindlyguard_monitor.transport.local_auth import TOKEN_HEADER, client_headers
 from conftest import OutputWatcher, start_python, wait_for
 
@@ -189,7 +189,7 @@ def test_clients_that_never_read_are_cut_and_memory_stays_bounded(servers):
         try:
             total, batch = 10_000, 100  # ~4 MB of threats: four times the budget, for each client
             for first in range(0, total, batch):
-                server.broadcast([(1, s, THREAT, time.monotonic_ns()) for s in range(first, first + batch)])
+                server.broadcast([Published(1, s, THREAT, time.monotonic_ns()) for s in range(first, first + batch)])
                 wait_for(lambda: len(seqs) >= first + batch, 30, "the reading client to keep up")
         finally:
             done.set()
