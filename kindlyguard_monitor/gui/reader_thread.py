@@ -38,13 +38,7 @@ from PySide6.QtCore import QThread, Signal
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.transport.items import (
-    BadFrameSeen,
-    Batch,
-    ShieldError,
-    ShieldStatus,
-    TransportChange,
-    TransportUnavailable,
-)
+    BadFrameSeen, Batch, ShieldError, ShieldStatus, TransportChange, TransportUnavailable)
 from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, ENV_READER_CPU, Transport
 
