@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "packaging"))
 import freeze  # noqa: E402
 from desktop import DesktopSession  # noqa: E402
+
+from kindlyguard_monitor import child_process  # noqa: E402
 
 LINE = re.compile(r"window shown (\d+) ms after the process started")
 
@@ -62,12 +63,7 @@ def start_once(env: dict, ring: Path, cold: bool) -> tuple[float, float, bool]:
                 return float(m.group(1)), (time.monotonic() - t0) * 1000, dropped
         raise RuntimeError(f"kgmon exited ({proc.wait()}) without showing its window")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        child_process.end(proc, 30)
 
 
 def main(argv: list[str]) -> int:

@@ -28,11 +28,12 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from kindlyguard_monitor import child_process
 
 TRAYS = ("sni", "xembed", "none")
 PROGRAMS = {  # program -> Debian package
@@ -227,13 +228,7 @@ class DesktopSession:
     def stop(self) -> None:
         """TERM each process we started (newest first), KILL after 3 s, always reap."""
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            child_process.end(proc, 3)
         self.procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from kindlyguard_monitor import _ring
+from kindlyguard_monitor import _ring, child_process
 from kindlyguard_monitor.ring.reader import open_reader, open_v1_reader
 from kindlyguard_monitor.vocabulary import ENV_BENCH_DIR
 
@@ -116,11 +116,7 @@ class WriterProcess:
                 self.proc.stdin.flush()
             except BrokenPipeError:
                 pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            child_process.end(self.proc, 5, sig=None)
 
 
 def _python_reader(path, count, spin_ns, adaptive, ready, result: ReaderResult, timeout_s, cpu, v1=False):

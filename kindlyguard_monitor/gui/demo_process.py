@@ -8,9 +8,10 @@ sends SIGTERM and waits for it.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
+
+from kindlyguard_monitor import child_process
 
 
 def demo_command(shm_path: str) -> list[str]:
@@ -38,11 +39,5 @@ class DemoWriter:
 
     def stop(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            child_process.end(self.proc, 5)
             self.proc = None

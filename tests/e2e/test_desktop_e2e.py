@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from kindlyguard_monitor import child_process
 from kindlyguard_monitor.ring.writer import RingWriter
 from kindlyguard_monitor.threats import CRITICAL, HIGH, THREAT_TYPE_NUMBER, Threat
 from conftest import REPO, wait_for
@@ -151,11 +152,7 @@ class RunningApp:
                 self.ask("quit")
             except (AssertionError, BrokenPipeError, OSError):
                 pass
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            child_process.end(self.proc, 15, sig=None)
         self.proc.stdin.close()
         self.proc.stdout.close()
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kindlyguard_monitor import child_process
 from kindlyguard_monitor.ring.errors import RingError, Status
 from kindlyguard_monitor.ring.paths import lock_path_for
 from kindlyguard_monitor.ring.pyring import (
@@ -670,11 +671,7 @@ def test_racing_writer_process_every_event_accounted_for(ring_dir):
         r.close()
     finally:
         proc.stdin.close()  # a writer still waiting for "go" ends on EOF
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        child_process.end(proc, 30, sig=None)
     assert proc.returncode == 0
 
 
