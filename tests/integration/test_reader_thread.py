@@ -61,16 +61,17 @@ def readers():
         assert rt.isFinished() or not rt.isRunning()
 
 
-def _shm_attached(rec):
-    return lambda: bool(rec.changes) and rec.changes[0][0] == "shm"
+def _start_on_shm(qtbot, rt: ReaderThread, rec: Recorder) -> None:
+    """Start the reader thread and wait until it has attached to the ring."""
+    rt.start()
+    qtbot.waitUntil(lambda: bool(rec.changes) and rec.changes[0][0] == "shm", timeout=5000)
 
 
 def test_events_arrive_in_order_all_of_them_shm_first(qtbot, ring_path, readers):
     w = PyWriter.create(ring_path, slot_count=1024)
     try:
         rt, rec = readers(ring_path)
-        rt.start()
-        qtbot.waitUntil(_shm_attached(rec), timeout=5000)
+        _start_on_shm(qtbot, rt, rec)
         gen = ThreatGenerator(1)
         for _ in range(10):
             w.publish(gen.batch(50))
@@ -88,8 +89,7 @@ def test_shutdown_while_sleeping_in_a_ring_poll_is_prompt(qtbot, ring_path, read
     w = PyWriter.create(ring_path, slot_count=64)
     try:
         rt, rec = readers(ring_path, spin_ns=0)
-        rt.start()
-        qtbot.waitUntil(_shm_attached(rec), timeout=5000)
+        _start_on_shm(qtbot, rt, rec)
         w.heartbeat()
         # the reader sleeps on the futex now (its ring reader counts the sleeps)
         qtbot.waitUntil(lambda: rt._manager.follower.reader.wait_stats[1] > 0, timeout=5000)
@@ -143,8 +143,7 @@ def test_a_flood_is_coalesced_to_at_most_about_60_emissions_a_second(qtbot, ring
             w.heartbeat()
 
     try:
-        rt.start()
-        qtbot.waitUntil(_shm_attached(rec), timeout=5000)
+        _start_on_shm(qtbot, rt, rec)
         t = threading.Thread(target=writer, daemon=True)
         t.start()
         qtbot.waitUntil(lambda: done.is_set() and rec.count + rt.dropped_for_display >= total, timeout=60000)
@@ -193,8 +192,7 @@ def test_at_a_low_rate_each_event_is_emitted_promptly_and_separately(qtbot, ring
     w = PyWriter.create(ring_path, slot_count=64)
     try:
         rt, rec = readers(ring_path)
-        rt.start()
-        qtbot.waitUntil(_shm_attached(rec), timeout=5000)
+        _start_on_shm(qtbot, rt, rec)
         gen = ThreatGenerator(2)
         for i in range(20):
             t0 = time.monotonic()
@@ -213,8 +211,7 @@ def test_at_a_low_rate_each_event_is_emitted_promptly_and_separately(qtbot, ring
 def test_writer_closing_the_ring_reports_disconnected(qtbot, ring_path, readers):
     w = PyWriter.create(ring_path, slot_count=64)
     rt, rec = readers(ring_path)
-    rt.start()
-    qtbot.waitUntil(_shm_attached(rec), timeout=5000)
+    _start_on_shm(qtbot, rt, rec)
     w.publish(ThreatGenerator(5).batch(3))
     w.close()
     qtbot.waitUntil(lambda: any(t == "disconnected" for t, _ in rec.changes), timeout=5000)
@@ -238,8 +235,7 @@ def test_counters_and_latency_snapshots(qtbot, ring_path, readers):
     w = PyWriter.create(ring_path, slot_count=1024)
     try:
         rt, rec = readers(ring_path)
-        rt.start()
-        qtbot.waitUntil(_shm_attached(rec), timeout=5000)
+        _start_on_shm(qtbot, rt, rec)
         w.publish(ThreatGenerator(6).batch(n))
         qtbot.waitUntil(lambda: bool(rec.counters) and rec.counters[-1].delivered == n, timeout=5000)
         c = rec.counters[-1]
@@ -268,13 +264,11 @@ def test_cpu_pinning_from_the_environment(qtbot, ring_path, readers, monkeypatch
     w = PyWriter.create(ring_path, slot_count=64)
     try:
         rt, rec = readers(ring_path)
-        rt.start()
-        qtbot.waitUntil(_shm_attached(rec), timeout=5000)
+        _start_on_shm(qtbot, rt, rec)
         assert rt.pinned_cpu == cpu
         monkeypatch.setenv("KINDLYGUARD_READER_CPU", "not-a-cpu")
         rt2, rec2 = readers(ring_path)
-        rt2.start()
-        qtbot.waitUntil(_shm_attached(rec2), timeout=5000)
+        _start_on_shm(qtbot, rt2, rec2)
         assert rt2.pinned_cpu is None
         assert os.sched_getaffinity(0) != {cpu} or len(os.sched_getaffinity(0)) == 1  # this thread not pinned
     finally:

@@ -127,18 +127,11 @@ def test_demo_text_flips(tray):
 
 
 def test_actions_emit_signals(tray, qtbot):
-    with qtbot.waitSignal(tray.toggle_window, timeout=1000):
-        tray.action_window.trigger()
-    with qtbot.waitSignal(tray.toggle_protection, timeout=1000):
-        tray.action_protection.trigger()
-    with qtbot.waitSignal(tray.toggle_demo, timeout=1000):
-        tray.action_demo.trigger()
-    with qtbot.waitSignal(tray.settings_requested, timeout=1000):
-        tray.action_settings.trigger()
-    with qtbot.waitSignal(tray.quit_requested, timeout=1000):
-        tray.action_quit.trigger()
-    with qtbot.waitSignal(tray.resume_notifications, timeout=1000):
-        tray.action_resume.trigger()
+    for signal, action in ((tray.toggle_window, tray.action_window), (tray.toggle_protection, tray.action_protection),
+                           (tray.toggle_demo, tray.action_demo), (tray.settings_requested, tray.action_settings),
+                           (tray.quit_requested, tray.action_quit), (tray.resume_notifications, tray.action_resume)):
+        with qtbot.waitSignal(signal, timeout=1000):
+            action.trigger()
     for text, seconds in (("15 minutes", 900), ("1 hour", 3600), ("Until resumed", None)):
         with qtbot.waitSignal(tray.pause_notifications, timeout=1000) as blocker:
             tray.pause_actions[text].trigger()
