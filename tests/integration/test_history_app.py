@@ -33,14 +33,19 @@ def make_app(qapp, ring_path, history_path):
                       history=HistoryStore(history_path))
 
 
+def start_until_rows(qtbot, monitor, rows: int) -> None:
+    """Start the app and wait until its table lists `rows` threats."""
+    monitor.start()
+    qtbot.waitUntil(lambda: monitor.window.model.rowCount() == rows, timeout=10000)
+
+
 def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_path, tmp_path):
     history_path = tmp_path / "h" / "history.sqlite3"
     writer = PyWriter.create(ring_path, slot_count=64)
     writer.publish(ThreatGenerator(3).batch(20))
     monitor = make_app(qapp, ring_path, history_path)
     try:
-        monitor.start()
-        qtbot.waitUntil(lambda: monitor.window.model.rowCount() == 20, timeout=10000)
+        start_until_rows(qtbot, monitor, 20)
         assert monitor.history.flush(10)
         assert query.count(history_path) == 20
     finally:
@@ -213,8 +218,7 @@ def test_a_damaged_history_is_moved_aside_and_the_app_says_so(qtbot, qapp, ring_
     writer.publish(ThreatGenerator(4).batch(3))
     monitor = make_app(qapp, ring_path, history_path)
     try:
-        monitor.start()
-        qtbot.waitUntil(lambda: monitor.window.model.rowCount() == 3, timeout=10000)
+        start_until_rows(qtbot, monitor, 3)
         assert "moved" in monitor.window.statusBar().currentMessage().lower()
         assert list(history_path.parent.glob("history.sqlite3.corrupt-*"))
         assert monitor.history.flush(10) and query.count(history_path) == 3
@@ -233,8 +237,7 @@ def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, q
     writer.publish(ThreatGenerator(4).batch(3))
     monitor = make_app(qapp, ring_path, history_path)
     try:
-        monitor.start()
-        qtbot.waitUntil(lambda: monitor.window.model.rowCount() == 8, timeout=10000)  # 5 shown + 3 new
+        start_until_rows(qtbot, monitor, 8)  # 5 shown + 3 new
         monitor.app_history.show_size()
         assert "history is read-only: shown, not saved" in monitor.window.history_label.text()
         assert monitor.history.read_only and monitor.history.flush(10)

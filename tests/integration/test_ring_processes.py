@@ -23,22 +23,8 @@ import kindlyguard_monitor
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.ring.errors import Status
 from kindlyguard_monitor.ring.pyring import (
-    HEADER_SIZE,
-    OFF_HEADER_CRC,
-    OFF_HEARTBEAT_MONO,
-    OFF_MAGIC,
-    OFF_SLOT_COUNT,
-    OFF_SLOT_SIZE,
-    OFF_VERSION,
-    SLOT_TEXT_OFFSET,
-    PyEvent,
-    PyReader,
-    PyWriter,
-    crc32c,
-    decode_slot,
-    encode_slot,
-    read_header,
-)
+    HEADER_SIZE, OFF_HEADER_CRC, OFF_HEARTBEAT_MONO, OFF_MAGIC, OFF_SLOT_COUNT, OFF_SLOT_SIZE, OFF_VERSION,
+    SLOT_TEXT_OFFSET, PyEvent, PyReader, PyWriter, crc32c, decode_slot, encode_slot, read_header)
 from kindlyguard_monitor.threats import Threat, severity_name, threat_type_name
 from file_opens import FileOpens
 from conftest import (
