@@ -5,8 +5,9 @@ reader by the header's version."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Literal
+from typing import Iterator, Literal
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.ring import v1
@@ -16,6 +17,16 @@ from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS
 Start = Literal["oldest", "newest"]
 Event = _ring.Event  # seq, publish_mono_ns, observe_mono_ns, timestamp_unix_us, threat_type,
 #                      severity, blocked, flags, source, details
+
+
+@contextlib.contextmanager
+def _sentences(path: str | os.PathLike) -> Iterator[None]:
+    """The C reader's errors (status, detail) as a RingError that says what to do."""
+    try:
+        yield
+    except _ring.Error as exc:
+        status, detail = exc.args
+        raise RingError(status, os.fspath(path), detail) from None
 
 
 def open_reader(
@@ -30,11 +41,8 @@ def open_reader(
     Raises RingError (with a sentence a user can act on) when the ring cannot
     be used. spin_ns=0 sleeps on the futex at once; adaptive=False spins the
     full budget every time (a huge budget busy-polls)."""
-    try:
+    with _sentences(path):
         return _ring.Reader(os.fspath(path), start=start, spin_ns=spin_ns, adaptive=adaptive, batch=batch)
-    except _ring.Error as exc:
-        status, detail = exc.args
-        raise RingError(status, os.fspath(path), detail) from None
 
 
 def open_v1_reader(
@@ -50,11 +58,8 @@ def open_v1_reader(
     With require_writer, a ring whose writer is gone is refused as v2's are:
     CLOSED (it shut down: no lock file) or STALE (it died)."""
     kw = {k: v for k, v in (("poll_min_ns", poll_min_ns), ("poll_max_ns", poll_max_ns)) if v is not None}
-    try:
+    with _sentences(path):
         reader = _ring.V1Reader(os.fspath(path), start=start, batch=batch, **kw)
-    except _ring.Error as exc:
-        status, detail = exc.args
-        raise RingError(status, os.fspath(path), detail) from None
     if require_writer:
         state = v1.writer_state(path, reader.header())
         if not state.alive:
