@@ -2,12 +2,14 @@
 
 The loop, on one asyncio task:
 
-1. Read the rows after the cursor (gaps first, then threats, each in row order).
-2. Publish each with `Nats-Msg-Id` (subjects.py) as an async JetStream publish,
-   at most `window` unacknowledged at a time.
+1. Read the rows after the cursor (gaps first, then threats, each in row order),
+   at most `window` minus what is unacknowledged, and encode them (message.py).
+2. Publish them with `Nats-Msg-Id` (subjects.py) and a reply subject each, in one
+   write (wire.py); the stream acknowledges each on that subject. At most `window`
+   publishes wait for their acknowledgement at any time.
 3. As the oldest publishes are acknowledged, in publish order, move the cursor
-   past them; write it to the history (outbox.py) at most every `save_every_s`
-   and when the window drains.
+   past them (a publish acknowledged before an earlier one waits for it); write it
+   to the history (outbox.py) at most every `save_every_s` and when the window drains.
 
 What makes it exactly once: the cursor only passes a row the stream has
 acknowledged, so after a crash, `kill -9`, a lost connection or a server
@@ -33,10 +35,12 @@ from dataclasses import dataclass
 from kindlyguard_monitor.fleet import connect as fc
 from kindlyguard_monitor.fleet import message, outbox
 from kindlyguard_monitor.fleet import subjects as s
+from kindlyguard_monitor.fleet.wire import Wire
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 1024
+READ_MAX = 1024  # rows read, encoded and written at a time (the window refills in steps of at most this)
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 10.0
 
 
@@ -175,32 +179,42 @@ class Forwarder:
 
     # -- one connection's life -------------------------------------------------------------------
 
+    def _read(self, enc: message.ThreatEncoder, threat_row: int, gap_row: int,
+              limit: int) -> list[tuple[message.Outgoing, int, int]]:
+        """Up to `limit` messages after (threat_row, gap_row), gaps first, each with the cursor
+        (threat row, gap row) that its acknowledgement allows."""
+        items = []
+        for g in outbox.gaps_after(self._conn, gap_row, limit):
+            gap_row = g[0]
+            items.append((message.gap_message(self.host, enc.history_id, g), threat_row, gap_row))
+        if len(items) < limit:
+            for r in outbox.threat_rows_after(self._conn, threat_row, limit - len(items)):
+                threat_row = r[0]
+                items.append((enc.encode(r), threat_row, gap_row))
+        return items
+
     async def _pump(self, nc, stop: asyncio.Event, until_idle: bool) -> bool:
+        """Publish from the cursor on one connection until stopped, idle (until_idle) or failed:
+        each message acknowledged on its own, at most `window` waiting at any time."""
         acks = _AckInbox(nc)
         await acks.start()
         inflight: collections.deque[_Pending] = collections.deque()
         cur = self._cursor
         next_threat, next_gap = cur.threat_row, cur.gap_row
-        history_id = cur.history_id
+        enc = message.ThreatEncoder(self.host, cur.history_id)
         self._state(f"forwarding to {', '.join(map(fc.safe_url, self.options.servers))}")
         counted_at = 0.0
         while not stop.is_set():
             if nc.is_closed or not nc.is_connected:
                 raise _Failed("the connection to the NATS server was lost")
-            room = self.window - len(inflight)
             sent = 0
+            room = self.window - len(inflight)
             if room > 0:
-                for g in outbox.gaps_after(self._conn, next_gap, room):
-                    inflight.append(await acks.publish(message.gap_message(self.host, history_id, g), 1, g[0]))
-                    next_gap = g[0]
-                    sent += 1
-                room -= sent
-            if room > 0:
-                for key, t in outbox.threats_after(self._conn, next_threat, room):
-                    out = message.threat_message(self.host, history_id, key, t)
-                    inflight.append(await acks.publish(out, 0, t.row_id))
-                    next_threat = t.row_id
-                    sent += 1
+                items = self._read(enc, next_threat, next_gap, min(room, READ_MAX))
+                if items:
+                    inflight.extend(await acks.publish(items))
+                    _, next_threat, next_gap = items[-1]
+                    sent = len(items)
             self.stats.published += sent
             self._settle(inflight)
             now = time.monotonic()
@@ -236,10 +250,7 @@ class Forwarder:
             inflight.popleft()
             if p.result is _DUPLICATE:
                 dup += 1
-            if p.kind == 0:
-                threat_row = p.row
-            else:
-                gap_row = p.row
+            threat_row, gap_row = p.threat_row, p.gap_row
             n += 1
         if n:
             self._advance(threat_row, gap_row, n, dup)
@@ -274,24 +285,26 @@ _STORED, _DUPLICATE = True, False
 
 
 class _Pending:
-    """One publish waiting for its acknowledgement. result: None (waiting), _STORED, _DUPLICATE,
-    or a sentence (the stream refused it, or no stream answered)."""
+    """One publish waiting for its acknowledgement; (threat_row, gap_row) is the cursor once it and
+    every publish before it are acknowledged. result: None (waiting), _STORED, _DUPLICATE, or a
+    sentence (the stream refused it, or no stream answered)."""
 
-    __slots__ = ("kind", "row", "sent", "result")
+    __slots__ = ("threat_row", "gap_row", "sent", "result")
 
-    def __init__(self, kind: int, row: int):
-        self.kind, self.row, self.sent, self.result = kind, row, time.monotonic(), None
+    def __init__(self, threat_row: int, gap_row: int):
+        self.threat_row, self.gap_row, self.sent, self.result = threat_row, gap_row, time.monotonic(), None
 
 
 class _AckInbox:
     """Publishes with a reply subject of our own and matches the stream's acknowledgements to them.
 
     nats-py's `publish_async` makes a future, a NUID and a parsed PubAck per message (about
-    75 µs of CPU each, measured); this is a plain publish and a byte search of the ack
-    (about 25 µs), parsing JSON only for an error."""
+    75 µs of CPU each, measured); this is one write for all of a window's publishes (wire.py) and a
+    byte search of each ack, parsing JSON only for an error or a duplicate."""
 
     def __init__(self, nc):
         self.nc = nc
+        self.wire = Wire(nc)
         self.prefix = nc.new_inbox() + "."
         self.waiting: dict[str, _Pending] = {}
         self.n = 0
@@ -301,12 +314,17 @@ class _AckInbox:
         await self.nc.subscribe(self.prefix + "*", cb=self._on_ack, pending_msgs_limit=1 << 20,
                                 pending_bytes_limit=256 << 20)
 
-    async def publish(self, out: message.Outgoing, kind: int, row: int) -> _Pending:
-        self.n += 1
-        token = str(self.n)
-        p = self.waiting[token] = _Pending(kind, row)
-        await self.nc.publish(out.subject, out.body, reply=self.prefix + token, headers=out.headers)
-        return p
+    async def publish(self, items: list[tuple[message.Outgoing, int, int]]) -> list[_Pending]:
+        """Each message published with a reply subject of its own, all in one write."""
+        out, msgs = [], []
+        for m, threat_row, gap_row in items:
+            self.n += 1
+            token = str(self.n)
+            p = self.waiting[token] = _Pending(threat_row, gap_row)
+            out.append(p)
+            msgs.append((m.subject, self.prefix + token, m.headers, m.body))
+        await self.wire.send(msgs)
+        return out
 
     async def _on_ack(self, msg) -> None:
         p = self.waiting.pop(msg.subject[len(self.prefix):], None)

@@ -35,6 +35,8 @@ _CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (stream TEXT PRIMARY KEY, histor
            "threat_row INTEGER NOT NULL, gap_row INTEGER NOT NULL, acked_at_us INTEGER NOT NULL, "
            "forwarded INTEGER NOT NULL, state TEXT NOT NULL DEFAULT '')")
 GAP_SELECT = "id, time_us, transport, generation, missed, corrupt, kind"
+# What message.ThreatEncoder takes: the threat's columns without stored_at, no StoredThreat made.
+RAW_COLUMNS = "id, key, time_us, type, severity, blocked, flags, source, details, transport, generation, seq"
 
 
 class NotReady(Exception):
@@ -117,6 +119,11 @@ def threats_after(conn: sqlite3.Connection, row: int, limit: int) -> list[tuple[
     rows = conn.execute(f"SELECT {SELECT_COLUMNS} FROM threats WHERE id > ? ORDER BY id LIMIT ?",
                         (row, limit)).fetchall()
     return [(bytes(r[1]), stored_threat(r)) for r in rows]
+
+
+def threat_rows_after(conn: sqlite3.Connection, row: int, limit: int) -> list[tuple]:
+    """The threat rows after `row`, in row order, as RAW_COLUMNS (the forwarder's hot path)."""
+    return conn.execute(f"SELECT {RAW_COLUMNS} FROM threats WHERE id > ? ORDER BY id LIMIT ?", (row, limit)).fetchall()
 
 
 def gaps_after(conn: sqlite3.Connection, row: int, limit: int) -> list[tuple]:
