@@ -51,6 +51,11 @@ rm -rf "$DIST/kgmon"
   --distpath "$DIST" --workpath "$ROOT/build/pyinstaller" build.spec
 freeze check "$DIST/kgmon"
 "$DIST/kgmon/kgmon" --version | grep -qx "kgmon $VERSION" || fail "the frozen kgmon does not say its version"
+# kgmon forward needs the NATS client in the bundle: without it, it says the build lacks "the NATS client"
+if "$DIST/kgmon/kgmon" forward --nats nats://127.0.0.1:9 --history "$ROOT/build/no-such-history" --once 2>&1 \
+    | grep -q "the NATS client"; then
+  fail "the bundle lacks the NATS client (nats-py, the dist extra): kgmon forward would not work"
+fi
 
 # 2. the AppDir: usr/ is exactly the .deb's /usr
 APPDIR=$DIST/AppDir

@@ -92,17 +92,29 @@ def _urls(args) -> str | None:
     return env
 
 
+def nats_missing(command: str) -> str | None:
+    """One sentence when the NATS client (the fleet extra; the installers carry it) cannot be imported."""
+    try:
+        import nats  # noqa: F401
+        import nats.js  # noqa: F401
+    except ImportError:
+        if getattr(sys, "frozen", False):
+            return (f"kgmon {command}: this build of kgmon was made without the NATS client (nats-py), so it "
+                    "cannot reach a fleet; use a build that has it, or pip install 'kindlyguard-monitor[fleet]'")
+        return f"kgmon {command}: the NATS client is not installed: pip install 'kindlyguard-monitor[fleet]'"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from kindlyguard_monitor.cli.args import EXIT_USAGE
     from kindlyguard_monitor.history.db import history_path
 
-    try:
-        from kindlyguard_monitor.fleet.forwarder import Forwarder
-        import nats  # noqa: F401
-    except ImportError:
-        print("kgmon forward: the NATS client is not installed: pip install 'kindlyguard-monitor[fleet]'",
-              file=sys.stderr)
+    missing = nats_missing("forward")
+    if missing:
+        print(missing, file=sys.stderr)
         return EXIT_FAILURE
+    from kindlyguard_monitor.fleet.forwarder import Forwarder
+
     urls = _urls(args)
     if urls is None:
         return EXIT_USAGE

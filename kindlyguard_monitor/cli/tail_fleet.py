@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from kindlyguard_monitor.cli.args import EXIT_CANNOT_ATTACH, EXIT_OK, EXIT_USAGE
+from kindlyguard_monitor.cli.args import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import local_time, severity_name, threat_type_name
 from kindlyguard_monitor.transport.protocol import format_timestamp
@@ -46,7 +46,12 @@ def threat_json(t) -> dict:
 
 
 def run_fleet(args) -> int:
-    from kindlyguard_monitor.cli.forward import connection_options
+    from kindlyguard_monitor.cli.forward import connection_options, nats_missing
+
+    missing = nats_missing("tail --fleet")
+    if missing:
+        print(missing, file=sys.stderr)
+        return EXIT_FAILURE
     from kindlyguard_monitor.fleet import subjects as s
     from kindlyguard_monitor.fleet.connect import BadOption
     from kindlyguard_monitor.fleet.message import FleetGap, FleetThreat
