@@ -31,6 +31,20 @@ def nats_urls(text: str) -> str:
     return text
 
 
+def otlp_url(text: str) -> str:
+    """An argparse type: the OTLP/HTTP logs endpoint, http:// or https://."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError("give the receiver's OTLP/HTTP logs URL, e.g. http://collector:4318/v1/logs")
+    return text.strip()
+
+
 def add_connection_options(p) -> None:
     """TLS and credentials, shared by `kgmon forward` and `kgmon tail --fleet`."""
     g = p.add_argument_group("NATS connection (docs/fleet.md)")
@@ -61,6 +75,10 @@ def add_parser(sub, common) -> None:
     p.add_argument("--nats", type=nats_urls, metavar="URL",
                    help=f"the NATS server(s): nats://host:4222 or tls://host:4222, comma-separated "
                    f"(default: ${ENV_NATS_URL})")
+    p.add_argument("--otlp", type=otlp_url, metavar="URL",
+                   help="instead of NATS: send every threat as an OpenTelemetry log record to this OTLP/HTTP "
+                   "receiver (http(s)://collector:4318/v1/logs; --ca checks its certificate; headers such as "
+                   "an API key from $OTEL_EXPORTER_OTLP_HEADERS). Needs the otel extra")
     p.add_argument("--history", metavar="PATH", help="the threat history (default: $KINDLYGUARD_HISTORY_PATH, "
                    "else the user's data folder)")
     p.add_argument("--host", metavar="NAME", help="this workstation's name in subjects (default: the host name)")
@@ -105,10 +123,35 @@ def nats_missing(command: str) -> str | None:
     return None
 
 
+def run_otlp(args: argparse.Namespace) -> int:
+    from kindlyguard_monitor.fleet import otlp
+    from kindlyguard_monitor.history.db import history_path
+
+    if not otlp.available():
+        print("kgmon forward: the OpenTelemetry exporter is not installed"
+              + (" in this build" if getattr(sys, "frozen", False) else "")
+              + ": pip install 'kindlyguard-monitor[otel]'", file=sys.stderr)
+        return EXIT_FAILURE
+    logging.getLogger("kindlyguard_monitor.fleet").setLevel(logging.INFO)
+    fwd = otlp.OtlpForwarder(history_path(args.history), args.otlp, args.host, ca_file=args.ca)
+    done = otlp.forward_until(fwd, args.once)
+    print(f"kgmon forward: {fwd.acked} sent to the OTLP receiver, {fwd.waiting} waiting", file=sys.stderr)
+    if args.once and not done:
+        print(f"kgmon forward: {visible(fwd.state)}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     from kindlyguard_monitor.cli.args import EXIT_USAGE
     from kindlyguard_monitor.history.db import history_path
 
+    if args.otlp:
+        if args.nats:
+            print("kgmon forward: give --nats or --otlp, not both (run two forwarders: each has its own cursor)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        return run_otlp(args)
     missing = nats_missing("forward")
     if missing:
         print(missing, file=sys.stderr)
