@@ -30,6 +30,13 @@ from kindlyguard_monitor.fleet.localserver import Cluster, NatsServer
 from kindlyguard_monitor.history.records import StoredThreat, stored_threat
 
 
+def _server_cpu_s(*servers: NatsServer) -> float:
+    """CPU seconds the nats-server processes used so far (user + system)."""
+    import psutil
+
+    return sum(sum(psutil.Process(srv.proc.pid).cpu_times()[:2]) for srv in servers if srv.proc is not None)
+
+
 def _pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -243,7 +250,9 @@ def measure_fleet(short: bool, progress) -> dict:
             for run in (1, 2):
                 progress(f"forward rate, run {run} of 2: {n:,} threats to one local server, then the floor")
                 _reset_cursor(hist)
+                before = _server_cpu_s(server)
                 fwd = asyncio.run(_forward_rate(server.url, hist, n, f"bench-host-{run}"))
+                fwd["server_cpu_us_per_threat"] = round((_server_cpu_s(server) - before) / n * 1e6, 1)
                 fwd["floor"] = asyncio.run(_floor(server.url, hist, f"bench-floor-{run}"))
                 out["forward_runs"].append(fwd)
             out["forward"] = max(out["forward_runs"], key=lambda r: r["rate_per_s"])
@@ -255,7 +264,10 @@ def measure_fleet(short: bool, progress) -> dict:
         try:
             hosts, secs = 1000, (3 if short else 10)
             progress(f"simulated fleet: {hosts:,} hosts at 10 threats/s into a 3-node cluster (R3), {secs} s")
+            before = _server_cpu_s(*cluster.nodes)
             out["fleet"] = asyncio.run(_fleet(cluster.urls, hosts, 10, secs))
+            out["fleet"]["cluster_cpu_us_per_threat"] = round(
+                (_server_cpu_s(*cluster.nodes) - before) / max(1, out["fleet"]["stored"]) * 1e6, 1)
             out["fleet"]["ack_latency"] = asyncio.run(_ack_latency(cluster.urls))
         finally:
             cluster.kill()
@@ -271,8 +283,9 @@ def render_fleet(out: dict) -> str:
         fl = f["floor"]
         lines += [
             f"  forward rate, run {i} (one host, file store, R1)  {f['rate_per_s']:>7,} threats/s  "
-            f"({f['threats']:,} in {f['seconds']} s, {f['cpu_us_per_threat']} µs of CPU each, all acknowledged: "
-            f"{f['all_acknowledged']}; {f['stored_bytes_per_threat']} bytes stored per threat)",
+            f"({f['threats']:,} in {f['seconds']} s, {f['cpu_us_per_threat']} µs of CPU each, the server "
+            f"{f['server_cpu_us_per_threat']} µs; all acknowledged: {f['all_acknowledged']}; "
+            f"{f['stored_bytes_per_threat']} bytes stored per threat)",
             f"    floor: the same messages encoded beforehand   {fl['rate_per_s']:>7,} messages/s  "
             f"({fl['cpu_us_per_message']} µs of CPU each; forwarding is {f['rate_per_s'] / fl['rate_per_s']:.0%} of it)",
         ]
@@ -281,7 +294,8 @@ def render_fleet(out: dict) -> str:
         f"max {l['max_ms']} ms ({l['received']:,} of {l['threats']:,} received)",
         f"  simulated fleet: {c['hosts']:,} hosts x {c['per_host_rate']:g}/s into 3 nodes (R3)  "
         f"offered {c['offered_per_s']:,.0f}/s, sent {c['sent_per_s']:,}/s, acknowledged {c['acked_per_s']:,}/s; "
-        f"{c['stored']:,} stored of {c['published']:,}, {c['refused']} refused",
+        f"{c['stored']:,} stored of {c['published']:,}, {c['refused']} refused; the three nodes' CPU "
+        f"{c['cluster_cpu_us_per_threat']} µs per threat",
         f"  one publish's ack from the R3 stream      p50 {c['ack_latency']['p50_ms']} ms, "
         f"p99 {c['ack_latency']['p99_ms']} ms",
     ])
