@@ -37,6 +37,7 @@ from kindlyguard_monitor.fleet import outbox
 from kindlyguard_monitor.fleet import subjects as s
 from kindlyguard_monitor.fleet.connect import safe_url
 from kindlyguard_monitor.history.records import generation_int, generation_text
+from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import severity_level, severity_name, threat_type_name
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
 SEVERITY_NUMBER = {1: 9, 2: 13, 3: 17, 4: 21}
 
 
+def shown_url(url: str) -> str:
+    """The endpoint for messages: no user:password@, no ?query (where some receivers take a key)."""
+    return safe_url(url).split("?", 1)[0].split("#", 1)[0]
+
+
 def available() -> bool:
     try:
         import opentelemetry.exporter.otlp.proto.http._log_exporter  # noqa: F401
@@ -56,6 +62,26 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+class _LastWords(logging.Handler):
+    """Keeps the SDK's last warning (why an export failed) for our one sentence, instead of its
+    own log lines; the text (a receiver's HTTP reason among it) is shown through textsafe."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(logging.WARNING)
+        self.text = ""
+        self.secrets = [p for p in (endpoint.partition("?")[2], endpoint.partition("://")[2].partition("@")[0]
+                                    if "@" in endpoint.partition("?")[0] else "") if p]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            for secret in self.secrets:  # the query (an API key?) and user:password never shown
+                text = text.replace(secret, "***")
+            self.text = visible(text)[:300]
+        except Exception:  # a message that cannot be formatted: nothing to add
+            self.text = ""
 
 
 class OtlpForwarder:
@@ -106,6 +132,9 @@ class OtlpForwarder:
 
         self._setup()
         delay = RETRY_MIN_S
+        sdk_log, said = logging.getLogger("opentelemetry"), _LastWords(self.endpoint)
+        sdk_log.addHandler(said)
+        sdk_log.propagate = False
         try:
             while not stop.is_set():
                 if self._conn is None and not self._open():
@@ -118,16 +147,18 @@ class OtlpForwarder:
                 threats = outbox.threat_rows_after(self._conn, cur.threat_row, self.batch - len(gaps))
                 if not gaps and not threats:
                     self.waiting = 0
-                    self._say(f"forwarding to {safe_url(self.endpoint)}")
+                    self._say(f"forwarding to {shown_url(self.endpoint)}")
                     if until_idle:
                         return True
                     stop.wait(self.poll_s)
                     continue
                 records = [self._gap_record(g, cur.history_id) for g in gaps] + \
                           [self._threat_record(r, cur.history_id) for r in threats]
+                said.text = ""
                 result = self._exporter.export(records)
                 if result is not LogRecordExportResult.SUCCESS:
-                    why = f"not forwarding: the OTLP receiver at {safe_url(self.endpoint)} did not take the records"
+                    why = f"not forwarding: the OTLP receiver at {shown_url(self.endpoint)} did not take the records" \
+                          + (f" ({said.text})" if said.text else "")
                     if until_idle:
                         self._say(why)
                         return False
@@ -138,9 +169,11 @@ class OtlpForwarder:
                 delay = RETRY_MIN_S
                 self._advance(threats[-1][0] if threats else cur.threat_row, gaps[-1][0] if gaps else cur.gap_row,
                               len(records))
-                self._say(f"forwarding to {safe_url(self.endpoint)}")
+                self._say(f"forwarding to {shown_url(self.endpoint)}")
             return False
         finally:
+            sdk_log.removeHandler(said)
+            sdk_log.propagate = True
             if self._exporter is not None:
                 self._exporter.shutdown()
             if self._conn is not None:
@@ -151,6 +184,7 @@ class OtlpForwarder:
         try:
             self._conn = outbox.open_outbox(self.history_path)
             self._cursor = outbox.load(self._conn, CURSOR)
+            self.waiting = outbox.waiting(self._conn, self._cursor)
             return True
         except outbox.NotReady as exc:
             self._say(f"not forwarding: {exc}")

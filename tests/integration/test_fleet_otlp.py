@@ -41,7 +41,7 @@ class Receiver:
                 if self.headers.get("Content-Encoding") == "gzip":
                     data = gzip.decompress(data)
                 receiver.requests += 1
-                if self.path != "/v1/logs" or receiver.refuse > 0:
+                if self.path.split("?")[0] != "/v1/logs" or receiver.refuse > 0:
                     receiver.refuse -= 1
                     self.send_response(400)
                     self.end_headers()
@@ -144,11 +144,13 @@ def test_a_refusal_keeps_the_cursor_and_a_retry_sends_each_once(tmp_path):
     r = Receiver(refuse=1)
     try:
         hist = _history(tmp_path / "h.sqlite3")
-        failed = _forward(r.url, hist)
+        url = r.url + "?api_key=SECRET-KEY"  # some receivers take a key in the query: never shown
+        failed = _forward(url, hist)
         assert failed.returncode == 1 and "Traceback" not in failed.stderr
-        assert f"not forwarding: the OTLP receiver at {r.url} did not take the records" in failed.stderr
+        assert f"not forwarding: the OTLP receiver at {r.url} did not take the records (" in failed.stderr
+        assert "400" in failed.stderr and "SECRET" not in failed.stderr and f"{N + 1} waiting" in failed.stderr
         assert r.records == []
-        done = _forward(r.url, hist)
+        done = _forward(url, hist)
         assert done.returncode == 0, done.stderr
         keys = [_attrs(x)["kindlyguard.threat.key"] for _, x in r.records if x.event_name == "kindlyguard.threat"]
         assert len(keys) == N == len(set(keys))
