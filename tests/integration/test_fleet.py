@@ -218,6 +218,31 @@ def test_fleet_viewer_catches_up_from_where_it_stopped(server, tmp_path):
     assert "ws3" in text.stdout and "⟨U+202E⟩" in text.stdout and "\u202e" not in text.stdout
 
 
+def test_forwarding_through_nats_py_publish_when_the_fast_path_is_missing(server, tmp_path, monkeypatch):
+    """wire.py hands HPUB lines to nats-py's internal buffer; with a nats-py that lacks it, every
+    message goes through publish(): the same stream, exactly once, in order. (And this nats-py has it.)"""
+    import asyncio
+
+    from kindlyguard_monitor.fleet import wire
+    from kindlyguard_monitor.fleet.connect import Options
+    from kindlyguard_monitor.fleet.forwarder import Forwarder
+
+    seen = []
+    real_init = wire.Wire.__init__
+
+    def without_fast_path(self, nc):
+        real_init(self, nc)
+        seen.append(self.raw)
+        self.raw = False
+
+    monkeypatch.setattr(wire.Wire, "__init__", without_fast_path)
+    hist = history(tmp_path / "h.sqlite3", 600, gap_after=300)
+    fwd = Forwarder(hist, Options((server.url,), name="test"), "ws-slow", window=64)
+    assert asyncio.run(fwd.run(asyncio.Event(), until_idle=True))
+    assert seen == [True]  # the installed nats-py offers the fast path
+    check_exactly_once_in_order(server.url, "ws-slow", 600, gaps=1)
+
+
 def test_usage_errors_are_one_line(tmp_path):
     for args, words in ((("forward", "--nats", "http://x"), "must start with nats:// or tls://"),
                         (("forward",), "give --nats URL"),
