@@ -1,7 +1,8 @@
 """What the status bar and `kgmon doctor` say about forwarding, read from the history (no NATS needed).
 
 "Forwarding: 12 waiting / last acknowledged at 10:41:07", and the forwarder's reason
-when it is not forwarding. None when this history was never forwarded.
+when it is not forwarding. None when this history was never forwarded. `kgmon doctor`
+also says it for the OpenTelemetry export (`kgmon forward --otlp`, its own cursor).
 """
 
 from __future__ import annotations
@@ -22,23 +23,30 @@ def status_text(history_path: str | os.PathLike) -> str | None:
     return None if st is None else _describe(st)
 
 
-def _describe(st) -> str:
+OTLP = "OTLP"  # the OpenTelemetry exporter's cursor (fleet/otlp.py CURSOR)
+_WORDS = {STREAM: ("Forwarding", "last acknowledged at", "kgmon forward --nats URL"),
+          OTLP: ("OpenTelemetry export", "last accepted at", "kgmon forward --otlp URL")}
+
+
+def _describe(st, stream: str = STREAM) -> str:
     """The status bar's line for one outbox status (read once by the caller)."""
+    what, done, _ = _WORDS[stream]
     when = local_time(st.acked_at_us, fallback="?") if st.acked_at_us else "never"
-    text = f"Forwarding: {st.waiting:,} waiting / last acknowledged at {when}"
+    text = f"{what}: {st.waiting:,} waiting / {done} {when}"
     if st.state.startswith("not forwarding"):
         text += f" — {visible(st.state)}"
     return text
 
 
-def doctor_finding(history_path: str | os.PathLike) -> tuple[str, str, str] | None:
-    """(level "ok"/"warn", message, advice) for `kgmon doctor`, or None (never forwarded)."""
-    st = outbox.status(history_path, STREAM)
+def doctor_finding(history_path: str | os.PathLike, stream: str = STREAM) -> tuple[str, str, str] | None:
+    """(level "ok"/"warn", message, advice) for `kgmon doctor`, or None (never forwarded).
+    stream: STREAM (NATS) or OTLP."""
+    st = outbox.status(history_path, stream)
     if st is None:
         return None
-    text = _describe(st)
+    text = _describe(st, stream)
     stale = st.waiting and (not st.acked_at_us or time.time() - st.acked_at_us / 1e6 > STALE_S)
     if st.state.startswith("not forwarding") or stale:
         return ("warn", f"{text} ({st.forwarded:,} forwarded in all)",
-                "is `kgmon forward --nats URL` running? docs/fleet.md says what each reason means")
+                f"is `{_WORDS[stream][2]}` running? docs/fleet.md says what each reason means")
     return ("ok", f"{text} ({st.forwarded:,} forwarded in all)", "")

@@ -138,6 +138,12 @@ def test_every_threat_arrives_once_as_a_log_record(receiver, tmp_path):
     conn = sqlite3.connect(hist)
     assert conn.execute("SELECT stream, threat_row, gap_row FROM fleet_forward").fetchall() == [("OTLP", N, 1)]
     conn.close()
+    # What `kgmon doctor` says: the export's own line, no NATS line (that forwarder never ran).
+    from kindlyguard_monitor.doctor.forwarding import check_forwarding
+
+    (found,) = check_forwarding(hist)
+    assert found.check == "otlp export" and found.level == "ok"
+    assert found.message.startswith("OpenTelemetry export: 0 waiting / last accepted at ")
 
 
 def test_a_refusal_keeps_the_cursor_and_a_retry_sends_each_once(tmp_path):
@@ -150,6 +156,11 @@ def test_a_refusal_keeps_the_cursor_and_a_retry_sends_each_once(tmp_path):
         assert f"not forwarding: the OTLP receiver at {r.url} did not take the records (" in failed.stderr
         assert "400" in failed.stderr and "SECRET" not in failed.stderr and f"{N + 1} waiting" in failed.stderr
         assert r.records == []
+        from kindlyguard_monitor.fleet.status import OTLP, doctor_finding
+
+        level, text, advice = doctor_finding(hist, OTLP)
+        assert level == "warn" and "did not take the records" in text and "--otlp" in advice
+        assert "SECRET" not in text
         done = _forward(url, hist)
         assert done.returncode == 0, done.stderr
         keys = [_attrs(x)["kindlyguard.threat.key"] for _, x in r.records if x.event_name == "kindlyguard.threat"]
