@@ -90,8 +90,8 @@ class ThreatEncoder:
 
     The fixed parts of the body are formatted once per host and history; the attacker-controlled
     text goes through the json module's C string encoder (ASCII-escaped, as json.dumps does); names
-    and generations repeat, so they are cached. About 4 µs a threat where the dict and
-    json.dumps took about 12."""
+    and generations repeat, so they are cached. A fifth to a seventh of the CPU of making a
+    StoredThreat and calling threat_message() (timeit, on a loaded machine: 15-19 µs against 81-113)."""
 
     def __init__(self, host: str, history_id: str):
         self.host, self.history_id = host, history_id
