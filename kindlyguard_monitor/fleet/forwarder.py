@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 1024
 READ_MAX = 1024  # rows read, encoded and written at a time (the window refills in steps of at most this)
+HEADROOM = 512  # bytes kept for the HPUB line and headers when checking a body against the server's max_payload
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 10.0
 
 
@@ -196,6 +197,8 @@ class Forwarder:
     async def _pump(self, nc, stop: asyncio.Event, until_idle: bool) -> bool:
         """Publish from the cursor on one connection until stopped, idle (until_idle) or failed:
         each message acknowledged on its own, at most `window` waiting at any time."""
+        from nats.errors import Error as NatsError
+
         acks = _AckInbox(nc)
         await acks.start()
         inflight: collections.deque[_Pending] = collections.deque()
@@ -211,8 +214,17 @@ class Forwarder:
             room = self.window - len(inflight)
             if room > 0:
                 items = self._read(enc, next_threat, next_gap, min(room, READ_MAX))
+                big = next((i for i, item in enumerate(items) if len(item[0].body) > nc.max_payload - HEADROOM),
+                           None)
+                if big is not None:  # the rows before it go; it waits, named, at the head of the outbox
+                    if big == 0 and not inflight:
+                        raise _Failed(_too_big(items[0], nc.max_payload))
+                    items = items[:big]
                 if items:
-                    inflight.extend(await acks.publish(items))
+                    try:
+                        inflight.extend(await acks.publish(items))
+                    except NatsError as exc:  # refused by the client before sending: said, then retried
+                        raise _Failed(f"the NATS client refused a publish ({_why(exc)})") from None
                     _, next_threat, next_gap = items[-1]
                     sent = len(items)
             self.stats.published += sent
@@ -355,6 +367,15 @@ class _AckInbox:
         except asyncio.TimeoutError:
             pass
         self.event.clear()
+
+
+def _too_big(item: tuple, max_payload: int) -> str:
+    """One sentence for a message the server would refuse (it closes the connection for it)."""
+    out, threat_row, gap_row = item
+    kind = "threat" if out.headers.get(s.H_KIND) == "threat" else "gap"
+    return (f"{kind} row {threat_row if kind == 'threat' else gap_row} is {len(out.body):,} bytes as a message, "
+            f"more than the server takes (max_payload {max_payload:,}, less {HEADROOM} for the headers); it "
+            "and the rows after it wait until the server takes bigger messages")
 
 
 def _why(exc) -> str:

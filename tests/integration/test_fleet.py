@@ -243,6 +243,22 @@ def test_forwarding_through_nats_py_publish_when_the_fast_path_is_missing(server
     check_exactly_once_in_order(server.url, "ws-slow", 600, gaps=1)
 
 
+def test_a_threat_bigger_than_the_server_takes_is_named_and_waits(server, tmp_path):
+    """A threat whose message exceeds the server's max_payload (1 MiB) stops forwarding at its row,
+    with one sentence naming it; the rows before it are in the stream, the cursor just before it."""
+    import asyncio
+
+    from kindlyguard_monitor.fleet.connect import Options
+    from kindlyguard_monitor.fleet.forwarder import Forwarder
+
+    events = [ring_event(i, details="x" * (1_100_000 if i == 3 else 10)) for i in range(5)]
+    hist = make_history(tmp_path / "h.sqlite3", [ring_batch(events)])
+    fwd = Forwarder(hist, Options((server.url,), name="test"), "ws-big")
+    assert not asyncio.run(fwd.run(asyncio.Event(), until_idle=True))
+    assert "threat row 4 is 1,100,3" in fwd.stats.state and "max_payload 1,048,576" in fwd.stats.state
+    assert run(stream_count(server.url)) == 3 and cursor(hist) == (3, 0)
+
+
 def test_usage_errors_are_one_line(tmp_path):
     for args, words in ((("forward", "--nats", "http://x"), "must start with nats:// or tls://"),
                         (("forward",), "give --nats URL"),
