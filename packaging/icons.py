@@ -48,14 +48,30 @@ ICNS_TYPES = {
 }
 
 
+_app = None  # the application object _qt_application() made, kept for the life of the process
+
+
+def _qt_application():
+    """The running Qt application, or a QApplication made once and kept (Qt's fonts and image
+    plugins need one). A QApplication, not a QGuiApplication: in a process that shows widgets
+    later (the test suite), a QGuiApplication made here would be the only application there can
+    be, and the first widget would abort the process."""
+    global _app
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        _app = QApplication([sys.argv[0]])
+    return QApplication.instance()
+
+
 def render_png(size: int, svg: Path = SVG) -> bytes:
     """The SVG rendered at size x size, antialiased, as PNG bytes."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    _qt_application()
     from PySide6.QtCore import QRectF
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtGui import QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
-    _app = QGuiApplication.instance() or QGuiApplication([sys.argv[0]])  # noqa: F841 (fonts, image plugins)
     renderer = QSvgRenderer(str(svg))
     if not renderer.isValid():
         raise SystemExit(f"icons: {svg} is not a valid SVG")
@@ -90,10 +106,9 @@ MEAN_LEVELS = 0.5     # mean absolute difference per channel
 
 def pixels(png: bytes) -> tuple[int, int, bytes]:
     """(width, height, ARGB32 bytes) of a PNG, decoded by Qt."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtGui import QGuiApplication, QImage
+    _qt_application()
+    from PySide6.QtGui import QImage
 
-    _app = QGuiApplication.instance() or QGuiApplication([sys.argv[0]])  # noqa: F841
     image = QImage()
     if not image.loadFromData(png, "PNG"):
         raise ValueError("not a PNG Qt can read")
