@@ -32,6 +32,13 @@ class Recorder:
         rt.latency.connect(self.latency.append)
         rt.failed.connect(self.failed.append)
 
+    def disconnect(self) -> None:
+        """Drop this Recorder's connections: each holds the Recorder, which holds the thread, a cycle
+        through Qt that Python's collector cannot see, so the thread object outlived its test."""
+        for signal in (self.rt.batches, self.rt.transport_changed, self.rt.counters, self.rt.latency,
+                       self.rt.failed):
+            signal.disconnect()
+
     def _on_batches(self, batches):
         self.slot_threads.add(threading.get_ident())
         self.emissions.append((time.monotonic(), batches))
@@ -47,18 +54,22 @@ class Recorder:
 
 @pytest.fixture
 def readers():
-    made: list[ReaderThread] = []
+    """make(path, mode, **kw) -> (ReaderThread, Recorder). Every thread made is stopped and joined
+    when the test ends, and its Recorder disconnected, so nothing of it outlives the test."""
+    made: list[Recorder] = []
 
     def make(path, mode="shm", **kw) -> tuple[ReaderThread, Recorder]:
         rt = ReaderThread(str(path), f"ws://127.0.0.1:{free_port()}", mode=mode, **kw)
         rec = Recorder(rt)
-        made.append(rt)
+        made.append(rec)
         return rt, rec
 
     yield make
-    for rt in made:
-        assert rt.shutdown(5000)
-        assert rt.isFinished() or not rt.isRunning()
+    for rec in made:
+        assert rec.rt.shutdown(5000)
+        assert rec.rt.wait(5000) and not rec.rt.isRunning()
+        rec.disconnect()
+    made.clear()
 
 
 def _start_on_shm(qtbot, rt: ReaderThread, rec: Recorder) -> None:
