@@ -55,7 +55,9 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 
 def test_websocket_only_demo_reaches_tail_whole(ring_path):
     port = free_port()
-    d = demo(ring_path, port, "--no-shm", "--seed", 3, "--count", 300, "--rate", 100)
+    # The demo holds its events until the tail subscribed (however long a loaded machine takes to
+    # start the tail), so the tail must get all of them: no timed assertion on when it subscribed.
+    d = demo(ring_path, port, "--no-shm", "--seed", 3, "--count", 300, "--rate", 100, "--wait-subscribers", 1)
     wait_for_port(port)
     t, tw = tail(ring_path, port, "--timeout", 90)
     tw.wait_json(lambda objs: any(e["seq"] == 299 for e in threats(objs)), 60, "the last threat")
@@ -66,13 +68,11 @@ def test_websocket_only_demo_reaches_tail_whole(ring_path):
     assert kinds(objs)[0] == "websocket", "no ring: the tail went straight to the WebSocket"
     events = threats(objs)
     assert {e["transport"] for e in events} == {"websocket"}
-    first = events[0]["seq"]
-    assert first < 150, "the tail subscribed within the demo's first 1.5 s"
-    assert [e["seq"] for e in events] == list(range(first, 300)), "every event after subscribing, in order"
+    assert [e["seq"] for e in events] == list(range(300)), "every event, once, in order"
     assert_full_content(events, 3, 300)  # the WebSocket carries the whole text: no slot to cut it to
     assert all(e["latency_us"] >= 0 for e in events)
     s = summary(objs)
-    assert (s["delivered"], s["missed"], s["corrupt"]) == (300 - first, 0, 0)
+    assert (s["delivered"], s["missed"], s["corrupt"]) == (300, 0, 0)
     assert not os.path.exists(ring_path)
 
 
