@@ -17,11 +17,14 @@ No fixed sleeps: everything waits for a condition, with generous timeouts
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
 import os
 import socket
 import shutil
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,10 @@ KGMON = [sys.executable, "-m", "kindlyguard_monitor"]
 # what is left at the end is ours (tests/leftovers.py; checked below).
 USER_ENV = dict(os.environ)  # as the user had it (e.g. their pip cache, for the wheel test)
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="kgmon-tests-"))
+# Held (flock) while this session runs: a kgmon-tests-* folder whose lock nobody holds is an earlier,
+# ended run's (see _lift_immutable_leftovers). The kernel drops the lock however the process ends.
+_SESSION_LOCK = open(SESSION_DIR / "session.lock", "w")
+fcntl.flock(_SESSION_LOCK, fcntl.LOCK_EX)
 # Not $XDG_CACHE_HOME: the app keeps nothing there, and PyInstaller's and fontconfig's
 # caches there make `make dist` and Qt's start-up minutes slower when empty.
 for _var, _sub in (("TMPDIR", "tmp"), ("XDG_RUNTIME_DIR", "run"), ("XDG_CONFIG_HOME", "config"),
@@ -84,9 +91,73 @@ def _env(env: dict | None) -> dict:
 _before: set[str] = set()
 
 
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
+LOCKLESS_AGE = 6 * 3600  # a folder from before sessions held a lock: ended when this old
+
+
+def _ended_session_folders(parent: Path) -> list[Path]:
+    """The kgmon-tests-* folders in `parent` (beside ours: this user's earlier test sessions) whose
+    run has ended: their session.lock is free (or, made before the lock existed, it is hours old)."""
+    out = []
+    for folder in parent.glob("kgmon-tests-*"):
+        try:
+            st = folder.lstat()
+        except OSError:
+            continue
+        if folder == SESSION_DIR or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue  # a symlink, a file, another user's: not ours to touch
+        try:
+            fd = os.open(folder / "session.lock", os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if time.time() - st.st_mtime > LOCKLESS_AGE:
+                out.append(folder)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close below
+            out.append(folder)
+        except OSError:
+            pass  # a session running now (another checkout, `make test-twice`'s other copy)
+        finally:
+            os.close(fd)
+    return out
+
+
+def lift_immutable_leftovers(parent: Path = SESSION_DIR.parent) -> list[str]:
+    """Lift `chattr +i` (the `unwritable` fixture's) from what an earlier run left immutable in its own
+    folder when it crashed before the fixture's teardown: such a folder cannot be removed, even by
+    root. Only in ended kgmon-tests-* folders, never following a symlink out of them."""
+    lifted = []
+    for folder in _ended_session_folders(parent):
+        for top, dirs, files in os.walk(folder):  # does not follow symlinked folders
+            for name in dirs + files:
+                path = os.path.join(top, name)
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+                except OSError:
+                    continue  # a symlink, a socket, ...: chattr +i was never used on them
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode) and not stat.S_ISDIR(os.fstat(fd).st_mode):
+                        continue
+                    flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("i", 0)))[0]
+                    if flags & FS_IMMUTABLE_FL:
+                        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags & ~FS_IMMUTABLE_FL))
+                        lifted.append(path)
+                except OSError:
+                    pass  # a file system without these flags
+                finally:
+                    os.close(fd)
+    return lifted
+
+
 def pytest_sessionstart(session):
     import leftovers
 
+    lifted = lift_immutable_leftovers()
+    if lifted:
+        print(f"\nlifted chattr +i from {len(lifted)} file(s) an earlier test run left immutable: "
+              + ", ".join(lifted[:5]), file=sys.stderr)
     _before.update(leftovers.snapshot(leftovers.shared_places(Path(USER_ENV.get("HOME", "~")).expanduser())))
 
 

@@ -48,3 +48,33 @@ def test_a_session_that_leaves_something_behind_fails(tmp_path):
             import shutil
 
             shutil.rmtree(kept, ignore_errors=True)
+
+
+def test_immutable_files_an_ended_run_left_are_freed_and_nothing_else(tmp_path, unwritable):
+    """A run that crashed inside the `unwritable` fixture leaves a `chattr +i` file in its
+    kgmon-tests-* folder, which nobody can remove: the next session lifts the flag there, and only
+    there: not in a running session's folder (its lock is held), nor in a folder not named as ours."""
+    import fcntl
+
+    from conftest import lift_immutable_leftovers
+
+    def session_folder(name: str) -> tuple[Path, Path]:
+        folder = tmp_path / name
+        (folder / "tmp" / "deep").mkdir(parents=True)
+        (folder / "session.lock").touch()
+        stuck = folder / "tmp" / "deep" / "history.sqlite3"
+        stuck.write_text("x")
+        return folder, stuck
+
+    ended, ended_file = session_folder("kgmon-tests-ended")
+    running, running_file = session_folder("kgmon-tests-running")
+    other, other_file = session_folder("someone-elses")
+    (ended / "tmp" / "out").symlink_to(other)  # never followed out of the ended folder
+    how = unwritable(ended_file, ended / "tmp" / "deep", running_file, other_file)
+    with open(running / "session.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        lifted = lift_immutable_leftovers(tmp_path)
+    if how == "chattr +i":
+        assert sorted(lifted) == sorted([str(ended_file), str(ended / "tmp" / "deep")])
+        assert os.access(ended_file, os.W_OK) and os.access(ended / "tmp" / "deep", os.W_OK)
+        assert not os.access(running_file, os.W_OK) and not os.access(other_file, os.W_OK)
