@@ -161,12 +161,29 @@ def pytest_sessionstart(session):
     _before.update(leftovers.snapshot(leftovers.shared_places(Path(USER_ENV.get("HOME", "~")).expanduser())))
 
 
+def pytest_collection_finish(session):
+    """The packaging tests' build (minutes of PyInstaller and xz) starts now, in the background at
+    the lowest priority, when a selected test will use it (tests/dist_build.py)."""
+    if session.config.option.collectonly:
+        return
+    uses = [item.fixturenames for item in session.items
+            if item.get_closest_marker("packaging") and item.path.name == "test_packaging.py"]
+    build = any("built" in names for names in uses)
+    reuse = os.environ.get("KGMON_REUSE_DIST") == "1" and (REPO / "dist" / "linux-artefacts.json").is_file()
+    if build and not reuse or any("dist_tools" in names for names in uses):
+        import dist_build
+
+        dist_build.start(build=build and not reuse)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run if a process of ours still runs or a file of ours is left in
     /dev/shm, /tmp, the user's folders or this session's private folders; then
     remove the session's folder (kept, and named, when something failed)."""
     import leftovers
 
+    if "dist_build" in sys.modules:
+        sys.modules["dist_build"].stop()  # a session that ended before its build did
     found = []
     procs = leftovers.processes(str(SESSION_DIR))
     found += ["still running: " + leftovers.describe(p) for p in procs]
