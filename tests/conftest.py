@@ -66,6 +66,12 @@ for _var, _sub in (("TMPDIR", "tmp"), ("XDG_RUNTIME_DIR", "run"), ("XDG_CONFIG_H
     (SESSION_DIR / _sub).mkdir(mode=0o700)
     os.environ[_var] = str(SESSION_DIR / _sub)
 os.environ["KINDLYGUARD_BENCH_DIR"] = str(SESSION_DIR / "tmp")  # the bench's rings: not in /dev/shm
+# The suite starts hundreds of Python processes (kgmon, demo writers, the app). With
+# PYTHONDONTWRITEBYTECODE set (as on the CI machine) each one compiled every module of the app
+# from source again: about half of a kgmon start's CPU. Compiled once per session instead, into
+# this session's own folder (the checkout and the system stay untouched; removed at the end).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ["PYTHONPYCACHEPREFIX"] = str(SESSION_DIR / "pycache")
 os.environ["KGMON_TEST_SESSION"] = str(SESSION_DIR)  # every child inherits it: found if left running
 # Leftovers in shared places (/dev/shm, /tmp, the user's folders) fail the run in CI;
 # on a developer's machine other programs (a bench, another checkout) may be making
