@@ -33,6 +33,19 @@ _results: dict[str, subprocess.CompletedProcess | BaseException] = {}
 _done = {"deps": threading.Event(), "build": threading.Event()}
 
 
+def _env(**extra: str) -> dict:
+    """The session's environment, but Python's bytecode settings as the user had them: what pip
+    installs (the dist extra) gets its .pyc files in the venv, not in the session's pycache."""
+    from conftest import USER_ENV
+
+    env = dict(os.environ, **extra)
+    for var in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(var, None)
+        if var in USER_ENV:
+            env[var] = USER_ENV[var]
+    return env
+
+
 def _run(step: str, argv: list[str], timeout: float, env: dict | None = None) -> bool:
     """Run one step at nice 19 in its own process group; keep its CompletedProcess (or the exception)."""
     global _proc
@@ -41,7 +54,8 @@ def _run(step: str, argv: list[str], timeout: float, env: dict | None = None) ->
         with _lock:
             if _stopping:
                 raise RuntimeError("the test session ended before this step started")
-            _proc = subprocess.Popen(["nice", "-n", "19", *argv], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            _proc = subprocess.Popen(["nice", "-n", "19", *argv], cwd=ROOT, env=env or _env(),
+                                     stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
         try:
@@ -71,7 +85,7 @@ def _deps() -> bool:
 def _build() -> None:
     (ROOT / "dist" / "linux-artefacts.json").unlink(missing_ok=True)  # written again by a build that succeeds
     _run("build", ["bash", str(ROOT / "packaging" / "build-linux.sh")], BUILD_TIMEOUT,
-         env=dict(os.environ, PYTHON=sys.executable))
+         env=_env(PYTHON=sys.executable))
 
 
 def _steps(build: bool) -> None:
