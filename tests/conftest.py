@@ -56,7 +56,7 @@ KGMON = [sys.executable, "-m", "kindlyguard_monitor"]
 USER_ENV = dict(os.environ)  # as the user had it (e.g. their pip cache, for the wheel test)
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="kgmon-tests-"))
 # Held (flock) while this session runs: a kgmon-tests-* folder whose lock nobody holds is an earlier,
-# ended run's (see _lift_immutable_leftovers). The kernel drops the lock however the process ends.
+# ended run's (see lift_immutable_leftovers). The kernel drops the lock however the process ends.
 _SESSION_LOCK = open(SESSION_DIR / "session.lock", "w")
 fcntl.flock(_SESSION_LOCK, fcntl.LOCK_EX)
 # Not $XDG_CACHE_HOME: the app keeps nothing there, and PyInstaller's and fontconfig's
