@@ -9,6 +9,8 @@ Nothing here logs a URL's user:password part (`safe_url`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -24,6 +26,10 @@ SCHEMES = ("nats", "tls")
 
 class BadOption(ValueError):
     """An option that cannot work; str() says which and why (one sentence)."""
+
+
+class Unreachable(Exception):
+    """A first connection that cannot be made; str() says why (one sentence)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,60 @@ def safe_url(url: str) -> str:
 def connect_deadline(o: Options, per_server_s: float = 2.0) -> float:
     """How long a first connection may take: every server tried once, with its TLS handshake."""
     return per_server_s * len(o.servers) + 1.0
+
+
+async def first_connection(kw: dict, o: Options):
+    """nats.connect(**kw), bounded by connect_deadline(o), for a first connection.
+
+    nats-py retries a refused first connection until the deadline; an answer no retry
+    can change (a certificate this machine does not trust, credentials the server
+    refuses) ends the attempt at once with a sentence that says what to do.
+    Raises Unreachable."""
+    import nats
+    from nats.errors import Error as NatsError
+
+    hopeless: asyncio.Future = asyncio.get_running_loop().create_future()
+    theirs = kw.get("error_cb")
+
+    async def on_error(exc):
+        if not hopeless.done() and _hopeless(exc):
+            hopeless.set_result(exc)
+        if theirs is not None:
+            await theirs(exc)
+
+    where = ", ".join(map(safe_url, o.servers))
+    deadline = connect_deadline(o)
+    attempt = asyncio.ensure_future(nats.connect(**{**kw, "error_cb": on_error}))
+    done, _ = await asyncio.wait({attempt, hopeless}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+    if attempt in done:
+        try:
+            return attempt.result()
+        except (OSError, NatsError, ValueError) as exc:
+            if _hopeless(exc):
+                raise Unreachable(_hopeless_sentence(exc, where)) from None
+            raise Unreachable(f"no NATS server answers at {where} ({_why(exc)})") from None
+    attempt.cancel()
+    with contextlib.suppress(BaseException):
+        await attempt
+    if hopeless.done():
+        raise Unreachable(_hopeless_sentence(hopeless.result(), where)) from None
+    raise Unreachable(f"no NATS server answers at {where} (no answer in {deadline:g} s)")
+
+
+def _hopeless(exc) -> bool:
+    return isinstance(exc, ssl.SSLCertVerificationError) or "authorization violation" in str(exc).lower()
+
+
+def _hopeless_sentence(exc, where: str) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"the NATS server at {where} has a TLS certificate this machine does not trust "
+                f"({exc.verify_message or exc}); give its CA file with --ca")
+    return f"the NATS server at {where} refused these credentials (authorization violation)"
+
+
+def _why(exc) -> str:
+    text = getattr(exc, "description", None) or str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}" if text != exc.__class__.__name__ else text
 
 
 def _readable(path: str | None, what: str) -> None:

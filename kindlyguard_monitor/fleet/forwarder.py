@@ -147,7 +147,6 @@ class Forwarder:
             return False
 
     async def _connect(self):
-        import nats
         from nats.errors import Error as NatsError
 
         try:
@@ -163,11 +162,10 @@ class Forwarder:
 
         kw.setdefault("error_cb", remember)
         kw.setdefault("inbox_prefix", f"_INBOX_{self.host}")  # acks come here: a permission per host (docs/fleet.md)
-        try:  # bounded: with allow_reconnect=False nats-py retries a refused first connection forever
-            nc = await asyncio.wait_for(nats.connect(**kw), fc.connect_deadline(self.options))
-        except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
-            self._state(f"not forwarding: no NATS server answers at {', '.join(map(fc.safe_url, self.options.servers))} "
-                        f"({_why(exc)})")
+        try:
+            nc = await fc.first_connection(kw, self.options)
+        except fc.Unreachable as exc:
+            self._state(f"not forwarding: {exc}")
             return None
         try:
             js = nc.jetstream(timeout=self.ack_timeout_s)
@@ -379,10 +377,7 @@ def _too_big(item: tuple, max_payload: int) -> str:
 
 
 def _why(exc) -> str:
-    if exc is None:
-        return "cancelled"
-    text = getattr(exc, "description", None) or str(exc) or exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {text}" if text != exc.__class__.__name__ else text
+    return "cancelled" if exc is None else fc._why(exc)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

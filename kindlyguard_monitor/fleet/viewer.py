@@ -81,7 +81,6 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
     """Everything the consumer has not acknowledged, then what arrives, until `stop` is set
     (or `limit` messages were handed on). Messages fetched but not handed on when it stops
     are given back at once (nak), so the next session starts with them, in order."""
-    import nats
     from nats.errors import Error as NatsError
     from nats.errors import TimeoutError as NatsTimeout
 
@@ -96,11 +95,10 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
         del said[:-5]
 
     kw.setdefault("error_cb", remember)
-    try:  # bounded: the first connection is not retried forever
-        nc = await asyncio.wait_for(nats.connect(**kw), fc.connect_deadline(options))
-    except (OSError, asyncio.TimeoutError, NatsError, ValueError) as exc:
-        raise Unavailable(f"no NATS server answers at {', '.join(map(fc.safe_url, options.servers))} "
-                          f"({exc.__class__.__name__}: {exc})") from None
+    try:
+        nc = await fc.first_connection(kw, options)
+    except fc.Unreachable as exc:
+        raise Unavailable(str(exc)) from None
     try:
         sub = await open_consumer(nc, consumer, filter_subject, server_said=said)
         handed = 0
