@@ -21,11 +21,13 @@ MAX_PENDING_GAPS = 10_000  # beyond this, new gap records are merged into the la
 
 
 class Pending(NamedTuple):
-    """A batch as submitted, not yet converted to rows."""
+    """A batch as submitted: its ThreatEvents, or (compact) its ring threats as compact rows
+    (kindlyguard_monitor.history.records.compact)."""
 
     transport: str
     generation: int | None
     events: list | tuple
+    compact: bool = False
 
 
 class Mark(NamedTuple):
@@ -58,13 +60,13 @@ class PendingQueue:
         if not self.has_work():
             self.first_waiting = time.monotonic()
 
-    def add_batches(self, batches) -> int:
+    def add_batches(self, batches: list[Pending]) -> int:
         """Append the batches that hold threats; returns how many threats (bounded by max_pending)."""
         added = 0
         first = not self.has_work()
         for b in batches:
             if b.events:
-                self.items.append(Pending(b.transport, b.generation, b.events))
+                self.items.append(b)
                 added += len(b.events)
         if added:
             self.last_submit = now = time.monotonic()

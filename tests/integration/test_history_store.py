@@ -99,6 +99,34 @@ def test_hostile_values_are_stored_not_crashed_on(store, path):
     assert got["a ring event with a wild clock"].timestamp_unix_us == I64_MAX
 
 
+def test_a_big_ring_batch_with_one_unbindable_row_is_stored_whole_and_exact(store, path):
+    # ring batches go in multi-row INSERTs (writer.ROWS_PER_INSERT a statement, the rest in one more):
+    # 257 threats are 2 full statements and a short one; the wild clock in the last statement fails
+    # the fast path after the first two were inserted, and the careful path stores the rest
+    # without storing anything twice
+    events = [ring_event(i, threat_type=i % 8, severity=1 + i % 4, blocked=i % 2 == 1, flags=i % 3,
+                         source=f"src {i % 5}", details=f"d {i} \u202e") for i in range(257)]
+    events[250] = ring_event(250, time_us=2**64 - 1, details="wild")
+    store.submit([ring_batch(events)])
+    assert store.flush(60) and store.error is None
+    assert (store.stored, store.duplicates, store.dropped) == (257, 0, 0)
+    got = {t.seq: t for t in query.recent(path, 1000)}
+    assert sorted(got) == list(range(257))
+    for e in events:
+        t = got[e.seq]
+        assert (t.threat_type, t.severity, t.blocked, t.flags, t.source, t.details) == \
+            (e.threat_type, e.severity, e.blocked, e.flags, e.source, e.details)
+        assert t.timestamp_unix_us == (I64_MAX if e.seq == 250 else e.timestamp_unix_us)
+        assert (t.id, t.transport) == (f"{GEN:016x}-{e.seq}", "shm")
+
+
+def test_a_ring_batch_keeps_each_threats_own_key(store, path):
+    # the key stored is the event's, whatever generation the batch names
+    store.submit([ring_batch(from_ring([ring_event(i) for i in range(3)], GEN + 7), GEN)])
+    assert store.flush(60)
+    assert sorted(t.id for t in query.recent(path, 10)) == [f"{GEN + 7:016x}-{i}" for i in range(3)]
+
+
 # ---- gaps and the bounded queue
 
 
