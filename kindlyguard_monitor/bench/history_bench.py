@@ -141,8 +141,9 @@ def live(folder: Path, rate: int, seconds: float, store: bool = True) -> dict:
         shutil.rmtree(ring_folder, ignore_errors=True)
 
 
-def sqlite_floor(folder: Path, events: list) -> float:
-    """Rows per second SQLite itself inserts here: the store's rows for `events`, made beforehand,
+def sqlite_floor(folder: Path, events: list) -> tuple[float, float]:
+    """Rows per second SQLite itself inserts here, and CPU µs per row (this thread's): the store's rows for
+    `events`, made beforehand,
     one executemany() in one transaction, the threats table with no index but its primary key
     (not even the key's UNIQUE), the store's page size and pragmas (WAL, synchronous=NORMAL)."""
     path = folder / "floor.sqlite3"
@@ -156,11 +157,12 @@ def sqlite_floor(folder: Path, events: list) -> float:
         conn.execute(MIGRATIONS[0][0].replace("key BLOB NOT NULL UNIQUE", "key BLOB NOT NULL"))
         sql = (f"INSERT INTO threats ({', '.join(THREAT_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         conn.execute("BEGIN")
         conn.executemany(sql, rows)
         conn.execute("COMMIT")
-        return len(rows) / (time.perf_counter() - t0)
+        cpu = time.thread_time() - c0
+        return len(rows) / (time.perf_counter() - t0), cpu / len(rows) * 1e6
     finally:
         conn.close()
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
@@ -192,21 +194,29 @@ def measure_history(short: bool, progress) -> dict:
         store.wait_ready(30)
         progress(f"history: storing {n:,} threats")
         submit_s = 0.0
-        t0 = time.perf_counter()
+        writer_cpu = _thread_cpu_clock(store._thread)
+        w0 = time.clock_gettime(writer_cpu) if writer_cpu is not None else 0.0
+        t0, c0 = time.perf_counter(), time.thread_time()
         for b in batches:
             s0 = time.perf_counter()
             store.submit([b])
             submit_s += time.perf_counter() - s0
         store.flush()
         elapsed = time.perf_counter() - t0
+        if writer_cpu is not None:  # the writer thread's CPU and the submitting thread's (flush() waits asleep)
+            cpu = time.clock_gettime(writer_cpu) - w0 + time.thread_time() - c0
+            out["store_cpu_us_per_threat"] = round(cpu / n * 1e6, 2)
         out["store_rate_per_s"] = round(n / elapsed)
         out["submit_ns_per_threat"] = round(submit_s / n * 1e9, 1)
         out["stored"] = store.stored
         store.close()
         progress("history: the SQLite floor again")
         floors.append(sqlite_floor(folder, [e for b in batches[:FLOOR_ROWS // BATCH] for e in b.events]))
-        out["sqlite_floor_per_s"] = [round(f) for f in floors]
-        out["store_to_floor"] = round(out["store_rate_per_s"] / statistics.mean(floors), 3)
+        out["sqlite_floor_per_s"] = [round(f[0]) for f in floors]
+        out["floor_cpu_us_per_row"] = [round(f[1], 2) for f in floors]
+        out["store_to_floor"] = round(out["store_rate_per_s"] / statistics.mean(f[0] for f in floors), 3)
+        if "store_cpu_us_per_threat" in out:  # CPU per row, floor / store: what load changes least
+            out["store_cpu_to_floor"] = round(statistics.mean(f[1] for f in floors) / out["store_cpu_us_per_threat"], 3)
         del batches
         out["size_mib_per_million"] = round(_checkpointed_size(path) / n * 1_000_000 / 2**20, 1)
         with query.connection(path) as reader:
@@ -271,6 +281,14 @@ def measure_history(short: bool, progress) -> dict:
     return out
 
 
+def _thread_cpu_clock(thread: threading.Thread | None):
+    """The CPU-time clock of another thread (Linux, BSD), or None where there is none."""
+    try:
+        return time.pthread_getcpuclockid(thread.ident)
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
 def _checkpointed_size(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:
@@ -292,6 +310,9 @@ def render_history(out: dict) -> str:
         f"  store alone: {out['threats']:,} threats",
         f"  store / SQLite floor            {out['store_to_floor']:>12} (floor: {floor[0]:,} and {floor[1]:,} rows/s, "
         "before and after; one executemany, one transaction, primary key only)",
+        f"  CPU per row, floor / store      {out.get('store_cpu_to_floor', '-'):>12} (floor "
+        f"{' and '.join(map(str, out['floor_cpu_us_per_row']))} µs, store {out.get('store_cpu_us_per_threat', '-')} µs: "
+        "the writer thread's and submit()'s)",
         f"  store rate                      {out['store_rate_per_s']:>12,} threats/s (batches of {BATCH:,}; "
         f"submit() costs the reader {out['submit_ns_per_threat']} ns per threat)",
         f"  size                            {out['size_mib_per_million']:>12} MiB per million threats "
