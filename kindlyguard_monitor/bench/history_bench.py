@@ -141,11 +141,13 @@ def live(folder: Path, rate: int, seconds: float, store: bool = True) -> dict:
         shutil.rmtree(ring_folder, ignore_errors=True)
 
 
-def sqlite_floor(folder: Path, events: list) -> tuple[float, float]:
+def sqlite_floor(folder: Path, events: list, indexes: bool = False) -> tuple[float, float]:
     """Rows per second SQLite itself inserts here, and CPU µs per row (this thread's): the store's rows for
     `events`, made beforehand,
     one executemany() in one transaction, the threats table with no index but its primary key
-    (not even the key's UNIQUE), the store's page size and pragmas (WAL, synchronous=NORMAL)."""
+    (not even the key's UNIQUE), the store's page size and pragmas (WAL, synchronous=NORMAL).
+    indexes=True: with the store's own indexes (the unique key, time, severity and type), what
+    SQLite does for the store's schema."""
     path = folder / "floor.sqlite3"
     rows = list(threat_rows(str(Transport.SHM), GENERATION, events, time.time_ns() // 1000, careful=False))
     conn = sqlite3.connect(path, isolation_level=None)
@@ -154,7 +156,11 @@ def sqlite_floor(folder: Path, events: list) -> tuple[float, float]:
         conn.execute("PRAGMA journal_mode = WAL").fetchall()
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -32768")
-        conn.execute(MIGRATIONS[0][0].replace("key BLOB NOT NULL UNIQUE", "key BLOB NOT NULL"))
+        if indexes:
+            for statement in MIGRATIONS[0] + MIGRATIONS[1]:
+                conn.execute(statement)
+        else:
+            conn.execute(MIGRATIONS[0][0].replace("key BLOB NOT NULL UNIQUE", "key BLOB NOT NULL"))
         sql = (f"INSERT INTO threats ({', '.join(THREAT_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -211,7 +217,12 @@ def measure_history(short: bool, progress) -> dict:
         out["stored"] = store.stored
         store.close()
         progress("history: the SQLite floor again")
-        floors.append(sqlite_floor(folder, [e for b in batches[:FLOOR_ROWS // BATCH] for e in b.events]))
+        again = [e for b in batches[:FLOOR_ROWS // BATCH] for e in b.events]
+        floors.append(sqlite_floor(folder, again))
+        progress("history: SQLite with the store's indexes")
+        indexed = sqlite_floor(folder, again, indexes=True)
+        out["sqlite_indexed_per_s"], out["sqlite_indexed_cpu_us_per_row"] = round(indexed[0]), round(indexed[1], 2)
+        del again
         out["sqlite_floor_per_s"] = [round(f[0]) for f in floors]
         out["floor_cpu_us_per_row"] = [round(f[1], 2) for f in floors]
         out["store_to_floor"] = round(out["store_rate_per_s"] / statistics.mean(f[0] for f in floors), 3)
@@ -313,6 +324,9 @@ def render_history(out: dict) -> str:
         f"  CPU per row, floor / store      {out.get('store_cpu_to_floor', '-'):>12} (floor "
         f"{' and '.join(map(str, out['floor_cpu_us_per_row']))} µs, store {out.get('store_cpu_us_per_threat', '-')} µs: "
         "the writer thread's and submit()'s)",
+        f"  SQLite with the store's indexes {out['sqlite_indexed_per_s']:>12,} rows/s, "
+        f"{out['sqlite_indexed_cpu_us_per_row']} µs CPU per row (the same floor, with the unique key, time, severity "
+        "and type indexes)",
         f"  store rate                      {out['store_rate_per_s']:>12,} threats/s (batches of {BATCH:,}; "
         f"submit() costs the reader {out['submit_ns_per_threat']} ns per threat)",
         f"  size                            {out['size_mib_per_million']:>12} MiB per million threats "
