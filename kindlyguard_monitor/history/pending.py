@@ -17,6 +17,10 @@ import time
 from collections import deque
 from typing import NamedTuple
 
+from kindlyguard_monitor.event import U64
+from kindlyguard_monitor.history.records import compact
+from kindlyguard_monitor.vocabulary import Transport
+
 MAX_PENDING_GAPS = 10_000  # beyond this, new gap records are merged into the last one
 
 
@@ -28,6 +32,23 @@ class Pending(NamedTuple):
     generation: int | None
     events: list | tuple
     compact: bool = False
+
+
+def pending(batch) -> Pending:
+    """A submitted Batch as it waits, its events as they are."""
+    return batch if type(batch) is Pending else Pending(batch.transport, batch.generation, batch.events)
+
+
+def compacted(batch) -> Pending:
+    """A batch with the ring's numbered threats as compact rows (made in C), anything else as it is."""
+    events, gen = batch.events, batch.generation
+    if events and not getattr(batch, "compact", False) and batch.transport == Transport.SHM \
+            and type(gen) is int and 0 <= gen <= U64:
+        try:
+            return Pending(batch.transport, gen, compact(events), True)
+        except (AttributeError, TypeError):  # not ThreatEvents: stored by the careful path
+            pass
+    return pending(batch)
 
 
 class Mark(NamedTuple):

@@ -60,13 +60,12 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from kindlyguard_monitor.event import U64, EventKey
+from kindlyguard_monitor.event import EventKey
 from kindlyguard_monitor.history import db, query, text_index
-from kindlyguard_monitor.history.pending import Mark, Pending, PendingQueue
-from kindlyguard_monitor.history.records import compact, generation_text
+from kindlyguard_monitor.history.pending import Mark, PendingQueue, compacted, pending
+from kindlyguard_monitor.history.records import generation_text
 from kindlyguard_monitor.history.retention import RetentionResult
 from kindlyguard_monitor.history.writer import WriterThread
-from kindlyguard_monitor.vocabulary import Transport
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +82,6 @@ READ_ONLY_TEXT = "history is read-only: shown, not saved"
 def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
-
-def _waiting(batch) -> Pending:
-    """A submitted Batch as it waits: the ring's numbered threats as compact rows, the rest as they are."""
-    events, gen = batch.events, batch.generation
-    if events and batch.transport == Transport.SHM and type(gen) is int and 0 <= gen <= U64:
-        try:
-            return Pending(batch.transport, gen, compact(events), True)
-        except (AttributeError, TypeError):  # not ThreatEvents: stored by the careful path
-            pass
-    return Pending(batch.transport, gen, events)
 
 
 class HistoryStore(WriterThread):
@@ -174,12 +163,15 @@ class HistoryStore(WriterThread):
 
     def submit(self, batches: Iterable) -> None:
         """Queue kindlyguard_monitor.transport.items.Batch-es (or one Batch) to be stored. Never blocks on the disk:
-        it appends them to a queue (a ring batch as compact rows, made in C: waiting ThreatEvents
-        would be walked by every GC collection); the writer thread does the rest."""
+        it appends them to a queue; the writer thread does the rest. While more than a transaction
+        waits (the store is behind: a flood), a ring batch waits as compact rows, made here in C
+        (kindlyguard_monitor.history.pending.compacted): a long queue of ThreatEvents would be walked
+        by every full GC collection of the reader's thread."""
         if isinstance(batches, tuple) and hasattr(batches, "events"):
             batches = (batches,)
         if self.saving:
-            batches = [_waiting(b) for b in batches]
+            behind = self._pending.waiting() > self.batch_rows  # read without the lock: a hint
+            batches = [compacted(b) if behind else pending(b) for b in batches]
         with self._cond:
             if not self.saving:
                 n = sum(len(b.events) for b in batches)

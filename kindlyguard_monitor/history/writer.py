@@ -16,7 +16,7 @@ import struct
 import time
 
 from kindlyguard_monitor.history import db, retention, text_index
-from kindlyguard_monitor.history.pending import Mark, Pending
+from kindlyguard_monitor.history.pending import Mark, Pending, compacted
 from kindlyguard_monitor.history.records import (COMPACT_COLUMNS, SHARED_COLUMNS, THREAT_COLUMNS, compact_params,
                                                  compact_rows, generation_text, sanitize_row, threat_rows)
 from kindlyguard_monitor.vocabulary import Transport
@@ -226,6 +226,7 @@ class WriterThread:
         INSERTs whose parameters are made in C. Other rows are made as SQLite asks for them (a
         generator: no second copy of the batch). A row SQLite refuses to bind (a ring number
         beyond 64 signed bits) makes the batch go again, every row sanitized."""
+        b = compacted(b)  # here, on the writer's thread, unless submit() did it (the store was behind)
         if b.compact:
             try:
                 self._insert_compact(b, stored_at)

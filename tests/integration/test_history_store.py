@@ -120,6 +120,27 @@ def test_a_big_ring_batch_with_one_unbindable_row_is_stored_whole_and_exact(stor
         assert (t.id, t.transport) == (f"{GEN:016x}-{e.seq}", "shm")
 
 
+def test_a_store_behind_queues_ring_threats_compact_and_stores_both_forms_exactly(path):
+    # more than a transaction (batch_rows) waiting: submit() keeps ring threats as compact rows
+    s = HistoryStore(path, batch_rows=30)  # not started: everything waits
+    events = [ring_event(i, threat_type=i % 8, blocked=i % 3 == 0, details=f"t {i} \u200b") for i in range(100)]
+    for i in range(0, 100, 25):
+        s.submit([ring_batch(events[i:i + 25])])
+    s.submit([ws_batch([ws_threat(200)])])
+    assert [p.compact for p in s._pending.items] == [False, False, True, True, False]  # ws: never compact
+    s.start()
+    try:
+        assert s.flush(60) and (s.stored, s.dropped) == (101, 0)
+        got = {t.seq: t for t in query.recent(path, 1000)}
+        assert sorted(got) == list(range(100)) + [200]
+        for e in events:
+            t = got[e.seq]
+            assert (t.threat_type, t.blocked, t.details, t.timestamp_unix_us, t.id) == \
+                (e.threat_type, e.blocked, e.details, e.timestamp_unix_us, f"{GEN:016x}-{e.seq}")
+    finally:
+        s.close()
+
+
 def test_a_ring_batch_keeps_each_threats_own_key(store, path):
     # the key stored is the event's, whatever generation the batch names
     store.submit([ring_batch(from_ring([ring_event(i) for i in range(3)], GEN + 7), GEN)])
