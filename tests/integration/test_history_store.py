@@ -13,6 +13,7 @@ from conftest import OutputWatcher, start_python
 from history_data import GEN, damage_schema, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import db, query
+from kindlyguard_monitor.history import store as store_module
 from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.history.records import I64_MAX
 from kindlyguard_monitor.history.schema import SCHEMA_VERSION
@@ -120,9 +121,10 @@ def test_a_big_ring_batch_with_one_unbindable_row_is_stored_whole_and_exact(stor
         assert (t.id, t.transport) == (f"{GEN:016x}-{e.seq}", "shm")
 
 
-def test_a_store_behind_queues_ring_threats_compact_and_stores_both_forms_exactly(path):
-    # more than a transaction (batch_rows) waiting: submit() keeps ring threats as compact rows
-    s = HistoryStore(path, batch_rows=30)  # not started: everything waits
+def test_a_store_behind_queues_ring_threats_compact_and_stores_both_forms_exactly(path, monkeypatch):
+    # more than COMPACT_WAITING threats waiting: submit() keeps ring threats as compact rows
+    monkeypatch.setattr(store_module, "COMPACT_WAITING", 30)
+    s = HistoryStore(path)  # not started: everything waits
     events = [ring_event(i, threat_type=i % 8, blocked=i % 3 == 0, details=f"t {i} \u200b") for i in range(100)]
     for i in range(0, 100, 25):
         s.submit([ring_batch(events[i:i + 25])])
