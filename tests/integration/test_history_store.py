@@ -101,10 +101,9 @@ def test_hostile_values_are_stored_not_crashed_on(store, path):
 
 
 def test_a_big_ring_batch_with_one_unbindable_row_is_stored_whole_and_exact(store, path):
-    # ring batches go in multi-row INSERTs (writer.ROWS_PER_INSERT a statement, the rest in one more):
-    # 257 threats are 2 full statements and a short one; the wild clock in the last statement fails
-    # the fast path after the first two were inserted, and the careful path stores the rest
-    # without storing anything twice
+    # ring batches go in multi-row INSERTs (writer.INSERT_SIZES: 100, then 10, then 1 row a statement):
+    # 257 threats are 2 x 100, 5 x 10 and 7 x 1; the wild clock (row 250) fails the fast path after
+    # 250 rows were inserted, and the careful path stores the rest without storing anything twice
     events = [ring_event(i, threat_type=i % 8, severity=1 + i % 4, blocked=i % 2 == 1, flags=i % 3,
                          source=f"src {i % 5}", details=f"d {i} \u202e") for i in range(257)]
     events[250] = ring_event(250, time_us=2**64 - 1, details="wild")
