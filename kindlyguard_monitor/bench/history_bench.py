@@ -323,7 +323,8 @@ def render_history(out: dict) -> str:
         f"  store / SQLite floor            {out['store_to_floor']:>12} (floor: {floor[0]:,} and {floor[1]:,} rows/s, "
         "before and after; one executemany, one transaction, primary key only)",
         f"  CPU per row, floor / store      {out.get('store_cpu_to_floor', '-'):>12} (floor "
-        f"{' and '.join(map(str, out['floor_cpu_us_per_row']))} µs, store {out.get('store_cpu_us_per_threat', '-')} µs: "
+        f"{' and '.join(map(str, out['floor_cpu_us_per_row']))} µs, "
+        f"store {out.get('store_cpu_us_per_threat', '-')} µs: "
         "the writer thread's and submit()'s)",
         f"  SQLite with the store's indexes {out['sqlite_indexed_per_s']:>12,} rows/s, "
         f"{out['sqlite_indexed_cpu_us_per_row']} µs CPU per row (the same floor, with the unique key, time, severity "

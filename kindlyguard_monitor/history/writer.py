@@ -53,8 +53,8 @@ def _multi_insert(rows: int) -> str:
         tuples = []
         for r in range(rows):
             start = len(SHARED_COLUMNS) + r * width + 1
-            tuples.append("(" + ", ".join([f"?{start + c}" for c in range(width)] + [f"?{first_key + r}", "?1", "?2", "?3"])
-                          + ")")
+            params = [f"?{start + c}" for c in range(width)] + [f"?{first_key + r}", "?1", "?2", "?3"]
+            tuples.append("(" + ", ".join(params) + ")")
         sql = _insert_sql[rows] = (f"INSERT OR IGNORE INTO threats ({', '.join(COMPACT_COLUMNS + SHARED_COLUMNS)}) "
                                    f"VALUES {', '.join(tuples)}")
     return sql
