@@ -8,10 +8,17 @@ Measures, on a fresh database in a temporary folder:
   every batch to HistoryStore.submit(), as the app does. Per rate: what
   the reader delivered and missed (does storing slow the reader?), how far
   behind the store was when the last event was read, and the store rate
-  (threats committed per second from the first event read to flush());
+  (threats committed per second from the first event read to flush()); and,
+  in the same run and at the same rate, the same reader storing nothing: what
+  it misses then is not the store's doing;
 - store rate alone: ring events (kindlyguard_monitor._ring.Event, realistic demo text,
   spread over the last 30 days) handed to submit() in batches of 1,000 as
   fast as possible, until flush() returns; and what submit() costs its caller;
+- the SQLite floor, in the same run (before and after the store alone, the
+  mean of the two): the same rows, made beforehand, inserted by one
+  executemany() in one transaction into the same table with no index but the
+  primary key, with the store's pragmas: what SQLite itself does on this
+  machine under this load. The store's figure is given as a ratio to it;
 - size: the database's bytes per million threats, after a checkpoint, without
   and with the text index;
 - text index: how fast the writer fills it behind the writes (rows/s), on
@@ -43,6 +50,8 @@ from kindlyguard_monitor.bench import ring_bench as rb
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.history import query
+from kindlyguard_monitor.history.records import THREAT_COLUMNS, threat_rows
+from kindlyguard_monitor.history.schema import MIGRATIONS, PAGE_SIZE
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.ring.reader import open_reader
 from kindlyguard_monitor.threats import CRITICAL, THREAT_TYPE_NUMBER
@@ -52,6 +61,7 @@ from kindlyguard_monitor.vocabulary import Transport
 BATCH = 1000
 SPREAD_US = 30 * 86_400 * 1_000_000
 GENERATION = 0x5EED_0000_0000_0001
+FLOOR_ROWS = 200_000  # rows the floor inserts (made beforehand: a million would hold ~0.4 GB)
 
 
 def make_events(n: int, seed: int = 1) -> list:
@@ -81,13 +91,16 @@ def _median_ms(fn, runs: int) -> float:
     return round(statistics.median(_times_ms(fn, runs)), 2)
 
 
-def live(folder: Path, rate: int, seconds: float) -> dict:
-    """The C writer at `rate` events/s for `seconds`, the app's reader feeding a new store."""
+def live(folder: Path, rate: int, seconds: float, store: bool = True) -> dict:
+    """The C writer at `rate` events/s for `seconds`, the app's reader feeding a new store
+    (store=False: the same reader converting every batch as the manager does, storing nothing)."""
     count = int(rate * seconds)
     ring_folder = rb.ring_dir()
     writer = rb.WriterProcess(str(Path(ring_folder) / "bench.shm"))
-    store = HistoryStore(folder / f"live-{rate}.sqlite3", max_rows=count).start()
-    store.wait_ready(30)
+    history = None
+    if store:
+        history = HistoryStore(folder / f"live-{rate}.sqlite3", max_rows=count).start()
+        history.wait_ready(30)
     ready = threading.Event()
     seen: dict = {}
 
@@ -99,8 +112,10 @@ def live(folder: Path, rate: int, seconds: float) -> dict:
             events = reader.poll(0.1)
             if events:
                 seen.setdefault("first", time.perf_counter())
-                store.submit([Batch(Transport.SHM, reader.generation, from_ring(events, reader.generation))])  # as the manager does
-        seen["lag"] = store.lag()
+                batch = Batch(Transport.SHM, reader.generation, from_ring(events, reader.generation))  # as the manager
+                if history is not None:
+                    history.submit([batch])
+        seen["lag"] = history.lag() if history is not None else 0
         seen["counts"] = (reader.delivered, reader.missed, reader.corrupt)
         reader.close()
 
@@ -111,16 +126,53 @@ def live(folder: Path, rate: int, seconds: float) -> dict:
         time.sleep(0.05)  # let the reader reach its first wait
         writer.run(rate, count, 256)
         thread.join()
-        store.flush()
-        done = time.perf_counter()
         delivered, missed, corrupt = seen["counts"]
-        return {"rate": rate, "delivered": delivered, "missed": missed + corrupt, "stored": store.stored,
+        if history is None:
+            return {"rate": rate, "delivered": delivered, "missed": missed + corrupt}
+        history.flush()
+        done = time.perf_counter()
+        return {"rate": rate, "delivered": delivered, "missed": missed + corrupt, "stored": history.stored,
                 "lag_at_last_read": seen["lag"],
-                "store_rate_per_s": round(store.stored / (done - seen["first"])) if "first" in seen else 0}
+                "store_rate_per_s": round(history.stored / (done - seen["first"])) if "first" in seen else 0}
     finally:
-        store.close()
+        if history is not None:
+            history.close()
         writer.close()
         shutil.rmtree(ring_folder, ignore_errors=True)
+
+
+def sqlite_floor(folder: Path, events: list, indexes: bool = False) -> tuple[float, float]:
+    """Rows per second SQLite itself inserts here, and CPU µs per row (this thread's): the store's rows for
+    `events`, made beforehand,
+    one executemany() in one transaction, the threats table with no index but its primary key
+    (not even the key's UNIQUE), the store's page size and pragmas (WAL, synchronous=NORMAL).
+    indexes=True: with the store's own indexes (the unique key, time, severity and type), what
+    SQLite does for the store's schema."""
+    path = folder / "floor.sqlite3"
+    rows = list(threat_rows(str(Transport.SHM), GENERATION, events, time.time_ns() // 1000, careful=False))
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -32768")
+        if indexes:
+            for statement in MIGRATIONS[0] + MIGRATIONS[1]:
+                conn.execute(statement)
+        else:
+            conn.execute(MIGRATIONS[0][0].replace("key BLOB NOT NULL UNIQUE", "key BLOB NOT NULL"))
+        sql = (f"INSERT INTO threats ({', '.join(THREAT_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
+        t0, c0 = time.perf_counter(), time.thread_time()
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+        cpu = time.thread_time() - c0
+        return len(rows) / (time.perf_counter() - t0), cpu / len(rows) * 1e6
+    finally:
+        conn.close()
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            p.unlink(missing_ok=True)
 
 
 def measure_history(short: bool, progress) -> dict:
@@ -133,28 +185,50 @@ def measure_history(short: bool, progress) -> dict:
         rates, seconds = ([200_000], 0.5) if short else ([100_000, 200_000, 300_000, 500_000, 1_000_000], 2.0)
         out["live"] = []
         for rate in rates:
-            progress(f"history: C writer at {rate:,}/s, the app's reader storing everything")
-            out["live"].append(live(folder, rate, seconds))
+            progress(f"history: C writer at {rate:,}/s, the app's reader alone, then storing everything")
+            alone = live(folder, rate, seconds, store=False)
+            out["live"].append(dict(live(folder, rate, seconds), alone_delivered=alone["delivered"],
+                                    alone_missed=alone["missed"]))
         progress(f"history: making {n:,} threats")
         events = from_ring(make_events(n), GENERATION)  # as the transport manager delivers them
         batches = [Batch(Transport.SHM, GENERATION, events[i:i + BATCH]) for i in range(0, n, BATCH)]
+        floor_rows = 10_000 if short else FLOOR_ROWS  # short: a smoke test, not figures
+        progress(f"history: the SQLite floor ({min(n, floor_rows):,} rows, primary key only)")
+        floors = [sqlite_floor(folder, events[:floor_rows])]
         del events
         store = HistoryStore(path, max_rows=n, index_text=False)  # the index is timed on its own below
         store.start()
         store.wait_ready(30)
         progress(f"history: storing {n:,} threats")
         submit_s = 0.0
-        t0 = time.perf_counter()
+        writer_cpu = _thread_cpu_clock(store._thread)
+        w0 = time.clock_gettime(writer_cpu) if writer_cpu is not None else 0.0
+        t0, c0 = time.perf_counter(), time.thread_time()
         for b in batches:
             s0 = time.perf_counter()
             store.submit([b])
             submit_s += time.perf_counter() - s0
         store.flush()
         elapsed = time.perf_counter() - t0
+        if writer_cpu is not None:  # the writer thread's CPU and the submitting thread's (flush() waits asleep)
+            cpu = time.clock_gettime(writer_cpu) - w0 + time.thread_time() - c0
+            out["store_cpu_us_per_threat"] = round(cpu / n * 1e6, 2)
         out["store_rate_per_s"] = round(n / elapsed)
         out["submit_ns_per_threat"] = round(submit_s / n * 1e9, 1)
         out["stored"] = store.stored
         store.close()
+        progress("history: the SQLite floor again")
+        again = [e for b in batches[:floor_rows // BATCH] for e in b.events]
+        floors.append(sqlite_floor(folder, again))
+        progress("history: SQLite with the store's indexes")
+        indexed = sqlite_floor(folder, again, indexes=True)
+        out["sqlite_indexed_per_s"], out["sqlite_indexed_cpu_us_per_row"] = round(indexed[0]), round(indexed[1], 2)
+        del again
+        out["sqlite_floor_per_s"] = [round(f[0]) for f in floors]
+        out["floor_cpu_us_per_row"] = [round(f[1], 2) for f in floors]
+        out["store_to_floor"] = round(out["store_rate_per_s"] / statistics.mean(f[0] for f in floors), 3)
+        if "store_cpu_us_per_threat" in out:  # CPU per row, floor / store: what load changes least
+            out["store_cpu_to_floor"] = round(statistics.mean(f[1] for f in floors) / out["store_cpu_us_per_threat"], 3)
         del batches
         out["size_mib_per_million"] = round(_checkpointed_size(path) / n * 1_000_000 / 2**20, 1)
         with query.connection(path) as reader:
@@ -219,6 +293,14 @@ def measure_history(short: bool, progress) -> dict:
     return out
 
 
+def _thread_cpu_clock(thread: threading.Thread | None):
+    """The CPU-time clock of another thread (Linux, BSD), or None where there is none."""
+    try:
+        return time.pthread_getcpuclockid(thread.ident)
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
 def _checkpointed_size(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:
@@ -233,9 +315,20 @@ def render_history(out: dict) -> str:
              "(C writer process, 2 MiB ring):"]
     for r in out["live"]:
         lines.append(f"    {r['rate']:>9,}/s: {r['delivered']:,} read, {r['missed']:,} missed, {r['stored']:,} "
-                     f"stored at {r['store_rate_per_s']:,}/s, {r['lag_at_last_read']:,} waiting when the last was read")
+                     f"stored at {r['store_rate_per_s']:,}/s, {r['lag_at_last_read']:,} waiting when the last was read"
+                     f"; the reader alone: {r['alone_missed']:,} missed")
+    floor = out["sqlite_floor_per_s"]
     lines += [
         f"  store alone: {out['threats']:,} threats",
+        f"  store / SQLite floor            {out['store_to_floor']:>12} (floor: {floor[0]:,} and {floor[1]:,} rows/s, "
+        "before and after; one executemany, one transaction, primary key only)",
+        f"  CPU per row, floor / store      {out.get('store_cpu_to_floor', '-'):>12} (floor "
+        f"{' and '.join(map(str, out['floor_cpu_us_per_row']))} µs, "
+        f"store {out.get('store_cpu_us_per_threat', '-')} µs: "
+        "the writer thread's and submit()'s)",
+        f"  SQLite with the store's indexes {out['sqlite_indexed_per_s']:>12,} rows/s, "
+        f"{out['sqlite_indexed_cpu_us_per_row']} µs CPU per row (the same floor, with the unique key, time, severity "
+        "and type indexes)",
         f"  store rate                      {out['store_rate_per_s']:>12,} threats/s (batches of {BATCH:,}; "
         f"submit() costs the reader {out['submit_ns_per_threat']} ns per threat)",
         f"  size                            {out['size_mib_per_million']:>12} MiB per million threats "

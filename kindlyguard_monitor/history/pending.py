@@ -17,15 +17,38 @@ import time
 from collections import deque
 from typing import NamedTuple
 
+from kindlyguard_monitor.event import U64
+from kindlyguard_monitor.history.records import compact
+from kindlyguard_monitor.vocabulary import Transport
+
 MAX_PENDING_GAPS = 10_000  # beyond this, new gap records are merged into the last one
 
 
 class Pending(NamedTuple):
-    """A batch as submitted, not yet converted to rows."""
+    """A batch as submitted: its ThreatEvents, or (compact) its ring threats as compact rows
+    (kindlyguard_monitor.history.records.compact)."""
 
     transport: str
     generation: int | None
     events: list | tuple
+    compact: bool = False
+
+
+def pending(batch) -> Pending:
+    """A submitted Batch as it waits, its events as they are."""
+    return batch if type(batch) is Pending else Pending(batch.transport, batch.generation, batch.events)
+
+
+def compacted(batch) -> Pending:
+    """A batch with the ring's numbered threats as compact rows (made in C), anything else as it is."""
+    events, gen = batch.events, batch.generation
+    if events and not getattr(batch, "compact", False) and batch.transport == Transport.SHM \
+            and type(gen) is int and 0 <= gen <= U64:
+        try:
+            return Pending(batch.transport, gen, compact(events), True)
+        except (AttributeError, TypeError):  # not ThreatEvents: stored by the careful path
+            pass
+    return pending(batch)
 
 
 class Mark(NamedTuple):
@@ -58,13 +81,13 @@ class PendingQueue:
         if not self.has_work():
             self.first_waiting = time.monotonic()
 
-    def add_batches(self, batches) -> int:
+    def add_batches(self, batches: list[Pending]) -> int:
         """Append the batches that hold threats; returns how many threats (bounded by max_pending)."""
         added = 0
         first = not self.has_work()
         for b in batches:
             if b.events:
-                self.items.append(Pending(b.transport, b.generation, b.events))
+                self.items.append(b)
                 added += len(b.events)
         if added:
             self.last_submit = now = time.monotonic()

@@ -14,9 +14,11 @@ UTF-8 cannot; each becomes U+FFFD.
 
 from __future__ import annotations
 
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Iterator, NamedTuple
 
-from kindlyguard_monitor.event import I64_MAX, U64, EventKey, ThreatEvent, clamp_i64, clean_text
+from kindlyguard_monitor.event import I64_MAX, NUMBERED, U64, EventKey, ThreatEvent, clamp_i64, clean_text
 from kindlyguard_monitor.vocabulary import Transport
 
 # The threats columns a writer fills, in this order (see insert SQL in store.py).
@@ -109,6 +111,45 @@ def threat_rows(transport: str, generation: int | None, events, stored_at: int, 
                clamp_i64(e.severity or 0), 1 if e.blocked else 0, clamp_i64(e.flags or 0),
                clean_text(e.source), clean_text(e.details), transport,
                generation_text(gen) if type(gen) is int else None, stored_seq, stored_at)
+
+
+# A ring threat as it waits to be stored (compact()): an exact tuple of numbers and strings, which
+# Python's cyclic GC stops tracking after its first look, where a waiting ThreatEvent (and its
+# EventKey) is walked by every collection: a backlog of 100,000 of them made the reader's
+# full collections take 0.2-0.3 s here (docs/benchmarks.md, history). The key's own generation
+# and seq are kept, so the key stored is the event's, whatever the batch says.
+COMPACT_FIELDS = ("timestamp_unix_us", "threat_type", "severity", "blocked", "flags", "source", "details", "seq",
+                  "key.generation", "key.seq")
+_compact_row = attrgetter(*COMPACT_FIELDS)
+_COMPACT_HEAD = itemgetter(0, 1, 2, 3, 4, 5, 6, 7)  # the columns of COMPACT_COLUMNS, as they are
+_KEY_GENERATION, _KEY_SEQ = itemgetter(8), itemgetter(9)
+# The threats columns compact_params() fills: each row's 8 values, then its key; then three the
+# whole batch shares (transport, generation, stored_at).
+COMPACT_COLUMNS = ("time_us", "type", "severity", "blocked", "flags", "source", "details", "seq", "key")
+SHARED_COLUMNS = ("transport", "generation", "stored_at")
+
+
+def compact(events) -> list[tuple]:
+    """Ring ThreatEvents (a Batch of one numbered generation) as compact rows (COMPACT_FIELDS), in C."""
+    return list(map(_compact_row, events))
+
+
+def compact_params(rows: list[tuple]) -> tuple[list, list]:
+    """The parameters of multi-row INSERTs of compact rows (kindlyguard_monitor.history.writer):
+    every row's first 8 COMPACT_COLUMNS values, row after row, and every row's key, in the same
+    order. Made in C (no Python code per row); raises struct.error for a key that is not numbered."""
+    keys = list(map(NUMBERED.pack, map(_KEY_GENERATION, rows), map(_KEY_SEQ, rows)))
+    return list(chain.from_iterable(map(_COMPACT_HEAD, rows))), keys
+
+
+def compact_rows(transport: str, generation: int | None, rows: list[tuple], stored_at: int) -> Iterator[tuple]:
+    """Compact rows as THREAT_COLUMNS rows, read defensively (the careful path: a row SQLite would not
+    bind). A key that is not numbered is the content digest, as EventKey.of makes it."""
+    for time_us, threat_type, severity, blocked, flags, source, details, seq, kgen, kseq in rows:
+        key = EventKey.of(kgen, kseq, time_us, threat_type, severity, blocked, source, details)
+        yield sanitize_row((key.packed(), time_us, threat_type, severity, blocked, flags, source, details,
+                            str(transport), generation_text(generation) if type(generation) is int else None,
+                            seq, stored_at))
 
 
 def sanitize_row(row: tuple) -> tuple:

@@ -121,4 +121,6 @@ def test_the_history_bench_runs(tmp_path):
     (live,) = out["live"]
     assert live["stored"] == live["delivered"] > 0  # the store kept everything the reader read
     assert out["store_rate_per_s"] > 0 and out["size_mib_per_million"] > 0
+    assert out["store_to_floor"] > 0 and out["sqlite_indexed_per_s"] > 0  # the same run's floors
+    assert live["alone_missed"] >= 0
     assert out["search"]["one type (PathTraversal)"]["rows"] == 200

@@ -13,6 +13,7 @@ from conftest import OutputWatcher, start_python
 from history_data import GEN, damage_schema, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import db, query
+from kindlyguard_monitor.history import store as store_module
 from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.history.records import I64_MAX
 from kindlyguard_monitor.history.schema import SCHEMA_VERSION
@@ -97,6 +98,55 @@ def test_hostile_values_are_stored_not_crashed_on(store, path):
     assert got["seq beyond SQLite's integers"].seq == 2**64 - 1  # kept in the key
     assert got["nul \x00 inside"].timestamp_unix_us == -5
     assert got["a ring event with a wild clock"].timestamp_unix_us == I64_MAX
+
+
+def test_a_big_ring_batch_with_one_unbindable_row_is_stored_whole_and_exact(store, path):
+    # ring batches go in multi-row INSERTs (writer.INSERT_SIZES: 100, then 10, then 1 row a statement):
+    # 257 threats are 2 x 100, 5 x 10 and 7 x 1; the wild clock (row 250) fails the fast path after
+    # 250 rows were inserted, and the careful path stores the rest without storing anything twice
+    events = [ring_event(i, threat_type=i % 8, severity=1 + i % 4, blocked=i % 2 == 1, flags=i % 3,
+                         source=f"src {i % 5}", details=f"d {i} \u202e") for i in range(257)]
+    events[250] = ring_event(250, time_us=2**64 - 1, details="wild")
+    store.submit([ring_batch(events)])
+    assert store.flush(60) and store.error is None
+    assert (store.stored, store.duplicates, store.dropped) == (257, 0, 0)
+    got = {t.seq: t for t in query.recent(path, 1000)}
+    assert sorted(got) == list(range(257))
+    for e in events:
+        t = got[e.seq]
+        assert (t.threat_type, t.severity, t.blocked, t.flags, t.source, t.details) == \
+            (e.threat_type, e.severity, e.blocked, e.flags, e.source, e.details)
+        assert t.timestamp_unix_us == (I64_MAX if e.seq == 250 else e.timestamp_unix_us)
+        assert (t.id, t.transport) == (f"{GEN:016x}-{e.seq}", "shm")
+
+
+def test_a_store_behind_queues_ring_threats_compact_and_stores_both_forms_exactly(path, monkeypatch):
+    # more than COMPACT_WAITING threats waiting: submit() keeps ring threats as compact rows
+    monkeypatch.setattr(store_module, "COMPACT_WAITING", 30)
+    s = HistoryStore(path)  # not started: everything waits
+    events = [ring_event(i, threat_type=i % 8, blocked=i % 3 == 0, details=f"t {i} \u200b") for i in range(100)]
+    for i in range(0, 100, 25):
+        s.submit([ring_batch(events[i:i + 25])])
+    s.submit([ws_batch([ws_threat(200)])])
+    assert [p.compact for p in s._pending.items] == [False, False, True, True, False]  # ws: never compact
+    s.start()
+    try:
+        assert s.flush(60) and (s.stored, s.dropped) == (101, 0)
+        got = {t.seq: t for t in query.recent(path, 1000)}
+        assert sorted(got) == list(range(100)) + [200]
+        for e in events:
+            t = got[e.seq]
+            assert (t.threat_type, t.blocked, t.details, t.timestamp_unix_us, t.id) == \
+                (e.threat_type, e.blocked, e.details, e.timestamp_unix_us, f"{GEN:016x}-{e.seq}")
+    finally:
+        s.close()
+
+
+def test_a_ring_batch_keeps_each_threats_own_key(store, path):
+    # the key stored is the event's, whatever generation the batch names
+    store.submit([ring_batch(from_ring([ring_event(i) for i in range(3)], GEN + 7), GEN)])
+    assert store.flush(60)
+    assert sorted(t.id for t in query.recent(path, 10)) == [f"{GEN + 7:016x}-{i}" for i in range(3)]
 
 
 # ---- gaps and the bounded queue
