@@ -6,7 +6,8 @@ pending deque and its sender task woken. The sender sends what is pending
 as ONE `threat` message; while that send is in flight (the socket's write
 buffer is over the 32 KiB high-water mark, i.e. the client has not taken
 it yet), new events queue up and leave together in the next message. At
-low rates each threat goes out alone; under load messages grow. A message
+low rates each threat goes out alone; under load messages grow (a message
+that would follow the last one within LINGER_S waits out the rest of it). A message
 carries at most MAX_MESSAGE_THREAT_BYTES of encoded threats (so it stays
 under the 1 MiB a Shield client accepts); a longer backlog is split.
 Each client's backlog is bounded (max_backlog events): a client that
@@ -36,6 +37,13 @@ from kindlyguard_monitor.transport.protocol import threat_message
 MAX_MESSAGE_THREAT_BYTES = 900 << 10  # encoded threats per `threat` message
 MAX_BACKLOG_EVENTS = 200_000  # per client, then the oldest are dropped
 MAX_BUFFERED_BYTES = 128 << 20  # what all clients' backlogs may hold together (held()), then the slowest is cut
+# Under load, a threat message that would follow the last one within LINGER_S waits out the rest
+# of it (unless LINGER_FULL threats are already waiting), so that a flood leaves in about a
+# thousand messages a second per client, not one per broadcast: a client pays per message
+# (a frame, a thread hand-off, a queue) as much as for tens of threats. Threats further apart
+# than LINGER_S, i.e. every rate under about 1,000 a second, still go out at once.
+LINGER_S = 0.001
+LINGER_FULL = 1000
 HEARTBEAT = json.dumps({"type": "heartbeat"})
 
 
@@ -56,7 +64,7 @@ class Client:
         self.pending: deque[str] = deque()  # encoded threats not yet sent (at most max_backlog)
         self.pending_bytes = 0  # their length
         self.inflight_bytes = 0  # the message being handed to the socket
-        self.send_started = 0.0  # when that began (monotonic)
+        self.send_started = 0.0  # when that began (monotonic); when the last one began, after it
         self.cut = False  # disconnected for holding too much
         self.dropped = 0  # events dropped because this client fell behind
         self.status_due = False  # coalesced: at most one pending status broadcast
@@ -173,6 +181,12 @@ class Backlogs:
                         await ws.send(HEARTBEAT)
                     if not c.pending:
                         break
+                    if len(c.pending) < LINGER_FULL:
+                        wait = c.send_started + LINGER_S - time.monotonic()
+                        if wait > 0:  # a flood: let this message gather what comes within LINGER_S
+                            await asyncio.sleep(wait)
+                            if not c.pending:  # unsubscribed, or cut, meanwhile
+                                continue
                     chunk, size, taken = [], 0, 0
                     pending = c.pending
                     while pending and (not chunk or size + len(pending[0]) + 2 <= MAX_MESSAGE_THREAT_BYTES):
