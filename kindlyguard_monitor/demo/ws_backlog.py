@@ -6,8 +6,8 @@ pending deque and its sender task woken. The sender sends what is pending
 as ONE `threat` message; while that send is in flight (the socket's write
 buffer is over the 32 KiB high-water mark, i.e. the client has not taken
 it yet), new events queue up and leave together in the next message. At
-low rates each threat goes out alone; under load messages grow (a message
-that would follow the last one within LINGER_S waits out the rest of it). A message
+low rates each threat goes out alone; under load messages grow (in a flood
+a message that would follow the last one within LINGER_S waits out the rest of it). A message
 carries at most MAX_MESSAGE_THREAT_BYTES of encoded threats (so it stays
 under the 1 MiB a Shield client accepts); a longer backlog is split.
 Each client's backlog is bounded (max_backlog events): a client that
@@ -37,13 +37,15 @@ from kindlyguard_monitor.transport.protocol import threat_message
 MAX_MESSAGE_THREAT_BYTES = 900 << 10  # encoded threats per `threat` message
 MAX_BACKLOG_EVENTS = 200_000  # per client, then the oldest are dropped
 MAX_BUFFERED_BYTES = 128 << 20  # what all clients' backlogs may hold together (held()), then the slowest is cut
-# Under load, a threat message that would follow the last one within LINGER_S waits out the rest
-# of it (unless LINGER_FULL threats are already waiting), so that a flood leaves in about a
-# thousand messages a second per client, not one per broadcast: a client pays per message
-# (a frame, a thread hand-off, a queue) as much as for tens of threats. Threats further apart
-# than LINGER_S, i.e. every rate under about 1,000 a second, still go out at once.
+# A flood (FLOOD_AFTER messages in a row each less than LINGER_S / 2 after the one before, until
+# a pause of 2 * LINGER_S) leaves in at most about one message per LINGER_S per client, not one
+# per broadcast: a message that would follow the last within LINGER_S waits out the rest of it
+# (unless LINGER_FULL threats are waiting already). A client pays per message (a frame, a thread
+# hand-off, a queue) as much as for tens of threats. Steady rates up to ~2,000 a second never
+# wait: their messages are further apart.
 LINGER_S = 0.001
 LINGER_FULL = 1000
+FLOOD_AFTER = 3
 HEARTBEAT = json.dumps({"type": "heartbeat"})
 
 
@@ -51,7 +53,8 @@ class Client:
     """One connection's state; touched only in the server thread."""
 
     __slots__ = ("ws", "name", "subscribed", "pending", "pending_bytes", "inflight_bytes", "send_started", "cut",
-                 "dropped", "status_due", "heartbeat_due", "wake", "sending", "commands", "frames_too_big", "sender")
+                 "dropped", "status_due", "heartbeat_due", "wake", "sending", "commands", "frames_too_big", "sender",
+                 "quick", "flood")
 
     def __init__(self, ws: ServerConnection):
         self.ws = ws
@@ -74,6 +77,8 @@ class Client:
         self.commands: deque[float] = deque()  # times of the accepted commands of the window
         self.frames_too_big = 0
         self.sender: asyncio.Task | None = None
+        self.quick = 0  # threat messages in a row that followed the one before within LINGER_S / 2
+        self.flood = False  # lingering (see LINGER_S)
 
     def idle(self) -> bool:
         return not (self.pending or self.sending or self.status_due)
@@ -165,6 +170,23 @@ class Backlogs:
         c.pending.clear()
         c.pending_bytes = c.inflight_bytes = 0
 
+    @staticmethod
+    async def _linger(c: Client) -> bool:
+        """In a flood, let the next message gather what comes within LINGER_S of the last
+        (see LINGER_S). True when nothing is left to send after waiting."""
+        gap = time.monotonic() - c.send_started
+        if gap >= 2 * LINGER_S:
+            c.quick, c.flood = 0, False
+        elif gap < LINGER_S / 2:
+            c.quick += 1
+            c.flood = c.flood or c.quick >= FLOOD_AFTER
+        else:
+            c.quick = 0
+        if not c.flood or gap >= LINGER_S or len(c.pending) >= LINGER_FULL:
+            return False
+        await asyncio.sleep(LINGER_S - gap)
+        return not c.pending
+
     async def sender(self, c: Client) -> None:
         """One per client: heartbeats, status broadcasts and threats, one message at a time."""
         ws = c.ws
@@ -181,12 +203,8 @@ class Backlogs:
                         await ws.send(HEARTBEAT)
                     if not c.pending:
                         break
-                    if len(c.pending) < LINGER_FULL:
-                        wait = c.send_started + LINGER_S - time.monotonic()
-                        if wait > 0:  # a flood: let this message gather what comes within LINGER_S
-                            await asyncio.sleep(wait)
-                            if not c.pending:  # unsubscribed, or cut, meanwhile
-                                continue
+                    if await self._linger(c):
+                        continue  # unsubscribed, or cut, meanwhile
                     chunk, size, taken = [], 0, 0
                     pending = c.pending
                     while pending and (not chunk or size + len(pending[0]) + 2 <= MAX_MESSAGE_THREAT_BYTES):
