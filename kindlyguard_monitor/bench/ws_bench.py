@@ -40,9 +40,9 @@ def wait_subscribers(writer: WriterProcess, n: int, timeout: float = SUBSCRIBE_T
 
 
 def server_encode_rate(writer: WriterProcess, count: int) -> float:
-    """Threats/s the server encodes with no client (what broadcast() does before sending)."""
-    done, seconds = writer._command(f"encode {count}")
-    return done / seconds if seconds else 0.0
+    """Threats the server encodes per CPU second with no client (what broadcast() does before sending)."""
+    done, cpu_seconds = writer._command(f"encode {count}")
+    return done / cpu_seconds if cpu_seconds else 0.0
 
 
 def run_ws_scenario(writer: WriterProcess, rate: float, count: int, cpu: int | None = None) -> ReaderResult:
