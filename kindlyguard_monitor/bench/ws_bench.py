@@ -98,8 +98,9 @@ def run_ws_scenario(writer: WriterProcess, rate: float, count: int, cpu: int | N
 
 
 def run_ws_floor(writer: WriterProcess, rate: float, count: int, cpu: int | None = None) -> ReaderResult:
-    """The floor: the same server, a bare client (the same websockets library, the same
-    connection options as the app's link) that only counts the threats in each frame."""
+    """The floor: the same server, a bare client of the same websockets library (its own
+    connection class, compression off like the app's link) that only counts the threats in
+    each frame."""
     from websockets.sync.client import connect
 
     from kindlyguard_monitor.transport import local_auth, protocol
@@ -109,49 +110,51 @@ def run_ws_floor(writer: WriterProcess, rate: float, count: int, cpu: int | None
         result.error = "the previous WebSocket client is still subscribed"
         return result
     try:
-        conn = connect(writer.ws_url, open_timeout=3, proxy=None, compression=None, max_size=16 << 20,
-                       additional_headers=local_auth.client_headers(writer.ws_url))
+        with connect(writer.ws_url, open_timeout=3, proxy=None, compression=None, max_size=16 << 20,
+                     additional_headers=local_auth.client_headers(writer.ws_url)) as conn:
+            conn.send(protocol.command("subscribe"))
+            if not wait_subscribers(writer, 1):
+                result.error = f"the bare client did not subscribe within {SUBSCRIBE_TIMEOUT_S:g} s"
+                return result
+            _count_threats(conn, writer, rate, count, cpu, result)
     except Exception as exc:  # reported in the table, the bench goes on
-        result.error = f"cannot connect: {exc}"
-        return result
-    try:
-        conn.send(protocol.command("subscribe"))
-        if not wait_subscribers(writer, 1):
-            result.error = f"the bare client did not subscribe within {SUBSCRIBE_TIMEOUT_S:g} s"
-            return result
-        counts = {"n": 0}
-
-        def loop():
-            _pin_this_thread(cpu)
-            deadline = time.monotonic() + 10.0 + count / rate
-            n, frames, first = 0, 0, None
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            while n < count and time.monotonic() < deadline:
-                try:
-                    frame = conn.recv(timeout=0.1, decode=False)
-                except TimeoutError:
-                    continue
-                except Exception:  # closed: what arrived is the result
-                    break
-                frames += 1
-                got = frame.count(THREAT_KEY)
-                if got and first is None:
-                    first, cpu0 = time.perf_counter(), time.process_time()
-                n += got
-            result.wall_s = time.perf_counter() - (first or t0)
-            result.cpu_s = time.process_time() - cpu0  # this process: the library's reading thread and this one
-            counts["n"], counts["frames"] = n, frames
-
-        thread = threading.Thread(target=loop, name="bench-websocket-floor", daemon=True)
-        thread.start()
-        published, seconds = writer.run_ws(rate, count)
-        result.writer_rate = published / seconds if seconds else 0.0
-        thread.join()
-        result.delivered, result.frames = counts["n"], counts["frames"]
-        result.missed = max(0, count - result.delivered)
-    finally:
-        conn.close()
+        result.error = result.error or f"the bare client failed: {exc}"
     return result
+
+
+def _count_threats(conn, writer: WriterProcess, rate: float, count: int, cpu: int | None,
+                   result: ReaderResult) -> None:
+    """Have the writer publish while a thread counts the threats in what `conn` receives."""
+    counts = {"n": 0, "frames": 0}
+
+    def loop():
+        _pin_this_thread(cpu)
+        deadline = time.monotonic() + 10.0 + count / rate
+        n, frames, first = 0, 0, None
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        while n < count and time.monotonic() < deadline:
+            try:
+                frame = conn.recv(timeout=0.1, decode=False)
+            except TimeoutError:
+                continue
+            except Exception:  # closed: what arrived is the result
+                break
+            frames += 1
+            got = frame.count(THREAT_KEY)
+            if got and first is None:
+                first, cpu0 = time.perf_counter(), time.process_time()
+            n += got
+        result.wall_s = time.perf_counter() - (first or t0)
+        result.cpu_s = time.process_time() - cpu0  # this process: the library's reading thread and this one
+        counts["n"], counts["frames"] = n, frames
+
+    thread = threading.Thread(target=loop, name="bench-websocket-floor", daemon=True)
+    thread.start()
+    published, seconds = writer.run_ws(rate, count)
+    result.writer_rate = published / seconds if seconds else 0.0
+    thread.join()
+    result.delivered, result.frames = counts["n"], counts["frames"]
+    result.missed = max(0, count - result.delivered)
 
 
 def _holds(run, writer: WriterProcess, seconds: float, cpu: int | None):
