@@ -209,7 +209,8 @@ def _id_generation(ident: str) -> tuple[int | None, int | None]:
     return None, None
 
 
-_decode_threats = None  # wire.decode_threats, imported at the first frame (msgspec: ~50 ms at start-up)
+_decode_threats = None  # wire.decode_threats, imported at the first threat frame (msgspec: 50-100 ms)
+_THREATS_KEY, _THREATS_KEY_BYTES = '"threats"', b'"threats"'  # in every frame the fast path can read
 
 
 def _from_wire(items: list, received: int, now_unix_us: int) -> list[ThreatEvent]:
@@ -265,12 +266,13 @@ def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Mess
     # The usual frame, a batch of threats of the usual shape: decoded, checked and turned into
     # ThreatEvents at a third of the cost. Anything else (another message, a field of another
     # type, text Python's json reads and msgspec does not) is read below exactly as before.
-    global _decode_threats
-    if _decode_threats is None:
-        from kindlyguard_monitor.transport.wire import decode_threats as _decode_threats
-    wire = _decode_threats(frame)
-    if wire is not None and wire.type == "threat" and len(wire.threats) <= MAX_THREATS_PER_FRAME:
-        return Threats(_from_wire(wire.threats, received, time.time_ns() // 1000))
+    if (_THREATS_KEY if isinstance(frame, str) else _THREATS_KEY_BYTES) in frame:  # else no batch of threats
+        global _decode_threats
+        if _decode_threats is None:  # at the first threat frame, after subscribing: not on the way to it
+            from kindlyguard_monitor.transport.wire import decode_threats as _decode_threats
+        wire = _decode_threats(frame)
+        if wire is not None and wire.type == "threat" and len(wire.threats) <= MAX_THREATS_PER_FRAME:
+            return Threats(_from_wire(wire.threats, received, time.time_ns() // 1000))
     try:
         obj = json.loads(frame)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
