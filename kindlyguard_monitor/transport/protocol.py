@@ -392,7 +392,7 @@ def threat_json(threat: Threat, event_id: str, seq: int | None = None, mono_ns: 
 
 
 def numbered_threats_json(events) -> list[str]:
-    """threat_json(threat, event_id(generation, seq), seq, mono_ns) of each (generation, seq,
+    """threat_json(threat, event_id(generation, seq), seq, mono_ns) of each Published (generation, seq,
     threat, mono_ns) in `events`, the same bytes at a fifth of the cost: one format per event."""
     out = []
     append = out.append
