@@ -89,7 +89,7 @@ cp -a "$APPDIR/usr" "$DEB_ROOT/usr"
 install -D -m 0644 /dev/stdin "$DEB_ROOT/usr/share/doc/$NAME/copyright" <<EOF
 KindlyGuard Monitor $VERSION
 Copyright: KindlyGuard. Bundles Python, Qt 6 / PySide6 (LGPLv3), psutil, websockets,
-platformdirs and jeepney under their own licences; see usr/lib/$NAME/_internal.
+msgspec, platformdirs and jeepney under their own licences; see usr/lib/$NAME/_internal.
 EOF
 say "dpkg-shlibdeps (the system libraries the bundle links to)"
 shl=$(mktemp -d)

@@ -5,6 +5,12 @@
     ws RATE COUNT              the same over the demo's WebSocket server
                                (--ws-port): events are numbered and stamped
                                as the demo does, and batched by load
+    subscribers N TIMEOUT      wait until the WebSocket server has exactly N
+                               subscribers (at most TIMEOUT s), answering
+                               "done SUBSCRIBERS SECONDS"
+    encode COUNT               encode COUNT threats as broadcast() does, send
+                               nothing: the server's own ceiling per event
+                               ("done COUNT CPU_SECONDS")
     exit                       close the ring and exit
 
 With --format v1 it writes the Shield's v1 ring instead (run RATE COUNT only,
@@ -26,7 +32,7 @@ import sys
 import time
 
 from kindlyguard_monitor import _ring
-from kindlyguard_monitor.demo.ws_server import DemoWsServer
+from kindlyguard_monitor.demo.ws_server import DemoWsServer, encode_events
 from kindlyguard_monitor.threats import Published, Threat
 
 
@@ -52,6 +58,26 @@ def publish_ws(server: DemoWsServer, generation: int, rate: float, count: int) -
         _next_ws_seq += due
         done += due
     return done
+
+
+def encode_only(generation: int, count: int) -> int:
+    """What broadcast() does to `count` events before any client sees them: the JSON of each."""
+    threat = BENCH_THREAT._replace(timestamp_unix_us=time.time_ns() // 1000)
+    mono = time.monotonic_ns()
+    done = 0
+    while done < count:
+        n = min(5000, count - done)
+        encode_events([Published(generation, done + i, threat, mono) for i in range(n)])
+        done += n
+    return done
+
+
+def wait_subscribers(server: DemoWsServer, n: int, timeout: float) -> int:
+    """Wait until the server has exactly `n` subscribers (a condition with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while server.subscribers != n and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return server.subscribers
 
 
 def publish_v1(writer, rate: float, count: int) -> int:
@@ -127,6 +153,14 @@ def main() -> int:
                 t0 = time.perf_counter()
                 done = publish_ws(server, writer.generation, rate, count)
                 print(f"done {done} {time.perf_counter() - t0:.6f}", flush=True)
+            elif words[0] == "subscribers" and server is not None:
+                t0 = time.perf_counter()
+                now = wait_subscribers(server, int(words[1]), float(words[2]))
+                print(f"done {now} {time.perf_counter() - t0:.6f}", flush=True)
+            elif words[0] == "encode":  # answers CPU seconds: the cost, whatever else the machine runs
+                t0 = time.thread_time()
+                done = encode_only(writer.generation, int(words[1]))
+                print(f"done {done} {time.thread_time() - t0:.6f}", flush=True)
     finally:
         if server is not None:
             server.stop(drain_s=5)

@@ -41,6 +41,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--low-rates", action="store_true",
                    help="only the low-rate comparison: the v2 reader (futex wake-up) and the Shield's v1 ring "
                    "(polled) at 1, 10 and 100 events/s and idle (also part of the full run)")
+    p.add_argument("--websocket", action="store_true",
+                   help="only the WebSocket part: the app's path beside a bare client that only counts threats "
+                   "(steady 1,000 events/s, the highest rate with zero missed for both, the server's encoding)")
     p.add_argument("--slot-count", type=power_of_two(SLOT_COUNT_MIN, SLOT_COUNT_MAX), default=4096, metavar="N",
                    help="slots in the bench ring (default 4096: 2 MiB, the default ring)")
     p.add_argument("--pin", action="store_true",
@@ -127,15 +130,7 @@ def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int
             progress(f"writer flat out: {name}")
             flat[name] = _result(rb.run_scenario(writer, rate=0, count=flood_n, cpu=reader_cpu, **kw))
         out["writer_flat_out"] = flat
-        progress("WebSocket: steady 1,000 events/s")
-        ws_n = 300 if short else 3000
-        out["websocket_steady_1000"] = _result(ws_bench.run_ws_scenario(writer, 1000, ws_n, cpu=reader_cpu))
-        ws_rates = [10_000, 50_000, 100_000, 200_000] if short else [25_000, 50_000, 100_000, 200_000, 400_000]
-        progress("WebSocket: highest rate with zero missed")
-        ws_best, ws_best_res, ws_tried = ws_bench.max_zero_loss_ws_rate(writer, ws_rates, sustain_s, cpu=reader_cpu)
-        out["websocket_max_zero_loss_rate"] = ws_best
-        out["websocket_zero_loss_tries"] = ws_tried
-        out["websocket_at_max_rate"] = _result(ws_best_res) if ws_best_res else None
+        out.update(measure_websocket(writer, short, progress, reader_cpu))
         progress("idle CPU (adaptive reader, live writer, no events)")
         out["idle_cpu_percent"] = rb.idle_cpu(path, 1.0 if short else 5.0, DEFAULT_SPIN_NS, True, reader_cpu)
         out["idle_cpu_floor_percent"] = rb.idle_cpu_floor(path, 1.0 if short else 5.0, reader_cpu)
@@ -143,6 +138,30 @@ def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int
     finally:
         writer.close()
     out["ratios"] = _ratios(out)
+    return out
+
+
+def measure_websocket(writer: rb.WriterProcess, short: bool, progress, reader_cpu: int | None = None) -> dict:
+    """The app's WebSocket path beside its floor (ws_bench): steady 1,000/s, the server's encoding
+    alone, and the highest rate with zero missed for the bare counting client and for the app."""
+    out: dict = {}
+    sustain_s = 0.25 if short else 1.0
+    progress("WebSocket: steady 1,000 events/s")
+    ws_n = 300 if short else 3000
+    out["websocket_steady_1000"] = _result(ws_bench.run_ws_scenario(writer, 1000, ws_n, cpu=reader_cpu))
+    progress("WebSocket: the server's own encoding, no client")
+    out["websocket_server_encode_per_cpu_s"] = round(ws_bench.server_encode_rate(writer, 50_000 if short else 400_000))
+    ws_rates = [10_000, 50_000, 100_000, 200_000] if short else [25_000, 50_000, 100_000, 200_000, 400_000, 800_000]
+    progress("WebSocket floor (a bare client that counts threats): highest rate with zero missed")
+    fl_best, _res, fl_tried = ws_bench.max_zero_loss_ws_rate(writer, ws_rates, sustain_s, cpu=reader_cpu, floor=True)
+    out["websocket_floor_max_zero_loss_rate"] = fl_best
+    out["websocket_floor_zero_loss_tries"] = fl_tried
+    progress("WebSocket: highest rate with zero missed")
+    ws_best, ws_best_res, ws_tried = ws_bench.max_zero_loss_ws_rate(writer, ws_rates, sustain_s, cpu=reader_cpu)
+    out["websocket_max_zero_loss_rate"] = ws_best
+    out["websocket_zero_loss_tries"] = ws_tried
+    out["websocket_at_max_rate"] = _result(ws_best_res) if ws_best_res else None
+    out["websocket_zero_loss_app_over_floor"] = round(ws_best / fl_best, 3) if fl_best else None
     return out
 
 
@@ -216,7 +235,56 @@ def _ratios(out: dict) -> dict:
                   p("app reader, adaptive (default)", "delivery_us")),
         "shared memory / WebSocket highest zero-loss rate":
             ratio(out["max_zero_loss_rate"], out["websocket_max_zero_loss_rate"]),
+        "WebSocket highest zero-loss rate: app / bare counting client":
+            out.get("websocket_zero_loss_app_over_floor"),
     }
+
+
+def _rows(lines: list[str], section: dict, title: str) -> None:
+    """A table of results (_result dicts): latency percentiles, CPU, missed, max stall."""
+    lines.append(title)
+    for name, r in section.items():
+        if r["error"]:
+            lines.append(f"  {name:<42}error: {r['error']}")
+            continue
+        kinds = [("transport", r["transport_us"])]
+        if r["delivery_us"]:
+            kinds.append(("delivery", r["delivery_us"]))
+        for kind, h in kinds:
+            lines.append(f"  {name + ' (' + kind + ')':<42}" + "".join(f"{h[k]:>8.1f}" for k in
+                                                                     ("p50", "p90", "p99", "p99.9"))
+                         + f"{h['max']:>9.0f}{r['cpu_percent']:>8.2f}{r['missed']:>8}"
+                         + f"{r.get('max_stall_us', 0):>14,.0f}")
+
+
+def render_websocket(out: dict) -> list[str]:
+    """The WebSocket section: the app's path beside the bare counting client."""
+    lines: list[str] = []
+    ws_sections = {"steady 1,000 events/s": out["websocket_steady_1000"]}
+    if out["websocket_at_max_rate"]:
+        ws_sections[f"{out['websocket_max_zero_loss_rate']:,.0f} events/s"] = out["websocket_at_max_rate"]
+    _rows(lines, ws_sections, "WebSocket (the demo's server in the writer process; CPU % is the reading process)")
+
+    def tries(key):
+        for t in out[key]:
+            lines.append(f"    tried {t['rate']:>11,.0f}/s: {'held' if t['held'] else 'lost'}, {t['delivered']:,} "
+                         f"delivered, {t['missed']:,} missed, at {t['reader_rate']:,}/s (writer {t['writer_rate']:,}/s)"
+                         f", {t['frames']:,} messages, CPU {t['cpu_percent']:.0f}%"
+                         + (f", {t['error']}" if t["error"] else ""))
+
+    lines.append(f"  {'server encoding alone, no client':<42}{out['websocket_server_encode_per_cpu_s']:>14,.0f}"
+                 " threats per CPU second")
+    lines.append(f"  {'highest rate with zero missed, bare client':<42}"
+                 f"{out['websocket_floor_max_zero_loss_rate']:>14,.0f} events/s (counts threats, no JSON)")
+    tries("websocket_floor_zero_loss_tries")
+    lines.append(f"  {'highest rate with zero missed (WebSocket)':<42}{out['websocket_max_zero_loss_rate']:>14,.0f}"
+                 f" events/s ({out['websocket_zero_loss_app_over_floor']} of the bare client's)")
+    tries("websocket_zero_loss_tries")
+    return lines
+
+
+TABLE_HEAD = (f"{'latency, µs':<44}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>9}{'CPU %':>8}{'missed':>8}"
+              f"{'max stall µs':>14}")
 
 
 def render(out: dict) -> str:
@@ -229,24 +297,11 @@ def render(out: dict) -> str:
         + (f"writer pinned to CPU {out['pinning']['writer_cpu']}, reader to CPU {out['pinning']['reader_cpu']}"
            if out["pinning"]["reader_cpu"] is not None else "not pinned"),
         "",
-        f"{'latency, µs':<44}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>9}{'CPU %':>8}{'missed':>8}"
-        f"{'max stall µs':>14}",
+        TABLE_HEAD,
     ]
 
     def rows(section: dict, title: str):
-        lines.append(title)
-        for name, r in section.items():
-            if r["error"]:
-                lines.append(f"  {name:<42}error: {r['error']}")
-                continue
-            kinds = [("transport", r["transport_us"])]
-            if r["delivery_us"]:
-                kinds.append(("delivery", r["delivery_us"]))
-            for kind, h in kinds:
-                lines.append(f"  {name + ' (' + kind + ')':<42}" + "".join(f"{h[k]:>8.1f}" for k in
-                                                                         ("p50", "p90", "p99", "p99.9"))
-                             + f"{h['max']:>9.0f}{r['cpu_percent']:>8.2f}{r['missed']:>8}"
-                             + f"{r.get('max_stall_us', 0):>14,.0f}")
+        _rows(lines, section, title)
 
     for rate, readers in out.get("rates", {}).items():
         rows(readers, f"{int(rate):,} events/s, one at a time (app reader beside the bare C futex reader)")
@@ -268,16 +323,7 @@ def render(out: dict) -> str:
     lines.append(f"  {'idle CPU (adaptive reader)':<42}{out['idle_cpu_percent']:>13.3f} % "
                  f"(bare C futex reader {out['idle_cpu_floor_percent']:.3f} %)")
     lines.append("")
-    ws_sections = {"steady 1,000 events/s": out["websocket_steady_1000"]}
-    if out["websocket_at_max_rate"]:
-        ws_sections[f"{out['websocket_max_zero_loss_rate']:,.0f} events/s"] = out["websocket_at_max_rate"]
-    rows({k: v for k, v in ws_sections.items()}, "WebSocket (the demo's server in the writer process; CPU % is "
-         "the reading process)")
-    lines.append(f"  {'highest rate with zero missed (WebSocket)':<42}{out['websocket_max_zero_loss_rate']:>14,.0f}"
-                 " events/s")
-    for t in out["websocket_zero_loss_tries"]:
-        lines.append(f"    tried {t['rate']:>11,.0f}/s: {'held' if t['held'] else 'lost'}, {t['delivered']:,} delivered, "
-                     f"{t['missed']:,} missed, at {t['reader_rate']:,}/s, CPU {t['cpu_percent']:.0f}%")
+    lines += render_websocket(out)
     if out.get("low_rates"):
         lines += render_low_rates(out["low_rates"])
     lines.append("")
@@ -317,6 +363,22 @@ def run(args: argparse.Namespace) -> int:
             out = measure_gui(args.short, progress)
             out["app_process"] = measure_app_process(args.short, progress)
             print(json.dumps(out, indent=2) if args.json else render_gui(out))
+            return EXIT_OK
+        if args.websocket:
+            writer = rb.WriterProcess(path, websocket=True, slot_count=args.slot_count)
+            try:
+                out = {"machine": machine(), "mode": "short" if args.short else "full",
+                       **measure_websocket(writer, args.short, progress)}
+            finally:
+                writer.close()
+            if args.json:
+                print(json.dumps(out, indent=2))
+                return EXIT_OK
+            m = out["machine"]
+            print(f"kgmon bench --websocket ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}, "
+                  f"Python {m['python']}")
+            print(TABLE_HEAD)
+            print("\n".join(render_websocket(out)))
             return EXIT_OK
         if args.low_rates:
             writer = rb.WriterProcess(path, slot_count=args.slot_count)

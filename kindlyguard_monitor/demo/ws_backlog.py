@@ -6,7 +6,8 @@ pending deque and its sender task woken. The sender sends what is pending
 as ONE `threat` message; while that send is in flight (the socket's write
 buffer is over the 32 KiB high-water mark, i.e. the client has not taken
 it yet), new events queue up and leave together in the next message. At
-low rates each threat goes out alone; under load messages grow. A message
+low rates each threat goes out alone; under load messages grow (in a flood
+a message that would follow the last one within LINGER_S waits out the rest of it). A message
 carries at most MAX_MESSAGE_THREAT_BYTES of encoded threats (so it stays
 under the 1 MiB a Shield client accepts); a longer backlog is split.
 Each client's backlog is bounded (max_backlog events): a client that
@@ -36,6 +37,15 @@ from kindlyguard_monitor.transport.protocol import threat_message
 MAX_MESSAGE_THREAT_BYTES = 900 << 10  # encoded threats per `threat` message
 MAX_BACKLOG_EVENTS = 200_000  # per client, then the oldest are dropped
 MAX_BUFFERED_BYTES = 128 << 20  # what all clients' backlogs may hold together (held()), then the slowest is cut
+# A flood (FLOOD_AFTER messages in a row each less than LINGER_S / 2 after the one before, until
+# a pause of 2 * LINGER_S) leaves in at most about one message per LINGER_S per client, not one
+# per broadcast: a message that would follow the last within LINGER_S waits out the rest of it
+# (unless LINGER_FULL threats are waiting already). A client pays per message (a frame, a thread
+# hand-off, a queue) as much as for tens of threats. Steady rates up to ~2,000 a second never
+# wait: their messages are further apart.
+LINGER_S = 0.001
+LINGER_FULL = 1000
+FLOOD_AFTER = 3
 HEARTBEAT = json.dumps({"type": "heartbeat"})
 
 
@@ -43,7 +53,8 @@ class Client:
     """One connection's state; touched only in the server thread."""
 
     __slots__ = ("ws", "name", "subscribed", "pending", "pending_bytes", "inflight_bytes", "send_started", "cut",
-                 "dropped", "status_due", "heartbeat_due", "wake", "sending", "commands", "frames_too_big", "sender")
+                 "dropped", "status_due", "heartbeat_due", "wake", "sending", "commands", "frames_too_big", "sender",
+                 "quick", "flood")
 
     def __init__(self, ws: ServerConnection):
         self.ws = ws
@@ -56,7 +67,7 @@ class Client:
         self.pending: deque[str] = deque()  # encoded threats not yet sent (at most max_backlog)
         self.pending_bytes = 0  # their length
         self.inflight_bytes = 0  # the message being handed to the socket
-        self.send_started = 0.0  # when that began (monotonic)
+        self.send_started = 0.0  # when that began (monotonic); when the last one began, after it
         self.cut = False  # disconnected for holding too much
         self.dropped = 0  # events dropped because this client fell behind
         self.status_due = False  # coalesced: at most one pending status broadcast
@@ -66,6 +77,8 @@ class Client:
         self.commands: deque[float] = deque()  # times of the accepted commands of the window
         self.frames_too_big = 0
         self.sender: asyncio.Task | None = None
+        self.quick = 0  # threat messages in a row that followed the one before within LINGER_S / 2
+        self.flood = False  # lingering (see LINGER_S)
 
     def idle(self) -> bool:
         return not (self.pending or self.sending or self.status_due)
@@ -157,6 +170,23 @@ class Backlogs:
         c.pending.clear()
         c.pending_bytes = c.inflight_bytes = 0
 
+    @staticmethod
+    async def _linger(c: Client) -> bool:
+        """In a flood, let the next message gather what comes within LINGER_S of the last
+        (see LINGER_S). True when nothing is left to send after waiting."""
+        gap = time.monotonic() - c.send_started
+        if gap >= 2 * LINGER_S:
+            c.quick, c.flood = 0, False
+        elif gap < LINGER_S / 2:
+            c.quick += 1
+            c.flood = c.flood or c.quick >= FLOOD_AFTER
+        else:
+            c.quick = 0
+        if not c.flood or gap >= LINGER_S or len(c.pending) >= LINGER_FULL:
+            return False
+        await asyncio.sleep(LINGER_S - gap)
+        return not c.pending
+
     async def sender(self, c: Client) -> None:
         """One per client: heartbeats, status broadcasts and threats, one message at a time."""
         ws = c.ws
@@ -173,6 +203,8 @@ class Backlogs:
                         await ws.send(HEARTBEAT)
                     if not c.pending:
                         break
+                    if await self._linger(c):
+                        continue  # unsubscribed, or cut, meanwhile
                     chunk, size, taken = [], 0, 0
                     pending = c.pending
                     while pending and (not chunk or size + len(pending[0]) + 2 <= MAX_MESSAGE_THREAT_BYTES):

@@ -19,7 +19,8 @@ Threads
                     (threats, heartbeats, status broadcasts), one heartbeat
                     task. Every piece of per-client state lives in this
                     thread; broadcast() hands it encoded threats with
-                    loop.call_soon_threadsafe. The two values the main thread
+                    loop.call_soon_threadsafe (once for all the broadcasts
+                    made before the loop takes them). The two values the main thread
                     reads (protection_enabled, a client count) and the one it
                     writes (threats_blocked) are single-writer ints/bools.
 
@@ -49,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -68,7 +70,7 @@ from kindlyguard_monitor.demo.ws_admission import (
 from kindlyguard_monitor.demo.ws_backlog import MAX_BACKLOG_EVENTS, MAX_BUFFERED_BYTES, Backlogs, Client
 from kindlyguard_monitor.threats import Published
 from kindlyguard_monitor.transport import local_auth
-from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, event_id, status_message, threat_json
+from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, numbered_threats_json, status_message
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT
 
 __all__ = ["DEFAULT_PORT", "DemoWsServer", "WsServerError"]
@@ -88,6 +90,10 @@ TOGGLE_PER_S = 1.0  # then one a second (the Shield's limiter: burst 60, about o
 RATE_LIMITED = json.dumps({"type": "error", "message": "Rate limit exceeded"})
 INVALID_JSON = json.dumps({"type": "error", "message": "Invalid JSON"})
 
+
+def encode_events(events: list[Published]) -> list[str]:
+    """The JSON of each event's THREAT, as every subscriber gets it."""
+    return numbered_threats_json(events)
 
 
 def unknown_command(kind) -> str:
@@ -127,6 +133,11 @@ class DemoWsServer(ThreadedServer):
         self._toggle_at = time.monotonic()
         self.toggles_refused = 0
         self._subscribers = 0  # read (racily, harmlessly) by broadcast() to skip encoding
+        # broadcast() -> the server thread: encoded threats not yet handed over, and whether a
+        # hand-off is scheduled (a flood of small broadcasts wakes the loop once, not each time)
+        self._handoff_lock = threading.Lock()
+        self._handoff: list[str] = []
+        self._handoff_due = False
         self._closing = False
         self.frames_too_big = 0
 
@@ -154,11 +165,23 @@ class DemoWsServer(ThreadedServer):
         loop = self._loop
         if not events or loop is None or self._closing or self._subscribers == 0:
             return  # nobody to send to: do not even encode
-        encoded = [threat_json(e.threat, event_id(e.generation, e.seq), seq=e.seq, mono_ns=e.mono_ns) for e in events]
+        encoded = encode_events(events)
+        with self._handoff_lock:  # one wake-up of the loop for all that comes before it runs
+            self._handoff.extend(encoded)
+            if self._handoff_due:
+                return
+            self._handoff_due = True
         try:
-            loop.call_soon_threadsafe(self._backlogs.deliver, encoded)
+            loop.call_soon_threadsafe(self._take_handoff)
         except RuntimeError:  # the loop is gone (stopping)
             pass
+
+    def _take_handoff(self) -> None:
+        """In the server thread: every broadcast since the last call, for every subscriber, in order."""
+        with self._handoff_lock:
+            encoded, self._handoff, self._handoff_due = self._handoff, [], False
+        if encoded:
+            self._backlogs.deliver(encoded)
 
     def _start_problem(self, exc: BaseException) -> str | None:
         if isinstance(exc, local_auth.LocalAuthError):

@@ -83,9 +83,11 @@ class LinkQueue:
         self._overflow = item if isinstance(item, Overflow) else None
         self._cond.notify()
 
-    def put_threats(self, message, threats: list) -> bool:
-        """Queue a threat message (protocol.Threats) if it fits, else count its threats."""
-        weight = sum(len(t.source) + len(t.details) for t in threats) + THREAT_OBJECT_BYTES * len(threats)
+    def put_threats(self, message, threats: list, frame_bytes: int | None = None) -> bool:
+        """Queue a threat message (protocol.Threats) if it fits, else count its threats.
+        Its weight: the frame's length when given (the threats' text came from it), else their text's."""
+        text = frame_bytes if frame_bytes is not None else sum(len(t.source) + len(t.details) for t in threats)
+        weight = text + THREAT_OBJECT_BYTES * len(threats)
         with self._cond:
             if self.weight + weight <= self.max_weight or not self._items:
                 self._append(message, weight)

@@ -96,7 +96,13 @@ class Numbering:
     def accept(self, threats: list[ThreatEvent]) -> list[ThreatEvent]:
         """Drop duplicates, count gaps; returns the threats to deliver."""
         out = []
+        next_seq = self.next_seq
         for t in threats:
+            expected = next_seq.get(t.generation)
+            if expected is not None and t.seq == expected:  # the usual: the next number
+                next_seq[t.generation] = expected + 1
+                out.append(t)
+                continue
             if t.seq is None:
                 out.append(t)
                 self.started = True

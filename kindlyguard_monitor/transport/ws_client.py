@@ -322,7 +322,7 @@ class WsLink:
         self.frames += 1
         message = protocol.parse_frame(frame, time.monotonic_ns())
         if isinstance(message, protocol.Threats):
-            self.events.put_threats(message, message.threats)
+            self.events.put_threats(message, message.threats, len(frame))
             return
         if isinstance(message, protocol.BadFrame):
             self.bad_frames[message.kind] += 1
