@@ -311,14 +311,14 @@ class ThreatTableModel(QAbstractTableModel):
         return colours
 
     def cells_for(self, index: QModelIndex) -> tuple | None:
-        """(row key, column, the six texts, background, foreground, alignment) of a cell, for the
-        table's delegate; None outside the table."""
+        """(column, text, background, foreground, alignment) of a cell, for the table's
+        delegate; None outside the table."""
         r, col = index.row(), index.column()
         if not (0 <= r < len(self._rows)) or not (0 <= col < len(self.HEADERS)):
             return None
         row = self._rows[r]
         cells = self._cells_of(row)
-        return row.key, col, cells[_DISPLAY], cells[_BACKGROUND][col], cells[_FOREGROUND][col], _ALIGNMENTS[col]
+        return col, cells[_DISPLAY][col], cells[_BACKGROUND][col], cells[_FOREGROUND][col], _ALIGNMENTS[col]
 
     def multiData(self, index: QModelIndex, span) -> None:
         """Every role a delegate paints a cell with, in one call (Qt's default asks data()

@@ -60,65 +60,85 @@ CACHE_LIMIT = 4000  # laid-out cells kept (a screenful is ~100): dropped whole p
 
 class CellDelegate(QStyledItemDelegate):
     """Paints a feed cell from the model's cached texts (ThreatTableModel.cells_for) with a
-    QStaticText laid out once per cell and width: Qt's own delegate lays every cell's text out
-    again on every paint (and asks the model once per role), which made a repaint of the table
-    cost 17-26 ms of CPU on a loaded 2-core VM while threats arrive at 60 updates a second.
-    The text is plain (QStaticText's PlainText format: outside text is never markup). The
-    focused cell, and any cell of another model, are left to Qt's delegate."""
+    QStaticText laid out once per text and column width, shared by every cell showing it (the
+    severity, type and blocked columns have a handful of texts): Qt's own delegate lays every
+    cell's text out again on every paint, and asks the model once per role. The text is plain
+    (QStaticText's PlainText format: outside text is never markup). The focused cell, and any
+    cell of another model, are left to Qt's delegate."""
 
     def __init__(self, view: "ThreatTableView"):
         super().__init__(view)
         self.view = view
-        self._laid_out: dict = {}  # (row key, column, width) -> (QStaticText, x offset, y offset)
+        self._laid_out: dict = {}  # (column, width, text) -> (QStaticText, x offset, y offset)
+        self._margin: int | None = None
+        self._same_rows = False  # this paint: the proxy shows every row of the model, in its order
+        self._colours: dict = {}  # this paint: colour group -> (highlight brush, highlighted text, text)
         self.painted = 0  # cells painted here (tests)
 
     def forget(self) -> None:
         """Font or style changed: lay every cell out again."""
         self._laid_out.clear()
+        self._margin = None
+
+    def begin_paint(self) -> None:
+        """Once per paint of the table, what every cell of it shares."""
+        view = self.view
+        # The proxy filters but never reorders (the model sorts itself): with every row
+        # accepted, a proxy row is the model's row (no mapToSource per cell).
+        self._same_rows = view.proxy.rowCount() == view.threats.rowCount()
+        self._colours = {}
 
     def paint(self, painter, option, index) -> None:
         view = self.view
-        cells = view.threats.cells_for(view.proxy.mapToSource(index)) if index.model() is view.proxy else None
+        if index.model() is not view.proxy:
+            super().paint(painter, option, index)
+            return
+        cells = view.threats.cells_for(index if self._same_rows else view.proxy.mapToSource(index))
         state = option.state.value
         if cells is None or state & _FOCUSED:
             super().paint(painter, option, index)
             return
-        key, col, texts, background, foreground, alignment = cells
+        col, text, background, foreground, alignment = cells
         rect = option.rect
-        pal = option.palette
         group = _DISABLED_GROUP if not state & _ENABLED else _ACTIVE_GROUP if state & _ACTIVE else _INACTIVE_GROUP
+        colours = self._colours.get(group)
+        if colours is None:
+            pal = option.palette
+            colours = self._colours[group] = (pal.brush(group, _HIGHLIGHT), pal.color(group, _HIGHLIGHTED_TEXT),
+                                              pal.color(group, _TEXT))
         if state & _SELECTED:
-            painter.fillRect(rect, pal.brush(group, _HIGHLIGHT))
-            painter.setPen(pal.color(group, _HIGHLIGHTED_TEXT))
+            painter.fillRect(rect, colours[0])
+            painter.setPen(colours[1])
         elif background is not None:
             painter.fillRect(rect, background)
             painter.setPen(foreground)
         else:
-            painter.setPen(pal.color(group, _TEXT))
-        width, height = rect.width(), rect.height()
-        cache_key = (key, col, width)
+            painter.setPen(colours[2])
+        x, y, width, height = rect.getRect()
+        cache_key = (col, width, text)
         laid = self._laid_out.get(cache_key)
         if laid is None:
-            laid = self._lay_out(texts[col], width, height, alignment, option)
+            laid = self._lay_out(text, width, height, alignment, option)
             if len(self._laid_out) >= CACHE_LIMIT:
                 self._laid_out.clear()
             self._laid_out[cache_key] = laid
         static, dx, dy = laid
-        painter.drawStaticText(QPointF(rect.x() + dx, rect.y() + dy), static)
+        painter.drawStaticText(x + dx, y + dy, static)
         self.painted += 1
 
     def _lay_out(self, text: str, width: int, height: int, alignment: int, option) -> tuple:
-        margin = self.view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.view) + 1
+        margin = self._margin
+        if margin is None:
+            view = self.view
+            margin = self._margin = view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, view) + 1
         fm = option.fontMetrics
         room = max(0, width - 2 * margin)
-        shown = fm.elidedText(text, _ELIDE, room) if fm.horizontalAdvance(text) > room else text
-        static = QStaticText(shown)
+        static = QStaticText(fm.elidedText(text, _ELIDE, room))  # the text itself when it fits
         static.setTextFormat(_PLAIN)
         static.prepare(font=option.font)
-        advance = fm.horizontalAdvance(shown)
-        dx = margin + max(0, (room - advance) // 2) if alignment & _CENTERED else margin
-        dy = (height - fm.height()) / 2
-        return static, dx, dy
+        size = static.size()
+        dx = margin + max(0, (room - int(size.width())) // 2) if alignment & _CENTERED else margin
+        return static, dx, int((height - size.height()) // 2)
 
 
 class ThreatTableView(QTableView):
@@ -142,6 +162,10 @@ class ThreatTableView(QTableView):
         self.verticalHeader().setSectionResizeMode(self.verticalHeader().ResizeMode.Fixed)
         self.cells = CellDelegate(self)
         self.setItemDelegate(self.cells)
+
+    def paintEvent(self, event) -> None:
+        self.cells.begin_paint()
+        super().paintEvent(event)
 
     def changeEvent(self, event) -> None:
         if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
