@@ -310,15 +310,13 @@ class ThreatTableModel(QAbstractTableModel):
             colours = self._colours[1][level] = (palette.qcolor(bg), palette.qcolor(fg))
         return colours
 
-    def cells_for(self, index: QModelIndex) -> tuple | None:
-        """(column, text, background, foreground, alignment) of a cell, for the table's
-        delegate; None outside the table."""
-        r, col = index.row(), index.column()
-        if not (0 <= r < len(self._rows)) or not (0 <= col < len(self.HEADERS)):
+    def row_cells(self, r: int) -> tuple | None:
+        """(texts, backgrounds, foregrounds, alignments) of row `r`, one per column, for the
+        table's paint; None outside the table."""
+        if not 0 <= r < len(self._rows):
             return None
-        row = self._rows[r]
-        cells = self._cells_of(row)
-        return col, cells[_DISPLAY][col], cells[_BACKGROUND][col], cells[_FOREGROUND][col], _ALIGNMENTS[col]
+        cells = self._cells_of(self._rows[r])
+        return cells[_DISPLAY], cells[_BACKGROUND], cells[_FOREGROUND], _ALIGNMENTS
 
     def multiData(self, index: QModelIndex, span) -> None:
         """Every role a delegate paints a cell with, in one call (Qt's default asks data()
