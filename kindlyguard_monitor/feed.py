@@ -17,7 +17,8 @@ and `Feed.totals`.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
+from operator import attrgetter
 from typing import Iterable, NamedTuple
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
@@ -28,6 +29,7 @@ from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
 # The most rows one update puts in the table: ~3 µs of Python each, so at most
 # about 60 updates/s × 1,000 rows keep the GUI thread responsive under a flood.
 ROWS_PER_UPDATE = 1000
+_KEY, _SEVERITY, _BLOCKED = attrgetter("key"), attrgetter("severity"), attrgetter("blocked")
 
 
 class Update(NamedTuple):
@@ -79,9 +81,10 @@ class Feed:
                 continue
             news.append(batch._replace(events=fresh))
             added += len(fresh)
-            for e in fresh:
-                totals["blocked"] += bool(e.blocked)
-                totals[severity_level(e.severity)] += 1
+            # counted in C (a flood's batch has a handful of distinct severities)
+            totals["blocked"] += sum(map(bool, map(_BLOCKED, fresh)))
+            for severity, n in Counter(map(_SEVERITY, fresh)).items():
+                totals[severity_level(severity)] += n
         totals["total"] += added
         budget = min(self.rows_per_update, self.max_rows) if list_rows else 0
         rows: list[ThreatEvent] = []
@@ -97,6 +100,16 @@ class Feed:
 
     def _remember(self, events: Iterable[ThreatEvent]) -> list[ThreatEvent]:
         seen, order = self._seen, self._order
+        events = events if isinstance(events, list) else list(events)
+        keys = list(map(_KEY, events))
+        if seen.isdisjoint(keys):  # the usual case, all new: set operations in C
+            before = len(seen)
+            seen.update(keys)
+            if len(seen) - before == len(keys):
+                order.extend(keys)
+                self._forget()
+                return events
+            seen.difference_update(keys)  # a key twice in the batch: one at a time below
         fresh = []
         for e in events:
             key = e.key
@@ -109,6 +122,7 @@ class Feed:
         return fresh
 
     def _forget(self) -> None:
-        seen, order = self._seen, self._order
-        while len(order) > self.max_rows:
-            seen.discard(order.popleft())
+        excess = len(self._order) - self.max_rows
+        if excess > 0:
+            popleft = self._order.popleft
+            self._seen.difference_update([popleft() for _ in range(excess)])

@@ -81,8 +81,14 @@ class Overview:
         now = self._now_minute(now_us)
         oldest = now - DAY_MINUTES + 1
         events = events if isinstance(events, list) else list(events)
-        minutes_of = map(MINUTE_US.__rfloordiv__, map(_TIMESTAMP, events))
-        groups = Counter(zip(minutes_of, map(_GROUP, events)))  # all in C
+        if not events:
+            return 0
+        stamps = list(map(_TIMESTAMP, events))
+        first, last = min(stamps) // MINUTE_US, max(stamps) // MINUTE_US
+        if first == last:  # the usual case, one minute: no (minute, group) pair per threat
+            groups = {(first, group): n for group, n in Counter(map(_GROUP, events)).items()}
+        else:
+            groups = Counter(zip(map(MINUTE_US.__rfloordiv__, stamps), map(_GROUP, events)))  # all in C
         minutes = self._minutes
         added = 0
         for (minute, (severity, blocked, threat_type, source)), n in groups.items():

@@ -5,6 +5,9 @@ a reference to the app (gui/app.py's MonitorApp), so nothing makes a cycle with 
 
 from __future__ import annotations
 
+from itertools import chain
+from operator import attrgetter
+
 from PySide6.QtCore import QObject
 
 from kindlyguard_monitor.feed import Update
@@ -15,6 +18,7 @@ from kindlyguard_monitor.gui.tray import TrayController
 from kindlyguard_monitor.threats import CRITICAL, HIGH
 from kindlyguard_monitor.vocabulary import Transport
 
+_SEVERITY = attrgetter("severity")
 TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected"}
 
 
@@ -43,13 +47,12 @@ def connect_tray(app: QObject) -> None:
 def announce(update: Update, totals: dict, tray: TrayController, notifier: Notifier) -> None:
     """The feed's news to the notifier, and the totals to the tray; the tray's icon turns for
     threats worth a notification only."""
-    threshold = notifier.policy.threshold
-    worth_it = False
-    for b in update.news:  # each event's key names the row a click on the notification opens
-        notifier.offer(b.events)
-        worth_it = worth_it or any(e.severity >= threshold for e in b.events)
+    # One offer for the whole update (a flood's slice is many batches); each event's key
+    # names the row a click on the notification opens.
+    events = list(chain.from_iterable(b.events for b in update.news))
+    notifier.offer(events)
     tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
-    if worth_it:
+    if max(map(_SEVERITY, events), default=0) >= notifier.policy.threshold:
         tray.set_state("threat")
 
 

@@ -24,9 +24,9 @@ would collide, and elides the legend to the width; paintEvent draws exactly
 what it returns, and the tests check its rectangles for intersections over
 many data shapes and sizes.
 
-set_data() only keeps a cheap snapshot (the regrouped counts and two
-percentiles); all drawing happens in paintEvent, which Qt only calls while
-the widget is visible.
+set_data() only keeps the histograms; the snapshot (the regrouped counts and
+two percentiles) is taken when `series` is first read after it, by paintEvent,
+which Qt only calls while the widget is visible: a hidden tab costs nothing.
 """
 
 from __future__ import annotations
@@ -273,7 +273,8 @@ class LatencyHistogram(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.transport_name = ""
-        self.series: list[Series] = []
+        self._histograms: tuple = (None, None)  # (transport, to screen) as last given
+        self._series: list[Series] | None = []  # their snapshot; None: not taken since set_data
         self.last_markers: list[Marker] = []  # what the last paintEvent drew (for tests)
         self.last_layout: Layout | None = None
         self.last_paint_empty: bool | None = None
@@ -288,8 +289,18 @@ class LatencyHistogram(QWidget):
 
     def set_data(self, transport_name: str, transport_hist, screen_hist=None) -> None:
         self.transport_name = transport_name or ""
-        self.series = [s for s in (snapshot(TRANSPORT, transport_hist), snapshot(SCREEN, screen_hist)) if s]
-        self.update()
+        self._histograms = (transport_hist, screen_hist)
+        self._series = None
+        if self.isVisible():
+            self.update()
+
+    @property
+    def series(self) -> list[Series]:
+        """The histograms last given, regrouped (taken on first use after set_data)."""
+        if self._series is None:
+            transport_hist, screen_hist = self._histograms
+            self._series = [s for s in (snapshot(TRANSPORT, transport_hist), snapshot(SCREEN, screen_hist)) if s]
+        return self._series
 
     # ---- painting ----
 

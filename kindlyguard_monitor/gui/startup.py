@@ -15,15 +15,22 @@ from kindlyguard_monitor.transport.urls import ws_url_problem
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 
 log = logging.getLogger(__name__)
+# The collector's thresholds once started (Python's default: 700, 10, 10). Under the
+# 100,000/s flood the reader thread makes ~300,000 tracked objects a second, queued for
+# the GUI thread a moment: with the default, ~1,000 young collections a second promoted
+# them, and the full collections that followed (up to 400 ms each, the GIL held) stalled
+# the GUI thread and the reader alike (`kgmon bench --gui`, docs/benchmarks.md).
+GC_THRESHOLDS = (20_000, 20, 100)
 
 
 def freeze_startup_objects() -> None:
     """Move everything alive after start-up (modules, Qt wrappers: ~40,000 objects)
-    out of the garbage collector's sight. Under a flood the full collections then
-    scan only what the flood made: the longest pause went from ~36 ms to ~11 ms
-    in `kgmon bench --gui`, and such a pause stalls the GUI and the reader alike."""
+    out of the garbage collector's sight, and collect less often (GC_THRESHOLDS).
+    Under a flood the full collections then scan only what the flood made, and
+    seldom: such a pause stalls the GUI and the reader alike."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def ms_since_process_start() -> float:

@@ -33,6 +33,10 @@ BADGES = {
 SHM_V1_BADGE = "Shared memory · Shield format v1, polled"  # the Shield's own ring: no wake-up, we poll it
 REASON_LIMIT = 90
 RATE_WINDOW_S = 1.0
+# While threats stream the counters and the title are redrawn at most this often (the
+# first arrival after a pause at once): at 60 deliveries a second each refresh re-laid
+# the counters row and re-set the window title, a fifth of the GUI thread's Python.
+LABELS_INTERVAL_S = 0.25
 COUNTERS = ("total", "blocked", "Low", "Medium", "High", "Critical", "rate", "missed", "corrupt")
 
 
@@ -64,6 +68,10 @@ class StatusDisplay(QObject):
         self._rate_timer = QTimer(self)
         self._rate_timer.setInterval(1000)
         self._rate_timer.timeout.connect(self._tick)
+        self._labels_at = -LABELS_INTERVAL_S  # monotonic time of the last refresh for arrivals
+        self._labels_timer = QTimer(self)  # the refresh deferred by LABELS_INTERVAL_S
+        self._labels_timer.setSingleShot(True)
+        self._labels_timer.timeout.connect(self._refresh_shown)
 
     def _window(self) -> QMainWindow:
         return self.parent()
@@ -105,11 +113,24 @@ class StatusDisplay(QObject):
     # ---------------------------------------------------------------- what the window is told
 
     def count_arrivals(self, rows: int) -> None:
-        self._arrivals.append((time.monotonic(), rows))
+        now = time.monotonic()
+        self._arrivals.append((now, rows))
         if self._window().isVisible():
-            self.refresh_labels()
+            wait = self._labels_at + LABELS_INTERVAL_S - now
+            if wait <= 0:
+                self._labels_at = now
+                self._labels_timer.stop()
+                self.refresh_labels()
+            elif not self._labels_timer.isActive():
+                self._labels_timer.start(max(1, int(wait * 1000)))
             if not self._rate_timer.isActive():
                 self._rate_timer.start()
+
+    @Slot()
+    def _refresh_shown(self) -> None:
+        self._labels_at = time.monotonic()
+        if self._window().isVisible():
+            self.refresh_labels()
 
     def set_transport(self, transport: str, reason: str) -> None:
         self.transport = Transport(transport) if transport in BADGES else Transport.DISCONNECTED
@@ -174,6 +195,7 @@ class StatusDisplay(QObject):
 
     def window_hidden(self) -> None:
         self._rate_timer.stop()  # nothing to redraw while hidden
+        self._labels_timer.stop()
 
     # ---------------------------------------------------------------- drawing
 

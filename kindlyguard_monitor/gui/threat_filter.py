@@ -14,7 +14,7 @@ from __future__ import annotations
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 
 from kindlyguard_monitor.event import ThreatEvent
-from kindlyguard_monitor.gui.threat_model import ThreatTableModel
+from kindlyguard_monitor.gui.threat_model import _FLAGS, ThreatTableModel
 from kindlyguard_monitor.textsafe import visible
 
 
@@ -89,6 +89,18 @@ class ThreatFilterModel(QSortFilterProxyModel):
             source.sort(column, order)
         else:
             super().sort(column, order)
+
+    # ---- painting: one call into Python per cell (see ThreatTableModel.multiData)
+
+    def multiData(self, index: QModelIndex, span) -> None:
+        source = self.sourceModel()
+        if isinstance(source, ThreatTableModel):
+            source.multiData(self.mapToSource(index), span)
+        else:
+            super().multiData(index, span)
+
+    def flags(self, index: QModelIndex):
+        return _FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
         row = self._row(source_row)

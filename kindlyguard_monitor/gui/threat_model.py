@@ -34,6 +34,11 @@ TOOLTIP_LIMIT = 1000
 
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
+_DISPLAY = Qt.ItemDataRole.DisplayRole
+_ALIGN = Qt.ItemDataRole.TextAlignmentRole
+_BACKGROUND = Qt.ItemDataRole.BackgroundRole
+_FOREGROUND = Qt.ItemDataRole.ForegroundRole
+_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 
 
 def plain_tooltip(text: str) -> str:
@@ -62,6 +67,10 @@ class ThreatTableModel(QAbstractTableModel):
         self._sort_descending = False
         self._sort_keys: list | None = None
         self._row_of: dict[EventKey, int] | None = None
+        # What a painted row shows, made once per row when it is first painted (never for rows
+        # a flood pushes out unseen): key -> {role: [value per column]} (see _cells_of).
+        self._cells: dict[EventKey, dict] = {}
+        self._colours: tuple = (None, {})  # (the palette in use, level -> (background, text) QColors)
 
     # ---- feeding ----
 
@@ -112,6 +121,7 @@ class ThreatTableModel(QAbstractTableModel):
             key = self._rows[i].key
             if self._numbers.get(key) == last - i:  # not since reused by a newer row
                 del self._numbers[key]
+                self._cells.pop(key, None)
         del self._rows[self._max_rows:]
         self.endRemoveRows()
 
@@ -128,6 +138,7 @@ class ThreatTableModel(QAbstractTableModel):
         self._sort_keys = None if self._sort_keys is None else []
         self._row_of = None
         self._numbers = {}
+        self._cells = {}
         self._inserted = 0
         self.endResetModel()
 
@@ -229,6 +240,7 @@ class ThreatTableModel(QAbstractTableModel):
             self.beginRemoveRows(QModelIndex(), start, end)
             for r in self._rows[start:end + 1]:
                 del numbers[r.key]
+                self._cells.pop(r.key, None)
             del self._rows[start:end + 1]
             del self._sort_keys[start:end + 1]
             self.endRemoveRows()
@@ -265,9 +277,62 @@ class ThreatTableModel(QAbstractTableModel):
         return None
 
     def flags(self, index):
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+        return _FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
+
+    # ---- painting: what a cell shows, made once per row
+
+    def display_texts(self, row: ThreatEvent) -> list[str]:
+        """The six cells' text, as shown (outside text through visible())."""
+        return [local_time(row.timestamp_unix_us), severity_name(row.severity), threat_type_name(row.threat_type),
+                visible(row.source), elide(visible(row.details), DETAILS_DISPLAY_LIMIT),
+                "Yes" if row.blocked else "No"]
+
+    def _cells_of(self, row: ThreatEvent) -> dict:
+        """{role: [value per column]} for the roles a cell is painted with; made on the row's
+        first paint and kept while it is in the table (the colours: while the palette is the same)."""
+        cells = self._cells.get(row.key)
+        if cells is None:
+            cells = self._cells[row.key] = {_DISPLAY: self.display_texts(row), _ALIGN: _ALIGNMENTS}
+        pal = palette.current()
+        if cells.get("palette") is not pal:
+            bg, fg = self._severity_qcolours(severity_level(row.severity), pal)
+            cells[_BACKGROUND] = (None, bg, None, None, None, None)
+            cells[_FOREGROUND] = (None, fg, None, None, None, None)
+            cells["palette"] = pal
+        return cells
+
+    def _severity_qcolours(self, level: int, pal) -> tuple:
+        if self._colours[0] is not pal:
+            self._colours = (pal, {})
+        colours = self._colours[1].get(level)
+        if colours is None:
+            bg, fg = palette.severity_colours(level, pal)
+            colours = self._colours[1][level] = (palette.qcolor(bg), palette.qcolor(fg))
+        return colours
+
+    def row_cells(self, r: int) -> tuple | None:
+        """(texts, backgrounds, foregrounds, alignments) of row `r`, one per column, for the
+        table's paint; None outside the table."""
+        if not 0 <= r < len(self._rows):
+            return None
+        cells = self._cells_of(self._rows[r])
+        return cells[_DISPLAY], cells[_BACKGROUND], cells[_FOREGROUND], _ALIGNMENTS
+
+    def multiData(self, index: QModelIndex, span) -> None:
+        """Every role a delegate paints a cell with, in one call (Qt's default asks data()
+        once per role: seven calls into Python per cell, each painted cell)."""
+        r, col = index.row(), index.column()
+        if not (0 <= r < len(self._rows)) or not (0 <= col < len(self.HEADERS)) or not index.isValid():
+            for d in span:
+                d.clearData()
+            return
+        cells = self._cells_of(self._rows[r])
+        for d in span:
+            values = cells.get(d.role())
+            if values is None:
+                d.clearData()
+            else:
+                d.setData(values[col])
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -276,20 +341,8 @@ class ThreatTableModel(QAbstractTableModel):
         if not (0 <= r < len(self._rows)):
             return None
         row = self._rows[r]
-        if role == Qt.ItemDataRole.DisplayRole:
-            if col == self.TIME:
-                return local_time(row.timestamp_unix_us)
-            if col == self.SEVERITY:
-                return severity_name(row.severity)
-            if col == self.TYPE:
-                return threat_type_name(row.threat_type)
-            if col == self.SOURCE:
-                return visible(row.source)
-            if col == self.DETAILS:
-                return elide(visible(row.details), DETAILS_DISPLAY_LIMIT)
-            if col == self.BLOCKED:
-                return "Yes" if row.blocked else "No"
-            return None
+        if role == _DISPLAY:
+            return self._cells_of(row)[_DISPLAY][col] if 0 <= col < len(self.HEADERS) else None
         if role == self.RowRole:
             return row
         if role == self.SortRole:
@@ -300,9 +353,10 @@ class ThreatTableModel(QAbstractTableModel):
             if col == self.SOURCE:
                 return plain_tooltip(row.source)
             return None
-        if col == self.SEVERITY and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole):
-            bg, fg = palette.severity_colours(severity_level(row.severity))  # the light or dark variant in use
-            return palette.qcolor(bg if role == Qt.ItemDataRole.BackgroundRole else fg)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(_CENTER.value) if col in (self.SEVERITY, self.BLOCKED) else int(_LEFT.value)
+        if role in (_BACKGROUND, _FOREGROUND, _ALIGN) and 0 <= col < len(self.HEADERS):
+            return self._cells_of(row)[role][col]  # severity colours: the light or dark variant in use
         return None
+
+
+_ALIGNMENTS = tuple(int((_CENTER if col in (ThreatTableModel.SEVERITY, ThreatTableModel.BLOCKED) else _LEFT).value)
+                    for col in range(len(ThreatTableModel.HEADERS)))

@@ -189,9 +189,21 @@ class TrayController(QObject):
         return self._icons[self.state]
 
     def _refresh(self) -> None:
-        if self.tray is not None:
-            self.tray.setIcon(self.current_icon())
-            self.tray.setToolTip(self.tooltip())
+        """Set the icon and tooltip when they changed (the counts change with every delivery:
+        a tray host is sent each new icon and tooltip over D-Bus)."""
+        if self.tray is None:
+            return
+        icon_now, tooltip = self.current_icon(), self.tooltip()
+        shown = getattr(self, "_shown", None)
+        if shown is not None and shown[0] is self.tray:
+            if shown[1] is not icon_now:
+                self.tray.setIcon(icon_now)
+            if shown[2] != tooltip:
+                self.tray.setToolTip(tooltip)
+        else:
+            self.tray.setIcon(icon_now)
+            self.tray.setToolTip(tooltip)
+        self._shown = (self.tray, icon_now, tooltip)
 
     # -- the icon and the tray host ----------------------------------------------
 

@@ -144,7 +144,8 @@ def test_gui_bench_short_runs():
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     for phase in ("steady_1000", "flood_100000"):
-        assert set(out[phase]) == {"publish_to_row_ms", "rows_measured", "event_loop_lateness_ms", "rows_in_table"}
+        assert set(out[phase]) == {"publish_to_row_ms", "rows_measured", "event_loop_lateness_ms", "rows_in_table",
+                                   "gui_thread_cpu_percent", "load_average"}
     assert out["flood_100000"]["rows_in_table"] <= 10_000, "the feed stays bounded"
 
 

@@ -255,3 +255,17 @@ def test_a_requested_protection_state_is_shown_as_asked_until_confirmed(win):
     assert "turning off" in win.shield_label.text() and "not confirmed" in win.shield_label.text()
     win.set_shield_status(False, 4)
     assert win.shield_label.text().startswith("Protection OFF")
+
+
+def test_counters_are_redrawn_at_most_every_interval_while_threats_stream(win, qtbot, monkeypatch):
+    """The first arrival shows at once; the next ones within LABELS_INTERVAL_S wait for one
+    deferred refresh (at 60 deliveries a second each refresh re-laid the counters row)."""
+    from kindlyguard_monitor.gui import status_display
+
+    monkeypatch.setattr(status_display, "LABELS_INTERVAL_S", 1.0)
+    add_batches(win, [batch(ev(1))])
+    assert win.counter_labels["total"].text() == "Threats: 1"
+    add_batches(win, [batch(ev(2), ev(3))])
+    assert win.counter_labels["total"].text() == "Threats: 1"  # deferred, not dropped
+    qtbot.waitUntil(lambda: win.counter_labels["total"].text() == "Threats: 3", timeout=5000)
+    assert win.windowTitle() == "KindlyGuard Monitor — 3 threats"
