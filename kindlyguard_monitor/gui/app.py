@@ -5,6 +5,9 @@ socket: the reader thread does, and only emits signals.
     kgmon            start the app
     kgmon --demo     start it with the built-in demo writer as a child process
                      (kindlyguard_monitor/gui/demo_process.py)
+    kgmon --fleet URL  watch the fleet's NATS JetStream stream instead of this
+                     machine's Shield (fleet/source.py on the reader thread; its
+                     own history file, fleet-history.sqlite3, beside the usual one)
 
 Its other parts, each in its own module: the threat history's part (start-up,
 the restored feed, the History window) app_history.py; the menus and shortcuts
@@ -26,6 +29,7 @@ from PySide6.QtWidgets import QApplication
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import app_tray, keyboard
+from kindlyguard_monitor.gui.app_fleet import fleet_history_path, fleet_source
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.app_menus import install_menus, protection_toggler
 from kindlyguard_monitor.gui.demo_process import DemoWriter
@@ -40,6 +44,7 @@ from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.signal_wakeup import SignalWakeup
 from kindlyguard_monitor.gui.single_instance import SingleInstance
+from kindlyguard_monitor.gui.single_instance import default_name as default_instance_name
 from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
 from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
 from kindlyguard_monitor.history.store import HistoryStore
@@ -63,7 +68,7 @@ class MonitorApp(QObject):
     tests/integration/test_gui_threads.py checks that every slot runs on the GUI thread."""
 
     def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool,
-                 settings: Settings | None = None, history: HistoryStore | None = None):
+                 settings: Settings | None = None, history: HistoryStore | None = None, source=None):
         super().__init__()
         self.qapp = qapp
         self.settings = settings
@@ -77,7 +82,10 @@ class MonitorApp(QObject):
         self.protection = ProtectionController(self.window, self.tray, self.notifier,
                                                send=protection_toggler(self), parent=self)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
-        self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
+        self.source = source  # `kgmon --fleet`: the fleet's source (fleet/source.py) instead of this machine's Shield
+        self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history, source=source)
+        if source is not None:
+            self.window.set_fleet_mode(True)
         self._started = False
         self._shut_down = False
         if settings is not None:
@@ -133,7 +141,7 @@ class MonitorApp(QObject):
         if new == (old.shm_path, old.ws_url, old.spin_ns):
             return False
         old.shutdown()
-        self.reader = ReaderThread(new[0], new[1], spin_ns=new[2], history=self.history)
+        self.reader = ReaderThread(new[0], new[1], spin_ns=new[2], history=self.history, source=self.source)
         self._wire_reader(self.reader)
         self.demo.shm_path = new[0]  # a demo started from now on writes where the app reads
         log.info("reading from %s (WebSocket %s) now", new[0], new[1])
@@ -353,6 +361,10 @@ class MonitorApp(QObject):
 def run(args: argparse.Namespace, started=None) -> int:
     """The app's main: `started(monitor)`, when given, is called once the app is
     up (the end-to-end tests use it to watch the real app from inside)."""
+    fleet = fleet_source(args)
+    if isinstance(fleet, str):
+        print(f"kgmon: {visible(fleet)}", file=sys.stderr)
+        return 2
     log_to_stderr(logging.INFO)  # every record made visible: log lines carry server text and paths
     set_windows_app_id()  # before the first window: the taskbar and notifications carry the app's name
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
@@ -360,16 +372,18 @@ def run(args: argparse.Namespace, started=None) -> int:
     qapp.setOrganizationName("KindlyGuard")
     qapp.setDesktopFileName("kindlyguard-monitor")
     qapp.setQuitOnLastWindowClosed(False)
-    instance = SingleInstance()
+    # The fleet view is another instance than this machine's own monitor (both may run).
+    instance = SingleInstance(None if fleet is None else default_instance_name() + "-fleet")
     if not instance.acquire():
         print("kgmon: KindlyGuard Monitor is already running; brought its window forward", file=sys.stderr)
         return 0
     settings = Settings()
     shm_path = str(default_ring_path(getattr(args, "shm_path", None) or settings.ring_path or None))
     ws_url = choose_ws_url(getattr(args, "ws_url", None), settings.ws_url)
-    history = HistoryStore()  # $KINDLYGUARD_HISTORY_PATH, else the user's data folder
-    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False), settings=settings,
-                         history=history)
+    # $KINDLYGUARD_HISTORY_PATH, else the user's data folder; the fleet's threats in a file of their own
+    history = HistoryStore(None if fleet is None else fleet_history_path())
+    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False) and fleet is None,
+                         settings=settings, history=history, source=fleet)
     instance.activation_requested.connect(monitor.show_window)
     monitor.start(show_window=not getattr(args, "hidden", False))
     freeze_startup_objects()

@@ -44,8 +44,8 @@ def plain_tooltip(text: str) -> str:
 
 
 class ThreatTableModel(QAbstractTableModel):
-    TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED = range(6)
-    HEADERS = ("Time", "Severity", "Type", "Source", "Details", "Blocked")
+    TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED, HOST = range(7)
+    HEADERS = ("Time", "Severity", "Type", "Source", "Details", "Blocked", "Host")  # Host: shown in the fleet view
     RowRole = Qt.ItemDataRole.UserRole + 1
     SortRole = Qt.ItemDataRole.UserRole + 2  # what a column sorts by: numbers for time, severity, blocked
 
@@ -248,6 +248,8 @@ class ThreatTableModel(QAbstractTableModel):
             return row.details.casefold()
         if col == self.BLOCKED:
             return 1 if row.blocked else 0
+        if col == self.HOST:
+            return row.host.casefold()
         return None
 
     # ---- Qt model ----
@@ -289,6 +291,8 @@ class ThreatTableModel(QAbstractTableModel):
                 return elide(visible(row.details), DETAILS_DISPLAY_LIMIT)
             if col == self.BLOCKED:
                 return "Yes" if row.blocked else "No"
+            if col == self.HOST:
+                return visible(row.host)
             return None
         if role == self.RowRole:
             return row
@@ -299,6 +303,8 @@ class ThreatTableModel(QAbstractTableModel):
                 return plain_tooltip(row.details)
             if col == self.SOURCE:
                 return plain_tooltip(row.source)
+            if col == self.HOST:
+                return plain_tooltip(row.host)
             return None
         if col == self.SEVERITY and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole):
             bg, fg = palette.severity_colours(severity_level(row.severity))  # the light or dark variant in use

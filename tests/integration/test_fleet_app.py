@@ -1,0 +1,151 @@
+"""The app's fleet view (issue 16 item 2): `kgmon --fleet` shows every workstation's threats.
+
+A real nats-server on loopback (one per module), two simulated workstations whose histories are
+forwarded by the real Forwarder (fleet/forwarder.py) under two host names, and the real app
+reading the stream through its reader thread (fleet/source.py): every threat with its Host, the
+host filter, (host, key) dedupe of a redelivered message, the fleet's own history file, and a
+viewer restarted catching up from where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import free_port, wait_reader_settled
+from fleet_servers import NatsServer, run
+from history_data import make_history, ring_batch, ring_event, start_store
+
+from kindlyguard_monitor.fleet import connect as fc
+from kindlyguard_monitor.fleet import subjects
+from kindlyguard_monitor.history import query
+from kindlyguard_monitor.history.store import HistoryStore
+
+pytest.importorskip("nats")
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory):
+    s = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield s.url
+    s.kill()
+
+
+def forward(url: str, hist, host: str) -> None:
+    """Everything in `hist` into the stream as workstation `host`, until acknowledged."""
+    from kindlyguard_monitor.fleet.forwarder import Forwarder
+
+    fwd = Forwarder(hist, fc.Options((url,)), host)
+
+    async def main():
+        return await fwd.run(asyncio.Event(), until_idle=True)
+
+    assert run(main()), fwd.stats.state
+
+
+def fleet_app(qapp, tmp_path, url: str, consumer: str):
+    from kindlyguard_monitor.fleet.source import FleetSource
+    from kindlyguard_monitor.gui.app import MonitorApp
+
+    options = fc.Options((url,))
+    return MonitorApp(qapp, str(tmp_path / "no-ring.shm"), f"ws://127.0.0.1:{free_port()}", demo=False,
+                      history=HistoryStore(tmp_path / "fleet-history.sqlite3"),
+                      source=lambda: FleetSource(options, consumer, subjects.ALL_SUBJECTS))
+
+
+def hosts_of(model) -> list[str]:
+    return sorted(model.row_at(i).host for i in range(model.rowCount()))
+
+
+def test_the_app_shows_the_fleet_by_host_dedupes_and_catches_up(qtbot, qapp, nats_url, tmp_path):
+    # Two workstations with the same writer generation and seqs: their keys are equal locally.
+    a = make_history(tmp_path / "a.sqlite3", [ring_batch([ring_event(i, severity=1 + i % 4) for i in range(6)])])
+    b = make_history(tmp_path / "b.sqlite3", [ring_batch([ring_event(i, details=f"b {i}") for i in range(4)])])
+    forward(nats_url, a, "ws-a")
+    forward(nats_url, b, "ws-b")
+
+    monitor = fleet_app(qapp, tmp_path, nats_url, "viewer-test-app")
+    try:
+        monitor.start()
+        model, window = monitor.window.model, monitor.window
+        qtbot.waitUntil(lambda: model.rowCount() == 10, timeout=15000)
+        assert hosts_of(model) == ["ws-a"] * 6 + ["ws-b"] * 4
+        assert not window.table.isColumnHidden(model.HOST)
+        qtbot.waitUntil(lambda: window.status.badge.text() == f"Fleet: {nats_url} (2 hosts)", timeout=5000)
+        assert monitor.feed.totals["total"] == 10
+        # The host filter narrows the feed to one workstation.
+        combo = window.filters.host_combo
+        assert combo.isVisible() and [combo.itemData(i) for i in range(combo.count())] == [None, "ws-a", "ws-b"]
+        window.filters.filter_host("ws-b")
+        assert window.proxy.rowCount() == 4
+        assert {window.proxy.data(window.proxy.index(i, model.HOST)) for i in range(4)} == {"ws-b"}
+        window.filters.clear()
+        assert window.proxy.rowCount() == 10
+
+        # The same message delivered again (the stream holds it twice under another id): one threat.
+        body = run(_first_body(nats_url, "kindlyguard.threats.ws-b.>"))
+        run(_publish(nats_url, "kindlyguard.threats.ws-b.medium", body, "redelivered-1"))
+        wait_reader_settled(qtbot, monitor.reader, 11)
+        assert model.rowCount() == 10 and monitor.feed.totals["total"] == 10
+
+        # The fleet's own history holds every threat with its host.
+        assert monitor.history.flush(10)
+        kept = query.recent(tmp_path / "fleet-history.sqlite3", 100)
+        assert sorted(t.host for t in kept) == ["ws-a"] * 6 + ["ws-b"] * 4
+    finally:
+        monitor.shutdown()
+
+    # While the viewer is away, ws-a stores and forwards three more; the viewer comes back.
+    store = start_store(a)
+    store.submit([ring_batch([ring_event(i, details=f"later {i}") for i in range(6, 9)])])
+    assert store.close(60), store.error
+    forward(nats_url, a, "ws-a")
+    monitor = fleet_app(qapp, tmp_path, nats_url, "viewer-test-app")
+    try:
+        monitor.start()
+        model = monitor.window.model
+        qtbot.waitUntil(lambda: model.rowCount() == 13, timeout=15000)
+        wait_reader_settled(qtbot, monitor.reader, 3)
+        assert monitor.feed.totals["total"] == 3, "only what came while away is news"
+        assert sorted(model.row_at(i).details for i in range(3)) == ["later 6", "later 7", "later 8"]
+        assert {model.row_at(i).host for i in range(3)} == {"ws-a"}
+    finally:
+        monitor.shutdown()
+
+
+async def _first_body(url: str, subject: str) -> bytes:
+    import nats
+    from nats.js import api
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(subject, stream=subjects.STREAM,
+                                      config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE))
+        return (await sub.fetch(1, timeout=5))[0].data
+    finally:
+        await nc.close()
+
+
+async def _publish(url: str, subject: str, body: bytes, msg_id: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().publish(subject, body, headers={subjects.H_MSG_ID: msg_id})
+    finally:
+        await nc.close()
+
+
+def test_kgmon_fleet_usage_errors_are_one_line(tmp_path, capsys):
+    from kindlyguard_monitor.cli.main import build_parser, main
+    from kindlyguard_monitor.gui.app_fleet import fleet_source
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--fleet", "http://x"])
+    assert exit_.value.code == 2 and "nats:// or tls://" in capsys.readouterr().err
+    args = build_parser().parse_args(["--fleet", "nats://127.0.0.1:1", "--creds", str(tmp_path / "missing.creds")])
+    assert "creds file" in fleet_source(args) and "cannot be read" in fleet_source(args)
+    args = build_parser().parse_args(["--fleet", "nats://127.0.0.1:1", "--consumer", "a.b"])
+    assert "--consumer" in fleet_source(args)
+    assert fleet_source(build_parser().parse_args([])) is None
