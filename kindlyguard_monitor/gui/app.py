@@ -76,7 +76,7 @@ class MonitorApp(QObject):
         self.feed = Feed()  # what is news (Qt-free); the window shows it, the notifier and tray hear it
         self.theme = ThemeManager(qapp, settings.theme if settings is not None else SYSTEM, parent=self)
         self.window = MainWindow(feed=self.feed)
-        self.app_history = AppHistory(history, self.window, parent=self)  # the store (or None) in the app
+        self.app_history = AppHistory(history, self.window, parent=self, fleet=source is not None)
         self.window.setWindowIcon(icon("kindlyguard"))
         self.tray, self.desktop_notifications, self.notifier = app_tray.build_notifications()
         self.protection = ProtectionController(self.window, self.tray, self.notifier,

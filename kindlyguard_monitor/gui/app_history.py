@@ -39,8 +39,9 @@ class _StoreEvents(QObject):
 class AppHistory(QObject):
     ready = Signal()  # the feed is restored (or the history could not be waited for): start reading
 
-    def __init__(self, store: HistoryStore | None, window: MainWindow, parent=None):
+    def __init__(self, store: HistoryStore | None, window: MainWindow, parent=None, fleet: bool = False):
         super().__init__(parent)
+        self.fleet = fleet  # `kgmon --fleet`: the fleet's own history (a Host column in the History window)
         self.store = store  # every threat on disk (its own writer thread), or None
         self.window = window
         self.history_window: HistoryWindow | None = None
@@ -148,7 +149,7 @@ class AppHistory(QObject):
             self.window.show_message("No threat history in this session.", 10000)
             return
         if self.history_window is None:
-            self.history_window = HistoryWindow(self.store.path)
+            self.history_window = HistoryWindow(self.store.path, fleet=self.fleet)
             self.history_window.setWindowIcon(icon("kindlyguard"))
         self.store.flush(0.2)  # what just arrived is searchable (a store far behind is not waited for)
         self.history_window.show()

@@ -24,7 +24,7 @@ THREAT_COLUMNS = ("key", "time_us", "type", "severity", "blocked", "flags", "sou
                   "transport", "generation", "seq", "stored_at", "host")
 # What readers select, in StoredThreat order of construction (see stored_threat()).
 SELECT_COLUMNS = "id, key, time_us, type, severity, blocked, flags, source, details, transport, " \
-                 "generation, seq, stored_at, host"
+                 "generation, seq, stored_at"  # + host where the file has it (query.py: schema 4)
 
 
 class StoredThreat(NamedTuple):

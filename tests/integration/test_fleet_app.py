@@ -92,6 +92,14 @@ def test_the_app_shows_the_fleet_by_host_dedupes_and_catches_up(qtbot, qapp, nat
         assert monitor.history.flush(10)
         kept = query.recent(tmp_path / "fleet-history.sqlite3", 100)
         assert sorted(t.host for t in kept) == ["ws-a"] * 6 + ["ws-b"] * 4
+        # ... and the History window shows and filters it by host.
+        monitor.open_history()
+        history = monitor.history_window
+        qtbot.waitUntil(lambda: history.matching == 10, timeout=10000)
+        assert history.host.isVisible() and not history.table.isColumnHidden(history.model.HOST)
+        history.host.setText("ws-b")
+        qtbot.waitUntil(lambda: history.matching == 4, timeout=10000)
+        assert {history.model.data(history.model.index(i, history.model.HOST)) for i in range(4)} == {"ws-b"}
     finally:
         monitor.shutdown()
 

@@ -255,6 +255,7 @@ def test_an_old_database_is_migrated_and_keeps_its_threats(path):
     old.execute("PRAGMA user_version = 1")
     old.commit()
     old.close()
+    assert [(t.details, t.host) for t in query.recent(path, 10)] == [("stored by version 1", "")]  # read as it is
 
     s = start_store(path)
     try:
