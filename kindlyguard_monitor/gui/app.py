@@ -29,7 +29,7 @@ from PySide6.QtWidgets import QApplication
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import app_tray, keyboard
-from kindlyguard_monitor.gui.app_fleet import fleet_history_path, fleet_source
+from kindlyguard_monitor.gui.app_fleet import AppForwarder, apply_forwarding, fleet_history_path, fleet_source
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.app_menus import install_menus, protection_toggler
 from kindlyguard_monitor.gui.demo_process import DemoWriter
@@ -86,6 +86,7 @@ class MonitorApp(QObject):
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history, source=source)
         if source is not None:
             self.window.set_fleet_mode(True)
+        self.forwarding = AppForwarder()  # Settings › Forward threats to a NATS server (app_fleet.py)
         self._started = False
         self._shut_down = False
         if settings is not None:
@@ -277,6 +278,7 @@ class MonitorApp(QObject):
         settings the user changed there (one given on the command line stays
         until the user changes it)."""
         self.apply_settings(settings)
+        apply_forwarding(self)
         ring, url, spin = before
         self.reconnect(
             shm_path=str(default_ring_path(settings.ring_path or None)) if settings.ring_path != ring else None,
@@ -308,6 +310,7 @@ class MonitorApp(QObject):
             self.reader.start()
             return
         self.app_history.start()  # then ready -> _on_history_ready starts the reader
+        apply_forwarding(self)
 
     @Slot()
     def _on_history_ready(self) -> None:
@@ -353,6 +356,7 @@ class MonitorApp(QObject):
         self.app_history.stop()
         self.reader.shutdown()
         self.demo.stop()
+        self.forwarding.stop()  # its cursor saved: what was not acknowledged goes again next time
         self.app_history.close()
         if self.desktop_notifications is not None:
             self.desktop_notifications.close()

@@ -157,3 +157,48 @@ def test_kgmon_fleet_usage_errors_are_one_line(tmp_path, capsys):
     args = build_parser().parse_args(["--fleet", "nats://127.0.0.1:1", "--consumer", "a.b"])
     assert "--consumer" in fleet_source(args)
     assert fleet_source(build_parser().parse_args([])) is None
+
+
+def test_the_forwarding_setting_forwards_the_apps_own_history(qtbot, qapp, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from fleet_servers import stream_count
+    from kindlyguard_monitor.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.settings import Settings
+
+    server = NatsServer(tmp_path / "nats").start()  # its own: this machine's host name is not in the other's stream
+    try:
+        settings = Settings(QSettings(str(tmp_path / "kgmon.conf"), QSettings.Format.IniFormat))
+        settings.forward, settings.forward_url, settings.forward_creds = True, server.url, ""
+        settings.sync()
+        conf = tmp_path / "kgmon.conf"
+        assert conf.stat().st_mode & 0o777 == 0o600  # the settings file is its owner's only
+        hist = make_history(tmp_path / "own.sqlite3", [ring_batch([ring_event(i) for i in range(5)])])
+        monitor = MonitorApp(qapp, str(tmp_path / "no-ring.shm"), f"ws://127.0.0.1:{free_port()}", demo=False,
+                             settings=settings, history=HistoryStore(hist))
+        try:
+            monitor.start()
+            mine = subjects.host_filter(subjects.host_token())
+            qtbot.waitUntil(lambda: run(stream_count(server.url, mine)) == 5, timeout=15000)
+            # The status bar's line, read on the history's worker thread, says so.
+            qtbot.waitUntil(lambda: "Forwarding: 0 waiting / last acknowledged at" in
+                            monitor.window.status.history_label.text(), timeout=10000)
+            # Turned off in the settings: the forwarder stops.
+            settings.forward = False
+            monitor.apply_changed_settings((settings.ring_path, settings.ws_url, settings.spin_us), settings)
+            assert not monitor.forwarding.running
+        finally:
+            monitor.shutdown()
+    finally:
+        server.kill()
+
+
+def test_forwarding_settings_keep_secrets_out():
+    from kindlyguard_monitor.gui.settings_dialog import validate_forwarding
+
+    assert validate_forwarding(False, "", "") is None
+    assert "URL" in validate_forwarding(True, "", "")
+    assert "creds file, not in the URL" in validate_forwarding(True, "nats://me:secret@fleet:4222", "")
+    assert "creds file, not in the URL" in validate_forwarding(True, "nats://token@fleet:4222", "")
+    assert "cannot be read" in validate_forwarding(True, "nats://fleet:4222", "/nonexistent/x.creds")
+    assert validate_forwarding(True, "tls://fleet:4222", "") is None
