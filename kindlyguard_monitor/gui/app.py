@@ -5,9 +5,7 @@ socket: the reader thread does, and only emits signals.
     kgmon            start the app
     kgmon --demo     start it with the built-in demo writer as a child process
                      (kindlyguard_monitor/gui/demo_process.py)
-    kgmon --fleet URL  watch the fleet's NATS JetStream stream instead of this
-                     machine's Shield (fleet/source.py on the reader thread; its
-                     own history file, fleet-history.sqlite3, beside the usual one)
+    kgmon --fleet URL  watch the fleet's stream instead of this machine's Shield (app_fleet.py)
 
 Its other parts, each in its own module: the threat history's part (start-up,
 the restored feed, the History window) app_history.py; the menus and shortcuts
@@ -29,7 +27,8 @@ from PySide6.QtWidgets import QApplication
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import app_tray, keyboard
-from kindlyguard_monitor.gui.app_fleet import AppForwarder, apply_forwarding, fleet_history_path, fleet_source
+from kindlyguard_monitor.gui.app_fleet import AppForwarder, apply_forwarding, fleet_history_path, fleet_source, \
+    instance_name
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.app_menus import install_menus, protection_toggler
 from kindlyguard_monitor.gui.demo_process import DemoWriter
@@ -44,7 +43,6 @@ from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.signal_wakeup import SignalWakeup
 from kindlyguard_monitor.gui.single_instance import SingleInstance
-from kindlyguard_monitor.gui.single_instance import default_name as default_instance_name
 from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
 from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
 from kindlyguard_monitor.history.store import HistoryStore
@@ -84,8 +82,7 @@ class MonitorApp(QObject):
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
         self.source = source  # `kgmon --fleet`: the fleet's source (fleet/source.py) instead of this machine's Shield
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history, source=source)
-        if source is not None:
-            self.window.set_fleet_mode(True)
+        self.window.set_fleet_mode(source is not None)
         self.forwarding = AppForwarder()  # Settings › Forward threats to a NATS server (app_fleet.py)
         self._started = False
         self._shut_down = False
@@ -376,16 +373,14 @@ def run(args: argparse.Namespace, started=None) -> int:
     qapp.setOrganizationName("KindlyGuard")
     qapp.setDesktopFileName("kindlyguard-monitor")
     qapp.setQuitOnLastWindowClosed(False)
-    # The fleet view is another instance than this machine's own monitor (both may run).
-    instance = SingleInstance(None if fleet is None else default_instance_name() + "-fleet")
+    instance = SingleInstance(instance_name(fleet))  # the fleet view and this machine's monitor may both run
     if not instance.acquire():
         print("kgmon: KindlyGuard Monitor is already running; brought its window forward", file=sys.stderr)
         return 0
     settings = Settings()
     shm_path = str(default_ring_path(getattr(args, "shm_path", None) or settings.ring_path or None))
     ws_url = choose_ws_url(getattr(args, "ws_url", None), settings.ws_url)
-    # $KINDLYGUARD_HISTORY_PATH, else the user's data folder; the fleet's threats in a file of their own
-    history = HistoryStore(None if fleet is None else fleet_history_path())
+    history = HistoryStore(fleet_history_path(fleet))  # $KINDLYGUARD_HISTORY_PATH, else the data folder
     monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False) and fleet is None,
                          settings=settings, history=history, source=fleet)
     instance.activation_requested.connect(monitor.show_window)

@@ -13,13 +13,23 @@ import threading
 
 log = logging.getLogger(__name__)
 
-def fleet_history_path():
+def fleet_history_path(fleet=True):
     """The fleet view's history: fleet-history.sqlite3 beside this machine's own history file,
-    so a workstation's own threats and the fleet's are never mixed (docs/fleet.md)."""
+    so a workstation's own threats and the fleet's are never mixed (docs/fleet.md). None (the
+    usual file) when `fleet` is None (not the fleet view)."""
     from kindlyguard_monitor.history.db import history_path
 
+    if fleet is None:
+        return None
     own = history_path()
     return own.with_name("fleet-" + own.name)
+
+
+def instance_name(fleet) -> str | None:
+    """The single-instance name: the fleet view is another instance than this machine's monitor."""
+    from kindlyguard_monitor.gui.single_instance import default_name
+
+    return None if fleet is None else default_name() + "-fleet"
 
 
 def fleet_source(args):
