@@ -81,6 +81,8 @@ def test_the_app_shows_the_fleet_by_host_dedupes_and_catches_up(qtbot, qapp, nat
         assert {window.proxy.data(window.proxy.index(i, model.HOST)) for i in range(4)} == {"ws-b"}
         window.filters.clear()
         assert window.proxy.rowCount() == 10
+        window.show_event(model.row_at(0).key)
+        assert window.details.text.toPlainText().startswith("Host:      ws-")
 
         # The same message delivered again (the stream holds it twice under another id): one threat.
         body = run(_first_body(nats_url, "kindlyguard.threats.ws-b.>"))
@@ -191,6 +193,18 @@ def test_the_forwarding_setting_forwards_the_apps_own_history(qtbot, qapp, tmp_p
             monitor.shutdown()
     finally:
         server.kill()
+
+
+def test_the_badge_says_why_the_fleet_cannot_be_followed(qtbot, qapp, tmp_path):
+    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens
+    monitor = fleet_app(qapp, tmp_path, url, "viewer-nobody-app")
+    try:
+        monitor.start()
+        status = monitor.window.status
+        qtbot.waitUntil(lambda: "no NATS server answers" in status.reason, timeout=15000)
+        assert status.transport == "disconnected" and status.reason.startswith(f"Fleet: {url} — ")
+    finally:
+        monitor.shutdown()
 
 
 def test_forwarding_settings_keep_secrets_out():
