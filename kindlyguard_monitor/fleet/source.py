@@ -12,7 +12,8 @@ poll() returns:
 - TransportChange(FLEET, "Fleet: nats://… (N hosts)") once the consumer is
   open and whenever the number of hosts seen changes (at most once a second),
   or TransportChange(DISCONNECTED, "Fleet: nats://… — why") while it cannot
-  follow; it tries again every RETRY_S.
+  follow (the first connection failed: it tries again every RETRY_S; or the
+  connection was lost: the client reconnects, and the badge says Fleet again).
 
 Gaps from the stream add to `missed`/`corrupt`; a message that is not ours to
 `bad_frames` (BadFrameSeen, its reason attacker-controlled: shown through
@@ -23,6 +24,7 @@ clock (exact_latency False): the workstations' monotonic clocks mean nothing her
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import threading
@@ -178,9 +180,19 @@ class FleetSource:
         if self._stopping.is_set():
             return
         put = self._q.put
+
+        async def lost():
+            if not stop.is_set():
+                put(_Failure("the connection to the server was lost; reconnecting"))
+
+        async def back():
+            put(_OPEN)
+
+        options = dataclasses.replace(self.options, extra={**self.options.extra, "disconnected_cb": lost,
+                                                           "reconnected_cb": back})
         while not stop.is_set():
             try:
-                async for item in follow(self.options, self.consumer, stop, self.filter_subject,
+                async for item in follow(options, self.consumer, stop, self.filter_subject,
                                          on_open=lambda: put(_OPEN)):
                     put(item)
             except (Unavailable, fc.BadOption) as exc:

@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 from conftest import free_port, wait_reader_settled
-from fleet_servers import NatsServer, run
+from fleet_servers import NatsServer, create_stream, run
 from history_data import make_history, ring_batch, ring_event, start_store
 
 from kindlyguard_monitor.fleet import connect as fc
@@ -43,14 +43,14 @@ def forward(url: str, hist, host: str) -> None:
     assert run(main()), fwd.stats.state
 
 
-def fleet_app(qapp, tmp_path, url: str, consumer: str):
+def fleet_app(qapp, tmp_path, url: str, consumer: str, retry_s: float = 3.0):
     from kindlyguard_monitor.fleet.source import FleetSource
     from kindlyguard_monitor.gui.app import MonitorApp
 
     options = fc.Options((url,))
     return MonitorApp(qapp, str(tmp_path / "no-ring.shm"), f"ws://127.0.0.1:{free_port()}", demo=False,
                       history=HistoryStore(tmp_path / "fleet-history.sqlite3"),
-                      source=lambda: FleetSource(options, consumer, subjects.ALL_SUBJECTS))
+                      source=lambda: FleetSource(options, consumer, subjects.ALL_SUBJECTS, retry_s))
 
 
 def hosts_of(model) -> list[str]:
@@ -196,15 +196,25 @@ def test_the_forwarding_setting_forwards_the_apps_own_history(qtbot, qapp, tmp_p
 
 
 def test_the_badge_says_why_the_fleet_cannot_be_followed(qtbot, qapp, tmp_path):
-    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens
-    monitor = fleet_app(qapp, tmp_path, url, "viewer-nobody-app")
+    server = NatsServer(tmp_path / "nats")  # not started yet: nobody listens
+    monitor = fleet_app(qapp, tmp_path, server.url, "viewer-lost-app", retry_s=0.2)
     try:
         monitor.start()
         status = monitor.window.status
         qtbot.waitUntil(lambda: "no NATS server answers" in status.reason, timeout=15000)
-        assert status.transport == "disconnected" and status.reason.startswith(f"Fleet: {url} — ")
+        assert status.transport == "disconnected" and status.reason.startswith(f"Fleet: {server.url} — ")
+        server.start()
+        run(create_stream(server.url, 1))
+        qtbot.waitUntil(lambda: status.transport == "fleet", timeout=15000)  # it tried again
+        assert status.badge.text() == f"Fleet: {server.url} (0 hosts)"
+        server.kill()  # the connection lost: said, and said again when it is back
+        qtbot.waitUntil(lambda: "connection to the server was lost" in status.reason, timeout=15000)
+        assert status.transport == "disconnected"
+        server.start()
+        qtbot.waitUntil(lambda: status.transport == "fleet", timeout=15000)
     finally:
         monitor.shutdown()
+        server.kill()
 
 
 def test_forwarding_settings_keep_secrets_out():
