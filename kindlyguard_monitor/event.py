@@ -16,6 +16,8 @@ Identity is computed once per event, when the event is made:
   send no `seq`): a 20-byte BLAKE2b digest of the content (time, type,
   severity, blocked, source, details). Two such threats identical in all of
   these, to the microsecond, are one threat.
+- from the fleet (`kgmon --fleet`): a digest of the host and the threat's own
+  key as its history gave it (`fleet_key`), so identity is (host, key).
 
 The packed form is the history's primary key; the text id is what `kgmon
 tail` and `kgmon export` print ("<generation hex>-<seq>", else "content-<hex>").
@@ -136,6 +138,7 @@ class ThreatEvent(NamedTuple):
     wire_id: str = ""  # the id a WebSocket server gave it ("" from the ring)
     exact_latency: bool = True  # publish_mono_ns is the writer's (False: estimated from the wall clock)
     context: Any = None  # the WebSocket's `context`, as sent
+    host: str = ""  # the workstation it came from (the fleet view); "" for this machine's own
 
     @property
     def latency_ns(self) -> int | None:
@@ -164,6 +167,18 @@ class ThreatEvent(NamedTuple):
         }
 
 
+def fleet_key(host: str, text_id: str) -> EventKey:
+    """A fleet threat's identity: its host with the key its own history gave it (its text id),
+    so two workstations' seq 1 are two threats and a redelivered message is one. A 20-byte
+    digest, like a content key (another personalisation: the two cannot imitate each other)."""
+    h = hashlib.blake2b(digest_size=20, person=b"kgmon-fleet")
+    host_b = clean_text(host).encode("utf-8")
+    h.update(len(host_b).to_bytes(4, "big"))
+    h.update(host_b)
+    h.update(clean_text(text_id).encode("utf-8"))
+    return EventKey(None, None, h.digest())
+
+
 def threat_event(*, transport: Transport, generation: int | None, seq: int | None, timestamp_unix_us: int,
                  threat_type: int, severity: int, blocked: bool, source: str, details: str, flags: int = 0,
                  publish_mono_ns: int | None = None, observe_mono_ns: int | None = None, wire_id: str = "",
@@ -174,7 +189,7 @@ def threat_event(*, transport: Transport, generation: int | None, seq: int | Non
                        threat_type, severity, blocked, flags, source, details, wire_id, exact_latency, context)
 
 
-_RING_TAIL = ("", True, None)  # wire_id, exact_latency, context
+_RING_TAIL = ("", True, None, "")  # wire_id, exact_latency, context, host
 
 
 def from_ring(events, generation: int | None, transport: Transport = Transport.SHM) -> list[ThreatEvent]:

@@ -21,6 +21,7 @@ class Transport(StrEnum):
     WEBSOCKET = "websocket"  # the Shield's WebSocket
     DISCONNECTED = "disconnected"  # neither: retrying both
     HISTORY = "history"  # restored from the threat history at start (no live transport)
+    FLEET = "fleet"  # the fleet's NATS JetStream stream (`kgmon --fleet URL`)
 
 
 # What a reader may be told to use ("auto": shared memory when healthy, else the WebSocket).

@@ -1,6 +1,6 @@
 """kgmon: the KindlyGuard Monitor command line.
 
-    kgmon         the desktop app (--demo: with the built-in demo writer)
+    kgmon         the desktop app (--demo: with the built-in demo writer; --fleet URL: the fleet's threats)
     kgmon demo    a demo writer: realistic threats into the ring and the WebSocket
     kgmon tail    a headless reader: one line (or JSON object) per threat
     kgmon doctor  checks what a user needs checked, and says what to do
@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--hidden", action="store_true", help="start in the tray, without showing the window")
     gui.add_argument("--shm-path", metavar="PATH", help="the ring file (see the commands' --shm-path)")
     gui.add_argument("--ws-url", type=ws_url, metavar="URL", help=f"the Shield's WebSocket (default {DEFAULT_WS_URL})")
+    gui.add_argument("--fleet", type=forward.nats_urls, metavar="URL",
+                     help="watch the fleet's threats on this NATS server (nats:// or tls://) instead of this "
+                     "machine's Shield (docs/fleet.md)")
+    gui.add_argument("--consumer", metavar="NAME",
+                     help="with --fleet: this viewer's durable consumer (default viewer-<host>-<user>-app)")
+    gui.add_argument("--fleet-host", metavar="HOST", help="with --fleet: only this workstation's threats")
+    forward.add_connection_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, tail, bench, doctor, export, forward):
         module.add_parser(sub, common)

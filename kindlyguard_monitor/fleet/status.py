@@ -23,6 +23,12 @@ def status_text(history_path: str | os.PathLike) -> str | None:
     return None if st is None else _describe(st)
 
 
+def read(history_path: str | os.PathLike) -> tuple[str | None, int]:
+    """(status_text, threats waiting) in one read: the app's worker thread asks this."""
+    st = outbox.status(history_path, STREAM)
+    return (None, 0) if st is None else (_describe(st), st.waiting)
+
+
 OTLP = "OTLP"  # the OpenTelemetry exporter's cursor (fleet/otlp.py CURSOR)
 _WORDS = {STREAM: ("Forwarding", "last acknowledged at", "kgmon forward --nats URL"),
           OTLP: ("OpenTelemetry export", "last accepted at", "kgmon forward --otlp URL")}

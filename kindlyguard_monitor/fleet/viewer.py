@@ -77,10 +77,11 @@ async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS,
 
 
 async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
-                 filter_subject: str = s.ALL_SUBJECTS, limit: int | None = None) -> AsyncIterator:
+                 filter_subject: str = s.ALL_SUBJECTS, limit: int | None = None, on_open=None) -> AsyncIterator:
     """Everything the consumer has not acknowledged, then what arrives, until `stop` is set
     (or `limit` messages were handed on). Messages fetched but not handed on when it stops
-    are given back at once (nak), so the next session starts with them, in order."""
+    are given back at once (nak), so the next session starts with them, in order.
+    `on_open()`, when given, is called once the consumer is open (the app's badge)."""
     from nats.errors import Error as NatsError
     from nats.errors import TimeoutError as NatsTimeout
 
@@ -101,6 +102,8 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
         raise Unavailable(str(exc)) from None
     try:
         sub = await open_consumer(nc, consumer, filter_subject, server_said=said)
+        if on_open is not None:
+            on_open()
         handed = 0
         while not stop.is_set() and (limit is None or handed < limit):
             want = FETCH if limit is None else max(1, min(FETCH, limit - handed))

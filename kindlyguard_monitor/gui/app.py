@@ -5,6 +5,7 @@ socket: the reader thread does, and only emits signals.
     kgmon            start the app
     kgmon --demo     start it with the built-in demo writer as a child process
                      (kindlyguard_monitor/gui/demo_process.py)
+    kgmon --fleet URL  watch the fleet's stream instead of this machine's Shield (app_fleet.py)
 
 Its other parts, each in its own module: the threat history's part (start-up,
 the restored feed, the History window) app_history.py; the menus and shortcuts
@@ -26,6 +27,8 @@ from PySide6.QtWidgets import QApplication
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import app_tray, keyboard
+from kindlyguard_monitor.gui.app_fleet import AppForwarder, apply_forwarding, fleet_history_path, fleet_source, \
+    instance_name
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.app_menus import install_menus, protection_toggler
 from kindlyguard_monitor.gui.demo_process import DemoWriter
@@ -63,7 +66,7 @@ class MonitorApp(QObject):
     tests/integration/test_gui_threads.py checks that every slot runs on the GUI thread."""
 
     def __init__(self, qapp: QApplication, shm_path: str, ws_url: str, demo: bool,
-                 settings: Settings | None = None, history: HistoryStore | None = None):
+                 settings: Settings | None = None, history: HistoryStore | None = None, source=None):
         super().__init__()
         self.qapp = qapp
         self.settings = settings
@@ -71,13 +74,16 @@ class MonitorApp(QObject):
         self.feed = Feed()  # what is news (Qt-free); the window shows it, the notifier and tray hear it
         self.theme = ThemeManager(qapp, settings.theme if settings is not None else SYSTEM, parent=self)
         self.window = MainWindow(feed=self.feed)
-        self.app_history = AppHistory(history, self.window, parent=self)  # the store (or None) in the app
+        self.app_history = AppHistory(history, self.window, parent=self, fleet=source is not None)
         self.window.setWindowIcon(icon("kindlyguard"))
         self.tray, self.desktop_notifications, self.notifier = app_tray.build_notifications()
         self.protection = ProtectionController(self.window, self.tray, self.notifier,
                                                send=protection_toggler(self), parent=self)
         spin_ns = int(settings.spin_us * 1000) if settings else DEFAULT_SPIN_NS
-        self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history)
+        self.source = source  # `kgmon --fleet`: the fleet's source (fleet/source.py) instead of this machine's Shield
+        self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history, source=source)
+        self.window.set_fleet_mode(source is not None)
+        self.forwarding = AppForwarder()  # Settings › Forward threats to a NATS server (app_fleet.py)
         self._started = False
         self._shut_down = False
         if settings is not None:
@@ -133,7 +139,7 @@ class MonitorApp(QObject):
         if new == (old.shm_path, old.ws_url, old.spin_ns):
             return False
         old.shutdown()
-        self.reader = ReaderThread(new[0], new[1], spin_ns=new[2], history=self.history)
+        self.reader = ReaderThread(new[0], new[1], spin_ns=new[2], history=self.history, source=self.source)
         self._wire_reader(self.reader)
         self.demo.shm_path = new[0]  # a demo started from now on writes where the app reads
         log.info("reading from %s (WebSocket %s) now", new[0], new[1])
@@ -269,6 +275,7 @@ class MonitorApp(QObject):
         settings the user changed there (one given on the command line stays
         until the user changes it)."""
         self.apply_settings(settings)
+        apply_forwarding(self)
         ring, url, spin = before
         self.reconnect(
             shm_path=str(default_ring_path(settings.ring_path or None)) if settings.ring_path != ring else None,
@@ -300,6 +307,7 @@ class MonitorApp(QObject):
             self.reader.start()
             return
         self.app_history.start()  # then ready -> _on_history_ready starts the reader
+        apply_forwarding(self)
 
     @Slot()
     def _on_history_ready(self) -> None:
@@ -345,6 +353,7 @@ class MonitorApp(QObject):
         self.app_history.stop()
         self.reader.shutdown()
         self.demo.stop()
+        self.forwarding.stop()  # its cursor saved: what was not acknowledged goes again next time
         self.app_history.close()
         if self.desktop_notifications is not None:
             self.desktop_notifications.close()
@@ -353,6 +362,10 @@ class MonitorApp(QObject):
 def run(args: argparse.Namespace, started=None) -> int:
     """The app's main: `started(monitor)`, when given, is called once the app is
     up (the end-to-end tests use it to watch the real app from inside)."""
+    fleet = fleet_source(args)
+    if isinstance(fleet, str):
+        print(f"kgmon: {visible(fleet)}", file=sys.stderr)
+        return 2
     log_to_stderr(logging.INFO)  # every record made visible: log lines carry server text and paths
     set_windows_app_id()  # before the first window: the taskbar and notifications carry the app's name
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
@@ -360,16 +373,16 @@ def run(args: argparse.Namespace, started=None) -> int:
     qapp.setOrganizationName("KindlyGuard")
     qapp.setDesktopFileName("kindlyguard-monitor")
     qapp.setQuitOnLastWindowClosed(False)
-    instance = SingleInstance()
+    instance = SingleInstance(instance_name(fleet))  # the fleet view and this machine's monitor may both run
     if not instance.acquire():
         print("kgmon: KindlyGuard Monitor is already running; brought its window forward", file=sys.stderr)
         return 0
     settings = Settings()
     shm_path = str(default_ring_path(getattr(args, "shm_path", None) or settings.ring_path or None))
     ws_url = choose_ws_url(getattr(args, "ws_url", None), settings.ws_url)
-    history = HistoryStore()  # $KINDLYGUARD_HISTORY_PATH, else the user's data folder
-    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False), settings=settings,
-                         history=history)
+    history = HistoryStore(fleet_history_path(fleet))  # $KINDLYGUARD_HISTORY_PATH, else the data folder
+    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False) and fleet is None,
+                         settings=settings, history=history, source=fleet)
     instance.activation_requested.connect(monitor.show_window)
     monitor.start(show_window=not getattr(args, "hidden", False))
     freeze_startup_objects()

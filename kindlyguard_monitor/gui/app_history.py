@@ -11,12 +11,13 @@ in this session's counters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from kindlyguard_monitor.fleet.status import status_text as fleet_status_text
+from kindlyguard_monitor.fleet import status as fleet_status
 from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.resources import icon
@@ -34,18 +35,27 @@ class _StoreEvents(QObject):
     """Brings the history store's callbacks (its own thread) to the GUI thread."""
 
     error = Signal(object)  # message, or None when writing works again
+    forwarding = Signal(object, int)  # the forwarding line (or None) and the threats waiting, read off the GUI thread
 
 
 class AppHistory(QObject):
     ready = Signal()  # the feed is restored (or the history could not be waited for): start reading
 
-    def __init__(self, store: HistoryStore | None, window: MainWindow, parent=None):
+    def __init__(self, store: HistoryStore | None, window: MainWindow, parent=None, fleet: bool = False):
         super().__init__(parent)
+        self.fleet = fleet  # `kgmon --fleet`: the fleet's own history (a Host column in the History window)
         self.store = store  # every threat on disk (its own writer thread), or None
         self.window = window
         self.history_window: HistoryWindow | None = None
         self._events = _StoreEvents(self)
         self._events.error.connect(self._on_error)
+        self._events.forwarding.connect(self._on_forwarding)
+        # "Forwarding: N waiting / …" is read from SQLite (1-10 ms) on this worker, never on the GUI thread.
+        self._forwarding_text: str | None = None
+        self._forwarding_worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._forwarding_asked = False
+        self._forwarding_waiting = 0
+        self.forwarding_on = False  # the app's own forwarder runs (app_fleet.apply_forwarding)
         self._poll = QTimer(self)
         self._poll.setInterval(READY_POLL_MS)
         self._poll.timeout.connect(self._check_ready)
@@ -75,6 +85,9 @@ class AppHistory(QObject):
     def close(self) -> None:
         """Stop, let the History window's worker end, write what the store still holds and close it."""
         self.stop()
+        if self._forwarding_worker is not None:
+            self._forwarding_worker.shutdown(wait=True, cancel_futures=True)
+            self._forwarding_worker = None
         if self.history_window is not None:
             self.history_window.close_worker()
         if self.store is not None:
@@ -119,7 +132,47 @@ class AppHistory(QObject):
 
     @Slot()
     def show_size(self) -> None:
-        """The history's size (and backlog, or why it cannot write) in the status bar."""
+        """The history's size (and backlog, or why it cannot write) in the status bar; the
+        forwarding line as last read, and a fresh read of it asked of the worker."""
+        store = self.store
+        if store is None or self._stopped or not self.window.isVisible():
+            return
+        self._show_size()
+        self._ask_forwarding(store.path)
+
+    def _ask_forwarding(self, path) -> None:
+        if self._forwarding_asked:  # one read at a time: its answer shows the newest state anyway
+            return
+        if self._forwarding_worker is None:
+            self._forwarding_worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kgmon-forwarding")
+        self._forwarding_asked = True
+        emit = self._events.forwarding.emit
+
+        def read():
+            try:
+                emit(*fleet_status.read(path))
+            except Exception as exc:  # never raised into Qt
+                log.debug("forwarding status: %s", exc)
+                emit(None, 0)
+
+        self._forwarding_worker.submit(read)
+
+    @Slot(object, int)
+    def _on_forwarding(self, text, waiting: int) -> None:
+        self._forwarding_asked = False
+        if self._stopped:
+            return
+        if text != self._forwarding_text:
+            self._forwarding_text = text
+            self._show_size()
+        # The app's forwarder on and not done (or not started yet), or the count moving (a `kgmon
+        # forward` at work): look again soon. Otherwise nothing is polled: the next threats ask again.
+        busy = self.forwarding_on and (text is None or waiting)
+        if (busy or (waiting and waiting != self._forwarding_waiting)) and not self._size_timer.isActive():
+            self._size_timer.start()
+        self._forwarding_waiting = waiting
+
+    def _show_size(self) -> None:
         store = self.store
         if store is None or self._stopped or not self.window.isVisible():
             return
@@ -131,7 +184,7 @@ class AppHistory(QObject):
             text += " — " + READ_ONLY_TEXT
         elif store.error:
             text += " — not saving: " + store.error
-        forwarding = fleet_status_text(store.path)  # issue 16: None unless this history is forwarded
+        forwarding = self._forwarding_text  # issue 16: None unless this history is forwarded
         if forwarding:
             text += " · " + forwarding
         self.window.set_history_status(text, bool(store.error))
@@ -148,7 +201,7 @@ class AppHistory(QObject):
             self.window.show_message("No threat history in this session.", 10000)
             return
         if self.history_window is None:
-            self.history_window = HistoryWindow(self.store.path)
+            self.history_window = HistoryWindow(self.store.path, fleet=self.fleet)
             self.history_window.setWindowIcon(icon("kindlyguard"))
         self.store.flush(0.2)  # what just arrived is searchable (a store far behind is not waited for)
         self.history_window.show()

@@ -19,7 +19,8 @@ from kindlyguard_monitor.threats import CRITICAL, HIGH
 from kindlyguard_monitor.vocabulary import Transport
 
 _SEVERITY = attrgetter("severity")
-TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected"}
+TRAY_STATE = {Transport.SHM: "protected", Transport.WEBSOCKET: "degraded", Transport.DISCONNECTED: "disconnected",
+              Transport.FLEET: "protected"}
 
 
 def build_notifications() -> tuple[TrayController, desktop_notifications.DesktopNotifications | None, Notifier]:

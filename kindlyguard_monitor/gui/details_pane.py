@@ -42,7 +42,8 @@ def _identity(row: ThreatEvent) -> str:
 def plain_text(row: ThreatEvent) -> str:
     """What a person needs: when, how bad, what kind (and what that means), blocked, from where, what."""
     type_name = threat_type_name(row.threat_type)
-    return "\n".join((
+    host = (f"Host:      {visible(row.host)}",) if getattr(row, "host", "") else ()  # the fleet view
+    return "\n".join(host + (
         f"Time:      {iso_time(row.timestamp_unix_us)}",
         f"Severity:  {severity_name(row.severity)}",
         f"Type:      {type_name} — {TYPE_MEANING.get(type_name, TYPE_MEANING['Unknown'])}",

@@ -1,4 +1,4 @@
-"""The main window's filter bar: severity, type, blocked or not, the text
+"""The main window's filter bar: severity, type, blocked or not, the host (fleet view), the text
 filter (debounced), the "7 of 265" match count and Pause scrolling. It sets the
 filter proxy (gui/threat_filter.py); the Overview tab's clicks set it too.
 
@@ -37,6 +37,12 @@ class FilterBar(QObject):
             self.blocked_combo.addItem(label, value)
         self.blocked_combo.setToolTip("Show threats the Shield blocked, those it did not, or both")
         self.blocked_combo.setAccessibleName("Show blocked or not blocked threats")
+        self.host_combo = QComboBox(central)  # the fleet view only (set_hosts_visible): hosts as they appear
+        self.host_combo.addItem("All hosts", None)
+        self.host_combo.setToolTip("Show one workstation's threats, or every host's")
+        self.host_combo.setAccessibleName("Show threats from one host")
+        self.host_combo.setVisible(False)
+        self._hosts: set[str] = set()
         self.search = QLineEdit(central)
         self.search.setPlaceholderText("Filter source and details…")
         self.search.setClearButtonEnabled(True)
@@ -51,12 +57,14 @@ class FilterBar(QObject):
         self.severity_combo.currentIndexChanged.connect(self._apply_severity)
         self.type_combo.currentIndexChanged.connect(self._apply_type)
         self.blocked_combo.currentIndexChanged.connect(self._apply_blocked)
+        self.host_combo.currentIndexChanged.connect(self._apply_host)
         self.search.textChanged.connect(self._search_changed)
         bar = QHBoxLayout()
         bar.addWidget(plain_label("Severity:", central))
         bar.addWidget(self.severity_combo)
         bar.addWidget(self.type_combo)
         bar.addWidget(self.blocked_combo)
+        bar.addWidget(self.host_combo)
         bar.addWidget(self.search, 1)
         bar.addWidget(self.match_label)
         bar.addWidget(self.pause_button)
@@ -82,10 +90,29 @@ class FilterBar(QObject):
     def filter_blocked(self, blocked: bool) -> None:
         self.blocked_combo.setCurrentIndex(self.blocked_combo.findData(bool(blocked)))
 
+    def set_hosts_visible(self, shown: bool) -> None:
+        self.host_combo.setVisible(bool(shown))
+
+    def add_hosts(self, events) -> None:
+        """The fleet view: hosts not seen before join the host filter's list (sorted)."""
+        new = {e.host for e in events} - self._hosts
+        for host in sorted(new):
+            self._hosts.add(host)
+            names = [self.host_combo.itemData(i) for i in range(1, self.host_combo.count())]
+            at = 1 + sum(1 for n in names if n.casefold() < host.casefold())
+            self.host_combo.insertItem(at, visible(host) or "(this machine)", host)
+
+    @Slot(str)
+    def filter_host(self, host: str) -> None:
+        index = self.host_combo.findData(host)
+        if index >= 0:
+            self.host_combo.setCurrentIndex(index)
+
     def clear(self) -> None:
         self.severity_combo.setCurrentIndex(0)
         self.type_combo.setCurrentIndex(0)
         self.blocked_combo.setCurrentIndex(0)
+        self.host_combo.setCurrentIndex(0)
         self._search_timer.stop()
         self.search.blockSignals(True)
         self.search.clear()
@@ -93,6 +120,7 @@ class FilterBar(QObject):
         self.proxy.set_min_severity(self.severity_combo.currentData())
         self.proxy.set_types(None)
         self.proxy.set_blocked(None)
+        self.proxy.set_host(None)
         self.proxy.set_text("")
         self.show_match_count()
 
@@ -123,6 +151,11 @@ class FilterBar(QObject):
     def _apply_type(self, _index: int) -> None:
         number = self.type_combo.currentData()
         self.proxy.set_types(None if number is None else {number})
+        self.show_match_count()
+
+    @Slot(int)
+    def _apply_host(self, _index: int) -> None:
+        self.proxy.set_host(self.host_combo.currentData())
         self.show_match_count()
 
     @Slot(int)

@@ -88,9 +88,10 @@ class _Answers(QObject):
 
 
 class HistoryWindow(QWidget):
-    def __init__(self, history_path, parent=None) -> None:
+    def __init__(self, history_path, parent=None, fleet: bool = False) -> None:
         super().__init__(parent, Qt.WindowType.Window)
-        self.setWindowTitle("KindlyGuard Monitor — History")
+        self.fleet = fleet  # the fleet view's history: a Host column and a host filter
+        self.setWindowTitle("KindlyGuard Monitor — Fleet history" if fleet else "KindlyGuard Monitor — History")
         self.resize(1000, 640)
         self.history_path = str(history_path)
         self._start_worker()
@@ -121,6 +122,9 @@ class HistoryWindow(QWidget):
         self.text.setPlaceholderText("Text in source or details (exact characters, no wildcards)")
         self.source = QLineEdit(self)
         self.source.setPlaceholderText("Source (exact)")
+        self.host = QLineEdit(self)
+        self.host.setPlaceholderText("Host (exact)")
+        self.host.setVisible(self.fleet)
         self.severity = QComboBox(self)
         for number in range(1, 5):
             self.severity.addItem(f"≥ {SEVERITIES[number]}", number)
@@ -157,12 +161,13 @@ class HistoryWindow(QWidget):
         self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         size_columns(self.table, local_date_time(0))  # Type and Source not cut, Blocked in view
+        self.table.setColumnHidden(self.model.HOST, not self.fleet)
         self.table.setWordWrap(False)
         self.details = DetailsPane(self)
 
     def _lay_out(self) -> None:
         filters = QHBoxLayout()
-        for w in (self.text, self.source, self.severity, self.type, self.blocked, self.period, self.since,
+        for w in (self.text, self.source, self.host, self.severity, self.type, self.blocked, self.period, self.since,
                   self.until):
             filters.addWidget(w)
         actions = QHBoxLayout()
@@ -187,6 +192,7 @@ class HistoryWindow(QWidget):
         self._typing.timeout.connect(self.search)
         self.text.textChanged.connect(lambda _t: self._typing.start())
         self.source.textChanged.connect(lambda _t: self._typing.start())
+        self.host.textChanged.connect(lambda _t: self._typing.start())
         for edit in (self.since, self.until):
             edit.dateTimeChanged.connect(lambda _d: self._typing.start())
         for combo in (self.severity, self.type, self.blocked, self.period):
@@ -219,6 +225,7 @@ class HistoryWindow(QWidget):
             source=self.source.text() or None,
             since_us=since_us,
             until_us=until_us,
+            host=(self.host.text() or None) if self.fleet else None,
         )
 
     @Slot()

@@ -111,6 +111,9 @@ class MainWindow(QMainWindow):
         if not update.added:
             return 0
         self.overview.add_batches(update.news)
+        if self.fleet_mode:
+            for b in update.news:
+                self.filters.add_hosts(b.events)
         anchor = self.table.anchor() if self.pause_button.isChecked() else None
         listed = self.model.add_events(update.rows)
         if self.pause_button.isChecked():
@@ -128,8 +131,18 @@ class MainWindow(QMainWindow):
     def show_restored(self, events: list[ThreatEvent]) -> int:
         """Threats restored from the history (oldest first): listed, not counted."""
         fresh = self.feed.restore(events)
+        if self.fleet_mode:
+            self.filters.add_hosts(fresh)
         self.overview.add(fresh)  # restored threats of the last day count in the overview
         return self.model.add_events(fresh)
+
+    fleet_mode = False
+
+    def set_fleet_mode(self, on: bool) -> None:
+        """`kgmon --fleet`: the Host column and the host filter shown."""
+        self.fleet_mode = bool(on)
+        self.table.setColumnHidden(self.model.HOST, not on)
+        self.filters.set_hosts_visible(on)
 
     @Slot(str, str)
     def set_transport(self, transport: str, reason: str) -> None:

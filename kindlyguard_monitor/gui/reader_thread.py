@@ -101,8 +101,11 @@ class ReaderThread(QThread):
     def __init__(self, shm_path: str, ws_url: str, mode: str = "auto", spin_ns: int = DEFAULT_SPIN_NS,
                  max_rate_hz: float = 60, parent=None, *, start: str = "oldest",
                  max_pending: int = MAX_PENDING_EVENTS, stats_rate_hz: float = STATS_RATE_HZ,
-                 history=None):
+                 history=None, source=None):
         super().__init__(parent)
+        # `source`: a callable making what run() polls instead of a TransportManager, with its
+        # start/poll/stop/close and counters (the fleet: kindlyguard_monitor/fleet/source.py).
+        self.source = source
         # Every batch goes to the history (a HistoryStore: submit() never blocks) from this
         # thread, before the GUI's coalescing, so what the GUI drops under a flood is still kept.
         self.history = history
@@ -164,8 +167,8 @@ class ReaderThread(QThread):
     def run(self) -> None:
         self.pinned_cpu = _pin_cpu_from_env()
         try:
-            manager = TransportManager(self.shm_path, self.ws_url, mode=self.mode, start=self.start_at,
-                                       spin_ns=self.spin_ns)
+            manager = self.source() if self.source is not None else TransportManager(
+                self.shm_path, self.ws_url, mode=self.mode, start=self.start_at, spin_ns=self.spin_ns)
         except Exception as exc:
             self.failed.emit(f"cannot set up the transports: {exc}")
             return

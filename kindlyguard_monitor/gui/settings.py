@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 from PySide6.QtCore import QSettings
 
@@ -26,6 +27,11 @@ KEY_SPIN_US = "reader/spin_us"
 KEY_FEED_SIZE = "feed/size"
 KEY_START_AT_LOGIN = "app/start_at_login"
 KEY_MUTED_SOURCES = "notify/muted_sources"
+# Forwarding this machine's threats to the fleet (issue 16): the URL and the *path* of a NATS
+# creds file; never a secret itself (a URL with user:password@ is refused by the dialog).
+KEY_FORWARD = "fleet/forward"
+KEY_FORWARD_URL = "fleet/nats_url"
+KEY_FORWARD_CREDS = "fleet/creds_file"
 MAX_MUTED_SOURCES = 500
 MAX_MUTED_SOURCE_LEN = 4096  # a longer (hostile) source is muted for this session only
 
@@ -122,7 +128,41 @@ class Settings:
         return value if value is not None and lo <= value <= hi else default
 
     def sync(self) -> None:
+        """Write the settings; the file readable by its owner only (0600): it names where the NATS
+        credentials are and which sources are muted, nobody else's business."""
         self._qs.sync()
+        name = self._qs.fileName()
+        try:  # (on Windows the native store is the registry: no file)
+            if name and os.path.isfile(name) and os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:
+            pass
+
+    # forward: "Forward threats to a NATS server" (on: the app runs the forwarder from its history)
+    @property
+    def forward(self) -> bool:
+        return bool(_to_bool(self._raw(KEY_FORWARD)))
+
+    @forward.setter
+    def forward(self, value: bool) -> None:
+        self._qs.setValue(KEY_FORWARD, bool(value))
+
+    @property
+    def forward_url(self) -> str:
+        return self._str(KEY_FORWARD_URL, "")
+
+    @forward_url.setter
+    def forward_url(self, value: str) -> None:
+        self._qs.setValue(KEY_FORWARD_URL, str(value or "").strip())
+
+    @property
+    def forward_creds(self) -> str:
+        """The path of a NATS creds file ("" none): the file stays where it is, never read into settings."""
+        return self._str(KEY_FORWARD_CREDS, "")
+
+    @forward_creds.setter
+    def forward_creds(self, value: str) -> None:
+        self._qs.setValue(KEY_FORWARD_CREDS, str(value or "").strip())
 
     # ring_path
     @property

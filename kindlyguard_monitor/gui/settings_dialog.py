@@ -3,6 +3,7 @@ and turns start-at-login on or off."""
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
@@ -63,6 +64,28 @@ def validate_ws_url(text: str) -> str | None:
     return f"Not a usable WebSocket URL: {problem.split(' is not a WebSocket URL: ', 1)[-1]}." if problem else None
 
 
+def validate_forwarding(enabled: bool, url: str, creds: str) -> str | None:
+    """None if the forwarding settings can be saved, else a plain-text reason. A URL carrying
+    user:password@ (or a token) is refused: secrets belong in a creds file, never in the settings."""
+    url, creds = url.strip(), creds.strip()
+    if not enabled and not url:
+        return None
+    from urllib.parse import urlsplit
+
+    from kindlyguard_monitor.fleet.connect import split_urls, url_problem
+
+    if enabled and not url:
+        return "Forwarding needs the NATS server's URL (nats://host:4222 or tls://host:4222)."
+    problem = url_problem(url)
+    if problem:
+        return f"Not a usable NATS URL: {problem}."
+    if any("@" in (urlsplit(u).netloc or "") for u in split_urls(url)):
+        return "Put the NATS credentials in a creds file, not in the URL (the settings file keeps no secrets)."
+    if creds and not os.access(os.path.expanduser(creds), os.R_OK):
+        return f"The creds file {creds} cannot be read."
+    return None
+
+
 class SettingsDialog(QDialog):
     """`applied(settings)` is emitted after OK has saved the settings."""
 
@@ -109,6 +132,17 @@ class SettingsDialog(QDialog):
             self.theme_combo.addItem(text, value)
         self.theme_combo.setToolTip("System follows the desktop's light or dark setting.")
 
+        # Forwarding this machine's threats to the fleet (docs/fleet.md): a URL and a creds file's path.
+        self.forward_check = QCheckBox("Forward threats to a NATS server")
+        self.forward_check.setToolTip("Every threat this monitor stores is published to the fleet's JetStream "
+                                      "stream, exactly once (docs/fleet.md).")
+        self.forward_url_edit = QLineEdit()
+        self.forward_url_edit.setPlaceholderText("nats://fleet.example:4222 or tls://…")
+        self.forward_creds_edit = QLineEdit()
+        self.forward_creds_edit.setPlaceholderText("Path of a NATS .creds file (optional)")
+        for w in (self.forward_check, self.forward_url_edit, self.forward_creds_edit):
+            (w.toggled if w is self.forward_check else w.textChanged).connect(self._clear_error)
+
         self.error_label = QLabel()
         self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # never render text as HTML
         self.error_label.setWordWrap(True)
@@ -122,6 +156,9 @@ class SettingsDialog(QDialog):
         form.addRow("Colours:", self.theme_combo)
         form.addRow("Threats listed in the window:", self.feed_size_spin)
         form.addRow("", self.start_at_login_check)
+        form.addRow("", self.forward_check)
+        form.addRow("NATS server URL:", self.forward_url_edit)
+        form.addRow("NATS creds file:", self.forward_creds_edit)
         self.spin_us_spin.setToolTip("How long the reader keeps the CPU busy waiting for the next threat before "
                                      "it sleeps: more is faster under load, 0 saves the most power.")
         self.technical = QWidget()
@@ -167,6 +204,9 @@ class SettingsDialog(QDialog):
         self.start_at_login_check.setChecked(settings.start_at_login)
         index = self.theme_combo.findData(settings.theme)
         self.theme_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.forward_check.setChecked(settings.forward)
+        self.forward_url_edit.setText(settings.forward_url)
+        self.forward_creds_edit.setText(settings.forward_creds)
         self._clear_error()
 
     def save(self, settings: S.Settings) -> None:
@@ -178,6 +218,9 @@ class SettingsDialog(QDialog):
         settings.feed_size = int(self.feed_size_spin.value())
         settings.start_at_login = self.start_at_login_check.isChecked()
         settings.theme = str(self.theme_combo.currentData())
+        settings.forward = self.forward_check.isChecked()
+        settings.forward_url = self.forward_url_edit.text().strip()
+        settings.forward_creds = self.forward_creds_edit.text().strip()
         settings.sync()
 
     # --- errors ------------------------------------------------------------------------
@@ -206,6 +249,12 @@ class SettingsDialog(QDialog):
         if problem:
             self.show_error(problem)
             self.ws_url_edit.setFocus()
+            return
+        problem = validate_forwarding(self.forward_check.isChecked(), self.forward_url_edit.text(),
+                                      self.forward_creds_edit.text())
+        if problem:
+            self.show_error(problem)
+            self.forward_url_edit.setFocus()
             return
         settings = self._settings if self._settings is not None else S.Settings()
         try:

@@ -29,6 +29,7 @@ BADGES = {
     Transport.SHM: ("Shared memory", "shm", "SHM"),
     Transport.WEBSOCKET: ("WebSocket", "websocket", "WebSocket"),
     Transport.DISCONNECTED: ("Disconnected (retrying)", "disconnected", None),
+    Transport.FLEET: ("Fleet", "shm", "Fleet"),  # the badge then says the reason: "Fleet: nats://… (3 hosts)"
 }
 SHM_V1_BADGE = "Shared memory · Shield format v1, polled"  # the Shield's own ring: no wake-up, we poll it
 REASON_LIMIT = 90
@@ -238,6 +239,9 @@ class StatusDisplay(QObject):
         text, state, short = BADGES[self.transport]
         if self.transport == Transport.SHM and self.ring_format == 1:
             text, short = SHM_V1_BADGE, "SHM v1"
+        reason = visible(self.reason)
+        if self.transport == Transport.FLEET and reason:  # the fleet's server and hosts are the news
+            text, reason = elide(reason, REASON_LIMIT), ""
         if self.protection_off:  # the Shield says so: above everything else
             text, state = f"Protection OFF · {text}", "protection_off"
         self.badge.setText(text)
@@ -253,6 +257,5 @@ class StatusDisplay(QObject):
         else:
             self.latency_label.setText("")
             self.status_label.setText(f"KindlyGuard ({short})" if short else "KindlyGuard (disconnected)")
-        reason = visible(self.reason)
         self.reason_label.setText(elide(reason, REASON_LIMIT))
-        self.reason_label.setToolTip(plain_tooltip(self.reason) if self.reason else "")
+        self.reason_label.setToolTip(plain_tooltip(self.reason) if reason else "")

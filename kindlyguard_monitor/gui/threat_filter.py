@@ -25,6 +25,7 @@ class ThreatFilterModel(QSortFilterProxyModel):
         self._types: frozenset[int] | None = None
         self._needle = ""  # casefolded
         self._blocked: bool | None = None  # None: blocked and allowed
+        self._host: str | None = None  # the fleet view: one workstation's threats only
         self.setSortRole(ThreatTableModel.SortRole)
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseSensitive)  # sort keys are casefolded already
 
@@ -60,8 +61,17 @@ class ThreatFilterModel(QSortFilterProxyModel):
     def blocked(self) -> bool | None:
         return self._blocked
 
+    def set_host(self, host: str | None) -> None:
+        """The fleet view: only threats from `host` (exactly as sent); None: every host."""
+        if host != self._host:
+            self._changed(lambda: setattr(self, "_host", host))
+
+    def host(self) -> str | None:
+        return self._host
+
     def is_filtered(self) -> bool:
-        return bool(self._min_severity > 1 or self._types is not None or self._blocked is not None or self._needle)
+        return bool(self._min_severity > 1 or self._types is not None or self._blocked is not None or self._needle
+                    or self._host is not None)
 
     def set_text(self, text: str) -> None:
         needle = (text or "").casefold()
@@ -111,6 +121,8 @@ class ThreatFilterModel(QSortFilterProxyModel):
         if self._types is not None and row.threat_type not in self._types:
             return False
         if self._blocked is not None and bool(row.blocked) != self._blocked:
+            return False
+        if self._host is not None and row.host != self._host:
             return False
         needle = self._needle
         if not needle:

@@ -49,8 +49,8 @@ def plain_tooltip(text: str) -> str:
 
 
 class ThreatTableModel(QAbstractTableModel):
-    TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED = range(6)
-    HEADERS = ("Time", "Severity", "Type", "Source", "Details", "Blocked")
+    TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED, HOST = range(7)
+    HEADERS = ("Time", "Severity", "Type", "Source", "Details", "Blocked", "Host")  # Host: shown in the fleet view
     RowRole = Qt.ItemDataRole.UserRole + 1
     SortRole = Qt.ItemDataRole.UserRole + 2  # what a column sorts by: numbers for time, severity, blocked
 
@@ -260,6 +260,8 @@ class ThreatTableModel(QAbstractTableModel):
             return row.details.casefold()
         if col == self.BLOCKED:
             return 1 if row.blocked else 0
+        if col == self.HOST:
+            return row.host.casefold()
         return None
 
     # ---- Qt model ----
@@ -282,10 +284,10 @@ class ThreatTableModel(QAbstractTableModel):
     # ---- painting: what a cell shows, made once per row
 
     def display_texts(self, row: ThreatEvent) -> list[str]:
-        """The six cells' text, as shown (outside text through visible())."""
+        """Each column's text, as shown (outside text through visible())."""
         return [local_time(row.timestamp_unix_us), severity_name(row.severity), threat_type_name(row.threat_type),
                 visible(row.source), elide(visible(row.details), DETAILS_DISPLAY_LIMIT),
-                "Yes" if row.blocked else "No"]
+                "Yes" if row.blocked else "No", visible(row.host)]
 
     def _cells_of(self, row: ThreatEvent) -> dict:
         """{role: [value per column]} for the roles a cell is painted with; made on the row's
@@ -296,8 +298,8 @@ class ThreatTableModel(QAbstractTableModel):
         pal = palette.current()
         if cells.get("palette") is not pal:
             bg, fg = self._severity_qcolours(severity_level(row.severity), pal)
-            cells[_BACKGROUND] = (None, bg, None, None, None, None)
-            cells[_FOREGROUND] = (None, fg, None, None, None, None)
+            cells[_BACKGROUND] = (None, bg) + (None,) * (len(self.HEADERS) - 2)
+            cells[_FOREGROUND] = (None, fg) + (None,) * (len(self.HEADERS) - 2)
             cells["palette"] = pal
         return cells
 
@@ -352,6 +354,8 @@ class ThreatTableModel(QAbstractTableModel):
                 return plain_tooltip(row.details)
             if col == self.SOURCE:
                 return plain_tooltip(row.source)
+            if col == self.HOST:
+                return plain_tooltip(row.host)
             return None
         if role in (_BACKGROUND, _FOREGROUND, _ALIGN) and 0 <= col < len(self.HEADERS):
             return self._cells_of(row)[role][col]  # severity colours: the light or dark variant in use

@@ -46,7 +46,8 @@ def size_columns(table: QTableView, time_sample: str = "00:00:00.000") -> None:
               model.SEVERITY: fit(model.SEVERITY, [s for s in SEVERITIES if s]),
               model.TYPE: fit(model.TYPE, THREAT_TYPES),
               model.SOURCE: cell.averageCharWidth() * SOURCE_CHARS + CELL_PADDING,
-              model.BLOCKED: fit(model.BLOCKED, ["Yes", "No"])}
+              model.BLOCKED: fit(model.BLOCKED, ["Yes", "No"]),
+              model.HOST: cell.averageCharWidth() * SOURCE_CHARS // 2 + CELL_PADDING}
     for column, width in widths.items():
         header.setSectionResizeMode(column, header.ResizeMode.Interactive)
         header.resizeSection(column, width)
@@ -73,6 +74,7 @@ class ThreatTableView(QTableView):
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.setWordWrap(False)
         size_columns(self)
+        self.setColumnHidden(model.HOST, True)  # shown in the fleet view only (MainWindow.set_fleet_mode)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setAlternatingRowColors(True)

@@ -16,6 +16,7 @@ Filter semantics:
 - blocked: True only blocked, False only allowed, None both.
 - source: exactly this source (case-sensitive); for part of a source use text.
 - since_us (inclusive) / until_us (exclusive): the threat's wall-clock time.
+- host: exactly this workstation (the fleet view's history); None: every host.
 
 How a text or source search stays fast (docs/history.md, "Searching"):
 first the newest PROBE_ROWS rows that pass the other filters are checked
@@ -72,6 +73,7 @@ class Filter:
     source: str | None = None
     since_us: int | None = None
     until_us: int | None = None
+    host: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "types", frozenset(int(t) for t in self.types))
@@ -128,6 +130,9 @@ def _indexed_terms(f: Filter, before: Cursor | None) -> tuple[list[str], list]:
     if f.blocked is not None:
         terms.append("blocked = ?")
         params.append(1 if f.blocked else 0)
+    if f.host is not None:
+        terms.append("host = ?")
+        params.append(f.host)
     if f.since_us is not None:
         terms.append("time_us >= ?")
         params.append(int(f.since_us))
@@ -162,6 +167,12 @@ def _never_seen_source(conn: sqlite3.Connection, f: Filter) -> bool:
     if f.source is None or not _has_table(conn, "sources"):
         return False
     return conn.execute("SELECT 1 FROM sources WHERE source = ?", (f.source,)).fetchone() is None
+
+
+def _columns(conn: sqlite3.Connection) -> str:
+    """SELECT_COLUMNS and the host: schema 4's column, '' from an older file read as it is."""
+    has_host = any(r[1] == "host" for r in conn.execute("PRAGMA table_info(threats)"))
+    return SELECT_COLUMNS + (", host" if has_host else ", '' AS host")
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -250,7 +261,7 @@ def _few_candidates(conn: sqlite3.Connection, f: Filter, before: Cursor | None, 
     rows: list = []
     for i in range(0, len(ordered), CHECK_CHUNK):
         chunk = ordered[i:i + CHECK_CHUNK]
-        rows += conn.execute(f"SELECT {SELECT_COLUMNS} FROM threats WHERE id IN ({', '.join('?' * len(chunk))})"
+        rows += conn.execute(f"SELECT {_columns(conn)} FROM threats WHERE id IN ({', '.join('?' * len(chunk))})"
                              f" AND {' AND '.join(check)}{_ORDER}", chunk + check_params).fetchall()
         if len(rows) >= want:
             break
@@ -264,7 +275,7 @@ def _probe(conn: sqlite3.Connection, f: Filter, before: Cursor | None, want: int
         return None
     terms, params = _indexed_terms(f, before)
     check, check_params = _checks(f)
-    window = f"SELECT {SELECT_COLUMNS} FROM threats{_clause(terms)}{_ORDER} LIMIT ?"
+    window = f"SELECT {_columns(conn)} FROM threats{_clause(terms)}{_ORDER} LIMIT ?"
     rows = conn.execute(f"SELECT * FROM ({window}){_clause(check)} LIMIT ?",
                         params + [PROBE_ROWS] + check_params + [want]).fetchall()
     if len(rows) >= want:
@@ -300,7 +311,7 @@ def search(database: Database, f: Filter = Filter(), limit: int = DEFAULT_PAGE,
         if rows is None and many is False:
             rows = _few_candidates(conn, f, before, limit + 1)
         if rows is None:
-            sql, params = _select(conn, SELECT_COLUMNS, f, before, f"{_ORDER} LIMIT ?")
+            sql, params = _select(conn, _columns(conn), f, before, f"{_ORDER} LIMIT ?")
             rows = conn.execute(sql, params + [limit + 1]).fetchall()
     more = len(rows) > limit
     threats = [stored_threat(r) for r in rows[:limit]]
@@ -314,7 +325,7 @@ def iterate(database: Database, f: Filter = Filter()) -> Iterator[StoredThreat]:
         _prepare(conn)
         if _never_seen_source(conn, f):
             return
-        sql, params = _select(conn, SELECT_COLUMNS, f, None, _ORDER)
+        sql, params = _select(conn, _columns(conn), f, None, _ORDER)
         cur = conn.execute(sql, params)
         try:
             while rows := cur.fetchmany(1000):

@@ -23,10 +23,10 @@ from kindlyguard_monitor.vocabulary import Transport
 
 # The threats columns a writer fills, in this order (see insert SQL in store.py).
 THREAT_COLUMNS = ("key", "time_us", "type", "severity", "blocked", "flags", "source", "details",
-                  "transport", "generation", "seq", "stored_at")
+                  "transport", "generation", "seq", "stored_at", "host")
 # What readers select, in StoredThreat order of construction (see stored_threat()).
 SELECT_COLUMNS = "id, key, time_us, type, severity, blocked, flags, source, details, transport, " \
-                 "generation, seq, stored_at"
+                 "generation, seq, stored_at"  # + host where the file has it (query.py: schema 4)
 
 
 class StoredThreat(NamedTuple):
@@ -46,6 +46,7 @@ class StoredThreat(NamedTuple):
     transport: str  # "shm" or "websocket": what delivered it
     row_id: int  # the history's own row number (with timestamp_unix_us: the paging cursor)
     stored_at_us: int
+    host: str = ""  # the workstation it came from (a fleet history); "" for this machine's own
 
     @property
     def id(self) -> str:
@@ -60,7 +61,8 @@ class StoredThreat(NamedTuple):
         except ValueError:  # a name this version does not know (a newer writer): shown as stored
             delivered = transport or self.transport
         return ThreatEvent(self.key, delivered, self.generation, self.seq, None, None, self.timestamp_unix_us,
-                           self.threat_type, self.severity, self.blocked, self.flags, self.source, self.details)
+                           self.threat_type, self.severity, self.blocked, self.flags, self.source, self.details,
+                           host=self.host)
 
 
 class Gap(NamedTuple):
@@ -102,7 +104,7 @@ def threat_rows(transport: str, generation: int | None, events, stored_at: int, 
         gen_text = generation_text(generation)
         for e in events:
             yield (e.key.packed(), e.timestamp_unix_us, e.threat_type, e.severity, 1 if e.blocked else 0, e.flags,
-                   e.source, e.details, transport, gen_text, e.seq, stored_at)
+                   e.source, e.details, transport, gen_text, e.seq, stored_at, e.host)
         return
     for e in events:
         gen, seq = e.generation, e.seq
@@ -110,7 +112,7 @@ def threat_rows(transport: str, generation: int | None, events, stored_at: int, 
         yield (e.key.packed(), clamp_i64(e.timestamp_unix_us or 0), clamp_i64(e.threat_type or 0),
                clamp_i64(e.severity or 0), 1 if e.blocked else 0, clamp_i64(e.flags or 0),
                clean_text(e.source), clean_text(e.details), transport,
-               generation_text(gen) if type(gen) is int else None, stored_seq, stored_at)
+               generation_text(gen) if type(gen) is int else None, stored_seq, stored_at, clean_text(e.host))
 
 
 # A ring threat as it waits to be stored (compact()): an exact tuple of numbers and strings, which
@@ -154,21 +156,21 @@ def compact_rows(transport: str, generation: int | None, rows: list[tuple], stor
 
 def sanitize_row(row: tuple) -> tuple:
     """A row SQLite can bind, from one it refused (a number beyond 64 bits, odd types)."""
-    key, time_us, threat_type, severity, blocked, flags, source, details, transport, gen, seq, stored_at = row
+    key, time_us, threat_type, severity, blocked, flags, source, details, transport, gen, seq, stored_at, host = row
     return (bytes(key), clamp_i64(time_us), clamp_i64(threat_type), clamp_i64(severity), 1 if blocked else 0,
             clamp_i64(flags), clean_text(source), clean_text(details), clean_text(transport),
             gen if type(gen) is str else None, seq if type(seq) is int and 0 <= seq <= I64_MAX else None,
-            clamp_i64(stored_at))
+            clamp_i64(stored_at), clean_text(host))
 
 
 def stored_threat(row: tuple) -> StoredThreat:
     """A StoredThreat from a row selected as SELECT_COLUMNS."""
-    row_id, key, time_us, threat_type, severity, blocked, flags, source, details, transport, gen, seq, stored = row
+    row_id, key, time_us, threat_type, severity, blocked, flags, source, details, transport, gen, seq, stored = row[:13]
     event_key = EventKey.from_packed(key)
     if seq is None and event_key.numbered:  # a seq above 2**63 - 1 lives only in the key
         seq = event_key.seq
     return StoredThreat(seq, time_us, threat_type, severity, bool(blocked), flags, source, details, event_key,
-                        generation_int(gen), transport, row_id, stored)
+                        generation_int(gen), transport, row_id, stored, row[13] if len(row) > 13 else "")
 
 
 def gap(row: tuple) -> Gap:

@@ -25,6 +25,8 @@ Columns, as stored:
 - threats.seen: 1 when the user marked that threat seen; every row up to
   meta 'seen_upto' (a row id) is seen too ("mark all as seen" writes one
   number, not a million rows).
+- threats.host: the workstation a threat came from, in the fleet view's
+  history (fleet-history.sqlite); '' for this machine's own threats.
 - meta: named integers: 'seen_upto', and 'text_upto' (the last row id the
   text index holds: kindlyguard_monitor.history.text_index).
 - sources: every distinct source stored (a superset: rows deleted by
@@ -90,6 +92,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT INTO meta (name, value) VALUES ('seen_upto', 0), ('text_upto', 0)",
         "CREATE TABLE sources (source TEXT PRIMARY KEY) WITHOUT ROWID",
         "INSERT OR IGNORE INTO sources (source) SELECT DISTINCT source FROM threats",
+    ),
+    # 4: the workstation a threat came from, for the fleet view's own history (issue 16);
+    # '' for this machine's threats, so every older row keeps its meaning.
+    (
+        "ALTER TABLE threats ADD COLUMN host TEXT NOT NULL DEFAULT ''",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

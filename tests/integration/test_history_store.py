@@ -305,6 +305,7 @@ def test_an_old_database_is_migrated_and_keeps_its_threats(path):
     old.execute("PRAGMA user_version = 1")
     old.commit()
     old.close()
+    assert [(t.details, t.host) for t in query.recent(path, 10)] == [("stored by version 1", "")]  # read as it is
 
     s = start_store(path)
     try:
@@ -312,12 +313,13 @@ def test_an_old_database_is_migrated_and_keeps_its_threats(path):
         assert s.flush(60)
         assert s.notice is None
         conn = sqlite3.connect(path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # converted
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
         assert {"threats_severity_time", "threats_type_time"} <= indexes
         conn.close()
-        assert [t.details for t in query.recent(path, 10)] == ["stored by version 1", "threat 2"]
+        assert [(t.details, t.host) for t in query.recent(path, 10)] == [("stored by version 1", ""),
+                                                                          ("threat 2", "")]  # 4: this machine's
     finally:
         s.close()
 

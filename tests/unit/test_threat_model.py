@@ -73,8 +73,8 @@ def test_a_threat_already_shown_is_not_added_again(model):
 
 def test_headers_and_columns(model):
     assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())] == [
-        "Time", "Severity", "Type", "Source", "Details", "Blocked"]
-    assert (M.TIME, M.SEVERITY, M.TYPE, M.SOURCE, M.DETAILS, M.BLOCKED) == (0, 1, 2, 3, 4, 5)
+        "Time", "Severity", "Type", "Source", "Details", "Blocked", "Host"]  # Host: the fleet view's
+    assert (M.TIME, M.SEVERITY, M.TYPE, M.SOURCE, M.DETAILS, M.BLOCKED, M.HOST) == (0, 1, 2, 3, 4, 5, 6)
 
 
 def test_one_insert_signal_per_batch_and_bounded(model):

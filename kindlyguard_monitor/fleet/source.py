@@ -1,0 +1,206 @@
+"""The fleet as the app's reader source (`kgmon --fleet URL`): the items TransportManager.poll() gives.
+
+The GUI's reader thread (gui/reader_thread.py) polls this instead of the
+TransportManager; the viewer (viewer.py: a durable pull consumer) runs with
+asyncio on a thread of its own and hands its messages over a queue. What
+poll() returns:
+
+- Batch(Transport.FLEET, None, [ThreatEvent, ...]): each threat with its `host`
+  and the key `fleet_key(host, id)` (event.py), so two workstations' seq 1 are
+  two threats and a redelivered message is one (the feed and the history
+  dedupe by it);
+- TransportChange(FLEET, "Fleet: nats://… (N hosts)") once the consumer is
+  open and whenever the number of hosts seen changes (at most once a second),
+  or TransportChange(DISCONNECTED, "Fleet: nats://… — why") while it cannot
+  follow (the first connection failed: it tries again every RETRY_S; or the
+  connection was lost: the client reconnects, and the badge says Fleet again).
+
+Gaps from the stream add to `missed`/`corrupt`; a message that is not ours to
+`bad_frames` (BadFrameSeen, its reason attacker-controlled: shown through
+textsafe.visible). The latency of a fleet threat is estimated from its wall
+clock (exact_latency False): the workstations' monotonic clocks mean nothing here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import queue
+import threading
+import time
+
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.event import ThreatEvent, fleet_key
+from kindlyguard_monitor.fleet import connect as fc
+from kindlyguard_monitor.fleet import subjects as s
+from kindlyguard_monitor.fleet.message import FleetGap, FleetThreat
+from kindlyguard_monitor.fleet.viewer import BadFleetMessage
+from kindlyguard_monitor.transport.items import BadFrameSeen, Batch, TransportChange
+from kindlyguard_monitor.vocabulary import Transport
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 3.0
+HOSTS_EVERY_S = 1.0
+_OPEN = object()  # the consumer is open
+_WAKE = object()  # stop() was called
+
+
+class _Failure(str):
+    pass
+
+
+def fleet_event(t, now_mono_ns: int, now_wall_us: int) -> ThreatEvent:
+    """A FleetThreat (message.py) as the feed's ThreatEvent."""
+    age_ns = max(0, now_wall_us - t.timestamp_unix_us) * 1000
+    return ThreatEvent(fleet_key(t.host, t.id), Transport.FLEET, None, t.seq, now_mono_ns - age_ns, now_mono_ns,
+                       t.timestamp_unix_us, t.threat_type, t.severity, t.blocked, t.flags, t.source, t.details,
+                       t.id, False, None, t.host)
+
+
+class FleetSource:
+    """start() / poll(timeout) / stop() / close(), and the counters the reader thread reads."""
+
+    def __init__(self, options: fc.Options, consumer: str, filter_subject: str = s.ALL_SUBJECTS,
+                 retry_s: float = RETRY_S):
+        self.options, self.consumer, self.filter_subject, self.retry_s = options, consumer, filter_subject, retry_s
+        self.label = "Fleet: " + ", ".join(fc.safe_url(u) for u in options.servers)
+        self.delivered = self.missed = self.corrupt = self.bad_frames = 0
+        self.transport = Transport.DISCONNECTED
+        self.follower = self.link = None  # (what the reader thread asks a TransportManager)
+        self.ws_transport_latency = _ring.Histogram()
+        self.ws_delivery_latency = _ring.Histogram()
+        self.hosts: set[str] = set()
+        self._shown_hosts = -1
+        self._hosts_at = 0.0
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = threading.Event()
+
+    # -- the reader thread's side
+
+    def start(self) -> list:
+        self._thread = threading.Thread(target=self._run, name="kgmon-fleet-viewer", daemon=True)
+        self._thread.start()
+        return [TransportChange(Transport.DISCONNECTED, f"{self.label} — connecting")]
+
+    def poll(self, timeout: float) -> list:
+        try:
+            first = self._q.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return self._hosts_change([])
+        out: list = []
+        events: list[ThreatEvent] = []
+        mono, wall = time.monotonic_ns(), time.time_ns() // 1000
+        item = first
+        while True:
+            if type(item) is FleetThreat:
+                events.append(fleet_event(item, mono, wall))
+                self.hosts.add(item.host)
+            else:
+                if events:
+                    out.append(Batch(Transport.FLEET, None, events))
+                    events = []
+                self._other(item, out)
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+        if events:
+            out.append(Batch(Transport.FLEET, None, events))
+        self.delivered += sum(len(b.events) for b in out if type(b) is Batch)
+        return self._hosts_change(out)
+
+    def _other(self, item, out: list) -> None:
+        if item is _OPEN:
+            self.transport = Transport.FLEET
+            self._shown_hosts = len(self.hosts)
+            self._hosts_at = time.monotonic()
+            out.append(TransportChange(Transport.FLEET, self._status()))
+        elif isinstance(item, _Failure):
+            self.transport = Transport.DISCONNECTED
+            out.append(TransportChange(Transport.DISCONNECTED, f"{self.label} — {item}"))
+        elif type(item) is FleetGap:
+            self.missed += item.missed
+            self.corrupt += item.corrupt
+            self.hosts.add(item.host)
+        elif type(item) is BadFleetMessage:
+            self.bad_frames += 1
+            out.append(BadFrameSeen("not_ours", f"stream sequence {item.stream_seq} ({item.subject}): "
+                                    f"{item.reason}", self.bad_frames))
+
+    def _status(self) -> str:
+        n = len(self.hosts)
+        return f"{self.label} ({n} host{'' if n == 1 else 's'})"
+
+    def _hosts_change(self, out: list) -> list:
+        if self.transport == Transport.FLEET and len(self.hosts) != self._shown_hosts:
+            now = time.monotonic()
+            if now - self._hosts_at >= HOSTS_EVERY_S or self._shown_hosts <= 0:
+                self._shown_hosts, self._hosts_at = len(self.hosts), now
+                out.append(TransportChange(Transport.FLEET, self._status()))
+        return out
+
+    def send_command(self, name: str) -> bool:
+        return False  # no Shield to command: the fleet is read only
+
+    def stop(self) -> None:
+        """Thread-safe: end the viewer (it gives back what it fetched and did not hand on) and wake poll()."""
+        self._stopping.set()
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # the loop has ended
+                pass
+        self._q.put(_WAKE)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the viewer's thread
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # pragma: no cover - never let it die silently
+            log.exception("the fleet viewer stopped")
+            self._q.put(_Failure(f"the fleet viewer stopped: {exc}"))
+
+    async def _main(self) -> None:
+        from kindlyguard_monitor.fleet.viewer import Unavailable, follow
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = stop = asyncio.Event()
+        if self._stopping.is_set():
+            return
+        put = self._q.put
+
+        async def lost():
+            if not stop.is_set():
+                put(_Failure("the connection to the server was lost; reconnecting"))
+
+        async def back():
+            put(_OPEN)
+
+        options = dataclasses.replace(self.options, extra={**self.options.extra, "disconnected_cb": lost,
+                                                           "reconnected_cb": back})
+        while not stop.is_set():
+            try:
+                async for item in follow(options, self.consumer, stop, self.filter_subject,
+                                         on_open=lambda: put(_OPEN)):
+                    put(item)
+            except (Unavailable, fc.BadOption) as exc:
+                put(_Failure(str(exc)))
+            except Exception as exc:
+                log.warning("fleet viewer: %s", exc)
+                put(_Failure(f"{exc.__class__.__name__}: {exc}"))
+            try:
+                await asyncio.wait_for(stop.wait(), self.retry_s)
+            except asyncio.TimeoutError:
+                pass

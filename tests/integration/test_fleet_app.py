@@ -1,0 +1,228 @@
+"""The app's fleet view (issue 16 item 2): `kgmon --fleet` shows every workstation's threats.
+
+A real nats-server on loopback (one per module), two simulated workstations whose histories are
+forwarded by the real Forwarder (fleet/forwarder.py) under two host names, and the real app
+reading the stream through its reader thread (fleet/source.py): every threat with its Host, the
+host filter, (host, key) dedupe of a redelivered message, the fleet's own history file, and a
+viewer restarted catching up from where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import free_port, wait_reader_settled
+from fleet_servers import NatsServer, create_stream, run
+from history_data import make_history, ring_batch, ring_event, start_store
+
+from kindlyguard_monitor.fleet import connect as fc
+from kindlyguard_monitor.fleet import subjects
+from kindlyguard_monitor.history import query
+from kindlyguard_monitor.history.store import HistoryStore
+
+pytest.importorskip("nats")
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory):
+    s = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield s.url
+    s.kill()
+
+
+def forward(url: str, hist, host: str) -> None:
+    """Everything in `hist` into the stream as workstation `host`, until acknowledged."""
+    from kindlyguard_monitor.fleet.forwarder import Forwarder
+
+    fwd = Forwarder(hist, fc.Options((url,)), host)
+
+    async def main():
+        return await fwd.run(asyncio.Event(), until_idle=True)
+
+    assert run(main()), fwd.stats.state
+
+
+def fleet_app(qapp, tmp_path, url: str, consumer: str, retry_s: float = 3.0):
+    from kindlyguard_monitor.fleet.source import FleetSource
+    from kindlyguard_monitor.gui.app import MonitorApp
+
+    options = fc.Options((url,))
+    return MonitorApp(qapp, str(tmp_path / "no-ring.shm"), f"ws://127.0.0.1:{free_port()}", demo=False,
+                      history=HistoryStore(tmp_path / "fleet-history.sqlite3"),
+                      source=lambda: FleetSource(options, consumer, subjects.ALL_SUBJECTS, retry_s))
+
+
+def hosts_of(model) -> list[str]:
+    return sorted(model.row_at(i).host for i in range(model.rowCount()))
+
+
+def test_the_app_shows_the_fleet_by_host_dedupes_and_catches_up(qtbot, qapp, nats_url, tmp_path):
+    # Two workstations with the same writer generation and seqs: their keys are equal locally.
+    a = make_history(tmp_path / "a.sqlite3", [ring_batch([ring_event(i, severity=1 + i % 4) for i in range(6)])])
+    b = make_history(tmp_path / "b.sqlite3", [ring_batch([ring_event(i, details=f"b {i}") for i in range(4)])])
+    forward(nats_url, a, "ws-a")
+    forward(nats_url, b, "ws-b")
+
+    monitor = fleet_app(qapp, tmp_path, nats_url, "viewer-test-app")
+    try:
+        monitor.start()
+        model, window = monitor.window.model, monitor.window
+        qtbot.waitUntil(lambda: model.rowCount() == 10, timeout=15000)
+        assert hosts_of(model) == ["ws-a"] * 6 + ["ws-b"] * 4
+        assert not window.table.isColumnHidden(model.HOST)
+        qtbot.waitUntil(lambda: window.status.badge.text() == f"Fleet: {nats_url} (2 hosts)", timeout=5000)
+        assert monitor.feed.totals["total"] == 10
+        # The host filter narrows the feed to one workstation.
+        combo = window.filters.host_combo
+        assert combo.isVisible() and [combo.itemData(i) for i in range(combo.count())] == [None, "ws-a", "ws-b"]
+        window.filters.filter_host("ws-b")
+        assert window.proxy.rowCount() == 4
+        assert {window.proxy.data(window.proxy.index(i, model.HOST)) for i in range(4)} == {"ws-b"}
+        window.filters.clear()
+        assert window.proxy.rowCount() == 10
+        window.show_event(model.row_at(0).key)
+        assert window.details.text.toPlainText().startswith("Host:      ws-")
+
+        # The same message delivered again (the stream holds it twice under another id): one threat.
+        body = run(_first_body(nats_url, "kindlyguard.threats.ws-b.>"))
+        run(_publish(nats_url, "kindlyguard.threats.ws-b.medium", body, "redelivered-1"))
+        wait_reader_settled(qtbot, monitor.reader, 11)
+        assert model.rowCount() == 10 and monitor.feed.totals["total"] == 10
+
+        # The fleet's own history holds every threat with its host.
+        assert monitor.history.flush(10)
+        kept = query.recent(tmp_path / "fleet-history.sqlite3", 100)
+        assert sorted(t.host for t in kept) == ["ws-a"] * 6 + ["ws-b"] * 4
+        # ... and the History window shows and filters it by host.
+        monitor.open_history()
+        history = monitor.history_window
+        qtbot.waitUntil(lambda: history.matching == 10, timeout=10000)
+        assert history.host.isVisible() and not history.table.isColumnHidden(history.model.HOST)
+        history.host.setText("ws-b")
+        qtbot.waitUntil(lambda: history.matching == 4, timeout=10000)
+        assert {history.model.data(history.model.index(i, history.model.HOST)) for i in range(4)} == {"ws-b"}
+    finally:
+        monitor.shutdown()
+
+    # While the viewer is away, ws-a stores and forwards three more; the viewer comes back.
+    store = start_store(a)
+    store.submit([ring_batch([ring_event(i, details=f"later {i}") for i in range(6, 9)])])
+    assert store.close(60), store.error
+    forward(nats_url, a, "ws-a")
+    monitor = fleet_app(qapp, tmp_path, nats_url, "viewer-test-app")
+    try:
+        monitor.start()
+        model = monitor.window.model
+        qtbot.waitUntil(lambda: model.rowCount() == 13, timeout=15000)
+        wait_reader_settled(qtbot, monitor.reader, 3)
+        assert monitor.feed.totals["total"] == 3, "only what came while away is news"
+        assert sorted(model.row_at(i).details for i in range(3)) == ["later 6", "later 7", "later 8"]
+        assert {model.row_at(i).host for i in range(3)} == {"ws-a"}
+    finally:
+        monitor.shutdown()
+
+
+async def _first_body(url: str, subject: str) -> bytes:
+    import nats
+    from nats.js import api
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(subject, stream=subjects.STREAM,
+                                      config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE))
+        return (await sub.fetch(1, timeout=5))[0].data
+    finally:
+        await nc.close()
+
+
+async def _publish(url: str, subject: str, body: bytes, msg_id: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().publish(subject, body, headers={subjects.H_MSG_ID: msg_id})
+    finally:
+        await nc.close()
+
+
+def test_kgmon_fleet_usage_errors_are_one_line(tmp_path, capsys):
+    from kindlyguard_monitor.cli.main import build_parser, main
+    from kindlyguard_monitor.gui.app_fleet import fleet_source
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--fleet", "http://x"])
+    assert exit_.value.code == 2 and "nats:// or tls://" in capsys.readouterr().err
+    args = build_parser().parse_args(["--fleet", "nats://127.0.0.1:1", "--creds", str(tmp_path / "missing.creds")])
+    assert "creds file" in fleet_source(args) and "cannot be read" in fleet_source(args)
+    args = build_parser().parse_args(["--fleet", "nats://127.0.0.1:1", "--consumer", "a.b"])
+    assert "--consumer" in fleet_source(args)
+    assert fleet_source(build_parser().parse_args([])) is None
+
+
+def test_the_forwarding_setting_forwards_the_apps_own_history(qtbot, qapp, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from fleet_servers import stream_count
+    from kindlyguard_monitor.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.settings import Settings
+
+    server = NatsServer(tmp_path / "nats").start()  # its own: this machine's host name is not in the other's stream
+    try:
+        settings = Settings(QSettings(str(tmp_path / "kgmon.conf"), QSettings.Format.IniFormat))
+        settings.forward, settings.forward_url, settings.forward_creds = True, server.url, ""
+        settings.sync()
+        conf = tmp_path / "kgmon.conf"
+        assert conf.stat().st_mode & 0o777 == 0o600  # the settings file is its owner's only
+        hist = make_history(tmp_path / "own.sqlite3", [ring_batch([ring_event(i) for i in range(5)])])
+        monitor = MonitorApp(qapp, str(tmp_path / "no-ring.shm"), f"ws://127.0.0.1:{free_port()}", demo=False,
+                             settings=settings, history=HistoryStore(hist))
+        try:
+            monitor.start()
+            mine = subjects.host_filter(subjects.host_token())
+            qtbot.waitUntil(lambda: run(stream_count(server.url, mine)) == 5, timeout=15000)
+            # The status bar's line, read on the history's worker thread, says so.
+            qtbot.waitUntil(lambda: "Forwarding: 0 waiting / last acknowledged at" in
+                            monitor.window.status.history_label.text(), timeout=10000)
+            # Turned off in the settings: the forwarder stops.
+            settings.forward = False
+            monitor.apply_changed_settings((settings.ring_path, settings.ws_url, settings.spin_us), settings)
+            assert not monitor.forwarding.running
+        finally:
+            monitor.shutdown()
+    finally:
+        server.kill()
+
+
+def test_the_badge_says_why_the_fleet_cannot_be_followed(qtbot, qapp, tmp_path):
+    server = NatsServer(tmp_path / "nats")  # not started yet: nobody listens
+    monitor = fleet_app(qapp, tmp_path, server.url, "viewer-lost-app", retry_s=0.2)
+    try:
+        monitor.start()
+        status = monitor.window.status
+        qtbot.waitUntil(lambda: "no NATS server answers" in status.reason, timeout=15000)
+        assert status.transport == "disconnected" and status.reason.startswith(f"Fleet: {server.url} — ")
+        server.start()
+        run(create_stream(server.url, 1))
+        qtbot.waitUntil(lambda: status.transport == "fleet", timeout=15000)  # it tried again
+        assert status.badge.text() == f"Fleet: {server.url} (0 hosts)"
+        server.kill()  # the connection lost: said, and said again when it is back
+        qtbot.waitUntil(lambda: "connection to the server was lost" in status.reason, timeout=15000)
+        assert status.transport == "disconnected"
+        server.start()
+        qtbot.waitUntil(lambda: status.transport == "fleet", timeout=15000)
+    finally:
+        monitor.shutdown()
+        server.kill()
+
+
+def test_forwarding_settings_keep_secrets_out():
+    from kindlyguard_monitor.gui.settings_dialog import validate_forwarding
+
+    assert validate_forwarding(False, "", "") is None
+    assert "URL" in validate_forwarding(True, "", "")
+    assert "creds file, not in the URL" in validate_forwarding(True, "nats://me:secret@fleet:4222", "")
+    assert "creds file, not in the URL" in validate_forwarding(True, "nats://token@fleet:4222", "")
+    assert "cannot be read" in validate_forwarding(True, "nats://fleet:4222", "/nonexistent/x.creds")
+    assert validate_forwarding(True, "tls://fleet:4222", "") is None
