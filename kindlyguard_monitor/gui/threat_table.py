@@ -96,8 +96,7 @@ class ThreatTableView(QTableView):
     def paintEvent(self, event) -> None:
         header = self.horizontalHeader()
         usual = (self.fast_paint and self.model() is self.proxy and not self.isRightToLeft() and not self.wordWrap()
-                 and all(header.logicalIndex(c) == c and not header.isSectionHidden(c)
-                         for c in range(header.count())))
+                 and all(header.logicalIndex(c) == c for c in range(header.count())))
         if not usual:
             super().paintEvent(event)
             return
@@ -120,6 +119,8 @@ class ThreatTableView(QTableView):
         grid = 1 if self.showGrid() else 0
         columns = []  # (column, x, width) of the columns in the area
         for col in range(header.count()):
+            if header.isSectionHidden(col):  # the Host column outside the fleet view
+                continue
             x, width = header.sectionViewportPosition(col), header.sectionSize(col)
             if x + width > area.left() and x <= area.right():
                 columns.append((col, x, width - grid))

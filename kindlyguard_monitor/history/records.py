@@ -151,7 +151,7 @@ def compact_rows(transport: str, generation: int | None, rows: list[tuple], stor
         key = EventKey.of(kgen, kseq, time_us, threat_type, severity, blocked, source, details)
         yield sanitize_row((key.packed(), time_us, threat_type, severity, blocked, flags, source, details,
                             str(transport), generation_text(generation) if type(generation) is int else None,
-                            seq, stored_at))
+                            seq, stored_at, ""))  # host: compact rows are this machine's ring threats
 
 
 def sanitize_row(row: tuple) -> tuple:

@@ -251,7 +251,7 @@ def _from_wire(items: list, received: int, now_unix_us: int) -> list[ThreatEvent
         else:
             key = EventKey.of(generation, seq, ts_us, threat_type, severity, blocked, source, details)
         append(_new(ThreatEvent, (key, _WEBSOCKET, generation, seq, publish, received, ts_us, threat_type, severity,
-                                  blocked, 0, source, details, ident, exact, w.context)))
+                                  blocked, 0, source, details, ident, exact, w.context, "")))
     return out
 
 
