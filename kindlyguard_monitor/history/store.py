@@ -145,6 +145,11 @@ class HistoryStore(WriterThread):
         return self._pending.dropped
 
     @property
+    def kept(self) -> int:
+        """Threats in the file (as the writer last counted them)."""
+        return self._file_rows
+
+    @property
     def max_pending(self) -> int:
         return self._pending.max_pending
 
