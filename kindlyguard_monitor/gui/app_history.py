@@ -106,7 +106,14 @@ class AppHistory(QObject):
             log.warning("could not restore the feed from the history: %s", exc)
             return
         if threats:
-            window.show_restored([t.event(Transport.HISTORY) for t in threats])
+            try:  # the seen state the history kept for them, and how many it holds unseen in all
+                unseen_ids = history_query.unseen_ids(store.path, min(t.row_id for t in threats))
+                unseen_total = store.unseen
+            except Exception as exc:
+                log.warning("could not read the seen state from the history: %s", exc)
+                unseen_ids, unseen_total = set(), None
+            window.show_restored([t.event(Transport.HISTORY) for t in threats],
+                                 [t.key for t in threats if t.row_id in unseen_ids], unseen_total)
         log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
                  (time.perf_counter() - started) * 1000)
         self.show_size()
@@ -123,7 +130,8 @@ class AppHistory(QObject):
         store = self.store
         if store is None or self._stopped or not self.window.isVisible():
             return
-        text = f"History {store.size_bytes() / 2**20:.1f} MiB"
+        # What is kept and what it takes on disk: the database and its WAL (kept small by checkpoints).
+        text = f"Kept in history: {store.kept:,} threats, {store.size_bytes() / 2**20:.1f} MiB on disk"
         lag = store.lag()
         if lag:
             text += f", {lag:,} waiting"

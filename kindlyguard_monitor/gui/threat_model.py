@@ -6,6 +6,12 @@ is *shown* goes through kindlyguard_monitor.textsafe.visible(), so a
 right-to-left override, a zero-width space or an ANSI escape appears as a
 marker such as ⟨U+202E⟩ and a filter can still match the raw text.
 
+What needs the user (issue 14 items 2 and 4): a row the user has not seen
+yet (`is_unseen`, the feed's answer) is bold with a dot before its time, and
+says "Unseen" to a screen reader; a row restored from the history at start
+(delivered by Transport.HISTORY) shows its date, is muted, and stays below
+this session's rows whichever column sorts them.
+
 Tooltips are kept plain: Qt renders a tooltip as rich text when
 Qt.mightBeRichText() says so (e.g. it starts with "<b>"). Instead of hoping
 it does not, every tooltip is *always* rich text whose content is
@@ -16,18 +22,24 @@ the characters that were sent, "<b>x</b>" included.
 from __future__ import annotations
 
 import html
+import time
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QFont
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.textsafe import elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_level, severity_name, threat_type_name
-from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
+from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE, Transport
 
 DEFAULT_MAX_ROWS = DEFAULT_FEED_SIZE
 DETAILS_DISPLAY_LIMIT = 160
 TOOLTIP_LIMIT = 1000
+UNSEEN_MARK = "● "  # before an unseen row's time (with bold: not colour alone)
+RESTORED_TIP = "Before this session — from the history"
+# The Time column's widest text (a restored, unseen row), and room for its bold font.
+TIME_SAMPLE = UNSEEN_MARK + "0000-00-00 00:00" + "00"
 
 
 # Severity colours, (background, text) of the Severity cell: gui/palette.py (light and dark).
@@ -41,6 +53,34 @@ def plain_tooltip(text: str) -> str:
     in a paragraph that keeps its spaces."""
     shown = html.escape(elide(visible(text), TOOLTIP_LIMIT), quote=False)
     return f"<p style='white-space:pre-wrap'>{shown}</p>"
+
+
+def restored(row: ThreatEvent) -> bool:
+    """Restored from the history at start: from before this session."""
+    return row.transport == Transport.HISTORY
+
+
+def _date_time(timestamp_unix_us: int) -> str:
+    """A restored threat's local date and time, to the minute."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(int(timestamp_unix_us) // 1_000_000))
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def _fonts() -> tuple[QFont, QFont, QFont]:
+    """(unseen, restored, restored and unseen) fonts, made once."""
+    if not _FONTS:
+        bold, italic, both = QFont(), QFont(), QFont()
+        bold.setBold(True)
+        italic.setItalic(True)
+        both.setBold(True)
+        both.setItalic(True)
+        _FONTS.extend((bold, italic, both))
+    return _FONTS
+
+
+_FONTS: list = []
 
 
 class ThreatTableModel(QAbstractTableModel):
@@ -62,6 +102,8 @@ class ThreatTableModel(QAbstractTableModel):
         self._sort_descending = False
         self._sort_keys: list | None = None
         self._row_of: dict[EventKey, int] | None = None
+        # Has the user not seen this threat yet? (the window sets it to the feed's answer)
+        self.is_unseen = lambda key: False
 
     # ---- feeding ----
 
@@ -163,7 +205,7 @@ class ThreatTableModel(QAbstractTableModel):
             # newest first among equals: sort the feed order (newest first) stably
             numbers = self._numbers
             rows.sort(key=lambda r: numbers[r.key], reverse=True)
-            keys = [self.sort_key(r, column) for r in rows]
+            keys = [self._grouped_key(r, column) for r in rows]
             order_ = sorted(range(len(rows)), key=keys.__getitem__, reverse=self._sort_descending)
             self._rows = [rows[i] for i in order_]
             self._sort_keys = [keys[i] for i in order_]
@@ -205,7 +247,7 @@ class ThreatTableModel(QAbstractTableModel):
         """Arrivals (newest first) each inserted in sorted place; the oldest rows over the budget dropped."""
         column, rows, keys, numbers = self._sort_column, self._rows, self._sort_keys, self._numbers
         for ev in reversed(new):  # oldest first: each newer one lands before the equal older ones
-            key = self.sort_key(ev, column)
+            key = self._grouped_key(ev, column)
             pos = self._position(key)
             self.beginInsertRows(QModelIndex(), pos, pos)
             rows.insert(pos, ev)
@@ -234,6 +276,25 @@ class ThreatTableModel(QAbstractTableModel):
             self.endRemoveRows()
         self._row_of = None
 
+    def _grouped_key(self, row: ThreatEvent, col: int) -> tuple:
+        """The sort key behind this session's rows or the restored ones: restored rows stay
+        below this session's in either direction."""
+        group = restored(row) != self._sort_descending
+        return group, self.sort_key(row, col)
+
+    def seen_changed(self, key: EventKey | None = None) -> None:
+        """The seen state of one threat (or of all, None) changed: redraw its row (or every row)."""
+        if key is None:
+            first, last = 0, len(self._rows) - 1
+        else:
+            first = last = self.row_for_key(key)
+            if first is None:
+                return
+        if last >= first:
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(self.HEADERS) - 1),
+                                  [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.FontRole,
+                                   Qt.ItemDataRole.AccessibleTextRole, Qt.ItemDataRole.ToolTipRole])
+
     def sort_key(self, row: ThreatEvent, col: int):
         """What column `col` sorts by: numbers for time, severity and blocked; casefolded text."""
         if col == self.TIME:
@@ -249,6 +310,11 @@ class ThreatTableModel(QAbstractTableModel):
         if col == self.BLOCKED:
             return 1 if row.blocked else 0
         return None
+
+    def _time_text(self, row: ThreatEvent) -> str:
+        """Time only for this session's threats; a restored one's date too; a dot when unseen."""
+        text = _date_time(row.timestamp_unix_us) if restored(row) else local_time(row.timestamp_unix_us)
+        return UNSEEN_MARK + text if self.is_unseen(row.key) else text
 
     # ---- Qt model ----
 
@@ -278,7 +344,7 @@ class ThreatTableModel(QAbstractTableModel):
         row = self._rows[r]
         if role == Qt.ItemDataRole.DisplayRole:
             if col == self.TIME:
-                return local_time(row.timestamp_unix_us)
+                return self._time_text(row)
             if col == self.SEVERITY:
                 return severity_name(row.severity)
             if col == self.TYPE:
@@ -294,7 +360,17 @@ class ThreatTableModel(QAbstractTableModel):
             return row
         if role == self.SortRole:
             return self.sort_key(row, col)
+        if role == Qt.ItemDataRole.FontRole:
+            unseen, old = self.is_unseen(row.key), restored(row)
+            return _fonts()[2] if unseen and old else _fonts()[0] if unseen else _fonts()[1] if old else None
+        if role == Qt.ItemDataRole.AccessibleTextRole and col == self.TIME:
+            return ("Unseen, " if self.is_unseen(row.key) else "") + (
+                f"from the history, {_date_time(row.timestamp_unix_us)}" if restored(row)
+                else local_time(row.timestamp_unix_us))
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.TIME:
+                tip = RESTORED_TIP if restored(row) else "This session"
+                return tip + (" · not seen yet (open it, or mark all as seen)" if self.is_unseen(row.key) else "")
             if col == self.DETAILS:
                 return plain_tooltip(row.details)
             if col == self.SOURCE:
@@ -303,6 +379,8 @@ class ThreatTableModel(QAbstractTableModel):
         if col == self.SEVERITY and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole):
             bg, fg = palette.severity_colours(severity_level(row.severity))  # the light or dark variant in use
             return palette.qcolor(bg if role == Qt.ItemDataRole.BackgroundRole else fg)
+        if role == Qt.ItemDataRole.ForegroundRole and restored(row):
+            return palette.qcolor(palette.current().mid)  # muted: from before this session
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(_CENTER.value) if col in (self.SEVERITY, self.BLOCKED) else int(_LEFT.value)
         return None

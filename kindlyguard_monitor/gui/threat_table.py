@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QAbstractItemView, QTableView
 
 from kindlyguard_monitor.event import EventKey
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
-from kindlyguard_monitor.gui.threat_model import ThreatTableModel
+from kindlyguard_monitor.gui.threat_model import TIME_SAMPLE, ThreatTableModel
 from kindlyguard_monitor.threats import SEVERITIES, THREAT_TYPES
 
 SOURCE_CHARS = 30  # the Source column's width, in average characters (it can be dragged wider)
@@ -55,7 +55,7 @@ class ThreatTableView(QTableView):
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.setWordWrap(False)
-        size_columns(self)
+        size_columns(self, TIME_SAMPLE)  # unseen and restored rows' time too
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setAlternatingRowColors(True)
