@@ -69,13 +69,13 @@ running or not reachable (the monitor keeps trying). <b>Protection OFF</b> means
 watching, not blocking.</li>
 <li><b>The numbers</b> below it say what they count: <i>This session</i> is the threats since the
 monitor started; <i>Before this session</i> the earlier ones listed again from the history;
-<i>Kept in history</i> (bottom) every threat stored, with its size on disk; <i>Shield: N blocked
-since it started</i> is the Shield's own counter. Hover over any number to see what it counts.</li>
+<i>Kept in history</i> (bottom) every threat stored, with its size on disk; <i>Shield reported: N
+blocked since it started</i> is the Shield's own counter, as it last told the monitor. Hover over any number to see what it counts.</li>
 <li><b>The feed</b>: one row per threat, newest first. <i>Blocked: Yes</i> means the Shield stopped
 it; <i>No</i> means it was reported but let through. Rows from before this session show their
 date, are greyed and stay below this session's rows, however you sort.</li>
 <li><b>Unseen</b>: a threat you have not looked at yet is <b>bold with a dot</b> (●) before its
-time. Selecting it marks it seen; <i>Mark all as seen</i> (the button above the feed, File, the tray
+time. Selecting it marks it seen; <i>Mark all as seen</i> (the button at the top right, File, the tray
 menu, or Ctrl+Shift+A) marks every threat seen. The count is in the window title and the tray's
 tooltip, and the tray's red alert icon turns back to normal once nothing is unseen. The history
 keeps what you have seen, so it stays seen after a restart (with the history off, for this session

@@ -72,16 +72,24 @@ class StatusDisplay(QObject):
         return self.parent()
 
     def _build_badge_row(self, central: QWidget, root: QVBoxLayout) -> None:
-        """The connection badge, the transport latency and the reason for the transport."""
+        """The connection badge, the transport latency, the unseen count and "Mark all as seen";
+        the reason for the transport below."""
         self.badge = plain_label("", central)
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge.setMinimumWidth(180)
         self.latency_label = plain_label("", central)
         self.reason_label = plain_label("", central)
         self.reason_label.setStyleSheet("color: palette(mid);")
+        # What needs the user, at the top right: the unseen count and "Mark all as seen".
+        self.unseen_label = plain_label("", central)
+        self.mark_seen_button = QPushButton(MARK_ALL_SEEN, central)
+        self.mark_seen_button.setToolTip("Mark every threat so far as seen (Ctrl+Shift+A): the tray's alert "
+                                         "icon goes back to normal")
         top = QHBoxLayout()
         top.addWidget(self.badge)
         top.addWidget(self.latency_label, 1)
+        top.addWidget(self.unseen_label)
+        top.addWidget(self.mark_seen_button)
         root.addLayout(top)
         root.addWidget(self.reason_label)
 
@@ -94,13 +102,6 @@ class StatusDisplay(QObject):
             self.counter_labels[name] = label
             counters.addWidget(label)
         counters.addStretch(1)
-        self.unseen_label = plain_label("", central)
-        self.unseen_label.setToolTip("Threats you have not looked at yet: open a row, or mark all as seen. "
-                                     "Kept in the history, so they stay unseen after a restart.")
-        self.mark_seen_button = QPushButton(MARK_ALL_SEEN, central)
-        self.mark_seen_button.setAccessibleName("Mark all threats as seen")
-        counters.addWidget(self.unseen_label)
-        counters.addWidget(self.mark_seen_button)
         root.addLayout(counters)
 
     def _build_status_bar(self, window: QMainWindow) -> None:
@@ -158,7 +159,7 @@ class StatusDisplay(QObject):
         elif protection_enabled is not None:
             parts.append("Protection on" if protection_enabled else "Protection OFF")
         if threats_blocked is not None:  # the Shield's own counter: since the Shield started, not this session
-            parts.append(f"Shield: {int(threats_blocked):,} blocked since it started")
+            parts.append(f"Shield reported: {int(threats_blocked):,} blocked since it started")
         self.shield_label.setText(" · ".join(parts))
 
     def set_history_status(self, text: str, failing: bool = False) -> None:

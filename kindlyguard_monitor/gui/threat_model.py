@@ -38,8 +38,7 @@ DETAILS_DISPLAY_LIMIT = 160
 TOOLTIP_LIMIT = 1000
 UNSEEN_MARK = "● "  # before an unseen row's time (with bold: not colour alone)
 RESTORED_TIP = "Before this session — from the history"
-# The Time column's widest text (a restored, unseen row), and room for its bold font.
-TIME_SAMPLE = UNSEEN_MARK + "0000-00-00 00:00" + "00"
+TIME_SAMPLE = UNSEEN_MARK + "0000-00-00 00:00"  # the Time column's widest text (a restored, unseen row)
 
 
 # Severity colours, (background, text) of the Severity cell: gui/palette.py (light and dark).

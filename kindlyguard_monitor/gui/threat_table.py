@@ -5,6 +5,7 @@ the row the user is looking at kept in place while new rows arrive above it
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QTableView
 
 from kindlyguard_monitor.event import EventKey
@@ -21,7 +22,9 @@ def size_columns(table: QTableView, time_sample: str = "00:00:00.000") -> None:
     """Columns sized to their content, measured once from the fonts (not per row: 10 000 rows
     would be measured on every change): Time, Severity, Type and Blocked never cut, Source
     about SOURCE_CHARS wide, Details taking the rest, so Blocked is visible without scrolling."""
-    cell = table.fontMetrics()
+    bold = QFont(table.font())
+    bold.setBold(True)  # unseen rows are bold: measured so, they are never cut either
+    cell = QFontMetrics(bold)
     header = table.horizontalHeader()
     head = header.fontMetrics()
     model = ThreatTableModel

@@ -3,7 +3,8 @@ a private session bus, a real tray host, dunst) with the real app and the demo w
 items 2 and 4): the unseen count shows in the tray's tooltip (read from the StatusNotifierItem over
 the bus, as the tray host reads it) and the window title, and the tray icon is the alert; Ctrl+Shift+A
 marks all as seen: the count goes to 0 and the icon back to normal. Restarted on the same history,
-the restored rows are still seen, carry their date and are counted apart from this session's."""
+the restored rows are still seen, carry their date, stay below this session's new (unseen) rows and
+are counted apart from them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 
 from test_desktop_e2e import desktop, start_app, wait_state  # noqa: F401
 from test_desktop_look_e2e import xkey
+
+from kindlyguard_monitor.gui.threat_model import UNSEEN_MARK
 
 pytestmark = [pytest.mark.desktop, pytest.mark.timeout(180)]
 DATED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$")
@@ -59,15 +62,21 @@ def test_mark_all_seen_by_keyboard_and_seen_state_kept_across_a_restart(desktop,
     rows = state["rows"]
     app.quit()
 
-    # Restarted on the same history (no demo): the rows come back seen, dated, set apart.
-    app = start_app("--shm-path", str(ring))
-    state = wait_state(app, lambda s: s["rows"] == rows and s["restored_label"], 30,
-                       "the feed restored from the history")
-    assert state["unseen"] == 0 and state["title"] == "KindlyGuard Monitor", state
+    # Restarted on the same history, the demo on again: the restored rows come back seen, dated and
+    # below this session's new (unseen) ones; the counts keep the two apart.
+    app = start_app("--demo", "--shm-path", str(ring))
+    state = wait_state(app, lambda s: s["rows"] > rows and s["restored_label"], 40,
+                       "the feed restored from the history, and new threats above it")
     assert state["restored_label"] == f"Before this session: {rows:,} listed, from the history"
-    assert state["session_label"] == "This session: 0 threats"
-    assert all(DATED.match(row[0]) for row in state["top"]), [row[0] for row in state["top"][:3]]
-    assert "nothing unseen" in host_tooltip(desktop, app)
-    assert state["history_label"].startswith(f"Kept in history: {rows:,} threats, ")
+    session = int(re.fullmatch(r"This session: (\d+) threats?", state["session_label"]).group(1))
+    assert state["unseen"] == session > 0, state  # only this session's threats need the user
+    assert state["title"] == f"KindlyGuard Monitor — {session} unseen"
+    times = [row[0] for row in state["top"]]
+    new = [t for t in times if t.startswith(UNSEEN_MARK)]
+    old = times[len(new):]
+    assert len(new) == min(session, len(times)) and not any(DATED.match(t) for t in new), times
+    assert old and all(DATED.match(t) for t in old), times  # dated, seen, below this session's rows
+    assert re.search(rf"\b{session} unseen", host_tooltip(desktop, app))
+    assert state["history_label"].startswith("Kept in history: ")
     if desktop.tray == "sni":  # the README's picture
         app.screenshot("restored-seen", tmp_path)
