@@ -50,7 +50,8 @@ class AppHistory(QObject):
         self._poll.setInterval(READY_POLL_MS)
         self._poll.timeout.connect(self._check_ready)
         # The size label follows the threats stored: refreshed once a while after threats
-        # arrive (note_activity) and when the window is shown, never on an idle clock.
+        # arrive (note_activity) and when the window is shown, and again until the writer has
+        # settled (its WAL checkpointed: what is shown is what is on disk); never on an idle clock.
         self._size_timer = QTimer(self)
         self._size_timer.setSingleShot(True)
         self._size_timer.setInterval(HISTORY_SIZE_REFRESH_MS)
@@ -143,6 +144,8 @@ class AppHistory(QObject):
         if forwarding:
             text += " · " + forwarding
         self.window.set_history_status(text, bool(store.error))
+        if not store.settled and store.saving and not store.error and not self._size_timer.isActive():
+            self._size_timer.start()  # again once the writer is idle: the WAL checkpointed, the size on disk
 
     @Slot(object)
     def _on_error(self, message) -> None:

@@ -298,3 +298,27 @@ def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, q
     finally:
         monitor.shutdown()
         writer.close()
+
+
+def test_the_history_size_shown_is_what_is_on_disk_once_the_writer_is_idle(qtbot, qapp, ring_path, tmp_path):
+    """Issue 14 item 4: the label followed the WAL's high-water mark ("15.9 MiB" for a 0.26 MiB file).
+    Once the writer is idle it checkpoints the WAL, and the label shows the files as they are then."""
+    history_path = tmp_path / "h" / "history.sqlite3"
+    writer = PyWriter.create(ring_path, slot_count=4096)
+    writer.publish(ThreatGenerator(4).batch(3000))
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        monitor.start()
+        store = monitor.history
+        qtbot.waitUntil(lambda: store.stored == 3000 and store.settled, timeout=20000)
+        wal = f"{history_path}-wal"
+        assert not os.path.exists(wal) or os.path.getsize(wal) == 0  # checkpointed and truncated
+
+        def on_disk() -> str:
+            size = os.path.getsize(history_path) + (os.path.getsize(wal) if os.path.exists(wal) else 0)
+            return f"Kept in history: 3,000 threats, {size / 2**20:.1f} MiB on disk"
+
+        qtbot.waitUntil(lambda: monitor.window.history_label.text() == on_disk(), timeout=10000)
+    finally:
+        monitor.shutdown()
+        writer.close()
