@@ -27,6 +27,7 @@ from kindlyguard_monitor.vocabulary import Transport
 log = logging.getLogger(__name__)
 HISTORY_WAIT_S = 5.0  # the most the reader waits at start for the history to open
 HISTORY_SIZE_REFRESH_MS = 2000
+HISTORY_FIRST_REFRESH_MS = 300  # after a quiet spell: the count catches up with a trickle at once
 READY_POLL_MS = 20
 
 
@@ -59,6 +60,7 @@ class AppHistory(QObject):
         window.shown.connect(self.show_size)
         self._waited_since = 0.0
         self._stopped = False
+        self._shown_at = 0.0  # monotonic time the size label was last refreshed
 
     def start(self) -> None:
         """Open the store; `ready` follows once the feed is restored."""
@@ -120,10 +122,12 @@ class AppHistory(QObject):
         self.show_size()
 
     def note_activity(self) -> None:
-        """Threats arrived: refresh the size label within HISTORY_SIZE_REFRESH_MS (window shown only)."""
+        """Threats arrived: refresh the size label within HISTORY_FIRST_REFRESH_MS after a quiet
+        spell, else within HISTORY_SIZE_REFRESH_MS (window shown only)."""
         if self.store is not None and not self._stopped and not self._size_timer.isActive() \
                 and self.window.isVisible():
-            self._size_timer.start()
+            quiet = time.monotonic() - self._shown_at > HISTORY_SIZE_REFRESH_MS / 1000
+            self._size_timer.start(HISTORY_FIRST_REFRESH_MS if quiet else HISTORY_SIZE_REFRESH_MS)
 
     @Slot()
     def show_size(self) -> None:
@@ -144,8 +148,9 @@ class AppHistory(QObject):
         if forwarding:
             text += " · " + forwarding
         self.window.set_history_status(text, bool(store.error))
+        self._shown_at = time.monotonic()
         if not store.settled and store.saving and not store.error and not self._size_timer.isActive():
-            self._size_timer.start()  # again once the writer is idle: the WAL checkpointed, the size on disk
+            self._size_timer.start(HISTORY_SIZE_REFRESH_MS)  # again once the writer is idle: the WAL checkpointed, the size on disk
 
     @Slot(object)
     def _on_error(self, message) -> None:

@@ -67,7 +67,7 @@ def _date_time(timestamp_unix_us: int) -> str:
         return "?"
 
 
-def _fonts() -> tuple[QFont, QFont, QFont]:
+def _fonts() -> list[QFont]:
     """(unseen, restored, restored and unseen) fonts, made once."""
     if not _FONTS:
         bold, italic, both = QFont(), QFont(), QFont()
