@@ -56,11 +56,11 @@ class AppHistory(QObject):
         self._size_timer = QTimer(self)
         self._size_timer.setSingleShot(True)
         self._size_timer.setInterval(HISTORY_SIZE_REFRESH_MS)
-        self._size_timer.timeout.connect(self.show_size)
+        self._size_timer.timeout.connect(self._timed_refresh)
         window.shown.connect(self.show_size)
         self._waited_since = 0.0
         self._stopped = False
-        self._shown_at = 0.0  # monotonic time the size label was last refreshed
+        self._timed_at = 0.0  # monotonic time of the timer's last refresh
 
     def start(self) -> None:
         """Open the store; `ready` follows once the feed is restored."""
@@ -122,12 +122,21 @@ class AppHistory(QObject):
         self.show_size()
 
     def note_activity(self) -> None:
-        """Threats arrived: refresh the size label within HISTORY_FIRST_REFRESH_MS after a quiet
-        spell, else within HISTORY_SIZE_REFRESH_MS (window shown only)."""
-        if self.store is not None and not self._stopped and not self._size_timer.isActive() \
-                and self.window.isVisible():
-            quiet = time.monotonic() - self._shown_at > HISTORY_SIZE_REFRESH_MS / 1000
-            self._size_timer.start(HISTORY_FIRST_REFRESH_MS if quiet else HISTORY_SIZE_REFRESH_MS)
+        """Threats arrived: refresh the size label within HISTORY_FIRST_REFRESH_MS, and at most once
+        per HISTORY_SIZE_REFRESH_MS while they keep coming (window shown only)."""
+        if self.store is None or self._stopped or not self.window.isVisible():
+            return
+        # the next refresh: soon, but not sooner than HISTORY_SIZE_REFRESH_MS after the last one
+        due_ms = max(HISTORY_FIRST_REFRESH_MS,
+                     int((self._timed_at + HISTORY_SIZE_REFRESH_MS / 1000 - time.monotonic()) * 1000))
+        timer = self._size_timer
+        if not timer.isActive() or timer.remainingTime() > due_ms:
+            timer.start(due_ms)
+
+    @Slot()
+    def _timed_refresh(self) -> None:
+        self._timed_at = time.monotonic()
+        self.show_size()
 
     @Slot()
     def show_size(self) -> None:
@@ -148,7 +157,6 @@ class AppHistory(QObject):
         if forwarding:
             text += " · " + forwarding
         self.window.set_history_status(text, bool(store.error))
-        self._shown_at = time.monotonic()
         if not store.settled and store.saving and not store.error and not self._size_timer.isActive():
             self._size_timer.start(HISTORY_SIZE_REFRESH_MS)  # again once the writer is idle: the WAL checkpointed, the size on disk
 

@@ -60,6 +60,9 @@ def test_mark_all_seen_by_keyboard_and_seen_state_kept_across_a_restart(desktop,
                "the tray host's tooltip to say nothing is unseen")
     assert host_icon(desktop, app) != alert_icon  # the host shows the normal icon again
     rows = state["rows"]
+    # every threat of this (first) session is kept, and the label says so once the writer has it
+    wait_state(app, lambda s: s["history_label"].startswith(f"Kept in history: {rows:,} threats, "), 10,
+               "the history label to count what is kept")
     app.quit()
 
     # Restarted on the same history, the demo on again: the restored rows come back seen, dated and
