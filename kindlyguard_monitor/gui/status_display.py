@@ -90,17 +90,22 @@ class StatusDisplay(QObject):
         top.addWidget(self.latency_label, 1)
         top.addWidget(self.unseen_label)
         top.addWidget(self.mark_seen_button)
+        self._top = top
         root.addLayout(top)
         root.addWidget(self.reason_label)
 
     def _build_counters(self, central: QWidget, root: QVBoxLayout) -> None:
-        """Threats, blocked, per severity, events/s, missed, corrupt."""
+        """This session's threats, blocked, per severity, events/s, missed, corrupt; the threats
+        listed from before this session on the badge row (the counters row has no room for it)."""
         self.counter_labels: dict[str, QLabel] = {}
         counters = QHBoxLayout()
         for name in COUNTERS:
             label = plain_label("", central)
             self.counter_labels[name] = label
-            counters.addWidget(label)
+            if name == "restored":
+                self._top.insertWidget(2, label)  # after the badge and the latency, before the unseen count
+            else:
+                counters.addWidget(label)
         counters.addStretch(1)
         root.addLayout(counters)
 
@@ -216,7 +221,7 @@ class StatusDisplay(QObject):
             "missed": f"Missed: {self.missed}" + (
                 f" · Not listed (flood): {self.feed.not_listed:,}" if self.feed.not_listed else ""),
             "corrupt": f"Corrupt: {self.corrupt}",
-            "restored": f"Before this session: {restored:,} listed, from the history" if restored else "",
+            "restored": f"Before this session: {restored:,} (from the history)" if restored else "",
         }
         for name, text in texts.items():
             self.counter_labels[name].setText(text)

@@ -70,7 +70,7 @@ def test_mark_all_seen_by_keyboard_and_seen_state_kept_across_a_restart(desktop,
     app = start_app("--demo", "--shm-path", str(ring))
     state = wait_state(app, lambda s: s["rows"] > rows and s["restored_label"], 40,
                        "the feed restored from the history, and new threats above it")
-    assert state["restored_label"] == f"Before this session: {rows:,} listed, from the history"
+    assert state["restored_label"] == f"Before this session: {rows:,} (from the history)"
     session = int(re.fullmatch(r"This session: (\d+) threats?", state["session_label"]).group(1))
     assert state["unseen"] == session > 0, state  # only this session's threats need the user
     assert state["title"] == f"KindlyGuard Monitor — {session} unseen"

@@ -109,7 +109,7 @@ def test_seen_state_is_kept_across_restarts_and_restored_rows_are_dated(qtbot, q
         assert monitor.feed.unseen == 9 and w.windowTitle() == "KindlyGuard Monitor — 9 unseen"
         assert monitor.feed.totals["total"] == 0
         assert w.counter_labels["total"].text() == "This session: 0 threats"
-        assert w.counter_labels["restored"].text() == "Before this session: 10 listed, from the history"
+        assert w.counter_labels["restored"].text() == "Before this session: 10 (from the history)"
         # the size shown is what was on disk when the last session closed (nothing written since)
         assert w.history_label.text() == f"Kept in history: 10 threats, {on_disk / 2**20:.1f} MiB on disk"
         row = model.row_for_key(opened.key)

@@ -71,8 +71,14 @@ def test_restored_rows_are_dated_muted_and_stay_below_this_sessions_under_sortin
         win.show_restored(restored_events(range(10, 14)))  # Critical, from an earlier day
         add_batches(win, [batch(ev(1, LOW), ev(2, HIGH), ev(3, MEDIUM))])
         old = EventKey(3, 12)
-        assert win.counter_labels["restored"].text() == "Before this session: 4 listed, from the history"
+        assert win.counter_labels["restored"].text() == "Before this session: 4 (from the history)"
         assert win.counter_labels["total"].text() == "This session: 3 threats"
+        # big numbers too: the window still fits its default 960 px, with room for a desktop's wider
+        # font (the e2e test's DejaVu is ~8% wider than offscreen's; the counters row once took 924 here)
+        win.set_counters(123_456, 1_234, 12)
+        win.set_shield_status(True, 123_456)
+        win.set_history_status("Kept in history: 123,456 threats, 12.3 MiB on disk")
+        assert win.minimumSizeHint().width() <= 800, win.minimumSizeHint()
         assert cell(win, old, M.TIME).startswith("2020-09-")  # its date, not only the time
         assert cell(win, old, M.TIME, Qt.ItemDataRole.ToolTipRole).startswith(RESTORED_TIP)
         assert cell(win, old, M.DETAILS, Qt.ItemDataRole.ForegroundRole).name() == variant.mid  # muted
