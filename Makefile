@@ -83,7 +83,7 @@ test-twice: install
 # Refresh docs/screenshots from the end-to-end tests (the README shows them).
 screenshots: install test-deps
 	KGMON_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/e2e/test_desktop_e2e.py \
-		tests/e2e/test_desktop_look_e2e.py tests/e2e/test_desktop_protection_e2e.py
+		tests/e2e/test_desktop_look_e2e.py tests/e2e/test_desktop_protection_e2e.py tests/e2e/test_desktop_ack_e2e.py
 
 bench: install
 	$(BIN)/kgmon bench

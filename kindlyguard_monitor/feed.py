@@ -9,10 +9,17 @@ at start. `Feed` decides, before anything is drawn:
 - which of the news the table lists: under a flood at most `rows_per_update`
   per delivery, the newest (each row costs the GUI thread ~3 µs; the counters,
   the notifier and the history still take every threat);
-- restored threats: shown, remembered as seen, never counted or notified.
+- restored threats: shown, remembered as known, never counted or notified;
+- what needs the user (issue 14 item 2): every new threat is *unseen* until
+  the user opens its row (`open()`) or marks all as seen (`mark_all_seen()`);
+  restored threats come back with the seen state the history kept for them
+  (`restore(..., unseen=..., unseen_total=...)`). `unseen` counts them all,
+  listed or not (a flood's unlisted threats, rows pushed out of the table);
+  a row the table still holds says its own state (`is_unseen()`). Without a
+  history this state lives for the session only.
 
-The window shows `Update.rows`; the notifier and the tray take `Update.news`
-and `Feed.totals`.
+The window shows `Update.rows`; the notifier and the tray take `Update.news`,
+`Feed.totals` and `Feed.unseen`.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ class Feed:
         # still show is never news again.
         self._seen: set[EventKey] = set()
         self._order: deque[EventKey] = deque()
+        # What needs the user: unseen threats in total, and those of them the table can still show.
+        self.unseen = 0
+        self._unseen: set[EventKey] = set()
+        self.restored = 0  # threats restored from the history at start (listed, from before this session)
 
     def set_max_rows(self, n: int) -> None:
         self.max_rows = max(1, int(n))
@@ -62,11 +73,39 @@ class Feed:
     def seen(self, key: EventKey) -> bool:
         return key in self._seen
 
-    def restore(self, events: Iterable[ThreatEvent]) -> list[ThreatEvent]:
-        """Threats from the history (oldest first): remembered as seen, not counted.
-        Returns those to show (not seen before, at most max_rows, the newest)."""
-        fresh = self._remember(events)
-        return fresh[-self.max_rows:]
+    def is_unseen(self, key: EventKey) -> bool:
+        """Has the user not yet opened (or marked seen) this threat?"""
+        return key in self._unseen
+
+    def restore(self, events: Iterable[ThreatEvent], unseen: Iterable[EventKey] = (),
+                unseen_total: int | None = None) -> list[ThreatEvent]:
+        """Threats from the history (oldest first): remembered as known, not counted.
+        `unseen`: the keys among them the user has not seen; `unseen_total`: how many
+        threats the history holds unseen in all (default: those keys).
+        Returns those to show (not known before, at most max_rows, the newest)."""
+        fresh = self._remember(events)[-self.max_rows:]
+        self.restored += len(fresh)
+        shown = {e.key for e in fresh}
+        keys = {k for k in unseen if k in shown and k not in self._unseen}
+        self._unseen |= keys
+        self.unseen += max(len(keys), int(unseen_total)) if unseen_total is not None else len(keys)
+        return fresh
+
+    def open(self, key: EventKey) -> bool:
+        """The user opened this threat: seen from now on. True when it was unseen (it is
+        for the caller to keep that in the history)."""
+        if key not in self._unseen:
+            return False
+        self._unseen.discard(key)
+        self.unseen = max(0, self.unseen - 1)
+        return True
+
+    def mark_all_seen(self) -> int:
+        """Every threat so far seen; returns how many were unseen."""
+        n = self.unseen
+        self.unseen = 0
+        self._unseen.clear()
+        return n
 
     def take(self, batches: list[Batch], list_rows: bool = True) -> Update:
         """Delivered batches (each oldest first): count every threat not seen before,
@@ -76,7 +115,7 @@ class Feed:
         added = 0
         totals = self.totals
         for batch in batches:
-            fresh = self._remember(batch.events)
+            fresh = self._remember(batch.events, unseen=True)
             if not fresh:
                 continue
             news.append(batch._replace(events=fresh))
@@ -86,6 +125,7 @@ class Feed:
             for severity, n in Counter(map(_SEVERITY, fresh)).items():
                 totals[severity_level(severity)] += n
         totals["total"] += added
+        self.unseen += added
         budget = min(self.rows_per_update, self.max_rows) if list_rows else 0
         rows: list[ThreatEvent] = []
         for batch in reversed(news):
@@ -98,7 +138,8 @@ class Feed:
         self.not_listed += update.not_listed
         return update
 
-    def _remember(self, events: Iterable[ThreatEvent]) -> list[ThreatEvent]:
+    def _remember(self, events: Iterable[ThreatEvent], unseen: bool = False) -> list[ThreatEvent]:
+        """The events not known before, now known (and, when `unseen`, waiting for the user)."""
         seen, order = self._seen, self._order
         events = events if isinstance(events, list) else list(events)
         keys = list(map(_KEY, events))
@@ -107,6 +148,8 @@ class Feed:
             seen.update(keys)
             if len(seen) - before == len(keys):
                 order.extend(keys)
+                if unseen:
+                    self._unseen.update(keys)
                 self._forget()
                 return events
             seen.difference_update(keys)  # a key twice in the batch: one at a time below
@@ -118,6 +161,8 @@ class Feed:
             seen.add(key)
             order.append(key)
             fresh.append(e)
+        if unseen:
+            self._unseen.update(e.key for e in fresh)
         self._forget()
         return fresh
 
@@ -125,4 +170,6 @@ class Feed:
         excess = len(self._order) - self.max_rows
         if excess > 0:
             popleft = self._order.popleft
-            self._seen.difference_update([popleft() for _ in range(excess)])
+            gone = [popleft() for _ in range(excess)]
+            self._seen.difference_update(gone)
+            self._unseen.difference_update(gone)  # no row to open any more: still counted until all are marked seen

@@ -256,14 +256,27 @@ class DesktopSession:
                         "string:org.kde.StatusNotifierWatcher", "string:IsStatusNotifierHostRegistered")
         return "boolean true" in out
 
+    def _sni_items(self) -> list[str]:
+        """The items the StatusNotifierWatcher has registered: "service" or "service/path" (a bus name)."""
+        out = self._run("dbus-send", "--session", "--print-reply", "--dest=org.kde.StatusNotifierWatcher",
+                        "/StatusNotifierWatcher", "org.freedesktop.DBus.Properties.Get",
+                        "string:org.kde.StatusNotifierWatcher", "string:RegisteredStatusNotifierItems")
+        return [line.split('"')[1] for line in out.splitlines() if line.strip().startswith('string "')]
+
     def sni_item_pids(self) -> list[int | None]:
         """The process of each item the StatusNotifierWatcher has registered."""
-        out = self._run("dbus-send", "--session", "--print-reply", "--dest=org.kde.StatusNotifierWatcher",
-                         "/StatusNotifierWatcher", "org.freedesktop.DBus.Properties.Get",
-                         "string:org.kde.StatusNotifierWatcher", "string:RegisteredStatusNotifierItems")
-        names = [line.split('"')[1] for line in out.splitlines() if line.strip().startswith('string "')]
-        # an item is "service" or "service/path"; the service is a bus name
-        return [self.bus_pid(name.split("/", 1)[0]) for name in names]
+        return [self.bus_pid(name.split("/", 1)[0]) for name in self._sni_items()]
+
+    def sni_item_property(self, pid: int, name: str) -> str | None:
+        """A property of the StatusNotifierItem that process `pid` registered, as the tray host
+        reads it over the bus (dbus-send's printout); None when it has no item registered."""
+        for item in self._sni_items():
+            service, _, path = item.partition("/")
+            if self.bus_pid(service) == pid:  # the reply without its header line (times, serials)
+                return self._run("dbus-send", "--session", "--print-reply", f"--dest={service}",
+                                 "/" + (path or "StatusNotifierItem"), "org.freedesktop.DBus.Properties.Get",
+                                 "string:org.kde.StatusNotifierItem", f"string:{name}").partition("\n")[2]
+        return None
 
     def _xembed_tray_owned(self) -> bool:
         """Is _NET_SYSTEM_TRAY_S0 owned? (libX11 through ctypes, no extra package)"""

@@ -110,6 +110,11 @@ class Control(QObject):
             "desktop_notifications": bool(m.desktop_notifications and m.desktop_notifications.available),
             "demo_running": m.demo.running,
             "selected_details": w.details.text.toPlainText() if w.table.selectionModel().hasSelection() else "",
+            "title": w.windowTitle(),
+            "unseen": m.feed.unseen,
+            "restored_label": w.counter_labels["restored"].text(),
+            "session_label": w.counter_labels["total"].text(),
+            "history_label": w.history_label.text(),
         }
 
     def do_look(self) -> dict:
@@ -141,6 +146,11 @@ class Control(QObject):
         if w is None:
             return None
         return {"class": type(w).__name__, "name": w.accessibleName(), "window": w.window().windowTitle()}
+
+    def do_toggle_demo(self) -> dict:
+        """The tray menu's Start/Stop demo writer."""
+        self.monitor.toggle_demo()
+        return {"demo_running": self.monitor.demo.running}
 
     def do_focus(self) -> dict:
         modal = QApplication.activeModalWidget()

@@ -113,6 +113,8 @@ class MonitorApp(QObject):
         w.details.is_muted = lambda source: source in n.policy.muted
         w.details.mute_toggled.connect(self.set_source_muted)
         w.close_requested.connect(w.hide)
+        w.row_seen.connect(self._on_row_seen)
+        w.mark_all_seen_requested.connect(self.mark_all_seen)
         self.qapp.aboutToQuit.connect(self.shutdown)
 
     def _wire_reader(self, r: ReaderThread) -> None:
@@ -162,8 +164,24 @@ class MonitorApp(QObject):
         now = time.monotonic_ns()
         for e in update.rows:  # publish -> row in the model, for the rows the table took
             self.screen_latency.record(max(0, now - e.publish_mono_ns))
-        app_tray.announce(update, self.feed.totals, self.tray, self.notifier)
+        app_tray.announce(update, self.feed, self.tray, self.notifier)
         self.app_history.note_activity()
+
+    @Slot(object)
+    def _on_row_seen(self, key) -> None:
+        """The user opened an unseen threat: the history keeps it seen, the tray counts it."""
+        if self.history is not None:
+            self.history.mark_seen([key])
+        self.tray.set_unseen(self.feed.unseen)
+
+    @Slot()
+    def mark_all_seen(self) -> None:
+        """Mark all as seen (File, the button by the feed, the tray, Ctrl+Shift+A): every threat
+        so far, in the window, the tray and the history."""
+        self.window.mark_all_seen()
+        if self.history is not None:
+            self.history.mark_all_seen()
+        self.tray.set_unseen(0)
 
     @Slot(int)
     def _on_ring_format(self, ring_format: int) -> None:
@@ -312,6 +330,7 @@ class MonitorApp(QObject):
     @Slot()
     def _on_history_ready(self) -> None:
         """The feed is restored from the history (or it could not be waited for): read now."""
+        self.tray.set_unseen(self.feed.unseen)  # what the history kept unseen
         if not self._shut_down and not self.reader.isRunning():  # (a reconnect meanwhile may have started one)
             self.reader.start()
 

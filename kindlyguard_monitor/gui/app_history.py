@@ -28,6 +28,7 @@ from kindlyguard_monitor.vocabulary import Transport
 log = logging.getLogger(__name__)
 HISTORY_WAIT_S = 5.0  # the most the reader waits at start for the history to open
 HISTORY_SIZE_REFRESH_MS = 2000
+HISTORY_FIRST_REFRESH_MS = 300  # after a quiet spell: the count catches up with a trickle at once
 READY_POLL_MS = 20
 
 
@@ -60,14 +61,16 @@ class AppHistory(QObject):
         self._poll.setInterval(READY_POLL_MS)
         self._poll.timeout.connect(self._check_ready)
         # The size label follows the threats stored: refreshed once a while after threats
-        # arrive (note_activity) and when the window is shown, never on an idle clock.
+        # arrive (note_activity) and when the window is shown, and again until the writer has
+        # settled (its WAL checkpointed: what is shown is what is on disk); never on an idle clock.
         self._size_timer = QTimer(self)
         self._size_timer.setSingleShot(True)
         self._size_timer.setInterval(HISTORY_SIZE_REFRESH_MS)
-        self._size_timer.timeout.connect(self.show_size)
+        self._size_timer.timeout.connect(self._timed_refresh)
         window.shown.connect(self.show_size)
         self._waited_since = 0.0
         self._stopped = False
+        self._timed_at = 0.0  # monotonic time of the timer's last refresh
 
     def start(self) -> None:
         """Open the store; `ready` follows once the feed is restored."""
@@ -119,16 +122,34 @@ class AppHistory(QObject):
             log.warning("could not restore the feed from the history: %s", exc)
             return
         if threats:
-            window.show_restored([t.event(Transport.HISTORY) for t in threats])
+            try:  # the seen state the history kept for them, and how many it holds unseen in all
+                unseen_ids = history_query.unseen_ids(store.path, min(t.row_id for t in threats))
+                unseen_total = store.unseen
+            except Exception as exc:
+                log.warning("could not read the seen state from the history: %s", exc)
+                unseen_ids, unseen_total = set(), None
+            window.show_restored([t.event(Transport.HISTORY) for t in threats],
+                                 [t.key for t in threats if t.row_id in unseen_ids], unseen_total)
         log.info("feed restored from the history: %d threats in %.0f ms", len(threats),
                  (time.perf_counter() - started) * 1000)
         self.show_size()
 
     def note_activity(self) -> None:
-        """Threats arrived: refresh the size label within HISTORY_SIZE_REFRESH_MS (window shown only)."""
-        if self.store is not None and not self._stopped and not self._size_timer.isActive() \
-                and self.window.isVisible():
-            self._size_timer.start()
+        """Threats arrived: refresh the size label within HISTORY_FIRST_REFRESH_MS, and at most once
+        per HISTORY_SIZE_REFRESH_MS while they keep coming (window shown only)."""
+        if self.store is None or self._stopped or not self.window.isVisible():
+            return
+        # the next refresh: soon, but not sooner than HISTORY_SIZE_REFRESH_MS after the last one
+        due_ms = max(HISTORY_FIRST_REFRESH_MS,
+                     int((self._timed_at + HISTORY_SIZE_REFRESH_MS / 1000 - time.monotonic()) * 1000))
+        timer = self._size_timer
+        if not timer.isActive() or timer.remainingTime() > due_ms:
+            timer.start(due_ms)
+
+    @Slot()
+    def _timed_refresh(self) -> None:
+        self._timed_at = time.monotonic()
+        self.show_size()
 
     @Slot()
     def show_size(self) -> None:
@@ -176,7 +197,8 @@ class AppHistory(QObject):
         store = self.store
         if store is None or self._stopped or not self.window.isVisible():
             return
-        text = f"History {store.size_bytes() / 2**20:.1f} MiB"
+        # What is kept and what it takes on disk: the database and its WAL (kept small by checkpoints).
+        text = f"Kept in history: {store.kept:,} threats, {store.size_bytes() / 2**20:.1f} MiB on disk"
         lag = store.lag()
         if lag:
             text += f", {lag:,} waiting"
@@ -188,6 +210,8 @@ class AppHistory(QObject):
         if forwarding:
             text += " · " + forwarding
         self.window.set_history_status(text, bool(store.error))
+        if not store.settled and store.saving and not store.error and not self._size_timer.isActive():
+            self._size_timer.start(HISTORY_SIZE_REFRESH_MS)  # again once the writer is idle: the WAL checkpointed, the size on disk
 
     @Slot(object)
     def _on_error(self, message) -> None:

@@ -1,5 +1,5 @@
-"""The app's menus and shortcuts: File (History, Settings, protection on/off,
-Quit) and Help on the main window, its keyboard shortcuts and its numbers'
+"""The app's menus and shortcuts: File (History, Settings, Mark all as seen,
+protection on/off, Quit) and Help on the main window, its keyboard shortcuts and its numbers'
 tooltips; and the sender behind the protection toggle (the File menu's and the
 tray's). Functions that connect the app's own @Slot methods: nothing here keeps
 a reference to the app (gui/app.py's MonitorApp), so nothing makes a cycle with it."""
@@ -20,6 +20,8 @@ def install_menus(app: QObject) -> None:
     file_menu = window.menuBar().addMenu("&File")
     file_menu.addAction("&History…", app.open_history).setShortcut(keyboard.SHORTCUTS["history"])
     file_menu.addAction("&Settings…", app.open_settings).setShortcut(keyboard.SHORTCUTS["settings"])
+    window.action_mark_seen = file_menu.addAction("&Mark all as seen", app.mark_all_seen)
+    window.action_mark_seen.setShortcut(keyboard.SHORTCUTS["mark_all_seen"])
     file_menu.addAction(app.tray.action_protection)  # "Turn protection off…/on", as in the tray
     file_menu.addAction("&Quit", app.quit).setShortcut(keyboard.SHORTCUTS["quit"])
     help_menu = window.menuBar().addMenu("&Help")

@@ -10,7 +10,7 @@ from operator import attrgetter
 
 from PySide6.QtCore import QObject
 
-from kindlyguard_monitor.feed import Update
+from kindlyguard_monitor.feed import Feed, Update
 from kindlyguard_monitor.gui import desktop_notifications
 from kindlyguard_monitor.gui.notifier import Notifier
 from kindlyguard_monitor.gui.resources import icon_path
@@ -41,19 +41,22 @@ def connect_tray(app: QObject) -> None:
     t.quit_requested.connect(app.quit)
     t.settings_requested.connect(app.open_settings)
     t.history_requested.connect(app.open_history)
+    t.mark_all_seen.connect(app.mark_all_seen)
     t.tray_missing.connect(app._on_tray_missing)
     t.tray_appeared.connect(app._on_tray_appeared)
 
 
-def announce(update: Update, totals: dict, tray: TrayController, notifier: Notifier) -> None:
-    """The feed's news to the notifier, and the totals to the tray; the tray's icon turns for
-    threats worth a notification only."""
+def announce(update: Update, feed: Feed, tray: TrayController, notifier: Notifier) -> None:
+    """The feed's news to the notifier, and its totals and unseen count to the tray; the tray's
+    icon turns to the alert for threats worth a notification only, until everything is seen."""
     # One offer for the whole update (a flood's slice is many batches); each event's key
     # names the row a click on the notification opens.
+    totals = feed.totals
     events = list(chain.from_iterable(b.events for b in update.news))
     notifier.offer(events)
     tray.set_counts(totals["total"], totals["blocked"], totals[CRITICAL], totals[HIGH])
-    if max(map(_SEVERITY, events), default=0) >= notifier.policy.threshold:
+    tray.set_unseen(feed.unseen)
+    if feed.unseen and max(map(_SEVERITY, events), default=0) >= notifier.policy.threshold:
         tray.set_state("threat")
 
 

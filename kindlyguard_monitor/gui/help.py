@@ -28,7 +28,13 @@ TYPE_MEANING = {
 NUMBER_TIPS = {
     "counter_labels.total": "Threats that arrived since the monitor started (the ones restored from "
                             "the history are listed but not counted here).",
-    "counter_labels.blocked": "Of those, the threats the Shield blocked: they never reached your AI tools.",
+    "counter_labels.blocked": "Of this session's threats, the ones the Shield blocked: they never reached "
+                              "your AI tools.",
+    "counter_labels.restored": "Threats from before this session, listed again from the history at start: "
+                               "dated, muted and kept below this session's rows. Not counted in this "
+                               "session's numbers.",
+    "unseen_label": "Threats you have not looked at yet (this session's and earlier ones): open a row, "
+                    "or mark all as seen (Ctrl+Shift+A). The tray's alert icon stays until none is left.",
     "counter_labels.Low": "Threats of Low severity since the monitor started.",
     "counter_labels.Medium": "Threats of Medium severity since the monitor started.",
     "counter_labels.High": "Threats of High severity since the monitor started.",
@@ -43,9 +49,11 @@ NUMBER_TIPS = {
     "badge": "How the monitor is connected to the Shield: Shared memory (fastest), WebSocket (the "
              "fallback) or Disconnected (it keeps retrying). \"Protection OFF\" means the Shield is "
              "not blocking threats.",
-    "history_label": "Disk space the threat history uses (File › History… searches it).",
+    "history_label": "Every threat kept in the threat history (all sessions), and the space its files "
+                     "take on disk now (File › History… searches it).",
     "shield_label": "What the Shield itself reports: whether protection is on, and how many threats "
-                    "it has blocked since it started.",
+                    "it has blocked since the Shield started (its own counter: not this session's, "
+                    "and it counts threats the monitor may never have been sent).",
 }
 
 HELP_HTML = """
@@ -59,10 +67,19 @@ This window shows every threat the Shield finds, the moment it finds it.</p>
 normal, fastest way; <i>WebSocket</i> is the fallback; <i>Disconnected</i> means the Shield is not
 running or not reachable (the monitor keeps trying). <b>Protection OFF</b> means the Shield is only
 watching, not blocking.</li>
-<li><b>The numbers</b> below it count this session's threats; hover over any number to see what
-it counts.</li>
+<li><b>The numbers</b> below it say what they count: <i>This session</i> is the threats since the
+monitor started; <i>Before this session</i> the earlier ones listed again from the history;
+<i>Kept in history</i> (bottom) every threat stored, with its size on disk; <i>Shield reported: N
+blocked since it started</i> is the Shield's own counter, as it last told the monitor. Hover over any number to see what it counts.</li>
 <li><b>The feed</b>: one row per threat, newest first. <i>Blocked: Yes</i> means the Shield stopped
-it; <i>No</i> means it was reported but let through.</li>
+it; <i>No</i> means it was reported but let through. Rows from before this session show their
+date, are greyed and stay below this session's rows, however you sort.</li>
+<li><b>Unseen</b>: a threat you have not looked at yet is <b>bold with a dot</b> (●) before its
+time. Selecting it marks it seen; <i>Mark all as seen</i> (the button at the top right, File, the tray
+menu, or Ctrl+Shift+A) marks every threat seen. The count is in the window title and the tray's
+tooltip, and the tray's red alert icon turns back to normal once nothing is unseen. The history
+keeps what you have seen, so it stays seen after a restart (with the history off, for this session
+only).</li>
 <li><b>Details</b>: the selected threat in full. Hidden or direction-changing characters are shown
 as codes such as ⟨U+202E⟩, so you see exactly what was sent. Internals (event numbers, the
 transport) are under <i>Technical details</i>.</li>
@@ -97,6 +114,7 @@ Links in threat text are written <i>hxxp[:]//example[.]com</i> so they cannot be
 <tr><td><b>↑ ↓, Enter</b></td><td>move through the feed; read the selected threat</td></tr>
 <tr><td><b>Esc</b></td><td>clear the filter, or close the window</td></tr>
 <tr><td><b>Ctrl+W</b></td><td>close the window (the monitor stays in the tray)</td></tr>
+<tr><td><b>Ctrl+Shift+A</b></td><td>mark all threats as seen</td></tr>
 <tr><td><b>Ctrl+H</b></td><td>History (every threat kept, searchable, exportable)</td></tr>
 <tr><td><b>Ctrl+,</b></td><td>Settings (colours: System, Light, Dark)</td></tr>
 <tr><td><b>F1</b></td><td>this page</td></tr>

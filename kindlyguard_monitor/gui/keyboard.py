@@ -5,6 +5,7 @@ Shortcuts (the File menu's are set where the menu is built, gui/app.py):
   Esc          in the filter field with text: clear it; elsewhere: close the window
   Ctrl+W       close the window (the main window goes to the tray when there is one)
   Ctrl+H       History…          Ctrl+,  Settings…          Ctrl+Q  Quit
+  Ctrl+Shift+A Mark all as seen (acknowledge every threat so far)
   ↑ ↓ PgUp PgDn Home End   move through the feed (the details follow the selection)
   Enter        in the feed: the selected threat's details, focused for reading
 
@@ -31,6 +32,7 @@ MAIN_WINDOW_NAMES = {
     "severity_combo": "Show threats of at least this severity",
     "type_combo": "Show threats of this type",
     "pause_button": "Pause scrolling of the threat feed",
+    "mark_seen_button": "Mark all threats as seen",
     "table": "Threat feed, newest first",
     "tabs": "Threat details and latency",
     "details.text": "Details of the selected threat",
@@ -51,7 +53,8 @@ HISTORY_NAMES = {
     "table": "Stored threats",
 }
 
-SHORTCUTS = {"history": "Ctrl+H", "settings": "Ctrl+,", "quit": "Ctrl+Q", "find": "Ctrl+F", "close": "Ctrl+W"}
+SHORTCUTS = {"history": "Ctrl+H", "settings": "Ctrl+,", "quit": "Ctrl+Q", "find": "Ctrl+F", "close": "Ctrl+W",
+             "mark_all_seen": "Ctrl+Shift+A"}
 
 
 def _resolve(root: QObject, path: str):

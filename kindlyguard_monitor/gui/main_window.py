@@ -32,6 +32,8 @@ from kindlyguard_monitor.textsafe import visible
 class MainWindow(QMainWindow):
     close_requested = Signal()
     shown = Signal()  # the window was shown (labels that are refreshed only while shown catch up)
+    row_seen = Signal(object)  # EventKey: the user opened an unseen threat (for the history to keep)
+    mark_all_seen_requested = Signal()  # the "Mark all as seen" button
 
     def __init__(self, model: ThreatTableModel | None = None, parent=None, feed: Feed | None = None):
         super().__init__(parent)
@@ -39,6 +41,7 @@ class MainWindow(QMainWindow):
         self.hide_on_close = False
         self.model = model if model is not None else ThreatTableModel(parent=self)
         self.feed = feed if feed is not None else Feed(self.model.max_rows())  # what is news, and the totals
+        self.model.is_unseen = self.feed.is_unseen  # unseen rows drawn as such (the feed decides)
         self.overview = Overview()  # the Overview tab's numbers: per minute, blocked, tops (Qt-free)
         self.proxy = ThreatFilterModel(self)
         self.proxy.setSourceModel(self.model)
@@ -59,6 +62,8 @@ class MainWindow(QMainWindow):
         self.filters = f = FilterBar(self, central, root, self.proxy, self.model)
         self.severity_combo, self.type_combo, self.blocked_combo = f.severity_combo, f.type_combo, f.blocked_combo
         self.search, self.match_label, self.pause_button = f.search, f.match_label, f.pause_button
+        self.unseen_label, self.mark_seen_button = s.unseen_label, s.mark_seen_button
+        self.mark_seen_button.clicked.connect(self.mark_all_seen_requested)
         self.pause_button.toggled.connect(self._pause_toggled)
         self._build_table_and_tabs(central, root)
         self.setCentralWidget(central)
@@ -128,13 +133,23 @@ class MainWindow(QMainWindow):
         self.model.set_max_rows(n)
         self.feed.set_max_rows(n)
 
-    def show_restored(self, events: list[ThreatEvent]) -> int:
-        """Threats restored from the history (oldest first): listed, not counted."""
-        fresh = self.feed.restore(events)
+    def show_restored(self, events: list[ThreatEvent], unseen=(), unseen_total: int | None = None) -> int:
+        """Threats restored from the history (oldest first): listed (dated, set apart), not counted;
+        `unseen`: the keys among them not seen yet, `unseen_total`: all the history holds unseen."""
+        fresh = self.feed.restore(events, unseen, unseen_total)
         if self.fleet_mode:
             self.filters.add_hosts(fresh)
         self.overview.add(fresh)  # restored threats of the last day count in the overview
-        return self.model.add_events(fresh)
+        listed = self.model.add_events(fresh)
+        self.status.refresh_labels()
+        return listed
+
+    def mark_all_seen(self) -> int:
+        """Every threat seen (the window's rows redrawn, the counts too); returns how many were unseen."""
+        n = self.feed.mark_all_seen()
+        self.model.seen_changed(None)
+        self.status.refresh_labels()
+        return n
 
     fleet_mode = False
 
@@ -305,6 +320,10 @@ class MainWindow(QMainWindow):
         self._selected_key = None if row is None else row.key
         self.details.show_row(row)
         self._fit_tabs()
+        if row is not None and self.feed.open(row.key):  # opened: seen from now on
+            self.model.seen_changed(row.key)
+            self.status.refresh_labels()
+            self.row_seen.emit(row.key)
 
     # ---- layout: the feed gets the room
 

@@ -1,7 +1,9 @@
 """What the main window says about the connection and the counts: the
 transport badge (with the latency and the reason), the counters row
-(threats, blocked, per severity, events/s, missed, corrupt), the status bar
-(transport, history, the Shield's status) and the window title's count.
+(this session's threats, blocked, per severity, events/s, missed, corrupt;
+the threats listed from before this session; the unseen count and "Mark all
+as seen"), the status bar (transport, history, the Shield's status) and the
+window title's count (unseen). Every number says what it counts (issue 14 item 4).
 
 A QObject owned by the window (its Qt parent): it reaches the window through
 parent(), never through an attribute of its own, so the window and this object
@@ -14,7 +16,7 @@ import time
 from collections import deque
 
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget
 
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import palette
@@ -38,7 +40,8 @@ RATE_WINDOW_S = 1.0
 # first arrival after a pause at once): at 60 deliveries a second each refresh re-laid
 # the counters row and re-set the window title, a fifth of the GUI thread's Python.
 LABELS_INTERVAL_S = 0.25
-COUNTERS = ("total", "blocked", "Low", "Medium", "High", "Critical", "rate", "missed", "corrupt")
+COUNTERS = ("total", "blocked", "Low", "Medium", "High", "Critical", "rate", "missed", "corrupt", "restored")
+MARK_ALL_SEEN = "Mark all as seen"
 
 
 def plain_label(text: str = "", parent=None) -> QLabel:
@@ -78,27 +81,40 @@ class StatusDisplay(QObject):
         return self.parent()
 
     def _build_badge_row(self, central: QWidget, root: QVBoxLayout) -> None:
-        """The connection badge, the transport latency and the reason for the transport."""
+        """The connection badge, the transport latency, the unseen count and "Mark all as seen";
+        the reason for the transport below."""
         self.badge = plain_label("", central)
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge.setMinimumWidth(180)
         self.latency_label = plain_label("", central)
         self.reason_label = plain_label("", central)
         self.reason_label.setStyleSheet("color: palette(mid);")
+        # What needs the user, at the top right: the unseen count and "Mark all as seen".
+        self.unseen_label = plain_label("", central)
+        self.mark_seen_button = QPushButton(MARK_ALL_SEEN, central)
+        self.mark_seen_button.setToolTip("Mark every threat so far as seen (Ctrl+Shift+A): the tray's alert "
+                                         "icon goes back to normal")
         top = QHBoxLayout()
         top.addWidget(self.badge)
         top.addWidget(self.latency_label, 1)
+        top.addWidget(self.unseen_label)
+        top.addWidget(self.mark_seen_button)
+        self._top = top
         root.addLayout(top)
         root.addWidget(self.reason_label)
 
     def _build_counters(self, central: QWidget, root: QVBoxLayout) -> None:
-        """Threats, blocked, per severity, events/s, missed, corrupt."""
+        """This session's threats, blocked, per severity, events/s, missed, corrupt; the threats
+        listed from before this session on the badge row (the counters row has no room for it)."""
         self.counter_labels: dict[str, QLabel] = {}
         counters = QHBoxLayout()
         for name in COUNTERS:
             label = plain_label("", central)
             self.counter_labels[name] = label
-            counters.addWidget(label)
+            if name == "restored":
+                self._top.insertWidget(2, label)  # after the badge and the latency, before the unseen count
+            else:
+                counters.addWidget(label)
         counters.addStretch(1)
         root.addLayout(counters)
 
@@ -169,8 +185,8 @@ class StatusDisplay(QObject):
                          f"{'on' if requested else 'off'} (asked; not confirmed yet)")
         elif protection_enabled is not None:
             parts.append("Protection on" if protection_enabled else "Protection OFF")
-        if threats_blocked is not None:
-            parts.append(f"Shield blocked {int(threats_blocked)}")
+        if threats_blocked is not None:  # the Shield's own counter: since the Shield started, not this session
+            parts.append(f"Shield reported: {int(threats_blocked):,} blocked since it started")
         self.shield_label.setText(" · ".join(parts))
 
     def set_history_status(self, text: str, failing: bool = False) -> None:
@@ -216,9 +232,10 @@ class StatusDisplay(QObject):
 
     def refresh_labels(self) -> None:
         t = self.feed.totals
+        restored = self.feed.restored
         texts = {
-            "total": f"Threats: {t['total']}",
-            "blocked": f"Blocked: {t['blocked']}",
+            "total": f"This session: {t['total']:,} threat{'' if t['total'] == 1 else 's'}",
+            "blocked": f"{t['blocked']:,} blocked",
             "Low": f"Low: {t[LOW]}",
             "Medium": f"Medium: {t[MEDIUM]}",
             "High": f"High: {t[HIGH]}",
@@ -227,13 +244,20 @@ class StatusDisplay(QObject):
             "missed": f"Missed: {self.missed}" + (
                 f" · Not listed (flood): {self.feed.not_listed:,}" if self.feed.not_listed else ""),
             "corrupt": f"Corrupt: {self.corrupt}",
+            "restored": f"Before this session: {restored:,} (from the history)" if restored else "",
         }
         for name, text in texts.items():
             self.counter_labels[name].setText(text)
-        # The title names the count too: task bars and window lists show it at a glance.
-        total = t["total"]
-        self._window().setWindowTitle("KindlyGuard Monitor" if not total else
-                                      f"KindlyGuard Monitor — {total:,} threat{'s' if total != 1 else ''}")
+        self.counter_labels["restored"].setVisible(bool(restored))
+        # What needs the user: the unseen count, beside the button, and in the title (task bars
+        # and window lists show it at a glance).
+        unseen = self.feed.unseen
+        self.unseen_label.setText(f"{unseen:,} unseen" if unseen else "All seen")
+        sheet = "font-weight: bold;" if unseen else ""
+        if self.unseen_label.styleSheet() != sheet:  # a style sheet re-polishes: only when it changes
+            self.unseen_label.setStyleSheet(sheet)
+        self.mark_seen_button.setEnabled(bool(unseen))
+        self._window().setWindowTitle(f"KindlyGuard Monitor — {unseen:,} unseen" if unseen else "KindlyGuard Monitor")
 
     def show_transport(self) -> None:
         text, state, short = BADGES[self.transport]

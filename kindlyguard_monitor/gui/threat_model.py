@@ -6,6 +6,12 @@ is *shown* goes through kindlyguard_monitor.textsafe.visible(), so a
 right-to-left override, a zero-width space or an ANSI escape appears as a
 marker such as ⟨U+202E⟩ and a filter can still match the raw text.
 
+What needs the user (issue 14 items 2 and 4): a row the user has not seen
+yet (`is_unseen`, the feed's answer) is bold with a dot before its time, and
+says "Unseen" to a screen reader; a row restored from the history at start
+(delivered by Transport.HISTORY) shows its date, is muted, and stays below
+this session's rows whichever column sorts them.
+
 Tooltips are kept plain: Qt renders a tooltip as rich text when
 Qt.mightBeRichText() says so (e.g. it starts with "<b>"). Instead of hoping
 it does not, every tooltip is *always* rich text whose content is
@@ -16,18 +22,23 @@ the characters that were sent, "<b>x</b>" included.
 from __future__ import annotations
 
 import html
+import time
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QFont
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.textsafe import elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_level, severity_name, threat_type_name
-from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
+from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE, Transport
 
 DEFAULT_MAX_ROWS = DEFAULT_FEED_SIZE
 DETAILS_DISPLAY_LIMIT = 160
 TOOLTIP_LIMIT = 1000
+UNSEEN_MARK = "● "  # before an unseen row's time (with bold: not colour alone)
+RESTORED_TIP = "Before this session — from the history"
+TIME_SAMPLE = UNSEEN_MARK + "0000-00-00 00:00"  # the Time column's widest text (a restored, unseen row)
 
 
 # Severity colours, (background, text) of the Severity cell: gui/palette.py (light and dark).
@@ -38,6 +49,7 @@ _DISPLAY = Qt.ItemDataRole.DisplayRole
 _ALIGN = Qt.ItemDataRole.TextAlignmentRole
 _BACKGROUND = Qt.ItemDataRole.BackgroundRole
 _FOREGROUND = Qt.ItemDataRole.ForegroundRole
+_FONT = Qt.ItemDataRole.FontRole
 _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 
 
@@ -46,6 +58,34 @@ def plain_tooltip(text: str) -> str:
     in a paragraph that keeps its spaces."""
     shown = html.escape(elide(visible(text), TOOLTIP_LIMIT), quote=False)
     return f"<p style='white-space:pre-wrap'>{shown}</p>"
+
+
+def restored(row: ThreatEvent) -> bool:
+    """Restored from the history at start: from before this session."""
+    return row.transport == Transport.HISTORY
+
+
+def _date_time(timestamp_unix_us: int) -> str:
+    """A restored threat's local date and time, to the minute."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(int(timestamp_unix_us) // 1_000_000))
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def _fonts() -> list[QFont]:
+    """(unseen, restored, restored and unseen) fonts, made once."""
+    if not _FONTS:
+        bold, italic, both = QFont(), QFont(), QFont()
+        bold.setBold(True)
+        italic.setItalic(True)
+        both.setBold(True)
+        both.setItalic(True)
+        _FONTS.extend((bold, italic, both))
+    return _FONTS
+
+
+_FONTS: list = []
 
 
 class ThreatTableModel(QAbstractTableModel):
@@ -71,6 +111,8 @@ class ThreatTableModel(QAbstractTableModel):
         # a flood pushes out unseen): key -> {role: [value per column]} (see _cells_of).
         self._cells: dict[EventKey, dict] = {}
         self._colours: tuple = (None, {})  # (the palette in use, level -> (background, text) QColors)
+        # Has the user not seen this threat yet? (the window sets it to the feed's answer)
+        self.is_unseen = lambda key: False
 
     # ---- feeding ----
 
@@ -174,7 +216,7 @@ class ThreatTableModel(QAbstractTableModel):
             # newest first among equals: sort the feed order (newest first) stably
             numbers = self._numbers
             rows.sort(key=lambda r: numbers[r.key], reverse=True)
-            keys = [self.sort_key(r, column) for r in rows]
+            keys = [self._grouped_key(r, column) for r in rows]
             order_ = sorted(range(len(rows)), key=keys.__getitem__, reverse=self._sort_descending)
             self._rows = [rows[i] for i in order_]
             self._sort_keys = [keys[i] for i in order_]
@@ -216,7 +258,7 @@ class ThreatTableModel(QAbstractTableModel):
         """Arrivals (newest first) each inserted in sorted place; the oldest rows over the budget dropped."""
         column, rows, keys, numbers = self._sort_column, self._rows, self._sort_keys, self._numbers
         for ev in reversed(new):  # oldest first: each newer one lands before the equal older ones
-            key = self.sort_key(ev, column)
+            key = self._grouped_key(ev, column)
             pos = self._position(key)
             self.beginInsertRows(QModelIndex(), pos, pos)
             rows.insert(pos, ev)
@@ -246,6 +288,27 @@ class ThreatTableModel(QAbstractTableModel):
             self.endRemoveRows()
         self._row_of = None
 
+    def _grouped_key(self, row: ThreatEvent, col: int) -> tuple:
+        """The sort key behind this session's rows or the restored ones: restored rows stay
+        below this session's in either direction."""
+        group = restored(row) != self._sort_descending
+        return group, self.sort_key(row, col)
+
+    def seen_changed(self, key: EventKey | None = None) -> None:
+        """The seen state of one threat (or of all, None) changed: redraw its row (or every row)."""
+        if key is None:
+            self._cells.clear()  # the time's dot and the font are made again at the next paint
+            first, last = 0, len(self._rows) - 1
+        else:
+            self._cells.pop(key, None)
+            first = last = self.row_for_key(key)
+            if first is None:
+                return
+        if last >= first:
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(self.HEADERS) - 1),
+                                  [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.FontRole,
+                                   Qt.ItemDataRole.AccessibleTextRole, Qt.ItemDataRole.ToolTipRole])
+
     def sort_key(self, row: ThreatEvent, col: int):
         """What column `col` sorts by: numbers for time, severity and blocked; casefolded text."""
         if col == self.TIME:
@@ -263,6 +326,11 @@ class ThreatTableModel(QAbstractTableModel):
         if col == self.HOST:
             return row.host.casefold()
         return None
+
+    def _time_text(self, row: ThreatEvent) -> str:
+        """Time only for this session's threats; a restored one's date too; a dot when unseen."""
+        text = _date_time(row.timestamp_unix_us) if restored(row) else local_time(row.timestamp_unix_us)
+        return UNSEEN_MARK + text if self.is_unseen(row.key) else text
 
     # ---- Qt model ----
 
@@ -294,14 +362,22 @@ class ThreatTableModel(QAbstractTableModel):
         first paint and kept while it is in the table (the colours: while the palette is the same)."""
         cells = self._cells.get(row.key)
         if cells is None:
-            cells = self._cells[row.key] = {_DISPLAY: self.display_texts(row), _ALIGN: _ALIGNMENTS}
+            texts = self.display_texts(row)
+            texts[self.TIME] = self._time_text(row)
+            cells = self._cells[row.key] = {_DISPLAY: texts, _ALIGN: _ALIGNMENTS, _FONT: self.data_font(row)}
         pal = palette.current()
         if cells.get("palette") is not pal:
             bg, fg = self._severity_qcolours(severity_level(row.severity), pal)
+            others = palette.qcolor(pal.mid) if restored(row) else None  # muted: from before this session
             cells[_BACKGROUND] = (None, bg) + (None,) * (len(self.HEADERS) - 2)
-            cells[_FOREGROUND] = (None, fg) + (None,) * (len(self.HEADERS) - 2)
+            cells[_FOREGROUND] = (others, fg) + (others,) * (len(self.HEADERS) - 2)
             cells["palette"] = pal
         return cells
+
+    def data_font(self, row: ThreatEvent) -> QFont | None:
+        """Bold while unseen, italic when restored from the history; None: the table's own."""
+        unseen, old = self.is_unseen(row.key), restored(row)
+        return _fonts()[2] if unseen and old else _fonts()[0] if unseen else _fonts()[1] if old else None
 
     def _severity_qcolours(self, level: int, pal) -> tuple:
         if self._colours[0] is not pal:
@@ -313,12 +389,12 @@ class ThreatTableModel(QAbstractTableModel):
         return colours
 
     def row_cells(self, r: int) -> tuple | None:
-        """(texts, backgrounds, foregrounds, alignments) of row `r`, one per column, for the
-        table's paint; None outside the table."""
+        """(texts, backgrounds, foregrounds, alignments, font) of row `r`, one per column but the
+        row's font (None: the table's), for the table's paint; None outside the table."""
         if not 0 <= r < len(self._rows):
             return None
         cells = self._cells_of(self._rows[r])
-        return cells[_DISPLAY], cells[_BACKGROUND], cells[_FOREGROUND], _ALIGNMENTS
+        return cells[_DISPLAY], cells[_BACKGROUND], cells[_FOREGROUND], _ALIGNMENTS, cells[_FONT]
 
     def multiData(self, index: QModelIndex, span) -> None:
         """Every role a delegate paints a cell with, in one call (Qt's default asks data()
@@ -330,9 +406,12 @@ class ThreatTableModel(QAbstractTableModel):
             return
         cells = self._cells_of(self._rows[r])
         for d in span:
-            values = cells.get(d.role())
+            role = d.role()
+            values = cells.get(role)
             if values is None:
                 d.clearData()
+            elif role == _FONT:  # one font for the whole row
+                d.setData(values)
             else:
                 d.setData(values[col])
 
@@ -349,7 +428,16 @@ class ThreatTableModel(QAbstractTableModel):
             return row
         if role == self.SortRole:
             return self.sort_key(row, col)
+        if role == _FONT:
+            return self._cells_of(row)[_FONT]
+        if role == Qt.ItemDataRole.AccessibleTextRole and col == self.TIME:
+            return ("Unseen, " if self.is_unseen(row.key) else "") + (
+                f"from the history, {_date_time(row.timestamp_unix_us)}" if restored(row)
+                else local_time(row.timestamp_unix_us))
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.TIME:
+                tip = RESTORED_TIP if restored(row) else "This session"
+                return tip + (" · not seen yet (open it, or mark all as seen)" if self.is_unseen(row.key) else "")
             if col == self.DETAILS:
                 return plain_tooltip(row.details)
             if col == self.SOURCE:

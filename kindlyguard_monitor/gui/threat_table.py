@@ -15,12 +15,12 @@ moved or hidden columns) falls back to Qt's paint."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QPoint, QPointF, QRect, Qt
-from PySide6.QtGui import QColor, QPainter, QPalette, QPen, QStaticText
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QStaticText
 from PySide6.QtWidgets import QAbstractItemView, QStyle, QStyleOptionViewItem, QTableView
 
 from kindlyguard_monitor.event import EventKey
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
-from kindlyguard_monitor.gui.threat_model import ThreatTableModel
+from kindlyguard_monitor.gui.threat_model import TIME_SAMPLE, ThreatTableModel
 from kindlyguard_monitor.threats import SEVERITIES, THREAT_TYPES
 
 SOURCE_CHARS = 30  # the Source column's width, in average characters (it can be dragged wider)
@@ -32,7 +32,9 @@ def size_columns(table: QTableView, time_sample: str = "00:00:00.000") -> None:
     """Columns sized to their content, measured once from the fonts (not per row: 10 000 rows
     would be measured on every change): Time, Severity, Type and Blocked never cut, Source
     about SOURCE_CHARS wide, Details taking the rest, so Blocked is visible without scrolling."""
-    cell = table.fontMetrics()
+    bold = QFont(table.font())
+    bold.setBold(True)  # unseen rows are bold: measured so, they are never cut either
+    cell = QFontMetrics(bold)
     header = table.horizontalHeader()
     head = header.fontMetrics()
     model = ThreatTableModel
@@ -73,7 +75,7 @@ class ThreatTableView(QTableView):
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.setWordWrap(False)
-        size_columns(self)
+        size_columns(self, TIME_SAMPLE)  # unseen and restored rows' time too
         self.setColumnHidden(model.HOST, True)  # shown in the fleet view only (MainWindow.set_fleet_mode)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -146,7 +148,9 @@ class ThreatTableView(QTableView):
             if cells is None:
                 y += row_height
                 continue
-            texts, background, foreground, alignments = cells
+            texts, background, foreground, alignments, font = cells
+            if font is not None:  # unseen (bold) or restored (italic), on the table's family and size
+                painter.setFont(font.resolve(self.font()))
             is_selected = row in selected
             if is_selected:
                 painter.fillRect(left, y, right - left, height, highlight)
@@ -158,17 +162,21 @@ class ThreatTableView(QTableView):
                 elif background[col] is not None:
                     painter.fillRect(x, y, width, height, background[col])
                     painter.setPen(foreground[col])
+                elif foreground[col] is not None:  # muted: a restored row
+                    painter.setPen(foreground[col])
                 else:
                     painter.setPen(text_colour)
                 text = texts[col]
-                laid = laid_out.get((col, width, text))
+                laid = laid_out.get((col, width, text, font))
                 if laid is None:
-                    laid = self._lay_out(text, width, height, alignments[col])
+                    laid = self._lay_out(text, width, height, alignments[col], font)
                     if len(laid_out) >= CACHE_LIMIT:
                         laid_out.clear()
-                    laid_out[(col, width, text)] = laid
+                    laid_out[(col, width, text, font)] = laid
                 static, dx, dy = laid
                 painter.drawStaticText(QPointF(x + dx, y + dy), static)
+            if font is not None:
+                painter.setFont(self.font())
             if focused and current.row() == row:
                 self._paint_focused(painter, current, row, y, height, columns, is_selected)
             y += row_height
@@ -203,15 +211,19 @@ class ThreatTableView(QTableView):
         for _col, x, width in columns:
             painter.drawLine(x + width, area.top(), x + width, min(area.bottom(), bottom))
 
-    def _lay_out(self, text: str, width: int, height: int, alignment: int) -> tuple:
+    def _lay_out(self, text: str, width: int, height: int, alignment: int, font: QFont | None = None) -> tuple:
         margin = self._margin
         if margin is None:
             margin = self._margin = self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self) + 1
-        fm = self.fontMetrics()
+        if font is None:
+            font, fm = self.font(), self.fontMetrics()
+        else:  # the row's font (bold, italic) on the table's family and size
+            font = font.resolve(self.font())
+            fm = QFontMetrics(font)
         room = max(0, width - 2 * margin)
         static = QStaticText(fm.elidedText(text, _ELIDE, room))  # the text itself when it fits
         static.setTextFormat(_PLAIN)
-        static.prepare(font=self.font())
+        static.prepare(font=font)
         size = static.size()
         dx = margin + max(0.0, (room - size.width()) / 2) if alignment & _CENTERED else margin
         return static, dx, int((height - size.height()) // 2)

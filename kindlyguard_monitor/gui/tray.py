@@ -35,13 +35,12 @@ APP_NAME = "KindlyGuard Monitor"
 STATES = {
     # state: (icon name, tooltip line)
     "protected": ("shield-protected", "Protected (shared memory)"),
-    "threat": ("shield-threat", "Threat just seen"),
+    "threat": ("shield-threat", "New threats: open them, or mark all as seen"),
     "degraded": ("shield-degraded", "Degraded to WebSocket"),
     "disconnected": ("shield-disconnected", "Disconnected from the Shield"),
     "protection_off": ("shield-off", "Protection is OFF: the Shield is not blocking threats"),
 }
 PROTECTION_UNKNOWN = "Turn protection off/on"
-THREAT_SHOW_MS = 10_000  # how long "threat" shows before the icon goes back
 POLL_MS = 2_000  # poll for a tray host while none exists
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
 PAUSE_CHOICES = (("15 minutes", 15 * 60), ("1 hour", 60 * 60), ("Until resumed", None))
@@ -63,6 +62,7 @@ class TrayController(QObject):
     tray_missing = Signal()  # once: no tray exists
     tray_appeared = Signal()  # a tray host appeared and the icon is shown
     message_clicked = Signal()  # the current icon's balloon/notification was clicked
+    mark_all_seen = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -70,14 +70,10 @@ class TrayController(QObject):
         self._base_state = "disconnected"
         self._threat_active = False
         self._protection_off = False  # the Shield says protection is off: its own icon until it is back on
-        self._counts_text = f"{APP_NAME} — no threats"
+        self._counts_text = "This session: no threats"
+        self._unseen = 0
         self._missing_emitted = False
         self._dbus_watcher = None
-
-        self._threat_timer = QTimer(self)
-        self._threat_timer.setSingleShot(True)
-        self._threat_timer.setInterval(THREAT_SHOW_MS)
-        self._threat_timer.timeout.connect(self._threat_over)
 
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
@@ -111,6 +107,10 @@ class TrayController(QObject):
         self.action_resume = self.pause_menu.addAction("Resume")
         self.action_resume.triggered.connect(self.resume_notifications)
         self.pause_actions["Resume"] = self.action_resume
+
+        self.action_mark_seen = menu.addAction("Mark all as seen")
+        self.action_mark_seen.setEnabled(False)
+        self.action_mark_seen.triggered.connect(self.mark_all_seen)
 
         menu.addSeparator()
         self.action_protection = menu.addAction(PROTECTION_UNKNOWN)
@@ -158,32 +158,35 @@ class TrayController(QObject):
         return "threat" if self._threat_active else self._base_state
 
     def set_state(self, state: str) -> None:
-        """"threat" shows for THREAT_SHOW_MS (again on each call), then the icon
-        goes back to the last other state set."""
+        """"threat" (the alert) shows until everything is seen (set_unseen(0)); any other
+        state is the one the icon goes back to then."""
         if state not in STATES or state == "protection_off":  # that one follows set_protection_off()
             raise ValueError(f"unknown tray state {state!r}")
         if state == "threat":
             self._threat_active = True
-            self._threat_timer.start()
         else:
             self._base_state = state
         self._refresh()
 
-    @Slot()
-    def _threat_over(self) -> None:
-        self._threat_active = False
+    def set_unseen(self, unseen: int) -> None:
+        """How many threats the user has not seen: in the tooltip; at 0 the alert is over."""
+        self._unseen = max(0, int(unseen))
+        self.action_mark_seen.setEnabled(bool(self._unseen))
+        if not self._unseen:
+            self._threat_active = False
         self._refresh()
 
     def set_counts(self, total: int, blocked: int, critical: int, high: int) -> None:
         self._counts_text = (
-            f"{APP_NAME} — {_plural(total, 'threat')} ({blocked} blocked), "
+            f"This session: {_plural(total, 'threat')} ({blocked} blocked), "
             f"{critical} critical, {high} high"
         )
         self._refresh()
 
     def tooltip(self) -> str:
         """Plain text: numbers and fixed words only, never event text."""
-        return f"{self._counts_text}\n{STATES[self.state][1]}"
+        unseen = f"{self._unseen:,} unseen" if self._unseen else "nothing unseen"
+        return f"{APP_NAME} — {unseen}\n{self._counts_text}\n{STATES[self.state][1]}"
 
     def current_icon(self):
         return self._icons[self.state]

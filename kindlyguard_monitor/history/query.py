@@ -355,6 +355,17 @@ def unseen_count(database: Database) -> int:
                             "name = 'seen_upto') AND seen = 0").fetchone()[0]
 
 
+def unseen_ids(database: Database, since_id: int) -> set[int]:
+    """The row ids from `since_id` up that the user has not marked seen (the restored feed's
+    seen state: a scan of what is above both `since_id` and the 'seen_upto' mark)."""
+    with connection(database) as conn:
+        if not _has_table(conn, "meta"):
+            return {r[0] for r in conn.execute("SELECT id FROM threats WHERE id >= ?", (int(since_id),))}
+        return {r[0] for r in conn.execute(
+            "SELECT id FROM threats WHERE id >= ? AND id > (SELECT value FROM meta WHERE name = 'seen_upto') "
+            "AND seen = 0", (int(since_id),))}
+
+
 def recent(database: Database, n: int) -> list[StoredThreat]:
     """The newest `n` threats, oldest first (the order a feed adds them in)."""
     if n <= 0:

@@ -147,6 +147,17 @@ class HistoryStore(WriterThread):
         return self._pending.dropped
 
     @property
+    def kept(self) -> int:
+        """Threats in the file (as the writer last counted them)."""
+        return self._file_rows
+
+    @property
+    def settled(self) -> bool:
+        """Nothing waits to be written and the WAL is checkpointed: the size on disk is final for now."""
+        with self._cond:
+            return not self._pending.waiting() and self._wal_dirty_at is None
+
+    @property
     def max_pending(self) -> int:
         return self._pending.max_pending
 

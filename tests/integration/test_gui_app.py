@@ -35,7 +35,7 @@ def test_threats_from_the_ring_reach_the_table(qtbot, qapp, ring_path):
         qtbot.waitUntil(lambda: monitor.window.isVisible(), timeout=5000)
         model = monitor.window.model
         qtbot.waitUntil(lambda: model.rowCount() == 20, timeout=10000)
-        qtbot.waitUntil(lambda: monitor.window.windowTitle() == "KindlyGuard Monitor — 20 threats", timeout=5000)
+        qtbot.waitUntil(lambda: monitor.window.windowTitle() == "KindlyGuard Monitor — 20 unseen", timeout=5000)
         assert monitor.screen_latency.count == 20
         assert not monitor.window.hide_on_close, "no tray here: closing the window quits"
     finally:

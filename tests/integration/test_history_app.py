@@ -70,10 +70,62 @@ def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_pat
         assert monitor.notifier.policy.offered == 1
         assert monitor.history.flush(10)
         assert query.count(history_path) == 21
-        assert "History " in monitor.window.history_label.text()
+        assert monitor.window.history_label.text().startswith("Kept in history: ")
     finally:
         monitor.shutdown()
         writer.close()
+
+
+def test_seen_state_is_kept_across_restarts_and_restored_rows_are_dated(qtbot, qapp, ring_path, tmp_path):
+    """Issue 14 items 2 and 4: a threat opened is seen, in the history too; after a restart the
+    restored rows keep their seen state, carry their date, and the counts say what they count."""
+    from kindlyguard_monitor.gui.threat_model import RESTORED_TIP, UNSEEN_MARK, ThreatTableModel
+
+    history_path = tmp_path / "h" / "history.sqlite3"
+    writer = PyWriter.create(ring_path, slot_count=64)
+    writer.publish(ThreatGenerator(3).batch(10))
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        start_until_rows(qtbot, monitor, 10)
+        w = monitor.window
+        assert w.windowTitle() == "KindlyGuard Monitor — 10 unseen"
+        opened = w.model.row_at(3)
+        assert w.show_event(opened.key)  # as a click on its notification, or on its row, does
+        assert w.windowTitle() == "KindlyGuard Monitor — 9 unseen" and w.unseen_label.text() == "9 unseen"
+        assert not w.model.data(w.model.index(w.model.row_for_key(opened.key), 0)).startswith(UNSEEN_MARK)
+        assert w.model.data(w.model.index(0, 0)).startswith(UNSEEN_MARK)
+        assert monitor.history.flush(10)
+        assert monitor.history.unseen == 9 == query.unseen_count(history_path)
+    finally:
+        monitor.shutdown()
+    on_disk = sum(os.path.getsize(p) for p in (history_path, f"{history_path}-wal") if os.path.exists(p))
+
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        start_until_rows(qtbot, monitor, 10)
+        w, model = monitor.window, monitor.window.model
+        qtbot.waitUntil(lambda: monitor.window.transport == "shm", timeout=10000)
+        wait_reader_settled(qtbot, monitor.reader, 10)  # the ring's replay: known, not news, not unseen again
+        assert monitor.feed.unseen == 9 and w.windowTitle() == "KindlyGuard Monitor — 9 unseen"
+        assert monitor.feed.totals["total"] == 0
+        assert w.counter_labels["total"].text() == "This session: 0 threats"
+        assert w.counter_labels["restored"].text() == "Before this session: 10 (from the history)"
+        # the size shown is what was on disk when the last session closed (nothing written since)
+        assert w.history_label.text() == f"Kept in history: 10 threats, {on_disk / 2**20:.1f} MiB on disk"
+        row = model.row_for_key(opened.key)
+        time_text = model.data(model.index(row, ThreatTableModel.TIME))
+        assert not time_text.startswith(UNSEEN_MARK) and len(time_text) == len("2026-12-02 08:15")  # dated
+        assert model.data(model.index(row, ThreatTableModel.TIME), 3).startswith(RESTORED_TIP)  # ToolTipRole
+        others = [model.data(model.index(i, 0)) for i in range(10) if i != row]
+        assert all(t.startswith(UNSEEN_MARK) for t in others)
+        monitor.mark_all_seen()  # File › Mark all as seen, the button, the tray, Ctrl+Shift+A
+        assert w.windowTitle() == "KindlyGuard Monitor" and w.unseen_label.text() == "All seen"
+        assert not any(model.data(model.index(i, 0)).startswith(UNSEEN_MARK) for i in range(10))
+        assert not w.mark_seen_button.isEnabled()
+    finally:
+        monitor.shutdown()
+        writer.close()
+    assert query.unseen_count(history_path) == 0
 
 
 def test_the_history_window_searches_and_exports_everything_it_finds(qtbot, qapp, ring_path, tmp_path):
@@ -243,6 +295,30 @@ def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, q
         assert monitor.history.read_only and monitor.history.flush(10)
         assert query.count(history_path) == 5  # nothing stored
         assert sorted(p.name for p in history_path.parent.iterdir()) == ["history.sqlite3"]
+    finally:
+        monitor.shutdown()
+        writer.close()
+
+
+def test_the_history_size_shown_is_what_is_on_disk_once_the_writer_is_idle(qtbot, qapp, ring_path, tmp_path):
+    """Issue 14 item 4: the label followed the WAL's high-water mark ("15.9 MiB" for a 0.26 MiB file).
+    Once the writer is idle it checkpoints the WAL, and the label shows the files as they are then."""
+    history_path = tmp_path / "h" / "history.sqlite3"
+    writer = PyWriter.create(ring_path, slot_count=4096)
+    writer.publish(ThreatGenerator(4).batch(3000))
+    monitor = make_app(qapp, ring_path, history_path)
+    try:
+        monitor.start()
+        store = monitor.history
+        qtbot.waitUntil(lambda: store.stored == 3000 and store.settled, timeout=20000)
+        wal = f"{history_path}-wal"
+        assert not os.path.exists(wal) or os.path.getsize(wal) == 0  # checkpointed and truncated
+
+        def on_disk() -> str:
+            size = os.path.getsize(history_path) + (os.path.getsize(wal) if os.path.exists(wal) else 0)
+            return f"Kept in history: 3,000 threats, {size / 2**20:.1f} MiB on disk"
+
+        qtbot.waitUntil(lambda: monitor.window.history_label.text() == on_disk(), timeout=10000)
     finally:
         monitor.shutdown()
         writer.close()

@@ -95,3 +95,20 @@ def test_seen_state_survives_a_restart_and_retention(path):
         assert seen_seqs(path) == set(range(50))
     finally:
         store.close()
+
+
+def test_unseen_ids_give_the_restored_feed_its_seen_state(path):
+    """What the app asks at start (gui/app_history.py): which of the newest rows are unseen."""
+    store = start_store(path)
+    try:
+        store.submit([ring_batch([ring_event(i) for i in range(6)])])
+        store.mark_all_seen()
+        store.submit([ring_batch([ring_event(i) for i in range(6, 12)])])
+        store.mark_seen([threat_key(ring_event(8), GEN)])
+        assert store.flush(60)
+    finally:
+        store.close()
+    rows = query.recent(path, 8)  # seqs 4..11
+    unseen = query.unseen_ids(path, min(r.row_id for r in rows))
+    assert sorted(r.seq for r in rows if r.row_id in unseen) == [6, 7, 9, 10, 11]
+    assert len(unseen) == query.unseen_count(path) == 5

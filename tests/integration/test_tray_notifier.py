@@ -101,7 +101,7 @@ def test_no_tray_offscreen_emits_missing_once(qtbot):
 
 def test_menu_texts(tray):
     texts = [a.text() for a in tray.menu.actions() if not a.isSeparator()]
-    assert texts == ["Show/Hide window", "Pause notifications", "Turn protection off/on",
+    assert texts == ["Show/Hide window", "Pause notifications", "Mark all as seen", "Turn protection off/on",
                      "Start demo writer", "History…", "Settings…", "Quit"]
     pause = [a.text() for a in tray.pause_menu.actions() if not a.isSeparator()]
     assert pause == ["15 minutes", "1 hour", "Until resumed", "Resume"]
@@ -132,6 +132,9 @@ def test_actions_emit_signals(tray, qtbot):
                            (tray.quit_requested, tray.action_quit), (tray.resume_notifications, tray.action_resume)):
         with qtbot.waitSignal(signal, timeout=1000):
             action.trigger()
+    tray.set_unseen(2)  # Mark all as seen: only while something is unseen
+    with qtbot.waitSignal(tray.mark_all_seen, timeout=1000):
+        tray.action_mark_seen.trigger()
     for text, seconds in (("15 minutes", 900), ("1 hour", 3600), ("Until resumed", None)):
         with qtbot.waitSignal(tray.pause_notifications, timeout=1000) as blocker:
             tray.pause_actions[text].trigger()
@@ -147,12 +150,15 @@ def test_activation_toggles_window(tray, qtbot):
 
 def test_tooltip_counts_are_plain_text(tray):
     tray.set_counts(42, 40, 3, 5)
-    first = tray.tooltip().splitlines()[0]
-    assert first == "KindlyGuard Monitor — 42 threats (40 blocked), 3 critical, 5 high"
+    tray.set_unseen(7)
+    first, second = tray.tooltip().splitlines()[:2]
+    assert first == "KindlyGuard Monitor — 7 unseen"
+    assert second == "This session: 42 threats (40 blocked), 3 critical, 5 high"
     assert tray.tray.toolTip() == tray.tooltip()
     assert "<" not in tray.tooltip() and "&" not in tray.tooltip()
     tray.set_counts(1, 0, 0, 1)
-    assert tray.tooltip().startswith("KindlyGuard Monitor — 1 threat (0 blocked)")
+    tray.set_unseen(0)
+    assert tray.tooltip().startswith("KindlyGuard Monitor — nothing unseen\nThis session: 1 threat (0 blocked)")
 
 
 def test_state_changes_icon(tray, qtbot):
@@ -164,13 +170,15 @@ def test_state_changes_icon(tray, qtbot):
         keys[state] = tray.tray.icon().cacheKey()
     assert len(set(keys.values())) == 3
     tray.set_state("degraded")
-    tray._threat_timer.setInterval(50)  # "threat" shows for ~10 s in the app
-    tray.set_state("threat")
-    assert tray.state == "threat"
+    tray.set_unseen(3)
+    tray.set_state("threat")  # the alert: until everything is seen
+    assert tray.state == "threat" and tray.action_mark_seen.isEnabled()
     assert tray.tray.icon().cacheKey() not in keys.values()
-    tray.set_state("protected")  # the transport changes while the threat shows
+    tray.set_state("protected")  # the transport changes while the alert shows
+    tray.set_unseen(1)
     assert tray.state == "threat"
-    qtbot.waitUntil(lambda: tray.state == "protected", timeout=2000)
+    tray.set_unseen(0)  # all seen: back to normal
+    assert tray.state == "protected" and not tray.action_mark_seen.isEnabled()
     assert tray.tray.icon().cacheKey() == keys["protected"]
     with pytest.raises(ValueError):
         tray.set_state("bogus")

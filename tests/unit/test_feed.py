@@ -98,3 +98,49 @@ def test_ring_events_are_converted_once_with_their_generation():
     assert v1[0].key.digest is not None and v1[0].seq == 7
     record = events[0].to_dict()
     assert (record["id"], record["transport"], record["severity"]) == (f"{GEN:016x}-7", "shm", "High")
+
+
+# ---- what needs the user: unseen threats (issue 14 item 2)
+
+def test_new_threats_are_unseen_until_opened_or_all_marked_seen():
+    feed = Feed()
+    feed.take([batch(ev(1), ev(2), ev(3))])
+    assert feed.unseen == 3 and all(feed.is_unseen(EventKey(GEN, s)) for s in (1, 2, 3))
+    assert feed.open(EventKey(GEN, 2)) is True  # the user opened it: seen (the caller tells the history)
+    assert feed.open(EventKey(GEN, 2)) is False  # again: nothing to keep
+    assert feed.open(EventKey(GEN, 99)) is False  # never here
+    assert feed.unseen == 2 and not feed.is_unseen(EventKey(GEN, 2))
+    feed.take([batch(ev(2), ev(4))])  # 2 read again (a reader restart) is not unseen again; 4 is new
+    assert feed.unseen == 3 and not feed.is_unseen(EventKey(GEN, 2)) and feed.is_unseen(EventKey(GEN, 4))
+    assert feed.mark_all_seen() == 3
+    assert feed.unseen == 0 and not any(feed.is_unseen(EventKey(GEN, s)) for s in range(5))
+    feed.take([batch(ev(5))])  # what comes after "mark all" is unseen
+    assert feed.unseen == 1 and feed.is_unseen(EventKey(GEN, 5))
+
+
+def test_unlisted_threats_stay_counted_unseen_until_all_are_marked_seen():
+    feed = Feed(max_rows=3, rows_per_update=2)
+    u = feed.take([batch(*(ev(i) for i in range(10)))])
+    assert len(u.rows) == 2 and feed.unseen == 10  # a flood: 8 not listed, all still need the user
+    assert not feed.is_unseen(EventKey(GEN, 0))  # no row to open any more
+    assert feed.open(EventKey(GEN, 9)) and feed.unseen == 9
+    assert feed.mark_all_seen() == 9 and feed.unseen == 0
+
+
+def test_restored_threats_keep_the_seen_state_the_history_kept():
+    feed = Feed()
+    restored = [ev(i, transport=Transport.HISTORY) for i in range(5)]
+    unseen = [EventKey(GEN, 3), EventKey(GEN, 4), EventKey(GEN, 77)]  # 77: not among those restored
+    assert feed.restore(restored, unseen, unseen_total=40) == restored
+    assert [feed.is_unseen(EventKey(GEN, i)) for i in range(5)] == [False, False, False, True, True]
+    assert feed.unseen == 40 and feed.restored == 5  # the history holds more unseen than the feed lists
+    assert feed.totals["total"] == 0  # from before this session: not counted as this session's
+    feed.take([batch(ev(4), ev(5))])  # the ring still holds 4: not news, not unseen twice
+    assert feed.unseen == 41
+    assert feed.open(EventKey(GEN, 3)) and feed.unseen == 40
+
+
+def test_restored_without_a_total_counts_the_unseen_keys():
+    feed = Feed()
+    feed.restore([ev(1, transport=Transport.HISTORY), ev(2, transport=Transport.HISTORY)], [EventKey(GEN, 2)])
+    assert feed.unseen == 1 and feed.restored == 2

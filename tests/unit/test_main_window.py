@@ -55,8 +55,8 @@ def test_add_batches_newest_first_and_counters(win):
     assert [r.seq for r in shown_rows(win)] == [4, 3, 2, 1]
     assert shown_rows(win)[0].key == EventKey(7, 4)
     labels = {k: v.text() for k, v in win.counter_labels.items()}
-    assert labels["total"] == "Threats: 4"
-    assert labels["blocked"] == "Blocked: 2"
+    assert labels["total"] == "This session: 4 threats"
+    assert labels["blocked"] == "2 blocked"
     assert labels["Low"] == "Low: 1"
     assert labels["Medium"] == "Medium: 1"
     assert labels["High"] == "High: 1"
@@ -197,15 +197,15 @@ def test_close_accepted_without_hide_on_close(win):
 def test_hidden_window_defers_counter_labels(qtbot):
     w = MainWindow()
     qtbot.addWidget(w)
-    assert w.counter_labels["total"].text() == "Threats: 0"
+    assert w.counter_labels["total"].text() == "This session: 0 threats"
     add_batches(w, [batch(ev(1, HIGH), ev(2, HIGH))])
     w.set_counters(2, 5, 1)
     assert w.model.rowCount() == 2  # the model is fed
-    assert w.counter_labels["total"].text() == "Threats: 0"
+    assert w.counter_labels["total"].text() == "This session: 0 threats"
     assert w.counter_labels["missed"].text() == "Missed: 0"
     w.show()
     qtbot.waitExposed(w)
-    assert w.counter_labels["total"].text() == "Threats: 2"
+    assert w.counter_labels["total"].text() == "This session: 2 threats"
     assert w.counter_labels["High"].text() == "High: 2"
     assert w.counter_labels["missed"].text() == "Missed: 5"
 
