@@ -20,8 +20,8 @@ M = ThreatTableModel
 LONG = "<i>markup</i> " + "word " * 200
 
 
-def ev(seq, severity=LOW, source="src", details="details"):
-    return threat_event(transport=Transport.SHM, generation=7, seq=seq, timestamp_unix_us=1_700_000_000_000_000 + seq,
+def ev(seq, severity=LOW, source="src", details="details", transport=Transport.SHM):
+    return threat_event(transport=transport, generation=7, seq=seq, timestamp_unix_us=1_700_000_000_000_000 + seq,
                         threat_type=seq % 8, severity=severity, blocked=bool(seq % 2), source=source,
                         details=details, publish_mono_ns=0, observe_mono_ns=0)
 
@@ -87,7 +87,7 @@ def test_one_pass_paint_lays_each_text_out_once_as_plain_text(qapp):
     # one layout per text and width, shared by the cells showing it (one severity, two blocked values)
     assert len([key for key in laid_out if key[0] == M.SEVERITY]) == 1
     assert len([key for key in laid_out if key[0] == M.BLOCKED]) == 2
-    details = [static for (col, _w, text), (static, _x, _y) in laid_out.items()
+    details = [static for (col, _w, text, _font), (static, _x, _y) in laid_out.items()
                if col == M.DETAILS and text.startswith("<i>")]
     assert len(details) == 1
     static = details[0]
@@ -113,3 +113,33 @@ def test_severity_colours_follow_the_palette(qapp):
     assert light == palette.qcolor(palette.LIGHT_PALETTE.severity[CRITICAL][0])
     assert dark == palette.qcolor(palette.DARK_PALETTE.severity[CRITICAL][0])
     assert model.data(index, Qt.ItemDataRole.BackgroundRole) == light
+
+
+def test_one_pass_paint_shows_unseen_and_restored_rows_as_qt_does(qapp):
+    """Unseen rows bold (with their dot), restored rows italic and muted with their date: the
+    table's own paint and Qt's cell-by-cell paint give the same picture (issue 14, item 2 and 4)."""
+    events = [ev(i, severity=(LOW, CRITICAL, HIGH)[i % 3], transport=Transport.HISTORY if i <= 4 else Transport.SHM)
+              for i in range(1, 11)]  # a screenful: the restored rows (set below this session's) in view
+    unseen = {e.key for e in events if e.seq % 2}
+    model, proxy, view = make_view(qapp, [])
+    model.is_unseen = unseen.__contains__
+    model.add_events(events)
+    qapp.processEvents()
+    fonts = [model.data(model.index(r, M.TIME), Qt.ItemDataRole.FontRole) for r in range(model.rowCount())]
+    assert any(f is not None and f.bold() for f in fonts) and any(f is not None and f.italic() for f in fonts)
+    ours = view.grab().toImage()
+    painted = view.painted_rows
+    assert painted > 0
+    view.fast_paint = False
+    theirs = view.grab().toImage()
+    assert view.painted_rows == painted  # Qt painted this one
+    assert differing_pixels(ours, theirs) < ours.width() * ours.height() // 200
+    # seen now: the cached cells are made again, plain
+    unseen.clear()
+    model.seen_changed(None)
+    view.fast_paint = True
+    plain = view.grab().toImage()
+    assert differing_pixels(plain, ours) > 0
+    view.fast_paint = False
+    assert differing_pixels(plain, view.grab().toImage()) < ours.width() * ours.height() // 200
+    view.close()

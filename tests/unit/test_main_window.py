@@ -264,8 +264,8 @@ def test_counters_are_redrawn_at_most_every_interval_while_threats_stream(win, q
 
     monkeypatch.setattr(status_display, "LABELS_INTERVAL_S", 1.0)
     add_batches(win, [batch(ev(1))])
-    assert win.counter_labels["total"].text() == "Threats: 1"
+    assert win.counter_labels["total"].text() == "This session: 1 threat"
     add_batches(win, [batch(ev(2), ev(3))])
-    assert win.counter_labels["total"].text() == "Threats: 1"  # deferred, not dropped
-    qtbot.waitUntil(lambda: win.counter_labels["total"].text() == "Threats: 3", timeout=5000)
-    assert win.windowTitle() == "KindlyGuard Monitor — 3 threats"
+    assert win.counter_labels["total"].text() == "This session: 1 threat"  # deferred, not dropped
+    qtbot.waitUntil(lambda: win.counter_labels["total"].text() == "This session: 3 threats", timeout=5000)
+    assert win.windowTitle() == "KindlyGuard Monitor — 3 unseen"
