@@ -3,7 +3,7 @@ on stdin/stdout so an end-to-end test can ask what the user would see.
 
     python tests/e2e_app.py [kgmon's GUI options, e.g. --demo --shm-path P]
 
-It calls kindlyguard_monitor.gui.app.run() itself (the same settings, single-instance check,
+It calls kindlyguard_monitor.gui.launch.run() itself (the same settings, single-instance check,
 window, tray, notifier and reader thread as `kgmon`) and, once the app is up,
 answers one JSON line on stdout per command line on stdin:
 
@@ -41,7 +41,7 @@ from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from kindlyguard_monitor.cli.main import build_parser  # noqa: E402
-from kindlyguard_monitor.gui import app as gui_app  # noqa: E402
+from kindlyguard_monitor.gui import launch  # noqa: E402
 
 
 def _reply(obj) -> None:
@@ -235,7 +235,7 @@ def main() -> int:
         holder["control"] = Control(monitor)
         _reply({"started": True})
 
-    return gui_app.run(args, started=started)
+    return launch.run(args, started=started)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def measure_gui(short: bool, progress) -> dict:
     out: dict = {}
     try:
         monitor.start()
-        freeze_startup_objects()  # as kindlyguard_monitor.gui.app.run() does
+        freeze_startup_objects()  # as kindlyguard_monitor.gui.launch.run() does
         while not monitor.window.isVisible() and time.perf_counter() - started < 10:
             qapp.processEvents()
         # In-process, modules already imported: the window's own build-and-show time,

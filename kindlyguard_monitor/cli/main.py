@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
     if args.command is None:
         try:
-            from kindlyguard_monitor.gui.app import run as run_gui  # Qt is loaded only for the app
+            from kindlyguard_monitor.gui.launch import run as run_gui  # Qt is loaded only for the app
         except ImportError as exc:
             print(f"kgmon: the desktop app cannot start: {visible(str(exc))}; `kgmon tail` works without it",
                   file=sys.stderr)

@@ -7,7 +7,8 @@ socket: the reader thread does, and only emits signals.
                      (kindlyguard_monitor/gui/demo_process.py)
     kgmon --fleet URL  watch the fleet's stream instead of this machine's Shield (app_fleet.py)
 
-Its other parts, each in its own module: the threat history's part (start-up,
+Started by launch.py's run() (`kgmon`). Its other parts, each in its own module:
+the threat history's part (start-up,
 the restored feed, the History window) app_history.py; the menus and shortcuts
 app_menus.py; the tray and the notifications app_tray.py; a flood taken in
 slices flood_pacer.py; signals waking the event loop signal_wakeup.py.
@@ -15,20 +16,16 @@ slices flood_pacer.py; signals waking the event loop signal_wakeup.py.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
-import sys
 import time
 
-from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QApplication
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import app_tray, keyboard
-from kindlyguard_monitor.gui.app_fleet import AppForwarder, apply_forwarding, fleet_history_path, fleet_source, \
-    instance_name
+from kindlyguard_monitor.gui.app_fleet import AppForwarder, apply_forwarding
 from kindlyguard_monitor.gui.app_history import AppHistory
 from kindlyguard_monitor.gui.app_menus import install_menus, protection_toggler
 from kindlyguard_monitor.gui.demo_process import DemoWriter
@@ -41,14 +38,10 @@ from kindlyguard_monitor.gui.reader_thread import ReaderThread
 from kindlyguard_monitor.gui.resources import icon
 from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
-from kindlyguard_monitor.gui.signal_wakeup import SignalWakeup
-from kindlyguard_monitor.gui.single_instance import SingleInstance
-from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
 from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
 from kindlyguard_monitor.history.store import HistoryStore
-from kindlyguard_monitor.platform_integration import set_windows_app_id
 from kindlyguard_monitor.ring.paths import default_ring_path
-from kindlyguard_monitor.textsafe import log_to_stderr, visible
+from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
@@ -376,51 +369,3 @@ class MonitorApp(QObject):
         self.app_history.close()
         if self.desktop_notifications is not None:
             self.desktop_notifications.close()
-
-
-def run(args: argparse.Namespace, started=None) -> int:
-    """The app's main: `started(monitor)`, when given, is called once the app is
-    up (the end-to-end tests use it to watch the real app from inside)."""
-    fleet = fleet_source(args)
-    if isinstance(fleet, str):
-        print(f"kgmon: {visible(fleet)}", file=sys.stderr)
-        return 2
-    log_to_stderr(logging.INFO)  # every record made visible: log lines carry server text and paths
-    set_windows_app_id()  # before the first window: the taskbar and notifications carry the app's name
-    qapp = QApplication.instance() or QApplication(sys.argv[:1])
-    qapp.setApplicationName("KindlyGuard Monitor")
-    qapp.setOrganizationName("KindlyGuard")
-    qapp.setDesktopFileName("kindlyguard-monitor")
-    qapp.setQuitOnLastWindowClosed(False)
-    instance = SingleInstance(instance_name(fleet))  # the fleet view and this machine's monitor may both run
-    if not instance.acquire():
-        print("kgmon: KindlyGuard Monitor is already running; brought its window forward", file=sys.stderr)
-        return 0
-    settings = Settings()
-    shm_path = str(default_ring_path(getattr(args, "shm_path", None) or settings.ring_path or None))
-    ws_url = choose_ws_url(getattr(args, "ws_url", None), settings.ws_url)
-    history = HistoryStore(fleet_history_path(fleet))  # $KINDLYGUARD_HISTORY_PATH, else the data folder
-    monitor = MonitorApp(qapp, shm_path, ws_url, demo=getattr(args, "demo", False) and fleet is None,
-                         settings=settings, history=history, source=fleet)
-    instance.activation_requested.connect(monitor.show_window)
-    monitor.start(show_window=not getattr(args, "hidden", False))
-    freeze_startup_objects()
-    if started is not None:
-        started(monitor)
-    if monitor.window.isVisible():
-        # Runs once the event loop has painted the first frame: `kgmon bench --gui` reads this line.
-        QTimer.singleShot(0, lambda: log.info("window shown %.0f ms after the process started",
-                                              ms_since_process_start()))
-    # Ctrl-C in the terminal quits cleanly: Python handles signals only between Qt events.
-    # Quit from the event loop, not inside whatever Python code the signal interrupted
-    # (a SIGTERM in the middle of start-up's history check once quit between the
-    # check and the reader's start, which then outlived the app: Qt aborts on that).
-    signal.signal(signal.SIGINT, lambda *a: QTimer.singleShot(0, monitor.quit))
-    signal.signal(signal.SIGTERM, lambda *a: QTimer.singleShot(0, monitor.quit))
-    wakeup = SignalWakeup()  # no polling timer: a signal itself wakes the event loop
-    try:
-        return qapp.exec()
-    finally:
-        wakeup.close()
-        instance.release()
-

@@ -1,6 +1,6 @@
 """Lets Python's signal handlers (Ctrl-C, SIGTERM) run while Qt's event loop
 sleeps, without a timer that wakes it 4 times a second for nothing (an idle
-tray app's cost). Used by kindlyguard_monitor.gui.app.run()."""
+tray app's cost). Used by kindlyguard_monitor.gui.launch.run()."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Around the app's start: which WebSocket URL it uses, the objects start-up
 leaves behind taken out of the garbage collector's sight, and how long the
 process took to show its window (`kgmon bench --gui` reads that log line).
-Used by kindlyguard_monitor.gui.app.run()."""
+Used by kindlyguard_monitor.gui.launch.run()."""
 
 from __future__ import annotations
 

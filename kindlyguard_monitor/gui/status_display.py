@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QVB
 from kindlyguard_monitor.feed import Feed
 from kindlyguard_monitor.gui import palette
 from kindlyguard_monitor.gui.histogram_widget import format_ns
-from kindlyguard_monitor.gui.threat_model import plain_tooltip
+from kindlyguard_monitor.gui.row_look import plain_tooltip
 from kindlyguard_monitor.textsafe import elide, visible
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM
 from kindlyguard_monitor.vocabulary import Transport

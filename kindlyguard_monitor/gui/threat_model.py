@@ -12,34 +12,23 @@ says "Unseen" to a screen reader; a row restored from the history at start
 (delivered by Transport.HISTORY) shows its date, is muted, and stays below
 this session's rows whichever column sorts them.
 
-Tooltips are kept plain: Qt renders a tooltip as rich text when
-Qt.mightBeRichText() says so (e.g. it starts with "<b>"). Instead of hoping
-it does not, every tooltip is *always* rich text whose content is
-html.escape()d and wrapped in a pre-wrap paragraph, so the user sees exactly
-the characters that were sent, "<b>x</b>" included.
+How a row looks beyond its text (the marks, fonts and plain tooltips): row_look.py.
 """
 
 from __future__ import annotations
-
-import html
-import time
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFont
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
 from kindlyguard_monitor.gui import palette
+from kindlyguard_monitor.gui.row_look import RESTORED_TIP, UNSEEN_MARK, date_time, fonts, plain_tooltip, restored
 from kindlyguard_monitor.textsafe import elide, visible
-from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, local_time, severity_level, severity_name, threat_type_name
-from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE, Transport
+from kindlyguard_monitor.threats import local_time, severity_level, severity_name, threat_type_name
+from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
 
 DEFAULT_MAX_ROWS = DEFAULT_FEED_SIZE
 DETAILS_DISPLAY_LIMIT = 160
-TOOLTIP_LIMIT = 1000
-UNSEEN_MARK = "● "  # before an unseen row's time (with bold: not colour alone)
-RESTORED_TIP = "Before this session — from the history"
-TIME_SAMPLE = UNSEEN_MARK + "0000-00-00 00:00"  # the Time column's widest text (a restored, unseen row)
-
 
 # Severity colours, (background, text) of the Severity cell: gui/palette.py (light and dark).
 
@@ -51,41 +40,6 @@ _BACKGROUND = Qt.ItemDataRole.BackgroundRole
 _FOREGROUND = Qt.ItemDataRole.ForegroundRole
 _FONT = Qt.ItemDataRole.FontRole
 _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
-
-
-def plain_tooltip(text: str) -> str:
-    """`text` as a tooltip Qt shows literally: visible(), elided, HTML-escaped,
-    in a paragraph that keeps its spaces."""
-    shown = html.escape(elide(visible(text), TOOLTIP_LIMIT), quote=False)
-    return f"<p style='white-space:pre-wrap'>{shown}</p>"
-
-
-def restored(row: ThreatEvent) -> bool:
-    """Restored from the history at start: from before this session."""
-    return row.transport == Transport.HISTORY
-
-
-def _date_time(timestamp_unix_us: int) -> str:
-    """A restored threat's local date and time, to the minute."""
-    try:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(int(timestamp_unix_us) // 1_000_000))
-    except (OverflowError, OSError, ValueError):
-        return "?"
-
-
-def _fonts() -> list[QFont]:
-    """(unseen, restored, restored and unseen) fonts, made once."""
-    if not _FONTS:
-        bold, italic, both = QFont(), QFont(), QFont()
-        bold.setBold(True)
-        italic.setItalic(True)
-        both.setBold(True)
-        both.setItalic(True)
-        _FONTS.extend((bold, italic, both))
-    return _FONTS
-
-
-_FONTS: list = []
 
 
 class ThreatTableModel(QAbstractTableModel):
@@ -329,7 +283,7 @@ class ThreatTableModel(QAbstractTableModel):
 
     def _time_text(self, row: ThreatEvent) -> str:
         """Time only for this session's threats; a restored one's date too; a dot when unseen."""
-        text = _date_time(row.timestamp_unix_us) if restored(row) else local_time(row.timestamp_unix_us)
+        text = date_time(row.timestamp_unix_us) if restored(row) else local_time(row.timestamp_unix_us)
         return UNSEEN_MARK + text if self.is_unseen(row.key) else text
 
     # ---- Qt model ----
@@ -377,7 +331,7 @@ class ThreatTableModel(QAbstractTableModel):
     def data_font(self, row: ThreatEvent) -> QFont | None:
         """Bold while unseen, italic when restored from the history; None: the table's own."""
         unseen, old = self.is_unseen(row.key), restored(row)
-        return _fonts()[2] if unseen and old else _fonts()[0] if unseen else _fonts()[1] if old else None
+        return fonts()[2] if unseen and old else fonts()[0] if unseen else fonts()[1] if old else None
 
     def _severity_qcolours(self, level: int, pal) -> tuple:
         if self._colours[0] is not pal:
@@ -432,7 +386,7 @@ class ThreatTableModel(QAbstractTableModel):
             return self._cells_of(row)[_FONT]
         if role == Qt.ItemDataRole.AccessibleTextRole and col == self.TIME:
             return ("Unseen, " if self.is_unseen(row.key) else "") + (
-                f"from the history, {_date_time(row.timestamp_unix_us)}" if restored(row)
+                f"from the history, {date_time(row.timestamp_unix_us)}" if restored(row)
                 else local_time(row.timestamp_unix_us))
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == self.TIME:

@@ -20,7 +20,8 @@ from PySide6.QtWidgets import QAbstractItemView, QStyle, QStyleOptionViewItem, Q
 
 from kindlyguard_monitor.event import EventKey
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
-from kindlyguard_monitor.gui.threat_model import TIME_SAMPLE, ThreatTableModel
+from kindlyguard_monitor.gui.row_look import TIME_SAMPLE
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.threats import SEVERITIES, THREAT_TYPES
 
 SOURCE_CHARS = 30  # the Source column's width, in average characters (it can be dragged wider)

@@ -15,7 +15,7 @@ import pytest
 from test_desktop_e2e import desktop, start_app, wait_state  # noqa: F401
 from test_desktop_look_e2e import xkey
 
-from kindlyguard_monitor.gui.threat_model import UNSEEN_MARK
+from kindlyguard_monitor.gui.row_look import UNSEEN_MARK
 
 pytestmark = [pytest.mark.desktop, pytest.mark.timeout(180)]
 DATED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$")

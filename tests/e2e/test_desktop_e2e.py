@@ -1,7 +1,7 @@
 """End to end on a real desktop: Xvfb, a private D-Bus session bus, a real tray
 host (StatusNotifierItem and XEmbed, each test runs on both) and a real
 notification server (dunst), with the real app (tests/e2e_app.py runs
-kindlyguard_monitor.gui.app.run exactly as `kgmon` does) and a real writer.
+kindlyguard_monitor.gui.launch.run exactly as `kgmon` does) and a real writer.
 
 What a user would check by looking, checked by the test:
 - with the demo writer running, threats appear in the table, the badge says

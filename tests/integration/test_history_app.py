@@ -79,7 +79,8 @@ def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_pat
 def test_seen_state_is_kept_across_restarts_and_restored_rows_are_dated(qtbot, qapp, ring_path, tmp_path):
     """Issue 14 items 2 and 4: a threat opened is seen, in the history too; after a restart the
     restored rows keep their seen state, carry their date, and the counts say what they count."""
-    from kindlyguard_monitor.gui.threat_model import RESTORED_TIP, UNSEEN_MARK, ThreatTableModel
+    from kindlyguard_monitor.gui.row_look import RESTORED_TIP, UNSEEN_MARK
+    from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 
     history_path = tmp_path / "h" / "history.sqlite3"
     writer = PyWriter.create(ring_path, slot_count=64)

@@ -198,7 +198,7 @@ def test_settings_refuse_a_websocket_url_the_client_cannot_use(url):
 
 
 def test_a_saved_websocket_url_the_client_cannot_use_is_ignored(monkeypatch, caplog):
-    from kindlyguard_monitor.gui.app import choose_ws_url
+    from kindlyguard_monitor.gui.startup import choose_ws_url
 
     monkeypatch.delenv("KINDLYGUARD_WS_URL", raising=False)
     monkeypatch.delenv("SHIELD_WS_PORT", raising=False)

@@ -11,7 +11,8 @@ from PySide6.QtTest import QTest
 
 from kindlyguard_monitor.event import EventKey, threat_event
 from kindlyguard_monitor.gui import palette
-from kindlyguard_monitor.gui.threat_model import RESTORED_TIP, UNSEEN_MARK, ThreatTableModel
+from kindlyguard_monitor.gui.row_look import RESTORED_TIP, UNSEEN_MARK
+from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM
 from kindlyguard_monitor.vocabulary import Transport
 
