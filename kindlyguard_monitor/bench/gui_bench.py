@@ -39,7 +39,8 @@ def measure_gui(short: bool, progress) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from kindlyguard_monitor import _ring
-    from kindlyguard_monitor.gui.app import MonitorApp, freeze_startup_objects
+    from kindlyguard_monitor.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.startup import freeze_startup_objects
 
     ring_dir = rb.ring_dir()
     path = os.path.join(ring_dir, "gui.shm")
