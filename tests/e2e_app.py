@@ -82,13 +82,14 @@ class Control(QObject):
     def do_state(self) -> dict:
         m = self.monitor
         w, model = m.window, m.window.model
+        shown = [c for c in range(w.proxy.columnCount()) if not w.table.isColumnHidden(c)]  # what a person sees
         rows = []
         for r in range(min(40, w.proxy.rowCount())):
-            rows.append([w.proxy.index(r, c).data() for c in range(w.proxy.columnCount())])
+            rows.append([w.proxy.index(r, c).data() for c in shown])
         return {
             "rows": model.rowCount(),
             "top": rows,
-            "headers": [w.proxy.headerData(c, Qt.Orientation.Horizontal) for c in range(w.proxy.columnCount())],
+            "headers": [w.proxy.headerData(c, Qt.Orientation.Horizontal) for c in shown],
             "transport": w.transport,
             "badge": w.badge.text(),
             "reason": w.reason_label.text(),

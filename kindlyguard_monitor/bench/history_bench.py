@@ -161,6 +161,10 @@ def sqlite_floor(folder: Path, events: list, indexes: bool = False) -> tuple[flo
                 conn.execute(statement)
         else:
             conn.execute(MIGRATIONS[0][0].replace("key BLOB NOT NULL UNIQUE", "key BLOB NOT NULL"))
+        # the columns later schema versions add (seen, host): the rows the store writes have them
+        for statement in (st for migration in MIGRATIONS[2:] for st in migration):
+            if statement.startswith("ALTER TABLE threats"):
+                conn.execute(statement)
         sql = (f"INSERT INTO threats ({', '.join(THREAT_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(THREAT_COLUMNS))})")
         t0, c0 = time.perf_counter(), time.thread_time()

@@ -71,6 +71,15 @@ def test_mark_all_seen_by_keyboard_and_seen_state_kept_across_a_restart(desktop,
     state = wait_state(app, lambda s: s["rows"] > rows and s["restored_label"], 40,
                        "the feed restored from the history, and new threats above it")
     assert state["restored_label"] == f"Before this session: {rows:,} (from the history)"
+    app.ask("toggle_demo")  # stopped: the counters (redrawn at most every 250 ms while threats stream) settle
+    wait_state(app, lambda s: not s["demo_running"], 15, "the demo writer to stop")
+
+    def settled(s):
+        m = re.fullmatch(r"This session: (\d+) threats?", s["session_label"])
+        return (m is not None and int(m.group(1)) == s["unseen"]
+                and s["title"] == f"KindlyGuard Monitor — {s['unseen']} unseen")
+
+    state = wait_state(app, settled, 10, "the session counter and the title to catch up with the feed")
     session = int(re.fullmatch(r"This session: (\d+) threats?", state["session_label"]).group(1))
     assert state["unseen"] == session > 0, state  # only this session's threats need the user
     assert state["title"] == f"KindlyGuard Monitor — {session} unseen"

@@ -584,12 +584,12 @@ def test_installed_app_shows_a_threat_then_quits(installed, tmp_path):
                 for wid in ids:
                     name = subprocess.run(["xdotool", "getwindowname", wid], env=env, capture_output=True,
                                           text=True).stdout.strip()
-                    m = re.fullmatch(r"KindlyGuard Monitor — ([\d,]+) threats?", name)
+                    m = re.fullmatch(r"KindlyGuard Monitor — ([\d,]+) unseen", name)
                     if m:
                         return wid, int(m.group(1).replace(",", ""))
                 return None
 
-            wid, count = wait_for(title, 60, "a threat counted in the window's title", interval=0.2)
+            wid, count = wait_for(title, 60, "an unseen threat counted in the window's title", interval=0.2)
             assert count >= 1
             # the demo writer is this same frozen executable, run as `kgmon demo`
             children = psutil.Process(proc.pid).children()
