@@ -152,7 +152,7 @@ def test_desktop_entry_and_metainfo_agree_and_validate():
     releases = re.findall(r'<release version="([^"]+)"', text)
     assert releases and releases[0] == __version__, "the newest <release> must be kindlyguard_monitor.__version__"
     # the app names the same desktop file (Wayland and the tray match windows to it)
-    assert f'setDesktopFileName("{freeze.DESKTOP_ID}")' in (ROOT / "kindlyguard_monitor" / "gui" / "app.py").read_text()
+    assert f'setDesktopFileName("{freeze.DESKTOP_ID}")' in (ROOT / "kindlyguard_monitor" / "gui" / "launch.py").read_text()
     need(shutil.which("desktop-file-validate") is not None, "desktop-file-validate missing (desktop-file-utils)")
     need(shutil.which("appstreamcli") is not None, "appstreamcli missing (appstream)")
     done = subprocess.run(["desktop-file-validate", str(desktop)], capture_output=True, text=True)
