@@ -44,6 +44,11 @@ class Options:
     extra: dict = field(default_factory=dict)  # passed to nats.connect as it is (tests)
 
     @property
+    def shown(self) -> str:
+        """The servers for messages and logs: comma-separated, without any user:password part."""
+        return ", ".join(map(safe_url, self.servers))
+
+    @property
     def tls(self) -> bool:
         return bool(self.ca_file or self.cert_file) or any(u.startswith("tls://") for u in self.servers)
 
@@ -108,7 +113,7 @@ async def first_connection(kw: dict, o: Options):
         if theirs is not None:
             await theirs(exc)
 
-    where = ", ".join(map(safe_url, o.servers))
+    where = o.shown
     deadline = connect_deadline(o)
     attempt = asyncio.ensure_future(nats.connect(**{**kw, "error_cb": on_error}))
     done, _ = await asyncio.wait({attempt, hopeless}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)

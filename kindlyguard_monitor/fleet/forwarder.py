@@ -203,7 +203,7 @@ class Forwarder:
         cur = self._cursor
         next_threat, next_gap = cur.threat_row, cur.gap_row
         enc = message.ThreatEncoder(self.host, cur.history_id)
-        self._state(f"forwarding to {', '.join(map(fc.safe_url, self.options.servers))}")
+        self._state(f"forwarding to {self.options.shown}")
         counted_at = 0.0
         while not stop.is_set():
             if nc.is_closed or not nc.is_connected:

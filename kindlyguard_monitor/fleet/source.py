@@ -65,7 +65,7 @@ class FleetSource:
     def __init__(self, options: fc.Options, consumer: str, filter_subject: str = s.ALL_SUBJECTS,
                  retry_s: float = RETRY_S):
         self.options, self.consumer, self.filter_subject, self.retry_s = options, consumer, filter_subject, retry_s
-        self.label = "Fleet: " + ", ".join(fc.safe_url(u) for u in options.servers)
+        self.label = "Fleet: " + options.shown
         self.delivered = self.missed = self.corrupt = self.bad_frames = 0
         self.transport = Transport.DISCONNECTED
         self.follower = self.link = None  # (what the reader thread asks a TransportManager)

@@ -13,6 +13,7 @@ import threading
 
 log = logging.getLogger(__name__)
 
+
 def fleet_history_path(fleet=True):
     """The fleet view's history: fleet-history.sqlite3 beside this machine's own history file,
     so a workstation's own threats and the fleet's are never mixed (docs/fleet.md). None (the
@@ -119,7 +120,7 @@ class AppForwarder:
         self._thread = threading.Thread(target=run, name="kgmon-forwarder", daemon=True)
         self._thread.start()
         started.wait(5.0)
-        log.info("forwarding this machine's threats to %s", options.servers and fc_safe(options.servers))
+        log.info("forwarding this machine's threats to %s", options.shown)
         return None
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -134,12 +135,6 @@ class AppForwarder:
             except RuntimeError:  # its loop has ended
                 pass
         thread.join(timeout)
-
-
-def fc_safe(servers) -> str:
-    from kindlyguard_monitor.fleet.connect import safe_url
-
-    return ", ".join(safe_url(u) for u in servers)
 
 
 def apply_forwarding(app) -> None:

@@ -306,8 +306,9 @@ class ThreatTableModel(QAbstractTableModel):
     # ---- painting: what a cell shows, made once per row
 
     def display_texts(self, row: ThreatEvent) -> list[str]:
-        """Each column's text, as shown (outside text through visible())."""
-        return [local_time(row.timestamp_unix_us), severity_name(row.severity), threat_type_name(row.threat_type),
+        """Each column's text, as shown (outside text through visible(); the time with its
+        unseen mark, and its date when restored)."""
+        return [self._time_text(row), severity_name(row.severity), threat_type_name(row.threat_type),
                 visible(row.source), elide(visible(row.details), DETAILS_DISPLAY_LIMIT),
                 "Yes" if row.blocked else "No", visible(row.host)]
 
@@ -316,9 +317,8 @@ class ThreatTableModel(QAbstractTableModel):
         first paint and kept while it is in the table (the colours: while the palette is the same)."""
         cells = self._cells.get(row.key)
         if cells is None:
-            texts = self.display_texts(row)
-            texts[self.TIME] = self._time_text(row)
-            cells = self._cells[row.key] = {_DISPLAY: texts, _ALIGN: _ALIGNMENTS, _FONT: self.data_font(row)}
+            cells = self._cells[row.key] = {_DISPLAY: self.display_texts(row), _ALIGN: _ALIGNMENTS,
+                                            _FONT: self.data_font(row)}
         pal = palette.current()
         if cells.get("palette") is not pal:
             bg, fg = self._severity_qcolours(severity_level(row.severity), pal)

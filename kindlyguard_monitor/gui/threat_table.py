@@ -9,8 +9,9 @@ paint calls a delegate per cell (and the delegate asks the model once per
 role): a repaint of ~19 rows cost 17-26 ms of CPU on a loaded 2-core VM, and
 threats arriving at 1,000/s repaint the table up to 60 times a second. The text
 is plain (QStaticText's PlainText format: outside text is never markup). The
-focused cell is drawn by Qt's delegate, and anything unusual (right-to-left,
-moved or hidden columns) falls back to Qt's paint."""
+focused cell is drawn by Qt's delegate, a hidden column (Host outside the fleet
+view) is skipped, a row's own font (bold unseen, italic restored) is used, and
+anything unusual (right-to-left, moved columns) falls back to Qt's paint."""
 
 from __future__ import annotations
 
