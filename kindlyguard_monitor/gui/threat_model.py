@@ -12,39 +12,30 @@ says "Unseen" to a screen reader; a row restored from the history at start
 (delivered by Transport.HISTORY) shows its date, is muted, and stays below
 this session's rows whichever column sorts them.
 
-How a row looks beyond its text (the marks, fonts and plain tooltips): row_look.py.
+What a painted cell shows (text, colours, alignment, font, made once per row): row_cells.py;
+how a row looks beyond its text (the marks, fonts and plain tooltips): row_look.py.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QFont
 
 from kindlyguard_monitor.event import EventKey, ThreatEvent
-from kindlyguard_monitor.gui import palette
-from kindlyguard_monitor.gui.row_look import RESTORED_TIP, UNSEEN_MARK, date_time, fonts, plain_tooltip, restored
-from kindlyguard_monitor.textsafe import elide, visible
-from kindlyguard_monitor.threats import local_time, severity_level, severity_name, threat_type_name
+from kindlyguard_monitor.gui import row_cells
+from kindlyguard_monitor.gui.row_cells import ALIGN, ALIGNMENTS, BACKGROUND, DISPLAY, FONT, FOREGROUND, RowCells
+from kindlyguard_monitor.gui.row_look import RESTORED_TIP, date_time, plain_tooltip, restored
+from kindlyguard_monitor.threats import local_time, severity_level, threat_type_name
 from kindlyguard_monitor.vocabulary import DEFAULT_FEED_SIZE
 
 DEFAULT_MAX_ROWS = DEFAULT_FEED_SIZE
-DETAILS_DISPLAY_LIMIT = 160
-
-# Severity colours, (background, text) of the Severity cell: gui/palette.py (light and dark).
-
-_LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
-_CENTER = Qt.AlignmentFlag.AlignCenter
-_DISPLAY = Qt.ItemDataRole.DisplayRole
-_ALIGN = Qt.ItemDataRole.TextAlignmentRole
-_BACKGROUND = Qt.ItemDataRole.BackgroundRole
-_FOREGROUND = Qt.ItemDataRole.ForegroundRole
-_FONT = Qt.ItemDataRole.FontRole
 _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 
 
 class ThreatTableModel(QAbstractTableModel):
-    TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED, HOST = range(7)
-    HEADERS = ("Time", "Severity", "Type", "Source", "Details", "Blocked", "Host")  # Host: shown in the fleet view
+    TIME, SEVERITY, TYPE, SOURCE, DETAILS, BLOCKED, HOST = (row_cells.TIME, row_cells.SEVERITY, row_cells.TYPE,
+                                                            row_cells.SOURCE, row_cells.DETAILS, row_cells.BLOCKED,
+                                                            row_cells.HOST)
+    HEADERS = row_cells.HEADERS
     RowRole = Qt.ItemDataRole.UserRole + 1
     SortRole = Qt.ItemDataRole.UserRole + 2  # what a column sorts by: numbers for time, severity, blocked
 
@@ -62,9 +53,8 @@ class ThreatTableModel(QAbstractTableModel):
         self._sort_keys: list | None = None
         self._row_of: dict[EventKey, int] | None = None
         # What a painted row shows, made once per row when it is first painted (never for rows
-        # a flood pushes out unseen): key -> {role: [value per column]} (see _cells_of).
-        self._cells: dict[EventKey, dict] = {}
-        self._colours: tuple = (None, {})  # (the palette in use, level -> (background, text) QColors)
+        # a flood pushes out unseen).
+        self._cells = RowCells()
         # Has the user not seen this threat yet? (the window sets it to the feed's answer)
         self.is_unseen = lambda key: False
 
@@ -117,7 +107,7 @@ class ThreatTableModel(QAbstractTableModel):
             key = self._rows[i].key
             if self._numbers.get(key) == last - i:  # not since reused by a newer row
                 del self._numbers[key]
-                self._cells.pop(key, None)
+                self._cells.drop(key)
         del self._rows[self._max_rows:]
         self.endRemoveRows()
 
@@ -134,7 +124,7 @@ class ThreatTableModel(QAbstractTableModel):
         self._sort_keys = None if self._sort_keys is None else []
         self._row_of = None
         self._numbers = {}
-        self._cells = {}
+        self._cells.clear()
         self._inserted = 0
         self.endResetModel()
 
@@ -236,7 +226,7 @@ class ThreatTableModel(QAbstractTableModel):
             self.beginRemoveRows(QModelIndex(), start, end)
             for r in self._rows[start:end + 1]:
                 del numbers[r.key]
-                self._cells.pop(r.key, None)
+                self._cells.drop(r.key)
             del self._rows[start:end + 1]
             del self._sort_keys[start:end + 1]
             self.endRemoveRows()
@@ -254,7 +244,7 @@ class ThreatTableModel(QAbstractTableModel):
             self._cells.clear()  # the time's dot and the font are made again at the next paint
             first, last = 0, len(self._rows) - 1
         else:
-            self._cells.pop(key, None)
+            self._cells.drop(key)
             first = last = self.row_for_key(key)
             if first is None:
                 return
@@ -281,11 +271,6 @@ class ThreatTableModel(QAbstractTableModel):
             return row.host.casefold()
         return None
 
-    def _time_text(self, row: ThreatEvent) -> str:
-        """Time only for this session's threats; a restored one's date too; a dot when unseen."""
-        text = date_time(row.timestamp_unix_us) if restored(row) else local_time(row.timestamp_unix_us)
-        return UNSEEN_MARK + text if self.is_unseen(row.key) else text
-
     # ---- Qt model ----
 
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -305,42 +290,8 @@ class ThreatTableModel(QAbstractTableModel):
 
     # ---- painting: what a cell shows, made once per row
 
-    def display_texts(self, row: ThreatEvent) -> list[str]:
-        """Each column's text, as shown (outside text through visible(); the time with its
-        unseen mark, and its date when restored)."""
-        return [self._time_text(row), severity_name(row.severity), threat_type_name(row.threat_type),
-                visible(row.source), elide(visible(row.details), DETAILS_DISPLAY_LIMIT),
-                "Yes" if row.blocked else "No", visible(row.host)]
-
     def _cells_of(self, row: ThreatEvent) -> dict:
-        """{role: [value per column]} for the roles a cell is painted with; made on the row's
-        first paint and kept while it is in the table (the colours: while the palette is the same)."""
-        cells = self._cells.get(row.key)
-        if cells is None:
-            cells = self._cells[row.key] = {_DISPLAY: self.display_texts(row), _ALIGN: _ALIGNMENTS,
-                                            _FONT: self.data_font(row)}
-        pal = palette.current()
-        if cells.get("palette") is not pal:
-            bg, fg = self._severity_qcolours(severity_level(row.severity), pal)
-            others = palette.qcolor(pal.mid) if restored(row) else None  # muted: from before this session
-            cells[_BACKGROUND] = (None, bg) + (None,) * (len(self.HEADERS) - 2)
-            cells[_FOREGROUND] = (others, fg) + (others,) * (len(self.HEADERS) - 2)
-            cells["palette"] = pal
-        return cells
-
-    def data_font(self, row: ThreatEvent) -> QFont | None:
-        """Bold while unseen, italic when restored from the history; None: the table's own."""
-        unseen, old = self.is_unseen(row.key), restored(row)
-        return fonts()[2] if unseen and old else fonts()[0] if unseen else fonts()[1] if old else None
-
-    def _severity_qcolours(self, level: int, pal) -> tuple:
-        if self._colours[0] is not pal:
-            self._colours = (pal, {})
-        colours = self._colours[1].get(level)
-        if colours is None:
-            bg, fg = palette.severity_colours(level, pal)
-            colours = self._colours[1][level] = (palette.qcolor(bg), palette.qcolor(fg))
-        return colours
+        return self._cells.of(row, self.is_unseen)
 
     def row_cells(self, r: int) -> tuple | None:
         """(texts, backgrounds, foregrounds, alignments, font) of row `r`, one per column but the
@@ -348,7 +299,7 @@ class ThreatTableModel(QAbstractTableModel):
         if not 0 <= r < len(self._rows):
             return None
         cells = self._cells_of(self._rows[r])
-        return cells[_DISPLAY], cells[_BACKGROUND], cells[_FOREGROUND], _ALIGNMENTS, cells[_FONT]
+        return cells[DISPLAY], cells[BACKGROUND], cells[FOREGROUND], ALIGNMENTS, cells[FONT]
 
     def multiData(self, index: QModelIndex, span) -> None:
         """Every role a delegate paints a cell with, in one call (Qt's default asks data()
@@ -364,7 +315,7 @@ class ThreatTableModel(QAbstractTableModel):
             values = cells.get(role)
             if values is None:
                 d.clearData()
-            elif role == _FONT:  # one font for the whole row
+            elif role == FONT:  # one font for the whole row
                 d.setData(values)
             else:
                 d.setData(values[col])
@@ -376,14 +327,14 @@ class ThreatTableModel(QAbstractTableModel):
         if not (0 <= r < len(self._rows)):
             return None
         row = self._rows[r]
-        if role == _DISPLAY:
-            return self._cells_of(row)[_DISPLAY][col] if 0 <= col < len(self.HEADERS) else None
+        if role == DISPLAY:
+            return self._cells_of(row)[DISPLAY][col] if 0 <= col < len(self.HEADERS) else None
         if role == self.RowRole:
             return row
         if role == self.SortRole:
             return self.sort_key(row, col)
-        if role == _FONT:
-            return self._cells_of(row)[_FONT]
+        if role == FONT:
+            return self._cells_of(row)[FONT]
         if role == Qt.ItemDataRole.AccessibleTextRole and col == self.TIME:
             return ("Unseen, " if self.is_unseen(row.key) else "") + (
                 f"from the history, {date_time(row.timestamp_unix_us)}" if restored(row)
@@ -399,10 +350,7 @@ class ThreatTableModel(QAbstractTableModel):
             if col == self.HOST:
                 return plain_tooltip(row.host)
             return None
-        if role in (_BACKGROUND, _FOREGROUND, _ALIGN) and 0 <= col < len(self.HEADERS):
+        if role in (BACKGROUND, FOREGROUND, ALIGN) and 0 <= col < len(self.HEADERS):
             return self._cells_of(row)[role][col]  # severity colours: the light or dark variant in use
         return None
 
-
-_ALIGNMENTS = tuple(int((_CENTER if col in (ThreatTableModel.SEVERITY, ThreatTableModel.BLOCKED) else _LEFT).value)
-                    for col in range(len(ThreatTableModel.HEADERS)))
