@@ -15,8 +15,7 @@ import time
 
 from kindlyguard_monitor.cli.args import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from kindlyguard_monitor.textsafe import visible
-from kindlyguard_monitor.threats import local_time, severity_name, threat_type_name
-from kindlyguard_monitor.transport.protocol import format_timestamp
+from kindlyguard_monitor.threats import format_timestamp, local_time, severity_name, threat_type_name
 
 
 def add_options(p) -> None:

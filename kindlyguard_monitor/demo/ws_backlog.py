@@ -1,6 +1,6 @@
 """The demo WebSocket's backlogs: what each client still has to get, and the bounds on it.
 
-broadcast() encodes each threat once (protocol.threat_json) in the calling
+broadcast() encodes each threat once (server_frames.threat_json) in the calling
 thread; every subscribed client gets the same strings appended to its
 pending deque and its sender task woken. The sender sends what is pending
 as ONE `threat` message; while that send is in flight (the socket's write
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from kindlyguard_monitor.transport.protocol import threat_message
+from kindlyguard_monitor.transport.server_frames import threat_message
 
 MAX_MESSAGE_THREAT_BYTES = 900 << 10  # encoded threats per `threat` message
 MAX_BACKLOG_EVENTS = 200_000  # per client, then the oldest are dropped

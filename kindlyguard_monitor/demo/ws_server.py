@@ -70,7 +70,8 @@ from kindlyguard_monitor.demo.ws_admission import (
 from kindlyguard_monitor.demo.ws_backlog import MAX_BACKLOG_EVENTS, MAX_BUFFERED_BYTES, Backlogs, Client
 from kindlyguard_monitor.threats import Published
 from kindlyguard_monitor.transport import local_auth
-from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, numbered_threats_json, status_message
+from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES
+from kindlyguard_monitor.transport.server_frames import numbered_threats_json, status_message
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_PORT
 
 __all__ = ["DEFAULT_PORT", "DemoWsServer", "WsServerError"]

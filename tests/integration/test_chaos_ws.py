@@ -32,12 +32,12 @@ from conftest import OutputWatcher, start_kgmon
 from hostile_ws import MiB, HostileServer, json_frame_of_size
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
-from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport import server_frames
 from test_ring_processes import summary, threats, transports
 
 GEN = 0x6B67636861F5EE11
 SEED = 11
-STATUS = protocol.status_message(True, 0)
+STATUS = server_frames.status_message(True, 0)
 
 
 async def _stay(ws, srv) -> None:
@@ -68,8 +68,8 @@ class ChaosServer:
             seq = self.next
             self.next += 1
             self.details[seq] = t.details
-            parts.append(protocol.threat_json(t, protocol.event_id(GEN, seq), seq))
-        frame = protocol.threat_message(parts)
+            parts.append(server_frames.threat_json(t, server_frames.event_id(GEN, seq), seq))
+        frame = server_frames.threat_message(parts)
         self.sent.append(frame)
         return frame
 
@@ -151,7 +151,7 @@ def test_ws_chaos_every_numbered_threat_is_delivered_once_or_counted(tmp_path):
             elif step == "bad":
                 kinds = {
                     "not_json": 'not json {"type": "threat"',
-                    "wrong_types": protocol.threat_message(['{"id": "%016x-x", "details": "no type, no severity"}'
+                    "wrong_types": server_frames.threat_message(['{"id": "%016x-x", "details": "no type, no severity"}'
                                                             % GEN]),
                     "too_big": json_frame_of_size(MiB + rng.randint(1, MiB // 2), "threat"),
                 }

@@ -497,7 +497,7 @@ def test_the_badge_names_the_v1_format(qtbot, v1_path):
 def test_a_ring_of_the_independent_writer_is_read_completely_without_a_header_byte_changing(
         tmp_path_factory, tmp_path, v1_path):
     from kindlyguard_monitor.threats import severity_name, threat_type_name
-    from kindlyguard_monitor.transport.protocol import format_timestamp
+    from kindlyguard_monitor.threats import format_timestamp
     import shield_v1_writer as independent
 
     exe = independent.build(tmp_path_factory.mktemp("v1writer"))

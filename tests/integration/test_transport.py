@@ -13,7 +13,7 @@ from hostile_ws import MiB, HostileServer, Pause, send_frames, slow_frame, slow_
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.ring.pyring import PyWriter
-from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport import protocol, server_frames
 from kindlyguard_monitor.transport.items import (
     BadFrameSeen,
     Batch,
@@ -25,13 +25,13 @@ from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.transport.ws_client import WsLink
 
 GEN = 0x00C0FFEE12345678
-STATUS = protocol.status_message(True, 7)
+STATUS = server_frames.status_message(True, 7)
 
 
 def threats_frame(seqs, generation=GEN, seed=1, mono=True) -> str:
     threats = ThreatGenerator(seed).batch(len(seqs))
-    return protocol.threat_message([
-        protocol.threat_json(t, protocol.event_id(generation, s), s, time.monotonic_ns() if mono else None)
+    return server_frames.threat_message([
+        server_frames.threat_json(t, server_frames.event_id(generation, s), s, time.monotonic_ns() if mono else None)
         for t, s in zip(threats, seqs)])
 
 
@@ -254,12 +254,12 @@ def test_a_toggle_answered_at_once_is_not_left_pending(ring_path, managers):
     """Our demo server answers toggle_protection with a status at once: the request must
     be noted before that answer, or it would look pending for ever (issue 10)."""
     async def answer_toggles(ws, srv):
-        await ws.send(protocol.status_message(True, 0))
+        await ws.send(server_frames.status_message(True, 0))
         enabled = True
         while (frame := await srv.next_received(ws, 30)) is not None:
             if json.loads(frame)["type"] == "toggle_protection":
                 enabled = not enabled
-                await ws.send(protocol.status_message(enabled, 0))
+                await ws.send(server_frames.status_message(enabled, 0))
 
     with HostileServer(answer_toggles) as srv:
         m = TransportManager(str(ring_path), srv.url, mode="websocket")

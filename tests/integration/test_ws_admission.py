@@ -25,7 +25,8 @@ from websockets.sync.client import connect
 from kindlyguard_monitor.demo.ws_server import DemoWsServer
 from kindlyguard_monitor.transport import local_auth
 from kindlyguard_monitor.transport.local_auth import TOKEN_HEADER, ForeignServer, client_headers, token_path
-from kindlyguard_monitor.transport.protocol import Status, status_message
+from kindlyguard_monitor.transport.protocol import Status
+from kindlyguard_monitor.transport.server_frames import status_message
 from kindlyguard_monitor.transport.ws_client import WsLink
 from conftest import OutputWatcher, run_kgmon, wait_for
 from hostile_ws import HostileServer

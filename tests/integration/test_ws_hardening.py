@@ -13,19 +13,19 @@ from conftest import OutputWatcher, start_kgmon
 from hostile_ws import HostileServer, ping_flood, send_frames
 
 from kindlyguard_monitor.demo.threats import ThreatGenerator
-from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport import protocol, server_frames
 from kindlyguard_monitor.transport.link_queue import LinkQueue, Overflow
 from kindlyguard_monitor.transport.items import BadFrameSeen, Batch
 from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.transport.ws_client import FLOODED_RETRY_S, MAX_PINGS_PER_S, WsLink
 
 GEN = 0x0123456789ABCDEF
-STATUS = protocol.status_message(True, 0)
+STATUS = server_frames.status_message(True, 0)
 
 
 def threats_frame(seqs, generation=GEN) -> str:
     threats = ThreatGenerator(5).batch(len(seqs))
-    return protocol.threat_message([protocol.threat_json(t, protocol.event_id(generation, s), s)
+    return server_frames.threat_message([server_frames.threat_json(t, server_frames.event_id(generation, s), s)
                                     for t, s in zip(threats, seqs)])
 
 
@@ -188,7 +188,7 @@ def test_tail_behind_a_reader_that_does_not_read_counts_what_it_could_not_keep()
         await ws.send(STATUS)
         await srv.next_received(ws, 30)  # the subscription
         for first in range(0, total, per_frame):
-            await ws.send(protocol.threat_message([protocol.threat_json(big, protocol.event_id(GEN, s), s)
+            await ws.send(server_frames.threat_message([server_frames.threat_json(big, server_frames.event_id(GEN, s), s)
                                                    for s in range(first, first + per_frame)]))
         done.append(True)
         await ws.wait_closed()

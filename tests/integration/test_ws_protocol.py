@@ -1,4 +1,5 @@
-"""The Shield's WebSocket protocol (docs/websocket.md), as kindlyguard_monitor/transport/protocol.py reads and writes it;
+"""The Shield's WebSocket protocol (docs/websocket.md), as kindlyguard_monitor/transport/protocol.py reads it
+and transport/server_frames.py writes it;
 and the hostile WebSocket server (tests/hostile_ws.py) client tests are built on."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidHandshake
 from websockets.sync.client import connect
 
-from kindlyguard_monitor.threats import CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPE_NUMBER, THREAT_TYPES, Threat
+from kindlyguard_monitor.threats import (CRITICAL, HIGH, LOW, MEDIUM, SEVERITIES, THREAT_TYPE_NUMBER, THREAT_TYPES, Threat,
+                                        format_timestamp)
 from kindlyguard_monitor.event import ThreatEvent
 from kindlyguard_monitor.transport.protocol import (
     BAD_KINDS,
@@ -29,14 +31,10 @@ from kindlyguard_monitor.transport.protocol import (
     Status,
     Threats,
     command,
-    event_id,
-    format_timestamp,
     parse_frame,
     parse_timestamp_us,
-    status_message,
-    threat_json,
-    threat_message,
 )
+from kindlyguard_monitor.transport.server_frames import event_id, status_message, threat_json, threat_message
 from hostile_ws import (
     MiB,
     HostileServer,

@@ -18,7 +18,7 @@ from hostile_ws import HostileServer, drop_soon
 from kindlyguard_monitor.demo.like_shield import LikeShieldServer
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.threats import Published
-from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport import server_frames
 from kindlyguard_monitor.transport.items import ShieldError, ShieldStatus
 from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.transport.ws_client import COMMAND_BURST
@@ -63,7 +63,7 @@ def test_two_tails_one_after_the_other_both_receive_every_threat(shield):  # [S6
 
 def test_a_server_that_keeps_dropping_us_sees_no_storm_and_the_tail_says_why():
     """Today: 20-30 connections in 6 s and exit 0 without a word."""
-    with HostileServer(drop_soon([protocol.status_message(True, 0)], after=0.05)) as srv:
+    with HostileServer(drop_soon([server_frames.status_message(True, 0)], after=0.05)) as srv:
         proc, out = tail(srv.url, "--timeout", 6)
         code = out.wait_exit(60)
         connections = srv.connections
@@ -150,7 +150,7 @@ def test_kgmon_demo_like_shield_end_to_end():  # the CLI: two tails, then the se
 
 
 def test_doctor_says_when_the_server_drops_the_connection(tmp_path):
-    with HostileServer(drop_soon([protocol.status_message(True, 0)], after=0.05)) as srv:
+    with HostileServer(drop_soon([server_frames.status_message(True, 0)], after=0.05)) as srv:
         proc = start_kgmon("doctor", "--json", "--shm-path", tmp_path / "none.shm", "--ws-url", srv.url)
         stdout, _ = proc.communicate(timeout=120)
     ws = {f["check"]: f for f in json.loads(stdout)["findings"]}["websocket"]

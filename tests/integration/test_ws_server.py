@@ -26,7 +26,8 @@ from kindlyguard_monitor.demo.ws_server import DemoWsServer
 from kindlyguard_monitor.ring.pyring import read_header
 from kindlyguard_monitor.threats import Published, Threat, severity_name, threat_type_name
 from kindlyguard_monitor.transport.local_auth import client_headers
-from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES, event_id
+from kindlyguard_monitor.transport.protocol import MAX_FRAME_BYTES
+from kindlyguard_monitor.transport.server_frames import event_id
 from conftest import free_port, OutputWatcher, run_kgmon, start_kgmon, wait_for
 
 ID = re.compile(r"^([0-9a-f]{16})-(\d+)$")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kindlyguard_monitor.threats import Threat
-from kindlyguard_monitor.transport import protocol
+from kindlyguard_monitor.transport import protocol, server_frames
 
 NOW_NS = 1_764_600_000_000_000_000
 RECEIVED = 5
@@ -90,8 +90,8 @@ def test_what_msgspec_refuses_is_read_as_before():
                                     st.text(max_size=6), st.integers(0, 2**53)),
                           st.integers(0, 2**64 - 1)), max_size=5))
 def test_the_server_encodes_a_batch_as_threat_json_does(events):
-    assert protocol.numbered_threats_json(events) == [
-        protocol.threat_json(t, protocol.event_id(g, s), seq=s, mono_ns=m) for g, s, t, m in events]
+    assert server_frames.numbered_threats_json(events) == [
+        server_frames.threat_json(t, server_frames.event_id(g, s), seq=s, mono_ns=m) for g, s, t, m in events]
 
 
 def test_ids_at_the_edges_of_a_seq_read_as_before():
