@@ -1,6 +1,7 @@
 /* kg_bench.c - the benchmark's paced writer and bare reader (kg_bench.h).
  * Plain C: no Python runs per event in either, so they measure the ring. */
 #include "kg_bench.h"
+#include "kg_reader_batch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,19 +62,14 @@ kg_status kg_bench_floor_read(const char *path, uint64_t count, int spin, uint64
     kg_reader r = {.transport = hist};
     kg_status st = kg_reader_open(&r, path, KG_START_NEWEST, err, errlen);
     if (st != KG_OK) return st;
-    kg_event *events = malloc(CAP * sizeof *events);
-    size_t text_cap = CAP * (size_t)(r.slot_size - KG_SLOT_TEXT_OFFSET);
-    uint8_t *text = malloc(text_cap);
-    if (!events || !text) {
-        free(events);
-        free(text);
+    kg_batch b;
+    if (!kg_batch_alloc(&b, CAP, (size_t)(r.slot_size - KG_SLOT_TEXT_OFFSET))) {
         kg_reader_close(&r);
         snprintf(err, errlen, "out of memory");
         return KG_IO;
     }
     kg_wait w;
     kg_wait_init(&w, spin ? UINT64_MAX / 4 : 0, 0);
-    kg_batch b = {.events = events, .capacity = CAP, .text = text, .text_capacity = text_cap};
     const uint64_t deadline = kg_mono_ns() + timeout_ns;
     uint64_t cpu0 = kg_thread_cpu_ns(), first = 0, last = 0;
     uint64_t left = 0; /* when the last read or wait ended */
@@ -98,11 +94,6 @@ kg_status kg_bench_floor_read(const char *path, uint64_t count, int spin, uint64
     }
     out->cpu_ns = kg_thread_cpu_ns() - cpu0;
     out->busy_ns = last - first;
-    out->delivered = r.delivered;
-    out->missed = r.missed;
-    out->corrupt = r.corrupt;
-    kg_reader_close(&r);
-    free(events);
-    free(text);
+    kg_reader_finish(&r, &b, &out->delivered, &out->missed, &out->corrupt);
     return KG_OK;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kg_atomic.h"
+#include "kg_reader_batch.h"
 #include "kg_ring.h"
 
 /* Threads: pthreads on POSIX, CreateThread on Windows (the ring's own code has none). */
@@ -75,9 +76,15 @@ static void *reader_main(void *p) {
     }
     a->start = r.cursor; /* events before it were gone before we came: not ours to count */
     kg_store_release32(&a->opened, 1);
-    kg_event *events = calloc(256, sizeof *events);
-    uint8_t *text = malloc(256 * 512);
-    kg_batch b = {.events = events, .capacity = 256, .text = text, .text_capacity = 256 * 512};
+    kg_batch b;
+    if (!kg_batch_alloc(&b, 256, 512)) {
+        fprintf(stderr, "reader: out of memory\n");
+        a->bad_content = 1;
+        kg_reader_close(&r);
+        return NULL;
+    }
+    const kg_event *events = b.events;
+    const uint8_t *text = b.text;
     kg_wait w;
     kg_wait_init(&w, 20000, 1);
     while (r.delivered + r.missed + r.corrupt < EVENTS - a->start) {
@@ -91,12 +98,7 @@ static void *reader_main(void *p) {
         }
         if (!b.count && !b.missed && !b.corrupt && kg_wait_for_data(&r, &w, 2000000000ull) != KG_OK) break;
     }
-    a->delivered = r.delivered;
-    a->missed = r.missed;
-    a->corrupt = r.corrupt;
-    kg_reader_close(&r);
-    free(events);
-    free(text);
+    kg_reader_finish(&r, &b, &a->delivered, &a->missed, &a->corrupt);
     return NULL;
 }
 
