@@ -78,6 +78,14 @@ def native_writer(native_ring_path):
     w.close()
 
 
+@pytest.fixture
+def py_writer(ring_dir):
+    """The pure-Python writer (ring/pyring.py) on a ring of its own, 16 slots of 256 bytes."""
+    pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
+    yield pw
+    pw.close()
+
+
 def status_of(exc_info) -> int:
     return exc_info.value.args[0]
 
@@ -778,23 +786,19 @@ def test_unknown_threat_type_reads_as_unknown_from_c_writer(native_writer, nativ
         r.close()
 
 
-def test_unknown_threat_type_reads_as_unknown_from_raw_slot(ring_dir):
-    pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
-    try:
-        r = _ring.Reader(str(pw.path))
-        pw.publish([make_threat(0), make_threat(1)])
-        raw = bytearray(pw.read_raw_slot(1))
-        struct.pack_into("<I", raw, 24, 99)
-        hostile = recrc(raw)
-        pw.write_raw_slot(1, hostile)
-        evs = r.poll(0)
-        assert [e.threat_type for e in evs] == [0, 0]  # make_threat(0) is type 0 anyway
-        py = decode_slot(hostile, 1, 256)
-        assert isinstance(py, PyEvent) and c_as_py(evs[1]) == py
-        assert (r.delivered, r.corrupt) == (2, 0)
-        r.close()
-    finally:
-        pw.close()
+def test_unknown_threat_type_reads_as_unknown_from_raw_slot(py_writer):
+    r = _ring.Reader(str(py_writer.path))
+    py_writer.publish([make_threat(0), make_threat(1)])
+    raw = bytearray(py_writer.read_raw_slot(1))
+    struct.pack_into("<I", raw, 24, 99)
+    hostile = recrc(raw)
+    py_writer.write_raw_slot(1, hostile)
+    evs = r.poll(0)
+    assert [e.threat_type for e in evs] == [0, 0]  # make_threat(0) is type 0 anyway
+    py = decode_slot(hostile, 1, 256)
+    assert isinstance(py, PyEvent) and c_as_py(evs[1]) == py
+    assert (r.delivered, r.corrupt) == (2, 0)
+    r.close()
 
 
 def test_start_newest_skips_existing(native_writer, native_ring_path):
@@ -961,22 +965,18 @@ def test_health_replaced(ring_dir):
         w.close()
 
 
-def test_health_stale(ring_dir):
-    pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
-    try:
-        r = _ring.Reader(str(pw.path))
-        assert r.health() == Status.OK
-        pw.set_header_field(OFF_HEARTBEAT_MONO, "Q", _ring.mono_ns() - 10 * 10**9)
-        assert r.health() == Status.STALE == 11
-        assert r.heartbeat_age_ns() >= 10 * 10**9
-        with pytest.raises(_ring.Error) as info:
-            _ring.Reader(str(pw.path))
-        assert status_of(info) == Status.STALE
-        pw.set_header_field(OFF_HEARTBEAT_MONO, "Q", _ring.mono_ns() + 10 * 10**9)  # future: fresh, as in the spec
-        assert r.health() == Status.OK
-        r.close()
-    finally:
-        pw.close()
+def test_health_stale(py_writer):
+    r = _ring.Reader(str(py_writer.path))
+    assert r.health() == Status.OK
+    py_writer.set_header_field(OFF_HEARTBEAT_MONO, "Q", _ring.mono_ns() - 10 * 10**9)
+    assert r.health() == Status.STALE == 11
+    assert r.heartbeat_age_ns() >= 10 * 10**9
+    with pytest.raises(_ring.Error) as info:
+        _ring.Reader(str(py_writer.path))
+    assert status_of(info) == Status.STALE
+    py_writer.set_header_field(OFF_HEARTBEAT_MONO, "Q", _ring.mono_ns() + 10 * 10**9)  # future: fresh, as in the spec
+    assert r.health() == Status.OK
+    r.close()
 
 
 def _sleeping_poll(r):
@@ -1019,19 +1019,15 @@ def test_publish_wakes_a_long_poll(native_writer, native_ring_path):
         r.close()
 
 
-def test_python_writer_wakes_a_long_poll(ring_dir):
+def test_python_writer_wakes_a_long_poll(py_writer):
     # A Python writer cannot FUTEX_WAKE: the reader finds the event at its 100 ms futex timeout.
-    pw = PyWriter.create(ring_dir / "p.shm", slot_size=256, slot_count=16)
-    try:
-        r = _ring.Reader(str(pw.path), spin_ns=0)
-        t, out = _sleeping_poll(r)
-        pw.publish([make_threat(5)])
-        t.join(WAKE_BOUND_S)
-        assert not t.is_alive()
-        assert [(e.seq, e.source) for e in out[0]] == [(0, "src-5")]
-        r.close()
-    finally:
-        pw.close()
+    r = _ring.Reader(str(py_writer.path), spin_ns=0)
+    t, out = _sleeping_poll(r)
+    py_writer.publish([make_threat(5)])
+    t.join(WAKE_BOUND_S)
+    assert not t.is_alive()
+    assert [(e.seq, e.source) for e in out[0]] == [(0, "src-5")]
+    r.close()
 
 
 def test_writer_close_wakes_a_long_poll(native_ring_path):

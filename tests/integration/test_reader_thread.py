@@ -78,39 +78,48 @@ def _start_on_shm(qtbot, rt: ReaderThread, rec: Recorder) -> None:
     qtbot.waitUntil(lambda: bool(rec.changes) and rec.changes[0][0] == "shm", timeout=5000)
 
 
-def test_events_arrive_in_order_all_of_them_shm_first(qtbot, ring_path, readers):
-    w = PyWriter.create(ring_path, slot_count=1024)
-    try:
-        rt, rec = readers(ring_path)
+@pytest.fixture
+def on_shm(qtbot, ring_path, readers):
+    """make(slot_count, **kw) -> (PyWriter, ReaderThread, Recorder): a Python writer on the ring
+    and a reader thread (readers(ring_path, **kw)) started and attached to it. The writers are
+    closed when the test ends, before their readers are stopped."""
+    writers: list[PyWriter] = []
+
+    def make(slot_count: int, **kw) -> tuple[PyWriter, ReaderThread, Recorder]:
+        w = PyWriter.create(ring_path, slot_count=slot_count)
+        writers.append(w)
+        rt, rec = readers(ring_path, **kw)
         _start_on_shm(qtbot, rt, rec)
-        gen = ThreatGenerator(1)
-        for _ in range(10):
-            w.publish(gen.batch(50))
-        qtbot.waitUntil(lambda: rec.count >= 500, timeout=5000)
-        assert [e.seq for e in rec.events] == list(range(500))
-        assert rec.changes[0][0] == "shm"
-        assert all(b.transport == "shm" for _, bs in rec.emissions for b in bs)
-        assert rec.slot_threads == {threading.get_ident()}  # slots run on the GUI thread
-        assert not rec.failed
-    finally:
+        return w, rt, rec
+
+    yield make
+    for w in writers:
         w.close()
 
 
-def test_shutdown_while_sleeping_in_a_ring_poll_is_prompt(qtbot, ring_path, readers):
-    w = PyWriter.create(ring_path, slot_count=64)
-    try:
-        rt, rec = readers(ring_path, spin_ns=0)
-        _start_on_shm(qtbot, rt, rec)
-        w.heartbeat()
-        # the reader sleeps on the futex now (its ring reader counts the sleeps)
-        qtbot.waitUntil(lambda: rt._manager.follower.reader.wait_stats[1] > 0, timeout=5000)
-        t0 = time.monotonic()
-        assert rt.shutdown(5000)
-        assert time.monotonic() - t0 < 5
-        assert rt.isFinished()
-        assert rt.send_command("get_status") is False
-    finally:
-        w.close()
+def test_events_arrive_in_order_all_of_them_shm_first(qtbot, on_shm):
+    w, rt, rec = on_shm(1024)
+    gen = ThreatGenerator(1)
+    for _ in range(10):
+        w.publish(gen.batch(50))
+    qtbot.waitUntil(lambda: rec.count >= 500, timeout=5000)
+    assert [e.seq for e in rec.events] == list(range(500))
+    assert rec.changes[0][0] == "shm"
+    assert all(b.transport == "shm" for _, bs in rec.emissions for b in bs)
+    assert rec.slot_threads == {threading.get_ident()}  # slots run on the GUI thread
+    assert not rec.failed
+
+
+def test_shutdown_while_sleeping_in_a_ring_poll_is_prompt(qtbot, on_shm):
+    w, rt, rec = on_shm(64, spin_ns=0)
+    w.heartbeat()
+    # the reader sleeps on the futex now (its ring reader counts the sleeps)
+    qtbot.waitUntil(lambda: rt._manager.follower.reader.wait_stats[1] > 0, timeout=5000)
+    t0 = time.monotonic()
+    assert rt.shutdown(5000)
+    assert time.monotonic() - t0 < 5
+    assert rt.isFinished()
+    assert rt.send_command("get_status") is False
 
 
 def test_shutdown_while_disconnected_in_auto_mode_is_prompt(qtbot, ring_path, readers):
@@ -199,30 +208,23 @@ def test_a_flood_keeps_only_the_newest_events_for_one_emission_and_counts_the_re
         w.close()
 
 
-def test_at_a_low_rate_each_event_is_emitted_promptly_and_separately(qtbot, ring_path, readers):
-    w = PyWriter.create(ring_path, slot_count=64)
-    try:
-        rt, rec = readers(ring_path)
-        _start_on_shm(qtbot, rt, rec)
-        gen = ThreatGenerator(2)
-        for i in range(20):
-            t0 = time.monotonic()
-            w.publish(gen.batch(1))
-            qtbot.waitUntil(lambda: rec.count == i + 1, timeout=5000)
-            assert time.monotonic() - t0 < 0.5
-            qtbot.wait(50)
-            w.heartbeat()
-        assert len(rec.emissions) == 20
-        assert [sum(len(b.events) for b in bs) for _, bs in rec.emissions] == [1] * 20
-        assert [e.seq for e in rec.events] == list(range(20))
-    finally:
-        w.close()
+def test_at_a_low_rate_each_event_is_emitted_promptly_and_separately(qtbot, on_shm):
+    w, rt, rec = on_shm(64)
+    gen = ThreatGenerator(2)
+    for i in range(20):
+        t0 = time.monotonic()
+        w.publish(gen.batch(1))
+        qtbot.waitUntil(lambda: rec.count == i + 1, timeout=5000)
+        assert time.monotonic() - t0 < 0.5
+        qtbot.wait(50)
+        w.heartbeat()
+    assert len(rec.emissions) == 20
+    assert [sum(len(b.events) for b in bs) for _, bs in rec.emissions] == [1] * 20
+    assert [e.seq for e in rec.events] == list(range(20))
 
 
-def test_writer_closing_the_ring_reports_disconnected(qtbot, ring_path, readers):
-    w = PyWriter.create(ring_path, slot_count=64)
-    rt, rec = readers(ring_path)
-    _start_on_shm(qtbot, rt, rec)
+def test_writer_closing_the_ring_reports_disconnected(qtbot, on_shm):
+    w, rt, rec = on_shm(64)
     w.publish(ThreatGenerator(5).batch(3))
     w.close()
     qtbot.waitUntil(lambda: any(t == "disconnected" for t, _ in rec.changes), timeout=5000)
@@ -241,49 +243,39 @@ def test_failed_when_the_named_ring_is_not_there(qtbot, ring_path, readers):
     assert not rec.emissions
 
 
-def test_counters_and_latency_snapshots(qtbot, ring_path, readers):
+def test_counters_and_latency_snapshots(qtbot, on_shm):
     n = 300
-    w = PyWriter.create(ring_path, slot_count=1024)
-    try:
-        rt, rec = readers(ring_path)
-        _start_on_shm(qtbot, rt, rec)
-        w.publish(ThreatGenerator(6).batch(n))
-        qtbot.waitUntil(lambda: bool(rec.counters) and rec.counters[-1].delivered == n, timeout=5000)
-        c = rec.counters[-1]
-        assert (c.missed, c.corrupt, c.bad_frames, c.dropped_for_display, c.transport) == (0, 0, 0, 0, "shm")
-        qtbot.waitUntil(lambda: len(rec.latency) >= 2 and rec.latency[-1].delivery_latency.count == n, timeout=5000)
-        snap = rec.latency[-1]
-        assert snap.transport == "shm"
-        assert snap.transport_latency.count == n
-        # each event reaches the GUI after it reached the reader: delivery is never the shorter
-        assert snap.delivery_latency.percentile(50) >= snap.transport_latency.percentile(50) > 0
-        assert rec.latency[-2].delivery_latency is not snap.delivery_latency  # copies, not the live object
-        # at most ~4 a second
-        t0 = time.monotonic()
-        before = len(rec.counters)
-        qtbot.wait(1000)
-        assert len(rec.counters) - before <= 4 * (time.monotonic() - t0) + 2
-    finally:
-        w.close()
+    w, rt, rec = on_shm(1024)
+    w.publish(ThreatGenerator(6).batch(n))
+    qtbot.waitUntil(lambda: bool(rec.counters) and rec.counters[-1].delivered == n, timeout=5000)
+    c = rec.counters[-1]
+    assert (c.missed, c.corrupt, c.bad_frames, c.dropped_for_display, c.transport) == (0, 0, 0, 0, "shm")
+    qtbot.waitUntil(lambda: len(rec.latency) >= 2 and rec.latency[-1].delivery_latency.count == n, timeout=5000)
+    snap = rec.latency[-1]
+    assert snap.transport == "shm"
+    assert snap.transport_latency.count == n
+    # each event reaches the GUI after it reached the reader: delivery is never the shorter
+    assert snap.delivery_latency.percentile(50) >= snap.transport_latency.percentile(50) > 0
+    assert rec.latency[-2].delivery_latency is not snap.delivery_latency  # copies, not the live object
+    # at most ~4 a second
+    t0 = time.monotonic()
+    before = len(rec.counters)
+    qtbot.wait(1000)
+    assert len(rec.counters) - before <= 4 * (time.monotonic() - t0) + 2
 
 
-def test_cpu_pinning_from_the_environment(qtbot, ring_path, readers, monkeypatch):
+def test_cpu_pinning_from_the_environment(qtbot, ring_path, readers, on_shm, monkeypatch):
     import os
 
     cpu = min(os.sched_getaffinity(0))
     monkeypatch.setenv("KINDLYGUARD_READER_CPU", str(cpu))
-    w = PyWriter.create(ring_path, slot_count=64)
-    try:
-        rt, rec = readers(ring_path)
-        _start_on_shm(qtbot, rt, rec)
-        assert rt.pinned_cpu == cpu
-        monkeypatch.setenv("KINDLYGUARD_READER_CPU", "not-a-cpu")
-        rt2, rec2 = readers(ring_path)
-        _start_on_shm(qtbot, rt2, rec2)
-        assert rt2.pinned_cpu is None
-        assert os.sched_getaffinity(0) != {cpu} or len(os.sched_getaffinity(0)) == 1  # this thread not pinned
-    finally:
-        w.close()
+    w, rt, rec = on_shm(64)
+    assert rt.pinned_cpu == cpu
+    monkeypatch.setenv("KINDLYGUARD_READER_CPU", "not-a-cpu")
+    rt2, rec2 = readers(ring_path)
+    _start_on_shm(qtbot, rt2, rec2)
+    assert rt2.pinned_cpu is None
+    assert os.sched_getaffinity(0) != {cpu} or len(os.sched_getaffinity(0)) == 1  # this thread not pinned
 
 
 def test_emitting_does_not_leak_away_references_to_true(qtbot, ring_path, readers):
