@@ -381,16 +381,20 @@ def start_python(code: str, *args, env: dict | None = None) -> subprocess.Popen:
 # ---- waiting ----
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str = "condition", interval: float = 0.01):
-    """Poll condition() until it is truthy; return its value, or fail after timeout seconds."""
+def wait_for(condition: Callable[[], object], timeout: float, what: str = "condition", interval: float = 0.01,
+             pause: Callable[[float], object] = time.sleep, detail: Callable[[], str] | None = None):
+    """Poll condition() until it is truthy; return its value, or fail after timeout seconds.
+    Between tries pause(interval): a sleep, or a condition variable's wait that a change ends
+    early (HostileServer.wait_for); detail() adds what was seen to the failure's message."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                                 + (f" ({detail()})" if detail is not None else ""))
+        pause(interval)
 
 
 def wait_blocked_in(thread: threading.Thread, function: str, timeout: float = 10) -> None:

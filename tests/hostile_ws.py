@@ -51,11 +51,12 @@ import hashlib
 import json
 import struct
 import threading
-import time
 from typing import Any, Awaitable, Callable, NamedTuple
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from conftest import wait_for
 
 MiB = 1 << 20
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -127,18 +128,15 @@ class HostileServer:
             self._thread.join(15)
 
     def wait_for(self, condition: Callable[[], object], timeout: float = 10, what: str = "condition"):
-        """Poll condition() until truthy (returned), or fail after timeout s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what} "
-                                     f"(connections={self.connections}, received={self.received[-3:]!r}, "
-                                     f"errors={self.errors!r})")
+        """Poll condition() until truthy (returned), or fail after timeout s; woken early by
+        every change the server notifies (a connection, a frame received, an error)."""
+        def pause(seconds: float) -> None:
             with self._cond:
-                self._cond.wait(0.02)
+                self._cond.wait(seconds)
+
+        return wait_for(condition, timeout, what, 0.02, pause,
+                        lambda: f"connections={self.connections}, received={self.received[-3:]!r}, "
+                                f"errors={self.errors!r}")
 
     def call(self, coro_fn: Callable[[], Awaitable[Any]], timeout: float = 30) -> Any:
         """Run `await coro_fn()` on the server's loop; return its result."""
