@@ -322,6 +322,21 @@ def ring_path(ring_dir) -> Path:
     return ring_dir / "kindly-guard.shm"
 
 
+@pytest.fixture
+def shown_app(qtbot, qapp, ring_path):
+    """The real app's wiring (MonitorApp) on a ring that is not there and a WebSocket nobody
+    serves, its window shown and exposed; shut down when the test ends."""
+    from kindlyguard_monitor.gui.app import MonitorApp
+
+    monitor = MonitorApp(qapp, str(ring_path), "ws://127.0.0.1:9", demo=False)
+    try:
+        monitor.window.show()
+        qtbot.waitExposed(monitor.window)
+        yield monitor
+    finally:
+        monitor.shutdown()
+
+
 @pytest.fixture(autouse=True)
 def _reap_started_processes():
     """Kill and reap every process a test started, and stop its output threads."""

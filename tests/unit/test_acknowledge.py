@@ -99,26 +99,20 @@ def test_restored_rows_are_dated_muted_and_stay_below_this_sessions_under_sortin
         palette.set_current(palette.LIGHT_PALETTE)
 
 
-def test_ctrl_shift_a_marks_all_seen_in_the_window_and_the_tray(qtbot, qapp, ring_path):
+def test_ctrl_shift_a_marks_all_seen_in_the_window_and_the_tray(qtbot, shown_app):
     from kindlyguard_monitor.gui import app_tray
-    from kindlyguard_monitor.gui.app import MonitorApp
 
-    monitor = MonitorApp(qapp, str(ring_path), "ws://127.0.0.1:9", demo=False)
+    monitor = shown_app
     w = monitor.window
-    try:
-        w.show()
-        qtbot.waitExposed(w)
-        update = monitor.feed.take([batch(ev(1, CRITICAL), ev(2, HIGH))])
-        w.show_update(update)
-        app_tray.announce(update, monitor.feed, monitor.tray, monitor.notifier)
-        assert monitor.tray.state == "threat" and monitor.tray.tooltip().startswith("KindlyGuard Monitor — 2 unseen")
-        w.activateWindow()
-        qtbot.waitUntil(w.isActiveWindow, timeout=2000)  # a window shortcut: for the active window
-        w.table.setFocus()
-        QTest.keyClick(w.table, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-        qtbot.waitUntil(lambda: monitor.feed.unseen == 0, timeout=2000)
-        assert w.windowTitle() == "KindlyGuard Monitor"
-        assert monitor.tray.state != "threat" and "nothing unseen" in monitor.tray.tooltip()
-        assert w.action_mark_seen.shortcut().toString() == "Ctrl+Shift+A"
-    finally:
-        monitor.shutdown()
+    update = monitor.feed.take([batch(ev(1, CRITICAL), ev(2, HIGH))])
+    w.show_update(update)
+    app_tray.announce(update, monitor.feed, monitor.tray, monitor.notifier)
+    assert monitor.tray.state == "threat" and monitor.tray.tooltip().startswith("KindlyGuard Monitor — 2 unseen")
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=2000)  # a window shortcut: for the active window
+    w.table.setFocus()
+    QTest.keyClick(w.table, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: monitor.feed.unseen == 0, timeout=2000)
+    assert w.windowTitle() == "KindlyGuard Monitor"
+    assert monitor.tray.state != "threat" and "nothing unseen" in monitor.tray.tooltip()
+    assert w.action_mark_seen.shortcut().toString() == "Ctrl+Shift+A"
