@@ -33,16 +33,32 @@ def make_app(qapp, ring_path, history_path):
                       history=HistoryStore(history_path))
 
 
+@pytest.fixture
+def published(ring_path):
+    """published(n, seed, slot_count=64) -> a Python writer on the ring that has published n
+    threats (ThreatGenerator(seed)); every writer made is closed when the test ends."""
+    writers: list[PyWriter] = []
+
+    def make(n: int, seed: int, slot_count: int = 64) -> PyWriter:
+        writer = PyWriter.create(ring_path, slot_count=slot_count)
+        writers.append(writer)
+        writer.publish(ThreatGenerator(seed).batch(n))
+        return writer
+
+    yield make
+    for writer in writers:
+        writer.close()
+
+
 def start_until_rows(qtbot, monitor, rows: int) -> None:
     """Start the app and wait until its table lists `rows` threats."""
     monitor.start()
     qtbot.waitUntil(lambda: monitor.window.model.rowCount() == rows, timeout=10000)
 
 
-def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_path, tmp_path):
+def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_path, tmp_path, published):
     history_path = tmp_path / "h" / "history.sqlite3"
-    writer = PyWriter.create(ring_path, slot_count=64)
-    writer.publish(ThreatGenerator(3).batch(20))
+    writer = published(20, 3)
     monitor = make_app(qapp, ring_path, history_path)
     try:
         start_until_rows(qtbot, monitor, 20)
@@ -73,18 +89,16 @@ def test_threats_are_stored_and_restored_at_the_next_start(qtbot, qapp, ring_pat
         assert monitor.window.history_label.text().startswith("Kept in history: ")
     finally:
         monitor.shutdown()
-        writer.close()
 
 
-def test_seen_state_is_kept_across_restarts_and_restored_rows_are_dated(qtbot, qapp, ring_path, tmp_path):
+def test_seen_state_is_kept_across_restarts_and_restored_rows_are_dated(qtbot, qapp, ring_path, tmp_path, published):
     """Issue 14 items 2 and 4: a threat opened is seen, in the history too; after a restart the
     restored rows keep their seen state, carry their date, and the counts say what they count."""
     from kindlyguard_monitor.gui.row_look import RESTORED_TIP, UNSEEN_MARK
     from kindlyguard_monitor.gui.threat_model import ThreatTableModel
 
     history_path = tmp_path / "h" / "history.sqlite3"
-    writer = PyWriter.create(ring_path, slot_count=64)
-    writer.publish(ThreatGenerator(3).batch(10))
+    published(10, 3)
     monitor = make_app(qapp, ring_path, history_path)
     try:
         start_until_rows(qtbot, monitor, 10)
@@ -125,7 +139,6 @@ def test_seen_state_is_kept_across_restarts_and_restored_rows_are_dated(qtbot, q
         assert not w.mark_seen_button.isEnabled()
     finally:
         monitor.shutdown()
-        writer.close()
     assert query.unseen_count(history_path) == 0
 
 
@@ -262,13 +275,12 @@ def test_kill_9_during_a_flood_loses_nothing_the_ring_still_holds(tmp_path, ring
         writer.close()
 
 
-def test_a_damaged_history_is_moved_aside_and_the_app_says_so(qtbot, qapp, ring_path, tmp_path):
+def test_a_damaged_history_is_moved_aside_and_the_app_says_so(qtbot, qapp, ring_path, tmp_path, published):
     history_path = tmp_path / "h" / "history.sqlite3"
     make_history(history_path, [ring_batch([ring_event(i, details="y" * 300) for i in range(2000)])])
     data = history_path.read_bytes()
     history_path.write_bytes(data[: len(data) // 3])  # our own history, truncated: damaged, and ours
-    writer = PyWriter.create(ring_path, slot_count=64)
-    writer.publish(ThreatGenerator(4).batch(3))
+    published(3, 4)
     monitor = make_app(qapp, ring_path, history_path)
     try:
         start_until_rows(qtbot, monitor, 3)
@@ -277,17 +289,15 @@ def test_a_damaged_history_is_moved_aside_and_the_app_says_so(qtbot, qapp, ring_
         assert monitor.history.flush(10) and query.count(history_path) == 3
     finally:
         monitor.shutdown()
-        writer.close()
 
 
-def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, qapp, ring_path, tmp_path,
+def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, qapp, ring_path, tmp_path, published,
                                                                          unwritable):
     """Issue 11 item 6: opened read-only, restored into the feed, nothing stored, nothing moved."""
     history_path = tmp_path / "h" / "history.sqlite3"
     make_history(history_path, [ring_batch([ring_event(i, details=f"old {i}") for i in range(5)], generation=99)])
     unwritable(history_path.parent)
-    writer = PyWriter.create(ring_path, slot_count=64)
-    writer.publish(ThreatGenerator(4).batch(3))
+    published(3, 4)
     monitor = make_app(qapp, ring_path, history_path)
     try:
         start_until_rows(qtbot, monitor, 8)  # 5 shown + 3 new
@@ -298,15 +308,13 @@ def test_a_history_in_a_folder_the_user_cannot_write_is_shown_not_saved(qtbot, q
         assert sorted(p.name for p in history_path.parent.iterdir()) == ["history.sqlite3"]
     finally:
         monitor.shutdown()
-        writer.close()
 
 
-def test_the_history_size_shown_is_what_is_on_disk_once_the_writer_is_idle(qtbot, qapp, ring_path, tmp_path):
+def test_the_history_size_shown_is_what_is_on_disk_once_the_writer_is_idle(qtbot, qapp, ring_path, tmp_path, published):
     """Issue 14 item 4: the label followed the WAL's high-water mark ("15.9 MiB" for a 0.26 MiB file).
     Once the writer is idle it checkpoints the WAL, and the label shows the files as they are then."""
     history_path = tmp_path / "h" / "history.sqlite3"
-    writer = PyWriter.create(ring_path, slot_count=4096)
-    writer.publish(ThreatGenerator(4).batch(3000))
+    published(3000, 4, slot_count=4096)
     monitor = make_app(qapp, ring_path, history_path)
     try:
         monitor.start()
@@ -322,4 +330,3 @@ def test_the_history_size_shown_is_what_is_on_disk_once_the_writer_is_idle(qtbot
         qtbot.waitUntil(lambda: monitor.window.history_label.text() == on_disk(), timeout=10000)
     finally:
         monitor.shutdown()
-        writer.close()
