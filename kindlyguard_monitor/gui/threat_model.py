@@ -290,15 +290,12 @@ class ThreatTableModel(QAbstractTableModel):
 
     # ---- painting: what a cell shows, made once per row
 
-    def _cells_of(self, row: ThreatEvent) -> dict:
-        return self._cells.of(row, self.is_unseen)
-
     def row_cells(self, r: int) -> tuple | None:
         """(texts, backgrounds, foregrounds, alignments, font) of row `r`, one per column but the
         row's font (None: the table's), for the table's paint; None outside the table."""
         if not 0 <= r < len(self._rows):
             return None
-        cells = self._cells_of(self._rows[r])
+        cells = self._cells.of(self._rows[r], self.is_unseen)
         return cells[DISPLAY], cells[BACKGROUND], cells[FOREGROUND], ALIGNMENTS, cells[FONT]
 
     def multiData(self, index: QModelIndex, span) -> None:
@@ -309,7 +306,7 @@ class ThreatTableModel(QAbstractTableModel):
             for d in span:
                 d.clearData()
             return
-        cells = self._cells_of(self._rows[r])
+        cells = self._cells.of(self._rows[r], self.is_unseen)
         for d in span:
             role = d.role()
             values = cells.get(role)
@@ -328,13 +325,13 @@ class ThreatTableModel(QAbstractTableModel):
             return None
         row = self._rows[r]
         if role == DISPLAY:
-            return self._cells_of(row)[DISPLAY][col] if 0 <= col < len(self.HEADERS) else None
+            return self._cells.of(row, self.is_unseen)[DISPLAY][col] if 0 <= col < len(self.HEADERS) else None
         if role == self.RowRole:
             return row
         if role == self.SortRole:
             return self.sort_key(row, col)
         if role == FONT:
-            return self._cells_of(row)[FONT]
+            return self._cells.of(row, self.is_unseen)[FONT]
         if role == Qt.ItemDataRole.AccessibleTextRole and col == self.TIME:
             return ("Unseen, " if self.is_unseen(row.key) else "") + (
                 f"from the history, {date_time(row.timestamp_unix_us)}" if restored(row)
@@ -351,6 +348,6 @@ class ThreatTableModel(QAbstractTableModel):
                 return plain_tooltip(row.host)
             return None
         if role in (BACKGROUND, FOREGROUND, ALIGN) and 0 <= col < len(self.HEADERS):
-            return self._cells_of(row)[role][col]  # severity colours: the light or dark variant in use
+            return self._cells.of(row, self.is_unseen)[role][col]  # severity colours: the light or dark variant in use
         return None
 
