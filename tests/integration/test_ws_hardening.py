@@ -188,8 +188,8 @@ def test_tail_behind_a_reader_that_does_not_read_counts_what_it_could_not_keep()
         await ws.send(STATUS)
         await srv.next_received(ws, 30)  # the subscription
         for first in range(0, total, per_frame):
-            await ws.send(server_frames.threat_message([server_frames.threat_json(big, server_frames.event_id(GEN, s), s)
-                                                   for s in range(first, first + per_frame)]))
+            await ws.send(server_frames.threat_message([
+                server_frames.threat_json(big, server_frames.event_id(GEN, s), s) for s in range(first, first + per_frame)]))
         done.append(True)
         await ws.wait_closed()
 

@@ -34,7 +34,8 @@ from kindlyguard_monitor.transport.protocol import (
     parse_frame,
     parse_timestamp_us,
 )
-from kindlyguard_monitor.transport.server_frames import event_id, status_message, threat_json, threat_message
+from kindlyguard_monitor.transport.server_frames import (event_id, status_message, threat_json,
+                                                        threat_message)
 from hostile_ws import (
     MiB,
     HostileServer,
