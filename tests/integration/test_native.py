@@ -979,24 +979,24 @@ def test_health_stale(py_writer):
     r.close()
 
 
-def _sleeping_poll(r):
-    """A poll(timeout=30) of `r` in a thread, once it sleeps: (the thread, the list its result lands in)."""
+def _woken_poll(r, wake, what: str) -> list:
+    """What a poll(timeout=30) of `r` in a thread returned when wake() was called once it slept
+    (it must end)."""
     out = []
     t = threading.Thread(target=lambda: out.append(r.poll(timeout=30)))
     t.start()
     assert wait_until(lambda: r.wait_stats[1] > 0), "the poll never went to sleep"
-    return t, out
+    wake()
+    t.join(WAKE_BOUND_S)
+    assert not t.is_alive(), f"{what} did not end poll(timeout=30)"
+    return out[0]
 
 
 def test_stop_from_another_thread_ends_a_long_poll(native_writer, native_ring_path):
     for spin in (0, 50_000):
         r = _ring.Reader(str(native_ring_path), start="newest", spin_ns=spin)
         try:
-            t, out = _sleeping_poll(r)
-            r.stop()
-            t.join(WAKE_BOUND_S)
-            assert not t.is_alive(), "stop() did not end poll(timeout=30)"
-            assert out == [[]]
+            assert _woken_poll(r, r.stop, "stop()") == []
             # stopped: a poll does not wait; resume() makes it wait and read again
             assert r.poll(timeout=30) == []
             r.resume()
@@ -1009,11 +1009,8 @@ def test_stop_from_another_thread_ends_a_long_poll(native_writer, native_ring_pa
 def test_publish_wakes_a_long_poll(native_writer, native_ring_path):
     r = _ring.Reader(str(native_ring_path), spin_ns=0)  # sleep on the futex at once
     try:
-        t, out = _sleeping_poll(r)
-        native_writer.publish([(1, 1, 1, False, "s", "wake")])
-        t.join(WAKE_BOUND_S)
-        assert not t.is_alive(), "publish did not wake poll(timeout=30)"
-        assert [e.details for e in out[0]] == ["wake"]
+        got = _woken_poll(r, lambda: native_writer.publish([(1, 1, 1, False, "s", "wake")]), "publish")
+        assert [e.details for e in got] == ["wake"]
     finally:
         r.stop()
         r.close()
@@ -1022,11 +1019,8 @@ def test_publish_wakes_a_long_poll(native_writer, native_ring_path):
 def test_python_writer_wakes_a_long_poll(py_writer):
     # A Python writer cannot FUTEX_WAKE: the reader finds the event at its 100 ms futex timeout.
     r = _ring.Reader(str(py_writer.path), spin_ns=0)
-    t, out = _sleeping_poll(r)
-    py_writer.publish([make_threat(5)])
-    t.join(WAKE_BOUND_S)
-    assert not t.is_alive()
-    assert [(e.seq, e.source) for e in out[0]] == [(0, "src-5")]
+    got = _woken_poll(r, lambda: py_writer.publish([make_threat(5)]), "a Python writer's publish")
+    assert [(e.seq, e.source) for e in got] == [(0, "src-5")]
     r.close()
 
 
@@ -1034,11 +1028,7 @@ def test_writer_close_wakes_a_long_poll(native_ring_path):
     w = _ring.Writer(str(native_ring_path), slot_size=256, slot_count=16)
     r = _ring.Reader(str(native_ring_path), spin_ns=0)
     try:
-        t, out = _sleeping_poll(r)
-        w.close()
-        t.join(WAKE_BOUND_S)
-        assert not t.is_alive(), "close did not wake poll(timeout=30)"
-        assert out == [[]]
+        assert _woken_poll(r, w.close, "the writer's close") == []
         assert r.poll(timeout=30) == []  # closed: returns at once, not after 30 s
         assert r.health() == Status.CLOSED
     finally:
