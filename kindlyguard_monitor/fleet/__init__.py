@@ -8,6 +8,6 @@
 - publish.py    how the forwarder publishes in order: fast-ingest batches, or one by one
 - viewer.py     `kgmon tail --fleet`: a durable consumer per viewer
 
-nats-py is imported only by connect.py, forwarder.py, publish.py (through wire.py's client) and viewer.py, so the rest of
+nats-py is imported only by connect.py, forwarder.py and viewer.py, so the rest of
 the app (and `kgmon doctor`'s forwarding line) works without it.
 """
