@@ -27,13 +27,13 @@ import asyncio
 import dataclasses
 import logging
 import queue
-import threading
 import time
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.event import ThreatEvent, fleet_key
 from kindlyguard_monitor.fleet import connect as fc
 from kindlyguard_monitor.fleet import subjects as s
+from kindlyguard_monitor.fleet.loop_thread import LoopThread
 from kindlyguard_monitor.fleet.message import FleetGap, FleetThreat
 from kindlyguard_monitor.fleet.viewer import BadFleetMessage
 from kindlyguard_monitor.transport.items import BadFrameSeen, Batch, TransportChange
@@ -75,15 +75,11 @@ class FleetSource:
         self._shown_hosts = -1
         self._hosts_at = 0.0
         self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._stopping = threading.Event()
+        self._thread = LoopThread("kgmon-fleet-viewer", self._main, on_error=self._died)
 
     # -- the reader thread's side
 
     def start(self) -> list:
-        self._thread = threading.Thread(target=self._run, name="kgmon-fleet-viewer", daemon=True)
         self._thread.start()
         return [TransportChange(Transport.DISCONNECTED, f"{self.label} — connecting")]
 
@@ -149,36 +145,21 @@ class FleetSource:
 
     def stop(self) -> None:
         """Thread-safe: end the viewer (it gives back what it fetched and did not hand on) and wake poll()."""
-        self._stopping.set()
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            try:
-                loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:  # the loop has ended
-                pass
+        self._thread.stop()
         self._q.put(_WAKE)
 
     def close(self, timeout: float = 5.0) -> None:
         self.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.join(timeout)
 
-    # -- the viewer's thread
+    # -- the viewer's thread (fleet/loop_thread.py)
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception as exc:  # pragma: no cover - never let it die silently
-            log.exception("the fleet viewer stopped")
-            self._q.put(_Failure(f"the fleet viewer stopped: {exc}"))
+    def _died(self, exc: BaseException) -> None:  # pragma: no cover - never let it die silently
+        self._q.put(_Failure(f"the fleet viewer stopped: {exc}"))
 
-    async def _main(self) -> None:
+    async def _main(self, stop: asyncio.Event) -> None:
         from kindlyguard_monitor.fleet.viewer import Unavailable, follow
 
-        self._loop = asyncio.get_running_loop()
-        self._stop = stop = asyncio.Event()
-        if self._stopping.is_set():
-            return
         put = self._q.put
 
         async def lost():

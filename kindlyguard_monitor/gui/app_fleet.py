@@ -7,9 +7,9 @@ Nothing here reads the stream: fleet/source.py does, on the reader thread's side
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
+
+from kindlyguard_monitor.fleet.loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,13 @@ class AppForwarder:
     acknowledged goes again next time, and the stream drops a repeat: exactly once)."""
 
     def __init__(self):
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._thread: LoopThread | None = None
         self.config: tuple | None = None  # (history path, url, creds file) while running
         self.forwarder = None
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.alive
 
     def apply(self, history_path, enabled: bool, url: str, creds_file: str) -> str | None:
         """Start, restart or stop to match the setting; a sentence when it cannot start."""
@@ -102,39 +100,15 @@ class AppForwarder:
             return f"Not forwarding: {exc}."
         self.forwarder = Forwarder(history_path, options)
         self.config = config
-        started = threading.Event()
-
-        def run():
-            async def main():
-                self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-                started.set()
-                await self.forwarder.run(self._stop)
-
-            try:
-                asyncio.run(main())
-            except Exception:  # pragma: no cover - logged, never raised into Qt
-                log.exception("the app's forwarder stopped")
-            finally:
-                started.set()
-
-        self._thread = threading.Thread(target=run, name="kgmon-forwarder", daemon=True)
-        self._thread.start()
-        started.wait(5.0)
+        self._thread = LoopThread("kgmon-forwarder", self.forwarder.run).start(wait_s=5.0)
         log.info("forwarding this machine's threats to %s", options.shown)
         return None
 
     def stop(self, timeout: float = 10.0) -> None:
-        thread, loop, stop = self._thread, self._loop, self._stop
-        self._thread = self._loop = self._stop = None
-        self.config = None
-        if thread is None:
-            return
-        if loop is not None and stop is not None:
-            try:
-                loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:  # its loop has ended
-                pass
-        thread.join(timeout)
+        thread, self._thread, self.config = self._thread, None, None
+        if thread is not None:
+            thread.stop()
+            thread.join(timeout)
 
 
 def apply_forwarding(app) -> None:
