@@ -8,6 +8,7 @@ Nothing here reads the stream: fleet/source.py does, on the reader thread's side
 from __future__ import annotations
 
 import logging
+import os
 
 from kindlyguard_monitor.fleet.loop_thread import LoopThread
 
@@ -68,16 +69,18 @@ class AppForwarder:
 
     def __init__(self):
         self._thread: LoopThread | None = None
-        self.config: tuple | None = None  # (history path, url, creds file) while running
+        self.config: tuple | None = None  # (history path, url, creds, NKey seed, CA file) while running
         self.forwarder = None
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.alive
 
-    def apply(self, history_path, enabled: bool, url: str, creds_file: str) -> str | None:
-        """Start, restart or stop to match the setting; a sentence when it cannot start."""
-        config = (str(history_path), url, creds_file) if enabled and url else None
+    def apply(self, history_path, enabled: bool, url: str, creds_file: str, nkey_file: str = "",
+              ca_file: str = "") -> str | None:
+        """Start, restart or stop to match the setting; a sentence when it cannot start. The files
+        are paths (~ for the home folder), as `kgmon forward`'s --creds, --nkey and --ca."""
+        config = (str(history_path), url, creds_file, nkey_file, ca_file) if enabled and url else None
         if config == self.config and (config is None or self.running):
             return None
         self.stop()
@@ -88,7 +91,11 @@ class AppForwarder:
         problem = url_problem(url)
         if problem is not None:
             return f"Not forwarding: {problem}."
-        options = Options(servers=tuple(split_urls(url)), creds_file=creds_file or None, name="kgmon app forward")
+        def path(p: str) -> str | None:
+            return os.path.expanduser(p) if p else None
+
+        options = Options(servers=tuple(split_urls(url)), creds_file=path(creds_file), nkey_file=path(nkey_file),
+                          ca_file=path(ca_file), name="kgmon app forward")
         try:
             import nats  # noqa: F401
 
@@ -117,7 +124,8 @@ def apply_forwarding(app) -> None:
     settings, store = app.settings, app.history
     if settings is None or store is None or app.source is not None:
         return
-    problem = app.forwarding.apply(store.path, settings.forward, settings.forward_url, settings.forward_creds)
+    problem = app.forwarding.apply(store.path, settings.forward, settings.forward_url, settings.forward_creds,
+                                   settings.forward_nkey, settings.forward_ca)
     app.app_history.forwarding_on = app.forwarding.running
     app.app_history.show_size()  # the status bar's forwarding line follows
     if problem:

@@ -224,5 +224,87 @@ def test_forwarding_settings_keep_secrets_out():
     assert "URL" in validate_forwarding(True, "", "")
     assert "creds file, not in the URL" in validate_forwarding(True, "nats://me:secret@fleet:4222", "")
     assert "creds file, not in the URL" in validate_forwarding(True, "nats://token@fleet:4222", "")
-    assert "cannot be read" in validate_forwarding(True, "nats://fleet:4222", "/nonexistent/x.creds")
+    assert validate_forwarding(True, "nats://fleet:4222", "/nonexistent/x.creds") == \
+        "The creds file /nonexistent/x.creds does not exist."
+    assert validate_forwarding(True, "nats://fleet:4222", "", "/nonexistent/x.nk") == \
+        "The NKey seed file /nonexistent/x.nk does not exist."
+    assert "not both" in validate_forwarding(True, "nats://fleet:4222", "a.creds", "b.nk")
     assert validate_forwarding(True, "tls://fleet:4222", "") is None
+
+
+def test_the_forwarding_setting_takes_a_ca_file_and_an_nkey_seed_file(qtbot, qapp, tmp_path):
+    """Settings › forwarding with `kgmon forward`'s --ca and --nkey, through the dialog: a missing
+    file is said plainly and nothing is saved; then the app forwards over TLS, signed with the
+    seed, to a server that knows only that NKey. The settings file holds the paths, 0600, no seed."""
+    from PySide6.QtCore import QSettings
+
+    from fleet_servers import make_ca, make_nkey
+    from kindlyguard_monitor.gui.app import MonitorApp
+    from kindlyguard_monitor.gui.settings import Settings
+    from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
+
+    ca, cert, key = make_ca(tmp_path / "pki")
+    public, seed_file = make_nkey(tmp_path / "keys")
+    server = NatsServer(tmp_path / "nats", extra=(
+        f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n  timeout: 2\n}}\n'
+        f"authorization {{\n  users: [ {{ nkey: {public} }} ]\n}}\n")).start()
+    url = f"tls://127.0.0.1:{server.port}"
+    try:
+        conf = tmp_path / "kgmon.conf"
+        settings = Settings(QSettings(str(conf), QSettings.Format.IniFormat))
+        dialog = SettingsDialog(settings, autostart_apply=lambda on: None)
+        qtbot.addWidget(dialog)
+        applied = []
+        dialog.applied.connect(applied.append)
+        dialog.forward_check.setChecked(True)
+        dialog.forward_url_edit.setText(url)
+        dialog.forward_nkey_edit.setText(str(seed_file))
+        dialog.forward_ca_edit.setText(str(tmp_path / "pki" / "missing-ca.pem"))
+        dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+        assert dialog.error_text() == f"The CA file {tmp_path / 'pki' / 'missing-ca.pem'} does not exist."
+        assert applied == []
+        assert settings.forward is False and settings.forward_ca == ""  # nothing saved
+        dialog.forward_ca_edit.setText(str(tmp_path / "pki"))
+        dialog.accept()
+        assert dialog.error_text() == f"The CA file {tmp_path / 'pki'} is not a file."
+        dialog.forward_creds_edit.setText(str(seed_file))
+        dialog.forward_ca_edit.setText(str(ca))
+        dialog.accept()
+        assert "not both" in dialog.error_text()
+        dialog.forward_creds_edit.clear()
+        with qtbot.waitSignal(dialog.applied, timeout=5000):
+            dialog.accept()
+        assert (settings.forward, settings.forward_url, settings.forward_nkey, settings.forward_ca) == \
+            (True, url, str(seed_file), str(ca))
+        assert conf.stat().st_mode & 0o777 == 0o600
+        text = conf.read_text()
+        assert str(seed_file) in text and str(ca) in text
+        assert seed_file.read_text().strip() not in text  # the path, never the seed
+
+        hist = make_history(tmp_path / "own.sqlite3", [ring_batch([ring_event(i) for i in range(5)])])
+        monitor = MonitorApp(qapp, str(tmp_path / "no-ring.shm"), f"ws://127.0.0.1:{free_port()}", demo=False,
+                             settings=settings, history=HistoryStore(hist))
+        try:
+            monitor.start()
+            assert monitor.forwarding.running
+            qtbot.waitUntil(lambda: "Forwarding: 0 waiting / last acknowledged at" in
+                            monitor.window.status.history_label.text(), timeout=20000)
+            assert run(_count_over_tls(url, ca, seed_file)) == 5
+        finally:
+            monitor.shutdown()
+    finally:
+        server.kill()
+
+
+async def _count_over_tls(url: str, ca, seed_file) -> int:
+    """What the stream holds, read with nats-py directly (TLS with the CA, the NKey's seed)."""
+    import ssl
+
+    import nats
+
+    nc = await nats.connect(url, tls=ssl.create_default_context(cafile=str(ca)), nkeys_seed=str(seed_file))
+    try:
+        info = await nc.jetstream().stream_info(subjects.STREAM)
+        return info.state.messages
+    finally:
+        await nc.close()
