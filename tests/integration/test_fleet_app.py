@@ -73,6 +73,11 @@ def test_the_app_shows_the_fleet_by_host_dedupes_and_catches_up(qtbot, qapp, nat
         assert not window.table.isColumnHidden(model.HOST)
         qtbot.waitUntil(lambda: window.status.badge.text() == f"Fleet: {nats_url} (2 hosts)", timeout=5000)
         assert monitor.feed.totals["total"] == 10
+        # The desktop notification names where the threats came from (a host, or how many hosts).
+        qtbot.waitUntil(lambda: monitor.notifier.last_notification is not None, timeout=5000)
+        note = monitor.notifier.last_notification
+        assert note.hosts and set(note.hosts) <= {"ws-a", "ws-b"}
+        assert note.title.startswith(f"{note.hosts[0]}: ") or " from " in note.title, note.title
         # The host filter narrows the feed to one workstation.
         combo = window.filters.host_combo
         assert combo.isVisible() and [combo.itemData(i) for i in range(combo.count())] == [None, "ws-a", "ws-b"]
