@@ -76,6 +76,7 @@ class MonitorApp(QObject):
         self.source = source  # `kgmon --fleet`: the fleet's source (fleet/source.py) instead of this machine's Shield
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history, source=source)
         self.window.set_fleet_mode(source is not None)
+        self.protection.set_fleet(source is not None)  # switched on each workstation, not here
         self.forwarding = AppForwarder()  # Settings › Forward threats to a NATS server (app_fleet.py)
         self._started = False
         self._shut_down = False

@@ -208,6 +208,10 @@ def test_the_badge_says_why_the_fleet_cannot_be_followed(qtbot, qapp, tmp_path):
         status = monitor.window.status
         qtbot.waitUntil(lambda: "no NATS server answers" in status.reason, timeout=15000)
         assert status.transport == "disconnected" and status.reason.startswith(f"Fleet: {server.url} — ")
+        # No Shield here: protection is said to be each workstation's, greyed out, never "not reachable".
+        action = monitor.tray.action_protection
+        assert action.text() == "Protection: switched on each workstation" and not action.isEnabled()
+        assert "WebSocket" not in action.text() + action.toolTip()
         server.start()
         run(create_stream(server.url, 1))
         qtbot.waitUntil(lambda: status.transport == "fleet", timeout=15000)  # it tried again
