@@ -157,7 +157,8 @@ class MonitorApp(QObject):
         self.window.show_update(update)
         now = time.monotonic_ns()
         for e in update.rows:  # publish -> row in the model, for the rows the table took
-            self.screen_latency.record(max(0, now - e.publish_mono_ns))
+            if e.publish_mono_ns is not None:  # None: not known (a fleet threat caught up, fleet/source.py)
+                self.screen_latency.record(max(0, now - e.publish_mono_ns))
         app_tray.announce(update, self.feed, self.tray, self.notifier)
         self.app_history.note_activity()
 

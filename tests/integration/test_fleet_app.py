@@ -317,3 +317,59 @@ async def _count_over_tls(url: str, ca, seed_file) -> int:
         return info.state.messages
     finally:
         await nc.close()
+
+
+def test_only_threats_delivered_live_count_in_the_latency(qtbot, qapp, nats_url, tmp_path):
+    """Threats stored while the viewer was away are caught up, not delivered live: their "latency"
+    is how long it was away (here three hours), so they get no publish time and the histogram does
+    not count them. Threats stored while it follows do count."""
+    import time as _time
+
+    from kindlyguard_monitor.fleet.source import FleetSource
+    from kindlyguard_monitor.transport.items import Batch
+
+    hours_ago = _time.time_ns() // 1000 - 3 * 3600 * 1_000_000
+    hist = make_history(tmp_path / "late.sqlite3", [ring_batch([ring_event(i, time_us=hours_ago + i)
+                                                               for i in range(5)])])
+    forward(nats_url, hist, "ws-late")  # while no viewer follows
+    only_late = subjects.host_filter(subjects.host_token("ws-late"))
+
+    # The reader thread's source on its own: every caught-up threat without a publish time.
+    source = FleetSource(fc.Options((nats_url,)), "viewer-late-source", only_late)
+    got = []
+    try:
+        source.start()
+        wait = _time.monotonic() + 20
+        while len(got) < 5 and _time.monotonic() < wait:
+            got += [e for item in source.poll(0.2) if type(item) is Batch for e in item.events]
+        assert len(got) == 5 and source.caught_up == 5
+        assert [e.publish_mono_ns for e in got] == [None] * 5
+        assert source.live_after >= max(e.seq for e in got)  # the stream's end when it opened
+
+        # Stored while it follows: live, with a publish time from the threat's own clock.
+        store = start_store(hist)
+        store.submit([ring_batch([ring_event(i, details=f"live {i}") for i in range(5, 8)])])
+        assert store.close(60), store.error
+        forward(nats_url, hist, "ws-late")
+        live = []
+        wait = _time.monotonic() + 20
+        while len(live) < 3 and _time.monotonic() < wait:
+            live += [e for item in source.poll(0.2) if type(item) is Batch for e in item.events]
+        assert [e.details for e in live] == ["live 5", "live 6", "live 7"] and source.caught_up == 5
+        assert all(e.publish_mono_ns is not None for e in live)
+    finally:
+        source.close()
+
+    # The app: a caught-up threat never reaches the latency histogram; the tooltip says the rule.
+    monitor = fleet_app(qapp, tmp_path, nats_url, "viewer-late-app")
+    try:
+        monitor.start()
+        model = monitor.window.model
+        assert "delivered live" in monitor.window.histogram.toolTip()
+        qtbot.waitUntil(lambda: sum(model.row_at(i).host == "ws-late" for i in range(model.rowCount())) == 8,
+                        timeout=15000)
+        wait_reader_settled(qtbot, monitor.reader, 8)
+        h = monitor.screen_latency
+        assert h.count == 0 or h.max < 3600 * 10**9, "a caught-up threat's hours counted as latency"
+    finally:
+        monitor.shutdown()
