@@ -8,39 +8,16 @@ its own subjects; a viewer reads and cannot publish; a password never reaches th
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from fleet_servers import NatsServer, env, free_ports, kgmon, run
+from fleet_servers import NatsServer, env, free_ports, kgmon, make_ca, run
 from history_data import make_history, ring_batch, ring_event
 
 pytest.importorskip("nats")
 SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "fleet-server.conf"
-
-
-def make_ca(folder: Path) -> tuple[Path, Path, Path]:
-    """ca.pem, and server-cert.pem / server-key.pem for IP 127.0.0.1 signed by it."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert = (folder / n for n in ("ca-key.pem", "ca.pem", "server-key.pem", "server.csr",
-                                                       "server-cert.pem"))
-    ext = folder / "ext.cnf"
-    ext.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n")
-
-    def ssl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-        str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=kgmon test CA")
-    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-        str(csr), "-subj", "/CN=127.0.0.1")
-    ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
-        str(cert), "-days", "2", "-extfile", str(ext))
-    return ca, cert, key
 
 
 @pytest.fixture
