@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 from kindlyguard_monitor.fleet.localserver import Cluster, NatsServer, binary, free_ports  # noqa: F401
 
@@ -108,3 +111,42 @@ def env() -> dict:
     e = dict(os.environ)
     e.pop("KINDLYGUARD_NATS_URL", None)
     return e
+
+
+# -- TLS and NKeys for the secure servers (test_fleet_security.py, test_fleet_app.py) ------------------
+
+def make_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """ca.pem, and server-cert.pem / server-key.pem for IP 127.0.0.1 signed by it."""
+    if shutil.which("openssl") is None:
+        import pytest
+
+        pytest.skip("the openssl command is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (folder / n for n in ("ca-key.pem", "ca.pem", "server-key.pem", "server.csr",
+                                                       "server-cert.pem"))
+    ext = folder / "ext.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n")
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+        str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=kgmon test CA")
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+        str(csr), "-subj", "/CN=127.0.0.1")
+    ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
+        str(cert), "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
+
+
+def make_nkey(folder: Path) -> tuple[str, Path]:
+    """A user NKey: its public key (for the server's configuration) and its seed in a 0600 file."""
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    folder.mkdir(parents=True, exist_ok=True)
+    seed_file = folder / "user.nk"
+    seed_file.write_bytes(seed + b"\n")
+    seed_file.chmod(0o600)
+    return public, seed_file

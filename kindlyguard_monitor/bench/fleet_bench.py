@@ -3,9 +3,9 @@
 1. Forward rate: `kgmon forward`'s Forwarder, in this process, sending a history of N
    threats to a local single-node nats-server until every one is acknowledged; twice
    (the figure moves with the machine's load), each beside the floor in the same run:
-   the same N messages, encoded beforehand, published in the same window with one
-   acknowledgement each (what the client and server cost without the history and the
-   encoding).
+   the same N messages, encoded beforehand, published as the forwarder publishes them
+   (publish.py's fast-ingest batches, the same window; what the client and the server
+   cost without the history and the encoding).
 2. Publish -> fleet viewer latency: fleet messages published (as the forwarder does)
    at a steady rate, read by a viewer's durable consumer (viewer.follow) in this
    process; latency = received - published, same clock.
@@ -25,7 +25,9 @@ from pathlib import Path
 
 from kindlyguard_monitor.fleet import message, subjects
 from kindlyguard_monitor.fleet.connect import Options, ensure_stream
-from kindlyguard_monitor.fleet.forwarder import DEFAULT_WINDOW, Forwarder, _AckInbox
+from kindlyguard_monitor.fleet.forwarder import DEFAULT_WINDOW, READ_MAX, Forwarder
+from kindlyguard_monitor.fleet.publish import FastBatch
+from kindlyguard_monitor.fleet.wire import Wire
 from kindlyguard_monitor.fleet.localserver import Cluster, NatsServer
 from kindlyguard_monitor.history.records import StoredThreat, stored_threat
 
@@ -103,8 +105,8 @@ async def _forward_rate(url: str, hist: Path, n: int, host: str) -> dict:
 
 async def _floor(url: str, hist: Path, host: str) -> dict:
     """The history's messages, encoded beforehand (under another host name, so no id repeats),
-    published as the forwarder publishes them (one write per window refill, one acknowledgement
-    each, at most DEFAULT_WINDOW waiting): the client's and the server's share of a forwarded threat."""
+    published as the forwarder publishes them (fast-ingest batches, DEFAULT_WINDOW waiting at most):
+    the client's and the server's share of a forwarded threat."""
     import sqlite3
 
     import nats
@@ -119,19 +121,20 @@ async def _floor(url: str, hist: Path, host: str) -> dict:
         conn.close()
     n = len(outs)
     nc = await nats.connect(url)
-    acks = _AckInbox(nc)
-    await acks.start()
+    pub = FastBatch(nc, DEFAULT_WINDOW)
+    await pub.start()
     cpu, wall = time.process_time(), time.perf_counter()
-    waiting, sent = [], 0
-    while sent < n or waiting:
-        if sent < n and len(waiting) < DEFAULT_WINDOW:
-            step = outs[sent:sent + min(DEFAULT_WINDOW - len(waiting), 1024)]
-            waiting.extend(await acks.publish(step))
-            sent += len(step)
-        while waiting and waiting[0].result is not None:
-            waiting.pop(0)
-        if waiting and (sent >= n or len(waiting) >= DEFAULT_WINDOW):
-            await acks.wait(0.05)
+    sent = 0
+    while sent < n or pub.busy:
+        room = pub.room()
+        if sent < n and room > 0:
+            step = outs[sent:sent + min(room, READ_MAX)]
+            sent += await pub.send(step, last=sent + len(step) >= n)
+        pub.take_acked()
+        if pub.problem or pub.unsupported:
+            raise RuntimeError(pub.problem or pub.unsupported)
+        if pub.busy and (sent >= n or pub.room() <= 0):
+            await pub.wait(0.05)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     await nc.close()
     return {"messages": n, "rate_per_s": round(n / wall), "cpu_us_per_message": round(cpu / n * 1e6, 1)}
@@ -157,7 +160,7 @@ async def _latency(url: str, rate: int, seconds: float) -> dict:
     viewer = asyncio.create_task(view())
     await asyncio.sleep(0.5)  # the consumer exists before the first publish
     nc = await nats.connect(url)
-    acks = _AckInbox(nc)
+    acks = _Pipelined(nc)
     await acks.start()
     start = time.perf_counter()
     for i in range(total):
@@ -176,6 +179,42 @@ async def _latency(url: str, rate: int, seconds: float) -> dict:
             "p99_ms": round(_pct(lat, 99), 2), "max_ms": round(max(lat), 2) if lat else None}
 
 
+class _Pending:
+    __slots__ = ("acked_at", "result")
+
+    def __init__(self):
+        self.acked_at, self.result = 0.0, None
+
+
+class _Pipelined:
+    """The load generator's publishes: each with a reply subject of its own, many at once, each
+    acknowledged on its own (result True, or the refusal). Not the forwarder's way (publish.py): a
+    simulated fleet is many hosts, each with a few threats a second, and order between hosts is free."""
+
+    def __init__(self, nc):
+        self.nc, self.wire, self.waiting, self.n = nc, Wire(nc), {}, 0
+        self.prefix = nc.new_inbox() + "."
+
+    async def start(self) -> None:
+        await self.nc.subscribe(self.prefix + "*", cb=self._on_ack, pending_msgs_limit=1 << 20)
+
+    async def publish(self, items: list) -> list[_Pending]:
+        out, msgs = [], []
+        for m, _, _ in items:
+            self.n += 1
+            p = self.waiting[str(self.n)] = _Pending()
+            out.append(p)
+            msgs.append((m.subject, f"{self.prefix}{self.n}", m.headers, m.body))
+        await self.wire.send(msgs)
+        return out
+
+    async def _on_ack(self, msg) -> None:
+        p = self.waiting.pop(msg.subject[len(self.prefix):], None)
+        if p is not None:
+            p.acked_at = time.perf_counter()
+            p.result = True if msg.data and b'"error"' not in msg.data else (msg.data or b"503").decode()[:200]
+
+
 async def _fleet(urls: str, hosts: int, per_host_rate: float, seconds: float) -> dict:
     import nats
 
@@ -186,7 +225,7 @@ async def _fleet(urls: str, hosts: int, per_host_rate: float, seconds: float) ->
         if time.monotonic() > deadline:
             raise RuntimeError(answer)
         await asyncio.sleep(0.3)
-    acks = _AckInbox(nc)
+    acks = _Pipelined(nc)
     await acks.start()
     names = [f"ws{i:05d}" for i in range(hosts)]
     rate = hosts * per_host_rate
@@ -212,7 +251,7 @@ async def _fleet(urls: str, hosts: int, per_host_rate: float, seconds: float) ->
         await asyncio.sleep(0.05)
     for sent_at, p in pending:
         if p.result is True:
-            lat.append((p.sent - sent_at) * 1000)
+            lat.append((p.acked_at - sent_at) * 1000)
     done_s = time.perf_counter() - start
     refused = sum(1 for _, p in pending if isinstance(p.result, str))
     info = await js.stream_info(subjects.STREAM)

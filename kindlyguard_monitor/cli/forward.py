@@ -174,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
 
     done = asyncio.run(main())
     st = fwd.stats
-    print(f"kgmon forward: {st.acked} acknowledged ({st.duplicates} already in the stream), {st.waiting} waiting, "
-          f"{st.failures} failure(s)", file=sys.stderr)
+    known = f" ({st.duplicates} already in the stream)" if st.duplicates is not None else ""
+    print(f"kgmon forward: {st.acked} acknowledged{known}, {st.waiting} waiting, {st.failures} failure(s)",
+          file=sys.stderr)
     if args.once and not done:
         print(f"kgmon forward: {visible(st.state)}", file=sys.stderr)
         return EXIT_FAILURE

@@ -183,7 +183,9 @@ def connect_kwargs(o: Options) -> dict:
 async def ensure_stream(js, replicas: int = 1, duplicate_window_s: float = DUPLICATE_WINDOW_S) -> str:
     """Create KINDLYGUARD_THREATS if it is missing; returns what happened, one sentence.
 
-    An existing stream is used as it is (its owner may have chosen other limits).
+    An existing stream is used as it is (its owner may have chosen other limits, and a
+    workstation may not change it): without fast-ingest batches the forwarder publishes
+    one by one, and the answer says so.
     A workstation whose permissions do not allow creating streams gets an answer
     saying so and goes on: publishing works if an administrator created the stream.
     """
@@ -193,8 +195,9 @@ async def ensure_stream(js, replicas: int = 1, duplicate_window_s: float = DUPLI
 
     try:
         info = await js.stream_info(s.STREAM)
-        return (f"stream {s.STREAM} is there ({info.config.num_replicas or 1} replica(s), "
-                f"duplicate window {info.config.duplicate_window or 0:g} s)")
+        there = (f"stream {s.STREAM} is there ({info.config.num_replicas or 1} replica(s), "
+                 f"duplicate window {info.config.duplicate_window or 0:g} s)")
+        return there + _batches_note(info.config)
     except NotFoundError:
         pass
     except APIError as exc:
@@ -205,6 +208,7 @@ async def ensure_stream(js, replicas: int = 1, duplicate_window_s: float = DUPLI
         name=s.STREAM, subjects=[s.ALL_SUBJECTS], storage=api.StorageType.FILE, num_replicas=replicas,
         duplicate_window=duplicate_window_s, max_age=MAX_AGE_S, max_msg_size=MAX_BODY,
         retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.OLD, allow_direct=True,
+        allow_batched=True,  # fast-ingest batches (publish.py); a server before 2.14 ignores it
     )
     try:
         await js.add_stream(config)
@@ -213,3 +217,11 @@ async def ensure_stream(js, replicas: int = 1, duplicate_window_s: float = DUPLI
             return f"stream {s.STREAM} is there (made meanwhile by another host)"
         return f"stream {s.STREAM} could not be created ({exc.description or exc}); publishing anyway"
     return f"stream {s.STREAM} created ({replicas} replica(s), duplicate window {duplicate_window_s:g} s)"
+
+
+def _batches_note(config) -> str:
+    """What the forwarder will do about fast-ingest batches on an existing stream (publish.py)."""
+    if config.allow_batched:
+        return ""
+    return ("; its fast-ingest batches are off, so threats go one by one (slower): its administrator can "
+            "turn on allow_batched (nats-server 2.14 or later)")

@@ -2,40 +2,36 @@
 
 The loop, on one asyncio task:
 
-1. Read the rows after the cursor (gaps first, then threats, each in row order),
-   at most `window` minus what is unacknowledged, and encode them (message.py).
-2. Publish them with `Nats-Msg-Id` (subjects.py) and a reply subject each, in one
-   write (wire.py); the stream acknowledges each on that subject. At most `window`
-   publishes wait for their acknowledgement at any time.
-3. As the oldest publishes are acknowledged, in publish order, move the cursor
-   past them (a publish acknowledged before an earlier one waits for it); write it
-   to the history (outbox.py) at most every `save_every_s` and when the window drains.
+1. Read the rows after the last one sent (gaps first, then threats, each in row order),
+   as many as the publisher has room for, and encode them (message.py).
+2. Publish them (publish.py): as one fast-ingest batch, the stream acknowledging every
+   few hundred and storing none after a message lost on the way; or, where the server or
+   the stream does not take such batches, one by one, each waiting for its ack.
+3. Move the cursor past what the stream acknowledged; write it to the history
+   (outbox.py) at most every `save_every_s` and whenever nothing waits.
 
 What makes it exactly once: the cursor only passes a row the stream has
 acknowledged, so after a crash, `kill -9`, a lost connection or a server
 restart the forwarder publishes again from the cursor; what the stream already
-holds is dropped by its duplicate window (the ack says `duplicate`). What keeps
-it in order: the stream stores one connection's publishes in the order it
-receives them, and after any failure (an error ack, an ack not received in
-`ack_timeout_s`, a lost connection) the connection is closed, with whatever the
-client still buffered, before the next one publishes again from the cursor.
-The client's own reconnect (which would flush that buffer after the messages
-lost with the old socket) is off for this reason.
+holds is dropped by its duplicate window (`Nats-Msg-Id`). What keeps it in
+order: a batch's messages are stored in order with no hole (publish.py says
+how), and after any failure (a refusal, no acknowledgement in `ack_timeout_s`,
+a lost connection) the connection is closed, with whatever the client still
+buffered, before the next one starts again from the cursor. The client's own
+reconnect (which would flush that buffer after the messages lost with the old
+socket) is off for this reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
 import logging
 import time
 from dataclasses import dataclass
 
 from kindlyguard_monitor.fleet import connect as fc
-from kindlyguard_monitor.fleet import message, outbox
+from kindlyguard_monitor.fleet import message, outbox, publish
 from kindlyguard_monitor.fleet import subjects as s
-from kindlyguard_monitor.fleet.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +45,7 @@ RETRY_MIN_S, RETRY_MAX_S = 0.2, 10.0
 class Stats:
     published: int = 0  # publishes sent (retries included)
     acked: int = 0  # acknowledgements that moved the cursor
-    duplicates: int = 0  # of those, ones the stream already held (a retry)
+    duplicates: int | None = None  # of those, ones the stream already held (a retry); known one by one only
     failures: int = 0  # connections given up after a failure
     waiting: int = 0  # threats and gaps in the history not yet acknowledged (as last counted)
     acked_at_us: int = 0
@@ -58,6 +54,10 @@ class Stats:
 
 class _Failed(Exception):
     pass
+
+
+class _Unsupported(_Failed):
+    """Fast-ingest batches cannot be used here: publish one by one on a new connection, at once."""
 
 
 class Forwarder:
@@ -79,6 +79,7 @@ class Forwarder:
         self._saved_at = 0.0
         self._dirty = False
         self._server_said: str | None = None
+        self.one_by_one: str | None = None  # why batches are not used (publish.py), once that is known
 
     # -- the outer loop: open the outbox, connect, pump, retry ---------------------------------
 
@@ -105,6 +106,9 @@ class Forwarder:
                     if idle:
                         return True
                     delay = RETRY_MIN_S
+                except _Unsupported:
+                    _forget_buffered(nc)
+                    continue
                 except _Failed as exc:
                     _forget_buffered(nc)  # never sent after what failed (see the module's docstring)
                     self.stats.failures += 1
@@ -193,51 +197,56 @@ class Forwarder:
         return items
 
     async def _pump(self, nc, stop: asyncio.Event, until_idle: bool) -> bool:
-        """Publish from the cursor on one connection until stopped, idle (until_idle) or failed:
-        each message acknowledged on its own, at most `window` waiting at any time."""
+        """Publish from the cursor on one connection until stopped, idle (until_idle) or failed."""
         from nats.errors import Error as NatsError
 
-        acks = _AckInbox(nc)
-        await acks.start()
-        inflight: collections.deque[_Pending] = collections.deque()
+        pub = publish.FastBatch(nc, self.window) if self.one_by_one is None else publish.OneByOne(nc)
+        await pub.start()
         cur = self._cursor
         next_threat, next_gap = cur.threat_row, cur.gap_row
         enc = message.ThreatEncoder(self.host, cur.history_id)
         self._state(f"forwarding to {self.options.shown}")
-        counted_at = 0.0
+        counted_at = pinged_at = 0.0
         while not stop.is_set():
+            self._settle(pub)
             if nc.is_closed or not nc.is_connected:
                 raise _Failed("the connection to the NATS server was lost")
             sent = 0
-            room = self.window - len(inflight)
-            if room > 0:
-                items = self._read(enc, next_threat, next_gap, min(room, READ_MAX))
-                big = next((i for i, item in enumerate(items) if len(item[0].body) > nc.max_payload - HEADROOM),
-                           None)
-                if big is not None:  # the rows before it go; it waits, named, at the head of the outbox
-                    if big == 0 and not inflight:
-                        raise _Failed(_too_big(items[0], nc.max_payload))
-                    items = items[:big]
-                if items:
-                    try:
-                        inflight.extend(await acks.publish(items))
-                    except NatsError as exc:  # refused by the client before sending: said, then retried
-                        raise _Failed(f"the NATS client refused a publish ({_why(exc)})") from None
-                    _, next_threat, next_gap = items[-1]
-                    sent = len(items)
+            room = pub.room()
+            try:
+                if room > 0:
+                    limit = min(room, READ_MAX)
+                    items = self._read(enc, next_threat, next_gap, limit)
+                    last = len(items) < limit
+                    big = next((i for i, item in enumerate(items)
+                                if len(item[0].body) > nc.max_payload - HEADROOM), None)
+                    if big is not None:  # the rows before it go; it waits, named, at the head of the outbox
+                        if big == 0 and not pub.busy and not pub.open:
+                            raise _Failed(_too_big(items[0], nc.max_payload))
+                        items, last = items[:big], False
+                    if items:
+                        sent = await pub.send(items, last)
+                        _, next_threat, next_gap = items[sent - 1]
+                    elif pub.open:  # nothing to add now: the batch is committed, its tail acknowledged
+                        await pub.end()
+            except NatsError as exc:  # refused by the client before sending: said, then retried
+                raise _Failed(f"the NATS client refused a publish ({_why(exc)})") from None
             self.stats.published += sent
-            self._settle(inflight)
             now = time.monotonic()
-            if now - counted_at > 1.0 or not inflight:
+            if now - counted_at > 1.0 or not pub.busy:
                 self.stats.waiting = outbox.waiting(self._conn, self._cursor)
                 counted_at = now
-            if inflight:
+            if pub.busy:
                 if self._server_said and "ermission" in self._server_said:  # a refused publish gets no ack
                     raise _Failed("the server refused a publish")
-                if now - inflight[0].sent > self.ack_timeout_s:
+                stalled = now - pub.progress_at
+                if stalled > self.ack_timeout_s:
                     raise _Failed(f"no acknowledgement from the stream in {self.ack_timeout_s:g} s")
-                if sent == 0 or len(inflight) >= self.window:
-                    await acks.wait(0.05)
+                if stalled > self.ack_timeout_s / 3 and now - pinged_at > self.ack_timeout_s / 3:
+                    await pub.ping()  # an acknowledgement may have been lost
+                    pinged_at = now
+                if sent == 0 or pub.room() <= 0:
+                    await pub.wait(0.05)
                 else:
                     await asyncio.sleep(0)
                 continue
@@ -248,31 +257,26 @@ class Forwarder:
                 await _wait(stop, self.poll_s)
         return False
 
-    def _settle(self, inflight: collections.deque) -> None:
-        """Move the cursor past the acknowledged publishes at the front of the window."""
-        cur = self._cursor
-        threat_row, gap_row, n, dup = cur.threat_row, cur.gap_row, 0, 0
-        while inflight and inflight[0].result is not None:
-            p = inflight[0]
-            if isinstance(p.result, str):
-                self._advance(threat_row, gap_row, n, dup)
-                raise _Failed(f"the stream refused a publish ({p.result})")
-            inflight.popleft()
-            if p.result is _DUPLICATE:
-                dup += 1
-            threat_row, gap_row = p.threat_row, p.gap_row
-            n += 1
-        if n:
-            self._advance(threat_row, gap_row, n, dup)
+    def _settle(self, pub) -> None:
+        """Move the cursor past what the stream acknowledged; a refusal ends this connection."""
+        acked = pub.take_acked()
+        if acked is not None:
+            self._advance(*acked)
+        if pub.duplicates is not None:  # one by one: each ack says whether the stream already held it
+            self.stats.duplicates = (self.stats.duplicates or 0) + pub.duplicates
+            pub.duplicates = 0
+        if pub.unsupported and self.one_by_one is None:
+            self.one_by_one = pub.unsupported
+            log.warning("%s: publishing one by one, each waiting for its acknowledgement (slower)", pub.unsupported)
+            raise _Unsupported(pub.unsupported)
+        if pub.problem:
+            raise _Failed(f"the stream refused a publish ({pub.problem})")
 
-    def _advance(self, threat_row: int, gap_row: int, n: int, dup: int) -> None:
-        if not n:
-            return
+    def _advance(self, threat_row: int, gap_row: int, n: int) -> None:
         now = outbox.now_us()
         c = self._cursor
         self._cursor = outbox.Cursor(c.history_id, threat_row, gap_row, now, c.forwarded + n)
         self.stats.acked += n
-        self.stats.duplicates += dup
         self.stats.acked_at_us = now
         self._dirty = True
         self._save()
@@ -289,82 +293,6 @@ class Forwarder:
             self._saved_at = now
         except Exception as exc:  # the history busy or full: the cursor stays in memory, tried again
             log.warning("the forwarding cursor could not be saved (%s); retrying", exc)
-
-
-_STORED, _DUPLICATE = True, False
-
-
-class _Pending:
-    """One publish waiting for its acknowledgement; (threat_row, gap_row) is the cursor once it and
-    every publish before it are acknowledged. result: None (waiting), _STORED, _DUPLICATE, or a
-    sentence (the stream refused it, or no stream answered)."""
-
-    __slots__ = ("threat_row", "gap_row", "sent", "result")
-
-    def __init__(self, threat_row: int, gap_row: int):
-        self.threat_row, self.gap_row, self.sent, self.result = threat_row, gap_row, time.monotonic(), None
-
-
-class _AckInbox:
-    """Publishes with a reply subject of our own and matches the stream's acknowledgements to them.
-
-    nats-py's `publish_async` makes a future, a NUID and a parsed PubAck per message (about
-    75 µs of CPU each, measured); this is one write for all of a window's publishes (wire.py) and a
-    byte search of each ack, parsing JSON only for an error or a duplicate."""
-
-    def __init__(self, nc):
-        self.nc = nc
-        self.wire = Wire(nc)
-        self.prefix = nc.new_inbox() + "."
-        self.waiting: dict[str, _Pending] = {}
-        self.n = 0
-        self.event = asyncio.Event()
-
-    async def start(self) -> None:
-        await self.nc.subscribe(self.prefix + "*", cb=self._on_ack, pending_msgs_limit=1 << 20,
-                                pending_bytes_limit=256 << 20)
-
-    async def publish(self, items: list[tuple[message.Outgoing, int, int]]) -> list[_Pending]:
-        """Each message published with a reply subject of its own, all in one write."""
-        out, msgs = [], []
-        for m, threat_row, gap_row in items:
-            self.n += 1
-            token = str(self.n)
-            p = self.waiting[token] = _Pending(threat_row, gap_row)
-            out.append(p)
-            msgs.append((m.subject, self.prefix + token, m.headers, m.body))
-        await self.wire.send(msgs)
-        return out
-
-    async def _on_ack(self, msg) -> None:
-        p = self.waiting.pop(msg.subject[len(self.prefix):], None)
-        if p is None:
-            return
-        data = msg.data
-        if not data:  # a status message: 503 no responders (no stream leader), 408 ...
-            status = (msg.headers or {}).get("Status", "?")
-            p.result = f"no stream answered (status {status})"
-        elif b'"error"' in data:
-            try:
-                err = json.loads(data).get("error") or {}
-                p.result = f"{err.get('description', 'error')} ({err.get('err_code', err.get('code', '?'))})"
-            except (ValueError, AttributeError):
-                p.result = "an error the stream did not explain"
-        else:
-            p.result = _STORED
-            if b'"duplicate"' in data:  # only a retry's ack says so (`"duplicate": true`)
-                try:
-                    p.result = _DUPLICATE if json.loads(data).get("duplicate") is True else _STORED
-                except (ValueError, AttributeError):
-                    pass
-        self.event.set()
-
-    async def wait(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.event.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
-        self.event.clear()
 
 
 def _too_big(item: tuple, max_payload: int) -> str:

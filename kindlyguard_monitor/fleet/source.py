@@ -19,6 +19,13 @@ Gaps from the stream add to `missed`/`corrupt`; a message that is not ours to
 `bad_frames` (BadFrameSeen, its reason attacker-controlled: shown through
 textsafe.visible). The latency of a fleet threat is estimated from its wall
 clock (exact_latency False): the workstations' monotonic clocks mean nothing here.
+
+Live or caught up: when the consumer opens, and after every reconnection, the
+viewer asks the stream for its last sequence (viewer.follow's on_backlog). A
+threat at or before it was stored while this viewer was away: it is caught up,
+not delivered live, and its "latency" would be how long the viewer was away.
+Such a threat gets no publish time (publish_mono_ns None: not known), so the
+latency histogram counts only live threats (LIVE_RULE says it in the window).
 """
 
 from __future__ import annotations
@@ -27,13 +34,13 @@ import asyncio
 import dataclasses
 import logging
 import queue
-import threading
 import time
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.event import ThreatEvent, fleet_key
 from kindlyguard_monitor.fleet import connect as fc
 from kindlyguard_monitor.fleet import subjects as s
+from kindlyguard_monitor.fleet.loop_thread import LoopThread
 from kindlyguard_monitor.fleet.message import FleetGap, FleetThreat
 from kindlyguard_monitor.fleet.viewer import BadFleetMessage
 from kindlyguard_monitor.transport.items import BadFrameSeen, Batch, TransportChange
@@ -51,12 +58,17 @@ class _Failure(str):
     pass
 
 
-def fleet_event(t, now_mono_ns: int, now_wall_us: int) -> ThreatEvent:
-    """A FleetThreat (message.py) as the feed's ThreatEvent."""
+class _Backlog(int):
+    """The stream's last sequence when the consumer (re)opened: what is at or before it is caught up."""
+
+
+def fleet_event(t, now_mono_ns: int, now_wall_us: int, live: bool = True) -> ThreatEvent:
+    """A FleetThreat (message.py) as the feed's ThreatEvent; a caught-up one (live False) without a
+    publish time, so no latency is counted for it."""
     age_ns = max(0, now_wall_us - t.timestamp_unix_us) * 1000
-    return ThreatEvent(fleet_key(t.host, t.id), Transport.FLEET, None, t.seq, now_mono_ns - age_ns, now_mono_ns,
-                       t.timestamp_unix_us, t.threat_type, t.severity, t.blocked, t.flags, t.source, t.details,
-                       t.id, False, None, t.host)
+    return ThreatEvent(fleet_key(t.host, t.id), Transport.FLEET, None, t.seq, now_mono_ns - age_ns if live else None,
+                       now_mono_ns, t.timestamp_unix_us, t.threat_type, t.severity, t.blocked, t.flags, t.source,
+                       t.details, t.id, False, None, t.host)
 
 
 class FleetSource:
@@ -74,16 +86,14 @@ class FleetSource:
         self.hosts: set[str] = set()
         self._shown_hosts = -1
         self._hosts_at = 0.0
+        self.live_after = 0  # the stream's last sequence when the consumer (re)opened (module docstring)
+        self.caught_up = 0  # threats delivered after the viewer was away (no latency counted)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._stopping = threading.Event()
+        self._thread = LoopThread("kgmon-fleet-viewer", self._main, on_error=self._died)
 
     # -- the reader thread's side
 
     def start(self) -> list:
-        self._thread = threading.Thread(target=self._run, name="kgmon-fleet-viewer", daemon=True)
         self._thread.start()
         return [TransportChange(Transport.DISCONNECTED, f"{self.label} — connecting")]
 
@@ -98,7 +108,9 @@ class FleetSource:
         item = first
         while True:
             if type(item) is FleetThreat:
-                events.append(fleet_event(item, mono, wall))
+                live = item.stream_seq > self.live_after
+                events.append(fleet_event(item, mono, wall, live))
+                self.caught_up += not live
                 self.hosts.add(item.host)
             else:
                 if events:
@@ -120,6 +132,8 @@ class FleetSource:
             self._shown_hosts = len(self.hosts)
             self._hosts_at = time.monotonic()
             out.append(TransportChange(Transport.FLEET, self._status()))
+        elif type(item) is _Backlog:
+            self.live_after = int(item)
         elif isinstance(item, _Failure):
             self.transport = Transport.DISCONNECTED
             out.append(TransportChange(Transport.DISCONNECTED, f"{self.label} — {item}"))
@@ -149,36 +163,25 @@ class FleetSource:
 
     def stop(self) -> None:
         """Thread-safe: end the viewer (it gives back what it fetched and did not hand on) and wake poll()."""
-        self._stopping.set()
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            try:
-                loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:  # the loop has ended
-                pass
+        self._thread.stop()
         self._q.put(_WAKE)
 
     def close(self, timeout: float = 5.0) -> None:
         self.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.join(timeout)
 
-    # -- the viewer's thread
+    # -- the viewer's thread (fleet/loop_thread.py)
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception as exc:  # pragma: no cover - never let it die silently
-            log.exception("the fleet viewer stopped")
-            self._q.put(_Failure(f"the fleet viewer stopped: {exc}"))
+    def _died(self, exc: BaseException) -> None:  # pragma: no cover - never let it die silently
+        self._q.put(_Failure(f"the fleet viewer stopped: {exc}"))
 
-    async def _main(self) -> None:
+    def _backlog(self, last_seq: int | None) -> None:
+        # Unknown (the stream could not be asked): everything from now on counts as live.
+        self._q.put(_Backlog(last_seq or 0))
+
+    async def _main(self, stop: asyncio.Event) -> None:
         from kindlyguard_monitor.fleet.viewer import Unavailable, follow
 
-        self._loop = asyncio.get_running_loop()
-        self._stop = stop = asyncio.Event()
-        if self._stopping.is_set():
-            return
         put = self._q.put
 
         async def lost():
@@ -193,7 +196,7 @@ class FleetSource:
         while not stop.is_set():
             try:
                 async for item in follow(options, self.consumer, stop, self.filter_subject,
-                                         on_open=lambda: put(_OPEN)):
+                                         on_open=lambda: put(_OPEN), on_backlog=self._backlog):
                     put(item)
             except (Unavailable, fc.BadOption) as exc:
                 put(_Failure(str(exc)))

@@ -76,12 +76,28 @@ async def open_consumer(nc, consumer: str, filter_subject: str = s.ALL_SUBJECTS,
                               f"{getattr(exc, 'description', None) or exc}") from None
 
 
+async def stream_end(nc) -> int | None:
+    """The stream's last sequence now (None when it cannot be asked: a viewer's permissions allow
+    $JS.API.STREAM.INFO, docs/fleet-server.conf)."""
+    try:
+        info = await nc.jetstream(timeout=5.0).stream_info(s.STREAM)
+        return int(info.state.last_seq)
+    except Exception as exc:  # no answer, no permission: the caller counts everything as live
+        log.debug("stream info: %s", exc)
+        return None
+
+
 async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
-                 filter_subject: str = s.ALL_SUBJECTS, limit: int | None = None, on_open=None) -> AsyncIterator:
+                 filter_subject: str = s.ALL_SUBJECTS, limit: int | None = None, on_open=None,
+                 on_backlog=None) -> AsyncIterator:
     """Everything the consumer has not acknowledged, then what arrives, until `stop` is set
     (or `limit` messages were handed on). Messages fetched but not handed on when it stops
     are given back at once (nak), so the next session starts with them, in order.
-    `on_open()`, when given, is called once the consumer is open (the app's badge)."""
+    `on_open()`, when given, is called once the consumer is open (the app's badge).
+    `on_backlog(last_seq)`, when given, is called when the consumer opens and after every
+    reconnection, before the messages that follow, with the stream's last sequence then (or
+    None): a message at or before it was stored while this viewer was away, and is caught up,
+    not delivered live (the app's latency counts only live ones: fleet/source.py)."""
     from nats.errors import Error as NatsError
     from nats.errors import TimeoutError as NatsTimeout
 
@@ -104,8 +120,14 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
         sub = await open_consumer(nc, consumer, filter_subject, server_said=said)
         if on_open is not None:
             on_open()
+        reconnects = nc.stats["reconnects"]
+        if on_backlog is not None:
+            on_backlog(await stream_end(nc))
         handed = 0
         while not stop.is_set() and (limit is None or handed < limit):
+            if on_backlog is not None and nc.stats["reconnects"] != reconnects:
+                reconnects = nc.stats["reconnects"]
+                on_backlog(await stream_end(nc))
             want = FETCH if limit is None else max(1, min(FETCH, limit - handed))
             try:
                 msgs = await sub.fetch(want, timeout=0.25)

@@ -76,6 +76,7 @@ class MonitorApp(QObject):
         self.source = source  # `kgmon --fleet`: the fleet's source (fleet/source.py) instead of this machine's Shield
         self.reader = ReaderThread(shm_path, ws_url, spin_ns=spin_ns, history=history, source=source)
         self.window.set_fleet_mode(source is not None)
+        self.protection.set_fleet(source is not None)  # switched on each workstation, not here
         self.forwarding = AppForwarder()  # Settings › Forward threats to a NATS server (app_fleet.py)
         self._started = False
         self._shut_down = False
@@ -156,7 +157,8 @@ class MonitorApp(QObject):
         self.window.show_update(update)
         now = time.monotonic_ns()
         for e in update.rows:  # publish -> row in the model, for the rows the table took
-            self.screen_latency.record(max(0, now - e.publish_mono_ns))
+            if e.publish_mono_ns is not None:  # None: not known (a fleet threat caught up, fleet/source.py)
+                self.screen_latency.record(max(0, now - e.publish_mono_ns))
         app_tray.announce(update, self.feed, self.tray, self.notifier)
         self.app_history.note_activity()
 

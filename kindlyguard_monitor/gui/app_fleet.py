@@ -7,9 +7,10 @@ Nothing here reads the stream: fleet/source.py does, on the reader thread's side
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
+import os
+
+from kindlyguard_monitor.fleet.loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,19 @@ class AppForwarder:
     acknowledged goes again next time, and the stream drops a repeat: exactly once)."""
 
     def __init__(self):
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self.config: tuple | None = None  # (history path, url, creds file) while running
+        self._thread: LoopThread | None = None
+        self.config: tuple | None = None  # (history path, url, creds, NKey seed, CA file) while running
         self.forwarder = None
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.alive
 
-    def apply(self, history_path, enabled: bool, url: str, creds_file: str) -> str | None:
-        """Start, restart or stop to match the setting; a sentence when it cannot start."""
-        config = (str(history_path), url, creds_file) if enabled and url else None
+    def apply(self, history_path, enabled: bool, url: str, creds_file: str, nkey_file: str = "",
+              ca_file: str = "") -> str | None:
+        """Start, restart or stop to match the setting; a sentence when it cannot start. The files
+        are paths (~ for the home folder), as `kgmon forward`'s --creds, --nkey and --ca."""
+        config = (str(history_path), url, creds_file, nkey_file, ca_file) if enabled and url else None
         if config == self.config and (config is None or self.running):
             return None
         self.stop()
@@ -90,7 +91,11 @@ class AppForwarder:
         problem = url_problem(url)
         if problem is not None:
             return f"Not forwarding: {problem}."
-        options = Options(servers=tuple(split_urls(url)), creds_file=creds_file or None, name="kgmon app forward")
+        def path(p: str) -> str | None:
+            return os.path.expanduser(p) if p else None
+
+        options = Options(servers=tuple(split_urls(url)), creds_file=path(creds_file), nkey_file=path(nkey_file),
+                          ca_file=path(ca_file), name="kgmon app forward")
         try:
             import nats  # noqa: F401
 
@@ -102,39 +107,15 @@ class AppForwarder:
             return f"Not forwarding: {exc}."
         self.forwarder = Forwarder(history_path, options)
         self.config = config
-        started = threading.Event()
-
-        def run():
-            async def main():
-                self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-                started.set()
-                await self.forwarder.run(self._stop)
-
-            try:
-                asyncio.run(main())
-            except Exception:  # pragma: no cover - logged, never raised into Qt
-                log.exception("the app's forwarder stopped")
-            finally:
-                started.set()
-
-        self._thread = threading.Thread(target=run, name="kgmon-forwarder", daemon=True)
-        self._thread.start()
-        started.wait(5.0)
+        self._thread = LoopThread("kgmon-forwarder", self.forwarder.run).start(wait_s=5.0)
         log.info("forwarding this machine's threats to %s", options.shown)
         return None
 
     def stop(self, timeout: float = 10.0) -> None:
-        thread, loop, stop = self._thread, self._loop, self._stop
-        self._thread = self._loop = self._stop = None
-        self.config = None
-        if thread is None:
-            return
-        if loop is not None and stop is not None:
-            try:
-                loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:  # its loop has ended
-                pass
-        thread.join(timeout)
+        thread, self._thread, self.config = self._thread, None, None
+        if thread is not None:
+            thread.stop()
+            thread.join(timeout)
 
 
 def apply_forwarding(app) -> None:
@@ -143,7 +124,8 @@ def apply_forwarding(app) -> None:
     settings, store = app.settings, app.history
     if settings is None or store is None or app.source is not None:
         return
-    problem = app.forwarding.apply(store.path, settings.forward, settings.forward_url, settings.forward_creds)
+    problem = app.forwarding.apply(store.path, settings.forward, settings.forward_url, settings.forward_creds,
+                                   settings.forward_nkey, settings.forward_ca)
     app.app_history.forwarding_on = app.forwarding.running
     app.app_history.show_size()  # the status bar's forwarding line follows
     if problem:

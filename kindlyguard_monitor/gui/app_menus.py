@@ -18,6 +18,7 @@ from kindlyguard_monitor.gui.help import explain_numbers
 def install_menus(app: QObject) -> None:
     window = app.window
     file_menu = window.menuBar().addMenu("&File")
+    file_menu.setToolTipsVisible(True)  # a greyed-out action says why (the protection action)
     file_menu.addAction("&History…", app.open_history).setShortcut(keyboard.SHORTCUTS["history"])
     file_menu.addAction("&Settings…", app.open_settings).setShortcut(keyboard.SHORTCUTS["settings"])
     window.action_mark_seen = file_menu.addAction("&Mark all as seen", app.mark_all_seen)

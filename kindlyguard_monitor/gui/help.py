@@ -101,7 +101,8 @@ notifications from this source</i>; its threats are still shown and kept.</li>
 
 <h3>Protection</h3>
 <p>The tray menu (and File) has <i>Turn protection off…</i>. Turning it off asks first and is shown
-everywhere (the badge, a black tray icon, a notification) until the Shield confirms it is back on.</p>
+everywhere (the badge, a black tray icon, a notification) until the Shield confirms it is back on.
+In the fleet view (<i>kgmon --fleet</i>) protection is switched on each workstation, not from here.</p>
 
 <h3>Notifications</h3>
 <p>At most one every 20 seconds (Settings); what arrives in between is summed up

@@ -269,6 +269,16 @@ def layout(width: int, height: int, fm: QFontMetrics, series: list[Series], tran
     return Layout(plot, texts, lines, swatches, ymax, yticks, xticks, markers)
 
 
+TOOLTIP = ("How long threats take to reach you. transport: from the Shield publishing a threat "
+           "to the monitor receiving it; to screen: until its row is on the screen. Bars count "
+           "threats per latency range; p50 is the median, p99 the latency 99 in 100 stay under.")
+FLEET_TOOLTIP = ("How long the fleet's threats take to reach this screen: from the time the workstation "
+                 "stamped a threat (its clock) until its row is on the screen. Only threats delivered live "
+                 "count: those the stream stored after this viewer opened or reconnected. Threats caught "
+                 "up after the viewer was away are shown but not counted (their latency would be how long "
+                 "it was away). p50 is the median, p99 the latency 99 in 100 stay under.")
+
+
 class LatencyHistogram(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -280,9 +290,7 @@ class LatencyHistogram(QWidget):
         self.last_paint_empty: bool | None = None
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 200)
-        self.setToolTip("How long threats take to reach you. transport: from the Shield publishing a threat "
-                        "to the monitor receiving it; to screen: until its row is on the screen. Bars count "
-                        "threats per latency range; p50 is the median, p99 the latency 99 in 100 stay under.")
+        self.setToolTip(TOOLTIP)
 
     def sizeHint(self) -> QSize:
         return QSize(560, 260)

@@ -19,7 +19,7 @@ from kindlyguard_monitor.feed import Feed, Update
 from kindlyguard_monitor.overview import Overview
 from kindlyguard_monitor.gui.details_pane import DetailsPane
 from kindlyguard_monitor.gui.filter_bar import FilterBar
-from kindlyguard_monitor.gui.histogram_widget import LatencyHistogram
+from kindlyguard_monitor.gui.histogram_widget import FLEET_TOOLTIP, LatencyHistogram
 from kindlyguard_monitor.gui.overview_widget import OverviewWidget
 from kindlyguard_monitor.gui.status_display import StatusDisplay
 from kindlyguard_monitor.gui.threat_filter import ThreatFilterModel
@@ -158,6 +158,9 @@ class MainWindow(QMainWindow):
         self.fleet_mode = bool(on)
         self.table.setColumnHidden(self.model.HOST, not on)
         self.filters.set_hosts_visible(on)
+        if on:  # the latency counts only threats delivered live (fleet/source.py)
+            self.histogram.setToolTip(FLEET_TOOLTIP)
+            self.latency_label.setToolTip(FLEET_TOOLTIP)
 
     @Slot(str, str)
     def set_transport(self, transport: str, reason: str) -> None:

@@ -16,7 +16,12 @@ Do not disturb: while the desktop says so (`set_inhibited(True)`, from the
 notification server's Inhibited property) nothing is shown; what arrives is
 merged as usual and shown as one notification when it ends.
 
-Text: the source and details are attacker-controlled. They are made visible
+The fleet view (`kgmon --fleet`): each threat carries the workstation it came from (`host`).
+A single threat's title starts with it ("ws-a: High threat detected: Injection attempt"); a
+summary's title says how many hosts ("12 new threats from 3 hosts, …") and its body names the
+busiest hosts before the sources. This machine's own threats have no host: nothing changes.
+
+Text: the source, details and host are attacker-controlled. They are made visible
 (textsafe.visible) and defanged (textsafe.defang: `hxxp[:]//evil[.]example`,
 `file[:]///etc/passwd`), so a server that linkifies bodies finds no link.
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from itertools import repeat
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Callable, Hashable, Iterable
@@ -44,11 +50,13 @@ from kindlyguard_monitor.threats import CRITICAL, HIGH, severity_level, severity
 
 BODY_LIMIT = 200  # characters of a notification body
 SOURCE_LIMIT = 60  # characters of one source in a summary body
+HOST_LIMIT = 40  # characters of a host name in a title or a summary body
 SOURCE_KEY_LIMIT = 200  # characters of a source kept as a counter key
 MAX_SOURCES = 1000  # distinct sources counted per pending batch
 TOP_SOURCES = 3  # sources named in a summary body
 DEFAULT_MIN_INTERVAL_S = 20.0  # at most three notifications a minute
-_SEVERITY, _BLOCKED, _SOURCE = attrgetter("severity"), attrgetter("blocked"), attrgetter("source")
+_SEVERITY, _BLOCKED, _SOURCE, _HOST = (attrgetter("severity"), attrgetter("blocked"), attrgetter("source"),
+                                     attrgetter("host"))
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class Notification:
     blocked: int = 0  # how many of the `count` threats the Shield blocked
     urgent: bool = False  # a Critical threat the Shield did not block is in it
     plain_text: bool = True
+    hosts: tuple[str, ...] = ()  # the fleet view: the top hosts, most frequent first (raw); () otherwise
 
 
 class NotificationPolicy:
@@ -94,7 +103,9 @@ class NotificationPolicy:
         self._critical_allowed = 0
         self._sources: Counter[str] = Counter()
         self._other_sources = 0  # events from sources beyond MAX_SOURCES
-        self._best = None  # (severity, threat_type, blocked, source, details, key)
+        self._hosts: Counter[str] = Counter()  # the fleet view's workstations ("" never counted)
+        self._other_hosts = 0  # events from hosts beyond MAX_SOURCES
+        self._best = None  # (severity, threat_type, blocked, source, details, key, host)
 
     def _now(self, now: float | None) -> float:
         now = self._clock() if now is None else now
@@ -123,8 +134,16 @@ class NotificationPolicy:
         sources = self._sources
         by_severity = self._by_severity
         suppressed = count = blocked = critical_allowed = top = 0
-        groups = Counter(zip(map(_SEVERITY, events), map(_BLOCKED, events), map(_SOURCE, events)))
-        for (raw_severity, is_blocked, source), n in groups.items():
+        hosts = self._hosts
+        # A batch comes from one place: the fleet (every threat has its host) or this machine (none
+        # has one, and the host costs nothing: its groups are counted as before the fleet existed).
+        if getattr(events[0], "host", ""):
+            groups = Counter(zip(map(_SEVERITY, events), map(_BLOCKED, events), map(_SOURCE, events),
+                                 map(_HOST, events)))
+        else:
+            groups = Counter(zip(map(_SEVERITY, events), map(_BLOCKED, events), map(_SOURCE, events),
+                                 repeat("")))
+        for (raw_severity, is_blocked, source, host), n in groups.items():
             sev = severity_level(raw_severity)
             if sev < threshold or source in muted:
                 suppressed += n
@@ -140,13 +159,20 @@ class NotificationPolicy:
                 sources[skey] += n
             else:
                 self._other_sources += n
+            if host:
+                hkey = host if len(host) <= SOURCE_KEY_LIMIT else host[:SOURCE_KEY_LIMIT]
+                if hkey in hosts or len(hosts) < MAX_SOURCES:
+                    hosts[hkey] += n
+                else:
+                    self._other_hosts += n
             top = max(top, sev)
         best = self._best
         if count and top >= (best[0] if best is not None else 0):  # ties: the newest wins
             for ev in reversed(events):
                 if severity_level(ev.severity) == top and ev.source not in muted:
                     self._best = (top, ev.threat_type, ev.blocked, ev.source, ev.details,
-                                  key_of(ev) if key_of is not None else getattr(ev, "key", None))
+                                  key_of(ev) if key_of is not None else getattr(ev, "key", None),
+                                  getattr(ev, "host", "") or "")
                     break
         self.suppressed += suppressed
         self._count += count
@@ -179,34 +205,54 @@ class NotificationPolicy:
         return note
 
     def _build(self) -> Notification:
-        sev, threat_type, blocked, source, details, key = self._best
+        sev, threat_type, blocked, source, details, key, host = self._best
         top = self._sources.most_common(TOP_SOURCES)
         sources = tuple(s for s, _ in top)
+        top_hosts = self._hosts.most_common(TOP_SOURCES)
+        hosts = tuple(h for h, _ in top_hosts)
         if self._count == 1:
             title = (
                 f"{severity_name(sev)} threat {'blocked' if blocked else 'detected'}: "
                 f"{threat_type_name(threat_type)}"
             )
+            if host:
+                title = f"{_shown_host(host)}: {title}"
             # Cut before visible() so a megabyte of details costs nothing; cutting
             # one past the limit keeps elide()'s "…" when something was cut.
             src = defang(visible(str(source)[: BODY_LIMIT + 1]))
             det = defang(visible(str(details)[: BODY_LIMIT + 1]))
             body = elide(f"{src} — {det}", BODY_LIMIT)
             return Notification(title, body, sev, 1, key, sources, blocked=int(bool(blocked)),
-                                urgent=sev >= CRITICAL and not blocked)
+                                urgent=sev >= CRITICAL and not blocked, hosts=hosts)
         n = self._count
         critical = self._by_severity[CRITICAL]
-        title = f"{n} new threats" + (f", {critical} critical" if critical else "") + ", " + self._blocked_words()
+        title = f"{n} new threats" + self._from_hosts() + (f", {critical} critical" if critical else "") + ", " \
+            + self._blocked_words()
         parts = []
         for s, c in top:
             shown = elide(defang(visible(s[: SOURCE_LIMIT + 1])), SOURCE_LIMIT)
             parts.append(f"{shown} ×{c}" if c > 1 else shown)
         if len(self._sources) > TOP_SOURCES or self._other_sources:
             parts.append("…")
-        body = elide(" · ".join(parts), BODY_LIMIT)
+        body = " · ".join(parts)
+        if len(self._hosts) > 1 or self._other_hosts:  # which workstations, before the sources
+            named = [f"{_shown_host(h)} ×{c}" if c > 1 else _shown_host(h) for h, c in top_hosts]
+            if len(self._hosts) > TOP_SOURCES or self._other_hosts:
+                named.append("…")
+            body = " · ".join(named) + " — " + body
+        body = elide(body, BODY_LIMIT)
         highest = max(i for i in range(1, 5) if self._by_severity[i])
         return Notification(title, body, highest, n, key, sources, blocked=self._blocked,
-                            urgent=self._critical_allowed > 0)
+                            urgent=self._critical_allowed > 0, hosts=hosts)
+
+    def _from_hosts(self) -> str:
+        """" from ws-a" or " from 3 hosts" in the fleet view; "" for this machine's own threats."""
+        n = len(self._hosts) + (1 if self._other_hosts else 0)
+        if not n:
+            return ""
+        if n == 1:
+            return " from " + _shown_host(next(iter(self._hosts)))
+        return f" from {len(self._hosts):,}{'+' if self._other_hosts else ''} hosts"
 
     def _blocked_words(self) -> str:
         blocked, allowed = self._blocked, self._count - self._blocked
@@ -266,3 +312,8 @@ class NotificationPolicy:
 
     def set_threshold(self, severity: int) -> None:
         self.threshold = int(severity)
+
+
+def _shown_host(host: str) -> str:
+    """A workstation's name as a notification shows it: visible, defanged, at most HOST_LIMIT characters."""
+    return elide(defang(visible(host[: HOST_LIMIT + 1])), HOST_LIMIT)

@@ -15,6 +15,9 @@ confirms it (the transport gives up after 5 s and says so: `on_error`).
   says so (above a threat's red flash), and one notification says it (another when it is back on). A
   Shield that is already off when the monitor connects (someone else turned it
   off) is shown the same way.
+- The fleet view (`kgmon --fleet`) watches many workstations and has no Shield to ask: the
+  action says so ("Protection: switched on each workstation"), greyed out, its tooltip saying
+  where it is switched instead (set_fleet).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ CONFIRM_BUTTON = "&Turn protection off"
 OFF_TITLE, OFF_BODY = ("Protection is off",
                        "The Shield is not blocking threats. Turn it back on from the KindlyGuard tray menu.")
 ON_TITLE, ON_BODY = "Protection is back on", "The Shield is blocking threats again."
+FLEET_TEXT = "Protection: switched on each workstation"
+FLEET_TIP = ("This window watches the fleet. Each workstation's protection is turned off or on there, from "
+             "its own KindlyGuard Monitor; it cannot be switched from here.")
 
 
 class ProtectionController(QObject):
@@ -50,6 +56,7 @@ class ProtectionController(QObject):
         self.available = False
         self.reason = ""
         self.dialog: QMessageBox | None = None  # the confirmation while it is open
+        self.fleet = False  # the fleet view: no Shield of ours, nothing to switch (set_fleet)
         self.action = tray.action_protection  # the tray menu's; the window's File menu shows it too
         tray.toggle_protection.connect(self.toggle)
         self._refresh()
@@ -59,7 +66,7 @@ class ProtectionController(QObject):
     @Slot()
     def toggle(self) -> bool:
         """The action was chosen: ask before turning off, then send. True when sent."""
-        if not self.available or self.requested is not None:
+        if self.fleet or not self.available or self.requested is not None:
             return False
         turning_off = self.enabled is not False  # unknown counts as on: ask first
         if turning_off and not (self._confirm or self._ask)():
@@ -89,6 +96,11 @@ class ProtectionController(QObject):
             box.deleteLater()
 
     # -- what the Shield says
+
+    def set_fleet(self, on: bool) -> None:
+        """`kgmon --fleet`: protection is each workstation's, never switched from the fleet view."""
+        self.fleet = bool(on)
+        self._refresh()
 
     def set_available(self, available: bool, reason: str = "") -> None:
         self.available, self.reason = bool(available), reason
@@ -120,6 +132,11 @@ class ProtectionController(QObject):
     # -- showing it
 
     def _refresh(self) -> None:
+        if self.fleet:
+            self.tray.set_protection_action(FLEET_TEXT, False, FLEET_TIP)
+            self.tray.set_protection_off(False)
+            self.window.set_protection_off(False)
+            return
         off = self.enabled is False
         if self.requested is not None:
             text = "Turning protection on… (waiting for the Shield)" if self.requested else \

@@ -27,11 +27,14 @@ KEY_SPIN_US = "reader/spin_us"
 KEY_FEED_SIZE = "feed/size"
 KEY_START_AT_LOGIN = "app/start_at_login"
 KEY_MUTED_SOURCES = "notify/muted_sources"
-# Forwarding this machine's threats to the fleet (issue 16): the URL and the *path* of a NATS
-# creds file; never a secret itself (a URL with user:password@ is refused by the dialog).
+# Forwarding this machine's threats to the fleet (issue 16): the URL and the *paths* of a NATS
+# creds file or NKey seed file and of a TLS CA file (`kgmon forward`'s --creds, --nkey, --ca);
+# never a secret itself (a URL with user:password@ is refused by the dialog).
 KEY_FORWARD = "fleet/forward"
 KEY_FORWARD_URL = "fleet/nats_url"
 KEY_FORWARD_CREDS = "fleet/creds_file"
+KEY_FORWARD_NKEY = "fleet/nkey_file"
+KEY_FORWARD_CA = "fleet/ca_file"
 MAX_MUTED_SOURCES = 500
 MAX_MUTED_SOURCE_LEN = 4096  # a longer (hostile) source is muted for this session only
 
@@ -163,6 +166,24 @@ class Settings:
     @forward_creds.setter
     def forward_creds(self, value: str) -> None:
         self._qs.setValue(KEY_FORWARD_CREDS, str(value or "").strip())
+
+    @property
+    def forward_nkey(self) -> str:
+        """The path of an NKey seed file ("" none): named here, read only by the NATS client."""
+        return self._str(KEY_FORWARD_NKEY, "")
+
+    @forward_nkey.setter
+    def forward_nkey(self, value: str) -> None:
+        self._qs.setValue(KEY_FORWARD_NKEY, str(value or "").strip())
+
+    @property
+    def forward_ca(self) -> str:
+        """The path of the CA file the NATS server's TLS certificate is checked against ("": the system's)."""
+        return self._str(KEY_FORWARD_CA, "")
+
+    @forward_ca.setter
+    def forward_ca(self, value: str) -> None:
+        self._qs.setValue(KEY_FORWARD_CA, str(value or "").strip())
 
     # ring_path
     @property

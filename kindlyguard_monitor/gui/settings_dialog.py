@@ -64,10 +64,24 @@ def validate_ws_url(text: str) -> str | None:
     return f"Not a usable WebSocket URL: {problem.split(' is not a WebSocket URL: ', 1)[-1]}." if problem else None
 
 
-def validate_forwarding(enabled: bool, url: str, creds: str) -> str | None:
+def file_problem(path: str, what: str) -> str | None:
+    """Why the file at `path` (the user's text; ~ is their home) cannot be used; None when it can
+    be read. Only its name is kept in the settings: nothing here reads what it holds."""
+    full = os.path.expanduser(path)
+    if not os.path.exists(full):
+        return f"The {what} {path} does not exist."
+    if not os.path.isfile(full):
+        return f"The {what} {path} is not a file."
+    if not os.access(full, os.R_OK):
+        return f"The {what} {path} cannot be read (its permissions do not let you)."
+    return None
+
+
+def validate_forwarding(enabled: bool, url: str, creds: str, nkey: str = "", ca: str = "") -> str | None:
     """None if the forwarding settings can be saved, else a plain-text reason. A URL carrying
-    user:password@ (or a token) is refused: secrets belong in a creds file, never in the settings."""
-    url, creds = url.strip(), creds.strip()
+    user:password@ (or a token) is refused: secrets belong in a creds or NKey seed file, never in the
+    settings. The files are `kgmon forward`'s --creds, --nkey and --ca."""
+    url, creds, nkey, ca = url.strip(), creds.strip(), nkey.strip(), ca.strip()
     if not enabled and not url:
         return None
     from urllib.parse import urlsplit
@@ -81,8 +95,11 @@ def validate_forwarding(enabled: bool, url: str, creds: str) -> str | None:
         return f"Not a usable NATS URL: {problem}."
     if any("@" in (urlsplit(u).netloc or "") for u in split_urls(url)):
         return "Put the NATS credentials in a creds file, not in the URL (the settings file keeps no secrets)."
-    if creds and not os.access(os.path.expanduser(creds), os.R_OK):
-        return f"The creds file {creds} cannot be read."
+    if creds and nkey:
+        return "Give a creds file or an NKey seed file, not both (the server knows this machine by one of them)."
+    for path, what in ((creds, "creds file"), (nkey, "NKey seed file"), (ca, "CA file")):
+        if path and (problem := file_problem(path, what)):
+            return problem
     return None
 
 
@@ -140,7 +157,17 @@ class SettingsDialog(QDialog):
         self.forward_url_edit.setPlaceholderText("nats://fleet.example:4222 or tls://…")
         self.forward_creds_edit = QLineEdit()
         self.forward_creds_edit.setPlaceholderText("Path of a NATS .creds file (optional)")
-        for w in (self.forward_check, self.forward_url_edit, self.forward_creds_edit):
+        self.forward_nkey_edit = QLineEdit()
+        self.forward_nkey_edit.setPlaceholderText("Path of an NKey seed file (optional; or a creds file)")
+        self.forward_nkey_edit.setToolTip("The file that holds this workstation's NKey seed (SU…), as "
+                                          "`kgmon forward --nkey`. Only its path is kept in the settings.")
+        self.forward_ca_edit = QLineEdit()
+        self.forward_ca_edit.setPlaceholderText("Path of a CA file (optional; default: the system's CAs)")
+        self.forward_ca_edit.setToolTip("The CA the NATS server's TLS certificate is checked against, as "
+                                        "`kgmon forward --ca`; giving it turns TLS on.")
+        self.forward_edits = (self.forward_url_edit, self.forward_creds_edit, self.forward_nkey_edit,
+                              self.forward_ca_edit)
+        for w in (self.forward_check, *self.forward_edits):
             (w.toggled if w is self.forward_check else w.textChanged).connect(self._clear_error)
 
         self.error_label = QLabel()
@@ -159,6 +186,8 @@ class SettingsDialog(QDialog):
         form.addRow("", self.forward_check)
         form.addRow("NATS server URL:", self.forward_url_edit)
         form.addRow("NATS creds file:", self.forward_creds_edit)
+        form.addRow("NATS NKey seed file:", self.forward_nkey_edit)
+        form.addRow("NATS TLS CA file:", self.forward_ca_edit)
         self.spin_us_spin.setToolTip("How long the reader keeps the CPU busy waiting for the next threat before "
                                      "it sleeps: more is faster under load, 0 saves the most power.")
         self.technical = QWidget()
@@ -207,6 +236,8 @@ class SettingsDialog(QDialog):
         self.forward_check.setChecked(settings.forward)
         self.forward_url_edit.setText(settings.forward_url)
         self.forward_creds_edit.setText(settings.forward_creds)
+        self.forward_nkey_edit.setText(settings.forward_nkey)
+        self.forward_ca_edit.setText(settings.forward_ca)
         self._clear_error()
 
     def save(self, settings: S.Settings) -> None:
@@ -221,6 +252,8 @@ class SettingsDialog(QDialog):
         settings.forward = self.forward_check.isChecked()
         settings.forward_url = self.forward_url_edit.text().strip()
         settings.forward_creds = self.forward_creds_edit.text().strip()
+        settings.forward_nkey = self.forward_nkey_edit.text().strip()
+        settings.forward_ca = self.forward_ca_edit.text().strip()
         settings.sync()
 
     # --- errors ------------------------------------------------------------------------
@@ -239,6 +272,14 @@ class SettingsDialog(QDialog):
         self.error_label.clear()
         self.error_label.setVisible(False)
 
+    def _forwarding_field(self, problem: str) -> QLineEdit:
+        """The field a forwarding problem is about (the focus goes there)."""
+        for edit, words in ((self.forward_nkey_edit, "The NKey seed file"), (self.forward_nkey_edit, "not both"),
+                            (self.forward_creds_edit, "The creds file"), (self.forward_ca_edit, "The CA file")):
+            if problem.startswith(words) or words == "not both" and words in problem:
+                return edit
+        return self.forward_url_edit
+
     def error_text(self) -> str:
         return self.error_label.text() if not self.error_label.isHidden() else ""
 
@@ -250,11 +291,11 @@ class SettingsDialog(QDialog):
             self.show_error(problem)
             self.ws_url_edit.setFocus()
             return
-        problem = validate_forwarding(self.forward_check.isChecked(), self.forward_url_edit.text(),
-                                      self.forward_creds_edit.text())
+        problem = validate_forwarding(self.forward_check.isChecked(),
+                                      *(e.text() for e in self.forward_edits))
         if problem:
             self.show_error(problem)
-            self.forward_url_edit.setFocus()
+            self._forwarding_field(problem).setFocus()
             return
         settings = self._settings if self._settings is not None else S.Settings()
         try:

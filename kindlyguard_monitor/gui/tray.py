@@ -94,6 +94,7 @@ class TrayController(QObject):
 
     def _build_menu(self) -> QMenu:
         menu = QMenu()
+        menu.setToolTipsVisible(True)  # a greyed-out action says why (the protection action)
         self.action_window = menu.addAction("Show/Hide window")
         self.action_window.triggered.connect(self.toggle_window)
 

@@ -6,7 +6,9 @@ first, so a million-row export needs no more memory than one.
 Fields (both formats, named as in `kgmon tail --json`): timestamp (RFC 3339
 UTC, µs), timestamp_unix_us, severity (name), threat_type (name), blocked,
 source, details, transport, id ("<generation hex>-<seq>", or "content-<hex>"
-for a threat without numbers), generation, seq, flags.
+for a threat without numbers), generation, seq, flags; and `host` last, only for a fleet
+view's history (fleet-history.sqlite3: its threats carry the workstation they came from), so
+this machine's own history exports exactly as before.
 
 - csv: a header row, then one row per threat (the csv module's quoting:
   text with commas, quotes or newlines is quoted, never altered). Text is
@@ -37,16 +39,28 @@ from kindlyguard_monitor.history.records import StoredThreat
 FORMATS = ("csv", "json", "jsonl")
 FIELDS = ("timestamp", "timestamp_unix_us", "severity", "threat_type", "blocked", "source", "details",
           "transport", "id", "generation", "seq", "flags")
-GUARDED_FIELDS = ("source", "details")
+FLEET_FIELDS = FIELDS + ("host",)  # a fleet view's history (has_hosts)
+GUARDED_FIELDS = ("source", "details")  # (and a fleet history's host: HOST_GUARDED)
+HOST_GUARDED = GUARDED_FIELDS + ("host",)
 _GUARDED_STARTS = ("\t", "\r", "'")
 _FORMULA_SIGNS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63")
 
 
-def record(t: StoredThreat) -> dict:
-    """One threat as an export record (FIELDS, in order): the event's to_dict() and two more."""
+def record(t: StoredThreat, names: tuple[str, ...] = FIELDS) -> dict:
+    """One threat as an export record (`names`, in order): the event's to_dict() and three more."""
     fields = t.event().to_dict()
-    fields.update(timestamp_unix_us=t.timestamp_unix_us, flags=t.flags)
-    return {name: fields[name] for name in FIELDS}
+    fields.update(timestamp_unix_us=t.timestamp_unix_us, flags=t.flags, host=t.host)
+    return {name: fields[name] for name in names}
+
+
+def has_hosts(database: query.Database) -> bool:
+    """Is this a fleet view's history? Its newest threat names a host (schema 4's column; this
+    machine's own history leaves it empty, and the two are never mixed in one file)."""
+    with query.connection(database) as conn:
+        if not any(r[1] == "host" for r in conn.execute("PRAGMA table_info(threats)")):
+            return False
+        row = conn.execute("SELECT host FROM threats ORDER BY id DESC LIMIT 1").fetchone()
+        return bool(row and row[0])
 
 
 def guard(text: str) -> str:
@@ -62,15 +76,17 @@ def unguard(text: str) -> str:
     return text[1:] if text.startswith("'") else text
 
 
-def write_csv(threats: Iterable[StoredThreat], out: TextIO, formula_guard: bool = True) -> int:
+def write_csv(threats: Iterable[StoredThreat], out: TextIO, formula_guard: bool = True,
+              names: tuple[str, ...] = FIELDS) -> int:
     """Write a header and one row per threat to `out` (opened with newline=""); returns the row count."""
     writer = csv.writer(out)
-    writer.writerow(FIELDS)
+    writer.writerow(names)
+    guarded = HOST_GUARDED if "host" in names else GUARDED_FIELDS
     n = 0
     for t in threats:
-        r = record(t)
+        r = record(t, names)
         if formula_guard:
-            for name in GUARDED_FIELDS:
+            for name in guarded:
                 r[name] = guard(r[name])
         r["blocked"] = "true" if r["blocked"] else "false"
         writer.writerow(["" if v is None else v for v in r.values()])
@@ -78,17 +94,18 @@ def write_csv(threats: Iterable[StoredThreat], out: TextIO, formula_guard: bool 
     return n
 
 
-def write_json(threats: Iterable[StoredThreat], out: TextIO, lines: bool = False) -> int:
+def write_json(threats: Iterable[StoredThreat], out: TextIO, lines: bool = False,
+               names: tuple[str, ...] = FIELDS) -> int:
     """A JSON array of records (or, with lines=True, one record per line); returns the count."""
     n = 0
     if lines:
         for t in threats:
-            out.write(json.dumps(record(t)) + "\n")
+            out.write(json.dumps(record(t, names)) + "\n")
             n += 1
         return n
     out.write("[")
     for t in threats:
-        out.write(("\n" if n == 0 else ",\n") + json.dumps(record(t)))
+        out.write(("\n" if n == 0 else ",\n") + json.dumps(record(t, names)))
         n += 1
     out.write("\n]\n" if n else "]\n")
     return n
@@ -99,10 +116,11 @@ def export(database: query.Database, f: query.Filter, out: TextIO, fmt: str = "c
     """Every threat matching `f`, newest first, to `out` as `fmt` (one of FORMATS); returns the count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")
+    names = FLEET_FIELDS if has_hosts(database) else FIELDS
     threats = query.iterate(database, f)
     try:
         if fmt == "csv":
-            return write_csv(threats, out, formula_guard)
-        return write_json(threats, out, lines=fmt == "jsonl")
+            return write_csv(threats, out, formula_guard, names)
+        return write_json(threats, out, lines=fmt == "jsonl", names=names)
     finally:
         threats.close()

@@ -109,13 +109,14 @@ def test_forward_survives_kill_9_exactly_once_in_order(server, tmp_path):
     assert "0 waiting" in out
     check_exactly_once_in_order(server.url, "ws1", n, gaps=1)
     assert cursor(hist) == (n, 1)
-    # Forwarding again: nothing to do; the cursor set back: every retry dropped as a duplicate.
+    # Forwarding again: nothing to do; the cursor set back: every retry acknowledged, and dropped
+    # by the stream's duplicate window (fast-ingest batches do not say which were duplicates).
     assert "0 acknowledged" in forward_once(server.url, hist, "ws1")
     conn = sqlite3.connect(hist)
     conn.execute("UPDATE fleet_forward SET threat_row = 0, gap_row = 0")
     conn.commit()
     conn.close()
-    assert f"{n + 1} acknowledged ({n + 1} already in the stream)" in forward_once(server.url, hist, "ws1")
+    assert f"{n + 1} acknowledged, 0 waiting" in forward_once(server.url, hist, "ws1")
     assert run(stream_count(server.url)) == n + 1
     # What the status bar and `kgmon doctor` show, then with the server gone.
     assert status.status_text(hist).startswith("Forwarding: 0 waiting / last acknowledged at ")
@@ -297,3 +298,52 @@ def test_status_of_a_history_never_forwarded(tmp_path):
     assert hist.read_bytes() == before
     tables = {r[0] for r in sqlite3.connect(hist).execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
     assert "fleet_forward" not in tables
+
+
+def test_a_publish_lost_on_the_way_ends_the_batch_with_nothing_stored_after_it(server, tmp_path):
+    """What keeps a host's threats in order with many publishes on the wire (publish.py): in a
+    fast-ingest batch with gaps set to `fail`, the server stores nothing after a message it did
+    not receive. A lost message is made here by skipping its number (what the server sees when
+    one goes to a stream leader that dies); the server's answers, not ours, decide the result."""
+    import asyncio
+
+    import nats
+
+    from kindlyguard_monitor.fleet import publish
+    from kindlyguard_monitor.fleet.connect import ensure_stream
+
+    hist = history(tmp_path / "h.sqlite3", 8)
+    conn = sqlite3.connect(hist)
+    enc = message.ThreatEncoder("ws-lost", "h1")
+    from kindlyguard_monitor.fleet import outbox
+
+    items = [(enc.encode(r), r[0], 0) for r in outbox.threat_rows_after(conn, 0, 100)]
+    conn.close()
+
+    async def main():
+        nc = await nats.connect(server.url)
+        try:
+            await ensure_stream(nc.jetstream(), replicas=1)
+            pub = publish.FastBatch(nc, window=4)
+            await pub.start()
+            assert await pub.send(items[:3], last=False) == 1  # the first alone: does the stream take batches?
+            while pub.starting and not (pub.problem or pub.unsupported):
+                await pub.wait(1)
+            assert pub.room() > 0 and not pub.unsupported
+            assert await pub.send(items[1:3], last=False) == 2
+            pub.n += 1  # message 4 "lost on the way"
+            await pub.send(items[3:6], last=True)  # 5, 6, 7 (the commit)
+            for _ in range(100):
+                if pub.problem:
+                    break
+                await pub.wait(0.1)
+            return pub.problem, pub.take_acked()
+        finally:
+            await nc.close()
+
+    problem, acked = asyncio.run(main())
+    assert problem and "lost on the way" in problem
+    assert acked is not None and acked[:2] == (3, 0)  # rows 1-3 acknowledged, nothing after
+    stored = [message.decode(body, seq) for seq, _, body in run(stream_messages(server.url,
+                                                                                subjects.host_filter("ws-lost")))]
+    assert [t.seq for t in stored] == [0, 1, 2]

@@ -8,39 +8,16 @@ its own subjects; a viewer reads and cannot publish; a password never reaches th
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from fleet_servers import NatsServer, env, free_ports, kgmon, run
+from fleet_servers import NatsServer, env, free_ports, kgmon, make_ca, run
 from history_data import make_history, ring_batch, ring_event
 
 pytest.importorskip("nats")
 SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "fleet-server.conf"
-
-
-def make_ca(folder: Path) -> tuple[Path, Path, Path]:
-    """ca.pem, and server-cert.pem / server-key.pem for IP 127.0.0.1 signed by it."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert = (folder / n for n in ("ca-key.pem", "ca.pem", "server-key.pem", "server.csr",
-                                                       "server-cert.pem"))
-    ext = folder / "ext.cnf"
-    ext.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n")
-
-    def ssl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-        str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=kgmon test CA")
-    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-        str(csr), "-subj", "/CN=127.0.0.1")
-    ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
-        str(cert), "-days", "2", "-extfile", str(ext))
-    return ca, cert, key
 
 
 @pytest.fixture
@@ -133,7 +110,7 @@ def test_tls_and_the_sample_permissions(secure_server, tmp_path):
     by_nkey = subprocess.run(kgmon("forward", "--nats", f"tls://127.0.0.1:{port}", "--nkey", str(seed_file), "--ca",
                                    str(ca), "--history", str(hist2), "--host", "ws1", "--once"),
                              env=env(), capture_output=True, text=True, timeout=60)
-    assert by_nkey.returncode == 0 and "5 acknowledged (0 already" in by_nkey.stderr, by_nkey.stderr
+    assert by_nkey.returncode == 0 and "5 acknowledged, 0 waiting" in by_nkey.stderr, by_nkey.stderr
     assert seed_file.read_text().strip()[:12] not in by_nkey.stderr  # no seed in the output
     assert run(counts()) == {"ws1": 55}
     # The viewer reads everything over TLS with its own consumer ...
@@ -152,3 +129,55 @@ def test_tls_and_the_sample_permissions(secure_server, tmp_path):
     assert other.returncode == 3 and "refused this viewer" in other.stderr, other.stderr
     assert "desk1-secret-pw" not in other.stderr
     assert run(counts()) == {"ws1": 55}
+
+
+def test_a_stream_without_fast_batches_is_forwarded_one_by_one_in_order(secure_server, tmp_path):
+    """A stream an administrator made without `allow_batched` (by hand, or an older kgmon), which a
+    workstation may not change (the sample permissions): the forwarder says so, publishes one by one,
+    each waiting for its ack, and the stream holds every threat once, in row order. Checks the
+    server's own answer 10205, "batch publish is disabled" (nats-server 2.14+), not ours."""
+    server, ca, port, _ = secure_server
+    admin = f"tls://admin:admin-secret-pw@127.0.0.1:{port}"
+    n = 40
+
+    async def admin_session(work):
+        import ssl
+
+        import nats
+
+        nc = await nats.connect(admin, tls=ssl.create_default_context(cafile=str(ca)))
+        try:
+            return await work(nc.jetstream())
+        finally:
+            await nc.close()
+
+    async def make(js):
+        from nats.js import api
+
+        from kindlyguard_monitor.fleet import subjects
+
+        await js.add_stream(api.StreamConfig(name=subjects.STREAM, subjects=[subjects.ALL_SUBJECTS],
+                                             duplicate_window=600.0))
+
+    async def stored(js):
+        from kindlyguard_monitor.fleet import message, subjects
+
+        info = await js.stream_info(subjects.STREAM)
+        out = []
+        for seq in range(1, info.state.last_seq + 1):
+            msg = await js.get_msg(subjects.STREAM, seq)
+            out.append(message.decode(msg.data, seq))
+        return info.config.allow_batched, out
+
+    run(admin_session(make))
+    hist = make_history(tmp_path / "h.sqlite3", [ring_batch([ring_event(i) for i in range(n)])])
+    done = subprocess.run(kgmon("forward", "--nats", f"tls://ws1:ws1-secret-pw@127.0.0.1:{port}", "--ca", str(ca),
+                                "--history", str(hist), "--host", "ws1", "--once"),
+                          env=env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "fast-ingest batches are off" in done.stderr and "allow_batched" in done.stderr
+    assert "publishing one by one" in done.stderr
+    assert f"{n} acknowledged (0 already in the stream), 0 waiting" in done.stderr
+    allowed, items = run(admin_session(stored))
+    assert not allowed  # the workstation changed nothing
+    assert [t.seq for t in items] == list(range(n)) and all(t.host == "ws1" for t in items)

@@ -381,3 +381,65 @@ def test_urls_and_paths_in_bodies_are_defanged():
     n = p.due()
     assert n.body == "hxxps[:]//a[.]example/1 ×2 · file[:]///x"
     assert "://" not in n.title + n.body
+
+
+# --- the fleet view: each threat names its workstation (issue 16) ---------------------------
+
+@dataclass(frozen=True)
+class HostEv(Ev):
+    host: str = ""
+
+
+def test_a_fleet_threat_names_its_host_in_the_title():
+    p, _ = make()
+    p.offer([HostEv(key="a", host="ws-a")])
+    n = p.due()
+    assert n.title == "ws-a: High threat blocked: InjectionAttempt"
+    assert n.hosts == ("ws-a",)
+
+
+def test_this_machines_own_threats_name_no_host():
+    p, _ = make()
+    p.offer([HostEv(key="a", host="")])
+    n = p.due()
+    assert n.title == "High threat blocked: InjectionAttempt" and n.hosts == ()
+    p2, c2 = make()
+    p2.offer([Ev(key="a"), Ev(key="b")])  # events without a host attribute at all
+    n2 = p2.due()
+    assert "from" not in n2.title and n2.hosts == ()
+
+
+def test_a_fleet_burst_says_how_many_hosts_and_names_the_busiest():
+    p, c = make()
+    p.offer([HostEv(key=0, host="ws-a")])
+    p.due()
+    p.offer([HostEv(key=i, host="ws-a") for i in range(5)] + [HostEv(key=9, host="ws-b")] * 2
+            + [HostEv(key=10, host="ws-c"), HostEv(key=11, host="ws-d")])
+    c.t += 3.0
+    n = p.due()
+    assert n.title == "9 new threats from 4 hosts, all blocked"
+    assert n.body.startswith("ws-a ×5 · ws-b ×2 · ")
+    assert " · … — mcp:tools/call ×9" in n.body
+    assert n.hosts[:2] == ("ws-a", "ws-b")
+
+
+def test_a_burst_from_one_host_names_it():
+    p, c = make()
+    p.offer([HostEv(key=i, host="ws-a", severity=CRITICAL, blocked=False) for i in range(3)])
+    n = p.due()
+    assert n.title == "3 new threats from ws-a, 3 critical, none blocked" and n.urgent
+    assert n.body == "mcp:tools/call ×3"
+
+
+def test_a_hostile_host_name_is_shown_visible_defanged_and_short():
+    p, c = make()
+    hostile = "\u202eevil.example\nFAKE: all clear" + "x" * 500
+    p.offer([HostEv(key="a", host=hostile)])
+    n = p.due()
+    head = n.title.split(": High threat", 1)[0]
+    assert "\u202e" not in n.title and "\n" not in n.title
+    assert head.startswith("⟨U+202E⟩evil.example⟨U+000A⟩FAKE") and len(head) <= 40 and head.endswith("…")
+    p.offer([HostEv(key="b", host=hostile), HostEv(key="c", host="ws-b")])
+    c.t += 3.0
+    n = p.due()
+    assert "\u202e" not in n.body and "⟨U+202E⟩evil.example" in n.body and "from 2 hosts" in n.title

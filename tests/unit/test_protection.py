@@ -116,3 +116,22 @@ def test_unavailable_says_why(win):
     protection.set_available(False, "the Shield's WebSocket is not reachable")
     assert tray.action_protection.text() == "Turn protection off… (the Shield's WebSocket is not reachable)"
     assert not tray.action_protection.isEnabled() and not protection.toggle() and sent == []
+
+
+def test_the_fleet_view_says_protection_is_switched_on_each_workstation(win, qtbot):
+    """`kgmon --fleet` has no Shield to ask: no toggle that cannot work, and no talk of a WebSocket."""
+    from kindlyguard_monitor.gui.protection import FLEET_TEXT, FLEET_TIP
+
+    sent, shown = [], []
+    tray, protection = make(win, sent, shown)
+    protection.set_fleet(True)
+    action = tray.action_protection
+    assert action.text() == FLEET_TEXT == "Protection: switched on each workstation"
+    assert not action.isEnabled() and action.toolTip() == FLEET_TIP and "workstation" in FLEET_TIP
+    assert tray.menu.toolTipsVisible()  # the greyed-out action's reason can be read
+    # The app says, at every transport change, that no Shield answers: the fleet text stays.
+    protection.set_available(False, "the Shield's WebSocket is not reachable")
+    assert action.text() == FLEET_TEXT and not action.isEnabled()
+    assert protection.toggle() is False and sent == []
+    action.trigger()  # even if something triggers it: nothing sent, nothing asked
+    assert sent == [] and protection.dialog is None

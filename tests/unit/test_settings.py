@@ -406,3 +406,27 @@ def test_dialog_cancel_leaves_settings(qtbot, settings, ini):
     settings.sync()
     assert ini.read_bytes() == before
     assert reopen(ini).feed_size == 3000 and reopen(ini).ws_url == ""
+
+
+def test_dialog_loads_and_saves_the_forwarding_files_as_paths(qtbot, settings, ini, tmp_path):
+    """The forwarder's CA file and NKey seed file (`kgmon forward --ca/--nkey`): paths in, paths out."""
+    ca, seed = tmp_path / "ca.pem", tmp_path / "me.nk"
+    ca.write_text("not checked here")
+    seed.write_text("SUASECRETSEEDTHATMUSTNOTLEAK\n")
+    settings.forward_ca, settings.forward_nkey = str(ca), str(seed)
+    dialog = SettingsDialog(settings, autostart_apply=lambda on: None)
+    qtbot.addWidget(dialog)
+    assert (dialog.forward_ca_edit.text(), dialog.forward_nkey_edit.text()) == (str(ca), str(seed))
+    dialog.forward_check.setChecked(True)
+    dialog.forward_url_edit.setText("tls://fleet.example:4222")
+    dialog.accept()
+    assert dialog.error_text() == "" and dialog.result() == QDialog.DialogCode.Accepted
+    again = reopen(ini)
+    assert (again.forward, again.forward_ca, again.forward_nkey) == (True, str(ca), str(seed))
+    assert "SUASECRET" not in ini.read_text() and stat.S_IMODE(ini.stat().st_mode) == 0o600
+    dialog2 = SettingsDialog(again, autostart_apply=lambda on: None)
+    qtbot.addWidget(dialog2)
+    dialog2.forward_nkey_edit.setText(str(tmp_path))
+    dialog2.accept()
+    assert dialog2.error_text() == f"The NKey seed file {tmp_path} is not a file."
+    assert dialog2.result() != QDialog.DialogCode.Accepted
