@@ -64,7 +64,7 @@ async def stream_count(urls: str, subject: str = "kindlyguard.threats.>") -> int
     try:
         js = nc.jetstream(timeout=5)
         try:
-            info = await js.stream_info("KINDLYGUARD_THREATS", subjects_filter=subject)
+            info = await _retried(lambda: js.stream_info("KINDLYGUARD_THREATS", subjects_filter=subject))
         except NotFoundError:
             return 0
         return sum((info.state.subjects or {}).values())
@@ -79,10 +79,10 @@ async def stream_messages(urls: str, subject: str = "kindlyguard.threats.>") -> 
     nc = await _connect(urls)
     try:
         js = nc.jetstream(timeout=5)
-        info = await js.stream_info("KINDLYGUARD_THREATS", subjects_filter=subject)
+        info = await _retried(lambda: js.stream_info("KINDLYGUARD_THREATS", subjects_filter=subject))
         total = sum((info.state.subjects or {}).values())
-        sub = await js.pull_subscribe(subject, stream="KINDLYGUARD_THREATS",
-                                      config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE))
+        sub = await _retried(lambda: js.pull_subscribe(subject, stream="KINDLYGUARD_THREATS", config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE, num_replicas=1, mem_storage=True)))
         out = []
         while len(out) < total:
             for m in await sub.fetch(1000, timeout=5):
@@ -91,6 +91,21 @@ async def stream_messages(urls: str, subject: str = "kindlyguard.threats.>") -> 
         return out
     finally:
         await nc.close()
+
+
+async def _retried(make, timeout: float = 60.0):
+    """make() again while it times out: a cluster that lost a node answers JetStream API requests
+    only once its meta group has a leader again (a consumer's creation can time out meanwhile)."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await make()
+        except NatsTimeout:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.01):
