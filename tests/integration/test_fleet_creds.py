@@ -128,6 +128,9 @@ def test_creds_files_with_the_sample_permissions(jwt_server, tmp_path):
     assert ok.returncode == 0 and f"{N} acknowledged" in ok.stderr and "0 waiting" in ok.stderr, ok.stderr
     assert_no_secret(ok, secrets)
     assert stream_hosts(server.url, admin) == {"ws1": N}
+    stored = b"".join(f.read_bytes() for f in tmp_path.glob("h.sqlite3*"))  # the history keeps the state sentence
+    for secret in secrets:
+        assert secret.encode() not in stored
     # ws1's creds publishing as ws2: the server refuses (its JWT allows only ws1's subjects).
     hist2 = make_history(tmp_path / "h2.sqlite3", [ring_batch([ring_event(i) for i in range(5)], generation=0x77)])
     spoof = forward(ws1, "ws2", hist2)

@@ -91,3 +91,26 @@ def test_the_helper_signs_as_the_nats_jwt_library(tmp_path):
 def block_of(creds) -> str:
     lines = creds.read_text().splitlines()
     return lines[lines.index("-----BEGIN NATS USER JWT-----") + 1]
+
+
+def test_the_jwt_permissions_are_the_sample_configurations():
+    """The users' JWTs in test_fleet_creds.py (and docs/fleet-jwt.md's nsc commands) carry the permissions
+    of docs/fleet-server.conf's WORKSTATION_WS1 and VIEWER_DESK1 blocks, subject for subject."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    conf = (docs / "fleet-server.conf").read_text()
+
+    def block(name: str) -> dict:
+        body = conf[conf.index(f"{name} = {{"):]
+        body = body[:body.index("\n}\n")]
+        lists = {kind: re.findall(r'"([^"]+)"', re.search(kind + r": \{\s*allow: \[(.*?)\]", body, re.S).group(1))
+                 for kind in ("publish", "subscribe")}
+        return {"pub": lists["publish"], "sub": lists["subscribe"]}
+
+    assert block("WORKSTATION_WS1") == fleet_jwt.workstation_permissions("ws1")
+    assert block("VIEWER_DESK1") == fleet_jwt.viewer_permissions("desk1")
+    guide = (docs / "fleet-jwt.md").read_text()
+    for subject in fleet_jwt.workstation_permissions("ws1")["pub"] + fleet_jwt.viewer_permissions("desk1")["pub"]:
+        assert subject in guide
