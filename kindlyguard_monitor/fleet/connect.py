@@ -153,8 +153,55 @@ def _readable(path: str | None, what: str) -> None:
         raise BadOption(f"the {what} {path} cannot be read")
 
 
+def _seed_problem(seed: bytes) -> str | None:
+    """Why `seed` is not a user's NKey seed (SU...), without quoting it; None when it is one."""
+    try:
+        import nkeys
+    except ImportError:
+        return "cannot be used without the nkeys package (pip install 'nats-py[nkeys]')"
+    if not seed.startswith(b"SU"):
+        return "holds no user NKey seed (one starting with SU)"
+    buf = bytearray(seed)
+    try:
+        nkeys.from_seed(buf).wipe()
+    except Exception:  # nkeys' own errors, or a ValueError from base32: the seed is damaged
+        return "holds a damaged NKey seed"
+    finally:
+        buf[:] = bytes(len(buf))
+    return None
+
+
+def _after(lines: list[bytes], marker: bytes) -> bytes | None:
+    """The line after the first one holding `marker` (how nats-py reads a creds file), stripped."""
+    for i, line in enumerate(lines[:-1]):
+        if marker in line:
+            return lines[i + 1].strip()
+    return None
+
+
+def _secret_file_problem(path: str, creds: bool) -> str | None:
+    """Why nats-py could not use this creds file (or NKey seed file): nats-py reads it only when it
+    signs the server's nonce, and fails there with a traceback, or loops for ever on a creds file
+    without a JWT block. Checked first, as nats-py reads it; nothing of its text goes in the answer."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not creds:
+        return _seed_problem(text.strip())
+    lines = text.splitlines()
+    jwt = _after(lines, b"BEGIN NATS USER JWT")
+    if jwt is None or jwt.count(b".") != 2:
+        return "holds no user JWT (a -----BEGIN NATS USER JWT----- block, as `nsc generate creds` writes)"
+    seed = _after(lines, b"BEGIN USER NKEY SEED")
+    if seed is None:
+        return "holds no NKey seed (a -----BEGIN USER NKEY SEED----- block, as `nsc generate creds` writes)"
+    return _seed_problem(seed)
+
+
 def connect_kwargs(o: Options) -> dict:
-    """The nats.connect() arguments for these options; raises BadOption for unreadable files."""
+    """The nats.connect() arguments for these options; raises BadOption for unreadable or unusable files."""
     for path, what in ((o.ca_file, "CA file"), (o.cert_file, "certificate file"), (o.key_file, "key file"),
                        (o.creds_file, "creds file"), (o.nkey_file, "NKey seed file")):
         _readable(path, what)
@@ -162,6 +209,10 @@ def connect_kwargs(o: Options) -> dict:
         raise BadOption("--tls-cert and --tls-key go together")
     if o.creds_file and o.nkey_file:
         raise BadOption("give --creds or --nkey, not both")
+    for path, what, creds in ((o.creds_file, "creds file", True), (o.nkey_file, "NKey seed file", False)):
+        problem = path and _secret_file_problem(path, creds)
+        if problem:
+            raise BadOption(f"the {what} {path} {problem}")
     kw: dict = {"servers": list(o.servers), "name": o.name}
     if o.tls:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=o.ca_file)
