@@ -238,7 +238,8 @@ class Forwarder:
                 counted_at = now
             if pub.busy:
                 if self._server_said and "ermission" in self._server_said:  # a refused publish gets no ack
-                    raise _Failed("the server refused a publish")
+                    raise _Failed(f"the server refused a publish or its acknowledgement: this NATS user may not "
+                                  f"forward as host {self.host}")
                 stalled = now - pub.progress_at
                 if stalled > self.ack_timeout_s:
                     raise _Failed(f"no acknowledgement from the stream in {self.ack_timeout_s:g} s")
