@@ -160,9 +160,19 @@ def test_cluster_node_killed_mid_stream_and_the_fleet_viewer_sees_all(cluster, t
         leader = run(_leader(cluster.urls))
         cluster.node(leader).kill()  # the stream's leader, SIGKILL
         # A second host meanwhile: --once gives up at a failure (no leader yet: 503), so it is run again.
-        wait_for(lambda: subprocess.run(kgmon("forward", "--nats", cluster.urls, "--history", str(b), "--host",
-                                              "ws-b", "--once"), env=env(), capture_output=True,
-                                        timeout=60).returncode == 0, 90, "ws-b forwarded", every=0.2)
+        said = []
+
+        def forward_b() -> bool:
+            done = subprocess.run(kgmon("forward", "--nats", cluster.urls, "--history", str(b), "--host", "ws-b",
+                                        "--once"), env=env(), capture_output=True, text=True, timeout=60)
+            said[:] = [done.stderr]
+            return done.returncode == 0
+
+        try:
+            wait_for(forward_b, 90, "ws-b forwarded", every=0.2)
+        except AssertionError as exc:
+            logs = {node.name: node.log.read_text(errors="replace")[-4000:] for node in cluster.nodes}
+            raise AssertionError(f"{exc}; its last attempt said: {said}; the servers' logs end: {logs}") from None
         live = ",".join(node.url for node in cluster.nodes if node.proc is not None)
         wait_for(lambda: run(stream_count(live, subjects.host_filter("ws-a"))) >= n, 90, "every threat of ws-a",
                  every=0.2)
