@@ -27,8 +27,12 @@ from kindlyguard_monitor.textsafe import log_to_stderr, visible
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from kindlyguard_monitor.cli import bench, demo, doctor, export, forward, tail  # each adds its own options
+COMMANDS = ("demo", "tail", "bench", "doctor", "export", "forward")
+
+
+def build_parser(commands: bool = True) -> argparse.ArgumentParser:
+    """kgmon's parser; without `commands`, only the desktop app's options (see gui_args)."""
+    from kindlyguard_monitor.cli import forward  # the app's --fleet and NATS connection options
 
     common = Parser(add_help=False)
     common.add_argument(
@@ -37,9 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the ring file (default: $KINDLYGUARD_SHM_PATH, else the platform path, "
         "/dev/shm/kindly-guard/kindly-guard.shm on Linux)",
     )
-    parser = Parser(
+    # The app-only parser has no --help and takes no abbreviation: `--h` (--help or --hidden?)
+    # and the like are left to the whole parser, as are --help and every command.
+    parser = (Parser if commands else _AppOnlyParser)(
         prog="kgmon",
         description="KindlyGuard Monitor: see the threats KindlyGuard Shield finds, as it finds them.",
+        add_help=commands, allow_abbrev=commands,
     )
     parser.add_argument("--version", action="version", version=f"kgmon {__version__}")
     gui = parser.add_argument_group("the desktop app (kgmon with no command)")
@@ -55,17 +62,54 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --fleet: this viewer's durable consumer (default viewer-<host>-<user>-app)")
     gui.add_argument("--fleet-host", metavar="HOST", help="with --fleet: only this workstation's threats")
     forward.add_connection_options(parser)
+    if not commands:
+        return parser
+    # Each command's module adds its own options: imported only when a command (or --help) may be
+    # asked for, since several of them import much (asyncio, websockets' server, the bench, the
+    # doctor's checks) that the desktop app's start does not need (docs/benchmarks.md, start-up).
+    from kindlyguard_monitor.cli import bench, demo, doctor, export, tail
+
+    modules = {"demo": demo, "tail": tail, "bench": bench, "doctor": doctor, "export": export, "forward": forward}
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, tail, bench, doctor, export, forward):
-        module.add_parser(sub, common)
+    for name in COMMANDS:
+        modules[name].add_parser(sub, common)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from kindlyguard_monitor.cli.export import join_time_values
+class _NotTheApp(Exception):
+    """What the app-only parser cannot settle: kgmon's whole parser decides (and words any error)."""
 
-    parser = build_parser()
-    args = parser.parse_args(join_time_values(sys.argv[1:] if argv is None else list(argv)))
+
+class _AppOnlyParser(Parser):
+    def error(self, message: str):
+        raise _NotTheApp(message)
+
+
+def gui_args(argv: list[str]) -> argparse.Namespace | None:
+    """argv parsed as the whole parser would, when it starts the desktop app (no command,
+    no --help, no usage error); None otherwise. The app's start thereby imports no
+    command's module (tests/unit/test_cli_main.py checks both)."""
+    try:
+        args, rest = build_parser(commands=False).parse_known_args(argv)
+    except _NotTheApp:
+        return None
+    if rest:  # a command, --help, or something the whole parser refuses
+        return None
+    args.command = None
+    return args
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    if "--since" in argv or "--until" in argv:  # cli/export.py's TIME_OPTIONS
+        from kindlyguard_monitor.cli.export import join_time_values
+
+        argv = join_time_values(argv)
+    args = gui_args(argv)
+    return args if args is not None else build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
     if getattr(args, "ws_url", "-") is None and args.command != "doctor":  # doctor reports it as a finding
         problem = ws_url_from_env()
         if problem is not None:
