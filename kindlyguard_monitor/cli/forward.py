@@ -10,7 +10,6 @@ Exit status 0, 2 bad usage, 1 when --once could not finish.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import sys
@@ -156,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return EXIT_FAILURE
+    import asyncio  # here, not at the top: the desktop app imports this module for its options
+
     from kindlyguard_monitor.fleet.forwarder import Forwarder
 
     urls = _urls(args)

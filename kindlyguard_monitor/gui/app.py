@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QApplication
@@ -31,19 +32,20 @@ from kindlyguard_monitor.gui.app_menus import install_menus, protection_toggler
 from kindlyguard_monitor.gui.demo_process import DemoWriter
 from kindlyguard_monitor.gui.flood_pacer import FloodPacer
 from kindlyguard_monitor.gui.help import HelpDialog
-from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.protection import ProtectionController
 from kindlyguard_monitor.gui.reader_thread import ReaderThread
 from kindlyguard_monitor.gui.resources import icon
 from kindlyguard_monitor.gui.settings import Settings
-from kindlyguard_monitor.gui.settings_dialog import SettingsDialog
 from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.transport.ws_client import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
+
+if TYPE_CHECKING:  # opened on demand: imported then, not at start (docs/benchmarks.md, start-up)
+    from kindlyguard_monitor.gui.history_window import HistoryWindow
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +299,8 @@ class MonitorApp(QObject):
 
     @Slot()
     def open_settings(self) -> None:
+        from kindlyguard_monitor.gui.settings_dialog import SettingsDialog  # not needed to start
+
         settings = self.settings or Settings()
         self._settings_before = (settings.ring_path, settings.ws_url, settings.spin_us)
         dialog = SettingsDialog(settings, parent=self.window)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from kindlyguard_monitor.fleet.loop_thread import LoopThread
+if TYPE_CHECKING:  # asyncio's thread: imported when forwarding starts, not at every app start
+    from kindlyguard_monitor.fleet.loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,8 @@ class AppForwarder:
             return f"Not forwarding: {exc}."
         self.forwarder = Forwarder(history_path, options)
         self.config = config
+        from kindlyguard_monitor.fleet.loop_thread import LoopThread
+
         self._thread = LoopThread("kgmon-forwarder", self.forwarder.run).start(wait_s=5.0)
         log.info("forwarding this machine's threats to %s", options.shown)
         return None

@@ -14,16 +14,18 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from kindlyguard_monitor.fleet import status as fleet_status
-from kindlyguard_monitor.gui.history_window import HistoryWindow
 from kindlyguard_monitor.gui.main_window import MainWindow
 from kindlyguard_monitor.gui.resources import icon
 from kindlyguard_monitor.history import query as history_query
 from kindlyguard_monitor.history.store import READ_ONLY_TEXT, HistoryStore
 from kindlyguard_monitor.vocabulary import Transport
+
+if TYPE_CHECKING:  # opened on demand (File › History…): imported then, not at start
+    from kindlyguard_monitor.gui.history_window import HistoryWindow
 
 log = logging.getLogger(__name__)
 HISTORY_WAIT_S = 5.0  # the most the reader waits at start for the history to open
@@ -170,6 +172,8 @@ class AppHistory(QObject):
         emit = self._events.forwarding.emit
 
         def read():
+            from kindlyguard_monitor.fleet import status as fleet_status  # on the worker, after start
+
             try:
                 emit(*fleet_status.read(path))
             except Exception as exc:  # never raised into Qt
@@ -225,6 +229,8 @@ class AppHistory(QObject):
             self.window.show_message("No threat history in this session.", 10000)
             return
         if self.history_window is None:
+            from kindlyguard_monitor.gui.history_window import HistoryWindow
+
             self.history_window = HistoryWindow(self.store.path, fleet=self.fleet)
             self.history_window.setWindowIcon(icon("kindlyguard"))
         self.store.flush(0.2)  # what just arrived is searchable (a store far behind is not waited for)

@@ -1,0 +1,54 @@
+"""What the desktop app has imported when its window is first shown (docs/benchmarks.md,
+start-up): nothing the first window does not need. Other commands' modules (the demo's
+server, the bench, the doctor, export), the History and Settings windows, the fleet's
+client and asyncio are imported when asked for, not at every start.
+
+The real app (cli/main.py's parsing, gui/launch.py's run()) in a child process on the
+offscreen platform, with its own history; the module list is taken on the event loop's
+first turn after show(), where the app logs "window shown N ms after the process started"."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import start_python
+
+SHOWN_MODULES = """
+import json, sys
+from PySide6.QtCore import QTimer
+from kindlyguard_monitor.cli.main import parse_args
+from kindlyguard_monitor.gui import launch
+
+def started(monitor):
+    def shown():
+        print(json.dumps({"visible": monitor.window.isVisible(), "modules": sorted(sys.modules)}), flush=True)
+        monitor.quit()
+    QTimer.singleShot(0, shown)
+
+sys.exit(launch.run(parse_args(sys.argv[1:]), started=started))
+"""
+
+NOT_AT_START = (
+    # other commands: asyncio, websockets' server, the bench's writer, the doctor's checks
+    "kindlyguard_monitor.cli.demo", "kindlyguard_monitor.cli.tail", "kindlyguard_monitor.cli.tail_fleet",
+    "kindlyguard_monitor.cli.bench", "kindlyguard_monitor.cli.doctor", "kindlyguard_monitor.cli.export",
+    "kindlyguard_monitor.demo", "kindlyguard_monitor.bench", "kindlyguard_monitor.doctor",
+    # windows opened on demand, and the history's export
+    "kindlyguard_monitor.gui.history_window", "kindlyguard_monitor.gui.settings_dialog",
+    "kindlyguard_monitor.gui.autostart", "kindlyguard_monitor.history.export",
+    # the fleet's client: only `kgmon --fleet` and a forwarding app need it
+    "kindlyguard_monitor.fleet.forwarder", "kindlyguard_monitor.fleet.connect", "kindlyguard_monitor.fleet.source",
+    "kindlyguard_monitor.fleet.viewer", "kindlyguard_monitor.fleet.otlp", "nats", "asyncio",
+)
+
+
+def test_the_first_window_is_shown_without_what_it_does_not_need(ring_path):
+    proc = start_python(SHOWN_MODULES, "--shm-path", ring_path)  # no ring there: the app waits for one
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    shown = json.loads(out.splitlines()[-1])
+    assert shown["visible"]
+    loaded = set(shown["modules"])
+    assert "kindlyguard_monitor.gui.main_window" in loaded  # the list is the app's, taken at the right time
+    early = sorted(m for m in loaded if m in NOT_AT_START or m.startswith(tuple(p + "." for p in NOT_AT_START)))
+    assert not early, f"imported before the first window was shown: {early}"
