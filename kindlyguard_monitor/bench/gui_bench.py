@@ -111,8 +111,8 @@ WINDOW_SHOWN = re.compile(r"window shown (\d+) ms after the process started")
 
 def measure_app_process(short: bool, progress) -> dict:
     """Start `kgmon` (python -m kindlyguard_monitor) several times against an idle ring: the
-    milliseconds from process start to window shown (the app logs them), and
-    on the last start the whole process's CPU while idle."""
+    milliseconds from process start to window shown (the app logs them; after one untimed
+    start that compiles the modules), and on the last start the whole process's CPU while idle."""
     import psutil
 
     from kindlyguard_monitor.vocabulary import ENV_WS_PORT
@@ -128,11 +128,17 @@ def measure_app_process(short: bool, progress) -> dict:
     env[ENV_WS_PORT] = "1"  # nothing listens there: the app stays on the ring
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
         env["QT_QPA_PLATFORM"] = "offscreen"
+    # Compiled modules, as an installed app has them (pip and PyInstaller compile them): with
+    # PYTHONDONTWRITEBYTECODE set and a source checkout, every start compiled the app's modules
+    # again, ~100 ms of CPU per start (docs/benchmarks.md, start-up). Made by one untimed start
+    # first, in a private folder (or $PYTHONPYCACHEPREFIX when set): the checkout is not written to.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(private, "pycache"))
     starts: list[float] = []
     idle_cpu, idle_threads = None, []
     try:
-        for i in range(runs):
-            progress(f"desktop app: start {i + 1} of {runs}")
+        for i in range(-1, runs):
+            progress(f"desktop app: start {i + 1} of {runs}" if i >= 0 else "desktop app: compiling its modules")
             proc = subprocess.Popen([sys.executable, "-m", "kindlyguard_monitor", "--shm-path", path], env=env,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
@@ -140,7 +146,8 @@ def measure_app_process(short: bool, progress) -> dict:
                 for line in proc.stderr:
                     found = WINDOW_SHOWN.search(line)
                     if found:
-                        starts.append(float(found.group(1)))
+                        if i >= 0:
+                            starts.append(float(found.group(1)))
                         break
                 else:
                     raise RuntimeError(f"kgmon exited ({proc.wait()}) before showing its window")
