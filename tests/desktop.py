@@ -13,7 +13,8 @@ Starts, in order, and stops in reverse (only what it started, by PID):
                            (Qt then uses its StatusNotifierItem tray);
                    xembed: trayer (_NET_SYSTEM_TRAY_S0; Qt embeds its icon);
   dunst -print     the notification server; its log has one block per notification;
-  dbus-monitor     every org.freedesktop.Notifications method call, as seen on the bus.
+  dbus-monitor     every org.freedesktop.Notifications method call, as seen on the bus
+                   (a Notify call is read once all of it is written: tests/dbus_notify.py).
 
 What was learned building it (Debian 12; see also packaging/system-deps.sh,
 which installs the packages): the watcher must run as its own process before
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 from kindlyguard_monitor import child_process
+from dbus_notify import notify_blocks
 
 TRAYS = ("sni", "xembed", "none")
 PROGRAMS = {  # program -> Debian package
@@ -308,10 +310,9 @@ class DesktopSession:
         return values["X"], values["Y"], values["WIDTH"], values["HEIGHT"]
 
     def notify_calls(self) -> list[str]:
-        """Each org.freedesktop.Notifications.Notify call dbus-monitor saw, as its text block."""
-        text = self.notify_calls_log.read_text(errors="replace")
-        blocks = text.split("\nmethod call ")
-        return ["method call " + b for b in blocks[1:] if "member=Notify" in b.split("\n", 1)[0]]
+        """Each org.freedesktop.Notifications.Notify call dbus-monitor saw, as its text block:
+        whole calls only (one still being written is left for the next look: tests/dbus_notify.py)."""
+        return notify_blocks(self.notify_calls_log.read_text(errors="replace"))
 
     def notifications_shown(self) -> str:
         """What dunst printed: one block per notification it received."""

@@ -36,6 +36,7 @@ from kindlyguard_monitor import child_process
 from kindlyguard_monitor.ring.writer import RingWriter
 from kindlyguard_monitor.threats import CRITICAL, HIGH, THREAT_TYPE_NUMBER, Threat
 from conftest import REPO, wait_for
+from dbus_notify import notify_field  # noqa: F401 (test_desktop_notify_e2e.py takes it from here)
 from desktop import DesktopSession, missing_programs
 
 pytestmark = [pytest.mark.desktop, pytest.mark.timeout(180)]
@@ -187,14 +188,6 @@ def wait_state(app: RunningApp, condition, timeout: float, what: str) -> dict:
         state["top"] = state.get("top", [])[:3]
         raise AssertionError(f"{exc}; last state {state}") from None
     return seen["state"]
-
-
-def notify_field(call: str, index: int) -> str:
-    """The index-th string argument of a Notify call as dbus-monitor prints it
-    (0 app name, 1 icon, 2 summary, 3 body)."""
-    strings = [line.strip()[len('string "'):-1] for line in call.splitlines()[1:]
-               if line.strip().startswith('string "')]
-    return strings[index]
 
 
 def test_demo_threats_reach_the_table_notify_and_fail_over(desktop, start_app, tmp_path):
