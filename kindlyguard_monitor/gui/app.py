@@ -41,7 +41,7 @@ from kindlyguard_monitor.gui.theme import SYSTEM, ThemeManager
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.ring.paths import default_ring_path
 from kindlyguard_monitor.textsafe import visible
-from kindlyguard_monitor.transport.ws_client import default_ws_url
+from kindlyguard_monitor.transport.urls import default_ws_url
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, Transport
 
 if TYPE_CHECKING:  # opened on demand: imported then, not at start (docs/benchmarks.md, start-up)

@@ -32,15 +32,18 @@ import logging
 import os
 import threading
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from PySide6.QtCore import QThread, Signal
 
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.transport.items import (
     BadFrameSeen, Batch, ShieldError, ShieldStatus, TransportChange, TransportUnavailable)
-from kindlyguard_monitor.transport.manager import TransportManager
 from kindlyguard_monitor.vocabulary import DEFAULT_SPIN_NS, ENV_READER_CPU, Transport
+
+if TYPE_CHECKING:  # imported by run(), on this thread: websockets and the ring's readers are not
+    # needed to show the first window (~60 ms of imports; docs/benchmarks.md, start-up)
+    from kindlyguard_monitor.transport.manager import TransportManager
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,8 @@ class ReaderThread(QThread):
     def run(self) -> None:
         self.pinned_cpu = _pin_cpu_from_env()
         try:
+            from kindlyguard_monitor.transport.manager import TransportManager
+
             manager = self.source() if self.source is not None else TransportManager(
                 self.shm_path, self.ws_url, mode=self.mode, start=self.start_at, spin_ns=self.spin_ns)
         except Exception as exc:

@@ -11,8 +11,7 @@ import os
 import sys
 import time
 
-from kindlyguard_monitor.transport.urls import ws_url_problem
-from kindlyguard_monitor.transport.ws_client import default_ws_url
+from kindlyguard_monitor.transport.urls import default_ws_url, ws_url_problem
 
 log = logging.getLogger(__name__)
 # The collector's thresholds once started (Python's default: 700, 10, 10). Under the

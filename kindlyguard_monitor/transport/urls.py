@@ -8,10 +8,12 @@ variable): the sentence shows it with kindlyguard_monitor.textsafe.visible.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from kindlyguard_monitor.textsafe import visible
-from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL, ENV_WS_URL, WS_HOST, shield_ws_port
 
 MAX_URL_CHARS = 2048
 
@@ -36,3 +38,16 @@ def ws_url_problem(url: str) -> str | None:
     if not url.isprintable() or any(ch.isspace() for ch in url):
         return f"{shown} is not a WebSocket URL: it contains blanks or invisible characters"
     return None
+
+
+def default_ws_url(override: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """--ws-url, else $KINDLYGUARD_WS_URL, else ws://127.0.0.1:$SHIELD_WS_PORT (9955). Here, not in
+    ws_client.py: the desktop app names its URL at start without importing websockets (the reader
+    thread does, once it starts)."""
+    env = os.environ if env is None else env
+    if override:
+        return override
+    if env.get(ENV_WS_URL):
+        return env[ENV_WS_URL]
+    port = shield_ws_port(env)
+    return f"ws://{WS_HOST}:{port}" if port is not None else DEFAULT_WS_URL

@@ -32,11 +32,9 @@ reader too slow for the server loses threats, counted, never memory.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlparse
 
@@ -47,7 +45,7 @@ from websockets.sync.client import ClientConnection, connect
 from kindlyguard_monitor.transport import local_auth, protocol
 from kindlyguard_monitor.transport.link_queue import LinkQueue
 from kindlyguard_monitor.transport.pacing import Backoff, TokenBucket
-from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL, ENV_WS_URL, WS_HOST, shield_ws_port
+from kindlyguard_monitor.transport.urls import default_ws_url  # noqa: F401 (its home: imported from here too)
 
 RECEIVE_LIMIT = 16 << 20  # frames up to this are read (and those over 1 MiB counted bad); larger close the link
 BACKOFF_START_S = 0.25
@@ -73,17 +71,6 @@ class Disconnected(NamedTuple):
     dropped: bool = False  # the server ended a connection that had not yet stayed up HEALTHY_S
     failures: int = 0  # connections in a row that failed or were dropped soon
     retry_s: float = 0.0  # the wait before the next attempt
-
-
-def default_ws_url(override: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """--ws-url, else $KINDLYGUARD_WS_URL, else ws://127.0.0.1:$SHIELD_WS_PORT (9955)."""
-    env = os.environ if env is None else env
-    if override:
-        return override
-    if env.get(ENV_WS_URL):
-        return env[ENV_WS_URL]
-    port = shield_ws_port(env)
-    return f"ws://{WS_HOST}:{port}" if port is not None else DEFAULT_WS_URL
 
 
 def describe_error(exc: BaseException) -> str:

@@ -10,6 +10,8 @@ first turn after show(), where the app logs "window shown N ms after the process
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from conftest import start_python
 
@@ -50,5 +52,28 @@ def test_the_first_window_is_shown_without_what_it_does_not_need(ring_path):
     assert shown["visible"]
     loaded = set(shown["modules"])
     assert "kindlyguard_monitor.gui.main_window" in loaded  # the list is the app's, taken at the right time
-    early = sorted(m for m in loaded if m in NOT_AT_START or m.startswith(tuple(p + "." for p in NOT_AT_START)))
-    assert not early, f"imported before the first window was shown: {early}"
+    assert not _among(loaded, NOT_AT_START), "imported before the first window was shown"
+
+
+# The reader thread imports its transports itself (gui/reader_thread.py's run()): the GUI thread's
+# modules do not import websockets (with ssl, http and email: ~60 ms) nor the ring's readers (psutil).
+# Checked on the modules rather than at the window (the reader thread may start by then).
+READER_THREADS_OWN = ("websockets", "psutil", "kindlyguard_monitor.transport.manager",
+                      "kindlyguard_monitor.transport.ws_client", "kindlyguard_monitor.ring.follow")
+
+
+def test_the_gui_threads_modules_leave_the_transports_to_the_reader_thread():
+    code = ("import json, sys\n"
+            "from kindlyguard_monitor.cli.main import parse_args\n"
+            "parse_args(['--shm-path', '/tmp/x'])\n"
+            "import kindlyguard_monitor.gui.launch\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    assert "kindlyguard_monitor.gui.reader_thread" in loaded
+    assert not _among(loaded, READER_THREADS_OWN + NOT_AT_START)
+
+
+def _among(loaded: set[str], names: tuple[str, ...]) -> list[str]:
+    """The loaded modules that are one of `names` or inside one of them."""
+    return sorted(m for m in loaded if m in names or m.startswith(tuple(n + "." for n in names)))
