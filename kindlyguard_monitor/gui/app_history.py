@@ -172,9 +172,9 @@ class AppHistory(QObject):
         emit = self._events.forwarding.emit
 
         def read():
-            from kindlyguard_monitor.fleet import status as fleet_status  # on the worker, after start
-
             try:
+                from kindlyguard_monitor.fleet import status as fleet_status  # on the worker, after start
+
                 emit(*fleet_status.read(path))
             except Exception as exc:  # never raised into Qt
                 log.debug("forwarding status: %s", exc)
