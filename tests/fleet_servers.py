@@ -94,15 +94,16 @@ async def stream_messages(urls: str, subject: str = "kindlyguard.threats.>") -> 
 
 
 async def _retried(make, timeout: float = 60.0):
-    """make() again while it times out: a cluster that lost a node answers JetStream API requests
-    only once its meta group has a leader again (a consumer's creation can time out meanwhile)."""
+    """make() again while it times out or JetStream says it is unavailable (503): a cluster that lost
+    a node answers JetStream API requests only once its meta group has a leader again."""
     from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.errors import ServiceUnavailableError  # 503: "JetStream system temporarily unavailable"
 
     deadline = time.monotonic() + timeout
     while True:
         try:
             return await make()
-        except NatsTimeout:
+        except (NatsTimeout, ServiceUnavailableError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
