@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from urllib.parse import urlsplit
 
 from kindlyguard_monitor.fleet import subjects as s
 from kindlyguard_monitor.fleet.message import MAX_BODY
+
+log = logging.getLogger(__name__)
+_warned_open: set[str] = set()  # secret files already said to be readable by others (once per process)
 
 DUPLICATE_WINDOW_S = 2 * 3600.0  # a retry within two hours of the first attempt is dropped by the stream
 MAX_AGE_S = 90 * 86400.0  # as long as the local history keeps a threat
@@ -213,6 +217,10 @@ def connect_kwargs(o: Options) -> dict:
         problem = path and _secret_file_problem(path, creds)
         if problem:
             raise BadOption(f"the {what} {path} {problem}")
+        if path and os.name == "posix" and path not in _warned_open and os.stat(path).st_mode & 0o077:
+            _warned_open.add(path)  # as ssh says of a private key; a warning, not a refusal
+            log.warning("the %s %s can be read by other users of this machine; make it yours alone: chmod 600 %s",
+                        what, path, path)
     kw: dict = {"servers": list(o.servers), "name": o.name}
     if o.tls:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=o.ca_file)

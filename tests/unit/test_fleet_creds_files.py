@@ -114,3 +114,23 @@ def test_the_jwt_permissions_are_the_sample_configurations():
     guide = (docs / "fleet-jwt.md").read_text()
     for subject in fleet_jwt.workstation_permissions("ws1")["pub"] + fleet_jwt.viewer_permissions("desk1")["pub"]:
         assert subject in guide
+
+
+def test_a_secret_file_others_can_read_is_said_once(good, tmp_path, caplog):
+    """As ssh says of a private key: a creds or seed file readable by other users is named with the
+    command that fixes it (a warning, once per file; the connection still goes ahead)."""
+    import logging
+
+    key = fleet_jwt.user_key()
+    seed_file = tmp_path / "open.nk"
+    seed_file.write_bytes(key.seed + b"\n")
+    seed_file.chmod(0o644)
+    good.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="kindlyguard_monitor.fleet.connect"):
+        connect_kwargs(Options(("nats://h:4222",), creds_file=str(good)))
+        assert not caplog.records  # 0600: nothing to say
+        for _ in range(2):
+            connect_kwargs(Options(("nats://h:4222",), nkey_file=str(seed_file)))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and f"chmod 600 {seed_file}" in said[0] and "other users" in said[0]
+    assert key.seed.decode()[:10] not in said[0]
