@@ -47,22 +47,28 @@ _ROW_ERRORS = (ValueError, OverflowError, TypeError, AttributeError, struct.erro
 
 
 def _multi_insert(rows: int) -> str:
-    """INSERT OR IGNORE of `rows` compact rows: ?1-?4 the batch's columns, then each row's values
-    (COMPACT_COLUMNS but the key) row after row, then the rows' keys."""
+    """INSERT OR IGNORE of `rows` compact rows: ?1-?4 the batch's columns, then the rows' values a
+    column at a time (COMPACT_COLUMNS: every row's time, then every row's type, ...)."""
     sql = _insert_sql.get(rows)
     if sql is None:
-        width = len(COMPACT_COLUMNS) - 1
         shared = len(BATCH_COLUMNS)
-        first_key = shared + rows * width + 1
         tuples = []
         for r in range(rows):
-            start = shared + r * width + 1
-            params = [f"?{start + c}" for c in range(width)] + [f"?{first_key + r}"] + \
+            params = [f"?{shared + c * rows + r + 1}" for c in range(len(COMPACT_COLUMNS))] + \
                 [f"?{c + 1}" for c in range(shared)]
             tuples.append("(" + ", ".join(params) + ")")
         sql = _insert_sql[rows] = (f"INSERT OR IGNORE INTO threats ({', '.join(COMPACT_COLUMNS + BATCH_COLUMNS)}) "
                                    f"VALUES {', '.join(tuples)}")
     return sql
+
+
+def _statements(shared: list, columns: list[list], start: int, end: int, per: int):
+    """The parameters of each `per`-row INSERT for rows start..end (a list per statement)."""
+    for i in range(start, end, per):
+        params = shared.copy()
+        for column in columns:
+            params += column[i:i + per]
+        yield params
 
 
 class WriterThread:
@@ -316,14 +322,13 @@ class WriterThread:
         """Compact rows, ROWS_PER_INSERT to a statement: sqlite3 releases the GIL for each step of a
         statement and takes it back after, so one row per step gave the reader thread the GIL, and
         made this thread wait for it, once per threat (a third of its time under load)."""
-        values, keys = compact_params(b.events)
+        columns = compact_params(b.events)
         shared = [str(b.transport), generation_text(b.generation), stored_at, 0 if late else 1]
-        n, start, width = len(keys), 0, len(COMPACT_COLUMNS) - 1
+        n, start = len(b.events), 0
         for per in INSERT_SIZES:  # three statements, prepared once: a batch of 257 is 2 x 100, 5 x 10, 7 x 1
             end = start + (n - start) // per * per
             if end > start:
-                self._conn.executemany(_multi_insert(per), (shared + values[i * width:(i + per) * width]
-                                                            + keys[i:i + per] for i in range(start, end, per)))
+                self._conn.executemany(_multi_insert(per), _statements(shared, columns, start, end, per))
                 start = end
 
     def _add_sources(self, first_new_id: int) -> None:
