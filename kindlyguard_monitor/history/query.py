@@ -342,8 +342,9 @@ def count(database: Database, f: Filter = Filter()) -> int:
             sql, cparams = cands
             return conn.execute(f"SELECT count(*) FROM ({sql}) AS c CROSS JOIN threats ON threats.id = c.cid"
                                 f"{_clause(terms + check)}", cparams + params + check_params).fetchone()[0]
+        parts = _parts(conn) if terms or check else [([], [])]  # all of them: SQLite counts the smallest index
         return sum(conn.execute(f"SELECT count(*) FROM threats{_clause(part + terms + check)}",
-                                part_params + params + check_params).fetchone()[0] for part, part_params in _parts(conn))
+                                part_params + params + check_params).fetchone()[0] for part, part_params in parts)
 
 
 def unseen_count(database: Database) -> int:
