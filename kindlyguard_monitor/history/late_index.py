@@ -1,29 +1,31 @@
-"""The time, severity and type indexes, filled behind the writes during a flood (issue 15).
+"""The severity and type indexes, filled behind the writes during a flood (issue 15).
 
-The three indexes that order and filter searches (kindlyguard_monitor.history.schema,
-migration 5) are partial: they hold the rows marked `ix = 1`. In ordinary times
-the writer stores every row with `ix = 1`, indexed in its own transaction. While
-the store is behind (a flood: more than store.DEFER_WAITING threats wait) it
-stores rows with `ix = 0`: the table and the unique key only, which costs
-SQLite about 60% of what the four indexes cost, so the store keeps up with the
-reader. Behind the writes, whenever nothing waits (a backlog bigger than a
-chunk: once threats stopped arriving for a moment), `index_some()` marks the
-next CHUNK of them `ix = 1`, which puts them in the three indexes.
+The two indexes that filter searches by severity and type
+(kindlyguard_monitor.history.schema, migration 5) are partial: they hold the
+rows marked `ix = 1`. In ordinary times the writer stores every row with
+`ix = 1`, indexed in its own transaction. While the store is behind (a flood:
+more than store.DEFER_WAITING threats wait) it stores rows with `ix = 0`: the
+table, the unique key (dedupe) and the time index (newest first, time ranges,
+paging, retention) only, so the store keeps up with the reader. Behind the
+writes, whenever nothing waits (a backlog bigger than a chunk: once threats
+stopped arriving for a moment), `index_some()` marks the next CHUNK of them
+`ix = 1`, which puts them in the two indexes.
 
 meta 'ix_upto' is the highest row id below which every row is marked; rows
-not marked are all above it. A search (kindlyguard_monitor.history.query) reads
-two parts: the rows in the indexes (`ix = 1`, through them, as before) and
-the tail (`id > ix_upto AND ix = 0`, a range of row ids, sorted on its own),
+not marked are all above it. A search with a severity or type filter
+(kindlyguard_monitor.history.query) reads two parts: the rows in the indexes
+(`ix = 1`, through them, as before) and the tail (`id > ix_upto AND ix = 0`),
 so it is never wrong while the indexes catch up, only slower for a large tail.
-A history written before migration 5 (read-only, not migrated) has no `ix`
-column: `upto()` is None and it is searched as it always was.
+Every other search reads the table as it always did. A history written
+before migration 5 (read-only, not migrated) has no `ix` column: `upto()` is
+None and it is searched as it always was.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-CHUNK = 20_000  # rows per catching-up transaction (about 30-60 ms here): short, so a write never waits long
+CHUNK = 20_000  # rows per catching-up transaction (about 40-100 ms here): short, so a write never waits long
 INDEXED = "ix = 1"  # the partial indexes' WHERE: a query names it literally, so SQLite may use them
 TAIL = "id > ? AND ix = 0"  # the rows not in them yet (parameter: upto())
 

@@ -27,9 +27,10 @@ and each is checked exactly. A source never stored answers from the
 `sources` table at once. Needles under three characters have no trigram:
 they are found by scanning (newest first, so a common one is quick).
 
-The time, severity and type indexes hold every row but those stored during a
-flood and not caught up yet (kindlyguard_monitor.history.late_index): a read
-goes through them for the rows they hold and reads that tail apart (`_newest`).
+The severity and type indexes hold every row but those stored during a flood
+and not caught up yet (kindlyguard_monitor.history.late_index): a read with a
+severity or type filter goes through them for the rows they hold and reads
+that tail apart (`_newest`).
 
 Paging is by keyset, never OFFSET: rows are ordered (time_us DESC, id DESC)
 and a page continues strictly after the (time_us, id) of the last row shown,
@@ -185,23 +186,24 @@ def _candidates(conn: sqlite3.Connection, f: Filter) -> tuple[str, list] | None:
             "UNION ALL SELECT id FROM threats WHERE id > ?"), [" AND ".join(parts), upto]
 
 
-def _parts(conn: sqlite3.Connection) -> list[tuple[list[str], list]]:
-    """The table as the time, severity and type indexes see it: the rows they hold (`ix = 1`, named
-    so SQLite uses them), and the rows stored during a flood that they do not hold yet (a range of
-    row ids), when there are any. One part, the whole table, for a file from before them."""
-    start = late_index.upto(conn)
+def _parts(conn: sqlite3.Connection, f: Filter) -> list[tuple[list[str], list]]:
+    """The table as the severity and type indexes see it, for a filter on either: the rows they hold
+    (`ix = 1`, named so SQLite uses them), and the rows stored during a flood that they do not hold
+    yet, when there are any. One part, the whole table, for any other filter (the time index holds
+    every row) and for a file from before them."""
+    start = late_index.upto(conn) if f.types or f.min_severity > 1 else None
     if start is None:
         return [([], [])]
     indexed = ([late_index.INDEXED], [])
     return [indexed] if late_index.tail_empty(conn, start) else [indexed, ([late_index.TAIL], [start])]
 
 
-def _newest(conn: sqlite3.Connection, what: str, terms: list[str], params: list,
+def _newest(conn: sqlite3.Connection, f: Filter, what: str, terms: list[str], params: list,
             limit: int | None) -> tuple[str, list]:
-    """SELECT `what` (with id and time_us) FROM threats WHERE `terms`, newest first, at most `limit`
-    rows (None: all): each part of the table (_parts) through its own plan, merged."""
+    """SELECT `what` (with id and time_us) FROM threats WHERE `terms` (of `f`), newest first, at most
+    `limit` rows (None: all): each part of the table (_parts) through its own plan, merged."""
     lim = [] if limit is None else [limit]
-    parts = _parts(conn)
+    parts = _parts(conn, f)
     if len(parts) == 1:
         part, part_params = parts[0]
         return (f"SELECT {what} FROM threats{_clause(part + terms)}{_ORDER}{' LIMIT ?' * len(lim)}",
@@ -221,7 +223,7 @@ def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | Non
     check, check_params = _checks(f)
     cands = _candidates(conn, f) if check else None
     if cands is None:
-        return _newest(conn, what, terms + check, params + check_params, limit)
+        return _newest(conn, f, what, terms + check, params + check_params, limit)
     sql, cparams = cands
     return (f"SELECT {what} FROM ({sql}) AS c CROSS JOIN threats ON threats.id = c.cid"
             f"{_clause(terms + check)}{_ORDER}{' LIMIT ?' if limit is not None else ''}",
@@ -270,12 +272,12 @@ def _probe(conn: sqlite3.Connection, f: Filter, before: Cursor | None, want: int
         return None
     terms, params = _indexed_terms(f, before)
     check, check_params = _checks(f)
-    window, window_params = _newest(conn, _columns(conn), terms, params, PROBE_ROWS)
+    window, window_params = _newest(conn, f, _columns(conn), terms, params, PROBE_ROWS)
     rows = conn.execute(f"SELECT * FROM ({window}){_clause(check)} LIMIT ?",
                         window_params + check_params + [want]).fetchall()
     if len(rows) >= want:
         return rows
-    window, window_params = _newest(conn, "id, time_us", terms, params, PROBE_ROWS)
+    window, window_params = _newest(conn, f, "id, time_us", terms, params, PROBE_ROWS)
     seen = conn.execute(f"SELECT count(*) FROM ({window})", window_params).fetchone()[0]
     return rows if seen < PROBE_ROWS else None
 
@@ -342,9 +344,9 @@ def count(database: Database, f: Filter = Filter()) -> int:
             sql, cparams = cands
             return conn.execute(f"SELECT count(*) FROM ({sql}) AS c CROSS JOIN threats ON threats.id = c.cid"
                                 f"{_clause(terms + check)}", cparams + params + check_params).fetchone()[0]
-        parts = _parts(conn) if terms or check else [([], [])]  # all of them: SQLite counts the smallest index
         return sum(conn.execute(f"SELECT count(*) FROM threats{_clause(part + terms + check)}",
-                                part_params + params + check_params).fetchone()[0] for part, part_params in parts)
+                                part_params + params + check_params).fetchone()[0]
+                   for part, part_params in _parts(conn, f))
 
 
 def unseen_count(database: Database) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from typing import NamedTuple
 
-from kindlyguard_monitor.history import late_index, text_index
+from kindlyguard_monitor.history import text_index
 
 DELETE_CHUNK = 20_000  # rows per retention DELETE (one short transaction each)
 
@@ -28,12 +28,13 @@ class RetentionResult(NamedTuple):
 
 def apply(conn: sqlite3.Connection, cutoff_us: int, max_rows: int, vacuum: bool) -> tuple[RetentionResult, int]:
     """Delete what is too old or too many; returns the result and the threats left."""
-    deleted = _delete_chunks(conn, "time_us < ?", (cutoff_us,), None)
+    deleted = _delete_chunks(conn, "SELECT id FROM threats WHERE time_us < ? ORDER BY time_us LIMIT ?",
+                             (cutoff_us,), None)
     gaps = conn.execute("DELETE FROM gaps WHERE time_us < ?", (cutoff_us,)).rowcount
     rows = conn.execute("SELECT count(*) FROM threats").fetchone()[0]
     excess = rows - max_rows
     if excess > 0:
-        deleted += _delete_chunks(conn, "", (), excess)
+        deleted += _delete_chunks(conn, "SELECT id FROM threats ORDER BY time_us, id LIMIT ?", (), excess)
     if deleted:
         _in_transaction(conn, "DELETE FROM sources",
                         "INSERT OR IGNORE INTO sources (source) SELECT DISTINCT source FROM threats")
@@ -62,22 +63,8 @@ def _in_transaction(conn: sqlite3.Connection, *statements: str, params: tuple = 
         raise
 
 
-def _oldest(conn: sqlite3.Connection, term: str, params: tuple, chunk: int) -> tuple[str, tuple]:
-    """The ids of the `chunk` oldest rows (by time, then id) that pass `term` (or all): through the
-    time index for the rows in it, and the rows stored during a flood and not indexed yet
-    (kindlyguard_monitor.history.late_index), each part sorted on its own."""
-    start = late_index.upto(conn)
-    arms = [("1", ())] if start is None else [(late_index.INDEXED, ()), (late_index.TAIL, (start,))]
-    parts, values = [], ()
-    for arm, arm_params in arms:
-        parts.append(f"SELECT * FROM (SELECT id, time_us FROM threats WHERE {arm}{' AND ' + term if term else ''} "
-                     "ORDER BY time_us, id LIMIT ?)")
-        values += arm_params + params + (chunk,)
-    return f"SELECT id FROM ({' UNION ALL '.join(parts)} ORDER BY time_us, id LIMIT ?)", values + (chunk,)
-
-
-def _delete_chunks(conn: sqlite3.Connection, term: str, params: tuple, total: int | None) -> int:
-    """Delete the oldest rows that pass `term` (or any), a chunk at a time, until a chunk comes
+def _delete_chunks(conn: sqlite3.Connection, select_ids: str, params: tuple, total: int | None) -> int:
+    """Delete the rows `select_ids` names (last parameter: the chunk size) until a chunk comes
     back short, or `total` rows are gone. Each chunk is its own short transaction."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)")
     deleted = 0
@@ -86,8 +73,7 @@ def _delete_chunks(conn: sqlite3.Connection, term: str, params: tuple, total: in
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM temp.doomed")
-            oldest, values = _oldest(conn, term, params, chunk)
-            conn.execute(f"INSERT INTO temp.doomed (id) {oldest}", values)
+            conn.execute(f"INSERT INTO temp.doomed (id) {select_ids}", params + (chunk,))
             text_index.forget(conn, "SELECT id FROM temp.doomed")
             n = conn.execute("DELETE FROM threats WHERE id IN (SELECT id FROM temp.doomed)").rowcount
             text_index.clamp_marks(conn)

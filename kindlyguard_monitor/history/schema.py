@@ -29,9 +29,9 @@ Columns, as stored:
   history (fleet-history.sqlite); '' for this machine's own threats.
 - meta: named integers: 'seen_upto', 'text_upto' (the last row id the
   text index holds: kindlyguard_monitor.history.text_index) and 'ix_upto'
-  (every row up to it is in the time, severity and type indexes).
-- threats.ix: 1 when the row is in the time, severity and type indexes
-  (partial indexes); 0 for a row stored during a flood and not indexed yet
+  (every row up to it is in the severity and type indexes).
+- threats.ix: 1 when the row is in the severity and type indexes (partial
+  indexes); 0 for a row stored during a flood and not in them yet
   (kindlyguard_monitor.history.late_index).
 - sources: every distinct source stored (a superset: rows deleted by
   retention leave theirs until the next retention rebuilds it), so a
@@ -102,15 +102,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE threats ADD COLUMN host TEXT NOT NULL DEFAULT ''",
     ),
-    # 5: the time, severity and type indexes hold the rows marked ix = 1 (partial indexes): during
-    # a flood the writer stores rows with ix = 0 (the table and the unique key only) and marks them
-    # behind the writes (kindlyguard_monitor.history.late_index). Every older row is marked (the
-    # column's default); 'ix_upto' (every row up to it is marked) starts at the newest.
+    # 5: the severity and type indexes hold the rows marked ix = 1 (partial indexes): during a
+    # flood the writer stores rows with ix = 0 (the table, the unique key and the time index only)
+    # and marks them behind the writes (kindlyguard_monitor.history.late_index). Every older row is
+    # marked (the column's default); 'ix_upto' (every row up to it is marked) starts at the newest.
     (
         "ALTER TABLE threats ADD COLUMN ix INTEGER NOT NULL DEFAULT 1",
         "INSERT INTO meta (name, value) SELECT 'ix_upto', coalesce(max(id), 0) FROM threats",
-        "DROP INDEX threats_time",
-        "CREATE INDEX threats_time ON threats(time_us) WHERE ix = 1",
         "DROP INDEX threats_severity_time",
         "CREATE INDEX threats_severity_time ON threats(severity, time_us) WHERE ix = 1",
         "DROP INDEX threats_type_time",

@@ -35,8 +35,9 @@ starts and every `retention_interval_s`; between runs, rows above
 `max_rows` by 5% are trimmed as they come (without vacuum: the file is
 about to grow again).
 
-Behind the writes, when nothing waits, the writer fills the text index
-(kindlyguard_monitor.history.text_index) in chunks, and once idle for
+Behind the writes, when nothing waits, the writer puts a flood's rows in the
+time, severity and type indexes (kindlyguard_monitor.history.late_index) and
+fills the text index (kindlyguard_monitor.history.text_index) in chunks, and once idle for
 `IDLE_CHECKPOINT_S` it checkpoints the WAL with TRUNCATE, so the size on
 disk (`size_bytes()`) is the history's and not a WAL's high-water mark;
 closing does the same.

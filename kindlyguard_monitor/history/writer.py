@@ -2,8 +2,8 @@
 
 HistoryStore (kindlyguard_monitor.history.store) is the API the app calls from any
 thread; this mixin is the loop its thread runs: wait for a job, then write a
-transaction (threats, gap rows, seen marks, new sources), fill the text index
-when nothing waits, checkpoint the WAL once idle, apply retention. Opening,
+transaction (threats, gap rows, seen marks, new sources), fill the indexes
+a flood left behind (late_index, text_index) when nothing waits, checkpoint the WAL once idle, apply retention. Opening,
 failures and the shared state are the store's (`self`); the queue's
 bookkeeping is kindlyguard_monitor.history.pending.
 """

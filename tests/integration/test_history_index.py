@@ -71,7 +71,7 @@ def test_an_old_history_keeps_every_row_and_becomes_searchable_through_the_index
     try:
         assert store.notice is None
         assert store.wait_indexed(60)
-        assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(5,)]  # 4: threats.host (the fleet); 5: ix (late_index)
+        assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(5,)]  # 4: host (the fleet); 5: ix
         assert rows(path, ALL_COLUMNS) == before  # every row, every value
         assert rows(path, "SELECT missed FROM gaps") == [(5,)]
         assert rows(path, "SELECT count(*) FROM sources") == [(7,)]
