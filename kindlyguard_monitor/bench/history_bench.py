@@ -221,7 +221,7 @@ def measure_history(short: bool, progress) -> dict:
         if writer_cpu is not None:  # the writer thread's CPU and the submitting thread's (flush() waits asleep)
             cpu = time.clock_gettime(writer_cpu) - w0 + time.thread_time() - c0
             out["store_cpu_us_per_threat"] = round(cpu / n * 1e6, 2)
-        late = store._late_backlog  # stored during the flood, not yet in the time, severity and type indexes
+        late = store._late_backlog  # stored during the flood, not yet in the severity and type indexes
         l0 = time.perf_counter()
         if late:  # a first page that needs them, while they catch up (what a flood leaves for a moment)
             with query.connection(path) as reader:

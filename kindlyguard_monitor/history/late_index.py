@@ -35,7 +35,7 @@ def has_column(conn: sqlite3.Connection) -> bool:
 
 
 def upto(conn: sqlite3.Connection) -> int | None:
-    """Every row up to this id is in the three indexes; None for a file without the `ix` column."""
+    """Every row up to this id is in the severity and type indexes; None for a file without the `ix` column."""
     row = conn.execute("SELECT value FROM meta WHERE name = 'ix_upto'").fetchone() \
         if has_column(conn) else None
     return None if row is None else int(row[0])
@@ -47,7 +47,7 @@ def tail_empty(conn: sqlite3.Connection, start: int) -> bool:
 
 
 def backlog(conn: sqlite3.Connection) -> int:
-    """Rows stored and not yet in the three indexes."""
+    """Rows stored and not yet in the severity and type indexes."""
     start = upto(conn)
     if start is None:
         return 0

@@ -36,7 +36,7 @@ starts and every `retention_interval_s`; between runs, rows above
 about to grow again).
 
 Behind the writes, when nothing waits, the writer puts a flood's rows in the
-time, severity and type indexes (kindlyguard_monitor.history.late_index) and
+severity and type indexes (kindlyguard_monitor.history.late_index) and
 fills the text index (kindlyguard_monitor.history.text_index) in chunks, and once idle for
 `IDLE_CHECKPOINT_S` it checkpoints the WAL with TRUNCATE, so the size on
 disk (`size_bytes()`) is the history's and not a WAL's high-water mark;
@@ -99,7 +99,7 @@ class HistoryStore(WriterThread):
         use it). `now_us`: the wall clock, in µs, for retention and gap times.
         `index_text=False` leaves the text index unfilled (tests of the unindexed path).
         `defer_waiting`: with more threats waiting than this, a transaction's ring threats go into
-        the time, severity and type indexes behind the writes (kindlyguard_monitor.history.late_index);
+        the severity and type indexes behind the writes (kindlyguard_monitor.history.late_index);
         `catch_up=False` leaves them out of those indexes (tests of the searches' two parts)."""
         self.path = db.history_path(path)
         self.max_age_us = int(max_age_days * DAY_US)
@@ -129,7 +129,7 @@ class HistoryStore(WriterThread):
         self._conn: sqlite3.Connection | None = None
         self._file_rows = 0  # threats in the file (exact after retention, counted up by inserts)
         self._text_backlog = 0  # rows not in the text index yet
-        self._late_backlog = 0  # rows not in the time, severity and type indexes yet (at least)
+        self._late_backlog = 0  # rows not in the severity and type indexes yet (at least)
         self._wal_dirty_at: float | None = None  # monotonic time of the first write since the last checkpoint
         self._last_write = 0.0
         self.ready = threading.Event()  # set once the file is opened (or opening failed)

@@ -33,7 +33,7 @@ ROWS_PER_INSERT = 100  # compact rows per INSERT statement: SQLite takes them in
 # 10% of the writer's samples in a 2 s flood.
 INSERT_SIZES = (ROWS_PER_INSERT, 10, 1)
 _insert_sql: dict[int, str] = {}
-# The columns a whole batch shares (?1-?4 of a multi-row INSERT): the row's ix is 1 (in the time,
+# The columns a whole batch shares (?1-?4 of a multi-row INSERT): the row's ix is 1 (in the
 # severity and type indexes at once) or 0 (during a flood: indexed behind the writes, late_index).
 BATCH_COLUMNS = SHARED_COLUMNS + ("ix",)
 _INSERT_SOURCES = "INSERT OR IGNORE INTO sources (source) SELECT DISTINCT source FROM threats WHERE id > ?"
@@ -218,7 +218,7 @@ class WriterThread:
             self._cond.notify_all()
 
     def _index_late(self) -> None:
-        """Put the next chunk of the rows stored during a flood in the time, severity and type indexes."""
+        """Put the next chunk of the rows stored during a flood in the severity and type indexes."""
         try:
             n, finished = late_index.index_some(self._conn)
         except sqlite3.Error as exc:
@@ -239,7 +239,7 @@ class WriterThread:
             q = self._pending
             if not q.has_work():
                 return
-            late = q.waiting() > self.defer_waiting  # behind (a flood): the three indexes are filled later
+            late = q.waiting() > self.defer_waiting  # behind (a flood): the severity and type indexes are filled later
             batches, marks = q.take(self.batch_rows)
             gaps = q.take_gaps(lambda n: (self.now_us(), "store", None, n, 0, "store_overflow"))
         conn = self._conn
@@ -292,7 +292,7 @@ class WriterThread:
         INSERTs whose parameters are made in C. Other rows are made as SQLite asks for them (a
         generator: no second copy of the batch). A row SQLite refuses to bind (a ring number
         beyond 64 signed bits) makes the batch go again, every row sanitized. `late`: the ring
-        threats go in the table and the key only (ix = 0), the other indexes are filled later."""
+        threats go in the table, the key and the time index only (ix = 0), the other two come later."""
         b = compacted(b)  # here, on the writer's thread, unless submit() did it (the store was behind)
         if b.compact:
             try:

@@ -2,7 +2,7 @@
 filter agrees with a plain-Python reference, and keyset paging visits every row once.
 Each search runs twice: the way a small history is searched (the newest rows
 checked one by one) and through the trigram index, with half
-of the rows not indexed yet (a quarter of those not in the time, severity and type
+of the rows not indexed yet (a quarter of those not in the severity and type
 indexes either), so both plans must give the reference's answer."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def every_page(database, f: Filter, limit: int) -> list[int]:
 def history_file(tmp_path_factory):
     """600 threats: hostile details and sources, every type and severity, many equal times;
     the first 300 in the text index, the rest stored after it (not indexed), the last 150
-    of them as during a flood: not in the time, severity and type indexes either."""
+    of them as during a flood: not in the severity and type indexes either."""
     rng = random.Random(5)
     events = [ring_event(i, time_us=BASE_US + rng.randrange(60) * 1000, threat_type=rng.randrange(8),
                          severity=rng.randrange(1, 5), blocked=rng.random() < 0.4, source=rng.choice(SOURCES),
