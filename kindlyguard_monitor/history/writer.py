@@ -138,8 +138,9 @@ class WriterThread:
                 return "write"
             index_due = self._text_backlog and self.index_text and (
                 self._text_backlog <= text_index.CHUNK or now >= q.last_submit + INDEX_QUIET_S)
-            late_due = self._late_backlog and self.catch_up and (
-                self._late_backlog <= late_index.CHUNK or now >= q.last_submit + INDEX_QUIET_S)
+            # (only once threats stopped arriving: marking rows costs more than indexing them at once,
+            # CPU the reader needs while they arrive)
+            late_due = self._late_backlog and self.catch_up and now >= q.last_submit + INDEX_QUIET_S
             if retry_due and not has_work and self._conn is not None:
                 if late_due:
                     return "late"
