@@ -6,10 +6,10 @@ rows marked `ix = 1`. In ordinary times the writer stores every row with
 `ix = 1`, indexed in its own transaction. While the store is behind (a flood:
 more than store.DEFER_WAITING threats wait) it stores rows with `ix = 0`: the
 table, the unique key (dedupe) and the time index (newest first, time ranges,
-paging, retention) only, so the store keeps up with the reader. Behind the
-writes, whenever nothing waits (a backlog bigger than a chunk: once threats
-stopped arriving for a moment), `index_some()` marks the next CHUNK of them
-`ix = 1`, which puts them in the two indexes.
+paging, retention) only, so the store keeps up with the reader. Once threats
+stopped arriving for a moment (marking a row costs more than indexing it at
+once: not while the reader needs the CPU), `index_some()` marks the next CHUNK
+of them `ix = 1` per transaction, which puts them in the two indexes.
 
 meta 'ix_upto' is the highest row id below which every row is marked; rows
 not marked are all above it. A search with a severity or type filter
