@@ -3,9 +3,10 @@
 HistoryStore (kindlyguard_monitor.history.store) is the API the app calls from any
 thread; this mixin is the loop its thread runs: wait for a job, then write a
 transaction (threats, gap rows, seen marks, new sources), fill the indexes
-a flood left behind (late_index, text_index) when nothing waits, checkpoint the WAL once idle, apply retention. Opening,
-failures and the shared state are the store's (`self`); the queue's
-bookkeeping is kindlyguard_monitor.history.pending.
+left behind (late_index after a flood, text_index) when nothing waits,
+checkpoint the WAL once idle, apply retention. Opening, failures and the
+shared state are the store's (`self`); the queue's bookkeeping is
+kindlyguard_monitor.history.pending.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class WriterThread:
 
     def _wait_for_job(self, next_retention: float) -> str | None:
         """Under _cond: wait until there is something to do; "write" (also retention and
-        reopening), "late" (nothing waits, rows stored during a flood are not in the time,
+        reopening), "late" (threats stopped arriving, rows stored during a flood are not in the
         severity and type indexes yet), "index" (nothing waits, rows are not in the text index
         yet), "checkpoint" (idle since the last write), or None to stop."""
         q = self._pending
