@@ -141,13 +141,14 @@ def live(folder: Path, rate: int, seconds: float, store: bool = True) -> dict:
         shutil.rmtree(ring_folder, ignore_errors=True)
 
 
-def sqlite_floor(folder: Path, events: list, indexes: bool = False) -> tuple[float, float]:
+def sqlite_floor(folder: Path, events: list, indexes: bool | str = False) -> tuple[float, float]:
     """Rows per second SQLite itself inserts here, and CPU µs per row (this thread's): the store's rows for
     `events`, made beforehand,
     one executemany() in one transaction, the threats table with no index but its primary key
     (not even the key's UNIQUE), the store's page size and pragmas (WAL, synchronous=NORMAL).
     indexes=True: with the store's own indexes (the unique key, time, severity and type), what
-    SQLite does for the store's schema."""
+    SQLite does for the store's schema; indexes="key": the unique key and the time index only, what
+    a flood's rows cost SQLite before the other two are filled behind the writes (history.late_index)."""
     path = folder / "floor.sqlite3"
     rows = list(threat_rows(str(Transport.SHM), GENERATION, events, time.time_ns() // 1000, careful=False))
     conn = sqlite3.connect(path, isolation_level=None)
@@ -156,7 +157,10 @@ def sqlite_floor(folder: Path, events: list, indexes: bool = False) -> tuple[flo
         conn.execute("PRAGMA journal_mode = WAL").fetchall()
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -32768")
-        if indexes:
+        if indexes == "key":
+            conn.execute(MIGRATIONS[0][0])
+            conn.execute(MIGRATIONS[0][1])  # the time index
+        elif indexes:
             for statement in MIGRATIONS[0] + MIGRATIONS[1]:
                 conn.execute(statement)
         else:
@@ -217,6 +221,16 @@ def measure_history(short: bool, progress) -> dict:
         if writer_cpu is not None:  # the writer thread's CPU and the submitting thread's (flush() waits asleep)
             cpu = time.clock_gettime(writer_cpu) - w0 + time.thread_time() - c0
             out["store_cpu_us_per_threat"] = round(cpu / n * 1e6, 2)
+        late = store._late_backlog  # stored during the flood, not yet in the severity and type indexes
+        l0 = time.perf_counter()
+        if late:  # a first page that needs them, while they catch up (what a flood leaves for a moment)
+            with query.connection(path) as reader:
+                out["late_first_page_ms"] = _median_ms(lambda: query.search(
+                    reader, query.Filter(types={THREAT_TYPE_NUMBER["PathTraversal"]})), 1)
+        store.wait_indexed(3600)
+        if late:
+            out["late_index_rows"] = late
+            out["late_index_rows_per_s"] = round(late / (time.perf_counter() - l0))
         out["store_rate_per_s"] = round(n / elapsed)
         out["submit_ns_per_threat"] = round(submit_s / n * 1e9, 1)
         out["stored"] = store.stored
@@ -227,6 +241,10 @@ def measure_history(short: bool, progress) -> dict:
         progress("history: SQLite with the store's indexes")
         indexed = sqlite_floor(folder, again, indexes=True)
         out["sqlite_indexed_per_s"], out["sqlite_indexed_cpu_us_per_row"] = round(indexed[0]), round(indexed[1], 2)
+        progress("history: SQLite with the unique key and the time index only")
+        key_only = sqlite_floor(folder, again, indexes="key")
+        out["sqlite_key_only_per_s"], out["sqlite_key_only_cpu_us_per_row"] = round(key_only[0]), round(key_only[1], 2)
+        out["store_to_sqlite_indexed"] = round(out["store_rate_per_s"] / indexed[0], 3)
         del again
         out["sqlite_floor_per_s"] = [round(f[0]) for f in floors]
         out["floor_cpu_us_per_row"] = [round(f[1], 2) for f in floors]
@@ -333,8 +351,14 @@ def render_history(out: dict) -> str:
         f"  SQLite with the store's indexes {out['sqlite_indexed_per_s']:>12,} rows/s, "
         f"{out['sqlite_indexed_cpu_us_per_row']} µs CPU per row (the same floor, with the unique key, time, severity "
         "and type indexes)",
+        f"  SQLite, unique key + time only  {out['sqlite_key_only_per_s']:>12,} rows/s, "
+        f"{out['sqlite_key_only_cpu_us_per_row']} µs CPU per row (what a flood's rows cost before the other two)",
+        f"  store / SQLite with its indexes {out['store_to_sqlite_indexed']:>12}",
         f"  store rate                      {out['store_rate_per_s']:>12,} threats/s (batches of {BATCH:,}; "
         f"submit() costs the reader {out['submit_ns_per_threat']} ns per threat)",
+        f"  severity/type indexes           {format(out.get('late_index_rows_per_s', 0), ','):>12} rows/s "
+        f"filled behind the writes ({out.get('late_index_rows', 0):,} rows stored during the flood; "
+        f"first page of one type meanwhile {out.get('late_first_page_ms', '-')} ms)",
         f"  size                            {out['size_mib_per_million']:>12} MiB per million threats "
         f"({out['size_indexed_mib_per_million']} MiB with the text index)",
         f"  open to ready                   {out['open_to_ready_ms']:>12} ms (quick_check, migrations, retention)",

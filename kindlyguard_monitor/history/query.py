@@ -27,6 +27,11 @@ and each is checked exactly. A source never stored answers from the
 `sources` table at once. Needles under three characters have no trigram:
 they are found by scanning (newest first, so a common one is quick).
 
+The severity and type indexes hold every row but those stored during a flood
+and not caught up yet (kindlyguard_monitor.history.late_index): a read with a
+severity or type filter goes through them for the rows they hold and reads
+that tail apart (`_newest`).
+
 Paging is by keyset, never OFFSET: rows are ordered (time_us DESC, id DESC)
 and a page continues strictly after the (time_us, id) of the last row shown,
 so page 1,000 costs what page 1 costs, and rows stored meanwhile neither
@@ -41,12 +46,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple
 
-from kindlyguard_monitor.history import db, text_index
+from kindlyguard_monitor.history import db, late_index, text_index
 from kindlyguard_monitor.history.records import GAP_COLUMNS, SELECT_COLUMNS, Gap, StoredThreat, gap, stored_threat
 from kindlyguard_monitor.history.schema import TEXT_INDEX
 
@@ -56,9 +59,6 @@ FEW_CANDIDATES = 10_000  # the index narrows to fewer rows than this: sort those
 CHECK_CHUNK = 250  # candidates' rows read and checked at a time, in time order
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ORDER = " ORDER BY time_us DESC, id DESC"
-SAMPLE_ROWS = 500  # the newest rows whose trigrams estimate how common a trigram is
-SAMPLE_TTL_S = 300.0
-_samples: dict[str, tuple[float, Counter, int]] = {}  # database file: (when, trigram counts, rows sampled)
 
 Cursor = tuple[int, int]  # (time_us, row id) of the last row of a page
 Database = sqlite3.Connection | str | os.PathLike
@@ -84,13 +84,6 @@ class Page(NamedTuple):
     next_cursor: Cursor | None  # pass as `before` for the next page; None: this was the last
 
 
-def where(f: Filter, before: Cursor | None = None) -> tuple[str, list]:
-    """The WHERE clause (or "") and its parameters for a filter and a paging cursor."""
-    terms, params = _indexed_terms(f, before)
-    check, check_params = _checks(f)
-    return _clause(terms + check), params + check_params
-
-
 def _clause(terms: list[str]) -> str:
     return " WHERE " + " AND ".join(terms) if terms else ""
 
@@ -101,7 +94,7 @@ def _checks(f: Filter) -> tuple[list[str], list]:
     params: list = []
     if f.text:
         if len(f.text) < text_index.MIN_CHARS:  # no index: a scan, so no lower() copy of every row
-            spellings = _case_variants(f.text)
+            spellings = text_index.case_variants(f.text)
             terms.append("(" + " OR ".join(["instr(details, ?) > 0 OR instr(source, ?) > 0"] * len(spellings)) + ")")
             params += [v for v in spellings for _ in (0, 1)]
         elif f.text.isascii():
@@ -145,15 +138,6 @@ def _indexed_terms(f: Filter, before: Cursor | None) -> tuple[list[str], list]:
     return terms, params
 
 
-def _case_variants(needle: str) -> list[str]:
-    """Every spelling of a short needle that folds to it (each character lower or upper case)."""
-    spellings = [""]
-    for ch in needle:
-        forms = dict.fromkeys(f for f in (ch, ch.lower(), ch.upper()) if len(f) == 1)
-        spellings = [s + f for s in spellings for f in forms]
-    return list(dict.fromkeys(spellings))
-
-
 def _contains(text, needle) -> bool:
     return text is not None and needle in str(text).lower()
 
@@ -189,7 +173,7 @@ def _candidates(conn: sqlite3.Connection, f: Filter) -> tuple[str, list] | None:
     parts: list[str] = []
     long_needles = [n for n in (f.text, f.source) if n and len(n) >= text_index.MIN_CHARS]
     if long_needles:
-        parts.append(text_index.trigram_query(*long_needles, frequency=_trigram_share(conn)))
+        parts.append(text_index.trigram_query(*long_needles, frequency=text_index.trigram_share(conn)))
     if f.text and len(f.text) < text_index.MIN_CHARS:
         short = text_index.prefix_query(conn, f.text)
         if short == "":  # no indexed row holds it: only the rows not indexed yet may
@@ -202,35 +186,48 @@ def _candidates(conn: sqlite3.Connection, f: Filter) -> tuple[str, list] | None:
             "UNION ALL SELECT id FROM threats WHERE id > ?"), [" AND ".join(parts), upto]
 
 
-def _trigram_share(conn: sqlite3.Connection):
-    """How common each trigram is, estimated from the newest SAMPLE_ROWS rows (cached per
-    database file for SAMPLE_TTL_S): a function from a trigram to the share of rows with it."""
-    path = conn.execute("PRAGMA database_list").fetchone()[2]
-    now = time.monotonic()
-    cached = _samples.get(path)
-    if cached is None or now - cached[0] > SAMPLE_TTL_S:
-        counts: Counter = Counter()
-        rows = conn.execute("SELECT source, details FROM threats ORDER BY id DESC LIMIT ?", (SAMPLE_ROWS,)).fetchall()
-        for source, details in rows:
-            text = f"{source}\x01{details}".lower()
-            counts.update({text[i:i + 3] for i in range(len(text) - 2)})
-        if len(_samples) > 16:
-            _samples.clear()
-        cached = _samples[path] = (now, counts, max(1, len(rows)))
-    _, counts, n = cached
-    return lambda gram: counts.get(gram, 0) / n
+def _parts(conn: sqlite3.Connection, f: Filter) -> list[tuple[list[str], list]]:
+    """The table as the severity and type indexes see it, for a filter on either: the rows they hold
+    (`ix = 1`, named so SQLite uses them), and the rows stored during a flood that they do not hold
+    yet, when there are any. One part, the whole table, for any other filter (the time index holds
+    every row) and for a file from before them."""
+    start = late_index.upto(conn) if f.types or f.min_severity > 1 else None
+    if start is None:
+        return [([], [])]
+    indexed = ([late_index.INDEXED], [])
+    return [indexed] if late_index.tail_empty(conn, start) else [indexed, ([late_index.TAIL], [start])]
 
 
-def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | None, tail: str) -> tuple[str, list]:
-    """SELECT `what` for a filter: through the index's candidates when it narrows, else a scan."""
+def _newest(conn: sqlite3.Connection, f: Filter, what: str, terms: list[str], params: list,
+            limit: int | None) -> tuple[str, list]:
+    """SELECT `what` (with id and time_us) FROM threats WHERE `terms` (of `f`), newest first, at most
+    `limit` rows (None: all): each part of the table (_parts) through its own plan, merged."""
+    lim = [] if limit is None else [limit]
+    parts = _parts(conn, f)
+    if len(parts) == 1:
+        part, part_params = parts[0]
+        return (f"SELECT {what} FROM threats{_clause(part + terms)}{_ORDER}{' LIMIT ?' * len(lim)}",
+                part_params + params + lim)
+    sql, values = [], []
+    for part, part_params in parts:
+        sql.append(f"SELECT * FROM (SELECT {what} FROM threats{_clause(part + terms)}{_ORDER}{' LIMIT ?' * len(lim)})")
+        values += part_params + params + lim
+    return " UNION ALL ".join(sql) + _ORDER + " LIMIT ?" * len(lim), values + lim
+
+
+def _select(conn: sqlite3.Connection, what: str, f: Filter, before: Cursor | None,
+            limit: int | None) -> tuple[str, list]:
+    """SELECT `what` (with id and time_us) for a filter, newest first: through the index's candidates
+    when it narrows, else a scan."""
     terms, params = _indexed_terms(f, before)
     check, check_params = _checks(f)
     cands = _candidates(conn, f) if check else None
     if cands is None:
-        return f"SELECT {what} FROM threats{_clause(terms + check)}{tail}", params + check_params
+        return _newest(conn, f, what, terms + check, params + check_params, limit)
     sql, cparams = cands
     return (f"SELECT {what} FROM ({sql}) AS c CROSS JOIN threats ON threats.id = c.cid"
-            f"{_clause(terms + check)}{tail}", cparams + params + check_params)
+            f"{_clause(terms + check)}{_ORDER}{' LIMIT ?' if limit is not None else ''}",
+            cparams + params + check_params + ([] if limit is None else [limit]))
 
 
 def _many_candidates(conn: sqlite3.Connection, f: Filter) -> bool | None:
@@ -275,13 +272,13 @@ def _probe(conn: sqlite3.Connection, f: Filter, before: Cursor | None, want: int
         return None
     terms, params = _indexed_terms(f, before)
     check, check_params = _checks(f)
-    window = f"SELECT {_columns(conn)} FROM threats{_clause(terms)}{_ORDER} LIMIT ?"
+    window, window_params = _newest(conn, f, _columns(conn), terms, params, PROBE_ROWS)
     rows = conn.execute(f"SELECT * FROM ({window}){_clause(check)} LIMIT ?",
-                        params + [PROBE_ROWS] + check_params + [want]).fetchall()
+                        window_params + check_params + [want]).fetchall()
     if len(rows) >= want:
         return rows
-    seen = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM threats{_clause(terms)}{_ORDER} LIMIT ?)",
-                        params + [PROBE_ROWS]).fetchone()[0]
+    window, window_params = _newest(conn, f, "id, time_us", terms, params, PROBE_ROWS)
+    seen = conn.execute(f"SELECT count(*) FROM ({window})", window_params).fetchone()[0]
     return rows if seen < PROBE_ROWS else None
 
 
@@ -311,8 +308,8 @@ def search(database: Database, f: Filter = Filter(), limit: int = DEFAULT_PAGE,
         if rows is None and many is False:
             rows = _few_candidates(conn, f, before, limit + 1)
         if rows is None:
-            sql, params = _select(conn, _columns(conn), f, before, f"{_ORDER} LIMIT ?")
-            rows = conn.execute(sql, params + [limit + 1]).fetchall()
+            sql, params = _select(conn, _columns(conn), f, before, limit + 1)
+            rows = conn.execute(sql, params).fetchall()
     more = len(rows) > limit
     threats = [stored_threat(r) for r in rows[:limit]]
     cursor = (threats[-1].timestamp_unix_us, threats[-1].row_id) if more else None
@@ -325,7 +322,7 @@ def iterate(database: Database, f: Filter = Filter()) -> Iterator[StoredThreat]:
         _prepare(conn)
         if _never_seen_source(conn, f):
             return
-        sql, params = _select(conn, _columns(conn), f, None, _ORDER)
+        sql, params = _select(conn, _columns(conn), f, None, None)
         cur = conn.execute(sql, params)
         try:
             while rows := cur.fetchmany(1000):
@@ -340,8 +337,16 @@ def count(database: Database, f: Filter = Filter()) -> int:
         _prepare(conn)
         if _never_seen_source(conn, f):
             return 0
-        sql, params = _select(conn, "count(*)", f, None, "")
-        return conn.execute(sql, params).fetchone()[0]
+        terms, params = _indexed_terms(f, None)
+        check, check_params = _checks(f)
+        cands = _candidates(conn, f) if check else None
+        if cands is not None:
+            sql, cparams = cands
+            return conn.execute(f"SELECT count(*) FROM ({sql}) AS c CROSS JOIN threats ON threats.id = c.cid"
+                                f"{_clause(terms + check)}", cparams + params + check_params).fetchone()[0]
+        return sum(conn.execute(f"SELECT count(*) FROM threats{_clause(part + terms + check)}",
+                                part_params + params + check_params).fetchone()[0]
+                   for part, part_params in _parts(conn, f))
 
 
 def unseen_count(database: Database) -> int:

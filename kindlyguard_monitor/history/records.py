@@ -14,7 +14,6 @@ UTF-8 cannot; each becomes U+FFFD.
 
 from __future__ import annotations
 
-from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Iterator, NamedTuple
 
@@ -123,10 +122,10 @@ def threat_rows(transport: str, generation: int | None, events, stored_at: int, 
 COMPACT_FIELDS = ("timestamp_unix_us", "threat_type", "severity", "blocked", "flags", "source", "details", "seq",
                   "key.generation", "key.seq")
 _compact_row = attrgetter(*COMPACT_FIELDS)
-_COMPACT_HEAD = itemgetter(0, 1, 2, 3, 4, 5, 6, 7)  # the columns of COMPACT_COLUMNS, as they are
+_BLOCKED = 3  # COMPACT_FIELDS' bool: bound as an int (sqlite3 looks up an adapter for a bool, per value)
 _KEY_GENERATION, _KEY_SEQ = itemgetter(8), itemgetter(9)
-# The threats columns compact_params() fills: each row's 8 values, then its key; then three the
-# whole batch shares (transport, generation, stored_at).
+# The threats columns compact_params() fills, a column at a time: the first 8 as they are (blocked
+# as an int), then the key; then three the whole batch shares (transport, generation, stored_at).
 COMPACT_COLUMNS = ("time_us", "type", "severity", "blocked", "flags", "source", "details", "seq", "key")
 SHARED_COLUMNS = ("transport", "generation", "stored_at")
 
@@ -136,12 +135,17 @@ def compact(events) -> list[tuple]:
     return list(map(_compact_row, events))
 
 
-def compact_params(rows: list[tuple]) -> tuple[list, list]:
-    """The parameters of multi-row INSERTs of compact rows (kindlyguard_monitor.history.writer):
-    every row's first 8 COMPACT_COLUMNS values, row after row, and every row's key, in the same
-    order. Made in C (no Python code per row); raises struct.error for a key that is not numbered."""
-    keys = list(map(NUMBERED.pack, map(_KEY_GENERATION, rows), map(_KEY_SEQ, rows)))
-    return list(chain.from_iterable(map(_COMPACT_HEAD, rows))), keys
+def compact_params(rows: list[tuple]) -> list[list]:
+    """The parameters of multi-row INSERTs of compact rows (kindlyguard_monitor.history.writer), a
+    list per COMPACT_COLUMNS column, rows in order: values of the exact types sqlite3 binds without
+    looking for an adapter (a bool and bytes are not: that lookup was 14% of the writer's time). Made in C
+    (no Python code per row); raises struct.error for a key that is not numbered."""
+    columns = [list(map(itemgetter(c), rows)) for c in range(len(COMPACT_COLUMNS) - 1)]
+    columns[_BLOCKED] = list(map(int, columns[_BLOCKED]))
+    # the key as a bytearray: sqlite3 binds it directly, where bytes go through the adapter lookup
+    # (measured: 420 against 690-870 ns per 10-value row, the copy 57 ns)
+    columns.append(list(map(bytearray, map(NUMBERED.pack, map(_KEY_GENERATION, rows), map(_KEY_SEQ, rows)))))
+    return columns
 
 
 def compact_rows(transport: str, generation: int | None, rows: list[tuple], stored_at: int) -> Iterator[tuple]:

@@ -27,8 +27,12 @@ Columns, as stored:
   number, not a million rows).
 - threats.host: the workstation a threat came from, in the fleet view's
   history (fleet-history.sqlite); '' for this machine's own threats.
-- meta: named integers: 'seen_upto', and 'text_upto' (the last row id the
-  text index holds: kindlyguard_monitor.history.text_index).
+- meta: named integers: 'seen_upto', 'text_upto' (the last row id the
+  text index holds: kindlyguard_monitor.history.text_index) and 'ix_upto'
+  (every row up to it is in the severity and type indexes).
+- threats.ix: 1 when the row is in the severity and type indexes (partial
+  indexes); 0 for a row stored during a flood and not in them yet
+  (kindlyguard_monitor.history.late_index).
 - sources: every distinct source stored (a superset: rows deleted by
   retention leave theirs until the next retention rebuilds it), so a
   search for a source never seen answers at once without a scan.
@@ -97,6 +101,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # '' for this machine's threats, so every older row keeps its meaning.
     (
         "ALTER TABLE threats ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+    ),
+    # 5: the severity and type indexes hold the rows marked ix = 1 (partial indexes): during a
+    # flood the writer stores rows with ix = 0 (the table, the unique key and the time index only)
+    # and marks them behind the writes (kindlyguard_monitor.history.late_index). Every older row is
+    # marked (the column's default); 'ix_upto' (every row up to it is marked) starts at the newest.
+    (
+        "ALTER TABLE threats ADD COLUMN ix INTEGER NOT NULL DEFAULT 1",
+        "INSERT INTO meta (name, value) SELECT 'ix_upto', coalesce(max(id), 0) FROM threats",
+        "DROP INDEX threats_severity_time",
+        "CREATE INDEX threats_severity_time ON threats(severity, time_us) WHERE ix = 1",
+        "DROP INDEX threats_type_time",
+        "CREATE INDEX threats_type_time ON threats(type, time_us) WHERE ix = 1",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,8 +35,9 @@ starts and every `retention_interval_s`; between runs, rows above
 `max_rows` by 5% are trimmed as they come (without vacuum: the file is
 about to grow again).
 
-Behind the writes, when nothing waits, the writer fills the text index
-(kindlyguard_monitor.history.text_index) in chunks, and once idle for
+Behind the writes, when nothing waits, the writer puts a flood's rows in the
+severity and type indexes (kindlyguard_monitor.history.late_index) and
+fills the text index (kindlyguard_monitor.history.text_index) in chunks, and once idle for
 `IDLE_CHECKPOINT_S` it checkpoints the WAL with TRUNCATE, so the size on
 disk (`size_bytes()`) is the history's and not a WAL's high-water mark;
 closing does the same.
@@ -46,7 +47,8 @@ submitted before them; `unseen` is the count the tray shows (kept in
 memory, exact after each commit).
 
 The queue itself (kindlyguard_monitor.history.pending) is plain bookkeeping;
-this module is the thread that owns the writing connection.
+the writer thread's loop is kindlyguard_monitor.history.writer; this module is
+the API and the thread's opening, failures and closing.
 
 Searching is not done here: open a reader connection (`open_reader()`) and
 use kindlyguard_monitor.history.query; WAL lets readers run while the writer writes.
@@ -61,7 +63,7 @@ import time
 from typing import Callable, Iterable
 
 from kindlyguard_monitor.event import EventKey
-from kindlyguard_monitor.history import db, query, text_index
+from kindlyguard_monitor.history import db
 from kindlyguard_monitor.history.pending import Mark, PendingQueue, compacted, pending
 from kindlyguard_monitor.history.records import generation_text
 from kindlyguard_monitor.history.retention import RetentionResult
@@ -75,6 +77,7 @@ DEFAULT_MAX_ROWS = 1_000_000
 DEFAULT_MAX_PENDING = 1_000_000  # threats waiting; about 250 bytes each in memory
 DEFAULT_BATCH_ROWS = 50_000  # threats per transaction
 COMPACT_WAITING = 10_000  # more threats than this waiting (a flood): submit() queues ring batches compact
+DEFER_WAITING = 50_000  # more than this waiting as a transaction starts (behind by a full one): index later
 COMMIT_INTERVAL_S = 0.05  # fewer than batch_rows waiting: gather this long, so a trickle is not a commit each
 RETENTION_INTERVAL_S = 3600.0
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
@@ -84,18 +87,20 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
-
 class HistoryStore(WriterThread):
     def __init__(self, path=None, *, max_age_days: float = DEFAULT_MAX_AGE_DAYS, max_rows: int = DEFAULT_MAX_ROWS,
                  max_pending: int = DEFAULT_MAX_PENDING, batch_rows: int = DEFAULT_BATCH_ROWS,
                  retention_interval_s: float = RETENTION_INTERVAL_S, commit_interval_s: float = COMMIT_INTERVAL_S,
                  on_error: Callable[[str | None], None] | None = None,
                  max_page_count: int | None = None, now_us: Callable[[], int] = wall_clock_us,
-                 index_text: bool = True):
+                 index_text: bool = True, defer_waiting: int = DEFER_WAITING, catch_up: bool = True):
         """`path`: the database (default: kindlyguard_monitor.history.db.history_path()). `max_page_count`
         caps the file's size in pages (writes beyond it fail as on a full disk; tests
         use it). `now_us`: the wall clock, in µs, for retention and gap times.
-        `index_text=False` leaves the text index unfilled (tests of the unindexed path)."""
+        `index_text=False` leaves the text index unfilled (tests of the unindexed path).
+        `defer_waiting`: with more threats waiting than this, a transaction's ring threats go into
+        the severity and type indexes behind the writes (kindlyguard_monitor.history.late_index);
+        `catch_up=False` leaves them out of those indexes (tests of the searches' two parts)."""
         self.path = db.history_path(path)
         self.max_age_us = int(max_age_days * DAY_US)
         self.max_rows = max(0, int(max_rows))
@@ -105,6 +110,8 @@ class HistoryStore(WriterThread):
         self.on_error = on_error
         self.now_us = now_us
         self.index_text = index_text
+        self.defer_waiting = max(-1, int(defer_waiting))
+        self.catch_up = catch_up
         # Shared with the writer thread, under _cond.
         self._cond = threading.Condition()
         self._pending = PendingQueue(max(1, int(max_pending)))
@@ -122,6 +129,7 @@ class HistoryStore(WriterThread):
         self._conn: sqlite3.Connection | None = None
         self._file_rows = 0  # threats in the file (exact after retention, counted up by inserts)
         self._text_backlog = 0  # rows not in the text index yet
+        self._late_backlog = 0  # rows not in the severity and type indexes yet (at least)
         self._wal_dirty_at: float | None = None  # monotonic time of the first write since the last checkpoint
         self._last_write = 0.0
         self.ready = threading.Event()  # set once the file is opened (or opening failed)
@@ -244,10 +252,12 @@ class HistoryStore(WriterThread):
                 and q.finished >= target
 
     def wait_indexed(self, timeout: float | None = None) -> bool:
-        """Wait until every row stored is in the text index (or there is no index); False on timeout."""
+        """Wait until every row stored is in the indexes (the text index, and the time, severity and
+        type indexes after a flood); False on timeout, or while one is not being filled."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._text_backlog == 0 or self._stopping or not self.index_text,
-                                       timeout) and self._text_backlog == 0
+            self._cond.wait_for(lambda: self._stopping or ((self._text_backlog == 0 or not self.index_text)
+                                                           and (self._late_backlog == 0 or not self.catch_up)), timeout)
+            return self._text_backlog == 0 and self._late_backlog == 0
 
     def retain_now(self, timeout: float | None = None) -> RetentionResult | None:
         """Apply retention (with vacuum) now, on the writer thread; its result, or None on timeout."""
@@ -322,15 +332,6 @@ class HistoryStore(WriterThread):
             self._failed(f"cannot open the threat history {self.path}: {exc}")
             return False
 
-    def _recount(self) -> None:
-        """The unseen count and the text index's backlog, from the file (a scan of what is above
-        the marks: quick once marked or indexed)."""
-        unseen = query.unseen_count(self._conn)
-        backlog = text_index.backlog(self._conn)
-        with self._cond:
-            self.unseen, self._text_backlog = unseen, backlog
-            self._cond.notify_all()
-
     def _stop_saving(self, message: str) -> None:
         """Final: store nothing from now on, count what waited (and what comes) as not saved."""
         self._fail(message)  # first: whoever a flush() wakes sees why
@@ -339,19 +340,6 @@ class HistoryStore(WriterThread):
             self._retry_at = None
             self.not_saved += self._pending.discard()
             self._cond.notify_all()
-
-    def _close_conn(self) -> None:
-        if self._conn is not None:
-            self._checkpoint()
-            try:
-                self._conn.execute("PRAGMA optimize")  # refreshes the planner's statistics when useful
-            except sqlite3.Error:
-                pass
-            try:
-                self._conn.close()
-            except sqlite3.Error:
-                log.exception("closing the threat history")
-            self._conn = None
 
     def _reopen_damaged(self, exc: sqlite3.Error) -> None:
         """The file turned out damaged while in use: close it, move it aside, start a new one."""

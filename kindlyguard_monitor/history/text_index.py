@@ -22,6 +22,8 @@ realistic rate is indexed within one commit interval).
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections import Counter
 
 from kindlyguard_monitor.history.schema import TEXT_CONTENT, TEXT_INDEX, TEXT_VOCAB, has_text_index
 
@@ -30,6 +32,9 @@ MAX_TRIGRAMS = 4  # a longer needle is looked up by 4 of its trigrams (the rares
 COMMON_SHARE = 0.05  # a trigram in more of the rows than this narrows little and costs much
 MIN_CHARS = 3  # shorter needles have no trigram of their own: see prefix_query()
 MAX_PREFIX_TERMS = 64  # a shorter needle beginning more distinct trigrams is common: scan newest first
+SAMPLE_ROWS = 500  # the newest rows whose trigrams estimate how common a trigram is
+SAMPLE_TTL_S = 300.0
+_samples: dict[str, tuple[float, Counter, int]] = {}  # database file: (when, trigram counts, rows sampled)
 
 
 def upto(conn: sqlite3.Connection) -> int | None:
@@ -84,9 +89,9 @@ def forget(conn: sqlite3.Connection, ids_sql: str, params: tuple = ()) -> None:
 def clamp_marks(conn: sqlite3.Connection) -> None:
     """After deleting rows: no mark may stay above the highest row id, or SQLite would give
     a new row an id at or below it (it reuses max(id) + 1) and that row would count as
-    indexed or seen. Runs in the caller's transaction."""
+    indexed or seen (ix_upto: kindlyguard_monitor.history.late_index). Runs in the caller's transaction."""
     conn.execute("UPDATE meta SET value = min(value, (SELECT coalesce(max(id), 0) FROM threats)) "
-                 "WHERE name IN ('text_upto', 'seen_upto')")
+                 "WHERE name IN ('text_upto', 'seen_upto', 'ix_upto')")
 
 
 def prefix_query(conn: sqlite3.Connection, needle: str) -> str | None:
@@ -125,3 +130,31 @@ def trigram_query(*needles: str, frequency=None) -> str | None:
             grams = list(dict.fromkeys(grams[round(i * step)] for i in range(MAX_TRIGRAMS)))
         terms += ['"' + g.replace('"', '""') + '"' for g in grams]
     return " AND ".join(terms) if terms else None
+
+
+def trigram_share(conn: sqlite3.Connection):
+    """How common each trigram is, estimated from the newest SAMPLE_ROWS rows (cached per
+    database file for SAMPLE_TTL_S): a function from a trigram to the share of rows with it."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    now = time.monotonic()
+    cached = _samples.get(path)
+    if cached is None or now - cached[0] > SAMPLE_TTL_S:
+        counts: Counter = Counter()
+        rows = conn.execute("SELECT source, details FROM threats ORDER BY id DESC LIMIT ?", (SAMPLE_ROWS,)).fetchall()
+        for source, details in rows:
+            text = f"{source}\x01{details}".lower()
+            counts.update({text[i:i + 3] for i in range(len(text) - 2)})
+        if len(_samples) > 16:
+            _samples.clear()
+        cached = _samples[path] = (now, counts, max(1, len(rows)))
+    _, counts, n = cached
+    return lambda gram: counts.get(gram, 0) / n
+
+
+def case_variants(needle: str) -> list[str]:
+    """Every spelling of a short needle that folds to it (each character lower or upper case)."""
+    spellings = [""]
+    for ch in needle:
+        forms = dict.fromkeys(f for f in (ch, ch.lower(), ch.upper()) if len(f) == 1)
+        spellings = [s + f for s in spellings for f in forms]
+    return list(dict.fromkeys(spellings))

@@ -2,10 +2,11 @@
 
 HistoryStore (kindlyguard_monitor.history.store) is the API the app calls from any
 thread; this mixin is the loop its thread runs: wait for a job, then write a
-transaction (threats, gap rows, seen marks, new sources), fill the text index
-when nothing waits, checkpoint the WAL once idle, apply retention. Opening,
-failures and the shared state are the store's (`self`); the queue's
-bookkeeping is kindlyguard_monitor.history.pending.
+transaction (threats, gap rows, seen marks, new sources), fill the indexes
+left behind (late_index after a flood, text_index) when nothing waits,
+checkpoint the WAL once idle, apply retention. Opening, failures and the
+shared state are the store's (`self`); the queue's bookkeeping is
+kindlyguard_monitor.history.pending.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlite3
 import struct
 import time
 
-from kindlyguard_monitor.history import db, retention, text_index
+from kindlyguard_monitor.history import db, late_index, query, retention, text_index
 from kindlyguard_monitor.history.pending import Mark, Pending, compacted
 from kindlyguard_monitor.history.records import (COMPACT_COLUMNS, SHARED_COLUMNS, THREAT_COLUMNS, compact_params,
                                                  compact_rows, generation_text, sanitize_row, threat_rows)
@@ -33,6 +34,9 @@ ROWS_PER_INSERT = 100  # compact rows per INSERT statement: SQLite takes them in
 # 10% of the writer's samples in a 2 s flood.
 INSERT_SIZES = (ROWS_PER_INSERT, 10, 1)
 _insert_sql: dict[int, str] = {}
+# The columns a whole batch shares (?1-?4 of a multi-row INSERT): the row's ix is 1 (in the
+# severity and type indexes at once) or 0 (during a flood: indexed behind the writes, late_index).
+BATCH_COLUMNS = SHARED_COLUMNS + ("ix",)
 _INSERT_SOURCES = "INSERT OR IGNORE INTO sources (source) SELECT DISTINCT source FROM threats WHERE id > ?"
 _MARK_SEEN = ("UPDATE threats SET seen = 1 WHERE key = ? AND seen = 0 "
               "AND id > (SELECT value FROM meta WHERE name = 'seen_upto')")
@@ -44,20 +48,28 @@ _ROW_ERRORS = (ValueError, OverflowError, TypeError, AttributeError, struct.erro
 
 
 def _multi_insert(rows: int) -> str:
-    """INSERT OR IGNORE of `rows` compact rows: ?1-?3 the shared columns, then each row's values
-    (COMPACT_COLUMNS but the key) row after row, then the rows' keys."""
+    """INSERT OR IGNORE of `rows` compact rows: ?1-?4 the batch's columns, then the rows' values a
+    column at a time (COMPACT_COLUMNS: every row's time, then every row's type, ...)."""
     sql = _insert_sql.get(rows)
     if sql is None:
-        width = len(COMPACT_COLUMNS) - 1
-        first_key = len(SHARED_COLUMNS) + rows * width + 1
+        shared = len(BATCH_COLUMNS)
         tuples = []
         for r in range(rows):
-            start = len(SHARED_COLUMNS) + r * width + 1
-            params = [f"?{start + c}" for c in range(width)] + [f"?{first_key + r}", "?1", "?2", "?3"]
+            params = [f"?{shared + c * rows + r + 1}" for c in range(len(COMPACT_COLUMNS))] + \
+                [f"?{c + 1}" for c in range(shared)]
             tuples.append("(" + ", ".join(params) + ")")
-        sql = _insert_sql[rows] = (f"INSERT OR IGNORE INTO threats ({', '.join(COMPACT_COLUMNS + SHARED_COLUMNS)}) "
+        sql = _insert_sql[rows] = (f"INSERT OR IGNORE INTO threats ({', '.join(COMPACT_COLUMNS + BATCH_COLUMNS)}) "
                                    f"VALUES {', '.join(tuples)}")
     return sql
+
+
+def _statements(shared: list, columns: list[list], start: int, end: int, per: int):
+    """The parameters of each `per`-row INSERT for rows start..end (a list per statement)."""
+    for i in range(start, end, per):
+        params = shared.copy()
+        for column in columns:
+            params += column[i:i + per]
+        yield params
 
 
 class WriterThread:
@@ -81,6 +93,9 @@ class WriterThread:
                     continue
                 if job == "index":
                     self._index_some()
+                    continue
+                if job == "late":
+                    self._index_late()
                     continue
                 if job == "checkpoint":
                     self._checkpoint()
@@ -107,8 +122,9 @@ class WriterThread:
 
     def _wait_for_job(self, next_retention: float) -> str | None:
         """Under _cond: wait until there is something to do; "write" (also retention and
-        reopening), "index" (nothing waits, rows are not indexed yet), "checkpoint" (idle
-        since the last write), or None to stop."""
+        reopening), "late" (threats stopped arriving, rows stored during a flood are not in the
+        severity and type indexes yet), "index" (nothing waits, rows are not in the text index
+        yet), "checkpoint" (idle since the last write), or None to stop."""
         q = self._pending
         while not self._stopping and not self.saving:  # read-only or refused: final
             self._cond.wait()
@@ -123,7 +139,12 @@ class WriterThread:
                 return "write"
             index_due = self._text_backlog and self.index_text and (
                 self._text_backlog <= text_index.CHUNK or now >= q.last_submit + INDEX_QUIET_S)
+            # (only once threats stopped arriving: marking rows costs more than indexing them at once,
+            # CPU the reader needs while they arrive)
+            late_due = self._late_backlog and self.catch_up and now >= q.last_submit + INDEX_QUIET_S
             if retry_due and not has_work and self._conn is not None:
+                if late_due:
+                    return "late"
                 if index_due:
                     return "index"
                 if self._wal_dirty_at is not None and now >= self._last_write + IDLE_CHECKPOINT_S:
@@ -133,10 +154,33 @@ class WriterThread:
                 wake = min(wake, q.first_waiting + self.commit_interval_s)
             if self._wal_dirty_at is not None and not has_work:
                 wake = min(wake, self._last_write + IDLE_CHECKPOINT_S)
-            if self._text_backlog and self.index_text and not index_due:
+            if (self._text_backlog and self.index_text and not index_due) or \
+                    (self._late_backlog and self.catch_up and not late_due):
                 wake = min(wake, q.last_submit + INDEX_QUIET_S)
             self._cond.wait(max(0.0, wake - now))
         return None
+
+    def _recount(self) -> None:
+        """The unseen count and the indexes' backlogs, from the file (a scan of what is above
+        the marks: quick once marked or indexed)."""
+        unseen = query.unseen_count(self._conn)
+        backlog, late = text_index.backlog(self._conn), late_index.backlog(self._conn)
+        with self._cond:
+            self.unseen, self._text_backlog, self._late_backlog = unseen, backlog, late
+            self._cond.notify_all()
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._checkpoint()
+            try:
+                self._conn.execute("PRAGMA optimize")  # refreshes the planner's statistics when useful
+            except sqlite3.Error:
+                pass
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                log.exception("closing the threat history")
+            self._conn = None
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it to nothing (when no reader holds an
@@ -175,12 +219,29 @@ class WriterThread:
             self._text_backlog = max(0, self._text_backlog - n) if n else 0
             self._cond.notify_all()
 
+    def _index_late(self) -> None:
+        """Put the next chunk of the rows stored during a flood in the severity and type indexes."""
+        try:
+            n, finished = late_index.index_some(self._conn)
+        except sqlite3.Error as exc:
+            self._rollback()
+            if db.is_corruption(exc):
+                self._reopen_damaged(exc)
+            else:
+                self._failed(f"cannot index the threat history {self.path}: {exc}")
+            return
+        self._wrote()
+        with self._cond:
+            self._late_backlog = 0 if finished else max(0, self._late_backlog - n)
+            self._cond.notify_all()
+
     def _write(self) -> None:
         """One transaction: up to batch_rows waiting threats, every waiting gap row and seen mark."""
         with self._cond:
             q = self._pending
             if not q.has_work():
                 return
+            late = q.waiting() > self.defer_waiting  # behind (a flood): the severity and type indexes are filled later
             batches, marks = q.take(self.batch_rows)
             gaps = q.take_gaps(lambda n: (self.now_us(), "store", None, n, 0, "store_overflow"))
         conn = self._conn
@@ -193,10 +254,12 @@ class WriterThread:
             conn.execute("BEGIN IMMEDIATE")
             before = conn.total_changes
             last_id = conn.execute("SELECT coalesce(max(id), 0) FROM threats").fetchone()[0]
-            skipped = sum(self._insert(b, stored_at) for b in batches)
+            skipped = sum(self._insert(b, stored_at, late) for b in batches)
             inserted = conn.total_changes - before
             if inserted:
                 self._add_sources(last_id)
+                if not late:
+                    late_index.advance(conn)
             if gaps:
                 conn.executemany(_INSERT_GAP, gaps)
             newly_seen, all_seen = self._apply_marks(marks)
@@ -218,22 +281,24 @@ class WriterThread:
             self.stored += inserted
             self.duplicates += threats - skipped - inserted
             self._text_backlog += inserted
+            self._late_backlog += inserted if late else 0
             self.unseen = (0 if all_seen else self.unseen + inserted) - newly_seen
             q.committed(batches, marks, gaps, skipped)
             self._cond.notify_all()
         self._recovered()
 
-    def _insert(self, b: Pending, stored_at: int) -> int:
+    def _insert(self, b: Pending, stored_at: int, late: bool) -> int:
         """INSERT OR IGNORE one batch; returns how many threats could not be stored at all.
 
         Ring threats (compact rows, text from C: valid UTF-8) take the fast path: multi-row
         INSERTs whose parameters are made in C. Other rows are made as SQLite asks for them (a
         generator: no second copy of the batch). A row SQLite refuses to bind (a ring number
-        beyond 64 signed bits) makes the batch go again, every row sanitized."""
+        beyond 64 signed bits) makes the batch go again, every row sanitized. `late`: the ring
+        threats go in the table, the key and the time index only (ix = 0), the other two come later."""
         b = compacted(b)  # here, on the writer's thread, unless submit() did it (the store was behind)
         if b.compact:
             try:
-                self._insert_compact(b, stored_at)
+                self._insert_compact(b, stored_at, late)
                 return 0
             except _ROW_ERRORS:
                 pass
@@ -255,18 +320,17 @@ class WriterThread:
                     log.exception("%d threats the history cannot store were dropped", len(b.events))
         return len(b.events)
 
-    def _insert_compact(self, b: Pending, stored_at: int) -> None:
+    def _insert_compact(self, b: Pending, stored_at: int, late: bool) -> None:
         """Compact rows, ROWS_PER_INSERT to a statement: sqlite3 releases the GIL for each step of a
         statement and takes it back after, so one row per step gave the reader thread the GIL, and
         made this thread wait for it, once per threat (a third of its time under load)."""
-        values, keys = compact_params(b.events)
-        shared = [str(b.transport), generation_text(b.generation), stored_at]
-        n, start, width = len(keys), 0, len(COMPACT_COLUMNS) - 1
+        columns = compact_params(b.events)
+        shared = [str(b.transport), generation_text(b.generation), stored_at, 0 if late else 1]
+        n, start = len(b.events), 0
         for per in INSERT_SIZES:  # three statements, prepared once: a batch of 257 is 2 x 100, 5 x 10, 7 x 1
             end = start + (n - start) // per * per
             if end > start:
-                self._conn.executemany(_multi_insert(per), (shared + values[i * width:(i + per) * width]
-                                                            + keys[i:i + per] for i in range(start, end, per)))
+                self._conn.executemany(_multi_insert(per), _statements(shared, columns, start, end, per))
                 start = end
 
     def _add_sources(self, first_new_id: int) -> None:

@@ -1,6 +1,8 @@
 """The text index on real files: an old history is migrated without losing a row and
 becomes searchable through the index; retention takes deleted rows out of the index;
-the WAL is checkpointed when the writer is idle and when it closes."""
+the WAL is checkpointed when the writer is idle and when it closes. The time, severity
+and type indexes: rows stored during a flood are found before they are in them, and
+put in them behind the writes."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from conftest import wait_for
 from history_data import BASE_US, GEN, make_history, ring_batch, ring_event, rows, start_store
 
-from kindlyguard_monitor.history import db, query, text_index
+from kindlyguard_monitor.history import db, late_index, query, text_index
 from kindlyguard_monitor.history.query import Filter
 from kindlyguard_monitor.history.schema import MIGRATIONS, SCHEMA_VERSION, TEXT_INDEX, register_functions
 
@@ -69,7 +71,7 @@ def test_an_old_history_keeps_every_row_and_becomes_searchable_through_the_index
     try:
         assert store.notice is None
         assert store.wait_indexed(60)
-        assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(4,)]  # 4: threats.host (the fleet)
+        assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(5,)]  # 4: host (the fleet); 5: ix
         assert rows(path, ALL_COLUMNS) == before  # every row, every value
         assert rows(path, "SELECT missed FROM gaps") == [(5,)]
         assert rows(path, "SELECT count(*) FROM sources") == [(7,)]
@@ -102,6 +104,52 @@ def test_rows_stored_before_the_index_caught_up_are_found(path, through_the_inde
     finally:
         store.close()
     integrity_check(path)
+
+
+def _searches(conn) -> dict:
+    """Every row id each search finds, page by page (pages of 7), and its count."""
+    now = BASE_US + 1000 * 1000
+    filters = [Filter(), Filter(types={2}), Filter(types={1, 3}, min_severity=3), Filter(min_severity=4),
+               Filter(since_us=now - 500_000, until_us=now), Filter(blocked=True, types={0}),
+               Filter(text="row 1"), Filter(source="src-3")]
+    found = {}
+    for f in filters:
+        ids, cursor = [], None
+        while True:
+            page = query.search(conn, f, limit=7, before=cursor)
+            ids += [t.row_id for t in page.rows]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        found[f] = (ids, query.count(conn, f), [t.row_id for t in query.iterate(conn, f)])
+    return found
+
+
+def test_rows_stored_during_a_flood_are_found_and_indexed_behind_the_writes(path):
+    times = [(i * 7919) % 1000 * 1000 for i in range(1200)]  # out of order, many equal
+    events = [ring_event(i, time_us=BASE_US + t, threat_type=i % 4, severity=1 + i % 4, blocked=i % 3 == 0,
+                         source=f"src-{i % 5}", details=f"row {i}") for i, t in enumerate(times)]
+    make_history(path, [ring_batch(events[:400])])  # in the indexes as they were written
+    make_history(path, [ring_batch(events[400:])], defer_waiting=-1, catch_up=False)  # a flood's, left behind
+    assert rows(path, "SELECT ix, count(*) FROM threats GROUP BY ix") == [(0, 800), (1, 400)]
+    with query.connection(path) as conn:
+        assert late_index.upto(conn) == 400 and late_index.backlog(conn) == 800
+        before = _searches(conn)
+    reference = sorted(range(1, 1201), key=lambda i: (times[i - 1], i), reverse=True)
+    assert before[Filter()][0] == before[Filter()][2] == reference and before[Filter()][1] == 1200
+    assert before[Filter(types={2})][0] == [i for i in reference if (i - 1) % 4 == 2]
+    store = start_store(path)  # puts the rest in the indexes, in chunks, while idle
+    try:
+        assert store.wait_indexed(60)
+        assert rows(path, "SELECT ix, count(*) FROM threats GROUP BY ix") == [(1, 1200)]
+        with query.connection(path) as conn:
+            assert late_index.upto(conn) == 1200 and late_index.backlog(conn) == 0
+            assert _searches(conn) == before
+        store.submit([ring_batch([ring_event(5000)])])  # ordinary times: indexed at once, the mark follows
+        assert store.flush(60)
+        assert rows(path, "SELECT value FROM meta WHERE name = 'ix_upto'") == [(1201,)]
+    finally:
+        store.close()
 
 
 def test_retention_takes_deleted_rows_out_of_the_index(path, through_the_index):

@@ -233,10 +233,11 @@ def test_retention_by_age_deletes_exactly_the_old_and_runs_at_start(path):
         s.close()
 
 
-def test_retention_by_count_keeps_the_newest_and_the_file_shrinks(path):
+@pytest.mark.parametrize("late", [False, True], ids=["indexed", "stored during a flood, not indexed yet"])
+def test_retention_by_count_keeps_the_newest_and_the_file_shrinks(path, late):
     n, keep = 3000, 1000
     times = _times_out_of_order(n, 1000)
-    s = start_store(path, now_us=lambda: BASE_NOW)
+    s = start_store(path, now_us=lambda: BASE_NOW, **(dict(defer_waiting=-1, catch_up=False) if late else {}))
     try:
         s.submit([ring_batch([ring_event(i, time_us=BASE_NOW - DAY_US + t, details="x" * 200)
                               for i, t in enumerate(times)])])
@@ -248,6 +249,7 @@ def test_retention_by_count_keeps_the_newest_and_the_file_shrinks(path):
         assert result is not None and result.threats_deleted == n - keep and result.vacuumed
         kept = sorted(t for (t,) in rows(path, "SELECT time_us FROM threats"))
         assert kept == sorted(BASE_NOW - DAY_US + t for t in times)[-keep:]
+        assert rows(path, "SELECT count(*) FROM threats WHERE ix = 0")[0][0] == (keep if late else 0)
         assert path.stat().st_size < before * 0.6
         assert s.size_bytes() < before * 0.6
     finally:
@@ -313,7 +315,7 @@ def test_an_old_database_is_migrated_and_keeps_its_threats(path):
         assert s.flush(60)
         assert s.notice is None
         conn = sqlite3.connect(path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # converted
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
         assert {"threats_severity_time", "threats_type_time"} <= indexes
@@ -429,7 +431,7 @@ from kindlyguard_monitor import _ring
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.event import from_ring
 from kindlyguard_monitor.transport.items import Batch
-store = HistoryStore(sys.argv[1]).start()
+store = HistoryStore(sys.argv[1], defer_waiting=-1).start()  # every write a flood's: indexed behind the writes
 store.wait_ready(60)
 base = time.time_ns() // 1000
 seq = 0
@@ -454,9 +456,12 @@ def test_a_writer_killed_mid_flood_leaves_a_clean_prefix(path):
     seqs = [r[0] for r in rows(path, "SELECT seq FROM threats ORDER BY seq")]
     assert seqs == list(range(len(seqs)))  # a prefix of what was submitted, nothing missing inside it
     assert len(seqs) >= flushed
-    s = start_store(path)  # and the app opens it as it is
+    s = start_store(path)  # and the app opens it as it is, and puts every row in the indexes
     try:
         assert s.notice is None and s.error is None
+        assert s.wait_indexed(60)
+        assert rows(path, "SELECT count(*) FROM threats WHERE ix = 0") == [(0,)]
+        assert query.count(path, query.Filter(types={1})) == len(seqs)  # through the type index
     finally:
         s.close()
 
