@@ -32,6 +32,7 @@ is synced at checkpoints, not at every commit) but never corrupts the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -353,3 +354,23 @@ def open_reader(path: str | os.PathLike) -> sqlite3.Connection:
             last = exc
     assert last is not None
     raise last
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection):
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back if anything in it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def next_chunk_end(conn: sqlite3.Connection, start: int, limit: int) -> int | None:
+    """The id of the `limit`th threat row above `start` (or the last one): the end of one
+    indexing step's chunk; None when there is no row above it."""
+    return conn.execute("SELECT max(id) FROM (SELECT id FROM threats WHERE id > ? ORDER BY id LIMIT ?)",
+                        (start, limit)).fetchone()[0]

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from kindlyguard_monitor.history import db
+
 CHUNK = 20_000  # rows per catching-up transaction (about 40-100 ms here): short, so a write never waits long
 INDEXED = "ix = 1"  # the partial indexes' WHERE: a query names it literally, so SQLite may use them
 TAIL = "id > ? AND ix = 0"  # the rows not in them yet (parameter: upto())
@@ -68,17 +70,10 @@ def index_some(conn: sqlite3.Connection, limit: int = CHUNK) -> tuple[int, bool]
     start = upto(conn)
     if start is None:
         return 0, True
-    last = conn.execute("SELECT max(id) FROM (SELECT id FROM threats WHERE id > ? ORDER BY id LIMIT ?)",
-                        (start, limit)).fetchone()[0]
+    last = db.next_chunk_end(conn, start, limit)
     if last is None:
         return 0, True
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with db.immediate(conn):
         n = conn.execute("UPDATE threats SET ix = 1 WHERE id > ? AND id <= ? AND ix = 0", (start, last)).rowcount
         conn.execute("UPDATE meta SET value = ? WHERE name = 'ix_upto'", (last,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return n, tail_empty(conn, last)

@@ -25,6 +25,7 @@ import sqlite3
 import time
 from collections import Counter
 
+from kindlyguard_monitor.history import db
 from kindlyguard_monitor.history.schema import TEXT_CONTENT, TEXT_INDEX, TEXT_VOCAB, has_text_index
 
 CHUNK = 2000  # rows per indexing transaction (about 0.1-0.2 s here): short, so a write never waits long
@@ -50,20 +51,13 @@ def index_some(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
     start = upto(conn)
     if start is None:
         return 0
-    last = conn.execute("SELECT max(id) FROM (SELECT id FROM threats WHERE id > ? ORDER BY id LIMIT ?)",
-                        (start, limit)).fetchone()[0]
+    last = db.next_chunk_end(conn, start, limit)
     if last is None:
         return 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with db.immediate(conn):
         n = conn.execute(f"INSERT INTO {TEXT_INDEX} (rowid, source, details) SELECT id, source, details "
                          f"FROM {TEXT_CONTENT} WHERE id > ? AND id <= ?", (start, last)).rowcount
         conn.execute("UPDATE meta SET value = ? WHERE name = 'text_upto'", (last,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return n
 
 

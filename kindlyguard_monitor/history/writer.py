@@ -204,15 +204,22 @@ class WriterThread:
             if self._wal_dirty_at is None:
                 self._wal_dirty_at = now
 
-    def _index_some(self) -> None:
+    def _indexing(self, step):
+        """One indexing step (a transaction of its own): its result, or None after an SQLite error
+        (a damaged file is moved aside and a new one made; anything else stops the writer, said)."""
         try:
-            n = text_index.index_some(self._conn)
+            return step(self._conn)
         except sqlite3.Error as exc:
             self._rollback()
             if db.is_corruption(exc):
                 self._reopen_damaged(exc)
             else:
                 self._failed(f"cannot index the threat history {self.path}: {exc}")
+            return None
+
+    def _index_some(self) -> None:
+        n = self._indexing(text_index.index_some)
+        if n is None:
             return
         self._wrote()
         with self._cond:
@@ -221,15 +228,10 @@ class WriterThread:
 
     def _index_late(self) -> None:
         """Put the next chunk of the rows stored during a flood in the severity and type indexes."""
-        try:
-            n, finished = late_index.index_some(self._conn)
-        except sqlite3.Error as exc:
-            self._rollback()
-            if db.is_corruption(exc):
-                self._reopen_damaged(exc)
-            else:
-                self._failed(f"cannot index the threat history {self.path}: {exc}")
+        done = self._indexing(late_index.index_some)
+        if done is None:
             return
+        n, finished = done
         self._wrote()
         with self._cond:
             self._late_backlog = 0 if finished else max(0, self._late_backlog - n)
