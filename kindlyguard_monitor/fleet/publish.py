@@ -195,10 +195,11 @@ class FastBatch(_Publisher):
         if b'"type":"ack"' in data:
             ack = json.loads(data)
             self.flow = ack.get("msgs") or self.flow
-            self.starting = False
-            self._ack_through(int(ack.get("seq", 0)))
-            self.progress_at = time.monotonic()
-            return
+            if self.starting:  # the first answer: the stream takes this batch
+                self.starting = False
+                self.progress_at = time.monotonic()
+            self._ack_through(int(ack.get("seq", 0)))  # progress only if it acknowledges more (a ping's
+            return  # answer repeating the last ack must not hold off the forwarder's timeout)
         if b'"type":"gap"' in data:
             gap = json.loads(data)
             self.problem = (f"a publish was lost on the way (the stream expected message {gap.get('last_seq')} of "

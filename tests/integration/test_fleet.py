@@ -357,3 +357,51 @@ def test_a_publish_lost_on_the_way_ends_the_batch_with_nothing_stored_after_it(s
     stored = [message.decode(body, seq) for seq, _, body in run(stream_messages(server.url,
                                                                                 subjects.host_filter("ws-lost")))]
     assert [t.seq for t in stored] == [0, 1, 2]
+
+
+def test_a_lost_last_message_is_found_when_the_forwarder_asks_again(server, tmp_path):
+    """When no acknowledgement came for a while the forwarder asks again (a ping with the last number
+    it sent). If that last message was lost on the way, nothing after it reveals the gap, but the
+    ping does: the server ends the batch at what it holds (its answers, checked here), which the
+    publisher takes as a refusal, so the forwarder publishes again from its cursor. (That a ping's
+    answer repeating the last ack is not progress: tests/unit/test_fleet_publish.py.)"""
+    import asyncio
+
+    import nats
+
+    from kindlyguard_monitor.fleet import outbox, publish
+    from kindlyguard_monitor.fleet.connect import ensure_stream
+
+    hist = history(tmp_path / "h.sqlite3", 3)
+    conn = sqlite3.connect(hist)
+    enc = message.ThreatEncoder("ws-ping", "h1")
+    items = [(enc.encode(r), r[0], 0) for r in outbox.threat_rows_after(conn, 0, 100)]
+    conn.close()
+
+    async def main():
+        nc = await nats.connect(server.url)
+        try:
+            await ensure_stream(nc.jetstream(), replicas=1)
+            pub = publish.FastBatch(nc, window=64)
+            await pub.start()
+            await pub.send(items[:1], last=False)
+            while pub.starting and not pub.problem:
+                await pub.wait(1)
+            await pub.send(items[1:2], last=False)
+            pub.n += 1  # message 3 "lost on the way": counted as sent, never written
+            pub.waiting.append(publish.Sent(pub.n, 3, 0))
+            await pub.ping()
+            for _ in range(100):
+                if pub.problem:
+                    break
+                await pub.wait(0.1)
+            return pub.problem, pub.take_acked()
+        finally:
+            await nc.close()
+
+    problem, acked = asyncio.run(main())
+    assert problem and "lost on the way" in problem
+    assert acked is not None and acked[:2] == (2, 0)  # what the stream holds: rows 1 and 2
+    stored = [message.decode(body, seq) for seq, _, body in run(stream_messages(server.url,
+                                                                                subjects.host_filter("ws-ping")))]
+    assert [t.seq for t in stored] == [0, 1]
