@@ -315,43 +315,18 @@ def test_a_publish_lost_on_the_way_ends_the_batch_with_nothing_stored_after_it(s
     fast-ingest batch with gaps set to `fail`, the server stores nothing after a message it did
     not receive. A lost message is made here by skipping its number (what the server sees when
     one goes to a stream leader that dies); the server's answers, not ours, decide the result."""
-    import asyncio
+    items = _encoded(history(tmp_path / "h.sqlite3", 8), "ws-lost")
 
-    import nats
+    async def lose_one(pub):
+        assert await pub.send(items[:3], last=False) == 1  # the first alone: does the stream take batches?
+        await _started(pub)
+        assert await pub.send(items[1:3], last=False) == 2
+        pub.n += 1  # message 4 "lost on the way"
+        await pub.send(items[3:6], last=True)  # 5, 6, 7 (the commit)
+        await _until(pub, lambda: pub.problem)
+        return pub.problem, pub.take_acked()
 
-    from kindlyguard_monitor.fleet import publish
-    from kindlyguard_monitor.fleet.connect import ensure_stream
-
-    hist = history(tmp_path / "h.sqlite3", 8)
-    conn = sqlite3.connect(hist)
-    enc = message.ThreatEncoder("ws-lost", "h1")
-    from kindlyguard_monitor.fleet import outbox
-
-    items = [(enc.encode(r), r[0], 0) for r in outbox.threat_rows_after(conn, 0, 100)]
-    conn.close()
-
-    async def main():
-        nc = await nats.connect(server.url)
-        try:
-            await ensure_stream(nc.jetstream(), replicas=1)
-            pub = publish.FastBatch(nc, window=4)
-            await pub.start()
-            assert await pub.send(items[:3], last=False) == 1  # the first alone: does the stream take batches?
-            while pub.starting and not (pub.problem or pub.unsupported):
-                await pub.wait(1)
-            assert pub.room() > 0 and not pub.unsupported
-            assert await pub.send(items[1:3], last=False) == 2
-            pub.n += 1  # message 4 "lost on the way"
-            await pub.send(items[3:6], last=True)  # 5, 6, 7 (the commit)
-            for _ in range(100):
-                if pub.problem:
-                    break
-                await pub.wait(0.1)
-            return pub.problem, pub.take_acked()
-        finally:
-            await nc.close()
-
-    problem, acked = asyncio.run(main())
+    problem, acked = run(_with_fast_batch(server.url, 4, lose_one))
     assert problem and "lost on the way" in problem
     assert acked is not None and acked[:2] == (3, 0)  # rows 1-3 acknowledged, nothing after
     stored = [message.decode(body, seq) for seq, _, body in run(stream_messages(server.url,
@@ -365,43 +340,66 @@ def test_a_lost_last_message_is_found_when_the_forwarder_asks_again(server, tmp_
     ping does: the server ends the batch at what it holds (its answers, checked here), which the
     publisher takes as a refusal, so the forwarder publishes again from its cursor. (That a ping's
     answer repeating the last ack is not progress: tests/unit/test_fleet_publish.py.)"""
-    import asyncio
+    from kindlyguard_monitor.fleet import publish
 
-    import nats
+    items = _encoded(history(tmp_path / "h.sqlite3", 3), "ws-ping")
 
-    from kindlyguard_monitor.fleet import outbox, publish
-    from kindlyguard_monitor.fleet.connect import ensure_stream
+    async def lose_the_last(pub):
+        await pub.send(items[:1], last=False)
+        await _started(pub)
+        await pub.send(items[1:2], last=False)
+        pub.n += 1  # message 3 "lost on the way": counted as sent, never written
+        pub.waiting.append(publish.Sent(pub.n, 3, 0))
+        await pub.ping()
+        await _until(pub, lambda: pub.problem)
+        return pub.problem, pub.take_acked()
 
-    hist = history(tmp_path / "h.sqlite3", 3)
-    conn = sqlite3.connect(hist)
-    enc = message.ThreatEncoder("ws-ping", "h1")
-    items = [(enc.encode(r), r[0], 0) for r in outbox.threat_rows_after(conn, 0, 100)]
-    conn.close()
-
-    async def main():
-        nc = await nats.connect(server.url)
-        try:
-            await ensure_stream(nc.jetstream(), replicas=1)
-            pub = publish.FastBatch(nc, window=64)
-            await pub.start()
-            await pub.send(items[:1], last=False)
-            while pub.starting and not pub.problem:
-                await pub.wait(1)
-            await pub.send(items[1:2], last=False)
-            pub.n += 1  # message 3 "lost on the way": counted as sent, never written
-            pub.waiting.append(publish.Sent(pub.n, 3, 0))
-            await pub.ping()
-            for _ in range(100):
-                if pub.problem:
-                    break
-                await pub.wait(0.1)
-            return pub.problem, pub.take_acked()
-        finally:
-            await nc.close()
-
-    problem, acked = asyncio.run(main())
+    problem, acked = run(_with_fast_batch(server.url, 64, lose_the_last))
     assert problem and "lost on the way" in problem
     assert acked is not None and acked[:2] == (2, 0)  # what the stream holds: rows 1 and 2
     stored = [message.decode(body, seq) for seq, _, body in run(stream_messages(server.url,
                                                                                 subjects.host_filter("ws-ping")))]
     assert [t.seq for t in stored] == [0, 1]
+
+
+def _encoded(hist: Path, host: str) -> list[tuple]:
+    """The history's threats as the forwarder publishes them: (message, threat row, gap row)."""
+    from kindlyguard_monitor.fleet import outbox
+
+    conn = sqlite3.connect(hist)
+    try:
+        enc = message.ThreatEncoder(host, "h1")
+        return [(enc.encode(r), r[0], 0) for r in outbox.threat_rows_after(conn, 0, 100)]
+    finally:
+        conn.close()
+
+
+async def _with_fast_batch(url: str, window: int, work):
+    """work(a publish.FastBatch on a new connection to the stream), its result; the connection closed."""
+    import nats
+
+    from kindlyguard_monitor.fleet import publish
+    from kindlyguard_monitor.fleet.connect import ensure_stream
+
+    nc = await nats.connect(url)
+    try:
+        await ensure_stream(nc.jetstream(), replicas=1)
+        pub = publish.FastBatch(nc, window=window)
+        await pub.start()
+        return await work(pub)
+    finally:
+        await nc.close()
+
+
+async def _started(pub) -> None:
+    """The server's first answer to a batch (it takes batches: no refusal)."""
+    await _until(pub, lambda: not pub.starting or pub.problem or pub.unsupported)
+    assert pub.room() > 0 and not pub.unsupported and not pub.problem
+
+
+async def _until(pub, done, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.1)):
+        if done():
+            return
+        await pub.wait(0.1)
+    raise AssertionError("no answer from the stream in time")
