@@ -114,7 +114,22 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("KindlyGuard Monitor Settings")
         self._settings = settings
         self._autostart_apply = autostart_apply or (lambda on: autostart.apply(on))
+        self._build_transport_fields()
+        self._build_notification_fields()
+        self._build_reader_and_window_fields()
+        self._build_forwarding_fields()
+        self._build_error_label()
+        form = self._build_form()
+        self._build_technical()
+        self._build_buttons()
+        self._lay_out(form)
+        if settings is not None:
+            self.load(settings)
 
+    # --- building the form (in this order: the widgets are created in it) ---------------
+
+    def _build_transport_fields(self) -> None:
+        """Where the Shield is: its ring file and its WebSocket URL."""
         self.ring_path_edit = QLineEdit()
         default_ring = _platform_ring_default()
         self.ring_path_edit.setPlaceholderText(f"Default: {default_ring}" if default_ring else "Platform default")
@@ -123,6 +138,8 @@ class SettingsDialog(QDialog):
         self.ws_url_edit.setPlaceholderText(f"Default: {_ws_default()}")
         self.ws_url_edit.textChanged.connect(self._clear_error)
 
+    def _build_notification_fields(self) -> None:
+        """From which severity, and how often at most, a notification is shown."""
         self.threshold_combo = QComboBox()
         for level in range(S.THRESHOLD_MIN, S.THRESHOLD_MAX + 1):
             self.threshold_combo.addItem(SEVERITIES[level], level)
@@ -132,6 +149,8 @@ class SettingsDialog(QDialog):
         self.interval_spin.setSuffix(" s")
         self.interval_spin.setToolTip("Threats that arrive in between are summed up in the next notification.")
 
+    def _build_reader_and_window_fields(self) -> None:
+        """The reader's spin, the rows the window keeps, start at login and the colours."""
         self.spin_us_spin = QDoubleSpinBox()
         self.spin_us_spin.setRange(S.SPIN_US_MIN, S.SPIN_US_MAX)
         self.spin_us_spin.setDecimals(1)
@@ -149,7 +168,8 @@ class SettingsDialog(QDialog):
             self.theme_combo.addItem(text, value)
         self.theme_combo.setToolTip("System follows the desktop's light or dark setting.")
 
-        # Forwarding this machine's threats to the fleet (docs/fleet.md): a URL and a creds file's path.
+    def _build_forwarding_fields(self) -> None:
+        """Forwarding this machine's threats to the fleet (docs/fleet.md): a URL and a creds file's path."""
         self.forward_check = QCheckBox("Forward threats to a NATS server")
         self.forward_check.setToolTip("Every threat this monitor stores is published to the fleet's JetStream "
                                       "stream, exactly once (docs/fleet.md).")
@@ -170,13 +190,15 @@ class SettingsDialog(QDialog):
         for w in (self.forward_check, *self.forward_edits):
             (w.toggled if w is self.forward_check else w.textChanged).connect(self._clear_error)
 
+    def _build_error_label(self) -> None:
         self.error_label = QLabel()
         self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # never render text as HTML
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet(f"color: {palette.current().error};")
         self.error_label.setVisible(False)
 
-        # Plain settings first; where the Shield is and how it is read under "Technical details".
+    def _build_form(self) -> QFormLayout:
+        """The plain settings, shown first."""
         form = QFormLayout()
         form.addRow("Notify from severity:", self.threshold_combo)
         form.addRow("At most one notification every:", self.interval_spin)
@@ -188,6 +210,10 @@ class SettingsDialog(QDialog):
         form.addRow("NATS creds file:", self.forward_creds_edit)
         form.addRow("NATS NKey seed file:", self.forward_nkey_edit)
         form.addRow("NATS TLS CA file:", self.forward_ca_edit)
+        return form
+
+    def _build_technical(self) -> None:
+        """Where the Shield is and how it is read, under a "Technical details" toggle."""
         self.spin_us_spin.setToolTip("How long the reader keeps the CPU busy waiting for the next threat before "
                                      "it sleeps: more is faster under load, 0 saves the most power.")
         self.technical = QWidget()
@@ -205,19 +231,19 @@ class SettingsDialog(QDialog):
         self.technical_button.setAccessibleName("Show technical settings")
         self.technical_button.toggled.connect(self._show_technical)
 
+    def _build_buttons(self) -> None:
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
+    def _lay_out(self, form: QFormLayout) -> None:
+        """Plain settings first; where the Shield is and how it is read under "Technical details"."""
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.technical_button)
         layout.addWidget(self.technical)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
-
-        if settings is not None:
-            self.load(settings)
 
     # --- settings <-> fields ---------------------------------------------------------
 
