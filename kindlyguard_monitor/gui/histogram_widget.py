@@ -32,7 +32,7 @@ which Qt only calls while the widget is visible: a hidden tab costs nothing.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
@@ -167,19 +167,40 @@ def layout(width: int, height: int, fm: QFontMetrics, series: list[Series], tran
     markers = [Marker(s.name, label, ns, f"{label} {format_ns(ns)}")
                for s in series for label, ns in (("p50", s.p50_ns), ("p99", s.p99_ns))]
 
-    # the y axis: tick labels as wide as the widest count, right-aligned left of the plot
     peak = max(max(s.bins) for s in series) or 1
-    ytick_room = max(fm.horizontalAdvance(format_count(v)) for v in nice_ticks(peak, 10))
     caption = "events"
-    left = PAD + max(ytick_room, fm.horizontalAdvance(caption)) + PAD + 2
-    right = PAD + fm.horizontalAdvance("1 s") // 2 + 2
-    plot_left, plot_right = float(left), float(max(left + 10, width - right))
+    plot_left, plot_right = _plot_columns(width, fm, peak, caption)
 
     def x_of(ns: float) -> float:
         ns = min(max(ns, MIN_NS), MAX_NS)
         return plot_left + (plot_right - plot_left) * math.log10(ns / MIN_NS) / DECADES
 
-    # percentile labels: each beside its line's x, in the first lane where it collides with nothing
+    n_lanes, placed = _place_marker_labels(markers, x_of, fm, lh, width, plot_left)
+    band_top = 2 + lh + PAD
+    gap = 6  # between the lowest lane and the plot: short ticks tie each label to its line
+    plot_top = band_top + n_lanes * lh + gap
+    legend_y = height - lh - 2
+    plot_bottom = max(plot_top + 10, legend_y - PAD - lh - PAD)
+    plot = QRectF(plot_left, plot_top, plot_right - plot_left, plot_bottom - plot_top)
+    marker_texts, lines = _marker_texts_and_lines(placed, x_of, lh, band_top, plot_top - gap + 1, plot_bottom)
+    yticks, ymax, ytick_texts = _y_ticks(fm, lh, peak, caption, plot, plot_left, plot_top, plot_bottom, band_top)
+    xticks, xtick_texts = _x_ticks(fm, lh, width, plot, plot_left, plot_bottom)
+    swatches, legend_texts = _legend(fm, lh, width, series, legend_y)
+    texts += marker_texts + ytick_texts + xtick_texts + legend_texts
+    return Layout(plot, texts, lines, swatches, ymax, yticks, xticks, markers)
+
+
+def _plot_columns(width: int, fm: QFontMetrics, peak: int, caption: str) -> tuple[float, float]:
+    """The plot's left and right x: the y tick labels, right-aligned, as wide as the widest count."""
+    ytick_room = max(fm.horizontalAdvance(format_count(v)) for v in nice_ticks(peak, 10))
+    left = PAD + max(ytick_room, fm.horizontalAdvance(caption)) + PAD + 2
+    right = PAD + fm.horizontalAdvance("1 s") // 2 + 2
+    return float(left), float(max(left + 10, width - right))
+
+
+def _place_marker_labels(markers: list[Marker], x_of: Callable[[float], float], fm: QFontMetrics, lh: int,
+                         width: int, plot_left: float) -> tuple[int, list[tuple[Marker, int, float, float]]]:
+    """Percentile labels: each beside its line's x, in the first lane where it collides with nothing."""
     lanes: list[list[QRectF]] = []
     placed: list[tuple[Marker, int, float, float]] = []  # marker, lane, x, text width
     for m in sorted(markers, key=lambda m: x_of(m.ns)):
@@ -193,28 +214,34 @@ def layout(width: int, height: int, fm: QFontMetrics, series: list[Series], tran
             lanes.append([])
         lanes[lane].append(QRectF(x, 0, w, lh))
         placed.append((m, lane, x, w))
-    band_top = 2 + lh + PAD
-    gap = 6  # between the lowest lane and the plot: short ticks tie each label to its line
-    plot_top = band_top + len(lanes) * lh + gap
-    legend_y = height - lh - 2
-    plot_bottom = max(plot_top + 10, legend_y - PAD - lh - PAD)
-    plot = QRectF(plot_left, plot_top, plot_right - plot_left, plot_bottom - plot_top)
+    return len(lanes), placed
+
+
+def _marker_texts_and_lines(placed: list[tuple[Marker, int, float, float]], x_of: Callable[[float], float],
+                            lh: int, band_top: int, line_top: float, plot_bottom: float
+                            ) -> tuple[list[Text], list[tuple[str, QLineF, Qt.PenStyle]]]:
+    """The percentile labels in their lanes, and their lines from `line_top` down through the plot."""
+    texts: list[Text] = []
     lines: list[tuple[str, QLineF, Qt.PenStyle]] = []
     for m, lane, x, w in placed:
         y = band_top + lane * lh
         texts.append(Text("marker", m.text, QRectF(x, y, w, lh), m.series))
         mx = x_of(m.ns)
         style = Qt.PenStyle.DashLine if m.label == "p50" else Qt.PenStyle.DotLine
-        lines.append((m.series, QLineF(mx, plot_top - gap + 1, mx, plot_bottom), style))
+        lines.append((m.series, QLineF(mx, line_top, mx, plot_bottom), style))
+    return texts, lines
 
-    # y ticks: as many as fit 1.5 label heights apart (the lowest and highest labels are pushed
-    # half a height inwards to stay within the plot's height); a label that would still touch its
-    # neighbour is dropped (its grid line stays)
+
+def _y_ticks(fm: QFontMetrics, lh: int, peak: int, caption: str, plot: QRectF, plot_left: float, plot_top: float,
+             plot_bottom: float, band_top: int) -> tuple[list[int], int, list[Text]]:
+    """The y ticks, the top count and the texts (caption, labels): as many as fit 1.5 label heights
+    apart (the lowest and highest labels are pushed half a height inwards to stay within the plot's
+    height); a label that would still touch its neighbour is dropped (its grid line stays)."""
     yticks = nice_ticks(peak, max(1, int(plot.height() // (1.5 * lh + 2))))
     ymax = yticks[-1]
     caption_rect = QRectF(plot_left - PAD - 2 - fm.horizontalAdvance(caption) - 1, band_top,
                           fm.horizontalAdvance(caption) + 1, lh)
-    texts.append(Text("yaxis", caption, caption_rect, ""))
+    texts = [Text("yaxis", caption, caption_rect, "")]
     last_top = math.inf
     for v in yticks:
         label = format_count(v)
@@ -228,8 +255,13 @@ def layout(width: int, height: int, fm: QFontMetrics, series: list[Series], tran
         texts.append(Text("ytick", label, QRectF(plot_left - PAD - 2 - w, y, w, lh), "",
                           Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
         last_top = y
+    return yticks, ymax, texts
 
-    # x ticks: decade labels centred under their line; one that would touch its neighbour is dropped
+
+def _x_ticks(fm: QFontMetrics, lh: int, width: int, plot: QRectF, plot_left: float, plot_bottom: float
+             ) -> tuple[list[tuple[float, str | None]], list[Text]]:
+    """x ticks: decade labels centred under their line; one that would touch its neighbour is dropped."""
+    texts: list[Text] = []
     xticks: list[tuple[float, str | None]] = []
     last_right = -math.inf
     for d, label in enumerate(DECADE_LABELS):
@@ -242,8 +274,13 @@ def layout(width: int, height: int, fm: QFontMetrics, series: list[Series], tran
             last_right = x + w
         else:
             xticks.append((tx, None))
+    return xticks, texts
 
-    # the legend: one line, long words if they fit, else short, else elided
+
+def _legend(fm: QFontMetrics, lh: int, width: int, series: list[Series], legend_y: int
+            ) -> tuple[list[tuple[str, QRectF]], list[Text]]:
+    """The legend: one line, long words if they fit, else short, else elided."""
+    texts: list[Text] = []
     swatches: list[tuple[str, QRectF]] = []
     for form in (0, 1, 2):
         parts = []
@@ -266,7 +303,7 @@ def layout(width: int, height: int, fm: QFontMetrics, series: list[Series], tran
             w = fm.horizontalAdvance(text) + 1
         texts.append(Text("legend", text, QRectF(x, legend_y, w, lh), ""))
         x += w + 3 * PAD
-    return Layout(plot, texts, lines, swatches, ymax, yticks, xticks, markers)
+    return swatches, texts
 
 
 TOOLTIP = ("How long threats take to reach you. transport: from the Shield publishing a threat "
