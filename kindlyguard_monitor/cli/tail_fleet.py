@@ -11,7 +11,6 @@ import asyncio
 import json
 import signal
 import sys
-import time
 
 from kindlyguard_monitor.cli.args import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from kindlyguard_monitor.textsafe import visible
