@@ -11,7 +11,6 @@ import asyncio
 import json
 import signal
 import sys
-import time
 
 from kindlyguard_monitor.cli.args import EXIT_CANNOT_ATTACH, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from kindlyguard_monitor.textsafe import visible
@@ -44,6 +43,35 @@ def threat_json(t) -> dict:
             "timestamp": format_timestamp(t.timestamp_unix_us), "transport": t.transport, "row": t.row}
 
 
+def _show(item, args, out, counts: dict) -> None:
+    """One item from the viewer on stdout (threats; gaps with --json) or stderr, counted."""
+    from kindlyguard_monitor.fleet.message import FleetGap, FleetThreat
+
+    if isinstance(item, FleetThreat):
+        counts["threats"] += 1
+        out.write((json.dumps(threat_json(item)) if args.json else threat_line(item)) + "\n")
+    elif isinstance(item, FleetGap):
+        counts["gaps"] += 1
+        obj = {"type": "gap", "host": item.host, "missed": item.missed, "corrupt": item.corrupt,
+               "kind": item.kind, "stream_seq": item.stream_seq}
+        text = (f"kgmon tail: {visible(item.host)} missed {item.missed} and found {item.corrupt} corrupt "
+                f"({visible(item.kind)} gap)")
+        out.write(json.dumps(obj) + "\n") if args.json else print(text, file=sys.stderr)
+    else:
+        counts["bad"] += 1
+        print(f"kgmon tail: not a fleet message at stream sequence {item.stream_seq} "
+              f"({visible(item.subject)}): {visible(item.reason)}", file=sys.stderr)
+
+
+def _summary(args, counts: dict) -> None:
+    if args.json:
+        print(json.dumps({"type": "summary", "delivered": counts["threats"], "gaps": counts["gaps"],
+                          "bad": counts["bad"], "transport": "fleet"}), flush=True)
+    else:
+        print(f"kgmon tail: {counts['threats']} threats from the fleet, {counts['gaps']} gaps, "
+              f"{counts['bad']} not ours", file=sys.stderr)
+
+
 def run_fleet(args) -> int:
     from kindlyguard_monitor.cli.forward import connection_options, nats_missing
 
@@ -53,7 +81,6 @@ def run_fleet(args) -> int:
         return EXIT_FAILURE
     from kindlyguard_monitor.fleet import subjects as s
     from kindlyguard_monitor.fleet.connect import BadOption
-    from kindlyguard_monitor.fleet.message import FleetGap, FleetThreat
     from kindlyguard_monitor.fleet.viewer import Unavailable, default_consumer, follow
 
     consumer = args.consumer or default_consumer()
@@ -74,20 +101,7 @@ def run_fleet(args) -> int:
         if args.timeout:
             loop.call_later(args.timeout, stop.set)
         async for item in follow(options, consumer, stop, filt, limit=args.count):
-            if isinstance(item, FleetThreat):
-                counts["threats"] += 1
-                out.write((json.dumps(threat_json(item)) if args.json else threat_line(item)) + "\n")
-            elif isinstance(item, FleetGap):
-                counts["gaps"] += 1
-                obj = {"type": "gap", "host": item.host, "missed": item.missed, "corrupt": item.corrupt,
-                       "kind": item.kind, "stream_seq": item.stream_seq}
-                text = (f"kgmon tail: {visible(item.host)} missed {item.missed} and found {item.corrupt} corrupt "
-                        f"({visible(item.kind)} gap)")
-                out.write(json.dumps(obj) + "\n") if args.json else print(text, file=sys.stderr)
-            else:
-                counts["bad"] += 1
-                print(f"kgmon tail: not a fleet message at stream sequence {item.stream_seq} "
-                      f"({visible(item.subject)}): {visible(item.reason)}", file=sys.stderr)
+            _show(item, args, out, counts)
             if args.count and sum(counts.values()) >= args.count:  # as the viewer counts (limit)
                 stop.set()
             if not args.json or counts["threats"] % 256 == 0:
@@ -103,10 +117,5 @@ def run_fleet(args) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return EXIT_OK
-    if args.json:
-        print(json.dumps({"type": "summary", "delivered": counts["threats"], "gaps": counts["gaps"],
-                          "bad": counts["bad"], "transport": "fleet"}), flush=True)
-    else:
-        print(f"kgmon tail: {counts['threats']} threats from the fleet, {counts['gaps']} gaps, "
-              f"{counts['bad']} not ours", file=sys.stderr)
+    _summary(args, counts)
     return code

@@ -199,6 +199,20 @@ class DemoWsServer(ThreadedServer):
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         self._stop_event = asyncio.Event()
         loop.set_exception_handler(self._loop_error)  # accept() errors: said once, then counted
+        server = await self._listen()
+        if server is None:
+            return
+        self._started(loop)
+        heartbeat = asyncio.create_task(self._heartbeats())
+        try:
+            await self._stop_event.wait()
+            self._closing = True  # broadcast() stops handing over events
+            await self._drain(self._drain_s)
+        finally:
+            await self._shut(server, heartbeat)
+
+    async def _listen(self):
+        """The listening server on HOST only, its port and token set; None (said) when it cannot be."""
         try:
             server = await serve(
                 self._handle, HOST, self.port,
@@ -215,13 +229,13 @@ class DemoWsServer(ThreadedServer):
             )
         except OSError as exc:
             self._failed(exc)
-            return
+            return None
         bound = [s.getsockname() for s in server.sockets]
         if not bound or any(addr[0] != HOST for addr in bound):  # pragma: no cover - by construction
             server.close()
             await server.wait_closed()
             self._failed(RuntimeError(f"bound {bound}, not {HOST} only"))
-            return
+            return None
         self.port = bound[0][1]
         if self._require_token:
             try:
@@ -230,33 +244,30 @@ class DemoWsServer(ThreadedServer):
                 server.close()
                 await server.wait_closed()
                 self._failed(exc)
-                return
-        self._started(loop)
-        heartbeat = asyncio.create_task(self._heartbeats())
+                return None
+        return server
+
+    async def _shut(self, server, heartbeat: asyncio.Task) -> None:
+        """Stop the heartbeats, close every connection (cut those that cannot take a close frame), end every task."""
+        heartbeat.cancel()
+        for conn in list(self._gate.handshaking):  # unfinished handshakes: nothing to say goodbye to
+            conn.transport.abort()
+        server.close()  # every connection: close frame 1001 (going away)
         try:
-            await self._stop_event.wait()
-            self._closing = True  # broadcast() stops handing over events
-            await self._drain(self._drain_s)
-        finally:
-            heartbeat.cancel()
-            for conn in list(self._gate.handshaking):  # unfinished handshakes: nothing to say goodbye to
+            await asyncio.wait_for(server.wait_closed(), CLOSE_TIMEOUT_S + 1)
+        except asyncio.TimeoutError:
+            # Clients that read nothing cannot take a close frame: cut them, so that no
+            # handler is left pending when the loop closes (each would print a traceback).
+            for conn in [*self._gate.handshaking, *self._gate.admitted, *(c.ws for c in self._clients)]:
                 conn.transport.abort()
-            server.close()  # every connection: close frame 1001 (going away)
             try:
-                await asyncio.wait_for(server.wait_closed(), CLOSE_TIMEOUT_S + 1)
-            except asyncio.TimeoutError:
-                # Clients that read nothing cannot take a close frame: cut them, so that no
-                # handler is left pending when the loop closes (each would print a traceback).
-                for conn in [*self._gate.handshaking, *self._gate.admitted, *(c.ws for c in self._clients)]:
-                    conn.transport.abort()
-                try:
-                    await asyncio.wait_for(server.wait_closed(), CLOSE_TIMEOUT_S)
-                except asyncio.TimeoutError:  # pragma: no cover
-                    pass
-            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in rest:
-                task.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
+                await asyncio.wait_for(server.wait_closed(), CLOSE_TIMEOUT_S)
+            except asyncio.TimeoutError:  # pragma: no cover
+                pass
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     async def _drain(self, seconds: float) -> None:
         """Wait until every client has been handed what was pending, for at most `seconds`."""

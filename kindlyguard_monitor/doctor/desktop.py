@@ -80,14 +80,8 @@ def sni_host_registered(env: Mapping[str, str]) -> bool | None:
     return None if reply is None else "boolean true" in reply
 
 
-def check_desktop(env: Mapping[str, str]) -> list[Finding]:
-    display, wayland = env.get("DISPLAY"), env.get("WAYLAND_DISPLAY")
-    if not display and not wayland:
-        return [Finding("display", INFO, "no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set): "
-                        "the GUI cannot start here; kgmon tail works")]
-    shown = ", ".join(f"{k}={v}" for k, v in (("DISPLAY", display), ("WAYLAND_DISPLAY", wayland)) if v)
-    findings = [Finding("display", OK, shown)]
-    env = dict(env)
+def _session_bus(env: dict) -> str | None:
+    """The session bus address; found at $XDG_RUNTIME_DIR/bus when not set, and then set in `env`."""
     bus = env.get("DBUS_SESSION_BUS_ADDRESS")
     if not bus and env.get("XDG_RUNTIME_DIR"):
         sock = os.path.join(env["XDG_RUNTIME_DIR"], "bus")
@@ -96,6 +90,11 @@ def check_desktop(env: Mapping[str, str]) -> list[Finding]:
                 bus = env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={sock}"
         except OSError:
             pass
+    return bus
+
+
+def _check_bus(env: dict, bus: str | None, findings: list[Finding]) -> tuple[bool | None, bool | None]:
+    """The dbus finding; (a tray host is there, a notification service is there), None if not asked."""
     have_sni = have_notify = None
     if not bus:
         findings.append(Finding("dbus", WARN, "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)",
@@ -115,25 +114,41 @@ def check_desktop(env: Mapping[str, str]) -> list[Finding]:
             have_notify = bus_has(env, NOTIFICATIONS)
             if have_sni:
                 have_sni = sni_host_registered(env) is not False  # a watcher without a host shows nothing
+    return have_sni, have_notify
+
+
+def _tray(env: dict, display: str | None, have_sni: bool | None) -> Finding:
     xembed = xembed_tray(env) if display else "no-display"
     if have_sni:
-        findings.append(Finding("tray", OK, f"a StatusNotifierItem host is there ({SNI_WATCHER})"))
-    elif xembed == "yes":
-        findings.append(Finding("tray", OK, "an XEmbed system tray owns _NET_SYSTEM_TRAY_S0"))
-    else:
-        why = []
-        if have_sni is False:
-            why.append("no StatusNotifierItem host")
-        if xembed == "no":
-            why.append("no XEmbed tray")
-        elif xembed == "no-display" and display:
-            why.append(f"the X display {display} does not open")
-        elif xembed == "no-libx11":
-            why.append("libX11 is missing, XEmbed not checked")
-        detail = f" ({', '.join(why)})" if why else ""
-        findings.append(Finding("tray", WARN, f"no system tray found{detail}: the app will run as a normal window",
-                                "enable your desktop's tray / StatusNotifierItem support (GNOME: the "
-                                "AppIndicator extension) to get the tray icon"))
+        return Finding("tray", OK, f"a StatusNotifierItem host is there ({SNI_WATCHER})")
+    if xembed == "yes":
+        return Finding("tray", OK, "an XEmbed system tray owns _NET_SYSTEM_TRAY_S0")
+    why = []
+    if have_sni is False:
+        why.append("no StatusNotifierItem host")
+    if xembed == "no":
+        why.append("no XEmbed tray")
+    elif xembed == "no-display" and display:
+        why.append(f"the X display {display} does not open")
+    elif xembed == "no-libx11":
+        why.append("libX11 is missing, XEmbed not checked")
+    detail = f" ({', '.join(why)})" if why else ""
+    return Finding("tray", WARN, f"no system tray found{detail}: the app will run as a normal window",
+                   "enable your desktop's tray / StatusNotifierItem support (GNOME: the "
+                   "AppIndicator extension) to get the tray icon")
+
+
+def check_desktop(env: Mapping[str, str]) -> list[Finding]:
+    display, wayland = env.get("DISPLAY"), env.get("WAYLAND_DISPLAY")
+    if not display and not wayland:
+        return [Finding("display", INFO, "no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set): "
+                        "the GUI cannot start here; kgmon tail works")]
+    shown = ", ".join(f"{k}={v}" for k, v in (("DISPLAY", display), ("WAYLAND_DISPLAY", wayland)) if v)
+    findings = [Finding("display", OK, shown)]
+    env = dict(env)
+    bus = _session_bus(env)
+    have_sni, have_notify = _check_bus(env, bus, findings)
+    findings.append(_tray(env, display, have_sni))
     if have_notify is True:
         findings.append(Finding("notifications", OK, f"a notification service is there ({NOTIFICATIONS})"))
     elif have_notify is False:

@@ -198,8 +198,6 @@ class Forwarder:
 
     async def _pump(self, nc, stop: asyncio.Event, until_idle: bool) -> bool:
         """Publish from the cursor on one connection until stopped, idle (until_idle) or failed."""
-        from nats.errors import Error as NatsError
-
         pub = publish.FastBatch(nc, self.window) if self.one_by_one is None else publish.OneByOne(nc)
         await pub.start()
         cur = self._cursor
@@ -211,26 +209,7 @@ class Forwarder:
             self._settle(pub)
             if nc.is_closed or not nc.is_connected:
                 raise _Failed("the connection to the NATS server was lost")
-            sent = 0
-            room = pub.room()
-            try:
-                if room > 0:
-                    limit = min(room, READ_MAX)
-                    items = self._read(enc, next_threat, next_gap, limit)
-                    last = len(items) < limit
-                    big = next((i for i, item in enumerate(items)
-                                if len(item[0].body) > nc.max_payload - HEADROOM), None)
-                    if big is not None:  # the rows before it go; it waits, named, at the head of the outbox
-                        if big == 0 and not pub.busy and not pub.open:
-                            raise _Failed(_too_big(items[0], nc.max_payload))
-                        items, last = items[:big], False
-                    if items:
-                        sent = await pub.send(items, last)
-                        _, next_threat, next_gap = items[sent - 1]
-                    elif pub.open:  # nothing to add now: the batch is committed, its tail acknowledged
-                        await pub.end()
-            except NatsError as exc:  # refused by the client before sending: said, then retried
-                raise _Failed(f"the NATS client refused a publish ({_why(exc)})") from None
+            sent, next_threat, next_gap = await self._send_some(nc, pub, enc, next_threat, next_gap)
             self.stats.published += sent
             now = time.monotonic()
             if now - counted_at > 1.0 or not pub.busy:
@@ -257,6 +236,33 @@ class Forwarder:
             if sent == 0:
                 await _wait(stop, self.poll_s)
         return False
+
+    async def _send_some(self, nc, pub, enc, next_threat: int, next_gap: int) -> tuple[int, int, int]:
+        """Read what the publisher has room for, hold back a message too big for the server, send:
+        (how many were sent, the next threat row, the next gap row)."""
+        from nats.errors import Error as NatsError
+
+        sent = 0
+        room = pub.room()
+        try:
+            if room > 0:
+                limit = min(room, READ_MAX)
+                items = self._read(enc, next_threat, next_gap, limit)
+                last = len(items) < limit
+                big = next((i for i, item in enumerate(items)
+                            if len(item[0].body) > nc.max_payload - HEADROOM), None)
+                if big is not None:  # the rows before it go; it waits, named, at the head of the outbox
+                    if big == 0 and not pub.busy and not pub.open:
+                        raise _Failed(_too_big(items[0], nc.max_payload))
+                    items, last = items[:big], False
+                if items:
+                    sent = await pub.send(items, last)
+                    _, next_threat, next_gap = items[sent - 1]
+                elif pub.open:  # nothing to add now: the batch is committed, its tail acknowledged
+                    await pub.end()
+        except NatsError as exc:  # refused by the client before sending: said, then retried
+            raise _Failed(f"the NATS client refused a publish ({_why(exc)})") from None
+        return sent, next_threat, next_gap
 
     def _settle(self, pub) -> None:
         """Move the cursor past what the stream acknowledged; a refusal ends this connection."""

@@ -87,6 +87,76 @@ async def stream_end(nc) -> int | None:
         return None
 
 
+async def _connect(options: fc.Options, said: list[str]):
+    """The viewer's connection (reconnecting for ever); the server's last words go to `said`."""
+    from nats.errors import Error as NatsError  # noqa: F401  (nats-py missing: fail before connecting)
+
+    kw = fc.connect_kwargs(options)
+    kw.update(max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2)
+
+    async def remember(exc):
+        log.debug("nats: %s", exc)
+        said.append(str(exc)[:300])
+        del said[:-5]
+
+    kw.setdefault("error_cb", remember)
+    try:
+        return await fc.first_connection(kw, options)
+    except fc.Unreachable as exc:
+        raise Unavailable(str(exc)) from None
+
+
+async def _fetch(sub, want: int):
+    """One fetch round: the messages, or None when none came (or the cluster is between leaders)."""
+    from nats.errors import Error as NatsError
+    from nats.errors import TimeoutError as NatsTimeout
+
+    try:
+        return await sub.fetch(want, timeout=0.25)
+    except (NatsTimeout, asyncio.TimeoutError):
+        return None
+    except NatsError as exc:  # the server restarting, a leader election: fetch again
+        log.debug("fetch: %s", exc)
+        await asyncio.sleep(0.2)
+        return None
+
+
+def _decode(m):
+    """A fetched message as FleetThreat / FleetGap, or BadFleetMessage."""
+    seq = m.metadata.sequence.stream if m.reply else 0
+    try:
+        return message.decode(m.data, seq)
+    except message.BadMessage as exc:
+        return BadFleetMessage(m.subject, seq, str(exc))
+
+
+async def _give_back(rest) -> None:
+    """Messages fetched but not handed on: nak them, so the next session starts with them."""
+    from nats.errors import Error as NatsError
+
+    for m in rest:
+        try:
+            await m.nak()
+        except NatsError:
+            break
+
+
+async def _ack(last) -> None:
+    from nats.errors import Error as NatsError
+
+    try:
+        await last.ack()  # AckPolicy.ALL: everything up to it
+    except NatsError as exc:  # not acked: seen again next time, never lost
+        log.debug("ack: %s", exc)
+
+
+async def _close(nc) -> None:
+    try:
+        await asyncio.wait_for(nc.close(), 2.0)
+    except Exception:
+        pass
+
+
 async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
                  filter_subject: str = s.ALL_SUBJECTS, limit: int | None = None, on_open=None,
                  on_backlog=None) -> AsyncIterator:
@@ -98,24 +168,8 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
     reconnection, before the messages that follow, with the stream's last sequence then (or
     None): a message at or before it was stored while this viewer was away, and is caught up,
     not delivered live (the app's latency counts only live ones: fleet/source.py)."""
-    from nats.errors import Error as NatsError
-    from nats.errors import TimeoutError as NatsTimeout
-
-    kw = fc.connect_kwargs(options)
-    kw.update(max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2)
-
     said: list[str] = []
-
-    async def remember(exc):
-        log.debug("nats: %s", exc)
-        said.append(str(exc)[:300])
-        del said[:-5]
-
-    kw.setdefault("error_cb", remember)
-    try:
-        nc = await fc.first_connection(kw, options)
-    except fc.Unreachable as exc:
-        raise Unavailable(str(exc)) from None
+    nc = await _connect(options, said)
     try:
         sub = await open_consumer(nc, consumer, filter_subject, server_said=said)
         if on_open is not None:
@@ -129,38 +183,18 @@ async def follow(options: fc.Options, consumer: str, stop: asyncio.Event,
                 reconnects = nc.stats["reconnects"]
                 on_backlog(await stream_end(nc))
             want = FETCH if limit is None else max(1, min(FETCH, limit - handed))
-            try:
-                msgs = await sub.fetch(want, timeout=0.25)
-            except (NatsTimeout, asyncio.TimeoutError):
-                continue
-            except NatsError as exc:  # the server restarting, a leader election: fetch again
-                log.debug("fetch: %s", exc)
-                await asyncio.sleep(0.2)
+            msgs = await _fetch(sub, want)
+            if msgs is None:
                 continue
             last = None
             for i, m in enumerate(msgs):
-                seq = m.metadata.sequence.stream if m.reply else 0
-                try:
-                    item = message.decode(m.data, seq)
-                except message.BadMessage as exc:
-                    item = BadFleetMessage(m.subject, seq, str(exc))
-                yield item
+                yield _decode(m)
                 handed += 1
                 last = m
                 if stop.is_set():  # the caller has had enough: give the rest back
-                    for rest in msgs[i + 1:]:
-                        try:
-                            await rest.nak()
-                        except NatsError:
-                            break
+                    await _give_back(msgs[i + 1:])
                     break
             if last is not None:
-                try:
-                    await last.ack()  # AckPolicy.ALL: everything up to it
-                except NatsError as exc:  # not acked: seen again next time, never lost
-                    log.debug("ack: %s", exc)
+                await _ack(last)
     finally:
-        try:
-            await asyncio.wait_for(nc.close(), 2.0)
-        except Exception:
-            pass
+        await _close(nc)

@@ -59,6 +59,16 @@ _SEVERITY, _BLOCKED, _SOURCE, _HOST = (attrgetter("severity"), attrgetter("block
                                      attrgetter("host"))
 
 
+def _groups(events: list) -> Counter:
+    """The events counted per (severity, blocked, source, host), in C."""
+    # A batch comes from one place: the fleet (every threat has its host) or this machine (none
+    # has one, and the host costs nothing: its groups are counted as before the fleet existed).
+    if getattr(events[0], "host", ""):
+        return Counter(zip(map(_SEVERITY, events), map(_BLOCKED, events), map(_SOURCE, events),
+                           map(_HOST, events)))
+    return Counter(zip(map(_SEVERITY, events), map(_BLOCKED, events), map(_SOURCE, events), repeat("")))
+
+
 @dataclass(frozen=True)
 class Notification:
     """What to show. Every string is plain text: never markup."""
@@ -135,15 +145,7 @@ class NotificationPolicy:
         by_severity = self._by_severity
         suppressed = count = blocked = critical_allowed = top = 0
         hosts = self._hosts
-        # A batch comes from one place: the fleet (every threat has its host) or this machine (none
-        # has one, and the host costs nothing: its groups are counted as before the fleet existed).
-        if getattr(events[0], "host", ""):
-            groups = Counter(zip(map(_SEVERITY, events), map(_BLOCKED, events), map(_SOURCE, events),
-                                 map(_HOST, events)))
-        else:
-            groups = Counter(zip(map(_SEVERITY, events), map(_BLOCKED, events), map(_SOURCE, events),
-                                 repeat("")))
-        for (raw_severity, is_blocked, source, host), n in groups.items():
+        for (raw_severity, is_blocked, source, host), n in _groups(events).items():
             sev = severity_level(raw_severity)
             if sev < threshold or source in muted:
                 suppressed += n
@@ -168,16 +170,21 @@ class NotificationPolicy:
             top = max(top, sev)
         best = self._best
         if count and top >= (best[0] if best is not None else 0):  # ties: the newest wins
-            for ev in reversed(events):
-                if severity_level(ev.severity) == top and ev.source not in muted:
-                    self._best = (top, ev.threat_type, ev.blocked, ev.source, ev.details,
-                                  key_of(ev) if key_of is not None else getattr(ev, "key", None),
-                                  getattr(ev, "host", "") or "")
-                    break
+            self._take_best(events, top, key_of)
         self.suppressed += suppressed
         self._count += count
         self._blocked += blocked
         self._critical_allowed += critical_allowed
+
+    def _take_best(self, events: list, top: int, key_of) -> None:
+        """The newest unmuted event of severity `top` becomes the one a click opens."""
+        muted = self._muted
+        for ev in reversed(events):
+            if severity_level(ev.severity) == top and ev.source not in muted:
+                self._best = (top, ev.threat_type, ev.blocked, ev.source, ev.details,
+                              key_of(ev) if key_of is not None else getattr(ev, "key", None),
+                              getattr(ev, "host", "") or "")
+                break
 
     # -- output ---------------------------------------------------------------
 

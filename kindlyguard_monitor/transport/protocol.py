@@ -247,6 +247,38 @@ def _from_wire(items: list, received: int, now_unix_us: int) -> list[ThreatEvent
     return out
 
 
+def _threat_frame(obj: dict, received: int, now_unix_us: int) -> Threats | BadFrame:
+    """A threat frame the fast path did not read, over json.loads: either dialect. Raises _WrongType."""
+    if "threats" in obj:
+        items = obj["threats"]
+        if not isinstance(items, list):
+            raise _WrongType("threats is not a list")
+        if len(items) > MAX_THREATS_PER_FRAME:
+            return BadFrame("too_big", f"{len(items):,} threats in one frame, over the "
+                            f"{MAX_THREATS_PER_FRAME:,} a client takes from one frame")
+        return Threats([_threat(t, received, now_unix_us, False) for t in items])
+    if "data" in obj:
+        return Threats([_threat(obj["data"], received, now_unix_us, True)])
+    raise _WrongType("a threat frame has neither 'threats' nor 'data'")
+
+
+def _status(obj: dict) -> Status:
+    """A status (or the extension's stats) frame. Raises _WrongType."""
+    data = obj.get("data", obj)
+    if not isinstance(data, dict):
+        raise _WrongType("status data is not an object")
+    enabled = data.get("protection_enabled")
+    blocked = data.get("threats_blocked")
+    stats = data.get("stats")
+    if blocked is None and isinstance(stats, dict):  # the extension's dialect
+        blocked = stats.get("threatsBlocked")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise _WrongType("protection_enabled is not a boolean")
+    if blocked is not None and _u64(blocked) is None:
+        raise _WrongType("threats_blocked is not a count")
+    return Status(enabled, blocked, data)
+
+
 def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Message:
     """One frame from a server as a message, or BadFrame. Never raises."""
     received = received_mono_ns if received_mono_ns is not None else _mono_ns()
@@ -275,31 +307,9 @@ def parse_frame(frame: str | bytes, received_mono_ns: int | None = None) -> Mess
     now_unix_us = time.time_ns() // 1000
     try:
         if kind == "threat":
-            if "threats" in obj:
-                items = obj["threats"]
-                if not isinstance(items, list):
-                    raise _WrongType("threats is not a list")
-                if len(items) > MAX_THREATS_PER_FRAME:
-                    return BadFrame("too_big", f"{len(items):,} threats in one frame, over the "
-                                    f"{MAX_THREATS_PER_FRAME:,} a client takes from one frame")
-                return Threats([_threat(t, received, now_unix_us, False) for t in items])
-            if "data" in obj:
-                return Threats([_threat(obj["data"], received, now_unix_us, True)])
-            raise _WrongType("a threat frame has neither 'threats' nor 'data'")
+            return _threat_frame(obj, received, now_unix_us)
         if kind in ("status", "stats"):
-            data = obj.get("data", obj)
-            if not isinstance(data, dict):
-                raise _WrongType("status data is not an object")
-            enabled = data.get("protection_enabled")
-            blocked = data.get("threats_blocked")
-            stats = data.get("stats")
-            if blocked is None and isinstance(stats, dict):  # the extension's dialect
-                blocked = stats.get("threatsBlocked")
-            if enabled is not None and not isinstance(enabled, bool):
-                raise _WrongType("protection_enabled is not a boolean")
-            if blocked is not None and _u64(blocked) is None:
-                raise _WrongType("threats_blocked is not a count")
-            return Status(enabled, blocked, data)
+            return _status(obj)
         if kind == "heartbeat":
             return Heartbeat()
         if kind == "error":
