@@ -75,35 +75,42 @@ def measure_gui(short: bool, progress) -> dict:
             monitor.screen_latency.reset()
             lateness.reset()
             last[0] = time.monotonic_ns()
-            timer.start(TICK_MS)
-            done = threading.Event()
-            threading.Thread(target=lambda: (writer.run(rate, count, 256), done.set()), daemon=True).start()
-            settle = None
-            cpu0, wall0 = time.thread_time(), time.monotonic()
-            while settle is None or time.monotonic() < settle:
-                qapp.processEvents()
-                time.sleep(0.0005)
-                if done.is_set() and settle is None:
-                    settle = time.monotonic() + 1.0  # let the last batches reach the model
-            timer.stop()
-            gui_cpu = 100 * (time.thread_time() - cpu0) / (time.monotonic() - wall0)
-            h = monitor.screen_latency
-            out[name] = {
-                "publish_to_row_ms": {f"p{p:g}": round(h.percentile(p) / 1e6, 2) for p in (50, 90, 99)},
-                "rows_measured": h.count,
-                "event_loop_lateness_ms": {"p50": round(lateness.percentile(50) / 1e6, 2),
-                                           "p99": round(lateness.percentile(99) / 1e6, 2),
-                                           "max": round(lateness.max / 1e6, 2)},
-                "rows_in_table": monitor.window.model.rowCount(),
-                "gui_thread_cpu_percent": round(gui_cpu, 1),
-                "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-            }
+            out[name] = _gui_phase(qapp, monitor, writer, timer, lateness, rate, count)
         out["rss_mib"] = round(psutil.Process().memory_info().rss / 2**20)
     finally:
         monitor.shutdown()
         writer.close()
         shutil.rmtree(ring_dir, ignore_errors=True)  # the ring and its lock: nothing left in /dev/shm
     return out
+
+
+def _gui_phase(qapp, monitor, writer: rb.WriterProcess, timer, lateness, rate: int, count: int) -> dict:
+    """One phase: the writer publishes `count` events at `rate` while the GUI thread runs its
+    event loop (and the lateness timer ticks), then a second for the last batches to reach the
+    model; the phase's figures."""
+    timer.start(TICK_MS)
+    done = threading.Event()
+    threading.Thread(target=lambda: (writer.run(rate, count, 256), done.set()), daemon=True).start()
+    settle = None
+    cpu0, wall0 = time.thread_time(), time.monotonic()
+    while settle is None or time.monotonic() < settle:
+        qapp.processEvents()
+        time.sleep(0.0005)
+        if done.is_set() and settle is None:
+            settle = time.monotonic() + 1.0  # let the last batches reach the model
+    timer.stop()
+    gui_cpu = 100 * (time.thread_time() - cpu0) / (time.monotonic() - wall0)
+    h = monitor.screen_latency
+    return {
+        "publish_to_row_ms": {f"p{p:g}": round(h.percentile(p) / 1e6, 2) for p in (50, 90, 99)},
+        "rows_measured": h.count,
+        "event_loop_lateness_ms": {"p50": round(lateness.percentile(50) / 1e6, 2),
+                                   "p99": round(lateness.percentile(99) / 1e6, 2),
+                                   "max": round(lateness.max / 1e6, 2)},
+        "rows_in_table": monitor.window.model.rowCount(),
+        "gui_thread_cpu_percent": round(gui_cpu, 1),
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
 
 
 WINDOW_SHOWN = re.compile(r"window shown (\d+) ms after the process started")
@@ -113,27 +120,13 @@ def measure_app_process(short: bool, progress) -> dict:
     """Start `kgmon` (python -m kindlyguard_monitor) several times against an idle ring: the
     milliseconds from process start to window shown (the app logs them; after one untimed
     start that compiles the modules), and on the last start the whole process's CPU while idle."""
-    import psutil
-
-    from kindlyguard_monitor.vocabulary import ENV_WS_PORT
-
     runs = 3 if short else 5
     idle_s = 5.0 if short else 20.0
     private = tempfile.mkdtemp(prefix="kgmon-bench-app-")
     ring_folder = rb.ring_dir()
     path = os.path.join(ring_folder, "app.shm")
     writer = rb.WriterProcess(path)
-    env = dict(os.environ, TMPDIR=private, XDG_CONFIG_HOME=os.path.join(private, "config"),
-               XDG_DATA_HOME=os.path.join(private, "data"))
-    env[ENV_WS_PORT] = "1"  # nothing listens there: the app stays on the ring
-    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
-        env["QT_QPA_PLATFORM"] = "offscreen"
-    # Compiled modules, as an installed app has them (pip and PyInstaller compile them): with
-    # PYTHONDONTWRITEBYTECODE set and a source checkout, every start compiled the app's modules
-    # again, ~100 ms of CPU per start (docs/benchmarks.md, start-up). Made by one untimed start
-    # first, in a private folder (or $PYTHONPYCACHEPREFIX when set): the checkout is not written to.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(private, "pycache"))
+    env = _app_env(private)
     starts: list[float] = []
     idle_cpu, idle_threads = None, []
     try:
@@ -143,25 +136,12 @@ def measure_app_process(short: bool, progress) -> dict:
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
             try:
-                for line in proc.stderr:
-                    found = WINDOW_SHOWN.search(line)
-                    if found:
-                        if i >= 0:
-                            starts.append(float(found.group(1)))
-                        break
-                else:
-                    raise RuntimeError(f"kgmon exited ({proc.wait()}) before showing its window")
-                threading.Thread(target=proc.stderr.read, daemon=True).start()  # never block on a full pipe
+                shown_ms = _wait_window_shown(proc)
+                if i >= 0:
+                    starts.append(shown_ms)
                 if i == runs - 1:
                     progress(f"desktop app: idle CPU over {idle_s:.0f} s")
-                    time.sleep(2.0)  # let start-up work settle
-                    ps = psutil.Process(proc.pid)
-                    before, t0, threads0 = ps.cpu_times(), time.monotonic(), thread_stats(proc.pid)
-                    time.sleep(idle_s)
-                    after, t1, threads1 = ps.cpu_times(), time.monotonic(), thread_stats(proc.pid)
-                    used = (after.user + after.system) - (before.user + before.system)
-                    idle_cpu = round(100 * used / (t1 - t0), 2)
-                    idle_threads = idle_by_thread(threads0, threads1, t1 - t0)
+                    idle_cpu, idle_threads = _idle_cpu(proc, idle_s)
             finally:
                 proc.terminate()
                 try:
@@ -175,6 +155,51 @@ def measure_app_process(short: bool, progress) -> dict:
         shutil.rmtree(ring_folder, ignore_errors=True)
     return {"start_to_window_ms": {"median": rb.median_of(starts), "first": starts[0], "all": starts},
             "idle_cpu_percent": idle_cpu, "idle_seconds": idle_s, "idle_threads": idle_threads}
+
+
+def _app_env(private: str) -> dict:
+    """The started app's environment: its own folders under `private`, no WebSocket, offscreen
+    unless a display is there, compiled modules."""
+    from kindlyguard_monitor.vocabulary import ENV_WS_PORT
+
+    env = dict(os.environ, TMPDIR=private, XDG_CONFIG_HOME=os.path.join(private, "config"),
+               XDG_DATA_HOME=os.path.join(private, "data"))
+    env[ENV_WS_PORT] = "1"  # nothing listens there: the app stays on the ring
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        env["QT_QPA_PLATFORM"] = "offscreen"
+    # Compiled modules, as an installed app has them (pip and PyInstaller compile them): with
+    # PYTHONDONTWRITEBYTECODE set and a source checkout, every start compiled the app's modules
+    # again, ~100 ms of CPU per start (docs/benchmarks.md, start-up). Made by one untimed start
+    # first, in a private folder (or $PYTHONPYCACHEPREFIX when set): the checkout is not written to.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(private, "pycache"))
+    return env
+
+
+def _wait_window_shown(proc: subprocess.Popen) -> float:
+    """The milliseconds the started app logs from process start to window shown; after it, its
+    stderr is drained in a thread so that it never blocks on a full pipe."""
+    for line in proc.stderr:
+        found = WINDOW_SHOWN.search(line)
+        if found:
+            break
+    else:
+        raise RuntimeError(f"kgmon exited ({proc.wait()}) before showing its window")
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # never block on a full pipe
+    return float(found.group(1))
+
+
+def _idle_cpu(proc: subprocess.Popen, idle_s: float) -> tuple[float, list[dict]]:
+    """The whole process's CPU % over `idle_s` seconds once start-up work has settled, and by thread."""
+    import psutil
+
+    time.sleep(2.0)  # let start-up work settle
+    ps = psutil.Process(proc.pid)
+    before, t0, threads0 = ps.cpu_times(), time.monotonic(), thread_stats(proc.pid)
+    time.sleep(idle_s)
+    after, t1, threads1 = ps.cpu_times(), time.monotonic(), thread_stats(proc.pid)
+    used = (after.user + after.system) - (before.user + before.system)
+    return round(100 * used / (t1 - t0), 2), idle_by_thread(threads0, threads1, t1 - t0)
 
 
 def thread_stats(pid: int) -> dict[int, tuple[str, int, int]]:

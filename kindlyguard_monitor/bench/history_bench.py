@@ -190,13 +190,7 @@ def measure_history(short: bool, progress) -> dict:
     path = folder / "history.sqlite3"
     out: dict = {"mode": "short" if short else "full", "threats": n}
     try:
-        rates, seconds = ([200_000], 0.5) if short else ([100_000, 200_000, 300_000, 500_000, 1_000_000], 2.0)
-        out["live"] = []
-        for rate in rates:
-            progress(f"history: C writer at {rate:,}/s, the app's reader alone, then storing everything")
-            alone = live(folder, rate, seconds, store=False)
-            out["live"].append(dict(live(folder, rate, seconds), alone_delivered=alone["delivered"],
-                                    alone_missed=alone["missed"]))
+        _measure_live(out, folder, short, progress)
         progress(f"history: making {n:,} threats")
         events = from_ring(make_events(n), GENERATION)  # as the transport manager delivers them
         batches = [Batch(Transport.SHM, GENERATION, events[i:i + BATCH]) for i in range(0, n, BATCH)]
@@ -204,115 +198,144 @@ def measure_history(short: bool, progress) -> dict:
         progress(f"history: the SQLite floor ({min(n, floor_rows):,} rows, primary key only)")
         floors = [sqlite_floor(folder, events[:floor_rows])]
         del events
-        store = HistoryStore(path, max_rows=n, index_text=False)  # the index is timed on its own below
-        store.start()
-        store.wait_ready(30)
-        progress(f"history: storing {n:,} threats")
-        submit_s = 0.0
-        writer_cpu = _thread_cpu_clock(store._thread)
-        w0 = time.clock_gettime(writer_cpu) if writer_cpu is not None else 0.0
-        t0, c0 = time.perf_counter(), time.thread_time()
-        for b in batches:
-            s0 = time.perf_counter()
-            store.submit([b])
-            submit_s += time.perf_counter() - s0
-        store.flush()
-        elapsed = time.perf_counter() - t0
-        if writer_cpu is not None:  # the writer thread's CPU and the submitting thread's (flush() waits asleep)
-            cpu = time.clock_gettime(writer_cpu) - w0 + time.thread_time() - c0
-            out["store_cpu_us_per_threat"] = round(cpu / n * 1e6, 2)
-        late = store._late_backlog  # stored during the flood, not yet in the severity and type indexes
-        l0 = time.perf_counter()
-        if late:  # a first page that needs them, while they catch up (what a flood leaves for a moment)
-            with query.connection(path) as reader:
-                out["late_first_page_ms"] = _median_ms(lambda: query.search(
-                    reader, query.Filter(types={THREAT_TYPE_NUMBER["PathTraversal"]})), 1)
-        store.wait_indexed(3600)
-        if late:
-            out["late_index_rows"] = late
-            out["late_index_rows_per_s"] = round(late / (time.perf_counter() - l0))
-        out["store_rate_per_s"] = round(n / elapsed)
-        out["submit_ns_per_threat"] = round(submit_s / n * 1e9, 1)
-        out["stored"] = store.stored
-        store.close()
-        progress("history: the SQLite floor again")
-        again = [e for b in batches[:floor_rows // BATCH] for e in b.events]
-        floors.append(sqlite_floor(folder, again))
-        progress("history: SQLite with the store's indexes")
-        indexed = sqlite_floor(folder, again, indexes=True)
-        out["sqlite_indexed_per_s"], out["sqlite_indexed_cpu_us_per_row"] = round(indexed[0]), round(indexed[1], 2)
-        progress("history: SQLite with the unique key and the time index only")
-        key_only = sqlite_floor(folder, again, indexes="key")
-        out["sqlite_key_only_per_s"], out["sqlite_key_only_cpu_us_per_row"] = round(key_only[0]), round(key_only[1], 2)
-        out["store_to_sqlite_indexed"] = round(out["store_rate_per_s"] / indexed[0], 3)
-        del again
-        out["sqlite_floor_per_s"] = [round(f[0]) for f in floors]
-        out["floor_cpu_us_per_row"] = [round(f[1], 2) for f in floors]
-        out["store_to_floor"] = round(out["store_rate_per_s"] / statistics.mean(f[0] for f in floors), 3)
-        if "store_cpu_us_per_threat" in out:  # CPU per row, floor / store: what load changes least
-            out["store_cpu_to_floor"] = round(statistics.mean(f[1] for f in floors) / out["store_cpu_us_per_threat"], 3)
+        _measure_store(out, path, n, batches, progress)
+        _measure_floors_after(out, folder, batches[:floor_rows // BATCH], floors, progress)
         del batches
         out["size_mib_per_million"] = round(_checkpointed_size(path) / n * 1_000_000 / 2**20, 1)
         with query.connection(path) as reader:
             out["unindexed_no_match_ms"] = _median_ms(
                 lambda: query.search(reader, query.Filter(text="no such text anywhere")), 1)
-
-        progress("history: opening the full database (check, migrate, retention)")
-        t0 = time.perf_counter()
-        store = HistoryStore(path, max_rows=n).start()
-        store.wait_ready(600)
-        out["open_to_ready_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        progress(f"history: the writer indexing {n:,} rows' text behind the writes")
-        t0 = time.perf_counter()
-        store.wait_indexed(3600)
-        out["index_rows_per_s"] = round(n / (time.perf_counter() - t0))
-        store.close()
-        out["size_indexed_mib_per_million"] = round(_checkpointed_size(path) / n * 1_000_000 / 2**20, 1)
-
-        progress("history: searching")
-        now = time.time_ns() // 1000
-        filters = {
-            "everything": query.Filter(),
-            "one type (PathTraversal)": query.Filter(types={THREAT_TYPE_NUMBER["PathTraversal"]}),
-            "severity Critical": query.Filter(min_severity=CRITICAL),
-            "blocked only": query.Filter(blocked=True),
-            "last hour": query.Filter(since_us=now - 3_600_000_000),
-            "one source, common (exact)": query.Filter(source="mcp:tools/call"),
-            "one source, rare (exact, 0.3%)": query.Filter(source="mcp:notifications/message"),
-            "a source never seen": query.Filter(source="mcp:nowhere"),
-            "text, common (\"offset\", 8%)": query.Filter(text="offset"),
-            "text, medium (\"passwd\", 3%)": query.Filter(text="passwd"),
-            "text, rare (\"win.ini\")": query.Filter(text="win.ini"),
-            "text, no match": query.Filter(text="no such text anywhere"),
-            "text, non-ASCII, no match": query.Filter(text="ΣΊΣΥΦΟΣ"),
-            "text, 1 character, common (\"x\")": query.Filter(text="x"),
-            "text, 1 character, no match (\"¤\")": query.Filter(text="¤"),
-            "text, 2 characters, rare (\"zq\")": query.Filter(text="zq"),
-            "text, 2 non-ASCII, no match": query.Filter(text="§é"),
-            "type + severity + blocked + text": query.Filter(types={THREAT_TYPE_NUMBER["UnicodeBiDi"]},
-                                                             min_severity=3, blocked=False, text="u+202e"),
-        }
-        search: dict = {}
-        with query.connection(path) as reader:
-            for name, f in filters.items():
-                page = query.search(reader, f)
-                times = _times_ms(lambda f=f: query.search(reader, f), runs)
-                search[name] = {"first_page_ms": round(statistics.median(times), 2),
-                                "slowest_ms": round(max(times), 2), "rows": len(page.rows)}
-            deep = query.Filter()
-            cursor = None
-            for _ in range(50):  # walk 50 pages in, then time the next one
-                cursor = query.search(reader, deep, before=cursor).next_cursor
-            out["page_51_ms"] = _median_ms(lambda: query.search(reader, deep, before=cursor), runs)
-            out["count_everything_ms"] = _median_ms(lambda: query.count(reader, query.Filter()), runs)
-            out["count_critical_ms"] = _median_ms(lambda: query.count(reader, query.Filter(min_severity=CRITICAL)),
-                                                  runs)
-        out["search"] = search
+        _measure_open_and_index(out, path, n, progress)
+        _measure_search(out, path, runs, progress)
         progress("history: restoring the feed (recent 10,000)")
         out["recent_10000_ms"] = _median_ms(lambda: query.recent(path, 10_000), runs)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+def _measure_live(out: dict, folder: Path, short: bool, progress) -> None:
+    """The C writer at each rate: the app's reader alone, then storing everything."""
+    rates, seconds = ([200_000], 0.5) if short else ([100_000, 200_000, 300_000, 500_000, 1_000_000], 2.0)
+    out["live"] = []
+    for rate in rates:
+        progress(f"history: C writer at {rate:,}/s, the app's reader alone, then storing everything")
+        alone = live(folder, rate, seconds, store=False)
+        out["live"].append(dict(live(folder, rate, seconds), alone_delivered=alone["delivered"],
+                                alone_missed=alone["missed"]))
+
+
+def _measure_store(out: dict, path: Path, n: int, batches: list, progress) -> None:
+    """The store alone: every batch submitted as fast as it takes them, then its late indexes filled."""
+    store = HistoryStore(path, max_rows=n, index_text=False).start()  # the index is timed on its own below
+    store.wait_ready(30)
+    progress(f"history: storing {n:,} threats")
+    submit_s = 0.0
+    writer_cpu = _thread_cpu_clock(store._thread)
+    w0 = time.clock_gettime(writer_cpu) if writer_cpu is not None else 0.0
+    t0, c0 = time.perf_counter(), time.thread_time()
+    for b in batches:
+        s0 = time.perf_counter()
+        store.submit([b])
+        submit_s += time.perf_counter() - s0
+    store.flush()
+    elapsed = time.perf_counter() - t0
+    if writer_cpu is not None:  # the writer thread's CPU and the submitting thread's (flush() waits asleep)
+        cpu = time.clock_gettime(writer_cpu) - w0 + time.thread_time() - c0
+        out["store_cpu_us_per_threat"] = round(cpu / n * 1e6, 2)
+    late = store._late_backlog  # stored during the flood, not yet in the severity and type indexes
+    l0 = time.perf_counter()
+    if late:  # a first page that needs them, while they catch up (what a flood leaves for a moment)
+        with query.connection(path) as reader:
+            out["late_first_page_ms"] = _median_ms(lambda: query.search(
+                reader, query.Filter(types={THREAT_TYPE_NUMBER["PathTraversal"]})), 1)
+    store.wait_indexed(3600)
+    if late:
+        out["late_index_rows"] = late
+        out["late_index_rows_per_s"] = round(late / (time.perf_counter() - l0))
+    out["store_rate_per_s"] = round(n / elapsed)
+    out["submit_ns_per_threat"] = round(submit_s / n * 1e9, 1)
+    out["stored"] = store.stored
+    store.close()
+
+
+def _measure_floors_after(out: dict, folder: Path, floor_batches: list, floors: list, progress) -> None:
+    """The SQLite floor again, with the store's indexes, with the key and time index; the store's ratios."""
+    progress("history: the SQLite floor again")
+    again = [e for b in floor_batches for e in b.events]
+    floors.append(sqlite_floor(folder, again))
+    progress("history: SQLite with the store's indexes")
+    indexed = sqlite_floor(folder, again, indexes=True)
+    out["sqlite_indexed_per_s"], out["sqlite_indexed_cpu_us_per_row"] = round(indexed[0]), round(indexed[1], 2)
+    progress("history: SQLite with the unique key and the time index only")
+    key_only = sqlite_floor(folder, again, indexes="key")
+    out["sqlite_key_only_per_s"], out["sqlite_key_only_cpu_us_per_row"] = round(key_only[0]), round(key_only[1], 2)
+    out["store_to_sqlite_indexed"] = round(out["store_rate_per_s"] / indexed[0], 3)
+    out["sqlite_floor_per_s"] = [round(f[0]) for f in floors]
+    out["floor_cpu_us_per_row"] = [round(f[1], 2) for f in floors]
+    out["store_to_floor"] = round(out["store_rate_per_s"] / statistics.mean(f[0] for f in floors), 3)
+    if "store_cpu_us_per_threat" in out:  # CPU per row, floor / store: what load changes least
+        out["store_cpu_to_floor"] = round(statistics.mean(f[1] for f in floors) / out["store_cpu_us_per_threat"], 3)
+
+
+def _measure_open_and_index(out: dict, path: Path, n: int, progress) -> None:
+    """Opening the full database (check, migrate, retention), then its text index filled from empty."""
+    progress("history: opening the full database (check, migrate, retention)")
+    t0 = time.perf_counter()
+    store = HistoryStore(path, max_rows=n).start()
+    store.wait_ready(600)
+    out["open_to_ready_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    progress(f"history: the writer indexing {n:,} rows' text behind the writes")
+    t0 = time.perf_counter()
+    store.wait_indexed(3600)
+    out["index_rows_per_s"] = round(n / (time.perf_counter() - t0))
+    store.close()
+    out["size_indexed_mib_per_million"] = round(_checkpointed_size(path) / n * 1_000_000 / 2**20, 1)
+
+
+def _search_filters() -> dict:
+    """The first-page queries the bench times, by the name the table shows."""
+    return {
+        "everything": query.Filter(),
+        "one type (PathTraversal)": query.Filter(types={THREAT_TYPE_NUMBER["PathTraversal"]}),
+        "severity Critical": query.Filter(min_severity=CRITICAL),
+        "blocked only": query.Filter(blocked=True),
+        "last hour": query.Filter(since_us=time.time_ns() // 1000 - 3_600_000_000),
+        "one source, common (exact)": query.Filter(source="mcp:tools/call"),
+        "one source, rare (exact, 0.3%)": query.Filter(source="mcp:notifications/message"),
+        "a source never seen": query.Filter(source="mcp:nowhere"),
+        "text, common (\"offset\", 8%)": query.Filter(text="offset"),
+        "text, medium (\"passwd\", 3%)": query.Filter(text="passwd"),
+        "text, rare (\"win.ini\")": query.Filter(text="win.ini"),
+        "text, no match": query.Filter(text="no such text anywhere"),
+        "text, non-ASCII, no match": query.Filter(text="ΣΊΣΥΦΟΣ"),
+        "text, 1 character, common (\"x\")": query.Filter(text="x"),
+        "text, 1 character, no match (\"¤\")": query.Filter(text="¤"),
+        "text, 2 characters, rare (\"zq\")": query.Filter(text="zq"),
+        "text, 2 non-ASCII, no match": query.Filter(text="§é"),
+        "type + severity + blocked + text": query.Filter(types={THREAT_TYPE_NUMBER["UnicodeBiDi"]},
+                                                         min_severity=3, blocked=False, text="u+202e"),
+    }
+
+
+def _measure_search(out: dict, path: Path, runs: int, progress) -> None:
+    """First page per query kind, a page deep in the results (keyset), and two counts."""
+    progress("history: searching")
+    search: dict = {}
+    with query.connection(path) as reader:
+        for name, f in _search_filters().items():
+            page = query.search(reader, f)
+            times = _times_ms(lambda f=f: query.search(reader, f), runs)
+            search[name] = {"first_page_ms": round(statistics.median(times), 2),
+                            "slowest_ms": round(max(times), 2), "rows": len(page.rows)}
+        deep = query.Filter()
+        cursor = None
+        for _ in range(50):  # walk 50 pages in, then time the next one
+            cursor = query.search(reader, deep, before=cursor).next_cursor
+        out["page_51_ms"] = _median_ms(lambda: query.search(reader, deep, before=cursor), runs)
+        out["count_everything_ms"] = _median_ms(lambda: query.count(reader, query.Filter()), runs)
+        out["count_critical_ms"] = _median_ms(lambda: query.count(reader, query.Filter(min_severity=CRITICAL)), runs)
+    out["search"] = search
 
 
 def _thread_cpu_clock(thread: threading.Thread | None):

@@ -33,12 +33,19 @@ def machine() -> dict:
             "python": platform.python_version(), "kgmon": __version__, "crc32c_hardware": bool(_ring.CRC_HARDWARE),
             "shared_futex": bool(_ring.SHARED_FUTEX), "cpu_governor": governor}
 
+
+# The readers the scenarios compare, the floor first: (name, run_scenario keywords).
+READERS = (
+    ("floor C, spinning", dict(reader="floor-spin")),
+    ("floor C, futex", dict(reader="floor-futex")),
+    ("app reader, spinning", dict(reader="python", spin_ns=rb.HUGE_SPIN_NS, adaptive=False)),
+    ("app reader, futex", dict(reader="python", spin_ns=0, adaptive=False)),
+    ("app reader, adaptive (default)", dict(reader="python", spin_ns=DEFAULT_SPIN_NS, adaptive=True)),
+)
+
+
 def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int = 4096) -> dict:
-    steady_n, rounds = (250, 2) if short else (1000, 6)
     flood_n = 200_000 if short else 4_000_000
-    sustain_s = 0.25 if short else 1.0
-    rates = [100_000, 500_000, 1_000_000, 2_000_000] if short else \
-        [100_000, 250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000]
     cpus = rb.default_pinning() if pin else None
     writer_cpu, reader_cpu = cpus if cpus else (None, None)
     out: dict = {"machine": machine(), "mode": "short" if short else "full",
@@ -46,47 +53,16 @@ def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int
     writer = rb.WriterProcess(path, cpu=writer_cpu, websocket=True, slot_count=slot_count)
     try:
         out["ring_bytes"] = os.path.getsize(path)
-        readers = [
-            ("floor C, spinning", dict(reader="floor-spin")),
-            ("floor C, futex", dict(reader="floor-futex")),
-            ("app reader, spinning", dict(reader="python", spin_ns=rb.HUGE_SPIN_NS, adaptive=False)),
-            ("app reader, futex", dict(reader="python", spin_ns=0, adaptive=False)),
-            ("app reader, adaptive (default)", dict(reader="python", spin_ns=DEFAULT_SPIN_NS, adaptive=True)),
-        ]
-        # Interleaved rounds, histograms merged: every reader sees the same
-        # scheduler weather, so the ratios compare like with like.
-        steady: dict = {}
-        for round_no in range(rounds):
-            for name, kw in readers:
-                progress(f"steady 1,000 events/s, round {round_no + 1}/{rounds}: {name}")
-                res = rb.run_scenario(writer, rate=1000, count=steady_n, batch_max=1, cpu=reader_cpu, **kw)
-                steady.setdefault(name, []).append(res)
-        steady = {name: _result(rb.merge_results(results)) for name, results in steady.items()}
-        out["steady_1000"] = steady
+        out["steady_1000"] = _measure_steady(writer, short, progress, reader_cpu)
 
         progress("realistic rates: the app's reader beside the bare C futex reader at 1, 10, 100, 1,000 events/s")
         out["rates"] = {rate: {name: _result(r) for name, r in readers.items()}
                         for rate, readers in rb.rates_beside_floor(writer, short, progress, reader_cpu).items()}
 
-        progress("highest rate with zero missed (app reader, adaptive): climb, then bisect to 10%")
-        best, best_res, tried = rb.zero_loss_search(writer, rates, sustain_s, reader="python",
-                                                    spin_ns=DEFAULT_SPIN_NS, adaptive=True, cpu=reader_cpu)
-        out["max_zero_loss_rate"] = best
-        out["zero_loss_tries"] = tried
-        slot_size = 512
-        out["zero_loss_ring"] = {"slot_count": slot_count, "slot_size": slot_size, "bytes": out["ring_bytes"],
-                                 "seconds_per_try": sustain_s,
-                                 "holds_ms_at_that_rate": round(1000 * slot_count / best, 2) if best else None}
-        at_best = {}
-        if best_res is not None:
-            progress(f"floor C at {best:,.0f} events/s")
-            at_best["floor C, spinning"] = _result(
-                rb.run_scenario(writer, "floor-spin", rate=best, count=int(best * sustain_s), cpu=reader_cpu))
-            at_best["app reader, adaptive (default)"] = _result(best_res)
-        out["full_speed"] = at_best
+        _measure_zero_loss(out, writer, short, progress, reader_cpu, slot_count)
 
         flat = {}
-        for name, kw in (readers[0], readers[4]):
+        for name, kw in (READERS[0], READERS[4]):
             progress(f"writer flat out: {name}")
             flat[name] = _result(rb.run_scenario(writer, rate=0, count=flood_n, cpu=reader_cpu, **kw))
         out["writer_flat_out"] = flat
@@ -99,6 +75,43 @@ def measure(path: str, short: bool, progress, pin: bool = False, slot_count: int
         writer.close()
     out["ratios"] = _ratios(out)
     return out
+
+
+def _measure_steady(writer: rb.WriterProcess, short: bool, progress, reader_cpu: int | None) -> dict:
+    """Every reader at a steady 1,000 events/s, in interleaved rounds, histograms merged: every
+    reader sees the same scheduler weather, so the ratios compare like with like."""
+    steady_n, rounds = (250, 2) if short else (1000, 6)
+    steady: dict = {}
+    for round_no in range(rounds):
+        for name, kw in READERS:
+            progress(f"steady 1,000 events/s, round {round_no + 1}/{rounds}: {name}")
+            res = rb.run_scenario(writer, rate=1000, count=steady_n, batch_max=1, cpu=reader_cpu, **kw)
+            steady.setdefault(name, []).append(res)
+    return {name: _result(rb.merge_results(results)) for name, results in steady.items()}
+
+
+def _measure_zero_loss(out: dict, writer: rb.WriterProcess, short: bool, progress, reader_cpu: int | None,
+                       slot_count: int) -> None:
+    """The highest rate the app's reader holds with zero missed, and the floor at that rate."""
+    sustain_s = 0.25 if short else 1.0
+    rates = [100_000, 500_000, 1_000_000, 2_000_000] if short else \
+        [100_000, 250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000]
+    progress("highest rate with zero missed (app reader, adaptive): climb, then bisect to 10%")
+    best, best_res, tried = rb.zero_loss_search(writer, rates, sustain_s, reader="python",
+                                                spin_ns=DEFAULT_SPIN_NS, adaptive=True, cpu=reader_cpu)
+    out["max_zero_loss_rate"] = best
+    out["zero_loss_tries"] = tried
+    slot_size = 512
+    out["zero_loss_ring"] = {"slot_count": slot_count, "slot_size": slot_size, "bytes": out["ring_bytes"],
+                             "seconds_per_try": sustain_s,
+                             "holds_ms_at_that_rate": round(1000 * slot_count / best, 2) if best else None}
+    at_best = {}
+    if best_res is not None:
+        progress(f"floor C at {best:,.0f} events/s")
+        at_best["floor C, spinning"] = _result(
+            rb.run_scenario(writer, "floor-spin", rate=best, count=int(best * sustain_s), cpu=reader_cpu))
+        at_best["app reader, adaptive (default)"] = _result(best_res)
+    out["full_speed"] = at_best
 
 
 def measure_websocket(writer: rb.WriterProcess, short: bool, progress, reader_cpu: int | None = None) -> dict:

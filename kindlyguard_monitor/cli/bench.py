@@ -66,54 +66,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"kgmon bench: {visible(msg)}", file=sys.stderr, flush=True)
 
     try:
-        if args.fleet:
-            from kindlyguard_monitor.bench.fleet_bench import measure_fleet, render_fleet
-
-            out = measure_fleet(args.short, progress)
-            print(json.dumps(out, indent=2) if args.json else render_fleet(out))
-            return EXIT_OK
-        if args.history:
-            from kindlyguard_monitor.bench.history_bench import measure_history, render_history
-
-            out = measure_history(args.short, progress)
-            print(json.dumps(out, indent=2) if args.json else render_history(out))
-            return EXIT_OK
-        if args.gui:
-            from kindlyguard_monitor.bench.gui_bench import measure_app_process, measure_gui, render_gui
-
-            out = measure_gui(args.short, progress)
-            out["app_process"] = measure_app_process(args.short, progress)
-            print(json.dumps(out, indent=2) if args.json else render_gui(out))
+        if args.fleet or args.history or args.gui:
+            _run_app_bench(args, progress)
             return EXIT_OK
         if args.websocket:
-            writer = rb.WriterProcess(path, websocket=True, slot_count=args.slot_count)
-            try:
-                out = {"machine": machine(), "mode": "short" if args.short else "full",
-                       **measure_websocket(writer, args.short, progress)}
-            finally:
-                writer.close()
-            if args.json:
-                print(json.dumps(out, indent=2))
-                return EXIT_OK
-            m = out["machine"]
-            print(f"kgmon bench --websocket ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}, "
-                  f"Python {m['python']}")
-            print(TABLE_HEAD)
-            print("\n".join(render_websocket(out)))
+            _run_websocket(args, path, progress)
             return EXIT_OK
         if args.low_rates:
-            writer = rb.WriterProcess(path, slot_count=args.slot_count)
-            try:
-                out = {"machine": machine(), "mode": "short" if args.short else "full",
-                       "low_rates": measure_low_rates(writer, args.short, progress)}
-            finally:
-                writer.close()
-            if not args.json:
-                m = out["machine"]
-                print(f"kgmon bench --low-rates ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}")
-                print("\n".join(render_low_rates(out["low_rates"])[1:]))
-                return EXIT_OK
-            print(json.dumps(out, indent=2))
+            _run_low_rates(args, path, progress)
             return EXIT_OK
         out = measure(path, args.short, progress, pin=args.pin, slot_count=args.slot_count)
     except Exception as exc:  # a bench failure is reported, not a traceback
@@ -124,3 +84,57 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(own_dir, ignore_errors=True)
     print(json.dumps(out, indent=2) if args.json else render(out))
     return EXIT_OK
+
+
+def _run_app_bench(args: argparse.Namespace, progress) -> None:
+    """--fleet, --history or --gui: the bench of that part (imported only then), printed."""
+    if args.fleet:
+        from kindlyguard_monitor.bench.fleet_bench import measure_fleet, render_fleet
+
+        out = measure_fleet(args.short, progress)
+        print(json.dumps(out, indent=2) if args.json else render_fleet(out))
+    elif args.history:
+        from kindlyguard_monitor.bench.history_bench import measure_history, render_history
+
+        out = measure_history(args.short, progress)
+        print(json.dumps(out, indent=2) if args.json else render_history(out))
+    else:
+        from kindlyguard_monitor.bench.gui_bench import measure_app_process, measure_gui, render_gui
+
+        out = measure_gui(args.short, progress)
+        out["app_process"] = measure_app_process(args.short, progress)
+        print(json.dumps(out, indent=2) if args.json else render_gui(out))
+
+
+def _run_websocket(args: argparse.Namespace, path: str, progress) -> None:
+    """--websocket: only the WebSocket part, printed."""
+    writer = rb.WriterProcess(path, websocket=True, slot_count=args.slot_count)
+    try:
+        out = {"machine": machine(), "mode": "short" if args.short else "full",
+               **measure_websocket(writer, args.short, progress)}
+    finally:
+        writer.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    m = out["machine"]
+    print(f"kgmon bench --websocket ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}, "
+          f"Python {m['python']}")
+    print(TABLE_HEAD)
+    print("\n".join(render_websocket(out)))
+
+
+def _run_low_rates(args: argparse.Namespace, path: str, progress) -> None:
+    """--low-rates: only the low-rate comparison, printed."""
+    writer = rb.WriterProcess(path, slot_count=args.slot_count)
+    try:
+        out = {"machine": machine(), "mode": "short" if args.short else "full",
+               "low_rates": measure_low_rates(writer, args.short, progress)}
+    finally:
+        writer.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    m = out["machine"]
+    print(f"kgmon bench --low-rates ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}")
+    print("\n".join(render_low_rates(out["low_rates"])[1:]))
