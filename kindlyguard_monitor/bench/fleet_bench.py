@@ -26,7 +26,7 @@ from pathlib import Path
 from kindlyguard_monitor.fleet import message, subjects
 from kindlyguard_monitor.fleet.connect import Options, ensure_stream
 from kindlyguard_monitor.fleet.forwarder import DEFAULT_WINDOW, READ_MAX, Forwarder
-from kindlyguard_monitor.fleet.publish import FastBatch
+from kindlyguard_monitor.fleet.publish import FastBatch, error_sentence
 from kindlyguard_monitor.fleet.wire import Wire
 from kindlyguard_monitor.fleet.localserver import Cluster, NatsServer
 from kindlyguard_monitor.history.records import StoredThreat, stored_threat
@@ -212,7 +212,8 @@ class _Pipelined:
         p = self.waiting.pop(msg.subject[len(self.prefix):], None)
         if p is not None:
             p.acked_at = time.perf_counter()
-            p.result = True if msg.data and b'"error"' not in msg.data else (msg.data or b"503").decode()[:200]
+            refused = error_sentence(msg.data, msg.headers)  # read as the forwarder reads a refusal
+            p.result = True if refused is None else refused[0]
 
 
 async def _fleet(urls: str, hosts: int, per_host_rate: float, seconds: float) -> dict:

@@ -39,10 +39,10 @@ BATCHES_DISABLED = 10205  # the stream does not allow fast-ingest batches (its a
 class Sent:
     """A publish not yet acknowledged; (threat_row, gap_row) is the cursor once it and all before it are."""
 
-    __slots__ = ("n", "threat_row", "gap_row", "result")
+    __slots__ = ("n", "threat_row", "gap_row")
 
     def __init__(self, n: int, threat_row: int, gap_row: int):
-        self.n, self.threat_row, self.gap_row, self.result = n, threat_row, gap_row, None
+        self.n, self.threat_row, self.gap_row = n, threat_row, gap_row
 
 
 class _Publisher:
@@ -205,11 +205,7 @@ class FastBatch(_Publisher):
             self.problem = (f"a publish was lost on the way (the stream expected message {gap.get('last_seq')} of "
                             f"the batch, got {gap.get('seq')}) and stored none after it")
             return
-        if b'"type":"err"' in data:
-            err = (json.loads(data).get("error") or {})
-            self.problem = f"{err.get('description', 'error')} ({err.get('err_code', '?')})"
-            return
-        refused = error_sentence(data, msg.headers)
+        refused = error_sentence(data, msg.headers)  # an error answer ({"error": ...}), with or without "type":"err"
         if refused is not None:
             why, code = refused
             if code == BATCHES_DISABLED:
