@@ -106,16 +106,24 @@ def _run_app_bench(args: argparse.Namespace, progress) -> None:
         print(json.dumps(out, indent=2) if args.json else render_gui(out))
 
 
-def _run_websocket(args: argparse.Namespace, path: str, progress) -> None:
-    """--websocket: only the WebSocket part, printed."""
-    writer = rb.WriterProcess(path, websocket=True, slot_count=args.slot_count)
+def _measured(args: argparse.Namespace, writer, measure) -> dict | None:
+    """One part of the ring bench, measured with `writer` (closed after): printed as JSON with --json
+    (then None), else returned for its table."""
     try:
-        out = {"machine": machine(), "mode": "short" if args.short else "full",
-               **measure_websocket(writer, args.short, progress)}
+        out = {"machine": machine(), "mode": "short" if args.short else "full", **measure(writer)}
     finally:
         writer.close()
     if args.json:
         print(json.dumps(out, indent=2))
+        return None
+    return out
+
+
+def _run_websocket(args: argparse.Namespace, path: str, progress) -> None:
+    """--websocket: only the WebSocket part, printed."""
+    out = _measured(args, rb.WriterProcess(path, websocket=True, slot_count=args.slot_count),
+                    lambda writer: measure_websocket(writer, args.short, progress))
+    if out is None:
         return
     m = out["machine"]
     print(f"kgmon bench --websocket ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}, "
@@ -126,14 +134,9 @@ def _run_websocket(args: argparse.Namespace, path: str, progress) -> None:
 
 def _run_low_rates(args: argparse.Namespace, path: str, progress) -> None:
     """--low-rates: only the low-rate comparison, printed."""
-    writer = rb.WriterProcess(path, slot_count=args.slot_count)
-    try:
-        out = {"machine": machine(), "mode": "short" if args.short else "full",
-               "low_rates": measure_low_rates(writer, args.short, progress)}
-    finally:
-        writer.close()
-    if args.json:
-        print(json.dumps(out, indent=2))
+    out = _measured(args, rb.WriterProcess(path, slot_count=args.slot_count),
+                    lambda writer: {"low_rates": measure_low_rates(writer, args.short, progress)})
+    if out is None:
         return
     m = out["machine"]
     print(f"kgmon bench --low-rates ({out['mode']}) on {m['cpu']}, {m['cores']} cores, {m['os']}")
