@@ -18,6 +18,8 @@ import os
 # The ring's geometry limits (native/kg_layout.h), for --slot-size and --slot-count.
 from kindlyguard_monitor.ring.layout import SLOT_COUNT_MAX, SLOT_COUNT_MIN, SLOT_SIZE_MAX, SLOT_SIZE_MIN  # noqa: F401
 from kindlyguard_monitor.textsafe import visible
+
+TIME_OPTIONS = ("--since", "--until")  # `kgmon export`'s, whose `-1h` values main.py joins before parsing
 from kindlyguard_monitor.transport.urls import ws_url_problem
 from kindlyguard_monitor.vocabulary import ENV_WS_URL, parse_port
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from kindlyguard_monitor.cli.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from kindlyguard_monitor.cli.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, TIME_OPTIONS
 from kindlyguard_monitor.history import db, export, query
 from kindlyguard_monitor.textsafe import visible
 from kindlyguard_monitor.threats import SEVERITY_NUMBER, THREAT_TYPES
@@ -84,9 +84,6 @@ def _severity(text: str) -> int:
     if key in ("1", "2", "3", "4"):
         return int(key)
     raise argparse.ArgumentTypeError(f"unknown severity {text!r}; one of Low, Medium, High, Critical")
-
-
-TIME_OPTIONS = ("--since", "--until")
 
 
 def join_time_values(argv: list[str]) -> list[str]:

@@ -22,7 +22,8 @@ import logging
 import sys
 
 from kindlyguard_monitor import __version__
-from kindlyguard_monitor.cli.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Parser, ws_url, ws_url_from_env
+from kindlyguard_monitor.cli.args import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, TIME_OPTIONS, Parser, ws_url,
+                                          ws_url_from_env)
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
 from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL
 
@@ -100,7 +101,7 @@ def gui_args(argv: list[str]) -> argparse.Namespace | None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    if "--since" in argv or "--until" in argv:  # cli/export.py's TIME_OPTIONS
+    if any(option in argv for option in TIME_OPTIONS):  # only then is cli/export.py needed
         from kindlyguard_monitor.cli.export import join_time_values
 
         argv = join_time_values(argv)
