@@ -4,7 +4,8 @@ Measures, on a fresh database in a temporary folder:
 
 - with the reader at full speed: the bench's C writer process
   (kindlyguard_monitor.bench.ring_bench) publishes at a steady rate into a 2 MiB ring, the
-  app's reader (adaptive, as the app runs it) polls it in a thread and hands
+  app's reader (adaptive, as the app runs it, with the app's garbage-collector settings:
+  kindlyguard_monitor.gui.startup.freeze_startup_objects) polls it in a thread and hands
   every batch to HistoryStore.submit(), as the app does. Per rate: what
   the reader delivered and missed (does storing slow the reader?), how far
   behind the store was when the last event was read, and the store rate
@@ -49,6 +50,7 @@ from kindlyguard_monitor import _ring
 from kindlyguard_monitor.bench import ring_bench as rb
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.event import from_ring
+from kindlyguard_monitor.gui.startup import freeze_startup_objects
 from kindlyguard_monitor.history import query
 from kindlyguard_monitor.history.records import THREAT_COLUMNS, threat_rows
 from kindlyguard_monitor.history.schema import MIGRATIONS, PAGE_SIZE
@@ -116,7 +118,7 @@ def live(folder: Path, rate: int, seconds: float, store: bool = True) -> dict:
                 if history is not None:
                     history.submit([batch])
         seen["lag"] = history.lag() if history is not None else 0
-        seen["counts"] = (reader.delivered, reader.missed, reader.corrupt)
+        seen["counts"] = (reader.delivered, reader.missed, reader.corrupt, reader.max_stall_ns / 1000)
         reader.close()
 
     thread = threading.Thread(target=read, name="bench-history-reader", daemon=True)
@@ -126,12 +128,13 @@ def live(folder: Path, rate: int, seconds: float, store: bool = True) -> dict:
         time.sleep(0.05)  # let the reader reach its first wait
         writer.run(rate, count, 256)
         thread.join()
-        delivered, missed, corrupt = seen["counts"]
+        delivered, missed, corrupt, stall_us = seen["counts"]
+        got = {"rate": rate, "delivered": delivered, "missed": missed + corrupt, "max_stall_us": round(stall_us)}
         if history is None:
-            return {"rate": rate, "delivered": delivered, "missed": missed + corrupt}
+            return got
         history.flush()
         done = time.perf_counter()
-        return {"rate": rate, "delivered": delivered, "missed": missed + corrupt, "stored": history.stored,
+        return {**got, "stored": history.stored,
                 "lag_at_last_read": seen["lag"],
                 "store_rate_per_s": round(history.stored / (done - seen["first"])) if "first" in seen else 0}
     finally:
@@ -189,6 +192,7 @@ def measure_history(short: bool, progress) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="kgmon-history-bench-"))
     path = folder / "history.sqlite3"
     out: dict = {"mode": "short" if short else "full", "threats": n}
+    freeze_startup_objects()  # the collector as the app sets it (kindlyguard_monitor.gui.launch.run)
     try:
         _measure_live(out, folder, short, progress)
         progress(f"history: making {n:,} threats")
@@ -222,7 +226,7 @@ def _measure_live(out: dict, folder: Path, short: bool, progress) -> None:
         progress(f"history: C writer at {rate:,}/s, the app's reader alone, then storing everything")
         alone = live(folder, rate, seconds, store=False)
         out["live"].append(dict(live(folder, rate, seconds), alone_delivered=alone["delivered"],
-                                alone_missed=alone["missed"]))
+                                alone_missed=alone["missed"], alone_max_stall_us=alone["max_stall_us"]))
 
 
 def _measure_store(out: dict, path: Path, n: int, batches: list, progress) -> None:
@@ -361,7 +365,8 @@ def render_history(out: dict) -> str:
     for r in out["live"]:
         lines.append(f"    {r['rate']:>9,}/s: {r['delivered']:,} read, {r['missed']:,} missed, {r['stored']:,} "
                      f"stored at {r['store_rate_per_s']:,}/s, {r['lag_at_last_read']:,} waiting when the last was read"
-                     f"; the reader alone: {r['alone_missed']:,} missed")
+                     f"; longest the reader did not poll {r['max_stall_us'] / 1000:.1f} ms; the reader alone: "
+                     f"{r['alone_missed']:,} missed, {r['alone_max_stall_us'] / 1000:.1f} ms")
     floor = out["sqlite_floor_per_s"]
     lines += [
         f"  store alone: {out['threats']:,} threats",

@@ -18,7 +18,7 @@ from collections import deque
 from typing import NamedTuple
 
 from kindlyguard_monitor.event import U64
-from kindlyguard_monitor.history.records import compact
+from kindlyguard_monitor.history.records import PackedRows, compact
 from kindlyguard_monitor.vocabulary import Transport
 
 MAX_PENDING_GAPS = 10_000  # beyond this, new gap records are merged into the last one
@@ -26,11 +26,11 @@ MAX_PENDING_GAPS = 10_000  # beyond this, new gap records are merged into the la
 
 class Pending(NamedTuple):
     """A batch as submitted: its ThreatEvents, or (compact) its ring threats as compact rows
-    (kindlyguard_monitor.history.records.compact)."""
+    (kindlyguard_monitor.history.records.compact), as they are or packed (PackedRows)."""
 
     transport: str
     generation: int | None
-    events: list | tuple
+    events: list | tuple | PackedRows
     compact: bool = False
 
 
@@ -39,13 +39,15 @@ def pending(batch) -> Pending:
     return batch if type(batch) is Pending else Pending(batch.transport, batch.generation, batch.events)
 
 
-def compacted(batch) -> Pending:
-    """A batch with the ring's numbered threats as compact rows (made in C), anything else as it is."""
+def compacted(batch, packed: bool = False) -> Pending:
+    """A batch with the ring's numbered threats as compact rows (made in C), anything else as it is;
+    `packed`: the rows packed into one bytes object (PackedRows), to wait without the collector's walks."""
     events, gen = batch.events, batch.generation
     if events and not getattr(batch, "compact", False) and batch.transport == Transport.SHM \
             and type(gen) is int and 0 <= gen <= U64:
         try:
-            return Pending(batch.transport, gen, compact(events), True)
+            rows = compact(events)
+            return Pending(batch.transport, gen, PackedRows(rows) if packed else rows, True)
         except (AttributeError, TypeError):  # not ThreatEvents: stored by the careful path
             pass
     return pending(batch)

@@ -14,6 +14,7 @@ UTF-8 cannot; each becomes U+FFFD.
 
 from __future__ import annotations
 
+import marshal
 from operator import attrgetter, itemgetter
 from typing import Iterator, NamedTuple
 
@@ -130,16 +131,50 @@ COMPACT_COLUMNS = ("time_us", "type", "severity", "blocked", "flags", "source", 
 SHARED_COLUMNS = ("transport", "generation", "stored_at")
 
 
-def compact(events) -> list[tuple]:
-    """Ring ThreatEvents (a Batch of one numbered generation) as compact rows (COMPACT_FIELDS), in C."""
-    return list(map(_compact_row, events))
+def compact(events) -> tuple:
+    """Ring ThreatEvents (a Batch of one numbered generation) as compact rows (COMPACT_FIELDS), in C:
+    a tuple of tuples, which the collector stops tracking at its first look (a list it walks every time)."""
+    return tuple(map(_compact_row, events))
 
 
-def compact_params(rows: list[tuple]) -> list[list]:
+class PackedRows:
+    """Compact rows packed into one bytes object: how a flood's backlog waits (HistoryStore.submit).
+
+    Rows that wait as tuples are still walked once by the collector's young collection, with
+    the GIL held: 20,000-40,000 waiting rows took 5-25 ms each time here (every field a cache
+    miss on this VM), a stall that made the reader lose events at 200,000/s
+    (docs/benchmarks.md, "The history beside the reader"). A bytes object is not tracked at
+    all. marshal (C, in the standard library) packs ~0.3 µs and unpacks ~0.2 µs a row; the
+    bytes never leave this process, so its format changing between Python versions does not matter.
+    Slicing (a transaction taking part of a batch, the bounded queue dropping the oldest) unpacks
+    and packs again: at most twice per transaction."""
+
+    __slots__ = ("data", "count")
+
+    def __init__(self, rows: tuple):
+        self.data = marshal.dumps(rows)
+        self.count = len(rows)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def rows(self) -> tuple:
+        return marshal.loads(self.data)
+
+    def __iter__(self):
+        return iter(self.rows())
+
+    def __getitem__(self, part: slice) -> "PackedRows":
+        return PackedRows(self.rows()[part])
+
+
+def compact_params(rows) -> list[list]:
     """The parameters of multi-row INSERTs of compact rows (kindlyguard_monitor.history.writer), a
     list per COMPACT_COLUMNS column, rows in order: values of the exact types sqlite3 binds without
     looking for an adapter (a bool and bytes are not: that lookup was 14% of the writer's time). Made in C
     (no Python code per row); raises struct.error for a key that is not numbered."""
+    if type(rows) is PackedRows:
+        rows = rows.rows()
     columns = [list(map(itemgetter(c), rows)) for c in range(len(COMPACT_COLUMNS) - 1)]
     columns[_BLOCKED] = list(map(int, columns[_BLOCKED]))
     # the key as a bytearray: sqlite3 binds it directly, where bytes go through the adapter lookup

@@ -184,14 +184,16 @@ class HistoryStore(WriterThread):
     def submit(self, batches: Iterable) -> None:
         """Queue kindlyguard_monitor.transport.items.Batch-es (or one Batch) to be stored. Never blocks on the disk:
         it appends them to a queue; the writer thread does the rest. While more than COMPACT_WAITING
-        threats wait (the store is behind: a flood), a ring batch waits as compact rows, made here in C
-        (kindlyguard_monitor.history.pending.compacted): a long queue of ThreatEvents is walked by
-        every full GC collection of the reader's thread (0.2-0.6 s each here with 100,000 waiting)."""
+        threats wait (the store is behind: a flood), a ring batch waits as compact rows packed into bytes,
+        made here (kindlyguard_monitor.history.pending.compacted, records.PackedRows): a long queue of
+        Python objects is walked by the collector in the reader's thread, the GIL held (0.2-0.6 s per
+        full collection here with 100,000 ThreatEvents waiting; 5-25 ms per young one with 20,000-40,000
+        compact rows), and the reader misses what the ring overwrites meanwhile."""
         if isinstance(batches, tuple) and hasattr(batches, "events"):
             batches = (batches,)
         if self.saving:
             behind = self._pending.waiting() > COMPACT_WAITING  # read without the lock: a hint
-            batches = [compacted(b) if behind else pending(b) for b in batches]
+            batches = [compacted(b, packed=True) if behind else pending(b) for b in batches]
         with self._cond:
             if not self.saving:
                 n = sum(len(b.events) for b in batches)

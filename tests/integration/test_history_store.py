@@ -3,6 +3,7 @@ retention, migrations, damaged files, a full disk, and a writer killed with SIGK
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
@@ -15,7 +16,7 @@ from history_data import GEN, damage_schema, ring_batch, ring_event, rows, start
 from kindlyguard_monitor.history import db, query
 from kindlyguard_monitor.history import store as store_module
 from kindlyguard_monitor.event import from_ring
-from kindlyguard_monitor.history.records import I64_MAX
+from kindlyguard_monitor.history.records import I64_MAX, PackedRows
 from kindlyguard_monitor.history.schema import SCHEMA_VERSION
 from kindlyguard_monitor.history.store import DAY_US, HistoryStore
 
@@ -129,6 +130,7 @@ def test_a_store_behind_queues_ring_threats_compact_and_stores_both_forms_exactl
         s.submit([ring_batch(events[i:i + 25])])
     s.submit([ws_batch([ws_threat(200)])])
     assert [p.compact for p in s._pending.items] == [False, False, True, True, False]  # ws: never compact
+    assert [type(p.events).__name__ for p in s._pending.items][2:4] == ["PackedRows"] * 2
     s.start()
     try:
         assert s.flush(60) and (s.stored, s.dropped) == (101, 0)
@@ -138,6 +140,57 @@ def test_a_store_behind_queues_ring_threats_compact_and_stores_both_forms_exactl
             t = got[e.seq]
             assert (t.threat_type, t.blocked, t.details, t.timestamp_unix_us, t.id) == \
                 (e.threat_type, e.blocked, e.details, e.timestamp_unix_us, f"{GEN:016x}-{e.seq}")
+    finally:
+        s.close()
+
+
+def test_a_backlog_waits_packed_out_of_the_collectors_sight(path, monkeypatch):
+    # while the store is behind, a ring batch waits as one bytes object: no per-threat object the
+    # garbage collector walks (20,000 waiting compact tuples took it 5-25 ms each young collection,
+    # the GIL held, and the reader lost events at 200,000/s: docs/benchmarks.md)
+    monkeypatch.setattr(store_module, "COMPACT_WAITING", -1)
+    s = HistoryStore(path)  # not started: everything waits
+    batches = [ring_batch([ring_event(i) for i in range(j, j + 500)]) for j in range(0, 20_000, 500)]
+    gc.collect()
+    gc.freeze()  # what exists now is out of sight: what submit() adds is what the next collection walks
+    gc.disable()
+    try:
+        for b in batches:
+            s.submit([b])
+        tracked = len(gc.get_objects())
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    assert s.lag() == 20_000
+    assert tracked < 200  # a Pending and a PackedRows per batch of 500 (as tuples: a walk of 20,000 rows)
+    s.start()
+    try:
+        assert s.flush(60) and (s.stored, s.dropped) == (20_000, 0)
+        assert [r[0] for r in rows(path)] == list(range(20_000))
+    finally:
+        s.close()
+
+
+def test_packed_rows_slice_and_iterate_as_the_rows_they_hold():
+    rows_in = tuple((i, 1, 2, 0, 0, f"src {i}", "\u202e détails", i, GEN, i) for i in range(10))
+    packed = PackedRows(rows_in)
+    assert len(packed) == 10 and tuple(packed) == packed.rows() == rows_in
+    assert not gc.is_tracked(packed.data)
+    head, tail = packed[:4], packed[4:]
+    assert type(head) is PackedRows and (head.rows(), tail.rows()) == (rows_in[:4], rows_in[4:])
+
+
+def test_a_packed_backlog_over_the_bound_drops_the_oldest_inside_a_batch(path, monkeypatch):
+    monkeypatch.setattr(store_module, "COMPACT_WAITING", -1)
+    s = HistoryStore(path, max_pending=120)  # not started: everything waits
+    for i in range(0, 250, 50):
+        s.submit([ring_batch([ring_event(j) for j in range(i, i + 50)])])
+    assert (s.lag(), s.dropped) == (120, 130)
+    s.start()
+    try:
+        assert s.flush(60)
+        assert [r[0] for r in rows(path)] == list(range(130, 250))
+        assert [(g.missed, g.kind) for g in query.gaps(path)] == [(130, "store_overflow")]
     finally:
         s.close()
 
