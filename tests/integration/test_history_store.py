@@ -102,7 +102,7 @@ def test_hostile_values_are_stored_not_crashed_on(store, path):
 
 
 def test_a_big_ring_batch_with_one_unbindable_row_is_stored_whole_and_exact(store, path):
-    # ring batches go in multi-row INSERTs (writer.INSERT_SIZES: 100, then 10, then 1 row a statement):
+    # ring batches go in multi-row INSERTs (inserts.INSERT_SIZES: 100, then 10, then 1 row a statement):
     # 257 threats are 2 x 100, 5 x 10 and 7 x 1; the wild clock (row 250) fails the fast path after
     # 250 rows were inserted, and the careful path stores the rest without storing anything twice
     events = [ring_event(i, threat_type=i % 8, severity=1 + i % 4, blocked=i % 2 == 1, flags=i % 3,
