@@ -25,7 +25,7 @@ from kindlyguard_monitor import __version__
 from kindlyguard_monitor.cli.args import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, TIME_OPTIONS, Parser, ws_url,
                                           ws_url_from_env)
 from kindlyguard_monitor.textsafe import log_to_stderr, visible
-from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL
+from kindlyguard_monitor.vocabulary import DEFAULT_WS_URL, FLOOD_WRITER_COMMAND
 
 
 COMMANDS = ("demo", "tail", "bench", "doctor", "export", "forward")
@@ -110,7 +110,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [FLOOD_WRITER_COMMAND]:  # not a user's command: the app's own child process
+        from kindlyguard_monitor.history import flood_writer
+
+        return flood_writer.main(argv[1:])
+    args = parse_args(argv)
     if getattr(args, "ws_url", "-") is None and args.command != "doctor":  # doctor reports it as a finding
         problem = ws_url_from_env()
         if problem is not None:

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 from kindlyguard_monitor import child_process
 
 
 def demo_command(shm_path: str) -> list[str]:
     """How to start the demo writer, from a source tree, an install or a frozen app."""
-    args = ["demo", "--quiet", "--shm-path", shm_path, "--parent-pid", str(os.getpid())]
-    if getattr(sys, "frozen", False):
-        return [sys.executable, *args]
-    return [sys.executable, "-m", "kindlyguard_monitor", *args]
+    return child_process.kgmon_command("demo", "--quiet", "--shm-path", shm_path, "--parent-pid", str(os.getpid()))
 
 
 class DemoWriter:

@@ -224,13 +224,7 @@ def _prepare(path: Path, max_page_count: int | None) -> sqlite3.Connection:
             check_contents(conn)
         migrate(conn)  # first: a new file's page size cannot change once it is in WAL mode
         conn.execute("PRAGMA journal_mode = WAL").fetchall()
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        conn.execute("PRAGMA temp_store = MEMORY")
-        if max_page_count is not None:
-            conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}").fetchall()
+        _writer_settings(conn, max_page_count)
         ensure_text_index(conn)
         return conn
     except NewerSchema as exc:
@@ -241,6 +235,30 @@ def _prepare(path: Path, max_page_count: int | None) -> sqlite3.Connection:
         if existed and is_corruption(exc):
             raise Unusable(f"it is not a usable history ({exc})", damaged=True) from exc
         raise
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _writer_settings(conn: sqlite3.Connection, max_page_count: int | None) -> None:
+    """What a connection that writes sets for itself (these settings are not kept in the file)."""
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    if max_page_count is not None:
+        conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}").fetchall()
+
+
+def open_flood_writer(path: Path) -> sqlite3.Connection:
+    """The flood writer's own connection (kindlyguard_monitor.history.flood_writer) to a history the
+    store's writer opened, checked and migrated: the same settings, nothing checked or changed,
+    never created (mode=rw). Raises sqlite3.Error."""
+    conn = _connect(path, "rw")
+    try:
+        _writer_settings(conn, None)
+        return conn
     except BaseException:
         conn.close()
         raise

@@ -2,7 +2,7 @@
 
 The store's writer thread (kindlyguard_monitor.history.writer) calls
 write_threats() inside its transaction; so does the flood writer's process
-(kindlyguard_monitor.history.bulk), on its own connection to the same file.
+(kindlyguard_monitor.history.flood_writer), on its own connection to the same file.
 Nothing here opens, commits or keeps anything.
 """
 

@@ -155,6 +155,13 @@ class PackedRows:
         self.data = marshal.dumps(rows)
         self.count = len(rows)
 
+    @classmethod
+    def of(cls, data: bytes, count: int) -> "PackedRows":
+        """Rows packed before (`data`, as another PackedRows holds them)."""
+        packed = cls.__new__(cls)
+        packed.data, packed.count = data, count
+        return packed
+
     def __len__(self) -> int:
         return self.count
 

@@ -4,12 +4,12 @@ The reader hands batches to `submit()`, which only appends them to a queue
 (never blocks, never touches the disk); the writer thread takes what is
 waiting, up to `batch_rows` threats per transaction, and inserts it with
 INSERT OR IGNORE on the threat's key (kindlyguard_monitor.history.records), so a replay or
-a transport switch stores nothing twice. `lag()` says how many threats wait.
-A trickle is gathered for `commit_interval_s` (50 ms) before it is written,
-so 1,000 threats a second cost 20 commits, not 1,000; `flush()` skips the wait.
-If the process is killed, what is lost is what had not been committed: the
-transaction being written and what waited in memory (normally under 50 ms
-of threats); everything committed stays (kindlyguard_monitor.history.db on durability).
+a transport switch stores nothing twice; during a flood, a process of its own
+writes the ring threats (kindlyguard_monitor.history.flood_writer), off the
+reader's GIL. `lag()` says how many threats wait. A trickle is gathered for
+`commit_interval_s` (50 ms), so 1,000 threats a second cost 20 commits, not
+1,000; `flush()` skips the wait. If the process is killed, what had not been
+committed is lost (normally under 50 ms of threats; kindlyguard_monitor.history.db).
 
 Nothing is lost silently:
 
@@ -43,15 +43,12 @@ disk (`size_bytes()`) is the history's and not a WAL's high-water mark;
 closing does the same.
 
 Seen state: `mark_seen(keys)` and `mark_all_seen()` queue behind what was
-submitted before them; `unseen` is the count the tray shows (kept in
-memory, exact after each commit).
+submitted before them; `unseen` is the count the tray shows (exact after each commit).
 
-The queue itself (kindlyguard_monitor.history.pending) is plain bookkeeping;
-the writer thread's loop is kindlyguard_monitor.history.writer; this module is
-the API and the thread's opening, failures and closing.
-
-Searching is not done here: open a reader connection (`open_reader()`) and
-use kindlyguard_monitor.history.query; WAL lets readers run while the writer writes.
+The queue is kindlyguard_monitor.history.pending, the writer thread's loop
+kindlyguard_monitor.history.writer; this module is the API and the thread's
+opening, failures and closing. Searching: `open_reader()` and
+kindlyguard_monitor.history.query (WAL lets readers run while the writer writes).
 """
 
 from __future__ import annotations
@@ -63,7 +60,7 @@ import time
 from typing import Callable, Iterable
 
 from kindlyguard_monitor.event import EventKey
-from kindlyguard_monitor.history import db
+from kindlyguard_monitor.history import db, flood_writer
 from kindlyguard_monitor.history.pending import Mark, PendingQueue, compacted, pending
 from kindlyguard_monitor.history.records import generation_text
 from kindlyguard_monitor.history.retention import RetentionResult
@@ -74,7 +71,7 @@ log = logging.getLogger(__name__)
 DAY_US = 86_400 * 1_000_000
 DEFAULT_MAX_AGE_DAYS = 90.0
 DEFAULT_MAX_ROWS = 1_000_000
-DEFAULT_MAX_PENDING = 1_000_000  # threats waiting; about 250 bytes each in memory
+DEFAULT_MAX_PENDING = 1_000_000  # threats waiting; about 180-250 bytes each in memory
 DEFAULT_BATCH_ROWS = 50_000  # threats per transaction
 COMPACT_WAITING = 10_000  # more threats than this waiting (a flood): submit() queues ring batches compact
 DEFER_WAITING = 50_000  # more than this waiting as a transaction starts (behind by a full one): index later
@@ -93,14 +90,18 @@ class HistoryStore(WriterThread):
                  retention_interval_s: float = RETENTION_INTERVAL_S, commit_interval_s: float = COMMIT_INTERVAL_S,
                  on_error: Callable[[str | None], None] | None = None,
                  max_page_count: int | None = None, now_us: Callable[[], int] = wall_clock_us,
-                 index_text: bool = True, defer_waiting: int = DEFER_WAITING, catch_up: bool = True):
+                 index_text: bool = True, defer_waiting: int = DEFER_WAITING, catch_up: bool = True,
+                 flood_process: bool = True):
         """`path`: the database (default: kindlyguard_monitor.history.db.history_path()). `max_page_count`
         caps the file's size in pages (writes beyond it fail as on a full disk; tests
         use it). `now_us`: the wall clock, in µs, for retention and gap times.
         `index_text=False` leaves the text index unfilled (tests of the unindexed path).
         `defer_waiting`: with more threats waiting than this, a transaction's ring threats go into
         the severity and type indexes behind the writes (kindlyguard_monitor.history.late_index);
-        `catch_up=False` leaves them out of those indexes (tests of the searches' two parts)."""
+        `catch_up=False` leaves them out of those indexes (tests of the searches' two parts).
+        `flood_process`: with more than COMPACT_WAITING threats waiting as a transaction starts, its ring
+        threats are written by a process of its own (kindlyguard_monitor.history.flood_writer);
+        False: by the writer thread, like any other."""
         self.path = db.history_path(path)
         self.max_age_us = int(max_age_days * DAY_US)
         self.max_rows = max(0, int(max_rows))
@@ -125,6 +126,8 @@ class HistoryStore(WriterThread):
         self._page_limit_changed = max_page_count is not None
         self._counter_base = (0, 0, 0)
         self._thread: threading.Thread | None = None
+        self._flood_writer = flood_writer.FloodWriter(self.path) if flood_process else None
+        self.flood_waiting = COMPACT_WAITING  # more waiting as a transaction starts: the flood writer's
         # The writer thread's own.
         self._conn: sqlite3.Connection | None = None
         self._file_rows = 0  # threats in the file (exact after retention, counted up by inserts)
@@ -166,6 +169,11 @@ class HistoryStore(WriterThread):
             return not self._pending.waiting() and self._wal_dirty_at is None
 
     @property
+    def flood_transactions(self) -> int:
+        """Transactions the flood writer's process wrote (the rest: the writer thread)."""
+        return self._flood_writer.transactions if self._flood_writer is not None else 0
+
+    @property
     def max_pending(self) -> int:
         return self._pending.max_pending
 
@@ -184,11 +192,9 @@ class HistoryStore(WriterThread):
     def submit(self, batches: Iterable) -> None:
         """Queue kindlyguard_monitor.transport.items.Batch-es (or one Batch) to be stored. Never blocks on the disk:
         it appends them to a queue; the writer thread does the rest. While more than COMPACT_WAITING
-        threats wait (the store is behind: a flood), a ring batch waits as compact rows packed into bytes,
-        made here (kindlyguard_monitor.history.pending.compacted, records.PackedRows): a long queue of
-        Python objects is walked by the collector in the reader's thread, the GIL held (0.2-0.6 s per
-        full collection here with 100,000 ThreatEvents waiting; 5-25 ms per young one with 20,000-40,000
-        compact rows), and the reader misses what the ring overwrites meanwhile."""
+        threats wait (a flood), a ring batch waits as compact rows packed into bytes (records.PackedRows):
+        a long queue of Python objects is walked by the collector in the reader's thread, the GIL held,
+        while the ring overwrites what the reader has not read (docs/benchmarks.md)."""
         if isinstance(batches, tuple) and hasattr(batches, "events"):
             batches = (batches,)
         if self.saving:
@@ -289,6 +295,9 @@ class HistoryStore(WriterThread):
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive() and self._flood_writer is not None:  # waiting on the process: end it
+                self._flood_writer.stop()
+                self._thread.join(timeout)
         if lost:
             log.warning("closing the threat history with %d threats not stored: %s", lost, self.error or "timeout")
         return flushed
@@ -336,6 +345,8 @@ class HistoryStore(WriterThread):
 
     def _stop_saving(self, message: str) -> None:
         """Final: store nothing from now on, count what waited (and what comes) as not saved."""
+        if self._flood_writer is not None:
+            self._flood_writer.stop()
         self._fail(message)  # first: whoever a flush() wakes sees why
         with self._cond:
             self.saving = False
@@ -346,6 +357,8 @@ class HistoryStore(WriterThread):
     def _reopen_damaged(self, exc: sqlite3.Error) -> None:
         """The file turned out damaged while in use: close it, move it aside, start a new one."""
         log.error("the threat history %s is damaged (%s)", self.path, exc)
+        if self._flood_writer is not None:  # it lets go of the file before the file is moved
+            self._flood_writer.stop()
         conn, self._conn = self._conn, None
         try:
             conn.close()

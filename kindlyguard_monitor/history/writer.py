@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 
-from kindlyguard_monitor.history import db, inserts, late_index, query, retention, text_index
+from kindlyguard_monitor.history import db, flood_writer, inserts, late_index, query, retention, text_index
 from kindlyguard_monitor.history.pending import Mark
 
 log = logging.getLogger("kindlyguard_monitor.history.store")
@@ -126,6 +126,8 @@ class WriterThread:
             self._cond.notify_all()
 
     def _close_conn(self) -> None:
+        if self._flood_writer is not None:
+            self._flood_writer.stop()
         if self._conn is not None:
             self._checkpoint()
             try:
@@ -200,21 +202,15 @@ class WriterThread:
             if not q.has_work():
                 return
             late = q.waiting() > self.defer_waiting  # behind (a flood): the severity and type indexes are filled later
+            flood = q.waiting() > self.flood_waiting  # behind: ring threats are written by the flood writer
             batches, marks = q.take(self.batch_rows)
             gaps = q.take_gaps(lambda n: (self.now_us(), "store", None, n, 0, "store_overflow"))
-        conn = self._conn
         try:
-            if self._page_limit_changed:
-                self._page_limit_changed = False
-                limit = self._page_limit if self._page_limit is not None else 0xFFFFFFFE
-                conn.execute(f"PRAGMA max_page_count = {int(limit)}").fetchall()
             stored_at = self.now_us()
-            conn.execute("BEGIN IMMEDIATE")
-            inserted, skipped = inserts.write_threats(conn, batches, stored_at, late)
-            if gaps:
-                conn.executemany(_INSERT_GAP, gaps)
-            newly_seen, all_seen = self._apply_marks(marks)
-            conn.execute("COMMIT")
+            done = self._write_in_flood_writer(batches, stored_at, late) if flood and not marks and not gaps else None
+            if done is None:
+                done = self._write_here(batches, marks, gaps, stored_at, late)
+            inserted, skipped, newly_seen, all_seen = done
             self.transactions += 1
         except sqlite3.Error as exc:
             self._rollback()
@@ -237,6 +233,41 @@ class WriterThread:
             q.committed(batches, marks, gaps, skipped)
             self._cond.notify_all()
         self._recovered()
+
+    def _write_here(self, batches: list, marks: list[Mark], gaps: list[tuple], stored_at: int,
+                    late: bool) -> tuple[int, int, int, bool]:
+        """The transaction on this thread's connection: (inserted, not storable, newly seen, all seen)."""
+        conn = self._conn
+        if self._page_limit_changed:
+            self._page_limit_changed = False
+            conn.execute(f"PRAGMA max_page_count = {self._page_limit_pragma()}").fetchall()
+        conn.execute("BEGIN IMMEDIATE")
+        inserted, skipped = inserts.write_threats(conn, batches, stored_at, late)
+        if gaps:
+            conn.executemany(_INSERT_GAP, gaps)
+        newly_seen, all_seen = self._apply_marks(marks)
+        conn.execute("COMMIT")
+        return inserted, skipped, newly_seen, all_seen
+
+    def _write_in_flood_writer(self, batches: list, stored_at: int, late: bool) -> tuple[int, int, int, bool] | None:
+        """A flood's transaction of ring threats, in the flood writer's process
+        (kindlyguard_monitor.history.flood_writer); None when it is not for the process
+        (WebSocket threats in it), or the process cannot be used now: this thread writes it."""
+        flood = self._flood_writer
+        if flood is None or not flood.usable():
+            return None
+        items = flood_writer.request_items(batches)
+        if items is None:
+            return None
+        try:
+            inserted, skipped = flood.write(items, stored_at, late, self._page_limit_pragma())
+        except flood_writer.Unavailable as exc:
+            log.warning("%s; the history writes floods itself for %.0f s", exc, flood_writer.RETRY_S)
+            return None
+        return inserted, skipped, 0, False
+
+    def _page_limit_pragma(self) -> int:
+        return int(self._page_limit) if self._page_limit is not None else 0xFFFFFFFE
 
     def _apply_marks(self, marks: list[Mark]) -> tuple[int, bool]:
         """Write seen marks (in the write's transaction); returns (rows newly seen, all marked)."""

@@ -1,0 +1,185 @@
+"""The history's flood writer (kindlyguard_monitor.history.flood_writer): a flood's ring threats
+written by a real `kgmon _history-writer` process on the same SQLite file, and what happens
+when it fails: a full disk, the process killed, a process that never answers right, the app
+killed while it writes."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+
+import psutil
+import pytest
+from conftest import OutputWatcher, start_python
+from history_data import GEN, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
+
+from kindlyguard_monitor.history import flood_writer, query
+from kindlyguard_monitor.history.records import PackedRows
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "history.sqlite3"
+
+
+def flood_store(path, **kw):
+    """A store whose every transaction of ring threats is a flood's (the process writes it)."""
+    store = start_store(path, **kw)
+    store.flood_waiting = -1
+    return store
+
+
+def texts(i: int) -> dict:
+    return dict(threat_type=i % 8, severity=1 + i % 4, blocked=i % 3 == 0, flags=i % 5,
+                source=f"mcp:tools/call {i % 7}", details=f"t {i} \u202e\u200b ‮ é 漢 \x00 end")
+
+
+def test_a_floods_ring_threats_are_written_by_a_process_of_its_own_exactly(path):
+    store = flood_store(path)
+    try:
+        events = [ring_event(i, **texts(i)) for i in range(3000)]
+        for j in range(0, 3000, 250):
+            store.submit([ring_batch(events[j:j + 250])])
+        assert store.flush(60) and store.error is None
+        pid = store._flood_writer.pid
+        assert pid is not None and pid != os.getpid() and psutil.Process(pid).ppid() == os.getpid()
+        assert store.flood_transactions >= 1 and (store.stored, store.duplicates, store.dropped) == (3000, 0, 0)
+        got = {t.seq: t for t in query.recent(path, 5000)}
+        assert sorted(got) == list(range(3000))
+        for e in events:
+            t = got[e.seq]
+            assert (t.threat_type, t.severity, t.blocked, t.flags, t.source, t.details, t.timestamp_unix_us) == \
+                (e.threat_type, e.severity, e.blocked, e.flags, e.source, e.details, e.timestamp_unix_us)
+            assert (t.id, t.transport) == (f"{GEN:016x}-{e.seq}", "shm")
+        assert rows(path, "SELECT count(*) FROM sources") == [(7,)]  # the new rows' sources, in its transaction
+        store.submit([ring_batch(events[:100])])  # the same threats again: not stored twice
+        assert store.flush(60) and (store.stored, store.duplicates) == (3000, 100)
+        assert store.wait_indexed(60)  # the thread fills the indexes behind it as usual
+        assert query.count(path, query.Filter(types={3})) == 375
+    finally:
+        store.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_websocket_threats_and_seen_marks_stay_on_the_writer_thread(path):
+    store = flood_store(path)
+    try:
+        store.submit([ws_batch([ws_threat(i) for i in range(50)])])
+        store.mark_all_seen()
+        assert store.flush(60)
+        assert store.flood_transactions == 0 and store._flood_writer.pid is None  # never started
+        store.submit([ring_batch([ring_event(i) for i in range(100, 200)])])
+        assert store.flush(60) and store.flood_transactions == 1
+        assert (store.stored, store.unseen) == (150, 100)
+    finally:
+        store.close()
+
+
+def test_a_full_disk_in_the_flood_writer_is_the_stores_own_error_and_nothing_is_lost(path):
+    reports: list = []
+    full, recovered = threading.Event(), threading.Event()
+
+    def on_error(message):
+        reports.append(message)
+        (full if message else recovered).set()
+
+    store = flood_store(path, max_page_count=18, on_error=on_error)  # a tiny disk (see test_history_store)
+    try:
+        store.submit([ring_batch([ring_event(i, details="x" * 500) for i in range(2000)])])
+        assert full.wait(60)
+        assert "disk is full" in reports[0] and store.lag() == 2000  # SQLite's own error, from the process
+        store.set_max_page_count(None)
+        assert store.flush(60) and recovered.wait(60) and store.error is None
+        assert store.flood_transactions >= 1
+        assert [r[0] for r in rows(path)] == list(range(2000))
+    finally:
+        store.close()
+
+
+def test_the_flood_writer_killed_between_floods_loses_nothing(path, monkeypatch, caplog):
+    monkeypatch.setattr(flood_writer, "RETRY_S", 0.0)
+    store = flood_store(path)
+    try:
+        store.submit([ring_batch([ring_event(i) for i in range(500)])])
+        assert store.flush(60) and store.flood_transactions == 1
+        first = store._flood_writer.pid
+        os.kill(first, signal.SIGKILL)
+        psutil.Process(first).wait(30)
+        with caplog.at_level(logging.WARNING, logger="kindlyguard_monitor.history.store"):
+            store.submit([ring_batch([ring_event(i) for i in range(500, 1000)])])
+            assert store.flush(60) and store.error is None
+        assert "the history's flood writer" in caplog.text  # said once, and written by the thread meanwhile
+        store.submit([ring_batch([ring_event(i) for i in range(1000, 1500)])])
+        assert store.flush(60)
+        assert store._flood_writer.pid not in (None, first)  # started again after RETRY_S
+        assert [r[0] for r in rows(path)] == list(range(1500)) and store.stored == 1500
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("command", [
+    ["/nonexistent/kgmon"],  # cannot start
+    [sys.executable, "-c", "import sys; sys.stdin.buffer.read(4); sys.stdout.write('no answer'); sys.stdout.flush()"],
+    [sys.executable, "-c", "import sys, marshal, struct; d = marshal.dumps(['not', 'a tuple']); "
+                           "sys.stdout.buffer.write(struct.pack('>I', len(d)) + d); sys.stdout.flush()"],
+], ids=["missing", "garbage", "wrong-shape"])
+def test_a_flood_writer_that_does_not_answer_right_leaves_the_flood_to_the_thread(path, monkeypatch, command):
+    monkeypatch.setattr(flood_writer.child_process, "kgmon_command", lambda *args: command)
+    store = flood_store(path)
+    try:
+        store.submit([ring_batch([ring_event(i) for i in range(300)])])
+        assert store.flush(60) and store.error is None
+        assert store.flood_transactions == 0 and not store._flood_writer.usable()
+        assert [r[0] for r in rows(path)] == list(range(300))
+    finally:
+        store.close()
+
+
+_FLOODER = r"""
+import sys, time
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.history.store import HistoryStore
+from kindlyguard_monitor.event import from_ring
+from kindlyguard_monitor.transport.items import Batch
+store = HistoryStore(sys.argv[1]).start()
+store.wait_ready(60)
+store.flood_waiting = -1  # every transaction of ring threats the flood writer's
+base = time.time_ns() // 1000
+seq = 0
+while True:
+    store.submit([Batch("shm", 7, from_ring([_ring.Event((s, 0, 0, base + s, 1, 2, False, 0, "src", "details " * 12))
+                                             for s in range(seq, seq + 500)], 7))])
+    seq += 500
+    if seq % 5000 == 0:
+        store.flush()
+        print(seq, store._flood_writer.pid, flush=True)
+"""
+
+
+def test_the_app_killed_mid_flood_ends_its_flood_writer_and_leaves_a_clean_prefix(path):
+    proc = start_python(_FLOODER, path)
+    out = OutputWatcher(proc)
+    out.wait_lines(lambda lines: len(lines) >= 6, 60, "the flooder to flush 30,000 threats")
+    flushed, child = map(int, out.lines[-1][1].split())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    psutil.Process(child).wait(30)  # its stdin ended: it finished its transaction and ended
+    assert rows(path, "PRAGMA quick_check") == [("ok",)]
+    seqs = [r[0] for r in rows(path, "SELECT seq FROM threats ORDER BY seq")]
+    assert seqs == list(range(len(seqs))) and len(seqs) >= flushed
+
+
+def test_messages_round_trip_and_a_broken_stream_is_refused():
+    stream = io.BytesIO()
+    packed = PackedRows(((1, 2, 3, 0, 0, "s", "d", 1, GEN, 1),))
+    flood_writer.send(stream, ("write", 18, 123, True, (("shm", GEN, packed.data, 1),)))
+    whole = stream.getvalue()
+    assert flood_writer.receive(io.BytesIO(whole)) == ("write", 18, 123, True, (("shm", GEN, packed.data, 1),))
+    assert flood_writer.receive(io.BytesIO(b"")) is None  # the end
+    for broken in (whole[:2], whole[:-1], b"\xff\xff\xff\xff" + whole[4:]):
+        with pytest.raises(ValueError):
+            flood_writer.receive(io.BytesIO(broken))
