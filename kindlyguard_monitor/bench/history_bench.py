@@ -134,7 +134,7 @@ def live(folder: Path, rate: int, seconds: float, store: bool = True) -> dict:
             return got
         history.flush()
         done = time.perf_counter()
-        return {**got, "stored": history.stored,
+        return {**got, "stored": history.stored, "flood_transactions": history.flood_transactions,
                 "lag_at_last_read": seen["lag"],
                 "store_rate_per_s": round(history.stored / (done - seen["first"])) if "first" in seen else 0}
     finally:
@@ -244,9 +244,10 @@ def _measure_store(out: dict, path: Path, n: int, batches: list, progress) -> No
         submit_s += time.perf_counter() - s0
     store.flush()
     elapsed = time.perf_counter() - t0
-    if writer_cpu is not None:  # the writer thread's CPU and the submitting thread's (flush() waits asleep)
-        cpu = time.clock_gettime(writer_cpu) - w0 + time.thread_time() - c0
+    if writer_cpu is not None:  # the writer thread's, the flood writer process's and submit()'s (flush() sleeps)
+        cpu = time.clock_gettime(writer_cpu) - w0 + store.flood_writer_cpu_s() + time.thread_time() - c0
         out["store_cpu_us_per_threat"] = round(cpu / n * 1e6, 2)
+    out["flood_transactions"] = store.flood_transactions
     late = store._late_backlog  # stored during the flood, not yet in the severity and type indexes
     l0 = time.perf_counter()
     if late:  # a first page that needs them, while they catch up (what a flood leaves for a moment)
@@ -364,7 +365,8 @@ def render_history(out: dict) -> str:
              "(C writer process, 2 MiB ring):"]
     for r in out["live"]:
         lines.append(f"    {r['rate']:>9,}/s: {r['delivered']:,} read, {r['missed']:,} missed, {r['stored']:,} "
-                     f"stored at {r['store_rate_per_s']:,}/s, {r['lag_at_last_read']:,} waiting when the last was read"
+                     f"stored at {r['store_rate_per_s']:,}/s ({r['flood_transactions']} transactions by the flood "
+                     f"writer), {r['lag_at_last_read']:,} waiting when the last was read"
                      f"; longest the reader did not poll {r['max_stall_us'] / 1000:.1f} ms; the reader alone: "
                      f"{r['alone_missed']:,} missed, {r['alone_max_stall_us'] / 1000:.1f} ms")
     floor = out["sqlite_floor_per_s"]
@@ -375,7 +377,7 @@ def render_history(out: dict) -> str:
         f"  CPU per row, floor / store      {out.get('store_cpu_to_floor', '-'):>12} (floor "
         f"{' and '.join(map(str, out['floor_cpu_us_per_row']))} µs, "
         f"store {out.get('store_cpu_us_per_threat', '-')} µs: "
-        "the writer thread's and submit()'s)",
+        "the writer thread's, the flood writer process's and submit()'s)",
         f"  SQLite with the store's indexes {out['sqlite_indexed_per_s']:>12,} rows/s, "
         f"{out['sqlite_indexed_cpu_us_per_row']} µs CPU per row (the same floor, with the unique key, time, severity "
         "and type indexes)",
@@ -383,7 +385,8 @@ def render_history(out: dict) -> str:
         f"{out['sqlite_key_only_cpu_us_per_row']} µs CPU per row (what a flood's rows cost before the other two)",
         f"  store / SQLite with its indexes {out['store_to_sqlite_indexed']:>12}",
         f"  store rate                      {out['store_rate_per_s']:>12,} threats/s (batches of {BATCH:,}; "
-        f"submit() costs the reader {out['submit_ns_per_threat']} ns per threat)",
+        f"submit() costs the reader {out['submit_ns_per_threat']} ns per threat; "
+        f"{out['flood_transactions']} transactions by the flood writer)",
         f"  severity/type indexes           {format(out.get('late_index_rows_per_s', 0), ','):>12} rows/s "
         f"filled behind the writes ({out.get('late_index_rows', 0):,} rows stored during the flood; "
         f"first page of one type meanwhile {out.get('late_first_page_ms', '-')} ms)",

@@ -109,6 +109,16 @@ class FloodWriter:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
+    def cpu_seconds(self) -> float:
+        """The process's CPU time so far (0 when it is not running): `kgmon bench --history` counts it."""
+        import psutil
+
+        try:
+            times = psutil.Process(self.pid).cpu_times() if self.pid is not None else None
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system if times is not None else 0.0
+
     def usable(self) -> bool:
         return time.monotonic() >= self._off_until
 

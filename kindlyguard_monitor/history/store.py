@@ -173,6 +173,10 @@ class HistoryStore(WriterThread):
         """Transactions the flood writer's process wrote (the rest: the writer thread)."""
         return self._flood_writer.transactions if self._flood_writer is not None else 0
 
+    def flood_writer_cpu_s(self) -> float:
+        """The flood writer process's CPU time so far (0 when it is not running)."""
+        return self._flood_writer.cpu_seconds() if self._flood_writer is not None else 0.0
+
     @property
     def max_pending(self) -> int:
         return self._pending.max_pending
