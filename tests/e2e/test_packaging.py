@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -427,6 +428,39 @@ def test_bundle_has_the_xcb_plugin_the_extension_and_keeps_its_budget(built):
     assert over.returncode == 1 and "over its budget" in over.stderr
     version = subprocess.run([str(onedir / "kgmon"), "--version"], capture_output=True, text=True, timeout=60)
     assert version.stdout.strip() == f"kgmon {__version__}", version.stderr
+
+
+@pytest.mark.packaging
+@BUILD_TIMEOUT
+def test_the_bundle_runs_the_historys_flood_writer(built, tmp_path):
+    # the app starts it as `[sys.executable, "_history-writer", PATH]` (child_process.kgmon_command)
+    from history_data import GEN, ring_event
+
+    from kindlyguard_monitor.event import from_ring
+    from kindlyguard_monitor.history import flood_writer
+    from kindlyguard_monitor.history.records import PackedRows, compact
+    from kindlyguard_monitor.history.store import HistoryStore
+
+    path = tmp_path / "history.sqlite3"
+    store = HistoryStore(path).start()  # made and migrated by the store, as the app does
+    assert store.wait_ready(60) and store.close(60)
+    rows = PackedRows(compact(from_ring([ring_event(i) for i in range(300)], GEN)))
+    proc = subprocess.Popen([str(DIST / "kgmon" / "kgmon"), "_history-writer", str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        flood_writer.send(proc.stdin, ("write", 0xFFFFFFFE, 1, True, (("shm", GEN, rows.data, len(rows)),)))
+        assert flood_writer.receive(proc.stdout) == ("ok", 300, 0)
+        proc.stdin.close()
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*), min(seq), max(seq) FROM threats").fetchone() == (300, 0, 299)
+    finally:
+        conn.close()
 
 
 @pytest.mark.packaging
