@@ -82,3 +82,28 @@ def damage_schema(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE sqlite_schema SET rootpage = 1 WHERE name = 'threats'")
     conn.execute(f"PRAGMA schema_version = {version + 1}")
     conn.execute("PRAGMA writable_schema = OFF")
+
+
+# A store flooded until killed (tests that SIGKILL it mid-flood): every write a flood's for the
+# indexes (defer_waiting=-1), argv[2] the store's flood_waiting (-1: every transaction of ring
+# threats the flood writer process's; 10**9: none); prints "<threats flushed> <flood writer pid>"
+# after every 5,000.
+FLOODER = r"""
+import sys, time
+from kindlyguard_monitor import _ring
+from kindlyguard_monitor.history.store import HistoryStore
+from kindlyguard_monitor.event import from_ring
+from kindlyguard_monitor.transport.items import Batch
+store = HistoryStore(sys.argv[1], defer_waiting=-1).start()
+store.wait_ready(60)
+store.flood_waiting = int(sys.argv[2])
+base = time.time_ns() // 1000
+seq = 0
+while True:
+    store.submit([Batch("shm", 7, from_ring([_ring.Event((s, 0, 0, base + s, 1, 2, False, 0, "src", "details " * 12))
+                                             for s in range(seq, seq + 500)], 7))])
+    seq += 500
+    if seq % 5000 == 0:
+        store.flush()
+        print(seq, store._flood_writer.pid, flush=True)
+"""

@@ -15,7 +15,7 @@ import threading
 import psutil
 import pytest
 from conftest import OutputWatcher, start_python
-from history_data import GEN, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
+from history_data import FLOODER, GEN, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import flood_writer, query
 from kindlyguard_monitor.history.records import PackedRows
@@ -139,29 +139,10 @@ def test_a_flood_writer_that_does_not_answer_right_leaves_the_flood_to_the_threa
         store.close()
 
 
-_FLOODER = r"""
-import sys, time
-from kindlyguard_monitor import _ring
-from kindlyguard_monitor.history.store import HistoryStore
-from kindlyguard_monitor.event import from_ring
-from kindlyguard_monitor.transport.items import Batch
-store = HistoryStore(sys.argv[1]).start()
-store.wait_ready(60)
-store.flood_waiting = -1  # every transaction of ring threats the flood writer's
-base = time.time_ns() // 1000
-seq = 0
-while True:
-    store.submit([Batch("shm", 7, from_ring([_ring.Event((s, 0, 0, base + s, 1, 2, False, 0, "src", "details " * 12))
-                                             for s in range(seq, seq + 500)], 7))])
-    seq += 500
-    if seq % 5000 == 0:
-        store.flush()
-        print(seq, store._flood_writer.pid, flush=True)
-"""
 
 
 def test_the_app_killed_mid_flood_ends_its_flood_writer_and_leaves_a_clean_prefix(path):
-    proc = start_python(_FLOODER, path)
+    proc = start_python(FLOODER, path, "-1")  # every transaction the flood writer's
     out = OutputWatcher(proc)
     out.wait_lines(lambda lines: len(lines) >= 6, 60, "the flooder to flush 30,000 threats")
     flushed, child = map(int, out.lines[-1][1].split())

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 from conftest import OutputWatcher, start_python
-from history_data import GEN, damage_schema, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
+from history_data import FLOODER, GEN, damage_schema, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import db, query
 from kindlyguard_monitor.history import store as store_module
@@ -481,33 +481,15 @@ def test_a_full_disk_is_reported_kept_and_retried(path):
 
 # ---- killed mid-flood
 
-_FLOODER = r"""
-import sys, time
-from kindlyguard_monitor import _ring
-from kindlyguard_monitor.history.store import HistoryStore
-from kindlyguard_monitor.event import from_ring
-from kindlyguard_monitor.transport.items import Batch
-store = HistoryStore(sys.argv[1], defer_waiting=-1).start()  # every write a flood's: indexed behind the writes
-store.wait_ready(60)
-base = time.time_ns() // 1000
-seq = 0
-while True:
-    store.submit([Batch("shm", 7, from_ring([_ring.Event((s, 0, 0, base + s, 1, 2, False, 0, "src", "details " * 12))
-                                             for s in range(seq, seq + 500)], 7))])
-    seq += 500
-    if seq % 5000 == 0:
-        store.flush()
-        print(seq, flush=True)
-"""
 
 
 def test_a_writer_killed_mid_flood_leaves_a_clean_prefix(path):
-    proc = start_python(_FLOODER, path)
+    proc = start_python(FLOODER, path, str(10**9))  # every transaction on the writer thread
     out = OutputWatcher(proc)
     out.wait_lines(lambda lines: len(lines) >= 8, 60, "the flooder to flush 40,000 threats")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
-    flushed = int(out.lines[-1][1])
+    flushed = int(out.lines[-1][1].split()[0])
     assert rows(path, "PRAGMA quick_check") == [("ok",)]
     seqs = [r[0] for r in rows(path, "SELECT seq FROM threats ORDER BY seq")]
     assert seqs == list(range(len(seqs)))  # a prefix of what was submitted, nothing missing inside it
