@@ -1,10 +1,13 @@
-"""The desktop app under load: the assembled app (kindlyguard_monitor.gui.app.MonitorApp) fed
-by the bench's C writer process, measuring
+"""The desktop app under load: the assembled app (kindlyguard_monitor.gui.app.MonitorApp), with
+its threat history (a new one in a temporary folder, as every user has one), fed by the bench's
+C writer process, measuring
 
 - publish → row in the model (the app's own "to screen" histogram),
 - event-loop lateness: a 10 ms QTimer's lateness while threats arrive,
 - the GUI thread's CPU time per second of the phase,
 - the rows kept (bounded) and the process's memory,
+- what the reader missed, and what the history stored (and how much of it the history's flood
+  writer process wrote),
 
 at a steady 1,000 events/s and under a 100,000 events/s flood; and the app as
 a separate process (`kgmon`, as a user starts it): process start to window
@@ -41,13 +44,19 @@ def measure_gui(short: bool, progress) -> dict:
     from kindlyguard_monitor import _ring
     from kindlyguard_monitor.gui.app import MonitorApp
     from kindlyguard_monitor.gui.startup import freeze_startup_objects
+    from kindlyguard_monitor.history.store import HistoryStore
 
     ring_dir = rb.ring_dir()
     path = os.path.join(ring_dir, "gui.shm")
     writer = rb.WriterProcess(path)
+    history_dir = tempfile.mkdtemp(prefix="kgmon-bench-gui-")
     qapp = QApplication.instance() or QApplication([])
     started = time.perf_counter()
-    monitor = MonitorApp(qapp, path, "ws://127.0.0.1:1", demo=False)
+    monitor = MonitorApp(qapp, path, "ws://127.0.0.1:1", demo=False,
+                         history=HistoryStore(os.path.join(history_dir, "history.sqlite3")))
+    counters: dict = {}
+    monitor.reader.counters.connect(lambda c: counters.__setitem__("last", c))
+    monitor.reader.transport_changed.connect(lambda transport, _why: counters.__setitem__("transport", transport))
     lateness = _ring.Histogram()
     last = [time.monotonic_ns()]
 
@@ -67,20 +76,29 @@ def measure_gui(short: bool, progress) -> dict:
         # In-process, modules already imported: the window's own build-and-show time,
         # not a cold start of the app (not measured yet).
         out["build_to_window_s"] = round(time.perf_counter() - started, 3)
+        attached = time.perf_counter()  # the reader starts once the history is open: wait until it reads the ring
+        while counters.get("transport") != "shm" and time.perf_counter() - attached < 10:
+            qapp.processEvents()
+            time.sleep(0.005)
         monitor.window.tabs.setCurrentWidget(monitor.window.overview_tab)  # the overview draws throughout
         phases = [("steady_1000", 1000, 1000 if short else 5000),
                   ("flood_100000", 100_000, 50_000 if short else 500_000)]
+        published = 0
         for name, rate, count in phases:
             progress(f"desktop app: {name}")
             monitor.screen_latency.reset()
             lateness.reset()
             last[0] = time.monotonic_ns()
+            before = counters.get("last")
+            published += count
             out[name] = _gui_phase(qapp, monitor, writer, timer, lateness, rate, count)
+            out[name].update(_reader_and_history(qapp, monitor, counters, before, published))
         out["rss_mib"] = round(psutil.Process().memory_info().rss / 2**20)
     finally:
         monitor.shutdown()
         writer.close()
         shutil.rmtree(ring_dir, ignore_errors=True)  # the ring and its lock: nothing left in /dev/shm
+        shutil.rmtree(history_dir, ignore_errors=True)
     return out
 
 
@@ -111,6 +129,25 @@ def _gui_phase(qapp, monitor, writer: rb.WriterProcess, timer, lateness, rate: i
         "gui_thread_cpu_percent": round(gui_cpu, 1),
         "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
+
+
+def _reader_and_history(qapp, monitor, counters: dict, before, published: int) -> dict:
+    """After a phase (outside its timing): what the reader missed in it, once its counters account
+    for every event published so far, and what the history stored, once it has written everything."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        c = counters.get("last")
+        if c is not None and c.delivered + c.missed + c.corrupt >= published:
+            break
+        qapp.processEvents()
+        time.sleep(0.01)
+    c = counters.get("last")
+    history = monitor.history
+    history.flush(60)
+    base = (before.delivered, before.missed + before.corrupt) if before is not None else (0, 0)
+    return {"reader_delivered": c.delivered - base[0] if c else None,
+            "reader_missed": c.missed + c.corrupt - base[1] if c else None,
+            "history_stored": history.stored, "history_flood_transactions": history.flood_transactions}
 
 
 WINDOW_SHOWN = re.compile(r"window shown (\d+) ms after the process started")
@@ -247,6 +284,10 @@ def render_gui(out: dict) -> str:
         lines.append(f"  {name:<14} publish → row p50 {p['p50']:.1f} ms, p99 {p['p99']:.1f} ms "
                      f"({r['rows_measured']:,} rows); event-loop lateness p50 {lat['p50']:.1f} ms, "
                      f"p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms; {r['rows_in_table']:,} rows kept{extra}")
+        if r.get("reader_delivered") is not None:
+            lines.append(f"  {'':<14} reader: {r['reader_delivered']:,} read, {r['reader_missed']:,} missed; history: "
+                         f"{r['history_stored']:,} stored in all ({r['history_flood_transactions']} transactions "
+                         "by its flood writer)")
     if "app_process" in out:
         a = out["app_process"]
         s = a["start_to_window_ms"]

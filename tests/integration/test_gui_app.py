@@ -145,8 +145,12 @@ def test_gui_bench_short_runs():
     out = json.loads(done.stdout)
     for phase in ("steady_1000", "flood_100000"):
         assert set(out[phase]) == {"publish_to_row_ms", "rows_measured", "event_loop_lateness_ms", "rows_in_table",
-                                   "gui_thread_cpu_percent", "load_average"}
+                                   "gui_thread_cpu_percent", "load_average", "reader_delivered", "reader_missed",
+                                   "history_stored", "history_flood_transactions"}
     assert out["flood_100000"]["rows_in_table"] <= 10_000, "the feed stays bounded"
+    # the app stores what its reader read (its history in a temporary folder, as every user has one)
+    read = out["steady_1000"]["reader_delivered"] + out["flood_100000"]["reader_delivered"]
+    assert read > 0 and out["flood_100000"]["history_stored"] == read
 
 
 def test_a_notification_names_the_table_row_its_click_opens(qtbot, qapp, ring_path):
