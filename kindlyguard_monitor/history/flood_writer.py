@@ -15,7 +15,8 @@ thread's own connection. The thread waits for the answer (without the GIL), so t
 connections never write at once, and each transaction is whole in one of them.
 
 The process is `kgmon _history-writer PATH` (child_process.kgmon_command: a source tree, an
-install or a frozen app), started at the first flood and kept until the store closes. It opens
+install or a frozen app), started by a flood and ended once idle for IDLE_S (or when the store
+closes). It opens
 the file the store has opened, checked and migrated (db.open_flood_writer) and does nothing but
 these transactions. Requests and answers are marshal'd tuples, each after its length (4 bytes),
 on its stdin and stdout; both ends are this program's. It ends when its stdin ends: the store
@@ -49,6 +50,9 @@ from kindlyguard_monitor.vocabulary import FLOOD_WRITER_COMMAND
 log = logging.getLogger("kindlyguard_monitor.history.store")
 
 RETRY_S = 30.0  # after the process failed: the store writes floods itself this long
+# A process with nothing to do this long ends: it holds SQLite's page cache and a flood's buffers
+# (70-80 MiB resident after a flood here); the next flood starts another (about 0.2 s).
+IDLE_S = 10.0
 _LENGTH = struct.Struct(">I")
 MAX_MESSAGE = 1 << 30
 
@@ -103,6 +107,7 @@ class FloodWriter:
         self.path = path
         self._proc: subprocess.Popen | None = None
         self._off_until = 0.0
+        self._last_used = 0.0
         self.transactions = 0  # written by the process
 
     @property
@@ -119,6 +124,10 @@ class FloodWriter:
             return 0.0
         return times.user + times.system if times is not None else 0.0
 
+    def idle_until(self) -> float | None:
+        """When the running process will have been idle IDLE_S (monotonic); None when none runs."""
+        return self._last_used + IDLE_S if self._proc is not None else None
+
     def usable(self) -> bool:
         return time.monotonic() >= self._off_until
 
@@ -129,6 +138,7 @@ class FloodWriter:
             proc = self._started()
             send(proc.stdin, ("write", page_limit, stored_at, late, items))
             answer = receive(proc.stdout)
+            self._last_used = time.monotonic()
         except (OSError, ValueError, EOFError, TypeError) as exc:
             raise self._failed(f"the history's flood writer failed ({exc})") from exc
         if answer is None:

@@ -56,6 +56,9 @@ class WriterThread:
                 if job == "checkpoint":
                     self._checkpoint()
                     continue
+                if job == "flood writer idle":
+                    self._flood_writer.stop()
+                    continue
                 self._write()
                 if wanted or time.monotonic() >= next_retention:
                     self._retention(vacuum=True)
@@ -80,7 +83,8 @@ class WriterThread:
         """Under _cond: wait until there is something to do; "write" (also retention and
         reopening), "late" (threats stopped arriving, rows stored during a flood are not in the
         severity and type indexes yet), "index" (nothing waits, rows are not in the text index
-        yet), "checkpoint" (idle since the last write), or None to stop."""
+        yet), "checkpoint" (idle since the last write), "flood writer idle" (its process has had
+        nothing to do for flood_writer.IDLE_S: it ends), or None to stop."""
         q = self._pending
         while not self._stopping and not self.saving:  # read-only or refused: final
             self._cond.wait()
@@ -105,7 +109,12 @@ class WriterThread:
                     return "index"
                 if self._wal_dirty_at is not None and now >= self._last_write + IDLE_CHECKPOINT_S:
                     return "checkpoint"
+            flood_idle_at = self._flood_writer.idle_until() if self._flood_writer is not None else None
+            if flood_idle_at is not None and not has_work and now >= flood_idle_at:
+                return "flood writer idle"
             wake = next_retention if self._retry_at is None else min(next_retention, self._retry_at)
+            if flood_idle_at is not None:
+                wake = min(wake, flood_idle_at)
             if has_work and not gathered:
                 wake = min(wake, q.first_waiting + self.commit_interval_s)
             if self._wal_dirty_at is not None and not has_work:

@@ -14,7 +14,7 @@ import threading
 
 import psutil
 import pytest
-from conftest import OutputWatcher, start_python
+from conftest import OutputWatcher, start_python, wait_for
 from history_data import FLOODER, GEN, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import flood_writer, query
@@ -24,6 +24,13 @@ from kindlyguard_monitor.history.records import PackedRows
 @pytest.fixture
 def path(tmp_path):
     return tmp_path / "history.sqlite3"
+
+
+def ended(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def flood_store(path, **kw):
@@ -62,7 +69,7 @@ def test_a_floods_ring_threats_are_written_by_a_process_of_its_own_exactly(path)
         assert query.count(path, query.Filter(types={3})) == 375
     finally:
         store.close()
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert ended(pid)
 
 
 def test_websocket_threats_and_seen_marks_stay_on_the_writer_thread(path):
@@ -117,6 +124,23 @@ def test_the_flood_writer_killed_between_floods_loses_nothing(path, monkeypatch,
         assert store.flush(60)
         assert store._flood_writer.pid not in (None, first)  # started again after RETRY_S
         assert [r[0] for r in rows(path)] == list(range(1500)) and store.stored == 1500
+    finally:
+        store.close()
+
+
+def test_an_idle_flood_writer_ends_and_the_next_flood_starts_another(path, monkeypatch):
+    monkeypatch.setattr(flood_writer, "IDLE_S", 0.3)  # 10 s in the app: it holds ~70-80 MiB after a flood
+    store = flood_store(path)
+    try:
+        store.submit([ring_batch([ring_event(i) for i in range(500)])])
+        assert store.flush(60)
+        first = store._flood_writer.pid
+        assert first is not None
+        wait_for(lambda: store._flood_writer.pid is None and ended(first), 30, "the idle flood writer to end")
+        store.submit([ring_batch([ring_event(i) for i in range(500, 1000)])])
+        assert store.flush(60) and store.flood_transactions == 2
+        assert store._flood_writer.pid not in (None, first)
+        assert [r[0] for r in rows(path)] == list(range(1000))
     finally:
         store.close()
 
