@@ -15,7 +15,7 @@ import threading
 import psutil
 import pytest
 from conftest import OutputWatcher, start_python, wait_for
-from history_data import FLOODER, GEN, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
+from history_data import FLOODER, GEN, damage_schema, ring_batch, ring_event, rows, start_store, ws_batch, ws_threat
 
 from kindlyguard_monitor.history import flood_writer, query
 from kindlyguard_monitor.history.records import PackedRows
@@ -103,6 +103,24 @@ def test_a_full_disk_in_the_flood_writer_is_the_stores_own_error_and_nothing_is_
         assert store.flush(60) and recovered.wait(60) and store.error is None
         assert store.flood_transactions >= 1
         assert [r[0] for r in rows(path)] == list(range(2000))
+    finally:
+        store.close()
+
+
+def test_a_file_the_flood_writer_finds_damaged_is_moved_aside_after_it_let_go(path):
+    store = flood_store(path)
+    try:
+        store.submit([ring_batch([ring_event(i) for i in range(10)])])
+        assert store.flush(60) and store.wait_indexed(60)
+        first = store._flood_writer.pid
+        damage_schema(store._conn)  # the process's connection meets it at its next statement
+        store.submit([ring_batch([ring_event(i) for i in range(10, 20)])])
+        assert store.flush(60)
+        assert store.notice and "damaged" in store.notice and store.error is None
+        assert ended(first) and store._flood_writer.pid not in (None, first)  # a new one, on the new file
+        assert [r[0] for r in rows(path)] == list(range(10, 20))
+        (aside,) = path.parent.glob(f"{path.name}.corrupt-*[0-9]")  # the damaged file, kept
+        assert aside.stat().st_size > 0  # moved, not deleted
     finally:
         store.close()
 
