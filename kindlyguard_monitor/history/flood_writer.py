@@ -31,7 +31,6 @@ use the process again for RETRY_S.
 
 from __future__ import annotations
 
-import logging
 import marshal
 import signal
 import sqlite3
@@ -46,8 +45,6 @@ from kindlyguard_monitor.history import db, inserts
 from kindlyguard_monitor.history.pending import Pending, compacted
 from kindlyguard_monitor.history.records import PackedRows
 from kindlyguard_monitor.vocabulary import FLOOD_WRITER_COMMAND
-
-log = logging.getLogger("kindlyguard_monitor.history.store")
 
 RETRY_S = 30.0  # after the process failed: the store writes floods itself this long
 # A process with nothing to do this long ends: it holds SQLite's page cache and a flood's buffers
@@ -143,7 +140,7 @@ class FloodWriter:
             raise self._failed(f"the history's flood writer failed ({exc})") from exc
         if answer is None:
             raise self._failed(f"the history's flood writer ended (exit status {self._ended()})")
-        if answer[0] == "ok" and len(answer) == 3:
+        if answer[0] == "ok" and len(answer) == 3 and all(type(n) is int and n >= 0 for n in answer[1:]):
             self.transactions += 1
             return answer[1], answer[2]
         if answer[0] == "sqlite" and len(answer) == 5:

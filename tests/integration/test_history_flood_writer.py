@@ -168,7 +168,9 @@ def test_an_idle_flood_writer_ends_and_the_next_flood_starts_another(path, monke
     [sys.executable, "-c", "import sys; sys.stdin.buffer.read(4); sys.stdout.write('no answer'); sys.stdout.flush()"],
     [sys.executable, "-c", "import sys, marshal, struct; d = marshal.dumps(['not', 'a tuple']); "
                            "sys.stdout.buffer.write(struct.pack('>I', len(d)) + d); sys.stdout.flush()"],
-], ids=["missing", "garbage", "wrong-shape"])
+    [sys.executable, "-c", "import sys, marshal, struct; d = marshal.dumps(('ok', 'many', -1)); "
+                           "sys.stdout.buffer.write(struct.pack('>I', len(d)) + d); sys.stdout.flush()"],
+], ids=["missing", "garbage", "wrong-shape", "bad-counts"])
 def test_a_flood_writer_that_does_not_answer_right_leaves_the_flood_to_the_thread(path, monkeypatch, command):
     monkeypatch.setattr(flood_writer.child_process, "kgmon_command", lambda *args: command)
     store = flood_store(path)
