@@ -98,10 +98,12 @@ def request_items(batches: list[Pending]) -> tuple | None:
 
 
 class FloodWriter:
-    """The store's handle on the process (used by its writer thread only)."""
+    """The store's handle on the process (used by its writer thread only). `enabled=False`: never
+    usable, so every transaction stays on the writer thread (HistoryStore(flood_process=False))."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, enabled: bool = True):
         self.path = path
+        self.enabled = enabled
         self._proc: subprocess.Popen | None = None
         self._off_until = 0.0
         self._last_used = 0.0
@@ -126,7 +128,7 @@ class FloodWriter:
         return self._last_used + IDLE_S if self._proc is not None else None
 
     def usable(self) -> bool:
-        return time.monotonic() >= self._off_until
+        return self.enabled and time.monotonic() >= self._off_until
 
     def write(self, items: tuple, stored_at: int, late: bool, page_limit: int) -> tuple[int, int]:
         """One transaction in the process: (threats inserted, threats that could not be stored).
@@ -215,18 +217,8 @@ def serve(path: Path, requests, answers) -> None:
 def _transaction(conn: sqlite3.Connection, stored_at: int, late: bool, items: tuple) -> tuple[int, int]:
     batches = [Pending(transport, generation, PackedRows.of(data, count), True)
                for transport, generation, data, count in items]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        inserted, skipped = inserts.write_threats(conn, batches, stored_at, late)
-        conn.execute("COMMIT")
-        return inserted, skipped
-    except BaseException:
-        try:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-        raise
+    with db.immediate(conn):
+        return inserts.write_threats(conn, batches, stored_at, late)
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from typing import NamedTuple
 
-from kindlyguard_monitor.history import text_index
+from kindlyguard_monitor.history import db, text_index
 
 DELETE_CHUNK = 20_000  # rows per retention DELETE (one short transaction each)
 
@@ -50,17 +50,11 @@ def apply(conn: sqlite3.Connection, cutoff_us: int, max_rows: int, vacuum: bool)
 
 def _in_transaction(conn: sqlite3.Connection, *statements: str, params: tuple = ()) -> int:
     """Run statements in one transaction; returns the last one's rowcount."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        n = 0
+    n = 0
+    with db.immediate(conn):
         for sql in statements:
             n = conn.execute(sql, params if "?" in sql else ()).rowcount
-        conn.execute("COMMIT")
-        return n
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    return n
 
 
 def _delete_chunks(conn: sqlite3.Connection, select_ids: str, params: tuple, total: int | None) -> int:
@@ -70,18 +64,12 @@ def _delete_chunks(conn: sqlite3.Connection, select_ids: str, params: tuple, tot
     deleted = 0
     while total is None or deleted < total:
         chunk = DELETE_CHUNK if total is None else min(DELETE_CHUNK, total - deleted)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with db.immediate(conn):
             conn.execute("DELETE FROM temp.doomed")
             conn.execute(f"INSERT INTO temp.doomed (id) {select_ids}", params + (chunk,))
             text_index.forget(conn, "SELECT id FROM temp.doomed")
             n = conn.execute("DELETE FROM threats WHERE id IN (SELECT id FROM temp.doomed)").rowcount
             text_index.clamp_marks(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         deleted += n
         if n < chunk:
             break

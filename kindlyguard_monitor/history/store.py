@@ -126,7 +126,7 @@ class HistoryStore(WriterThread):
         self._page_limit_changed = max_page_count is not None
         self._counter_base = (0, 0, 0)
         self._thread: threading.Thread | None = None
-        self._flood_writer = flood_writer.FloodWriter(self.path) if flood_process else None
+        self._flood_writer = flood_writer.FloodWriter(self.path, enabled=flood_process)
         self.flood_waiting = COMPACT_WAITING  # more waiting as a transaction starts: the flood writer's
         # The writer thread's own.
         self._conn: sqlite3.Connection | None = None
@@ -171,11 +171,11 @@ class HistoryStore(WriterThread):
     @property
     def flood_transactions(self) -> int:
         """Transactions the flood writer's process wrote (the rest: the writer thread)."""
-        return self._flood_writer.transactions if self._flood_writer is not None else 0
+        return self._flood_writer.transactions
 
     def flood_writer_cpu_s(self) -> float:
         """The flood writer process's CPU time so far (0 when it is not running)."""
-        return self._flood_writer.cpu_seconds() if self._flood_writer is not None else 0.0
+        return self._flood_writer.cpu_seconds()
 
     @property
     def max_pending(self) -> int:
@@ -299,7 +299,7 @@ class HistoryStore(WriterThread):
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-            if self._thread.is_alive() and self._flood_writer is not None:  # waiting on the process: end it
+            if self._thread.is_alive():  # waiting on the flood writer's process: end it
                 self._flood_writer.stop()
                 self._thread.join(timeout)
         if lost:
@@ -349,8 +349,7 @@ class HistoryStore(WriterThread):
 
     def _stop_saving(self, message: str) -> None:
         """Final: store nothing from now on, count what waited (and what comes) as not saved."""
-        if self._flood_writer is not None:
-            self._flood_writer.stop()
+        self._flood_writer.stop()
         self._fail(message)  # first: whoever a flush() wakes sees why
         with self._cond:
             self.saving = False
@@ -361,8 +360,7 @@ class HistoryStore(WriterThread):
     def _reopen_damaged(self, exc: sqlite3.Error) -> None:
         """The file turned out damaged while in use: close it, move it aside, start a new one."""
         log.error("the threat history %s is damaged (%s)", self.path, exc)
-        if self._flood_writer is not None:  # it lets go of the file before the file is moved
-            self._flood_writer.stop()
+        self._flood_writer.stop()  # it lets go of the file before the file is moved
         conn, self._conn = self._conn, None
         try:
             conn.close()

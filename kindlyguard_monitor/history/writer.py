@@ -109,7 +109,7 @@ class WriterThread:
                     return "index"
                 if self._wal_dirty_at is not None and now >= self._last_write + IDLE_CHECKPOINT_S:
                     return "checkpoint"
-            flood_idle_at = self._flood_writer.idle_until() if self._flood_writer is not None else None
+            flood_idle_at = self._flood_writer.idle_until()
             if flood_idle_at is not None and not has_work and now >= flood_idle_at:
                 return "flood writer idle"
             wake = next_retention if self._retry_at is None else min(next_retention, self._retry_at)
@@ -135,8 +135,7 @@ class WriterThread:
             self._cond.notify_all()
 
     def _close_conn(self) -> None:
-        if self._flood_writer is not None:
-            self._flood_writer.stop()
+        self._flood_writer.stop()
         if self._conn is not None:
             self._checkpoint()
             try:
@@ -263,7 +262,7 @@ class WriterThread:
         (kindlyguard_monitor.history.flood_writer); None when it is not for the process
         (WebSocket threats in it), or the process cannot be used now: this thread writes it."""
         flood = self._flood_writer
-        if flood is None or not flood.usable():
+        if not flood.usable():
             return None
         items = flood_writer.request_items(batches)
         if items is None:
