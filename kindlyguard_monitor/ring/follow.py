@@ -37,7 +37,7 @@ import psutil
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.ring import v1
 from kindlyguard_monitor.ring.errors import RingError, Status
-from kindlyguard_monitor.ring.layout import read_header
+from kindlyguard_monitor.ring.layout import STATE_CLOSED, read_header
 from kindlyguard_monitor.ring.reader import DEFAULT_SPIN_NS, Event, Start, open_any
 
 # A writer whose process is gone is believed gone once its heartbeat is also
@@ -227,13 +227,16 @@ class RingFollower:
         return _process_alive(reader.writer_pid) and _heartbeat(self.path) != stalled.heartbeat_mono_ns
 
     def _count_unseen_closed_ring(self, resume: Mapping[int, int]) -> None:
-        """A writer came and went between two attach attempts: count its events as missed."""
+        """A writer came and went between two attach attempts: count its events as missed.
+        The header is read again, by path: if a new writer has replaced the closed ring
+        meanwhile (a restart), that ring is running and is not counted; the next attach takes it."""
         try:
             header = read_header(self.path)
         except RingError:
             return
         generation, published = header.get("generation"), header.get("write_seq")
-        if not (header.get("header_crc_ok") and generation and published is not None):
+        if not (header.get("header_crc_ok") and generation and published is not None
+                and header.get("state") == STATE_CLOSED):
             return
         stalled = self._stalled.pop(generation, None)
         if stalled is not None:  # a writer we had left stalled came back and closed before we saw it

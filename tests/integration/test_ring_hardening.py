@@ -310,6 +310,48 @@ def test_a_reset_past_a_whole_ring_counts_what_it_no_longer_holds(ring_path):
 # ---------------------------------------------------------------- 3. liveness
 
 
+def test_a_restart_seen_half_way_attaches_the_new_writers_ring(ring_path, monkeypatch):
+    # attach() opened the old ring and found it closed; by the time it read the file's header (to
+    # count the events of a writer that came and went unseen), the path held the new writer's
+    # running ring. That ring must not be taken for one already gone: the reader waited for a
+    # writer until the next restart (tests/integration/test_chaos_ring.py, about 1 run in 6).
+    from kindlyguard_monitor.ring import follow
+    from kindlyguard_monitor.ring.writer import RingWriter
+
+    threats_of = ThreatGenerator(5)
+    old = RingWriter(str(ring_path), slot_count=64)
+    f = RingFollower(str(ring_path))
+    f.attach()
+    old.publish(threats_of.batch(5))
+    got = 0
+    while got < 5:
+        got += len(f.poll(1.0))
+    old.close()
+    with pytest.raises(WriterGone):
+        for _ in range(50):
+            f.poll(0.1)
+    new = RingWriter(str(ring_path), slot_count=64)
+    try:
+        new.publish(threats_of.batch(3))
+        real_open = follow.open_any
+
+        def the_old_ring_closed(*args, **kwargs):  # what open_any saw a moment before the rename
+            raise RingError(Status.CLOSED, str(ring_path), "the writer closed the ring")
+
+        monkeypatch.setattr(follow, "open_any", the_old_ring_closed)
+        with pytest.raises(RingError):
+            f.attach()
+        monkeypatch.setattr(follow, "open_any", real_open)
+        reader = f.attach()
+        assert reader.generation == new.generation
+        events = f.poll(1.0)
+        assert [e.seq for e in events] == [0, 1, 2]
+        assert (f.counts.delivered, f.counts.missed, f.counts.corrupt) == (8, 0, 0)
+    finally:
+        f.close()
+        new.close()
+
+
 def test_a_heartbeat_in_the_future_does_not_keep_a_dead_writer_alive(ring_path):
     with PyWriter.create(ring_path, slot_count=64) as w:
         w.publish(events(3))
