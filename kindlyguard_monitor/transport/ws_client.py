@@ -199,10 +199,19 @@ class WsLink:
 
     def _send(self, conn: ClientConnection, name: str) -> bool:
         with self._lock:
-            if not self.commands.take():
-                self.last_refused = f"{name} not sent: over our share of the Shield's rate limit"
+            if not self._take_token(name):
                 return False
-            self._last_command = (name, time.monotonic())
+        return self._transmit(conn, name)
+
+    def _take_token(self, name: str) -> bool:
+        """Our share of the Shield's rate limit allows `name` now (called with the lock held)."""
+        if not self.commands.take():
+            self.last_refused = f"{name} not sent: over our share of the Shield's rate limit"
+            return False
+        self._last_command = (name, time.monotonic())
+        return True
+
+    def _transmit(self, conn: ClientConnection, name: str) -> bool:
         try:
             conn.send(self._command_frame(name))
             return True
@@ -210,14 +219,19 @@ class WsLink:
             return False
 
     def _sync_subscription(self, conn: ClientConnection) -> None:
-        """Tell the server what we want, when it differs from what it was told and the bucket allows."""
+        """Tell the server what we want, when it differs from what it was told and the bucket allows.
+        The link's thread and a caller's both sync: the change is claimed under the lock before it
+        is sent, so it goes once (a second subscribe would spend the server's shared rate limit)."""
         with self._lock:
             want = self._subscribed
-            if self._sent_subscribed == want:
+            before = self._sent_subscribed
+            if before == want or not self._take_token("subscribe" if want else "unsubscribe"):
                 return
-        if self._send(conn, "subscribe" if want else "unsubscribe"):
+            self._sent_subscribed = want
+        if not self._transmit(conn, "subscribe" if want else "unsubscribe"):
             with self._lock:
-                self._sent_subscribed = want
+                if self._sent_subscribed == want:
+                    self._sent_subscribed = before
 
     def _sync_wait(self) -> float:
         """How long the receive loop may block: until the bucket allows a pending subscription change."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 
 import pytest
 from conftest import OutputWatcher, free_port, start_kgmon, wait_for
@@ -21,7 +22,7 @@ from kindlyguard_monitor.threats import Published
 from kindlyguard_monitor.transport import server_frames
 from kindlyguard_monitor.transport.items import ShieldError, ShieldStatus
 from kindlyguard_monitor.transport.manager import TransportManager
-from kindlyguard_monitor.transport.ws_client import COMMAND_BURST
+from kindlyguard_monitor.transport.ws_client import COMMAND_BURST, WsLink
 
 
 @pytest.fixture
@@ -108,12 +109,42 @@ def test_commands_stay_inside_the_servers_rate_limit(shield, managers):  # [S5]
     m = TransportManager("/nonexistent/ring", shield.url, mode="websocket")
     managers.append(m)
     m.start()
-    wait_for(lambda: m.poll(0.05) is not None and shield.commands["subscribe"] == 1, 10, "the subscription")
+    wait_for(lambda: m.poll(0.05) is not None and shield.commands["subscribe"] == 1, 10, "the subscription",
+             detail=lambda: f"commands {dict(shield.commands)}, {shield.summary()}")
     sent = sum(m.send_command("get_status") for _ in range(100))
     assert sent <= COMMAND_BURST
     wait_for(lambda: sum(shield.commands.values()) == 1 + sent, 10, "the commands")
     assert shield.errors_sent["rate_limited"] == 0 and shield.drops == {}
     assert m.link.connected
+
+
+def test_a_subscription_asked_for_from_two_threads_at_once_is_sent_once(shield):  # [S5]
+    """The link's thread and the manager's both sync the subscription; when both saw it unsent,
+    both sent it (CI saw two subscribes, which spend the server's shared limit)."""
+    inside, go = threading.Event(), threading.Event()
+
+    class HeldLink(WsLink):
+        def _command_frame(self, name: str) -> str:
+            if not inside.is_set():  # hold the first sender between its decision and its frame
+                inside.set()
+                assert go.wait(10)
+            return super()._command_frame(name)
+
+    link = HeldLink(shield.url, subscribed=False).start()
+    try:
+        assert link.wait_connected(10)
+        first = threading.Thread(target=link.set_subscribed, args=(True,))
+        first.start()
+        assert inside.wait(10)
+        link.set_subscribed(True)  # a second thread, while the first is sending
+        go.set()
+        first.join(10)
+        assert link.send_command("get_status")  # after the subscribe on the same connection
+        wait_for(lambda: shield.commands["get_status"] == 1, 10, "the get_status")
+        assert shield.commands["subscribe"] == 1, shield.commands
+    finally:
+        go.set()
+        link.stop()
 
 
 def test_a_subscription_the_server_refused_for_its_rate_limit_is_sent_again(shield, managers):  # [S5]
