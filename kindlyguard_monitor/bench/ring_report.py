@@ -47,6 +47,13 @@ def render_websocket(out: dict) -> list[str]:
     return lines
 
 
+def _tries(lines: list[str], tries: list[dict]) -> None:
+    """A zero-loss search's tries, one line each."""
+    for t in tries:
+        lines.append(f"    tried {t['rate']:>11,.0f}/s: {'held' if t['held'] else 'lost'}, {t['delivered']:,} delivered, "
+                     f"{t['missed']:,} missed, reader CPU {t['cpu_percent']:.0f}%, max stall {t['max_stall_us']:,.0f} µs")
+
+
 TABLE_HEAD = (f"{'latency, µs':<44}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>9}{'CPU %':>8}{'missed':>8}"
               f"{'max stall µs':>14}")
 
@@ -81,9 +88,10 @@ def render(out: dict) -> str:
                  f"(to 10%; ring {ring['slot_count']:,} x {ring['slot_size']} B = {ring['bytes'] / 2**20:.2f} MiB"
                  + (f", {ring['holds_ms_at_that_rate']} ms of events at that rate)" if ring["holds_ms_at_that_rate"]
                     else ")"))
-    for t in out["zero_loss_tries"]:
-        lines.append(f"    tried {t['rate']:>11,.0f}/s: {'held' if t['held'] else 'lost'}, {t['delivered']:,} delivered, "
-                     f"{t['missed']:,} missed, reader CPU {t['cpu_percent']:.0f}%, max stall {t['max_stall_us']:,.0f} µs")
+    _tries(lines, out["zero_loss_tries"])
+    for name, floor in out.get("floor_zero_loss", {}).items():
+        lines.append(f"  {'... ' + name:<42}{floor['rate']:>14,.0f} events/s (the same search, same ring)")
+        _tries(lines, floor["tries"])
     lines.append(f"  {'idle CPU (adaptive reader)':<42}{out['idle_cpu_percent']:>13.3f} % "
                  f"(bare C futex reader {out['idle_cpu_floor_percent']:.3f} %)")
     lines.append("")

@@ -619,9 +619,18 @@ def test_bench_short_json(ring_dir):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     for key in ("steady_1000", "full_speed", "writer_flat_out", "max_zero_loss_rate", "idle_cpu_percent", "ratios",
-                "rates", "zero_loss_ring", "idle_cpu_floor_percent"):
+                "rates", "zero_loss_ring", "idle_cpu_floor_percent", "floor_zero_loss"):
         assert key in data, key
     assert data["ring_bytes"] == 4096 + 4096 * 512
+    for name in ("floor C, futex", "floor C, spinning"):  # the zero-loss search, for the floor too
+        floor = data["floor_zero_loss"][name]
+        assert floor["rate"] in [t["rate"] for t in floor["tries"] if t["held"]], floor
+        assert f"highest zero-loss rate: app reader / {name}" in data["ratios"]
+    from kindlyguard_monitor.bench.ring_report import render
+
+    table = render(data)  # the table kgmon bench prints without --json
+    assert f"{floor['rate']:,.0f} events/s (the same search, same ring)" in table
+    assert "highest zero-loss rate: app reader / floor C, futex" in table
 
 
 def test_bisect_zero_loss_finds_the_limit_to_ten_percent():
