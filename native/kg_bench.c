@@ -56,7 +56,7 @@ uint64_t kg_bench_run_paced(kg_writer *w, double rate, uint64_t count, unsigned 
 }
 
 kg_status kg_bench_floor_read(const char *path, uint64_t count, int spin, uint64_t timeout_ns, kg_hist *hist,
-                              kg_floor_result *out, char *err, size_t errlen) {
+                              kg_hist *delivery, kg_floor_result *out, char *err, size_t errlen) {
     enum { CAP = 256 };
     memset(out, 0, sizeof *out);
     kg_reader r = {.transport = hist};
@@ -78,6 +78,10 @@ kg_status kg_bench_floor_read(const char *path, uint64_t count, int spin, uint64
         if (left && entered - left > out->max_stall_ns) out->max_stall_ns = entered - left;
         kg_reader_read(&r, &b);
         left = kg_mono_ns();
+        for (size_t i = 0; i < b.count; i++) {
+            uint64_t pub = b.events[i].publish_mono_ns;
+            kg_hist_record(delivery, left > pub ? left - pub : 0);
+        }
         if (b.count || b.missed || b.corrupt) {
             last = kg_mono_ns();
             if (!first) {

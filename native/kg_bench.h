@@ -26,8 +26,10 @@ typedef struct kg_floor_result {
 /* The bare reader: opens `path` at the newest event and reads until `count`
  * events are accounted for (delivered, missed or corrupt), the ring closes or
  * timeout_ns passes. spin: spin without limit between events; else sleep on
- * the futex at once. Latencies (publish -> observed) go into `hist`. */
+ * the futex at once. Latencies publish -> observed go into `hist`, and
+ * publish -> read (copied and checked, in hand: the floor of the app's
+ * "delivery", which adds only its Python objects) into `delivery`. */
 kg_status kg_bench_floor_read(const char *path, uint64_t count, int spin, uint64_t timeout_ns, kg_hist *hist,
-                              kg_floor_result *out, char *err, size_t errlen);
+                              kg_hist *delivery, kg_floor_result *out, char *err, size_t errlen);
 
 #endif

@@ -24,7 +24,7 @@ PyObject *kgpy_raise(kg_status st, const char *detail) {
 }
 
 /* floor_read(path, count, spin=True, timeout=10.0)
- *     -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns, max_stall_ns)
+ *     -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns, max_stall_ns, delivery Histogram)
  * busy_ns runs from the first event seen to the last one accounted for;
  * max_stall_ns is the longest time between two reads outside a wait.
  * Opens at the newest event and reads `count` events, spinning (spin=True)
@@ -38,8 +38,10 @@ static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&K|pd", kwlist, PyUnicode_FSConverter, &path_obj, &count, &spin,
                                      &timeout))
         return NULL;
-    HistObject *hist = kgpy_hist_new();
-    if (!hist) {
+    HistObject *hist = kgpy_hist_new(), *delivery = kgpy_hist_new();
+    if (!hist || !delivery) {
+        Py_XDECREF(hist);
+        Py_XDECREF(delivery);
         Py_DECREF(path_obj);
         return NULL;
     }
@@ -48,17 +50,21 @@ static PyObject *mod_floor_read(PyObject *m, PyObject *args, PyObject *kw) {
     kg_status st;
     uint64_t timeout_ns = timeout <= 0 ? 0 : (uint64_t)(timeout * 1e9);
     Py_BEGIN_ALLOW_THREADS;
-    st = kg_bench_floor_read(PyBytes_AS_STRING(path_obj), count, spin, timeout_ns, &hist->h, &res, err, sizeof err);
+    st = kg_bench_floor_read(PyBytes_AS_STRING(path_obj), count, spin, timeout_ns, &hist->h, &delivery->h, &res, err,
+                             sizeof err);
     Py_END_ALLOW_THREADS;
     Py_DECREF(path_obj);
     if (st != KG_OK) {
         Py_DECREF(hist);
+        Py_DECREF(delivery);
         return kgpy_raise(st, err);
     }
-    PyObject *out = Py_BuildValue("(KKKOKKK)", (unsigned long long)res.delivered, (unsigned long long)res.missed,
+    PyObject *out = Py_BuildValue("(KKKOKKKO)", (unsigned long long)res.delivered, (unsigned long long)res.missed,
                                   (unsigned long long)res.corrupt, (PyObject *)hist, (unsigned long long)res.cpu_ns,
-                                  (unsigned long long)res.busy_ns, (unsigned long long)res.max_stall_ns);
+                                  (unsigned long long)res.busy_ns, (unsigned long long)res.max_stall_ns,
+                                  (PyObject *)delivery);
     Py_DECREF(hist);
+    Py_DECREF(delivery);
     return out;
 }
 
@@ -91,7 +97,7 @@ static PyObject *mod_v1_checksum(PyObject *m, PyObject *arg) {
 static PyMethodDef module_methods[] = {
     {"floor_read", (PyCFunction)(void (*)(void))mod_floor_read, METH_VARARGS | METH_KEYWORDS,
      "floor_read(path, count, spin=True, timeout=10.0) -> (delivered, missed, corrupt, Histogram, cpu_ns, busy_ns, "
-     "max_stall_ns)"},
+     "max_stall_ns, delivery Histogram)"},
     {"crc32c", mod_crc32c, METH_VARARGS, "crc32c(data, crc=0, table=False) -> int"},
     {"mono_ns", mod_mono_ns, METH_NOARGS, "the ring's monotonic clock, ns"},
     {"v1_checksum", mod_v1_checksum, METH_O, "v1_checksum(event_bytes) -> the v1 event checksum"},

@@ -154,14 +154,16 @@ def _floor_reader(path, count, spin, ready, result: ReaderResult, timeout_s, cpu
     """The bare C reader in a thread (GIL released for the whole run)."""
     _pin_this_thread(cpu)
     ready.set()  # floor_read opens the ring first thing; the writer waits a moment below
-    delivered, missed, corrupt, hist, cpu_ns, busy_ns, stall_ns = _ring.floor_read(path, count, spin=spin,
-                                                                                   timeout=timeout_s)
+    delivered, missed, corrupt, hist, cpu_ns, busy_ns, stall_ns, delivery = _ring.floor_read(
+        path, count, spin=spin, timeout=timeout_s)
     result.delivered, result.missed, result.corrupt = delivered, missed, corrupt
     result.max_stall_us = stall_ns / 1000
     result.wall_s = busy_ns / 1e9
     result.cpu_s = cpu_ns / 1e9
     result.transport_hist = hist
     result.transport = summarize(hist)
+    result.delivery_hist = delivery  # the event read, checked and copied: in hand, in C
+    result.delivery = summarize(delivery)
 
 
 def merge_results(results: list[ReaderResult]) -> ReaderResult:
@@ -218,7 +220,7 @@ IDLE_POLL_S = 0.5  # the longest poll of kgmon tail (cli/tail.py): how often an 
 def idle_cpu_floor(path: str, seconds: float, cpu: int | None = None) -> float:
     """CPU % of the bare C futex reader with a live writer and no events."""
     _pin_this_thread(cpu)
-    *_, cpu_ns, _busy, _stall = _ring.floor_read(path, 1 << 62, spin=False, timeout=seconds)
+    _, _, _, _, cpu_ns, *_ = _ring.floor_read(path, 1 << 62, spin=False, timeout=seconds)
     return 100.0 * cpu_ns / 1e9 / seconds
 
 

@@ -182,7 +182,9 @@ def _ratios(out: dict) -> dict:
         by_rate[f"{rate}/s: app transport p99 / floor futex p99"] = ratio(app["transport_us"].get("p99") or 0,
                                                                           floor["transport_us"].get("p99") or 0)
     return {**by_rate,
-        "spinning delivery p50 / floor spin p50":
+        "spinning delivery p50 / floor spin delivery p50":
+            ratio(p("app reader, spinning", "delivery_us"), p("floor C, spinning", "delivery_us")),
+        "spinning delivery p50 / floor spin transport p50":
             ratio(p("app reader, spinning", "delivery_us"), floor_spin),
         "futex transport p50 / floor futex p50":
             ratio(p("app reader, futex", "transport_us"), floor_futex),

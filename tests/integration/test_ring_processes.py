@@ -664,6 +664,8 @@ def test_bench_rates_beside_the_floor_and_stalls(ring_dir):
     for name, res in out["1000"].items():
         assert (res.delivered, res.missed, res.error) == (250, 0, ""), name
         assert res.transport["count"] == 250 and res.max_stall_us > 0, name
+        # delivery: the app's events as Python objects, the floor's read and checked in C; never before transport
+        assert res.delivery["count"] == 250 and res.delivery["p50"] >= res.transport["p50"], name
 
 
 def test_tail_counts_a_writer_it_never_saw_as_missed(ring_path):
