@@ -34,6 +34,7 @@ import struct
 from typing import Any, NamedTuple
 
 from kindlyguard_monitor._ring import Event as _RingEvent
+from kindlyguard_monitor._ring import threat_events as _threat_events
 from kindlyguard_monitor.threats import format_timestamp, severity_name, threat_type_name
 from kindlyguard_monitor.vocabulary import Transport
 
@@ -203,16 +204,14 @@ def from_ring(events, generation: int | None, transport: Transport = Transport.S
                              blocked=e.blocked, flags=e.flags, source=e.source, details=e.details,
                              publish_mono_ns=e.publish_mono_ns, observe_mono_ns=getattr(e, "observe_mono_ns", None))
                 for e in events]
-    new = tuple.__new__
-    tail = _RING_TAIL
-    out = []
-    append = out.append
     if type(generation) is int and 0 <= generation <= U64:
-        for e in events:
-            append(new(ThreatEvent, (new(EventKey, (generation, e[0], None)), transport, generation) + e + tail))
-        return out
+        # In C, and out of the cyclic GC's sight (they can hold no cycle): a flood's events are
+        # otherwise most of what each young collection walks, in whichever thread allocates.
+        return _threat_events(events, generation, transport, _RING_TAIL, ThreatEvent, EventKey)
+    new = tuple.__new__
+    out = []
     for e in events:  # the Shield's v1 ring: no generation, so keyed by content
         key = EventKey.of(generation, e.seq, e.timestamp_unix_us, e.threat_type, e.severity, e.blocked,
                           e.source, e.details)
-        append(new(ThreatEvent, (key, transport, generation) + e + tail))
+        out.append(new(ThreatEvent, (key, transport, generation) + e + _RING_TAIL))
     return out

@@ -92,6 +92,7 @@ PyObject *kgpy_poller_resume(kgpy_poller *p);
 PyObject *kgpy_poller_hist(kgpy_poller *p, int delivery);
 PyObject *kgpy_poller_wait_stats(kgpy_poller *p);
 PyObject *kgpy_poller_max_stall(kgpy_poller *p, int reset);
+PyObject *kgpy_threat_events(PyObject *m, PyObject *args); /* event.from_ring()'s loop */
 
 #define KGPY_POLL_DOC "poll(timeout=0.1, max_events=0) -> list of Event; waits with the GIL released"
 

@@ -244,3 +244,63 @@ PyObject *kgpy_poller_max_stall(kgpy_poller *p, int reset) {
     if (reset) p->left_c_ns = p->max_stall_ns = 0;
     return out;
 }
+
+/* A tuple subclass instance (a NamedTuple: no __dict__) holding `n` new references from `items`,
+ * built as tuple.__new__(type, items) builds it, then untracked (see threat_events). */
+static PyObject *untracked_record(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
+    PyObject *rec = type->tp_alloc(type, n);
+    if (!rec) {
+        for (Py_ssize_t k = 0; k < n; k++) Py_DECREF(items[k]);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) PyTuple_SET_ITEM(rec, k, items[k]);
+    PyObject_GC_UnTrack(rec);
+    return rec;
+}
+
+/* threat_events(events, generation, transport, tail, event_type, key_type) -> list
+ * event.from_ring()'s conversion of one batch, for a writer generation that numbers its events:
+ * for each Event e, event_type((key_type((generation, e.seq, None)), transport, generation) + e + tail).
+ * Both records hold only ints, strs, bools, None and `transport` (an enum member, which holds no
+ * event): neither can ever be part of a reference cycle, so both are untracked, as the Events are.
+ * Tracked, a flood's events were most of what every young collection walked: 20,000 at a time,
+ * 5-30 ms on the thread that happened to allocate, most often the reader's (docs/benchmarks.md). */
+PyObject *kgpy_threat_events(PyObject *m, PyObject *args) {
+    PyObject *events, *generation, *transport, *tail;
+    PyTypeObject *event_type, *key_type;
+    if (!PyArg_ParseTuple(args, "O!OOO!O!O!", &PyList_Type, &events, &generation, &transport, &PyTuple_Type, &tail,
+                          &PyType_Type, &event_type, &PyType_Type, &key_type))
+        return NULL;
+    const Py_ssize_t ntail = PyTuple_GET_SIZE(tail), width = 3 + 10 + ntail;
+    if (!PyType_IsSubtype(event_type, &PyTuple_Type) || !PyType_IsSubtype(key_type, &PyTuple_Type) ||
+        event_type->tp_dictoffset || key_type->tp_dictoffset || width > 32) {
+        PyErr_SetString(PyExc_TypeError, "event_type and key_type are tuple subclasses without a __dict__");
+        return NULL;
+    }
+    const Py_ssize_t n = PyList_GET_SIZE(events);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(events, i);
+        if (Py_TYPE(e) != kgpy_EventType) {
+            PyErr_SetString(PyExc_TypeError, "events are the ring reader's Events");
+            goto fail;
+        }
+        PyObject *key_items[3] = {Py_NewRef(generation), Py_NewRef(PyStructSequence_GET_ITEM(e, 0)), Py_NewRef(Py_None)};
+        PyObject *key = untracked_record(key_type, key_items, 3);
+        if (!key) goto fail;
+        PyObject *items[32];
+        items[0] = key;
+        items[1] = Py_NewRef(transport);
+        items[2] = Py_NewRef(generation);
+        for (Py_ssize_t k = 0; k < 10; k++) items[3 + k] = Py_NewRef(PyStructSequence_GET_ITEM(e, k));
+        for (Py_ssize_t k = 0; k < ntail; k++) items[13 + k] = Py_NewRef(PyTuple_GET_ITEM(tail, k));
+        PyObject *ev = untracked_record(event_type, items, width);
+        if (!ev) goto fail;
+        PyList_SET_ITEM(out, i, ev);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
