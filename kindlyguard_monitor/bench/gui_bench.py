@@ -43,7 +43,7 @@ def measure_gui(short: bool, progress) -> dict:
 
     from kindlyguard_monitor import _ring
     from kindlyguard_monitor.gui.app import MonitorApp
-    from kindlyguard_monitor.gui.startup import freeze_startup_objects
+    from kindlyguard_monitor.gui.startup import prepare_for_floods
     from kindlyguard_monitor.history.store import HistoryStore
 
     ring_dir = rb.ring_dir()
@@ -70,7 +70,7 @@ def measure_gui(short: bool, progress) -> dict:
     out: dict = {}
     try:
         monitor.start()
-        freeze_startup_objects()  # as kindlyguard_monitor.gui.launch.run() does
+        prepare_for_floods()  # as kindlyguard_monitor.gui.launch.run() does
         while not monitor.window.isVisible() and time.perf_counter() - started < 10:
             qapp.processEvents()
         # In-process, modules already imported: the window's own build-and-show time,

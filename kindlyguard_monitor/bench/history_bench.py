@@ -5,7 +5,7 @@ Measures, on a fresh database in a temporary folder:
 - with the reader at full speed: the bench's C writer process
   (kindlyguard_monitor.bench.ring_bench) publishes at a steady rate into a 2 MiB ring, the
   app's reader (adaptive, as the app runs it, with the app's garbage-collector settings:
-  kindlyguard_monitor.gui.startup.freeze_startup_objects) polls it in a thread and hands
+  kindlyguard_monitor.gui.startup.prepare_for_floods) polls it in a thread and hands
   every batch to HistoryStore.submit(), as the app does. Per rate: what
   the reader delivered and missed (does storing slow the reader?), how far
   behind the store was when the last event was read, and the store rate
@@ -50,7 +50,7 @@ from kindlyguard_monitor import _ring
 from kindlyguard_monitor.bench import ring_bench as rb
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.event import from_ring
-from kindlyguard_monitor.gui.startup import freeze_startup_objects
+from kindlyguard_monitor.gui.startup import prepare_for_floods
 from kindlyguard_monitor.history import query
 from kindlyguard_monitor.history.records import THREAT_COLUMNS, threat_rows
 from kindlyguard_monitor.history.schema import MIGRATIONS, PAGE_SIZE
@@ -192,7 +192,7 @@ def measure_history(short: bool, progress) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="kgmon-history-bench-"))
     path = folder / "history.sqlite3"
     out: dict = {"mode": "short" if short else "full", "threats": n}
-    freeze_startup_objects()  # the collector as the app sets it (kindlyguard_monitor.gui.launch.run)
+    prepare_for_floods()  # the collector and the GIL as the app sets them (kindlyguard_monitor.gui.launch.run)
     try:
         _measure_live(out, folder, short, progress)
         progress(f"history: making {n:,} threats")

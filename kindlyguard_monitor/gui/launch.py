@@ -17,7 +17,7 @@ from kindlyguard_monitor.gui.app_fleet import fleet_history_path, fleet_source, 
 from kindlyguard_monitor.gui.settings import Settings
 from kindlyguard_monitor.gui.signal_wakeup import SignalWakeup
 from kindlyguard_monitor.gui.single_instance import SingleInstance
-from kindlyguard_monitor.gui.startup import choose_ws_url, freeze_startup_objects, ms_since_process_start
+from kindlyguard_monitor.gui.startup import choose_ws_url, ms_since_process_start, prepare_for_floods
 from kindlyguard_monitor.history.store import HistoryStore
 from kindlyguard_monitor.platform_integration import set_windows_app_id
 from kindlyguard_monitor.ring.paths import default_ring_path
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, started=None) -> int:
                          settings=settings, history=history, source=fleet)
     instance.activation_requested.connect(monitor.show_window)
     monitor.start(show_window=not getattr(args, "hidden", False))
-    freeze_startup_objects()
+    prepare_for_floods()
     if started is not None:
         started(monitor)
     if monitor.window.isVisible():

@@ -13,17 +13,22 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import start_python
 
+from kindlyguard_monitor.gui.startup import GC_THRESHOLDS, GIL_SWITCH_INTERVAL_S
+
 SHOWN_MODULES = """
-import json, sys
+import gc, json, sys
 from PySide6.QtCore import QTimer
 from kindlyguard_monitor.cli.main import parse_args
 from kindlyguard_monitor.gui import launch
 
 def started(monitor):
     def shown():
-        print(json.dumps({"visible": monitor.window.isVisible(), "modules": sorted(sys.modules)}), flush=True)
+        print(json.dumps({"visible": monitor.window.isVisible(), "modules": sorted(sys.modules),
+                          "gc_threshold": gc.get_threshold(), "frozen": gc.get_freeze_count(),
+                          "switch_interval": sys.getswitchinterval()}), flush=True)
         monitor.quit()
     QTimer.singleShot(0, shown)
 
@@ -53,6 +58,10 @@ def test_the_first_window_is_shown_without_what_it_does_not_need(ring_path):
     loaded = set(shown["modules"])
     assert "kindlyguard_monitor.gui.main_window" in loaded  # the list is the app's, taken at the right time
     assert not _among(loaded, NOT_AT_START), "imported before the first window was shown"
+    # prepared for floods (gui/startup.py): start-up's objects frozen, the collector and the GIL
+    # set so that the reader thread is not stalled long enough to miss events
+    assert shown["frozen"] > 10_000 and tuple(shown["gc_threshold"]) == GC_THRESHOLDS
+    assert shown["switch_interval"] == pytest.approx(GIL_SWITCH_INTERVAL_S)
 
 
 # The reader thread imports its transports itself (gui/reader_thread.py's run()): the GUI thread's
