@@ -146,6 +146,47 @@ def test_the_flood_writer_killed_between_floods_loses_nothing(path, monkeypatch,
         store.close()
 
 
+# The real flood writer (flood_writer.main), stopped by SIGSTOP after its transaction's INSERTs
+# and before its COMMIT: the test then kills it at that exact point.
+STOPS_MID_TRANSACTION = """
+import os, signal, sys
+from kindlyguard_monitor.history import flood_writer, inserts
+
+real = inserts.write_threats
+
+def write_threats(*args):
+    counts = real(*args)
+    os.kill(os.getpid(), signal.SIGSTOP)  # rows written, not committed
+    return counts
+
+inserts.write_threats = write_threats
+sys.exit(flood_writer.main(sys.argv[1:]))
+"""
+
+
+def test_the_flood_writer_killed_in_the_middle_of_its_transaction_loses_nothing_and_stores_nothing_twice(
+        path, monkeypatch, caplog):
+    monkeypatch.setattr(flood_writer.child_process, "kgmon_command",
+                        lambda *args: [sys.executable, "-c", STOPS_MID_TRANSACTION, *args[1:]])
+    store = flood_store(path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="kindlyguard_monitor.history.store"):
+            store.submit([ring_batch([ring_event(i, **texts(i)) for i in range(2000)])])
+            wait_for(lambda: store._flood_writer.pid is not None, 30, "the flood writer to start")
+            child = psutil.Process(store._flood_writer.pid)
+            wait_for(lambda: child.status() == psutil.STATUS_STOPPED, 30, "the flood writer to stop mid-transaction")
+            child.kill()  # its 2,000 INSERTs written, its COMMIT never
+            assert store.flush(60) and store.error is None
+        assert "the history's flood writer" in caplog.text  # the thread wrote the transaction itself
+        assert store.flood_transactions == 0 and (store.stored, store.duplicates, store.dropped) == (2000, 0, 0)
+        assert [r[0] for r in rows(path)] == list(range(2000))  # each once, in order
+        assert rows(path, "PRAGMA integrity_check") == [("ok",)]
+        got = {t.seq: t for t in query.recent(path, 5000)}
+        assert all(got[i].details == texts(i)["details"] for i in (0, 999, 1999))
+    finally:
+        store.close()
+
+
 def test_an_idle_flood_writer_ends_and_the_next_flood_starts_another(path, monkeypatch):
     monkeypatch.setattr(flood_writer, "IDLE_S", 0.3)  # 10 s in the app: it holds ~70-80 MiB after a flood
     store = flood_store(path)
