@@ -204,14 +204,10 @@ def from_ring(events, generation: int | None, transport: Transport = Transport.S
                              blocked=e.blocked, flags=e.flags, source=e.source, details=e.details,
                              publish_mono_ns=e.publish_mono_ns, observe_mono_ns=getattr(e, "observe_mono_ns", None))
                 for e in events]
+    # In C, and out of the cyclic GC's sight (they can hold no cycle): a flood's events are
+    # otherwise most of what each young collection walks, in whichever thread allocates.
     if type(generation) is int and 0 <= generation <= U64:
-        # In C, and out of the cyclic GC's sight (they can hold no cycle): a flood's events are
-        # otherwise most of what each young collection walks, in whichever thread allocates.
         return _threat_events(events, generation, transport, _RING_TAIL, ThreatEvent, EventKey)
-    new = tuple.__new__
-    out = []
-    for e in events:  # the Shield's v1 ring: no generation, so keyed by content
-        key = EventKey.of(generation, e.seq, e.timestamp_unix_us, e.threat_type, e.severity, e.blocked,
-                          e.source, e.details)
-        out.append(new(ThreatEvent, (key, transport, generation) + e + _RING_TAIL))
-    return out
+    keys = [EventKey.of(generation, e.seq, e.timestamp_unix_us, e.threat_type, e.severity, e.blocked,
+                        e.source, e.details) for e in events]  # the Shield's v1 ring: keyed by content
+    return _threat_events(events, generation, transport, _RING_TAIL, ThreatEvent, EventKey, keys)

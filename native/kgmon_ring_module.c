@@ -102,7 +102,7 @@ static PyMethodDef module_methods[] = {
     {"mono_ns", mod_mono_ns, METH_NOARGS, "the ring's monotonic clock, ns"},
     {"v1_checksum", mod_v1_checksum, METH_O, "v1_checksum(event_bytes) -> the v1 event checksum"},
     {"threat_events", kgpy_threat_events, METH_VARARGS,
-     "threat_events(events, generation, transport, tail, event_type, key_type) -> [event_type, ...]: "
+     "threat_events(events, generation, transport, tail, event_type, key_type, keys=None) -> [event_type, ...]: "
      "event.from_ring()'s conversion, the records untracked by the cyclic GC"},
     {NULL}};
 

@@ -258,19 +258,36 @@ static PyObject *untracked_record(PyTypeObject *type, PyObject **items, Py_ssize
     return rec;
 }
 
-/* threat_events(events, generation, transport, tail, event_type, key_type) -> list
- * event.from_ring()'s conversion of one batch, for a writer generation that numbers its events:
- * for each Event e, event_type((key_type((generation, e.seq, None)), transport, generation) + e + tail).
- * Both records hold only ints, strs, bools, None and `transport` (an enum member, which holds no
- * event): neither can ever be part of a reference cycle, so both are untracked, as the Events are.
+/* Is `key` a key_type record of atoms only (None, ints, bytes), so that untracking it is safe? */
+static int atomic_key(PyObject *key, PyTypeObject *key_type) {
+    if (Py_TYPE(key) != key_type) return 0;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(key); k++) {
+        PyObject *item = PyTuple_GET_ITEM(key, k);
+        if (item != Py_None && !PyLong_CheckExact(item) && !PyBytes_CheckExact(item)) return 0;
+    }
+    return 1;
+}
+
+/* threat_events(events, generation, transport, tail, event_type, key_type, keys=None) -> list
+ * event.from_ring()'s conversion of one batch: for each Event e,
+ * event_type((key, transport, generation) + e + tail), where key is key_type((generation, e.seq,
+ * None)) for a writer generation that numbers its events, or keys[i] (made in Python: the Shield's
+ * v1 ring, keyed by content; each a key_type of None, ints and bytes only).
+ * Both records hold only ints, strs, bytes, bools, None and `transport` (an enum member, which
+ * holds no event): neither can ever be part of a reference cycle, so both are untracked, as the
+ * Events are.
  * Tracked, a flood's events were most of what every young collection walked: 20,000 at a time,
  * 5-30 ms on the thread that happened to allocate, most often the reader's (docs/benchmarks.md). */
 PyObject *kgpy_threat_events(PyObject *m, PyObject *args) {
-    PyObject *events, *generation, *transport, *tail;
+    PyObject *events, *generation, *transport, *tail, *keys = Py_None;
     PyTypeObject *event_type, *key_type;
-    if (!PyArg_ParseTuple(args, "O!OOO!O!O!", &PyList_Type, &events, &generation, &transport, &PyTuple_Type, &tail,
-                          &PyType_Type, &event_type, &PyType_Type, &key_type))
+    if (!PyArg_ParseTuple(args, "O!OOO!O!O!|O", &PyList_Type, &events, &generation, &transport, &PyTuple_Type, &tail,
+                          &PyType_Type, &event_type, &PyType_Type, &key_type, &keys))
         return NULL;
+    if (keys != Py_None && (!PyList_Check(keys) || PyList_GET_SIZE(keys) != PyList_GET_SIZE(events))) {
+        PyErr_SetString(PyExc_TypeError, "keys is None or a list, one key per event");
+        return NULL;
+    }
     const Py_ssize_t ntail = PyTuple_GET_SIZE(tail), width = 3 + 10 + ntail;
     if (!PyType_IsSubtype(event_type, &PyTuple_Type) || !PyType_IsSubtype(key_type, &PyTuple_Type) ||
         event_type->tp_dictoffset || key_type->tp_dictoffset || width > 32) {
@@ -286,9 +303,21 @@ PyObject *kgpy_threat_events(PyObject *m, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "events are the ring reader's Events");
             goto fail;
         }
-        PyObject *key_items[3] = {Py_NewRef(generation), Py_NewRef(PyStructSequence_GET_ITEM(e, 0)), Py_NewRef(Py_None)};
-        PyObject *key = untracked_record(key_type, key_items, 3);
-        if (!key) goto fail;
+        PyObject *key;
+        if (keys == Py_None) {
+            PyObject *key_items[3] = {Py_NewRef(generation), Py_NewRef(PyStructSequence_GET_ITEM(e, 0)),
+                                      Py_NewRef(Py_None)};
+            key = untracked_record(key_type, key_items, 3);
+            if (!key) goto fail;
+        } else {
+            key = PyList_GET_ITEM(keys, i);
+            if (!atomic_key(key, key_type)) {
+                PyErr_SetString(PyExc_TypeError, "a key is a key_type of None, ints and bytes only");
+                goto fail;
+            }
+            PyObject_GC_UnTrack(key);
+            Py_INCREF(key);
+        }
         PyObject *items[32];
         items[0] = key;
         items[1] = Py_NewRef(transport);

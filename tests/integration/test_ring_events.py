@@ -1,5 +1,6 @@
-"""The ring's events as the app takes them in (event.from_ring): a real C writer, the real
-reader, and the conversion in C (_ring.threat_events) against the field-by-field one. The
+"""The ring's events as the app takes them in (event.from_ring): a real C writer (and the
+Shield's v1 ring, written as upstream writes it), the real readers, and the conversion in C
+(_ring.threat_events) against the field-by-field one. The
 records are untracked by the cyclic GC, so a flood's events are not what each young collection
 walks (in the GUI that walk, 5-30 ms, ran mostly on the reader's thread and lost events)."""
 
@@ -13,7 +14,9 @@ import pytest
 from kindlyguard_monitor import _ring
 from kindlyguard_monitor.demo.threats import ThreatGenerator
 from kindlyguard_monitor.event import EventKey, ThreatEvent, from_ring, threat_event
-from kindlyguard_monitor.ring.reader import open_reader
+from kindlyguard_monitor.ring import v1
+from kindlyguard_monitor.ring.reader import open_reader, open_v1_reader
+from kindlyguard_monitor.ring.v1_writer import V1Writer
 from kindlyguard_monitor.ring.writer import RingWriter
 from kindlyguard_monitor.threats import Threat
 from kindlyguard_monitor.vocabulary import Transport
@@ -61,6 +64,26 @@ def test_ring_events_become_the_same_threat_events_as_field_by_field_and_go_untr
     assert got[5].latency_ns == got[5].observe_mono_ns - got[5].publish_mono_ns
 
 
+def test_the_shields_v1_ring_events_are_keyed_by_content_and_go_untracked_too(ring_dir):
+    """The Shield's own ring has no generation: each event's key is its content's digest (made
+    in Python), the records then built and untracked as a v2 batch's are."""
+    path = ring_dir / "shield" / "kindly-guard.shm"
+    writer = V1Writer(path, size=v1.HEADER_SIZE + 64 * v1.EVENT_SIZE)
+    try:
+        for i, t in enumerate(HOSTILE + ThreatGenerator(4).batch(30)):
+            writer.write(t.threat_type, t.severity, t.blocked, t.source, t.details, timestamp_us=1_700_000_000 + i)
+        reader = open_v1_reader(path)
+        events = reader.poll(0)
+        reader.close()
+    finally:
+        writer.close()
+    assert len(events) == 32
+    got = from_ring(events, None)
+    want = [field_by_field(e, None) for e in events]
+    assert got == want and all(g.key.digest and g.key == w.key for g, w in zip(got, want))
+    assert not any(gc.is_tracked(g) or gc.is_tracked(g.key) for g in got)
+
+
 def test_a_flood_of_ring_events_leaves_the_collector_nothing_to_walk(ring_path):
     """20,000 events held (as the model, the feed and the history hold a flood's): the young
     generation grows by the list, not by 40,000 records of 17 fields each."""
@@ -78,7 +101,14 @@ def test_a_flood_of_ring_events_leaves_the_collector_nothing_to_walk(ring_path):
     assert len(held) == 20_000 and added < 100, added
 
 
-def test_the_conversion_refuses_what_is_not_a_ring_event_or_a_record_type():
+@pytest.fixture
+def a_batch_of_one(ring_path):
+    with RingWriter(ring_path) as writer:
+        writer.publish(HOSTILE[:1])
+        return read_all(ring_path, 1)[0]
+
+
+def test_the_conversion_refuses_what_is_not_a_ring_event_or_a_record_type(a_batch_of_one):
     with pytest.raises(TypeError):
         _ring.threat_events([("not", "an", "event")], 1, Transport.SHM, ("", True, None, ""), ThreatEvent, EventKey)
 
@@ -87,3 +117,8 @@ def test_the_conversion_refuses_what_is_not_a_ring_event_or_a_record_type():
 
     with pytest.raises(TypeError):
         _ring.threat_events([], 1, Transport.SHM, ("", True, None, ""), Open, EventKey)
+    with pytest.raises(TypeError):  # a key that holds a list could hold a cycle: never untracked
+        _ring.threat_events(a_batch_of_one, None, Transport.SHM, ("", True, None, ""), ThreatEvent, EventKey,
+                            [EventKey(None, None, [])])
+    with pytest.raises(TypeError):
+        _ring.threat_events(a_batch_of_one, None, Transport.SHM, ("", True, None, ""), ThreatEvent, EventKey, [])
