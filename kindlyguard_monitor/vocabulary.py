@@ -43,8 +43,10 @@ ENV_RESOURCES = "KINDLYGUARD_RESOURCES"  # the icons folder (packagers, tests)
 ENV_RUNTIME_DIR = "KINDLYGUARD_RUNTIME_DIR"  # where WebSocket tokens live (tests)
 ENV_BENCH_DIR = "KINDLYGUARD_BENCH_DIR"  # where the benchmark puts its rings
 
+# kgmon's hidden command, not a user's: the app's history flood writer (history/flood_writer.py).
+FLOOD_WRITER_COMMAND = "_history-writer"
+
 # Defaults a setting, an option and a constructor share.
-FLOOD_WRITER_COMMAND = "_history-writer"  # kgmon's hidden command: the app's history flood writer (history/flood_writer.py)
 DEFAULT_SPIN_NS = 50_000  # adaptive: the most a ring reader spins before it sleeps on the futex
 DEFAULT_SPIN_US = DEFAULT_SPIN_NS / 1000
 DEFAULT_FEED_SIZE = 10_000  # threats kept in the window's live feed

@@ -8,8 +8,8 @@ process of its own wrote 325,000-384,000/s beside the same reader (docs/benchmar
 history beside the reader").
 
 What it takes: a transaction of the store's writer thread (kindlyguard_monitor.history.writer)
-that is a flood's (more than store.DEFER_WAITING threats waiting) and holds only ring threats
-(compact rows, packed: records.PackedRows). Everything else (a trickle, WebSocket threats, gap
+that is a flood's (more than store.flood_waiting, by default COMPACT_WAITING, threats waiting as
+it starts) and holds only ring threats (compact rows, packed: records.PackedRows). Everything else (a trickle, WebSocket threats, gap
 rows, seen marks, the indexes behind the writes, retention, checkpoints) stays on the writer
 thread's own connection. The thread waits for the answer (without the GIL), so the two
 connections never write at once, and each transaction is whole in one of them.

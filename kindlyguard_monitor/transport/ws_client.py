@@ -225,10 +225,11 @@ class WsLink:
         with self._lock:
             want = self._subscribed
             before = self._sent_subscribed
-            if before == want or not self._take_token("subscribe" if want else "unsubscribe"):
+            name = "subscribe" if want else "unsubscribe"
+            if before == want or not self._take_token(name):
                 return
             self._sent_subscribed = want
-        if not self._transmit(conn, "subscribe" if want else "unsubscribe"):
+        if not self._transmit(conn, name):
             with self._lock:
                 if self._sent_subscribed == want:
                     self._sent_subscribed = before
